@@ -1,0 +1,163 @@
+#include "autograd/engine.h"
+
+#include <deque>
+#include <stdexcept>
+#include <unordered_map>
+
+#include "autograd/elementwise.h"
+#include "autograd/node.h"
+#include "tensor/factories.h"
+
+namespace minipipe {
+
+namespace {
+
+Tensor sum_of(const Tensor& total, const Tensor& g) { return total.defined() ? add(total, g) : g; }
+
+void check_gradient_shape(const Tensor& g, const Shape& expected, const std::string& where) {
+  if (g.shape() != expected)
+    throw std::logic_error("gradient of shape " + shape_str(g.shape()) + " for " + where +
+                           " of shape " + shape_str(expected));
+}
+
+// What the engine does with the gradient that reaches a leaf or a chosen input.
+struct Sink {
+  bool accumulate_into_leaves = true;
+  std::unordered_map<const TensorImpl*, size_t> chosen_leaves;
+  std::unordered_map<const Node*, size_t> chosen_nodes;
+  std::vector<Tensor> captured;
+
+  void leaf(const std::shared_ptr<TensorImpl>& impl, const Tensor& g) {
+    check_gradient_shape(g, impl->shape, "a leaf");
+    if (auto it = chosen_leaves.find(impl.get()); it != chosen_leaves.end())
+      captured[it->second] = sum_of(captured[it->second], g);
+    if (!accumulate_into_leaves) return;
+    // A fresh copy on first arrival, so that two leaves never share a gradient buffer.
+    impl->grad = impl->grad ? add(Tensor(impl->grad), g).impl_ptr() : g.clone().impl_ptr();
+  }
+};
+
+void run(const std::vector<Tensor>& roots, const std::vector<Tensor>& root_grads,
+         bool retain_graph, Sink& sink) {
+  if (roots.size() != root_grads.size())
+    throw std::invalid_argument("backward: " + std::to_string(roots.size()) + " roots but " +
+                                std::to_string(root_grads.size()) + " root gradients");
+  NoGradGuard no_grad;  // backward formulas are not themselves recorded
+
+  std::unordered_map<Node*, Tensor> pending;
+  std::unordered_map<Node*, int> dependencies;
+  std::vector<std::shared_ptr<Node>> order;  // every reachable node, kept alive during the run
+
+  // Seed the roots.
+  std::vector<Node*> root_nodes;
+  for (size_t i = 0; i < roots.size(); ++i) {
+    const Tensor& root = roots[i];
+    check_defined("backward", "a root", root);
+    if (!root.requires_grad())
+      throw std::invalid_argument("backward: root " + std::to_string(i) + " (shape " +
+                                  shape_str(root.shape()) + ") does not require grad: nothing "
+                                  "that produced it was marked set_requires_grad()");
+    Tensor g = root_grads[i];
+    if (!g.defined()) {
+      if (root.numel() != 1)
+        throw std::invalid_argument("backward: root " + std::to_string(i) + " has shape " +
+                                    shape_str(root.shape()) + "; pass a gradient of that shape "
+                                    "(only one-element roots get an implicit gradient of 1)");
+      g = ones(root.shape(), DType::Float32, root.device());
+    }
+    if (g.shape() != root.shape())
+      throw std::invalid_argument("backward: gradient of shape " + shape_str(g.shape()) +
+                                  " for root " + std::to_string(i) + " of shape " +
+                                  shape_str(root.shape()));
+    check_same_device("backward", root, g);
+    if (root.is_leaf()) {
+      sink.leaf(root.impl_ptr(), g);
+      continue;
+    }
+    Node* node = root.grad_fn().get();
+    pending[node] = sum_of(pending[node], g);
+    root_nodes.push_back(node);
+  }
+
+  // Count, for every reachable node, how many edges lead into it.
+  std::deque<std::shared_ptr<Node>> stack;
+  for (const Tensor& root : roots)
+    if (!root.is_leaf() && !dependencies.count(root.grad_fn().get())) {
+      dependencies[root.grad_fn().get()] = 0;
+      stack.push_back(root.grad_fn());
+    }
+  while (!stack.empty()) {
+    std::shared_ptr<Node> node = stack.back();
+    stack.pop_back();
+    order.push_back(node);
+    for (const Edge& edge : node->edges()) {
+      if (!edge.node) continue;
+      if (dependencies[edge.node.get()]++ == 0) stack.push_back(edge.node);
+    }
+  }
+
+  // Process nodes once all the gradients flowing into them have arrived.
+  std::deque<Node*> ready;
+  for (Node* node : root_nodes)
+    if (dependencies[node] == 0) {
+      dependencies[node] = -1;  // queued
+      ready.push_back(node);
+    }
+  while (!ready.empty()) {
+    Node* node = ready.front();
+    ready.pop_front();
+    Tensor g = std::move(pending[node]);
+    pending.erase(node);
+    if (auto it = sink.chosen_nodes.find(node); it != sink.chosen_nodes.end() && g.defined())
+      sink.captured[it->second] = sum_of(sink.captured[it->second], g);
+
+    std::vector<Tensor> input_grads;
+    if (g.defined()) {
+      check_gradient_shape(g, node->output_shape(), "the output of '" + node->name() + "'");
+      input_grads = node->apply(g);
+      if (!retain_graph) node->release();
+    }
+    for (size_t i = 0; i < node->edges().size(); ++i) {
+      const Edge& edge = node->edges()[i];
+      const Tensor input_grad = i < input_grads.size() ? input_grads[i] : Tensor();
+      if (edge.leaf && input_grad.defined()) sink.leaf(edge.leaf, input_grad);
+      if (!edge.node) continue;
+      Node* next = edge.node.get();
+      if (input_grad.defined()) pending[next] = sum_of(pending[next], input_grad);
+      if (--dependencies[next] == 0) ready.push_back(next);
+    }
+  }
+}
+
+}  // namespace
+
+void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& root_grads,
+              bool retain_graph) {
+  Sink sink;
+  run(roots, root_grads, retain_graph, sink);
+}
+
+std::vector<Tensor> grad(const std::vector<Tensor>& roots, const std::vector<Tensor>& root_grads,
+                         const std::vector<Tensor>& inputs, bool retain_graph) {
+  Sink sink;
+  sink.accumulate_into_leaves = false;
+  sink.captured.resize(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    check_defined("grad", "an input", inputs[i]);
+    if (!inputs[i].requires_grad())
+      throw std::invalid_argument("grad: input " + std::to_string(i) + " (shape " +
+                                  shape_str(inputs[i].shape()) + ") does not require grad");
+    if (inputs[i].is_leaf()) sink.chosen_leaves[inputs[i].impl()] = i;
+    else sink.chosen_nodes[inputs[i].grad_fn().get()] = i;
+  }
+  run(roots, root_grads, retain_graph, sink);
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (!sink.captured[i].defined()) sink.captured[i] = zeros_like(inputs[i]);
+  return sink.captured;
+}
+
+void Tensor::backward(const Tensor& gradient, bool retain_graph) const {
+  minipipe::backward({*this}, {gradient}, retain_graph);
+}
+
+}  // namespace minipipe

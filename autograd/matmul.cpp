@@ -1,0 +1,103 @@
+#include "autograd/matmul.h"
+
+#include <stdexcept>
+
+#include "autograd/node.h"
+#include "autograd/op_support.h"
+#include "kernels/cpu/gemm.h"
+#include "tensor/factories.h"
+
+namespace minipipe {
+
+namespace {
+
+// How GEMM reads the last two dims of a tensor: rows of stride `leading`, or the transpose.
+struct MatrixLayout {
+  Tensor tensor;  // possibly a contiguous copy
+  bool transposed = false;
+  int64_t leading = 0;
+};
+
+MatrixLayout layout_of(const Tensor& t) {
+  const int64_t n = t.dim();
+  const int64_t rows = t.shape()[n - 2], cols = t.shape()[n - 1];
+  const int64_t row_stride = t.strides()[n - 2], col_stride = t.strides()[n - 1];
+  if (col_stride == 1 && (rows <= 1 || row_stride >= cols)) return {t, false, rows <= 1 ? cols : row_stride};
+  if (row_stride == 1 && (cols <= 1 || col_stride >= rows)) return {t, true, cols <= 1 ? rows : col_stride};
+  const Tensor copy = t.contiguous();
+  return {copy, false, cols};
+}
+
+// Element offsets of every matrix in the batch dims of t (through its strides).
+std::vector<int64_t> batch_offsets(const Tensor& t, int64_t batch_dims) {
+  std::vector<int64_t> offsets{0};
+  for (int64_t d = 0; d < batch_dims; ++d) {
+    std::vector<int64_t> next;
+    for (int64_t base : offsets)
+      for (int64_t i = 0; i < t.shape()[d]; ++i) next.push_back(base + i * t.strides()[d]);
+    offsets.swap(next);
+  }
+  return offsets;
+}
+
+Tensor matmul_forward(const Tensor& a, const Tensor& b) {
+  const int64_t m = a.shape()[a.dim() - 2], k = a.shape()[a.dim() - 1], n = b.shape()[b.dim() - 1];
+  Shape out_shape(a.shape().begin(), a.shape().end() - 2);
+  out_shape.push_back(m);
+  out_shape.push_back(n);
+  Tensor out = empty(out_shape, DType::Float32, a.device());
+  if (b.dim() == 2 && a.dim() > 2 && a.is_contiguous()) {
+    // Fold the batch into the rows: one large GEMM instead of many small ones.
+    const MatrixLayout lb = layout_of(b);
+    kernels::cpu::gemm(false, lb.transposed, out.numel() / n, n, k, 1.0f, a.data<float>(), k,
+                       lb.tensor.data<float>(), lb.leading, 0.0f, out.data<float>(), n);
+    return out;
+  }
+  const MatrixLayout la = layout_of(a), lb = layout_of(b);
+  const int64_t batch_dims = a.dim() - 2;
+  const std::vector<int64_t> a_offsets = batch_offsets(la.tensor, batch_dims);
+  const std::vector<int64_t> b_offsets = b.dim() == 2 ? std::vector<int64_t>(a_offsets.size(), 0)
+                                                      : batch_offsets(lb.tensor, batch_dims);
+  for (size_t i = 0; i < a_offsets.size(); ++i)
+    kernels::cpu::gemm(la.transposed, lb.transposed, m, n, k, 1.0f,
+                       la.tensor.data<float>() + a_offsets[i], la.leading,
+                       lb.tensor.data<float>() + b_offsets[i], lb.leading, 0.0f,
+                       out.data<float>() + static_cast<int64_t>(i) * m * n, n);
+  return out;
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  detail::check_float_input("matmul", "a", a);
+  detail::check_float_input("matmul", "b", b);
+  check_same_device("matmul", a, b);
+  const bool batched_b = b.dim() > 2;
+  const bool shapes_ok = a.dim() >= 2 && b.dim() >= 2 &&
+                         a.shape()[a.dim() - 1] == b.shape()[b.dim() - 2] &&
+                         (!batched_b || (a.dim() == b.dim() &&
+                                         std::equal(a.shape().begin(), a.shape().end() - 2, b.shape().begin())));
+  if (!shapes_ok)
+    throw std::invalid_argument("matmul: cannot multiply " + shape_str(a.shape()) + " by " + shape_str(b.shape()) +
+                                "; need [..., M, K] @ [K, N] or [..., M, K] @ [..., K, N] with equal batch dims");
+  Tensor out = matmul_forward(a, b);
+  if (!any_requires_grad({a, b})) return out;
+  const Tensor sa = a.detach(), sb = b.detach();
+  const bool need_a = a.requires_grad(), need_b = b.requires_grad();
+  return record("matmul", out, {a, b}, [sa, sb, need_a, need_b](const Tensor& g) {
+    // dA = g B^T, dB = A^T g; with a 2-D B shared across the batch, dB sums over the batch.
+    Tensor ga, gb;
+    if (need_a) ga = matmul(g, sb.transpose(-1, -2));
+    if (need_b) {
+      if (sb.dim() == 2 && sa.dim() > 2) {
+        const int64_t k = sa.shape().back(), n = g.shape().back();
+        gb = matmul(sa.reshape({-1, k}).transpose(0, 1), g.reshape({-1, n}));
+      } else {
+        gb = matmul(sa.transpose(-1, -2), g);
+      }
+    }
+    return std::vector<Tensor>{ga, gb};
+  });
+}
+
+}  // namespace minipipe

@@ -1,0 +1,99 @@
+#include "autograd/normalization.h"
+
+#include <cmath>
+#include <stdexcept>
+
+#include "autograd/node.h"
+#include "autograd/op_support.h"
+#include "kernels/cpu/normalization.h"
+#include "tensor/factories.h"
+
+namespace minipipe {
+
+namespace {
+void check_vector(const char* op, const char* name, const Tensor& t, int64_t size, const Tensor& x) {
+  detail::check_float_input(op, name, t);
+  check_same_device(op, x, t);
+  if (t.shape() != Shape{size})
+    throw std::invalid_argument(std::string(op) + ": " + name + " must have shape [" + std::to_string(size) +
+                                "] for input " + shape_str(x.shape()) + ", got " + shape_str(t.shape()));
+}
+}  // namespace
+
+Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) {
+  detail::check_float_input("layer_norm", "x", x);
+  if (x.dim() == 0) throw std::invalid_argument("layer_norm: x needs at least one dim");
+  const int64_t cols = x.shape().back(), rows = cols == 0 ? 0 : x.numel() / cols;
+  check_vector("layer_norm", "gamma", gamma, cols, x);
+  check_vector("layer_norm", "beta", beta, cols, x);
+  const Tensor input = x.contiguous(), g = gamma.contiguous(), b = beta.contiguous();
+  Tensor out = empty(x.shape(), DType::Float32, x.device());
+  Tensor mean = empty({rows}, DType::Float32, x.device()), rstd = empty({rows}, DType::Float32, x.device());
+  kernels::cpu::layer_norm_forward(input.data<float>(), g.data<float>(), b.data<float>(), out.data<float>(),
+                                   mean.data<float>(), rstd.data<float>(), rows, cols, eps);
+  if (!any_requires_grad({x, gamma, beta})) return out;
+  const Tensor saved_x = input.detach(), saved_gamma = g.detach();
+  return record("layer_norm", out, {x, gamma, beta}, [saved_x, saved_gamma, mean, rstd, rows, cols](const Tensor& grad) {
+    const Tensor dy = grad.contiguous();
+    Tensor dx = empty(saved_x.shape(), DType::Float32, dy.device());
+    Tensor dgamma = zeros({cols}, DType::Float32, dy.device()), dbeta = zeros({cols}, DType::Float32, dy.device());
+    kernels::cpu::layer_norm_backward(saved_x.data<float>(), saved_gamma.data<float>(), mean.data<float>(),
+                                      rstd.data<float>(), dy.data<float>(), dx.data<float>(),
+                                      dgamma.data<float>(), dbeta.data<float>(), rows, cols);
+    return std::vector<Tensor>{dx, dgamma, dbeta};
+  });
+}
+
+Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                  const Tensor& running_var, bool training, float momentum, float eps) {
+  detail::check_float_input("batch_norm", "x", x);
+  if (x.dim() != 2 && x.dim() != 4)
+    throw std::invalid_argument("batch_norm: x must be [N, C] or [N, C, H, W], got " + shape_str(x.shape()));
+  const int64_t n = x.shape()[0], channels = x.shape()[1], spatial = x.dim() == 4 ? x.shape()[2] * x.shape()[3] : 1;
+  for (auto [name, t] : {std::pair{"gamma", gamma}, {"beta", beta}, {"running_mean", running_mean}, {"running_var", running_var}})
+    check_vector("batch_norm", name, t, channels, x);
+  if (!running_mean.is_contiguous() || !running_var.is_contiguous())
+    throw std::invalid_argument("batch_norm: running_mean and running_var are updated in place and must be contiguous");
+  if (training && n * spatial < 2)
+    throw std::invalid_argument("batch_norm: training needs more than one value per channel, got input " +
+                                shape_str(x.shape()) + " (use a larger (micro-)batch, or eval mode)");
+  const Tensor input = x.contiguous(), g = gamma.contiguous(), b = beta.contiguous();
+  Tensor mean = empty({channels}, DType::Float32, x.device()), rstd = empty({channels}, DType::Float32, x.device());
+  float* mean_p = mean.data<float>();
+  float* rstd_p = rstd.data<float>();
+  float* running_mean_p = running_mean.data<float>();
+  float* running_var_p = running_var.data<float>();
+  if (training) {
+    Tensor variance = empty({channels}, DType::Float32, x.device());
+    kernels::cpu::batch_norm_statistics(input.data<float>(), mean_p, variance.data<float>(), n, channels, spatial);
+    const float count = static_cast<float>(n * spatial), unbias = count / (count - 1.0f);
+    for (int64_t c = 0; c < channels; ++c) {
+      const float var = variance.data<float>()[c];
+      rstd_p[c] = 1.0f / std::sqrt(var + eps);
+      running_mean_p[c] = (1.0f - momentum) * running_mean_p[c] + momentum * mean_p[c];
+      running_var_p[c] = (1.0f - momentum) * running_var_p[c] + momentum * var * unbias;
+    }
+  } else {
+    for (int64_t c = 0; c < channels; ++c) {
+      mean_p[c] = running_mean_p[c];
+      rstd_p[c] = 1.0f / std::sqrt(running_var_p[c] + eps);
+    }
+  }
+  Tensor out = empty(x.shape(), DType::Float32, x.device());
+  kernels::cpu::batch_norm_apply(input.data<float>(), mean_p, rstd_p, g.data<float>(), b.data<float>(),
+                                 out.data<float>(), n, channels, spatial);
+  if (!any_requires_grad({x, gamma, beta})) return out;
+  const Tensor saved_x = input.detach(), saved_gamma = g.detach();
+  return record("batch_norm", out, {x, gamma, beta},
+                [saved_x, saved_gamma, mean, rstd, n, channels, spatial, training](const Tensor& grad) {
+    const Tensor dy = grad.contiguous();
+    Tensor dx = empty(saved_x.shape(), DType::Float32, dy.device());
+    Tensor dgamma = empty({channels}, DType::Float32, dy.device()), dbeta = empty({channels}, DType::Float32, dy.device());
+    kernels::cpu::batch_norm_backward(saved_x.data<float>(), dy.data<float>(), mean.data<float>(), rstd.data<float>(),
+                                      saved_gamma.data<float>(), dx.data<float>(), dgamma.data<float>(),
+                                      dbeta.data<float>(), n, channels, spatial, training);
+    return std::vector<Tensor>{dx, dgamma, dbeta};
+  });
+}
+
+}  // namespace minipipe

@@ -1,0 +1,31 @@
+#pragma once
+// Convolution by im2col + GEMM, and 2-D pooling, on NCHW float arrays.
+#include <cstdint>
+
+namespace minipipe::kernels::cpu {
+
+struct Window2d {
+  int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
+  int64_t out_size_h(int64_t h) const { return (h + 2 * pad_h - kernel_h) / stride_h + 1; }
+  int64_t out_size_w(int64_t w) const { return (w + 2 * pad_w - kernel_w) / stride_w + 1; }
+};
+
+// One image [channels, h, w] -> columns [channels * kh * kw, out_h * out_w]; padding reads 0.
+void im2col(const float* image, float* columns, int64_t channels, int64_t h, int64_t w,
+            const Window2d& window);
+// The adjoint of im2col: adds each column entry back into its image position.
+void col2im_add(const float* columns, float* image, int64_t channels, int64_t h, int64_t w,
+                const Window2d& window);
+
+// planes = batch * channels images of [h, w]. argmax stores the flat h*w index chosen.
+void max_pool2d_forward(const float* x, float* y, int32_t* argmax, int64_t planes, int64_t h,
+                        int64_t w, const Window2d& window);
+void max_pool2d_backward(const float* dy, const int32_t* argmax, float* dx, int64_t planes,
+                         int64_t h, int64_t w, const Window2d& window);
+// Average over the window counting padded positions (PyTorch's count_include_pad=True).
+void avg_pool2d_forward(const float* x, float* y, int64_t planes, int64_t h, int64_t w,
+                        const Window2d& window);
+void avg_pool2d_backward(const float* dy, float* dx, int64_t planes, int64_t h, int64_t w,
+                         const Window2d& window);
+
+}  // namespace minipipe::kernels::cpu

@@ -1,0 +1,172 @@
+#include "kernels/cpu/elementwise.h"
+
+#include <cmath>
+#include <cstring>
+
+namespace minipipe::kernels::cpu {
+
+namespace {
+
+// GELU, tanh form (Hendrycks & Gimpel 2016): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2/pi)
+constexpr float kGeluCubic = 0.044715f;
+
+inline float gelu(float x) {
+  const float inner = kGeluScale * (x + kGeluCubic * x * x * x);
+  return 0.5f * x * (1.0f + std::tanh(inner));
+}
+
+inline float gelu_derivative(float x) {
+  const float inner = kGeluScale * (x + kGeluCubic * x * x * x);
+  const float t = std::tanh(inner);
+  const float dinner = kGeluScale * (1.0f + 3.0f * kGeluCubic * x * x);
+  return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * dinner;
+}
+
+template <class F>
+void map(const float* x, float* y, int64_t n, F f) {
+  for (int64_t i = 0; i < n; ++i) y[i] = f(x[i]);
+}
+
+}  // namespace
+
+void unary_forward(UnaryOp op, const float* x, float* y, int64_t n, float parameter) {
+  switch (op) {
+    case UnaryOp::Neg: return map(x, y, n, [](float v) { return -v; });
+    case UnaryOp::Exp: return map(x, y, n, [](float v) { return std::exp(v); });
+    case UnaryOp::Log: return map(x, y, n, [](float v) { return std::log(v); });
+    case UnaryOp::Sqrt: return map(x, y, n, [](float v) { return std::sqrt(v); });
+    case UnaryOp::Relu: return map(x, y, n, [](float v) { return v > 0.0f ? v : 0.0f; });
+    case UnaryOp::Gelu: return map(x, y, n, gelu);
+    case UnaryOp::Tanh: return map(x, y, n, [](float v) { return std::tanh(v); });
+    case UnaryOp::Sigmoid: return map(x, y, n, [](float v) { return 1.0f / (1.0f + std::exp(-v)); });
+    case UnaryOp::Pow: return map(x, y, n, [parameter](float v) { return std::pow(v, parameter); });
+    case UnaryOp::Scale: return map(x, y, n, [parameter](float v) { return v * parameter; });
+    case UnaryOp::AddScalar: return map(x, y, n, [parameter](float v) { return v + parameter; });
+  }
+}
+
+void unary_backward(UnaryOp op, const float* x, const float* y, const float* dy, float* dx,
+                    int64_t n, float parameter) {
+  for (int64_t i = 0; i < n; ++i) {
+    float d = 0.0f;
+    switch (op) {
+      case UnaryOp::Neg: d = -1.0f; break;
+      case UnaryOp::Exp: d = y[i]; break;
+      case UnaryOp::Log: d = 1.0f / x[i]; break;
+      case UnaryOp::Sqrt: d = 0.5f / y[i]; break;
+      case UnaryOp::Relu: d = x[i] > 0.0f ? 1.0f : 0.0f; break;
+      case UnaryOp::Gelu: d = gelu_derivative(x[i]); break;
+      case UnaryOp::Tanh: d = 1.0f - y[i] * y[i]; break;
+      case UnaryOp::Sigmoid: d = y[i] * (1.0f - y[i]); break;
+      case UnaryOp::Pow: d = parameter * std::pow(x[i], parameter - 1.0f); break;
+      case UnaryOp::Scale: d = parameter; break;
+      case UnaryOp::AddScalar: d = 1.0f; break;
+    }
+    dx[i] = dy[i] * d;
+  }
+}
+
+namespace {
+
+inline float apply(BinaryOp op, float a, float b) {
+  switch (op) {
+    case BinaryOp::Add: return a + b;
+    case BinaryOp::Sub: return a - b;
+    case BinaryOp::Mul: return a * b;
+    case BinaryOp::Div: return a / b;
+  }
+  return 0.0f;
+}
+
+// The innermost dim, with the stride patterns that matter specialised so they vectorise.
+template <BinaryOp op>
+void binary_row(const float* a, int64_t sa, const float* b, int64_t sb, float* out, int64_t n) {
+  if (sa == 1 && sb == 1) {
+    for (int64_t i = 0; i < n; ++i) out[i] = apply(op, a[i], b[i]);
+  } else if (sa == 1 && sb == 0) {
+    const float bv = *b;
+    for (int64_t i = 0; i < n; ++i) out[i] = apply(op, a[i], bv);
+  } else if (sa == 0 && sb == 1) {
+    const float av = *a;
+    for (int64_t i = 0; i < n; ++i) out[i] = apply(op, av, b[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) out[i] = apply(op, a[i * sa], b[i * sb]);
+  }
+}
+
+template <BinaryOp op>
+void binary_walk(const float* a, const int64_t* as, const float* b, const int64_t* bs,
+                 float* out, const int64_t* shape, int ndim) {
+  if (ndim == 0) {
+    *out = apply(op, *a, *b);
+    return;
+  }
+  const int64_t inner = shape[ndim - 1];
+  int64_t rows = 1;
+  for (int d = 0; d < ndim - 1; ++d) rows *= shape[d];
+  int64_t index[kMaxDims] = {0};
+  for (int64_t row = 0; row < rows; ++row) {
+    int64_t a_offset = 0, b_offset = 0;
+    for (int d = 0; d < ndim - 1; ++d) {
+      a_offset += index[d] * as[d];
+      b_offset += index[d] * bs[d];
+    }
+    binary_row<op>(a + a_offset, as[ndim - 1], b + b_offset, bs[ndim - 1], out + row * inner, inner);
+    for (int d = ndim - 2; d >= 0; --d) {  // odometer increment over the outer dims
+      if (++index[d] < shape[d]) break;
+      index[d] = 0;
+    }
+  }
+}
+
+}  // namespace
+
+void binary_strided(BinaryOp op, const float* a, const int64_t* a_strides, const float* b,
+                    const int64_t* b_strides, float* out, const int64_t* shape, int ndim) {
+  switch (op) {
+    case BinaryOp::Add: return binary_walk<BinaryOp::Add>(a, a_strides, b, b_strides, out, shape, ndim);
+    case BinaryOp::Sub: return binary_walk<BinaryOp::Sub>(a, a_strides, b, b_strides, out, shape, ndim);
+    case BinaryOp::Mul: return binary_walk<BinaryOp::Mul>(a, a_strides, b, b_strides, out, shape, ndim);
+    case BinaryOp::Div: return binary_walk<BinaryOp::Div>(a, a_strides, b, b_strides, out, shape, ndim);
+  }
+}
+
+void strided_copy32(const void* src_void, const int64_t* ss, void* dst_void, const int64_t* ds,
+                    const int64_t* shape, int ndim) {
+  const auto* src = static_cast<const uint32_t*>(src_void);
+  auto* dst = static_cast<uint32_t*>(dst_void);
+  if (ndim == 0) {
+    *dst = *src;
+    return;
+  }
+  const int64_t inner = shape[ndim - 1], s_inner = ss[ndim - 1], d_inner = ds[ndim - 1];
+  int64_t rows = 1;
+  for (int d = 0; d < ndim - 1; ++d) rows *= shape[d];
+  int64_t index[kMaxDims] = {0};
+  for (int64_t row = 0; row < rows; ++row) {
+    int64_t s_offset = 0, d_offset = 0;
+    for (int d = 0; d < ndim - 1; ++d) {
+      s_offset += index[d] * ss[d];
+      d_offset += index[d] * ds[d];
+    }
+    const uint32_t* s = src + s_offset;
+    uint32_t* t = dst + d_offset;
+    if (s_inner == 1 && d_inner == 1) {
+      std::memcpy(t, s, static_cast<size_t>(inner) * 4);
+    } else {
+      for (int64_t i = 0; i < inner; ++i) t[i * d_inner] = s[i * s_inner];
+    }
+    for (int d = ndim - 2; d >= 0; --d) {
+      if (++index[d] < shape[d]) break;
+      index[d] = 0;
+    }
+  }
+}
+
+void fill32(void* dst_void, uint32_t bits, int64_t n) {
+  auto* dst = static_cast<uint32_t*>(dst_void);
+  for (int64_t i = 0; i < n; ++i) dst[i] = bits;
+}
+
+}  // namespace minipipe::kernels::cpu

@@ -1,0 +1,103 @@
+#include "kernels/cpu/normalization.h"
+
+#include <cmath>
+
+namespace minipipe::kernels::cpu {
+
+void layer_norm_forward(const float* x, const float* gamma, const float* beta, float* y,
+                        float* mean, float* rstd, int64_t rows, int64_t cols, float eps) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * cols;
+    double total = 0.0;
+    for (int64_t i = 0; i < cols; ++i) total += xr[i];
+    const float mu = static_cast<float>(total / cols);
+    double squares = 0.0;
+    for (int64_t i = 0; i < cols; ++i) squares += (xr[i] - mu) * (xr[i] - mu);
+    const float inv = 1.0f / std::sqrt(static_cast<float>(squares / cols) + eps);
+    for (int64_t i = 0; i < cols; ++i) y[r * cols + i] = (xr[i] - mu) * inv * gamma[i] + beta[i];
+    mean[r] = mu;
+    rstd[r] = inv;
+  }
+}
+
+void layer_norm_backward(const float* x, const float* gamma, const float* mean, const float* rstd,
+                         const float* dy, float* dx, float* dgamma, float* dbeta, int64_t rows,
+                         int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * cols;
+    const float* dyr = dy + r * cols;
+    // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), with g = dy * gamma.
+    float mean_g = 0.0f, mean_g_xhat = 0.0f;
+    for (int64_t i = 0; i < cols; ++i) {
+      const float xhat = (xr[i] - mean[r]) * rstd[r];
+      const float g = dyr[i] * gamma[i];
+      mean_g += g;
+      mean_g_xhat += g * xhat;
+      dgamma[i] += dyr[i] * xhat;
+      dbeta[i] += dyr[i];
+    }
+    mean_g /= cols;
+    mean_g_xhat /= cols;
+    for (int64_t i = 0; i < cols; ++i) {
+      const float xhat = (xr[i] - mean[r]) * rstd[r];
+      dx[r * cols + i] = rstd[r] * (dyr[i] * gamma[i] - mean_g - xhat * mean_g_xhat);
+    }
+  }
+}
+
+void batch_norm_statistics(const float* x, float* mean, float* variance, int64_t n,
+                           int64_t channels, int64_t spatial) {
+  const double count = static_cast<double>(n * spatial);
+  for (int64_t c = 0; c < channels; ++c) {
+    double total = 0.0;
+    for (int64_t b = 0; b < n; ++b)
+      for (int64_t s = 0; s < spatial; ++s) total += x[(b * channels + c) * spatial + s];
+    const double mu = total / count;
+    double squares = 0.0;
+    for (int64_t b = 0; b < n; ++b)
+      for (int64_t s = 0; s < spatial; ++s) {
+        const double d = x[(b * channels + c) * spatial + s] - mu;
+        squares += d * d;
+      }
+    mean[c] = static_cast<float>(mu);
+    variance[c] = static_cast<float>(squares / count);
+  }
+}
+
+void batch_norm_apply(const float* x, const float* mean, const float* rstd, const float* gamma,
+                      const float* beta, float* y, int64_t n, int64_t channels, int64_t spatial) {
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t c = 0; c < channels; ++c) {
+      const float scale = rstd[c] * gamma[c], shift = beta[c] - mean[c] * scale;
+      const int64_t base = (b * channels + c) * spatial;
+      for (int64_t s = 0; s < spatial; ++s) y[base + s] = x[base + s] * scale + shift;
+    }
+}
+
+void batch_norm_backward(const float* x, const float* dy, const float* mean, const float* rstd,
+                         const float* gamma, float* dx, float* dgamma, float* dbeta, int64_t n,
+                         int64_t channels, int64_t spatial, bool batch_statistics) {
+  const double count = static_cast<double>(n * spatial);
+  for (int64_t c = 0; c < channels; ++c) {
+    double sum_dy = 0.0, sum_dy_xhat = 0.0;
+    for (int64_t b = 0; b < n; ++b)
+      for (int64_t s = 0; s < spatial; ++s) {
+        const int64_t i = (b * channels + c) * spatial + s;
+        sum_dy += dy[i];
+        sum_dy_xhat += dy[i] * (x[i] - mean[c]) * rstd[c];
+      }
+    dgamma[c] = static_cast<float>(sum_dy_xhat);
+    dbeta[c] = static_cast<float>(sum_dy);
+    const float k = gamma[c] * rstd[c];
+    const float mean_dy = batch_statistics ? static_cast<float>(sum_dy / count) : 0.0f;
+    const float mean_dy_xhat = batch_statistics ? static_cast<float>(sum_dy_xhat / count) : 0.0f;
+    for (int64_t b = 0; b < n; ++b)
+      for (int64_t s = 0; s < spatial; ++s) {
+        const int64_t i = (b * channels + c) * spatial + s;
+        const float xhat = (x[i] - mean[c]) * rstd[c];
+        dx[i] = k * (dy[i] - mean_dy - xhat * mean_dy_xhat);
+      }
+  }
+}
+
+}  // namespace minipipe::kernels::cpu

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what minipipe needs to build and test on Debian 12, from Debian's packages.
+# CUDA is optional: with nvcc in /usr/local/cuda (or on PATH) the CUDA code builds too.
+set -euo pipefail
+packages=(meson ninja-build g++ pkg-config python3 libeigen3-dev libgtest-dev libgmock-dev libcli11-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+echo "installing: ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,30 @@
+#pragma once
+// A block of device memory owned by one allocator; tensors share it through shared_ptr.
+#include <cstddef>
+
+#include "tensor/allocator.h"
+#include "tensor/device.h"
+
+namespace minipipe {
+
+class Storage {
+ public:
+  Storage(std::size_t bytes, Device device)
+      : allocator_(&allocator_for(device)), data_(allocator_->allocate(bytes)),
+        bytes_(bytes), device_(device) {}
+  ~Storage() { allocator_->deallocate(data_, bytes_); }
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  void* data() const { return data_; }
+  std::size_t bytes() const { return bytes_; }
+  Device device() const { return device_; }
+
+ private:
+  Allocator* allocator_;
+  void* data_;
+  std::size_t bytes_;
+  Device device_;
+};
+
+}  // namespace minipipe

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the build into a temporary prefix and compiles a program against it using only
+# the installed headers and the pkg-config file, as a user outside this tree would.
+set -euo pipefail
+build_dir=$1
+source_file=$2
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+meson install -C "$build_dir" --no-rebuild --destdir "$stage" --quiet
+option() {
+  meson introspect "$build_dir" --buildoptions | python3 -c \
+    'import json,sys; print(next(o["value"] for o in json.load(sys.stdin) if o["name"] == sys.argv[1]))' "$1"
+}
+prefix=$(option prefix)
+# A sanitized library needs a sanitized program.
+sanitize=$(option b_sanitize)
+sanitize_flags=""
+if [ "$sanitize" != "none" ]; then sanitize_flags="-fsanitize=$sanitize"; fi
+pc_file=$(find "$stage" -name minipipe.pc | head -n 1)
+export PKG_CONFIG_PATH=$(dirname "$pc_file")
+flags=$(pkg-config --define-variable=prefix="$stage$prefix" --cflags --libs minipipe)
+g++ -std=c++20 -O2 $sanitize_flags "$source_file" $flags -o "$stage/fit_sine"
+lib_dir=$(dirname "$(find "$stage" -name 'libminipipe.so' | head -n 1)")
+LD_LIBRARY_PATH="$lib_dir" "$stage/fit_sine" --steps 300
