@@ -1,0 +1,157 @@
+// CPU op benchmark: per op and size, the median time of several repeats and the achieved
+// GB/s (memory-bound ops) or GFLOP/s (GEMM, convolution). The GEMM row also times the same
+// product through Eigen directly, interleaved with ours in the same run, and prints the
+// ratio: minipipe's matmul should lose at most a few percent to the library it calls.
+//
+//   cpu_ops_benchmark [--repeats N] [--quick] [--json FILE] [--filter TEXT]
+#include <CLI/CLI.hpp>
+#include <Eigen/Core>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "autograd/convolution.h"
+#include "autograd/elementwise.h"
+#include "autograd/matmul.h"
+#include "autograd/node.h"
+#include "autograd/normalization.h"
+#include "autograd/reduction.h"
+#include "autograd/softmax.h"
+#include "tensor/factories.h"
+
+using namespace minipipe;
+
+namespace {
+
+struct Row {
+  std::string op, size;
+  double median_ms;
+  double value;       // GB/s or GFLOP/s
+  std::string unit;
+  double reference_ms = 0;  // Eigen directly, where measured
+};
+
+double seconds_of(const std::function<void()>& f) {
+  const auto start = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+// Times `ours` (and `reference`, interleaved) `repeats` times after one warm-up each.
+std::pair<double, double> time_pair(int repeats, const std::function<void()>& ours,
+                                    const std::function<void()>& reference = nullptr) {
+  ours();
+  if (reference) reference();
+  std::vector<double> a, b;
+  for (int i = 0; i < repeats; ++i) {
+    a.push_back(seconds_of(ours));
+    if (reference) b.push_back(seconds_of(reference));
+  }
+  return {median(a), reference ? median(b) : 0.0};
+}
+
+std::string dims(const Shape& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? "x" : "") + std::to_string(s[i]);
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"minipipe CPU op benchmark (single thread)"};
+  int repeats = 7;
+  bool quick = false;
+  std::string json_path, filter;
+  app.add_option("--repeats", repeats, "timed repeats per op (the median is reported)")->check(CLI::PositiveNumber);
+  app.add_flag("--quick", quick, "small sizes only (a smoke run)");
+  app.add_option("--json", json_path, "also write the rows as JSON to this file");
+  app.add_option("--filter", filter, "only ops whose name contains this text");
+  CLI11_PARSE(app, argc, argv);
+
+  NoGradGuard no_grad;
+  Generator g(0);
+  std::vector<Row> rows;
+  auto wanted = [&](const std::string& op) { return filter.empty() || op.find(filter) != std::string::npos; };
+  auto memory_row = [&](const std::string& op, const Shape& shape, double bytes, const std::function<void()>& f) {
+    if (!wanted(op)) return;
+    const double t = time_pair(repeats, f).first;
+    rows.push_back({op, dims(shape), t * 1e3, bytes / t / 1e9, "GB/s"});
+  };
+
+  const std::vector<int64_t> gemm_sizes = quick ? std::vector<int64_t>{128} : std::vector<int64_t>{256, 512, 1024};
+  for (int64_t n : gemm_sizes) {
+    if (!wanted("matmul")) break;
+    const Tensor a = randn({n, n}, g), b = randn({n, n}, g);
+    using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    const RowMajor ea = Eigen::Map<const RowMajor>(a.data<float>(), n, n), eb = Eigen::Map<const RowMajor>(b.data<float>(), n, n);
+    RowMajor ec(n, n);
+    Tensor c;
+    const auto [ours, eigen] = time_pair(repeats, [&] { c = matmul(a, b); }, [&] { ec.noalias() = ea * eb; });
+    const double flops = 2.0 * n * n * n;
+    rows.push_back({"matmul", dims({n, n, n}), ours * 1e3, flops / ours / 1e9, "GFLOP/s", eigen * 1e3});
+  }
+
+  const int64_t big = quick ? 1 << 16 : 1 << 22;
+  {
+    const Tensor x = randn({big}, g), y = randn({big}, g);
+    memory_row("add", {big}, 3.0 * big * 4, [&] { add(x, y); });
+    memory_row("gelu", {big}, 2.0 * big * 4, [&] { gelu(x); });
+    memory_row("exp", {big}, 2.0 * big * 4, [&] { exp(x); });
+    memory_row("sum", {big}, 1.0 * big * 4, [&] { sum(x); });
+  }
+  {
+    const int64_t rows_n = quick ? 64 : 4096, cols = 768;
+    const Tensor x = randn({rows_n, cols}, g), bias = randn({cols}, g), gamma = ones({cols}), beta = zeros({cols});
+    memory_row("add (bias broadcast)", {rows_n, cols}, 2.0 * rows_n * cols * 4, [&] { add(x, bias); });
+    memory_row("softmax", {rows_n, cols}, 2.0 * rows_n * cols * 4, [&] { softmax(x); });
+    memory_row("layer_norm", {rows_n, cols}, 2.0 * rows_n * cols * 4, [&] { layer_norm(x, gamma, beta); });
+    memory_row("transpose+contiguous", {rows_n, cols}, 2.0 * rows_n * cols * 4, [&] { x.transpose(0, 1).contiguous(); });
+  }
+  {
+    const int64_t rows_n = quick ? 64 : 8192, classes = 256;
+    const Tensor logits = randn({rows_n, classes}, g), targets = randint(0, classes, {rows_n}, g);
+    memory_row("cross_entropy", {rows_n, classes}, 1.0 * rows_n * classes * 4, [&] { cross_entropy(logits, targets); });
+  }
+  if (wanted("conv2d")) {
+    const int64_t n = quick ? 2 : 32, c = 16, h = 32, o = 32;
+    const Tensor x = randn({n, c, h, h}, g), w = randn({o, c, 3, 3}, g), b = zeros({o});
+    const double t = time_pair(repeats, [&] { conv2d(x, w, b, 1, 1); }).first;
+    const double flops = 2.0 * n * o * h * h * c * 9;
+    rows.push_back({"conv2d 3x3 pad 1", dims({n, c, h, h}) + "->" + std::to_string(o), t * 1e3, flops / t / 1e9, "GFLOP/s"});
+  }
+
+  std::printf("%-22s %-18s %12s %12s %-8s %s\n", "op", "size", "median ms", "rate", "unit", "vs Eigen directly");
+  for (const Row& r : rows) {
+    std::printf("%-22s %-18s %12.3f %12.2f %-8s", r.op.c_str(), r.size.c_str(), r.median_ms, r.value, r.unit.c_str());
+    if (r.reference_ms > 0)
+      std::printf(" Eigen %.3f ms, minipipe/Eigen throughput %.3f", r.reference_ms, r.reference_ms / r.median_ms);
+    std::printf("\n");
+  }
+  if (!json_path.empty()) {
+    std::ofstream out(json_path);
+    if (!out) {
+      std::fprintf(stderr, "cannot write %s\n", json_path.c_str());
+      return 1;
+    }
+    out << "[\n";
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const Row& r = rows[i];
+      out << "  {\"op\": \"" << r.op << "\", \"size\": \"" << r.size << "\", \"median_ms\": " << r.median_ms
+          << ", \"value\": " << r.value << ", \"unit\": \"" << r.unit << "\"";
+      if (r.reference_ms > 0) out << ", \"eigen_median_ms\": " << r.reference_ms << ", \"ratio_vs_eigen\": " << r.reference_ms / r.median_ms;
+      out << "}" << (i + 1 < rows.size() ? "," : "") << "\n";
+    }
+    out << "]\n";
+  }
+  return 0;
+}
