@@ -39,5 +39,7 @@ void register_allocator(Device device, Allocator* allocator);
 
 MemoryStats memory_stats(Device device);
 void reset_peak_memory(Device device);
+// Returns the blocks an allocator keeps for reuse to the system.
+void empty_cache(Device device);
 
 }  // namespace minipipe

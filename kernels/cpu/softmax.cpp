@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/cpu/fast_math.h"
+
 namespace minipipe::kernels::cpu {
 
 namespace {
@@ -15,7 +17,7 @@ float row_max(const float* x, int64_t n) {
 float row_logsumexp(const float* x, int64_t n) {
   const float m = row_max(x, n);
   float total = 0.0f;
-  for (int64_t i = 0; i < n; ++i) total += std::exp(x[i] - m);
+  for (int64_t i = 0; i < n; ++i) total += fast_exp(x[i] - m);
   return m + std::log(total);
 }
 }  // namespace
@@ -26,7 +28,7 @@ void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols) {
     float* yr = y + r * cols;
     const float m = row_max(xr, cols);
     float total = 0.0f;
-    for (int64_t i = 0; i < cols; ++i) total += (yr[i] = std::exp(xr[i] - m));
+    for (int64_t i = 0; i < cols; ++i) total += (yr[i] = fast_exp(xr[i] - m));
     const float inverse = 1.0f / total;
     for (int64_t i = 0; i < cols; ++i) yr[i] *= inverse;
   }
@@ -54,7 +56,7 @@ void log_softmax_backward(const float* y, const float* dy, float* dx, int64_t ro
     float total = 0.0f;
     for (int64_t i = 0; i < cols; ++i) total += dy[r * cols + i];
     for (int64_t i = 0; i < cols; ++i)
-      dx[r * cols + i] = dy[r * cols + i] - std::exp(y[r * cols + i]) * total;
+      dx[r * cols + i] = dy[r * cols + i] - fast_exp(y[r * cols + i]) * total;
   }
 }
 
@@ -77,7 +79,7 @@ void cross_entropy_backward(const float* logits, const int32_t* targets, const f
       continue;
     }
     const float* xr = logits + r * classes;
-    for (int64_t i = 0; i < classes; ++i) dr[i] = scale * std::exp(xr[i] - logsumexp[r]);
+    for (int64_t i = 0; i < classes; ++i) dr[i] = scale * fast_exp(xr[i] - logsumexp[r]);
     dr[targets[r]] -= scale;
   }
 }
