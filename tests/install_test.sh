@@ -19,6 +19,11 @@ if [ "$sanitize" != "none" ]; then sanitize_flags="-fsanitize=$sanitize"; fi
 pc_file=$(find "$stage" -name minipipe.pc | head -n 1)
 export PKG_CONFIG_PATH=$(dirname "$pc_file")
 flags=$(pkg-config --define-variable=prefix="$stage$prefix" --cflags --libs minipipe)
-g++ -std=c++20 -O2 $sanitize_flags "$source_file" $flags -o "$stage/fit_sine"
+program="$stage/$(basename "$source_file" .cpp)"
+g++ -std=c++20 -O2 $sanitize_flags "$source_file" $flags -o "$program"
 lib_dir=$(dirname "$(find "$stage" -name 'libminipipe.so' | head -n 1)")
-LD_LIBRARY_PATH="$lib_dir" "$stage/fit_sine" --steps 300
+cd "$stage"
+case "$(basename "$source_file")" in
+  fit_sine.cpp) LD_LIBRARY_PATH="$lib_dir" "$program" --steps 300 ;;
+  *) LD_LIBRARY_PATH="$lib_dir" "$program" "$stage/model.safetensors" ;;
+esac

@@ -33,10 +33,15 @@ void map(const float* x, float* y, int64_t n, F f) {
   for (int64_t i = 0; i < n; ++i) y[i] = f(x[i]);
 }
 
-// dx[i] = dy[i] * derivative(x[i], y[i])
+// dx[i] = dy[i] * derivative(v[i]), with v the input or the output of the op (whichever
+// the derivative is written in), or no array at all for constant derivatives.
 template <class F>
-void map_backward(const float* x, const float* y, const float* dy, float* dx, int64_t n, F derivative) {
-  for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * derivative(x ? x[i] : 0.0f, y ? y[i] : 0.0f);
+void map_backward(const float* v, const float* dy, float* dx, int64_t n, F derivative) {
+  if (!v) {
+    for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * derivative(0.0f);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * derivative(v[i]);
 }
 
 }  // namespace
@@ -59,19 +64,19 @@ void unary_forward(UnaryOp op, const float* x, float* y, int64_t n, float parame
 
 void unary_backward(UnaryOp op, const float* x, const float* y, const float* dy, float* dx,
                     int64_t n, float parameter) {
-  switch (op) {
-    case UnaryOp::Neg: return map_backward(x, y, dy, dx, n, [](float, float) { return -1.0f; });
-    case UnaryOp::Exp: return map_backward(x, y, dy, dx, n, [](float, float v) { return v; });
-    case UnaryOp::Log: return map_backward(x, y, dy, dx, n, [](float u, float) { return 1.0f / u; });
-    case UnaryOp::Sqrt: return map_backward(x, y, dy, dx, n, [](float, float v) { return 0.5f / v; });
-    case UnaryOp::Relu: return map_backward(x, y, dy, dx, n, [](float u, float) { return u > 0.0f ? 1.0f : 0.0f; });
-    case UnaryOp::Gelu: return map_backward(x, y, dy, dx, n, [](float u, float) { return gelu_derivative(u); });
-    case UnaryOp::Tanh: return map_backward(x, y, dy, dx, n, [](float, float v) { return 1.0f - v * v; });
-    case UnaryOp::Sigmoid: return map_backward(x, y, dy, dx, n, [](float, float v) { return v * (1.0f - v); });
+  switch (op) {  // derivatives in terms of x (the input) or y (the output)
+    case UnaryOp::Neg: return map_backward(nullptr, dy, dx, n, [](float) { return -1.0f; });
+    case UnaryOp::Exp: return map_backward(y, dy, dx, n, [](float v) { return v; });
+    case UnaryOp::Log: return map_backward(x, dy, dx, n, [](float u) { return 1.0f / u; });
+    case UnaryOp::Sqrt: return map_backward(y, dy, dx, n, [](float v) { return 0.5f / v; });
+    case UnaryOp::Relu: return map_backward(x, dy, dx, n, [](float u) { return u > 0.0f ? 1.0f : 0.0f; });
+    case UnaryOp::Gelu: return map_backward(x, dy, dx, n, gelu_derivative);
+    case UnaryOp::Tanh: return map_backward(y, dy, dx, n, [](float v) { return 1.0f - v * v; });
+    case UnaryOp::Sigmoid: return map_backward(y, dy, dx, n, [](float v) { return v * (1.0f - v); });
     case UnaryOp::Pow:
-      return map_backward(x, y, dy, dx, n, [parameter](float u, float) { return parameter * std::pow(u, parameter - 1.0f); });
-    case UnaryOp::Scale: return map_backward(x, y, dy, dx, n, [parameter](float, float) { return parameter; });
-    case UnaryOp::AddScalar: return map_backward(x, y, dy, dx, n, [](float, float) { return 1.0f; });
+      return map_backward(x, dy, dx, n, [parameter](float u) { return parameter * std::pow(u, parameter - 1.0f); });
+    case UnaryOp::Scale: return map_backward(nullptr, dy, dx, n, [parameter](float) { return parameter; });
+    case UnaryOp::AddScalar: return map_backward(nullptr, dy, dx, n, [](float) { return 1.0f; });
   }
 }
 

@@ -1,0 +1,148 @@
+#include "datasets/readers.h"
+
+#include <zlib.h>
+
+#include <cstring>
+#include <sstream>
+#include <stdexcept>
+
+#include "tensor/factories.h"
+
+namespace minipipe::datasets {
+
+namespace {
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) {
+  throw std::runtime_error("dataset file '" + path + "': " + what);
+}
+
+uint32_t big_endian_u32(const std::string& bytes, size_t at) {
+  return (static_cast<uint32_t>(static_cast<unsigned char>(bytes[at])) << 24) |
+         (static_cast<uint32_t>(static_cast<unsigned char>(bytes[at + 1])) << 16) |
+         (static_cast<uint32_t>(static_cast<unsigned char>(bytes[at + 2])) << 8) |
+         static_cast<uint32_t>(static_cast<unsigned char>(bytes[at + 3]));
+}
+
+// Checks an IDX header and returns its dims; the data follows at 4 + 4 * dims.size().
+std::vector<int64_t> idx_dims(const std::string& bytes, const std::string& path, uint32_t magic, size_t dims) {
+  if (bytes.size() < 4) fail(path, "truncated: " + std::to_string(bytes.size()) + " bytes, shorter than an IDX header");
+  const uint32_t found = big_endian_u32(bytes, 0);
+  if (found != magic) {
+    char text[64];
+    std::snprintf(text, sizeof text, "wrong magic number 0x%08x (expected 0x%08x)", found, magic);
+    fail(path, std::string(text) + (found == 0x00000801 || found == 0x00000803 ? ": images and labels swapped?" : ""));
+  }
+  if (bytes.size() < 4 + 4 * dims) fail(path, "truncated: " + std::to_string(bytes.size()) + " bytes, shorter than an IDX header");
+  std::vector<int64_t> out;
+  int64_t total = 1;
+  for (size_t d = 0; d < dims; ++d) {
+    out.push_back(big_endian_u32(bytes, 4 + 4 * d));
+    total *= out.back();
+  }
+  const size_t expected = 4 + 4 * dims + static_cast<size_t>(total);
+  if (bytes.size() < expected)
+    fail(path, "truncated: the header promises " + std::to_string(total) + " data bytes but the file has " +
+                   std::to_string(bytes.size() - 4 - 4 * dims));
+  return out;
+}
+
+}  // namespace
+
+std::string read_file_maybe_gzip(const std::string& path) {
+  gzFile file = gzopen(path.c_str(), "rb");  // reads uncompressed files unchanged
+  if (!file) fail(path, "cannot open it (does it exist?)");
+  std::string out;
+  char buffer[1 << 16];
+  int n;
+  while ((n = gzread(file, buffer, sizeof buffer)) > 0) out.append(buffer, n);
+  int error = Z_OK;
+  const char* message = gzerror(file, &error);
+  const bool failed = n < 0 || (error != Z_OK && error != Z_STREAM_END);
+  const std::string why = failed ? message : "";
+  gzclose(file);
+  if (failed) fail(path, "cannot be decompressed (" + why + "); is it a truncated .gz?");
+  return out;
+}
+
+TensorDataset load_idx(const std::string& images_path, const std::string& labels_path) {
+  const std::string images = read_file_maybe_gzip(images_path), labels = read_file_maybe_gzip(labels_path);
+  const std::vector<int64_t> image_dims = idx_dims(images, images_path, 0x00000803, 3);
+  const std::vector<int64_t> label_dims = idx_dims(labels, labels_path, 0x00000801, 1);
+  if (image_dims[0] != label_dims[0])
+    fail(labels_path, std::to_string(label_dims[0]) + " labels for " + std::to_string(image_dims[0]) + " images in '" +
+                          images_path + "'");
+  const int64_t n = image_dims[0], h = image_dims[1], w = image_dims[2];
+  TensorDataset out{empty({n, 1, h, w}), empty({n}, DType::Int32)};
+  float* pixels = out.inputs.data<float>();
+  for (int64_t i = 0; i < n * h * w; ++i) pixels[i] = static_cast<unsigned char>(images[16 + i]) / 255.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    const int label = static_cast<unsigned char>(labels[8 + i]);
+    if (label > 9) fail(labels_path, "label " + std::to_string(label) + " at position " + std::to_string(i) + " is not a class 0..9");
+    out.targets.data<int32_t>()[i] = label;
+  }
+  return out;
+}
+
+TensorDataset load_cifar10(const std::vector<std::string>& batch_paths) {
+  constexpr int64_t record = 1 + 3 * 32 * 32;
+  std::string all;
+  for (const std::string& path : batch_paths) {
+    const std::string bytes = read_file_maybe_gzip(path);
+    if (bytes.empty() || bytes.size() % record != 0)
+      fail(path, std::to_string(bytes.size()) + " bytes is not a whole number of " + std::to_string(record) +
+                     "-byte CIFAR-10 records (truncated, or not a CIFAR-10 binary batch)");
+    all += bytes;
+  }
+  const int64_t n = static_cast<int64_t>(all.size()) / record;
+  TensorDataset out{empty({n, 3, 32, 32}), empty({n}, DType::Int32)};
+  for (int64_t i = 0; i < n; ++i) {
+    const int label = static_cast<unsigned char>(all[i * record]);
+    if (label > 9) fail(batch_paths.front(), "record " + std::to_string(i) + " has label " + std::to_string(label));
+    out.targets.data<int32_t>()[i] = label;
+    for (int64_t p = 0; p < record - 1; ++p)
+      out.inputs.data<float>()[i * (record - 1) + p] = static_cast<unsigned char>(all[i * record + 1 + p]) / 255.0f;
+  }
+  return out;
+}
+
+TensorDataset load_digits_csv(const std::string& path) {
+  std::istringstream text(read_file_maybe_gzip(path));
+  std::vector<float> pixels;
+  std::vector<int32_t> labels;
+  std::string line;
+  int64_t line_number = 0;
+  while (std::getline(text, line)) {
+    ++line_number;
+    if (line.empty()) continue;
+    std::vector<float> values;
+    std::istringstream fields(line);
+    std::string field;
+    while (std::getline(fields, field, ',')) {
+      try {
+        values.push_back(std::stof(field));
+      } catch (const std::exception&) {
+        fail(path, "line " + std::to_string(line_number) + ": '" + field + "' is not a number");
+      }
+    }
+    if (values.size() != 65)
+      fail(path, "line " + std::to_string(line_number) + " has " + std::to_string(values.size()) +
+                     " fields; a digits row has 64 pixels and a label");
+    for (int i = 0; i < 64; ++i) pixels.push_back(values[i] / 16.0f);
+    if (values[64] < 0 || values[64] > 9) fail(path, "line " + std::to_string(line_number) + ": label is not 0..9");
+    labels.push_back(static_cast<int32_t>(values[64]));
+  }
+  if (labels.empty()) fail(path, "no rows");
+  const auto n = static_cast<int64_t>(labels.size());
+  return {from_vector(pixels, {n, 1, 8, 8}), from_int_vector(labels, {n})};
+}
+
+TextCorpus load_text(const std::string& path) {
+  const std::string bytes = read_file_maybe_gzip(path);
+  if (bytes.empty()) fail(path, "is empty; a text dataset needs some text");
+  TextCorpus corpus;
+  corpus.tokens.reserve(bytes.size());
+  for (char c : bytes) corpus.tokens.push_back(static_cast<unsigned char>(c));
+  return corpus;
+}
+
+}  // namespace minipipe::datasets

@@ -1,0 +1,29 @@
+#pragma once
+// Readers for dataset files in their own formats. Every reader throws std::runtime_error
+// naming the file and what is wrong with it (missing, wrong magic number, truncated, counts
+// that disagree, empty).
+#include <string>
+
+#include "datasets/dataset.h"
+
+namespace minipipe::datasets {
+
+// MNIST / Fashion-MNIST IDX files, gzip-compressed or raw: images (magic 0x00000803)
+// become float [N, 1, H, W] in [0, 1], labels (magic 0x00000801) int32 [N].
+TensorDataset load_idx(const std::string& images_path, const std::string& labels_path);
+
+// CIFAR-10 binary batches: records of 1 label byte + 3072 pixel bytes (3 x 32 x 32).
+// Several files are concatenated. Images become float [N, 3, 32, 32] in [0, 1].
+TensorDataset load_cifar10(const std::vector<std::string>& batch_paths);
+
+// The sklearn digits set: CSV (optionally gzip) of 64 pixel values 0..16 and a label per
+// line. Images become float [N, 1, 8, 8] in [0, 1].
+TensorDataset load_digits_csv(const std::string& path);
+
+// A text file as bytes (gzip read transparently).
+TextCorpus load_text(const std::string& path);
+
+// Reads a whole file, gunzipping it if it is gzip-compressed.
+std::string read_file_maybe_gzip(const std::string& path);
+
+}  // namespace minipipe::datasets

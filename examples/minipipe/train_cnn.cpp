@@ -1,0 +1,148 @@
+// `minipipe train cnn`: a small ResNet on the bundled digits set, or on (Fashion-)MNIST IDX
+// files, with evaluation, checkpoints that resume exactly, and JSON Lines logs.
+#include <filesystem>
+#include <stdexcept>
+
+#include "autograd/node.h"
+#include "autograd/reduction.h"
+#include "commands.h"
+#include "datasets/readers.h"
+#include "nn/convolutional.h"
+#include "nn/forward_context.h"
+#include "nn/losses.h"
+#include "tensor/allocator.h"
+#include "training_log.h"
+#include "training_state.h"
+
+namespace minipipe::cli {
+
+namespace {
+
+struct ImageData {
+  datasets::TensorDataset train, test;
+  std::string name;
+};
+
+ImageData load_images(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (fs::is_directory(path)) {
+    auto find = [&](const std::string& stem) {
+      for (const char* suffix : {"", ".gz"})
+        if (fs::exists(path + "/" + stem + suffix)) return path + "/" + stem + suffix;
+      throw std::runtime_error("'" + path + "' has no " + stem + "[.gz]; expected an MNIST-style folder "
+                               "(see scripts/fetch-fashion-mnist.sh)");
+    };
+    return {datasets::load_idx(find("train-images-idx3-ubyte"), find("train-labels-idx1-ubyte")),
+            datasets::load_idx(find("t10k-images-idx3-ubyte"), find("t10k-labels-idx1-ubyte")), path};
+  }
+  // The digits set has no test split of its own: hold out 20%, always the same 20%.
+  auto [train, test] = datasets::train_test_split(datasets::load_digits_csv(path), 0.2, 2024);
+  return {train, test, path};
+}
+
+struct Evaluation {
+  double loss = 0, accuracy = 0;
+};
+
+Evaluation evaluate(nn::Module& model, const datasets::TensorDataset& test, Device device) {
+  NoGradGuard no_grad;
+  model.eval();
+  double loss_sum = 0;
+  int64_t correct = 0;
+  for (const datasets::Batch& batch : datasets::DataLoader(test, 256, false, 0, false).sequential_batches()) {
+    const Tensor logits = model(batch.inputs.to(device));
+    const Tensor targets = batch.targets.to(device);
+    loss_sum += nn::cross_entropy_loss(logits, targets).item() * static_cast<double>(batch.inputs.shape()[0]);
+    const std::vector<int32_t> predicted = argmax(logits, 1).to_vector<int32_t>(), truth = batch.targets.to_vector<int32_t>();
+    for (size_t i = 0; i < truth.size(); ++i) correct += predicted[i] == truth[i];
+  }
+  model.train();
+  return {loss_sum / static_cast<double>(test.size()), static_cast<double>(correct) / static_cast<double>(test.size())};
+}
+
+}  // namespace
+
+int train_cnn(const CnnOptions& options) {
+  const Device device = Device::parse(options.device);
+  const ImageData data = load_images(options.data.empty() ? data_directory() + "/digits.csv.gz" : options.data);
+
+  nn::ResNetConfig config;
+  config.in_channels = data.train.inputs.shape()[1];
+  config.width = options.width;
+  config.blocks_per_stage = options.blocks_per_stage;
+  config.stages = data.train.inputs.shape()[2] >= 16 ? 3 : 2;  // 8x8 digits: two stages
+  config.seed = options.seed;
+  int64_t start_step = 0;
+  if (!options.resume.empty()) {  // the checkpoint's architecture wins
+    const Metadata m = read_metadata(options.resume);
+    if (required(m, "model", options.resume) != "cnn")
+      throw std::runtime_error("checkpoint '" + options.resume + "' holds a " + m.at("model") + " model, not a cnn");
+    config.width = std::stoll(required(m, "width", options.resume));
+    config.blocks_per_stage = std::stoll(required(m, "blocks_per_stage", options.resume));
+    config.stages = std::stoll(required(m, "stages", options.resume));
+    config.in_channels = std::stoll(required(m, "in_channels", options.resume));
+  }
+  auto model = nn::make_resnet(config);
+  model->to(device);
+
+  const int64_t batch_size = options.batch_size > 0 ? options.batch_size : 64;
+  const datasets::DataLoader loader(data.train, batch_size, true, options.seed);
+  const int64_t default_epochs = data.train.size() < 10000 ? 20 : 2;
+  const int64_t total_steps = options.epochs > 0 ? options.epochs * loader.batches_per_epoch()
+                              : options.steps > 0 ? options.steps
+                                                  : default_epochs * loader.batches_per_epoch();
+  const int64_t eval_interval = options.eval_interval > 0 ? options.eval_interval : loader.batches_per_epoch();
+  nn::LearningRateSchedule schedule{nn::LearningRateSchedule::Kind::WarmupCosine,
+                                    options.learning_rate > 0 ? options.learning_rate : 3e-3f, total_steps / 20, total_steps, 0.05f};
+  nn::AdamW optimizer(model->named_parameters(), AdamWOptions{.lr = schedule.peak, .weight_decay = 1e-4f});
+
+  if (!options.resume.empty()) {
+    const Metadata m = load_training_state(options.resume, *model, &optimizer);
+    start_step = std::stoll(required(m, "step", options.resume));
+  }
+  const int64_t end_step = options.stop_after > 0 ? std::min(total_steps, start_step + options.stop_after) : total_steps;
+  if (start_step >= total_steps)
+    throw std::runtime_error("nothing to do: the run is already at step " + std::to_string(start_step) + " of " +
+                             std::to_string(total_steps) + " (raise --steps or --epochs)");
+
+  TrainingLog log(options.log_json, start_step, end_step, "samples");
+  log.message("cnn: ResNet with " + std::to_string(model->parameter_count()) + " parameters on " + data.name + " (" +
+              std::to_string(data.train.size()) + " train, " + std::to_string(data.test.size()) + " test images), " +
+              std::to_string(total_steps) + " steps of " + std::to_string(batch_size) + " on " + device.str());
+  reset_peak_memory(device);
+  float last_loss = 0.0f;
+  Evaluation last_eval;
+  for (int64_t step = start_step; step < end_step; ++step) {
+    const datasets::Batch batch = loader.batch_at(step);
+    optimizer.set_learning_rate(schedule.at(step));
+    nn::ForwardContextGuard context({options.seed, static_cast<uint64_t>(step), 0});
+    const Tensor loss = nn::cross_entropy_loss((*model)(batch.inputs.to(device)), batch.targets.to(device));
+    loss.backward();
+    optimizer.step();
+    optimizer.zero_grad();
+    last_loss = loss.item();
+    log.step(step, last_loss, optimizer.learning_rate(), batch.inputs.shape()[0]);
+    if ((step + 1) % eval_interval == 0 || step + 1 == end_step) {
+      last_eval = evaluate(*model, data.test, device);
+      log.evaluation(step, JsonObject().add("validation_loss", last_eval.loss).add("accuracy", last_eval.accuracy),
+                     "test loss " + std::to_string(last_eval.loss) + ", accuracy " + std::to_string(100 * last_eval.accuracy) + "%");
+    }
+  }
+  if (!options.save.empty()) {
+    save_training_state(options.save, *model, &optimizer,
+                        {{"model", "cnn"}, {"step", std::to_string(end_step)}, {"width", std::to_string(config.width)},
+                         {"blocks_per_stage", std::to_string(config.blocks_per_stage)}, {"stages", std::to_string(config.stages)},
+                         {"in_channels", std::to_string(config.in_channels)}, {"classes", std::to_string(config.classes)}});
+    log.message("saved " + options.save + " at step " + std::to_string(end_step));
+  }
+  const MemoryStats memory = memory_stats(device);
+  log.summary(JsonObject().add("event", std::string("summary")).add("model", std::string("cnn")).add("steps", end_step)
+                  .add("final_train_loss", static_cast<double>(last_loss)).add("final_validation_loss", last_eval.loss)
+                  .add("accuracy", last_eval.accuracy).add("wall_seconds", log.elapsed_seconds())
+                  .add_raw("peak_bytes", "{\"" + device.str() + "\":" + std::to_string(memory.peak_bytes) + "}"));
+  log.message("done in " + std::to_string(static_cast<int>(log.elapsed_seconds())) + " s: test accuracy " +
+              std::to_string(100 * last_eval.accuracy) + "%, peak memory " + std::to_string(memory.peak_bytes >> 20) + " MiB");
+  return 0;
+}
+
+}  // namespace minipipe::cli

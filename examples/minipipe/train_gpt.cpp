@@ -1,0 +1,108 @@
+// `minipipe train gpt`: a byte-level GPT on the bundled novel (or any text file), with
+// validation loss in nats per byte, exact resume, JSON Lines logs and a sample at the end.
+#include <cmath>
+#include <cstdio>
+#include <stdexcept>
+
+#include "autograd/node.h"
+#include "commands.h"
+#include "datasets/readers.h"
+#include "gpt_metadata.h"
+#include "nn/forward_context.h"
+#include "nn/losses.h"
+#include "tensor/allocator.h"
+#include "training_log.h"
+
+namespace minipipe::cli {
+
+std::string generate_text(nn::Module& model, const nn::GPTConfig& config, const std::string& prompt, int64_t length,
+                          float temperature, uint64_t seed, Device device);
+
+namespace {
+
+double validation_loss(nn::Module& model, const std::vector<datasets::Batch>& batches, Device device) {
+  NoGradGuard no_grad;
+  model.eval();
+  double total = 0;
+  for (const datasets::Batch& batch : batches)
+    total += nn::cross_entropy_loss(model(batch.inputs.to(device)), batch.targets.to(device)).item();
+  model.train();
+  return total / static_cast<double>(batches.size());
+}
+
+}  // namespace
+
+int train_gpt(const GptOptions& options) {
+  const Device device = Device::parse(options.device);
+  const std::string path = options.data.empty() ? data_directory() + "/tom-sawyer.txt.gz" : options.data;
+  const auto [train_text, validation_text] = datasets::load_text(path).split(0.1);
+
+  nn::GPTConfig config{256, options.context, options.dim, options.layers, options.heads, options.dropout, options.seed};
+  if (!options.resume.empty()) {
+    config = gpt_config_from(read_metadata(options.resume), options.resume);
+    config.seed = options.seed;
+  }
+  auto model = nn::make_gpt(config);
+  model->to(device);
+
+  const int64_t batch_size = options.batch_size > 0 ? options.batch_size : 16;
+  const int64_t total_steps = options.steps > 0 ? options.steps : 600;
+  const int64_t eval_interval = options.eval_interval > 0 ? options.eval_interval : 100;
+  nn::LearningRateSchedule schedule{nn::LearningRateSchedule::Kind::WarmupCosine,
+                                    options.learning_rate > 0 ? options.learning_rate : 3e-3f,
+                                    std::max<int64_t>(1, total_steps / 20), total_steps, 0.1f};
+  nn::AdamW optimizer(model->named_parameters(), AdamWOptions{.lr = schedule.peak, .beta2 = 0.99f, .weight_decay = 0.1f});
+  int64_t start_step = 0;
+  if (!options.resume.empty())
+    start_step = std::stoll(required(load_training_state(options.resume, *model, &optimizer), "step", options.resume));
+  const int64_t end_step = options.stop_after > 0 ? std::min(total_steps, start_step + options.stop_after) : total_steps;
+  if (start_step >= total_steps)
+    throw std::runtime_error("nothing to do: the run is already at step " + std::to_string(start_step) + " of " +
+                             std::to_string(total_steps) + " (raise --steps)");
+  const std::vector<datasets::Batch> validation_batches = validation_text.evaluation_batches(batch_size, config.context, 8);
+
+  TrainingLog log(options.log_json, start_step, end_step, "tokens");
+  log.message("gpt: " + std::to_string(model->parameter_count()) + " parameters (" + std::to_string(config.layers) +
+              " layers, dim " + std::to_string(config.dim) + ", " + std::to_string(config.heads) + " heads, context " +
+              std::to_string(config.context) + ") on " + path + " (" + std::to_string(train_text.tokens.size()) +
+              " training bytes), " + std::to_string(total_steps) + " steps of " + std::to_string(batch_size) + " x " +
+              std::to_string(config.context) + " tokens on " + device.str());
+  reset_peak_memory(device);
+  float last_loss = 0.0f;
+  double last_validation = NAN;
+  for (int64_t step = start_step; step < end_step; ++step) {
+    const datasets::Batch batch = train_text.sample(batch_size, config.context, options.seed, step);
+    optimizer.set_learning_rate(schedule.at(step));
+    nn::ForwardContextGuard context({options.seed, static_cast<uint64_t>(step), 0});
+    const Tensor loss = nn::cross_entropy_loss((*model)(batch.inputs.to(device)), batch.targets.to(device));
+    loss.backward();
+    nn::clip_grad_norm(model->parameters(), 1.0f);
+    optimizer.step();
+    optimizer.zero_grad();
+    last_loss = loss.item();
+    log.step(step, last_loss, optimizer.learning_rate(), batch.inputs.numel());
+    if ((step + 1) % eval_interval == 0 || step + 1 == end_step) {
+      last_validation = validation_loss(*model, validation_batches, device);
+      log.evaluation(step, JsonObject().add("validation_loss", last_validation),
+                     "validation loss " + std::to_string(last_validation) + " nats/byte");
+    }
+  }
+  if (!options.save.empty()) {
+    Metadata metadata = gpt_metadata(config);
+    metadata["step"] = std::to_string(end_step);
+    save_training_state(options.save, *model, &optimizer, metadata);
+    log.message("saved " + options.save + " at step " + std::to_string(end_step));
+  }
+  const MemoryStats memory = memory_stats(device);
+  log.summary(JsonObject().add("event", std::string("summary")).add("model", std::string("gpt")).add("steps", end_step)
+                  .add("final_train_loss", static_cast<double>(last_loss)).add("final_validation_loss", last_validation)
+                  .add("wall_seconds", log.elapsed_seconds())
+                  .add_raw("peak_bytes", "{\"" + device.str() + "\":" + std::to_string(memory.peak_bytes) + "}"));
+  log.message("done in " + std::to_string(static_cast<int>(log.elapsed_seconds())) + " s: validation loss " +
+              std::to_string(last_validation) + " nats/byte, peak memory " + std::to_string(memory.peak_bytes >> 20) + " MiB");
+  if (options.sample_length > 0)
+    std::printf("--- sample ---\n%s\n", generate_text(*model, config, "Tom ", options.sample_length, 0.8f, options.seed, device).c_str());
+  return 0;
+}
+
+}  // namespace minipipe::cli

@@ -1,0 +1,53 @@
+#pragma once
+// What a training run reports: JSON Lines for machines (--log-json FILE), and a progress
+// bar with rate and ETA on a terminal, or plain lines when output is not a terminal.
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace minipipe::cli {
+
+// A flat JSON object built field by field.
+class JsonObject {
+ public:
+  JsonObject& add(const std::string& key, double value);
+  JsonObject& add(const std::string& key, int64_t value);
+  JsonObject& add(const std::string& key, const std::string& value);
+  JsonObject& add_raw(const std::string& key, const std::string& json);  // an already-encoded value
+  JsonObject& merge(const JsonObject& other);                            // appends other's fields
+  std::string str() const { return "{" + body_ + "}"; }
+
+ private:
+  void key(const std::string& k);
+  std::string body_;
+};
+
+class TrainingLog {
+ public:
+  // json_path may be empty (no JSON Lines file); `unit` names what the rate counts.
+  TrainingLog(const std::string& json_path, int64_t first_step, int64_t total_steps, std::string unit);
+  ~TrainingLog();
+
+  // `step` is the index of the step just taken; logs count completed steps (step + 1).
+  void step(int64_t step, float loss, float learning_rate, int64_t items);
+  void evaluation(int64_t step, const JsonObject& fields, const std::string& text);
+  void summary(const JsonObject& fields);
+  void message(const std::string& text);  // a line for people only
+  double elapsed_seconds() const;
+
+ private:
+  void write_json(const JsonObject& object);
+  void clear_bar();
+
+  std::FILE* json_ = nullptr;
+  bool terminal_;
+  int64_t first_step_, total_steps_;
+  std::string unit_;
+  std::chrono::steady_clock::time_point start_, last_print_;
+  double items_ = 0;
+  bool bar_shown_ = false;
+};
+
+}  // namespace minipipe::cli

@@ -1,0 +1,24 @@
+#pragma once
+// A training checkpoint: the model's state dict, the optimizer's state (prefixed
+// "optimizer.") and string metadata (the step, the model's configuration) in one
+// safetensors file. PyTorch's safetensors.torch.load_file reads it.
+#include <map>
+#include <string>
+
+#include "nn/module.h"
+#include "nn/optim/optimizer.h"
+
+namespace minipipe::cli {
+
+using Metadata = std::map<std::string, std::string>;
+
+void save_training_state(const std::string& path, const nn::Module& model, const nn::Optimizer* optimizer,
+                         const Metadata& metadata);
+// Loads into an existing model (and optimizer, if given); returns the metadata.
+Metadata load_training_state(const std::string& path, nn::Module& model, nn::Optimizer* optimizer);
+// Only the metadata (to rebuild the model before loading into it).
+Metadata read_metadata(const std::string& path);
+// metadata[key], or an error naming the file and the key.
+std::string required(const Metadata& metadata, const std::string& key, const std::string& path);
+
+}  // namespace minipipe::cli

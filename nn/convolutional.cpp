@@ -1,0 +1,80 @@
+#include "nn/convolutional.h"
+
+#include <cmath>
+#include <stdexcept>
+
+#include "autograd/elementwise.h"
+#include "autograd/normalization.h"
+#include "autograd/reduction.h"
+#include "tensor/factories.h"
+
+namespace minipipe::nn {
+
+Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, Generator& g, int64_t stride_,
+               int64_t padding_, bool with_bias)
+    : stride(stride_), padding(padding_) {
+  const float bound = 1.0f / std::sqrt(static_cast<float>(in_channels * kernel * kernel));
+  weight = register_parameter("weight", rand({out_channels, in_channels, kernel, kernel}, g, -bound, bound));
+  if (with_bias) bias = register_parameter("bias", rand({out_channels}, g, -bound, bound));
+}
+
+Tensor Conv2d::forward(const Tensor& x) { return conv2d(x, weight, bias, stride, padding); }
+
+BatchNorm2d::BatchNorm2d(int64_t channels, float momentum_, float eps_) : momentum(momentum_), eps(eps_) {
+  weight = register_parameter("weight", ones({channels}));
+  bias = register_parameter("bias", zeros({channels}));
+  running_mean = register_buffer("running_mean", zeros({channels}));
+  running_var = register_buffer("running_var", ones({channels}));
+}
+
+Tensor BatchNorm2d::forward(const Tensor& x) {
+  return batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
+}
+
+Tensor GlobalAvgPool::forward(const Tensor& x) {
+  if (x.dim() != 4) throw std::invalid_argument("GlobalAvgPool: input must be [N, C, H, W], got " + shape_str(x.shape()));
+  return mean(x, {2, 3});
+}
+
+ResidualBlock::ResidualBlock(int64_t in_channels, int64_t out_channels, int64_t stride, Generator& g) {
+  conv1 = register_module("conv1", std::make_shared<Conv2d>(in_channels, out_channels, 3, g, stride, 1, false));
+  bn1 = register_module("bn1", std::make_shared<BatchNorm2d>(out_channels));
+  conv2 = register_module("conv2", std::make_shared<Conv2d>(out_channels, out_channels, 3, g, 1, 1, false));
+  bn2 = register_module("bn2", std::make_shared<BatchNorm2d>(out_channels));
+  if (stride != 1 || in_channels != out_channels) {
+    shortcut_conv = register_module("shortcut_conv", std::make_shared<Conv2d>(in_channels, out_channels, 1, g, stride, 0, false));
+    shortcut_bn = register_module("shortcut_bn", std::make_shared<BatchNorm2d>(out_channels));
+  }
+}
+
+Tensor ResidualBlock::forward(const Tensor& x) {
+  const Tensor h = (*bn2)((*conv2)(relu((*bn1)((*conv1)(x)))));
+  const Tensor shortcut = shortcut_conv ? (*shortcut_bn)((*shortcut_conv)(x)) : x;
+  return relu(add(h, shortcut));
+}
+
+std::shared_ptr<Sequential> make_resnet(const ResNetConfig& c) {
+  if (c.stages < 1 || c.blocks_per_stage < 1 || c.width < 1)
+    throw std::invalid_argument("make_resnet: stages, blocks_per_stage and width must be positive");
+  Generator g(c.seed);
+  auto model = std::make_shared<Sequential>();
+  auto stem = std::make_shared<Sequential>(std::initializer_list<ModulePtr>{
+      std::make_shared<Conv2d>(c.in_channels, c.width, 3, g, 1, 1, false), std::make_shared<BatchNorm2d>(c.width),
+      std::make_shared<Activation>(ActivationKind::ReLU)});
+  model->add(stem, "stem");
+  int64_t channels = c.width;
+  for (int64_t stage = 0; stage < c.stages; ++stage) {
+    const int64_t out_channels = c.width << stage;
+    for (int64_t b = 0; b < c.blocks_per_stage; ++b) {
+      const int64_t stride = stage > 0 && b == 0 ? 2 : 1;
+      model->add(std::make_shared<ResidualBlock>(channels, out_channels, stride, g),
+                 "stage" + std::to_string(stage) + "_block" + std::to_string(b));
+      channels = out_channels;
+    }
+  }
+  model->add(std::make_shared<GlobalAvgPool>(), "pool");
+  model->add(std::make_shared<Linear>(channels, c.classes, g), "classifier");
+  return model;
+}
+
+}  // namespace minipipe::nn

@@ -1,0 +1,30 @@
+#pragma once
+// What random layers need to know about the forward pass they are in (DESIGN.md decision
+// 9): the run's seed, the training step, and where this (micro-)batch starts within the
+// mini-batch. Dropout keys its mask by (seed, step, layer id) and numbers elements from
+// sample_offset, so the masks do not depend on partitioning, schedule or micro-batch count.
+// The context is per thread: each pipeline stage thread sets its own.
+#include <cstdint>
+
+namespace minipipe::nn {
+
+struct ForwardContext {
+  uint64_t seed = 0;
+  uint64_t step = 0;
+  int64_t sample_offset = 0;  // index of this batch's first sample in the mini-batch
+};
+
+const ForwardContext& forward_context();
+
+class ForwardContextGuard {
+ public:
+  explicit ForwardContextGuard(const ForwardContext& context);
+  ~ForwardContextGuard();
+  ForwardContextGuard(const ForwardContextGuard&) = delete;
+  ForwardContextGuard& operator=(const ForwardContextGuard&) = delete;
+
+ private:
+  ForwardContext previous_;
+};
+
+}  // namespace minipipe::nn

@@ -1,0 +1,104 @@
+#include "nn/optim/optimizer.h"
+
+#include <cmath>
+#include <stdexcept>
+
+#include "autograd/elementwise.h"
+#include "autograd/node.h"
+#include "tensor/factories.h"
+
+namespace minipipe::nn {
+
+Optimizer::Optimizer(NamedTensors parameters) : parameters_(std::move(parameters)) {
+  if (parameters_.empty()) throw std::invalid_argument("optimizer: no parameters to optimise");
+}
+
+void Optimizer::zero_grad() {
+  for (auto& [name, p] : parameters_) p.zero_grad();
+}
+
+Tensor Optimizer::state(size_t i, const std::string& state_name) {
+  const auto& [name, p] = parameters_[i];
+  auto [it, inserted] = state_.try_emplace(name + "." + state_name);
+  if (inserted) it->second = zeros(p.shape(), DType::Float32, p.device());
+  return it->second;
+}
+
+std::map<std::string, Tensor> Optimizer::state_dict() const {
+  std::map<std::string, Tensor> out = state_;
+  out["step"] = full({}, static_cast<float>(steps_));
+  return out;
+}
+
+void Optimizer::load_state_dict(const std::map<std::string, Tensor>& state) {
+  auto step = state.find("step");
+  if (step == state.end()) throw std::invalid_argument("optimizer state: missing 'step'");
+  steps_ = static_cast<int64_t>(step->second.item());
+  state_.clear();
+  for (const auto& [name, t] : state)
+    if (name != "step") state_[name] = t.clone();
+}
+
+SGD::SGD(NamedTensors parameters, const SgdOptions& o) : Optimizer(std::move(parameters)), options(o) {
+  learning_rate_ = o.lr;
+}
+
+void SGD::step() {
+  NoGradGuard no_grad;
+  SgdOptions o = options;
+  o.lr = learning_rate_;
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    const Tensor& p = parameters_[i].second;
+    if (!p.grad().defined()) continue;
+    // A parameter's first update initialises its momentum buffer (PyTorch's convention).
+    const bool first_update = !state_.count(parameters_[i].first + ".momentum");
+    const Tensor buffer = o.momentum != 0.0f ? state(i, "momentum") : Tensor();
+    sgd_step_(p, p.grad(), buffer, o, first_update);
+  }
+  ++steps_;
+}
+
+AdamW::AdamW(NamedTensors parameters, const AdamWOptions& o) : Optimizer(std::move(parameters)), options(o) {
+  learning_rate_ = o.lr;
+}
+
+void AdamW::step() {
+  NoGradGuard no_grad;
+  AdamWOptions o = options;
+  o.lr = learning_rate_;
+  ++steps_;
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    const Tensor& p = parameters_[i].second;
+    if (!p.grad().defined()) continue;
+    // Biases and normalisation gains (1-D) are not decayed, as is usual for Transformers.
+    AdamWOptions per_parameter = o;
+    if (p.dim() < 2) per_parameter.weight_decay = 0.0f;
+    adamw_step_(p, p.grad(), state(i, "exp_avg"), state(i, "exp_avg_sq"), per_parameter, steps_);
+  }
+}
+
+float LearningRateSchedule::at(int64_t step) const {
+  if (kind == Kind::Constant) return peak;
+  if (step < warmup_steps) return peak * static_cast<float>(step + 1) / static_cast<float>(warmup_steps);
+  const float progress = std::min(1.0f, static_cast<float>(step - warmup_steps) /
+                                            static_cast<float>(std::max<int64_t>(1, total_steps - warmup_steps)));
+  const float cosine = 0.5f * (1.0f + std::cos(3.14159265358979f * progress));
+  return peak * (min_ratio + (1.0f - min_ratio) * cosine);
+}
+
+float clip_grad_norm(const std::vector<Tensor>& parameters, float max_norm) {
+  NoGradGuard no_grad;
+  double squares = 0.0;
+  for (const Tensor& p : parameters)
+    if (p.grad().defined())
+      for (float g : p.grad().to_vector<float>()) squares += static_cast<double>(g) * g;
+  const float norm = static_cast<float>(std::sqrt(squares));
+  if (norm > max_norm && norm > 0.0f) {
+    const float factor = max_norm / norm;
+    for (const Tensor& p : parameters)
+      if (p.grad().defined()) p.set_grad(scale(p.grad(), factor));
+  }
+  return norm;
+}
+
+}  // namespace minipipe::nn

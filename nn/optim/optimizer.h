@@ -1,0 +1,68 @@
+#pragma once
+// Optimizers over a list of parameters. State (momentum, Adam moments, step count) is
+// exposed by name so checkpoints can save and restore it exactly.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "autograd/optimizer_steps.h"
+#include "nn/module.h"
+
+namespace minipipe::nn {
+
+class Optimizer {
+ public:
+  explicit Optimizer(NamedTensors parameters);
+  virtual ~Optimizer() = default;
+  // Updates every parameter that has a gradient, with the current learning rate.
+  virtual void step() = 0;
+  void zero_grad();
+
+  float learning_rate() const { return learning_rate_; }
+  void set_learning_rate(float lr) { learning_rate_ = lr; }
+  int64_t steps_taken() const { return steps_; }
+
+  // "<parameter name>.<state name>" -> tensor, plus the step count in "step".
+  std::map<std::string, Tensor> state_dict() const;
+  void load_state_dict(const std::map<std::string, Tensor>& state);
+
+ protected:
+  // The state tensor `state_name` of parameter i, created as zeros on first use.
+  Tensor state(size_t i, const std::string& state_name);
+  NamedTensors parameters_;
+  std::map<std::string, Tensor> state_;
+  float learning_rate_ = 0.0f;
+  int64_t steps_ = 0;
+};
+
+class SGD : public Optimizer {
+ public:
+  SGD(NamedTensors parameters, const SgdOptions& options);
+  void step() override;
+  SgdOptions options;
+};
+
+class AdamW : public Optimizer {
+ public:
+  AdamW(NamedTensors parameters, const AdamWOptions& options);
+  void step() override;
+  AdamWOptions options;
+};
+
+// Learning rate at a step: constant, or linear warmup from 0 over `warmup_steps` followed
+// by a cosine decay to min_ratio * peak at total_steps (Loshchilov & Hutter 2017).
+struct LearningRateSchedule {
+  enum class Kind { Constant, WarmupCosine } kind = Kind::Constant;
+  float peak = 1e-3f;
+  int64_t warmup_steps = 0;
+  int64_t total_steps = 1;
+  float min_ratio = 0.1f;
+  float at(int64_t step) const;
+};
+
+// Scales all gradients so that their global L2 norm is at most max_norm; returns the norm
+// before clipping.
+float clip_grad_norm(const std::vector<Tensor>& parameters, float max_norm);
+
+}  // namespace minipipe::nn

@@ -1,0 +1,86 @@
+#pragma once
+// GPT-style decoder blocks (Radford et al. 2019: pre-LayerNorm, GELU MLP of width 4C),
+// and a GPT assembled as a Sequential [embedding, block0, ..., head] so that a pipeline
+// can cut it between blocks.
+#include <memory>
+
+#include "nn/layers.h"
+#include "nn/sequential.h"
+
+namespace minipipe::nn {
+
+// Causal multi-head self-attention over x [B, T, C].
+class CausalSelfAttention : public Module {
+ public:
+  CausalSelfAttention(int64_t dim, int64_t heads, float dropout, uint64_t dropout_id, Generator& generator);
+  Tensor forward(const Tensor& x) override { return attend(x, Tensor(), Tensor()).output; }
+  std::string type_name() const override { return "CausalSelfAttention"; }
+
+  struct Result {
+    Tensor output;        // [B, T, C]
+    Tensor keys, values;  // [B, heads, past + T, C / heads]: pass them to the next slice
+  };
+  // x holds positions past..past+T-1 of a sequence whose keys and values for positions
+  // 0..past-1 are given (undefined when past = 0). TeraPipe's token slices use this.
+  Result attend(const Tensor& x, const Tensor& past_keys, const Tensor& past_values);
+
+  int64_t heads;
+  std::shared_ptr<Linear> qkv, projection;
+  std::shared_ptr<Dropout> dropout;
+};
+
+class MLP : public Module {
+ public:
+  MLP(int64_t dim, float dropout, uint64_t dropout_id, Generator& generator);
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "MLP"; }
+  std::shared_ptr<Linear> expand, project;
+  std::shared_ptr<Dropout> dropout;
+};
+
+// x + attention(ln1(x)), then x + mlp(ln2(x)).
+class TransformerBlock : public Module {
+ public:
+  TransformerBlock(int64_t dim, int64_t heads, float dropout, uint64_t block_index, Generator& generator);
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "TransformerBlock"; }
+  std::shared_ptr<LayerNorm> ln1, ln2;
+  std::shared_ptr<CausalSelfAttention> attention;
+  std::shared_ptr<MLP> mlp;
+};
+
+// Token ids [B, T] (int32) -> token embedding + position embedding, then dropout.
+class TokenAndPositionEmbedding : public Module {
+ public:
+  TokenAndPositionEmbedding(int64_t vocabulary, int64_t context, int64_t dim, float dropout, Generator& generator);
+  Tensor forward(const Tensor& ids) override;
+  std::string type_name() const override { return "TokenAndPositionEmbedding"; }
+  std::shared_ptr<Embedding> tokens, positions;
+  std::shared_ptr<Dropout> dropout;
+};
+
+// Final LayerNorm and the projection to vocabulary logits (no bias; not tied to the token
+// embedding, so that the first and last pipeline stages share no weight).
+class LanguageModelHead : public Module {
+ public:
+  LanguageModelHead(int64_t dim, int64_t vocabulary, Generator& generator);
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "LanguageModelHead"; }
+  std::shared_ptr<LayerNorm> norm;
+  std::shared_ptr<Linear> logits;
+};
+
+struct GPTConfig {
+  int64_t vocabulary = 256;  // bytes
+  int64_t context = 128;
+  int64_t dim = 128;
+  int64_t layers = 4;
+  int64_t heads = 4;
+  float dropout = 0.1f;
+  uint64_t seed = 0;
+};
+
+// Weights N(0, 0.02), the residual projections N(0, 0.02 / sqrt(2 layers)), biases 0 (GPT-2).
+std::shared_ptr<Sequential> make_gpt(const GPTConfig& config);
+
+}  // namespace minipipe::nn

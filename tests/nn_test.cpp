@@ -1,0 +1,226 @@
+// nn/: modules and their names, state dicts, layers against the ops they stand for, keyed
+// dropout, attention over token slices, optimizers and schedules, safetensors files.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+
+#include "autograd/elementwise.h"
+#include "autograd/matmul.h"
+#include "autograd/reduction.h"
+#include "autograd/shape_ops.h"
+#include "nn/convolutional.h"
+#include "nn/forward_context.h"
+#include "nn/losses.h"
+#include "nn/optim/optimizer.h"
+#include "nn/safetensors.h"
+#include "nn/transformer.h"
+#include "tensor/factories.h"
+#include "test_helpers.h"
+
+namespace minipipe::nn {
+namespace {
+
+using testing::expect_same_values;
+using testing::expect_values;
+
+std::string temporary_path(const std::string& name) { return ::testing::TempDir() + "/" + name; }
+
+TEST(Module, ParametersAndBuffersAreNamedByPath) {
+  Generator g(0);
+  Sequential model;
+  model.add(std::make_shared<Linear>(3, 4, g), "input");
+  model.add(std::make_shared<Sequential>(std::initializer_list<ModulePtr>{std::make_shared<BatchNorm2d>(4)}));
+  std::vector<std::string> names;
+  for (auto& [name, t] : model.named_parameters()) names.push_back(name);
+  EXPECT_EQ(names, (std::vector<std::string>{"input.weight", "input.bias", "1.0.weight", "1.0.bias"}));
+  EXPECT_EQ(model.named_buffers()[0].first, "1.0.running_mean");
+  EXPECT_EQ(model.parameter_count(), 12 + 4 + 4 + 4);
+  EXPECT_EQ(model.at("input")->type_name(), "Linear");
+  EXPECT_EQ(model[1]->type_name(), "Sequential");
+  EXPECT_EQ(model.name_of(1), "1");
+  EXPECT_THROW_WITH(model[2], "index 2", "2 children");
+  EXPECT_THROW_WITH(model.at("output"), "'output'");
+}
+
+TEST(Module, StateDictRoundTripsAndNamesWhatDoesNotFit) {
+  Generator g(1);
+  auto a = make_resnet({.width = 4, .stages = 2, .seed = 1}), b = make_resnet({.width = 4, .stages = 2, .seed = 2});
+  b->load_state_dict(a->state_dict());
+  for (auto& [name, t] : a->state_dict()) expect_same_values(b->state_dict().at(name), t, 0, 0);
+  auto state = a->state_dict();
+  state.erase("classifier.bias");
+  EXPECT_THROW_WITH(b->load_state_dict(state), "missing", "classifier.bias");
+  state = a->state_dict();
+  state["extra"] = zeros({1});
+  EXPECT_THROW_WITH(b->load_state_dict(state), "unexpected", "extra");
+  state = a->state_dict();
+  state["classifier.bias"] = zeros({3});
+  EXPECT_THROW_WITH(b->load_state_dict(state), "classifier.bias", "[3]", "[10]");
+}
+
+TEST(Layers, LinearIsXTimesWeightTransposedPlusBias) {
+  Generator g(2);
+  Linear linear(3, 2, g);
+  EXPECT_EQ(linear.weight.shape(), (Shape{2, 3}));  // PyTorch's [out, in]
+  const Tensor x = randn({4, 3}, g);
+  expect_same_values(linear(x), add(matmul(x, linear.weight.transpose(0, 1).contiguous()), linear.bias));
+  EXPECT_THROW_WITH(linear(zeros({4, 5})), "[4, 5]", "3 features");
+}
+
+TEST(Layers, TrainAndEvalSwitchDropoutAndBatchNorm) {
+  Dropout dropout(0.5f, 7);
+  const Tensor x = ones({4, 8});
+  EXPECT_NE(dropout(x).to_vector<float>(), x.to_vector<float>());
+  dropout.eval();
+  EXPECT_EQ(dropout(x).impl(), x.impl());
+  BatchNorm2d bn(2);
+  const Tensor images = randn({4, 2, 3, 3});
+  bn(images);
+  EXPECT_NE(bn.running_mean.at({0}), 0.0f);  // training updated the running statistics
+  EXPECT_NE(bn.running_var.at({1}), 1.0f);
+  bn.eval();
+  const Tensor before = bn.running_mean.clone();
+  bn(images);
+  expect_same_values(bn.running_mean, before, 0, 0);  // eval leaves it alone
+}
+
+TEST(Layers, DropoutMaskDoesNotDependOnHowTheBatchIsCut) {
+  // DESIGN.md decision 9: the mask is keyed by (seed, step, layer) and numbered from the
+  // sample's position in the mini-batch, so two micro-batches draw what the whole batch draws.
+  Dropout dropout(0.3f, 5);
+  const Tensor x = randn({6, 10});
+  Tensor whole, first, second;
+  {
+    ForwardContextGuard context({11, 3, 0});
+    whole = dropout(x);
+  }
+  {
+    ForwardContextGuard context({11, 3, 0});
+    first = dropout(x.narrow(0, 0, 2));
+  }
+  {
+    ForwardContextGuard context({11, 3, 2});
+    second = dropout(x.narrow(0, 2, 4));
+  }
+  expect_same_values(concat({first, second}, 0), whole, 0, 0);
+  ForwardContextGuard next_step({11, 4, 0});
+  EXPECT_NE(dropout(x).to_vector<float>(), whole.to_vector<float>());
+}
+
+TEST(Transformer, AttentionOverTokenSlicesEqualsTheWholeSequence) {
+  // TeraPipe section 3.2: a later slice attends over the keys and values of earlier ones.
+  Generator g(3);
+  CausalSelfAttention attention(16, 4, 0.0f, 1, g);
+  const Tensor x = randn({2, 10, 16}, g);
+  const Tensor whole = attention(x);
+  const auto head = attention.attend(x.narrow(1, 0, 6), Tensor(), Tensor());
+  const auto tail = attention.attend(x.narrow(1, 6, 4), head.keys, head.values);
+  EXPECT_EQ(tail.keys.shape(), (Shape{2, 4, 10, 4}));
+  expect_same_values(concat({head.output, tail.output}, 1), whole, 1e-5f);
+}
+
+TEST(Transformer, GPTIsASequentialOfEmbeddingBlocksAndHead) {
+  auto gpt = make_gpt({.vocabulary = 50, .context = 16, .dim = 32, .layers = 3, .heads = 4, .dropout = 0.1f});
+  ASSERT_EQ(gpt->size(), 5u);
+  EXPECT_EQ(gpt->name_of(0), "embedding");
+  EXPECT_EQ((*gpt)[2]->type_name(), "TransformerBlock");
+  EXPECT_EQ(gpt->name_of(4), "head");
+  Generator g(4);
+  const Tensor ids = randint(0, 50, {2, 16}, g);
+  EXPECT_EQ((*gpt)(ids).shape(), (Shape{2, 16, 50}));
+  EXPECT_THROW_WITH((*gpt)(randint(0, 50, {2, 17}, g)), "17 tokens", "context of 16");
+  // A causal model: changing a later token leaves earlier logits alone.
+  gpt->eval();
+  Tensor changed = ids.clone();
+  changed.data<int32_t>()[10] = (changed.data<int32_t>()[10] + 1) % 50;
+  expect_same_values((*gpt)(changed).narrow(1, 0, 10), (*gpt)(ids).narrow(1, 0, 10), 0, 0);
+}
+
+TEST(Optim, ClipGradNormScalesToTheLimit) {
+  const Tensor a = zeros({2}).set_requires_grad(), b = zeros({1}).set_requires_grad();
+  a.set_grad(from_vector({3, 0}, {2}));
+  b.set_grad(from_vector({4}, {1}));
+  EXPECT_FLOAT_EQ(clip_grad_norm({a, b}, 1.0f), 5.0f);  // sqrt(9 + 16)
+  expect_values(a.grad(), {0.6f, 0.0f});
+  expect_values(b.grad(), {0.8f});
+}
+
+TEST(Optim, WarmupCosineSchedule) {
+  const LearningRateSchedule s{LearningRateSchedule::Kind::WarmupCosine, 1.0f, 10, 110, 0.1f};
+  EXPECT_FLOAT_EQ(s.at(0), 0.1f);    // (0 + 1) / 10 of the peak
+  EXPECT_FLOAT_EQ(s.at(9), 1.0f);
+  EXPECT_FLOAT_EQ(s.at(10), 1.0f);   // cosine starts at the peak
+  EXPECT_NEAR(s.at(60), 0.55f, 1e-6);  // halfway: min + (1 - min) / 2
+  EXPECT_NEAR(s.at(110), 0.1f, 1e-6);
+}
+
+TEST(Optim, StateDictResumesTheSameTrajectory) {
+  Generator g(5);
+  const Tensor x = randn({8, 4}, g), y = randn({8, 1}, g);
+  auto run = [&](Linear& model, Optimizer& optimizer, int steps) {
+    std::vector<float> losses;
+    for (int i = 0; i < steps; ++i) {
+      const Tensor loss = mse_loss(model(x), y);
+      loss.backward();
+      optimizer.step();
+      optimizer.zero_grad();
+      losses.push_back(loss.item());
+    }
+    return losses;
+  };
+  Generator ga(6), gb(6);
+  Linear a(4, 1, ga), b(4, 1, gb);
+  AdamW opt_a(a.named_parameters(), {.lr = 0.05f}), opt_b(b.named_parameters(), {.lr = 0.05f});
+  const std::vector<float> straight = run(a, opt_a, 10);
+  std::vector<float> resumed = run(b, opt_b, 4);
+  Generator gc(99);
+  Linear c(4, 1, gc);
+  AdamW opt_c(c.named_parameters(), {.lr = 0.05f});
+  c.load_state_dict(b.state_dict());
+  opt_c.load_state_dict(opt_b.state_dict());
+  for (float loss : run(c, opt_c, 6)) resumed.push_back(loss);
+  EXPECT_EQ(resumed, straight);
+}
+
+TEST(Safetensors, RoundTripsTensorsAndMetadata) {
+  const std::string path = temporary_path("round_trip.safetensors");
+  const Tensor a = from_vector({1, 2, 3, 4, 5, 6}, {2, 3}), b = from_int_vector({7, -8}, {2});
+  save_safetensors(path, {{"a", a.transpose(0, 1)}, {"b", b}}, {{"step", "12"}, {"note", "quote\" and \\"}});
+  const SafetensorsFile file = load_safetensors(path);
+  expect_values(file.tensors.at("a"), {1, 4, 2, 5, 3, 6});
+  EXPECT_EQ(file.tensors.at("b").to_vector<int32_t>(), (std::vector<int32_t>{7, -8}));
+  EXPECT_EQ(file.metadata.at("step"), "12");
+  EXPECT_EQ(file.metadata.at("note"), "quote\" and \\");
+  // The header begins with its little-endian length, and the JSON is padded to 8 bytes.
+  std::ifstream in(path, std::ios::binary);
+  unsigned char size_bytes[8];
+  in.read(reinterpret_cast<char*>(size_bytes), 8);
+  uint64_t size = 0;
+  for (int i = 0; i < 8; ++i) size |= static_cast<uint64_t>(size_bytes[i]) << (8 * i);
+  EXPECT_EQ(size % 8, 0u);
+}
+
+TEST(Safetensors, TruncatedOrCorruptFilesAreRefused) {
+  const std::string path = temporary_path("bad.safetensors");
+  save_safetensors(path, {{"w", zeros({100})}});
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto write = [&](const std::string& content) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << content;
+  };
+  write(bytes.substr(0, bytes.size() - 10));
+  EXPECT_THROW_WITH(load_safetensors(path), path, "truncated", "'w'");
+  write(bytes.substr(0, 5));
+  EXPECT_THROW_WITH(load_safetensors(path), "truncated");
+  std::string corrupt = bytes;
+  corrupt[9] = '#';
+  write(corrupt);
+  EXPECT_THROW_WITH(load_safetensors(path), "not valid JSON");
+  EXPECT_THROW_WITH(load_safetensors(temporary_path("missing.safetensors")), "cannot open");
+}
+
+}  // namespace
+}  // namespace minipipe::nn
