@@ -26,7 +26,9 @@ struct CnnOptions : TrainOptions {
 
 struct GptOptions : TrainOptions {
   int64_t dim = 128, layers = 4, heads = 4, context = 128;
-  float dropout = 0.1f;
+  // Off by default: the 5-minute default run sees each byte about 3 times and does not
+  // overfit, and dropout slows its descent (measured: 2.30 vs 2.05 nats/byte at step 400).
+  float dropout = 0.0f;
   int64_t sample_length = 200;  // bytes printed after training (0: none)
 };
 

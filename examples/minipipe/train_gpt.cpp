@@ -49,7 +49,7 @@ int train_gpt(const GptOptions& options) {
   const int64_t total_steps = options.steps > 0 ? options.steps : 600;
   const int64_t eval_interval = options.eval_interval > 0 ? options.eval_interval : 100;
   nn::LearningRateSchedule schedule{nn::LearningRateSchedule::Kind::WarmupCosine,
-                                    options.learning_rate > 0 ? options.learning_rate : 3e-3f,
+                                    options.learning_rate > 0 ? options.learning_rate : 5e-3f,
                                     std::max<int64_t>(1, total_steps / 20), total_steps, 0.1f};
   nn::AdamW optimizer(model->named_parameters(), AdamWOptions{.lr = schedule.peak, .beta2 = 0.99f, .weight_decay = 0.1f});
   int64_t start_step = 0;

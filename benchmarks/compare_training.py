@@ -1,0 +1,53 @@
+#!/usr/bin/python3
+"""minipipe against PyTorch (Debian's python3-torch), one CPU thread each, training the
+same small GPT and CNN. Runs the two alternately, --repeats times, and prints the median
+steps/s of each and their ratio (minipipe / PyTorch).
+
+    /usr/bin/python3 benchmarks/compare_training.py --build build [--repeats 3] [--json out.json]
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+here = Path(__file__).resolve().parent
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("--build", default="build", help="meson build folder holding benchmarks/training_benchmark")
+parser.add_argument("--repeats", type=int, default=3)
+parser.add_argument("--steps", type=int, default=20)
+parser.add_argument("--models", default="gpt,cnn")
+parser.add_argument("--json", help="also write the results here")
+args = parser.parse_args()
+
+# One thread on both sides: the same BLAS thread count, and PyTorch on OpenBLAS if present.
+env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+ours = Path(args.build) / "benchmarks" / "training_benchmark"
+if not ours.exists():
+    sys.exit(f"{ours} not found: build first (meson compile -C {args.build})")
+
+
+def run(command):
+    out = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+rows = []
+for model in args.models.split(","):
+    minipipe, pytorch = [], []
+    for _ in range(args.repeats):
+        minipipe.append(run([str(ours), "--model", model, "--steps", str(args.steps)])["steps_per_second"])
+        result = run(["/usr/bin/python3", str(here / "pytorch_training.py"), "--model", model, "--steps", str(args.steps)])
+        pytorch.append(result["steps_per_second"])
+    rows.append({"model": model, "minipipe_steps_per_second": statistics.median(minipipe),
+                 "pytorch_steps_per_second": statistics.median(pytorch), "pytorch": result["framework"],
+                 "ratio": statistics.median(minipipe) / statistics.median(pytorch), "repeats": args.repeats})
+
+print(f"{'model':<6} {'minipipe steps/s':>17} {'PyTorch steps/s':>16} {'ratio':>7}")
+for r in rows:
+    print(f"{r['model']:<6} {r['minipipe_steps_per_second']:>17.3f} {r['pytorch_steps_per_second']:>16.3f} {r['ratio']:>7.2f}")
+print(f"(medians of {args.repeats} alternating runs, one thread each; {rows[0]['pytorch']})")
+if args.json:
+    Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")

@@ -1,0 +1,53 @@
+#!/usr/bin/python3
+"""Training steps per second of PyTorch on one CPU thread, for the same models as
+training_benchmark.cpp (their definitions are the ones the reference test checks minipipe
+against, in tests/reference/make_reference.py). Prints one JSON object."""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "reference"))
+import make_reference as models  # noqa: E402
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--model", choices=["gpt", "cnn"], default="gpt")
+parser.add_argument("--steps", type=int, default=20)
+parser.add_argument("--warmup", type=int, default=3)
+args = parser.parse_args()
+torch.set_num_threads(1)
+
+if args.model == "gpt":
+    config = dict(vocabulary=256, context=128, dim=128, layers=4, heads=4, batch=16)
+    params = models.gpt_parameters(config)
+    inputs = torch.randint(0, 256, (16, 128), dtype=torch.int32)
+    targets = torch.randint(0, 256, (16, 128), dtype=torch.int32)
+    loss_of = lambda: models.gpt_loss(params, inputs, targets, config)  # noqa: E731
+else:
+    config = dict(width=16, stages=2, classes=10, batch=64)
+    params = models.cnn_parameters(config)
+    inputs = torch.rand(64, 1, 8, 8)
+    targets = torch.randint(0, 10, (64,), dtype=torch.int32)
+    loss_of = lambda: models.cnn_loss(params, inputs, targets, config)  # noqa: E731
+
+optimizer = torch.optim.AdamW(list(params.values()), lr=1e-3)
+
+
+def step():
+    loss = loss_of()
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+
+
+for _ in range(args.warmup):
+    step()
+start = time.perf_counter()
+for _ in range(args.steps):
+    step()
+seconds = time.perf_counter() - start
+print(json.dumps({"framework": "pytorch " + torch.__version__, "model": args.model, "steps": args.steps,
+                  "steps_per_second": args.steps / seconds}))

@@ -1,0 +1,55 @@
+// Training steps per second of minipipe on one CPU thread, for the models that
+// compare_training.py also times in PyTorch: the default GPT of `minipipe train gpt`
+// (dim 128, 4 layers, 4 heads, 16 x 128 tokens) and the digits ResNet of `minipipe train cnn`
+// (width 16, 2 stages, batch 64 of 8x8 images). A step = forward, backward, AdamW update.
+//
+//   training_benchmark --model gpt|cnn [--steps N] [--warmup N]
+// Prints one JSON object: {"framework": "minipipe", "model": ..., "steps_per_second": ...}.
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+
+#include "nn/convolutional.h"
+#include "nn/losses.h"
+#include "nn/optim/optimizer.h"
+#include "nn/transformer.h"
+#include "tensor/factories.h"
+
+using namespace minipipe;
+
+int main(int argc, char** argv) {
+  CLI::App app{"minipipe training throughput (one thread)"};
+  std::string model_name = "gpt";
+  int steps = 20, warmup = 3;
+  app.add_option("--model", model_name, "gpt or cnn")->check(CLI::IsMember({"gpt", "cnn"}));
+  app.add_option("--steps", steps, "timed steps")->check(CLI::PositiveNumber);
+  app.add_option("--warmup", warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
+  CLI11_PARSE(app, argc, argv);
+
+  Generator g(0);
+  std::shared_ptr<nn::Sequential> model;
+  Tensor inputs, targets;
+  if (model_name == "gpt") {
+    model = nn::make_gpt({.vocabulary = 256, .context = 128, .dim = 128, .layers = 4, .heads = 4, .dropout = 0.0f});
+    inputs = randint(0, 256, {16, 128}, g);
+    targets = randint(0, 256, {16, 128}, g);
+  } else {
+    model = nn::make_resnet({.in_channels = 1, .classes = 10, .width = 16, .blocks_per_stage = 1, .stages = 2});
+    inputs = rand({64, 1, 8, 8}, g);
+    targets = randint(0, 10, {64}, g);
+  }
+  nn::AdamW optimizer(model->named_parameters(), {.lr = 1e-3f});
+  auto step = [&] {
+    const Tensor loss = nn::cross_entropy_loss((*model)(inputs), targets);
+    loss.backward();
+    optimizer.step();
+    optimizer.zero_grad();
+  };
+  for (int i = 0; i < warmup; ++i) step();
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < steps; ++i) step();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("{\"framework\": \"minipipe\", \"model\": \"%s\", \"steps\": %d, \"steps_per_second\": %.4f}\n",
+              model_name.c_str(), steps, steps / seconds);
+  return 0;
+}
