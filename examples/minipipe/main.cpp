@@ -9,18 +9,29 @@ using namespace minipipe::cli;
 
 namespace {
 
+// CLI11's PositiveNumber prints the whole double range in its message; this one says it plainly.
+const CLI::Validator kPositive(
+    [](std::string& value) {
+      try {
+        if (std::stod(value) > 0) return std::string();
+      } catch (const std::exception&) {
+      }
+      return "must be a positive number, got '" + value + "'";
+    },
+    "POSITIVE");
+
 void add_training_options(CLI::App& command, TrainOptions& o) {
   command.add_option("--device", o.device, "cpu or cuda:N")->capture_default_str();
-  command.add_option("--steps", o.steps, "optimizer steps in all (default: the model's)")->check(CLI::PositiveNumber);
-  command.add_option("--batch-size", o.batch_size, "samples per step (default: the model's)")->check(CLI::PositiveNumber);
-  command.add_option("--lr", o.learning_rate, "peak learning rate (warmup, then cosine decay)")->check(CLI::PositiveNumber);
+  command.add_option("--steps", o.steps, "optimizer steps in all (default: the model's)")->check(kPositive);
+  command.add_option("--batch-size", o.batch_size, "samples per step (default: the model's)")->check(kPositive);
+  command.add_option("--lr", o.learning_rate, "peak learning rate (warmup, then cosine decay)")->check(kPositive);
   command.add_option("--seed", o.seed, "seed of initialisation, data order and dropout")->capture_default_str();
   command.add_option("--data", o.data, "data file or folder (default: the bundled data)");
   command.add_option("--save", o.save, "write a checkpoint (safetensors) here at the end");
   command.add_option("--resume", o.resume, "continue from this checkpoint (same results as never stopping)");
   command.add_option("--stop-after", o.stop_after, "stop after this many steps of this run (then --save, --resume later)")
-      ->check(CLI::PositiveNumber);
-  command.add_option("--eval-interval", o.eval_interval, "steps between evaluations")->check(CLI::PositiveNumber);
+      ->check(kPositive);
+  command.add_option("--eval-interval", o.eval_interval, "steps between evaluations")->check(kPositive);
   command.add_option("--log-json", o.log_json, "write JSON Lines (one object per step/eval, then a summary) here");
 }
 
@@ -35,17 +46,17 @@ int main(int argc, char** argv) {
   CnnOptions cnn;
   CLI::App* train_cnn_command = train->add_subcommand("cnn", "a small ResNet on the bundled digits (or MNIST-style IDX files)");
   add_training_options(*train_cnn_command, cnn);
-  train_cnn_command->add_option("--epochs", cnn.epochs, "passes over the training set (instead of --steps)")->check(CLI::PositiveNumber);
-  train_cnn_command->add_option("--width", cnn.width, "channels of the first stage")->check(CLI::PositiveNumber)->capture_default_str();
-  train_cnn_command->add_option("--blocks", cnn.blocks_per_stage, "residual blocks per stage")->check(CLI::PositiveNumber)->capture_default_str();
+  train_cnn_command->add_option("--epochs", cnn.epochs, "passes over the training set (instead of --steps)")->check(kPositive);
+  train_cnn_command->add_option("--width", cnn.width, "channels of the first stage")->check(kPositive)->capture_default_str();
+  train_cnn_command->add_option("--blocks", cnn.blocks_per_stage, "residual blocks per stage")->check(kPositive)->capture_default_str();
 
   GptOptions gpt;
   CLI::App* train_gpt_command = train->add_subcommand("gpt", "a byte-level GPT on the bundled novel (or any text file)");
   add_training_options(*train_gpt_command, gpt);
-  train_gpt_command->add_option("--dim", gpt.dim, "model width")->check(CLI::PositiveNumber)->capture_default_str();
-  train_gpt_command->add_option("--layers", gpt.layers, "Transformer blocks")->check(CLI::PositiveNumber)->capture_default_str();
-  train_gpt_command->add_option("--heads", gpt.heads, "attention heads")->check(CLI::PositiveNumber)->capture_default_str();
-  train_gpt_command->add_option("--context", gpt.context, "tokens per sequence")->check(CLI::PositiveNumber)->capture_default_str();
+  train_gpt_command->add_option("--dim", gpt.dim, "model width")->check(kPositive)->capture_default_str();
+  train_gpt_command->add_option("--layers", gpt.layers, "Transformer blocks")->check(kPositive)->capture_default_str();
+  train_gpt_command->add_option("--heads", gpt.heads, "attention heads")->check(kPositive)->capture_default_str();
+  train_gpt_command->add_option("--context", gpt.context, "tokens per sequence")->check(kPositive)->capture_default_str();
   train_gpt_command->add_option("--dropout", gpt.dropout, "dropout probability")->check(CLI::Range(0.0, 0.99))->capture_default_str();
   train_gpt_command->add_option("--sample-length", gpt.sample_length, "bytes of text to print after training")->capture_default_str();
 
@@ -55,8 +66,8 @@ int main(int argc, char** argv) {
   CLI::App* sample_gpt_command = sample->add_subcommand("gpt", "text from a checkpoint of `train gpt --save`");
   sample_gpt_command->add_option("--checkpoint", sample_options.checkpoint, "checkpoint file")->required()->check(CLI::ExistingFile);
   sample_gpt_command->add_option("--prompt", sample_options.prompt, "text to continue")->capture_default_str();
-  sample_gpt_command->add_option("--length", sample_options.length, "bytes to generate")->check(CLI::PositiveNumber)->capture_default_str();
-  sample_gpt_command->add_option("--temperature", sample_options.temperature, "softmax temperature")->check(CLI::PositiveNumber)->capture_default_str();
+  sample_gpt_command->add_option("--length", sample_options.length, "bytes to generate")->check(kPositive)->capture_default_str();
+  sample_gpt_command->add_option("--temperature", sample_options.temperature, "softmax temperature")->check(kPositive)->capture_default_str();
   sample_gpt_command->add_option("--seed", sample_options.seed, "seed of the draws")->capture_default_str();
 
   CLI::App* info = app.add_subcommand("info", "print what this build contains");

@@ -46,7 +46,7 @@ int train_gpt(const GptOptions& options) {
   model->to(device);
 
   const int64_t batch_size = options.batch_size > 0 ? options.batch_size : 16;
-  const int64_t total_steps = options.steps > 0 ? options.steps : 600;
+  const int64_t total_steps = options.steps > 0 ? options.steps : 800;
   const int64_t eval_interval = options.eval_interval > 0 ? options.eval_interval : 100;
   nn::LearningRateSchedule schedule{nn::LearningRateSchedule::Kind::WarmupCosine,
                                     options.learning_rate > 0 ? options.learning_rate : 5e-3f,

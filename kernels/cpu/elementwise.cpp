@@ -108,6 +108,27 @@ void binary_row(const float* a, int64_t sa, const float* b, int64_t sb, float* o
   }
 }
 
+// Visits every row (all dims but the last) of an N-d walk over two strided arrays:
+// row(index of the row, offset into the first, offset into the second).
+template <class Row>
+void for_each_row(const int64_t* shape, const int64_t* first_strides, const int64_t* second_strides, int ndim, Row row) {
+  int64_t rows = 1;
+  for (int d = 0; d < ndim - 1; ++d) rows *= shape[d];
+  int64_t index[kMaxDims] = {0};
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t first = 0, second = 0;
+    for (int d = 0; d < ndim - 1; ++d) {
+      first += index[d] * first_strides[d];
+      second += index[d] * second_strides[d];
+    }
+    row(r, first, second);
+    for (int d = ndim - 2; d >= 0; --d) {  // odometer increment over the outer dims
+      if (++index[d] < shape[d]) break;
+      index[d] = 0;
+    }
+  }
+}
+
 template <BinaryOp op>
 void binary_walk(const float* a, const int64_t* as, const float* b, const int64_t* bs,
                  float* out, const int64_t* shape, int ndim) {
@@ -116,21 +137,9 @@ void binary_walk(const float* a, const int64_t* as, const float* b, const int64_
     return;
   }
   const int64_t inner = shape[ndim - 1];
-  int64_t rows = 1;
-  for (int d = 0; d < ndim - 1; ++d) rows *= shape[d];
-  int64_t index[kMaxDims] = {0};
-  for (int64_t row = 0; row < rows; ++row) {
-    int64_t a_offset = 0, b_offset = 0;
-    for (int d = 0; d < ndim - 1; ++d) {
-      a_offset += index[d] * as[d];
-      b_offset += index[d] * bs[d];
-    }
+  for_each_row(shape, as, bs, ndim, [&](int64_t row, int64_t a_offset, int64_t b_offset) {
     binary_row<op>(a + a_offset, as[ndim - 1], b + b_offset, bs[ndim - 1], out + row * inner, inner);
-    for (int d = ndim - 2; d >= 0; --d) {  // odometer increment over the outer dims
-      if (++index[d] < shape[d]) break;
-      index[d] = 0;
-    }
-  }
+  });
 }
 
 }  // namespace
@@ -154,15 +163,7 @@ void strided_copy32(const void* src_void, const int64_t* ss, void* dst_void, con
     return;
   }
   const int64_t inner = shape[ndim - 1], s_inner = ss[ndim - 1], d_inner = ds[ndim - 1];
-  int64_t rows = 1;
-  for (int d = 0; d < ndim - 1; ++d) rows *= shape[d];
-  int64_t index[kMaxDims] = {0};
-  for (int64_t row = 0; row < rows; ++row) {
-    int64_t s_offset = 0, d_offset = 0;
-    for (int d = 0; d < ndim - 1; ++d) {
-      s_offset += index[d] * ss[d];
-      d_offset += index[d] * ds[d];
-    }
+  for_each_row(shape, ss, ds, ndim, [&](int64_t, int64_t s_offset, int64_t d_offset) {
     const uint32_t* s = src + s_offset;
     uint32_t* t = dst + d_offset;
     if (s_inner == 1 && d_inner == 1) {
@@ -170,11 +171,7 @@ void strided_copy32(const void* src_void, const int64_t* ss, void* dst_void, con
     } else {
       for (int64_t i = 0; i < inner; ++i) t[i * d_inner] = s[i * s_inner];
     }
-    for (int d = ndim - 2; d >= 0; --d) {
-      if (++index[d] < shape[d]) break;
-      index[d] = 0;
-    }
-  }
+  });
 }
 
 void fill32(void* dst_void, uint32_t bits, int64_t n) {

@@ -1,0 +1,99 @@
+#include "pipeline/schedule.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace minipipe::pipeline {
+
+const char* op_name(Op op) {
+  switch (op) {
+    case Op::Forward: return "Forward";
+    case Op::Backward: return "Backward";
+    case Op::SendActivation: return "SendActivation";
+    case Op::ReceiveActivation: return "ReceiveActivation";
+    case Op::SendGradient: return "SendGradient";
+    case Op::ReceiveGradient: return "ReceiveGradient";
+    case Op::OptimizerStep: return "OptimizerStep";
+  }
+  return "?";
+}
+
+namespace {
+void check_sizes(const char* name, int stages, int micro_batches) {
+  if (stages < 1 || micro_batches < 1)
+    throw std::invalid_argument(std::string(name) + ": need at least 1 stage and 1 micro-batch, got " +
+                                std::to_string(stages) + " stages and " + std::to_string(micro_batches) + " micro-batches");
+}
+}  // namespace
+
+// K = 3 stages, M = 4 micro-batches, unit costs (time runs right; GPipe section 2.2,
+// figure 2c; `minipipe simulate --grid` prints this):
+//
+//   stage 0 | F0 F1 F2 F3 .  .  .  .  B0 B1 B2 B3
+//   stage 1 | .  F0 F1 F2 F3 .  .  B0 B1 B2 B3 .
+//   stage 2 | .  .  F0 F1 F2 F3 B0 B1 B2 B3 .  .
+Schedule gpipe_schedule(int stages, int micro_batches) {
+  check_sizes("gpipe", stages, micro_batches);
+  Schedule s{"gpipe", stages, micro_batches, std::vector<Program>(stages)};
+  for (Program& program : s.programs) {
+    for (int m = 0; m < micro_batches; ++m) program.push_back({Op::Forward, m});
+    for (int m = 0; m < micro_batches; ++m) program.push_back({Op::Backward, m});
+  }
+  add_communication(s);
+  return s;
+}
+
+// K = 3, M = 4, unit costs: warm-up forwards (K - s - 1), then one forward / one backward,
+// then drain. Stage s holds at most K - s micro-batches (GPipe's stage 0 holds all M):
+//
+//   stage 0 | F0 F1 F2 .  .  B0 F3 B1 .  B2 .  B3
+//   stage 1 | .  F0 F1 .  B0 F2 B1 F3 B2 .  B3 .
+//   stage 2 | .  .  F0 B0 F1 B1 F2 B2 F3 B3 .  .
+Schedule one_f_one_b_schedule(int stages, int micro_batches) {
+  check_sizes("1f1b", stages, micro_batches);
+  Schedule s{"1f1b", stages, micro_batches, std::vector<Program>(stages)};
+  for (int stage = 0; stage < stages; ++stage) {
+    Program& program = s.programs[stage];
+    const int warmup = std::min(stages - stage - 1, micro_batches);
+    int next_forward = 0, next_backward = 0;
+    for (; next_forward < warmup; ++next_forward) program.push_back({Op::Forward, next_forward});
+    while (next_forward < micro_batches) {  // steady state: one forward, one backward
+      program.push_back({Op::Forward, next_forward++});
+      program.push_back({Op::Backward, next_backward++});
+    }
+    while (next_backward < micro_batches) program.push_back({Op::Backward, next_backward++});  // drain
+  }
+  add_communication(s);
+  return s;
+}
+
+Schedule make_schedule(const std::string& name, int stages, int micro_batches) {
+  if (name == "gpipe") return gpipe_schedule(stages, micro_batches);
+  if (name == "1f1b") return one_f_one_b_schedule(stages, micro_batches);
+  throw std::invalid_argument("unknown schedule '" + name + "': use gpipe or 1f1b");
+}
+
+void add_communication(Schedule& schedule) {
+  const int last = schedule.stages - 1;
+  for (int stage = 0; stage <= last; ++stage) {
+    Program with_communication;
+    for (const Instruction& instruction : schedule.programs[stage]) {
+      const int m = instruction.micro_batch;
+      if (instruction.op == Op::Forward) {
+        if (stage > 0) with_communication.push_back({Op::ReceiveActivation, m});
+        with_communication.push_back(instruction);
+        if (stage < last) with_communication.push_back({Op::SendActivation, m});
+      } else if (instruction.op == Op::Backward) {
+        if (stage < last) with_communication.push_back({Op::ReceiveGradient, m});
+        with_communication.push_back(instruction);
+        if (stage > 0) with_communication.push_back({Op::SendGradient, m});
+      } else if (instruction.op != Op::OptimizerStep) {
+        throw std::invalid_argument("add_communication: a generator's program may hold only Forward and Backward");
+      }
+    }
+    with_communication.push_back({Op::OptimizerStep, -1});
+    schedule.programs[stage] = std::move(with_communication);
+  }
+}
+
+}  // namespace minipipe::pipeline

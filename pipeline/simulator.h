@@ -1,0 +1,46 @@
+#pragma once
+// A discrete-event simulator of schedules: each stage runs its program in order; a compute
+// instruction takes its stage's cost; a receive waits for the matching send (channels are
+// first-in first-out). The same programs run on the executor, so predicted and measured
+// timelines can be laid side by side.
+#include <stdexcept>
+#include <vector>
+
+#include "pipeline/schedule.h"
+
+namespace minipipe::pipeline {
+
+// A schedule that cannot run: its message names the stage, micro-batch and instruction.
+class ScheduleError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct CostModel {
+  std::vector<double> forward, backward;  // per stage
+  double communication = 0.0;             // added to every message's arrival
+  static CostModel uniform(int stages, double forward_cost, double backward_cost);
+};
+
+struct TimedInstruction {
+  int stage;
+  Instruction instruction;
+  double start, end;
+};
+
+struct SimulationResult {
+  double makespan = 0.0;
+  double bubble_fraction = 0.0;          // idle time / total stage time, over all stages
+  std::vector<int> peak_in_flight;       // per stage: most micro-batches forwarded, not yet backwarded
+  std::vector<TimedInstruction> timeline;  // every instruction, in the order it ran
+};
+
+// Throws ScheduleError on a receive whose sender sends another micro-batch first, or on a
+// deadlock (every unfinished stage waits on a receive).
+SimulationResult simulate(const Schedule& schedule, const CostModel& costs);
+
+// GPipe's formula (section 2.2): with K stages, M micro-batches and equal costs the
+// bubble is (K - 1) / (M + K - 1).
+double theoretical_bubble_fraction(int stages, int micro_batches);
+
+}  // namespace minipipe::pipeline
