@@ -6,6 +6,7 @@
 #include "autograd/elementwise.h"
 #include "autograd/normalization.h"
 #include "autograd/reduction.h"
+#include "nn/forward_context.h"
 #include "tensor/factories.h"
 
 namespace minipipe::nn {
@@ -28,7 +29,10 @@ BatchNorm2d::BatchNorm2d(int64_t channels, float momentum_, float eps_) : moment
 }
 
 Tensor BatchNorm2d::forward(const Tensor& x) {
-  return batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
+  // A recomputed forward (checkpointing) must not move the running statistics a second
+  // time: with momentum 0 they stay exactly as they are.
+  const float update = forward_context().recomputing ? 0.0f : momentum;
+  return batch_norm(x, weight, bias, running_mean, running_var, is_training(), update, eps);
 }
 
 Tensor GlobalAvgPool::forward(const Tensor& x) {

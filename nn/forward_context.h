@@ -12,6 +12,9 @@ struct ForwardContext {
   uint64_t seed = 0;
   uint64_t step = 0;
   int64_t sample_offset = 0;  // index of this batch's first sample in the mini-batch
+  // True while a checkpointed forward is recomputed during backward: layers with side
+  // effects (BatchNorm's running statistics) must not apply them twice.
+  bool recomputing = false;
 };
 
 const ForwardContext& forward_context();

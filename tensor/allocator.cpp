@@ -143,6 +143,23 @@ void register_allocator(Device device, Allocator* allocator) {
   r.cuda[device.index] = allocator;
 }
 
+namespace {
+thread_local std::shared_ptr<MemoryTracker> thread_tracker;
+}
+
+void MemoryTracker::add(int64_t bytes) {
+  const int64_t now = current_bytes.fetch_add(bytes) + bytes;
+  int64_t peak = peak_bytes.load();
+  while (now > peak && !peak_bytes.compare_exchange_weak(peak, now)) {
+  }
+}
+
+const std::shared_ptr<MemoryTracker>& current_memory_tracker() { return thread_tracker; }
+MemoryTrackerScope::MemoryTrackerScope(std::shared_ptr<MemoryTracker> tracker) : previous_(std::move(thread_tracker)) {
+  thread_tracker = std::move(tracker);
+}
+MemoryTrackerScope::~MemoryTrackerScope() { thread_tracker = std::move(previous_); }
+
 MemoryStats memory_stats(Device device) { return allocator_for(device).stats(); }
 void reset_peak_memory(Device device) { allocator_for(device).reset_peak(); }
 

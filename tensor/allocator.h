@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "tensor/device.h"
 
@@ -38,6 +39,28 @@ Allocator& allocator_for(Device device);
 void register_allocator(Device device, Allocator* allocator);
 
 MemoryStats memory_stats(Device device);
+
+// Memory charged to whoever allocated it: a pipeline stage thread installs a tracker, and
+// every tensor it allocates is counted there (and uncounted when freed, on any thread), so
+// per-stage peaks can be measured even when all stages share one device.
+struct MemoryTracker {
+  std::atomic<int64_t> current_bytes{0}, peak_bytes{0};
+  void add(int64_t bytes);
+  void reset_peak() { peak_bytes.store(current_bytes.load()); }
+};
+// The tracker of this thread (null when none is installed). Storage keeps a reference to
+// the tracker it charged, so a tensor may outlive the pipeline that allocated it.
+const std::shared_ptr<MemoryTracker>& current_memory_tracker();
+class MemoryTrackerScope {
+ public:
+  explicit MemoryTrackerScope(std::shared_ptr<MemoryTracker> tracker);
+  ~MemoryTrackerScope();
+  MemoryTrackerScope(const MemoryTrackerScope&) = delete;
+  MemoryTrackerScope& operator=(const MemoryTrackerScope&) = delete;
+
+ private:
+  std::shared_ptr<MemoryTracker> previous_;
+};
 void reset_peak_memory(Device device);
 // Returns the blocks an allocator keeps for reuse to the system.
 void empty_cache(Device device);

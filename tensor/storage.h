@@ -1,6 +1,7 @@
 #pragma once
 // A block of device memory owned by one allocator; tensors share it through shared_ptr.
 #include <cstddef>
+#include <memory>
 
 #include "tensor/allocator.h"
 #include "tensor/device.h"
@@ -11,8 +12,13 @@ class Storage {
  public:
   Storage(std::size_t bytes, Device device)
       : allocator_(&allocator_for(device)), data_(allocator_->allocate(bytes)),
-        bytes_(bytes), device_(device) {}
-  ~Storage() { allocator_->deallocate(data_, bytes_); }
+        bytes_(bytes), device_(device), tracker_(current_memory_tracker()) {
+    if (tracker_) tracker_->add(static_cast<int64_t>(bytes_));
+  }
+  ~Storage() {
+    if (tracker_) tracker_->add(-static_cast<int64_t>(bytes_));
+    allocator_->deallocate(data_, bytes_);
+  }
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
 
@@ -25,6 +31,7 @@ class Storage {
   void* data_;
   std::size_t bytes_;
   Device device_;
+  std::shared_ptr<MemoryTracker> tracker_;  // charged with these bytes (see MemoryTracker), or null
 };
 
 }  // namespace minipipe

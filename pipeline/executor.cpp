@@ -1,0 +1,201 @@
+#include "pipeline/executor.h"
+
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "autograd/checkpoint.h"
+#include "autograd/elementwise.h"
+#include "autograd/engine.h"
+#include "autograd/node.h"
+#include "nn/forward_context.h"
+#include "pipeline/channel.h"
+#include "pipeline/validator.h"
+#include "tensor/factories.h"
+
+namespace minipipe::pipeline {
+
+Recompute parse_recompute(const std::string& name) {
+  if (name == "never") return Recompute::Never;
+  if (name == "always") return Recompute::Always;
+  if (name == "except_last") return Recompute::ExceptLast;
+  throw std::invalid_argument("unknown recompute mode '" + name + "': use never, always or except_last");
+}
+
+const char* recompute_name(Recompute recompute) {
+  switch (recompute) {
+    case Recompute::Never: return "never";
+    case Recompute::Always: return "always";
+    case Recompute::ExceptLast: return "except_last";
+  }
+  return "?";
+}
+
+PipelineError::PipelineError(int stage_, Instruction instruction_, const std::string& what)
+    : std::runtime_error("pipeline stage " + std::to_string(stage_) + ", " + op_name(instruction_.op) +
+                         (instruction_.micro_batch >= 0 ? " of micro-batch " + std::to_string(instruction_.micro_batch) : "") +
+                         ": " + what),
+      stage(stage_), instruction(instruction_) {}
+
+Pipeline::Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, PipelineOptions options, LossFunction loss)
+    : model_(std::move(model)), plan_(std::move(plan)), options_(std::move(options)), loss_(std::move(loss)),
+      schedule_(make_schedule(options_.schedule, plan_.stages(), options_.micro_batches)) {
+  validate(schedule_);  // before anything runs
+  if (!options_.stage_devices.empty() && static_cast<int>(options_.stage_devices.size()) != stages())
+    throw std::invalid_argument("pipeline: " + std::to_string(options_.stage_devices.size()) + " stage devices for " +
+                                std::to_string(stages()) + " stages");
+  for (int s = 0; s < stages(); ++s) {
+    stage_modules_.push_back(stage_module(*model_, plan_, s));
+    stage_modules_.back()->to(device_of(s));
+    trackers_.push_back(std::make_shared<MemoryTracker>());
+  }
+}
+
+Device Pipeline::device_of(int s) const {
+  return options_.stage_devices.empty() ? Device::cpu() : options_.stage_devices[s];
+}
+
+namespace {
+
+// Everything one run shares between the stage threads.
+struct RunState {
+  std::vector<std::unique_ptr<Channel>> activations, gradients;  // [s]: s -> s+1, s+1 -> s
+  std::mutex error_mutex;
+  std::exception_ptr error;
+  int error_stage = -1;
+  Instruction error_instruction{Op::OptimizerStep, -1};
+
+  void fail(int stage, Instruction instruction, std::exception_ptr e) {
+    {
+      std::lock_guard lock(error_mutex);
+      if (error) return;  // the first failure is the one reported
+      error = e, error_stage = stage, error_instruction = instruction;
+    }
+    for (auto& c : activations) c->close();
+    for (auto& c : gradients) c->close();
+  }
+};
+
+thread_local RunState* current_run = nullptr;
+
+}  // namespace
+
+StepResult Pipeline::run(const datasets::Batch& batch, uint64_t step) {
+  const int64_t batch_size = batch.inputs.shape()[0];
+  const std::vector<datasets::Batch> micro_batches = datasets::split_into_micro_batches(batch, options_.micro_batches);
+  RunState state;
+  for (int s = 0; s < stages(); ++s) {
+    state.activations.push_back(std::make_unique<Channel>());
+    state.gradients.push_back(std::make_unique<Channel>());
+    trackers_[s]->reset_peak();
+  }
+  std::vector<double> losses(options_.micro_batches, 0.0);
+  std::vector<std::vector<TraceEvent>> traces(stages());
+  std::vector<std::thread> workers;
+  for (int s = 0; s < stages(); ++s)
+    workers.emplace_back([&, s] {
+      current_run = &state;
+      run_stage(s, micro_batches, batch_size, step, losses, traces[s]);
+      current_run = nullptr;
+    });
+  for (std::thread& w : workers) w.join();
+  if (state.error) {
+    try {
+      std::rethrow_exception(state.error);
+    } catch (const std::exception& e) {
+      throw PipelineError(state.error_stage, state.error_instruction, e.what());
+    }
+  }
+  StepResult result;
+  for (double l : losses) result.loss += static_cast<float>(l);
+  for (auto& tracker : trackers_) result.peak_bytes.push_back(tracker->peak_bytes.load());
+  for (auto& t : traces) result.trace.insert(result.trace.end(), t.begin(), t.end());
+  return result;
+}
+
+void Pipeline::run_stage(int s, const std::vector<datasets::Batch>& micro_batches, int64_t batch_size, uint64_t step,
+                         std::vector<double>& losses, std::vector<TraceEvent>& trace) {
+  RunState& state = *current_run;
+  MemoryTrackerScope memory(trackers_[s]);
+  GradModeGuard grad_on(true);
+  const bool last = s + 1 == stages();
+  const bool recompute = options_.recompute == Recompute::Always || (options_.recompute == Recompute::ExceptLast && !last);
+  const Device device = device_of(s);
+  nn::Sequential& module = *stage_modules_[s];
+  // Per micro-batch: the stage's input leaf, its output (or weighted loss), the gradient
+  // received for the output and the one to send upstream.
+  std::map<int, Tensor> inputs, outputs, output_grads, input_grads;
+  const auto origin = std::chrono::steady_clock::now();
+  auto now_us = [&] { return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - origin).count(); };
+
+  for (const Instruction& instruction : schedule_.programs[s]) {
+    const int m = instruction.micro_batch;
+    const double start = options_.trace ? now_us() : 0;
+    try {
+      const nn::ForwardContext context{options_.seed, step, m >= 0 ? micro_batches[m].sample_offset : 0, false};
+      switch (instruction.op) {
+        case Op::ReceiveActivation: {
+          Tensor received = state.activations[s - 1]->receive(m);
+          if (received.dtype() == DType::Float32) received.set_requires_grad(true);
+          inputs[m] = received;
+          break;
+        }
+        case Op::Forward: {
+          if (s == 0) inputs[m] = micro_batches[m].inputs.to(device);
+          nn::ForwardContextGuard guard(context);
+          const Tensor output = recompute ? checkpoint([&module](const std::vector<Tensor>& in) { return module.forward(in[0]); },
+                                                       {inputs[m]})
+                                          : module.forward(inputs[m]);
+          if (last) {
+            // Weighted by the micro-batch's share, the micro-batch losses add up to the
+            // mini-batch's mean: the same gradients as one device with the whole batch.
+            const float weight = static_cast<float>(micro_batches[m].inputs.shape()[0]) / static_cast<float>(batch_size);
+            const Tensor loss = loss_(output, micro_batches[m].targets.to(device)) * weight;
+            losses[m] = loss.item();
+            outputs[m] = loss;
+          } else {
+            outputs[m] = output;
+          }
+          if (s == 0 && inputs[m].dtype() != DType::Float32) inputs.erase(m);
+          break;
+        }
+        case Op::SendActivation:
+          state.activations[s]->send(m, outputs[m].detach().to(device_of(s + 1)));
+          break;
+        case Op::ReceiveGradient:
+          output_grads[m] = state.gradients[s]->receive(m);
+          break;
+        case Op::Backward: {
+          nn::ForwardContext replay = context;
+          replay.recomputing = true;  // a checkpointed forward runs again in here
+          nn::ForwardContextGuard guard(replay);
+          if (outputs[m].requires_grad()) backward({outputs[m]}, {last ? Tensor() : output_grads[m]});
+          outputs.erase(m);
+          output_grads.erase(m);
+          if (s > 0) {
+            const Tensor g = inputs[m].grad();
+            input_grads[m] = g.defined() ? g : zeros_like(inputs[m]);
+          }
+          inputs.erase(m);
+          break;
+        }
+        case Op::SendGradient:
+          state.gradients[s - 1]->send(m, input_grads[m].to(device_of(s - 1)));
+          input_grads.erase(m);
+          break;
+        case Op::OptimizerStep:
+          if (optimizer_step_) optimizer_step_(s);
+          break;
+      }
+    } catch (const ChannelClosed&) {
+      return;  // another stage failed; it reports
+    } catch (...) {
+      state.fail(s, instruction, std::current_exception());
+      return;
+    }
+    if (options_.trace) trace.push_back({s, instruction, start, now_us(), trackers_[s]->current_bytes.load()});
+  }
+}
+
+}  // namespace minipipe::pipeline

@@ -1,0 +1,88 @@
+#pragma once
+// Runs a schedule on a model cut into stages: one worker thread per stage, channels between
+// neighbours (DESIGN.md decision 6), one interpreter for every schedule. A stage's input
+// received from its neighbour is a leaf that requires grad; its gradient after the stage's
+// backward is what goes upstream (decision 4).
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+#include "datasets/dataset.h"
+#include "nn/sequential.h"
+#include "pipeline/partition.h"
+#include "pipeline/schedule.h"
+#include "pipeline/trace.h"
+#include "tensor/allocator.h"
+
+namespace minipipe::pipeline {
+
+// GPipe section 2.3 (re-materialisation) and torchgpipe's checkpoint modes: `Always` keeps
+// only each stage's input per micro-batch and recomputes the stage's forward in backward;
+// `ExceptLast` does so on every stage but the last, whose backward follows its forward
+// closely anyway.
+enum class Recompute { Never, Always, ExceptLast };
+Recompute parse_recompute(const std::string& name);  // never | always | except_last
+const char* recompute_name(Recompute recompute);
+
+struct PipelineOptions {
+  int micro_batches = 1;
+  std::string schedule = "gpipe";
+  Recompute recompute = Recompute::Never;
+  std::vector<Device> stage_devices;  // one per stage; empty means every stage on the CPU
+  uint64_t seed = 0;                  // keys dropout (with the step, layer and sample position)
+  bool trace = false;                 // record a TraceEvent per instruction
+};
+
+// The loss of one micro-batch, averaged over its samples (the executor weights micro-batch
+// losses by their share of the mini-batch, so the sum is the mini-batch's mean loss).
+using LossFunction = std::function<Tensor(const Tensor& output, const Tensor& targets)>;
+
+struct StepResult {
+  float loss = 0;                    // mean over the mini-batch
+  std::vector<int64_t> peak_bytes;   // per stage: the most its tracker held during the step
+  std::vector<TraceEvent> trace;     // when options.trace
+};
+
+// A failure in a stage: every stage was stopped; the message names the stage, the
+// micro-batch and the instruction, then the original error.
+class PipelineError : public std::runtime_error {
+ public:
+  PipelineError(int stage, Instruction instruction, const std::string& what);
+  int stage;
+  Instruction instruction;
+};
+
+class Pipeline {
+ public:
+  Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, PipelineOptions options, LossFunction loss);
+
+  // Forward and backward of every micro-batch of `batch`, as the schedule orders them;
+  // gradients accumulate in the parameters' .grad over the micro-batches. OptimizerStep
+  // calls the function given to set_optimizer_step (if any) on the stage's own thread;
+  // without one, the caller steps after run() returns, which is the same for these
+  // synchronous schedules and lets it clip by the global gradient norm.
+  StepResult run(const datasets::Batch& batch, uint64_t step);
+
+  void set_optimizer_step(std::function<void(int stage)> step) { optimizer_step_ = std::move(step); }
+  const Schedule& schedule() const { return schedule_; }
+  const StagePlan& plan() const { return plan_; }
+  int stages() const { return plan_.stages(); }
+  const std::shared_ptr<nn::Sequential>& stage(int s) const { return stage_modules_[s]; }
+
+ private:
+  void run_stage(int s, const std::vector<datasets::Batch>& micro_batches, int64_t batch_size, uint64_t step,
+                 std::vector<double>& losses, std::vector<TraceEvent>& trace);
+  Device device_of(int s) const;
+
+  std::shared_ptr<nn::Sequential> model_;
+  StagePlan plan_;
+  PipelineOptions options_;
+  LossFunction loss_;
+  Schedule schedule_;
+  std::vector<std::shared_ptr<nn::Sequential>> stage_modules_;
+  std::vector<std::shared_ptr<MemoryTracker>> trackers_;
+  std::function<void(int)> optimizer_step_;
+};
+
+}  // namespace minipipe::pipeline

@@ -1,0 +1,79 @@
+#include "pipeline/trace.h"
+
+#include <algorithm>
+#include <fstream>
+#include <stdexcept>
+
+namespace minipipe::pipeline {
+
+namespace {
+bool is_compute(const Instruction& i) { return i.op == Op::Forward || i.op == Op::Backward; }
+
+std::ofstream open_for_writing(const std::string& path) {
+  std::ofstream out(path);
+  if (!out) throw std::runtime_error("cannot write '" + path + "'");
+  return out;
+}
+}  // namespace
+
+TraceSummary summarize(const std::vector<TraceEvent>& events, int stages) {
+  if (events.empty()) return {};
+  double first = events.front().start_us, last = events.front().end_us, compute = 0;
+  for (const TraceEvent& e : events) {
+    first = std::min(first, e.start_us);
+    last = std::max(last, e.end_us);
+    if (is_compute(e.instruction)) compute += e.end_us - e.start_us;
+  }
+  const double makespan = last - first;
+  return {makespan, makespan > 0 ? 1.0 - compute / (stages * makespan) : 0.0};
+}
+
+std::vector<TraceEvent> to_trace(const SimulationResult& simulated) {
+  std::vector<TraceEvent> events;
+  for (const TimedInstruction& t : simulated.timeline) events.push_back({t.stage, t.instruction, t.start, t.end, 0});
+  return events;
+}
+
+void write_chrome_trace(const std::string& path, const std::vector<TraceEvent>& events) {
+  std::ofstream out = open_for_writing(path);
+  out << "{\"traceEvents\":[\n";
+  bool first = true;
+  for (const TraceEvent& e : events) {
+    const std::string name = std::string(op_name(e.instruction.op)) +
+                             (e.instruction.micro_batch >= 0 ? " " + std::to_string(e.instruction.micro_batch) : "");
+    out << (first ? "" : ",\n") << "{\"name\":\"" << name << "\",\"cat\":\"" << op_name(e.instruction.op)
+        << "\",\"ph\":\"X\",\"pid\":0,\"tid\":" << e.stage << ",\"ts\":" << e.start_us
+        << ",\"dur\":" << std::max(0.0, e.end_us - e.start_us) << ",\"args\":{\"micro_batch\":" << e.instruction.micro_batch
+        << ",\"bytes\":" << e.bytes << "}}";
+    first = false;
+  }
+  out << "\n],\"displayTimeUnit\":\"ms\"}\n";
+}
+
+void write_svg_timeline(const std::string& path, const std::vector<TraceEvent>& events, int stages, const std::string& title) {
+  const TraceSummary summary = summarize(events, stages);
+  double origin = events.empty() ? 0 : events.front().start_us;
+  for (const TraceEvent& e : events) origin = std::min(origin, e.start_us);
+  const double width = 1000, row = 28, left = 70, top = 30;
+  const double scale = summary.makespan_us > 0 ? width / summary.makespan_us : 1;
+  std::ofstream out = open_for_writing(path);
+  out << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << left + width + 20 << "\" height=\""
+      << top + row * stages + 30 << "\" font-family=\"monospace\" font-size=\"11\">\n";
+  out << "<text x=\"" << left << "\" y=\"18\">" << title << " (bubble " << static_cast<int>(summary.bubble_fraction * 1000) / 10.0
+      << "%)</text>\n";
+  for (int s = 0; s < stages; ++s)
+    out << "<text x=\"4\" y=\"" << top + row * s + 18 << "\">stage " << s << "</text>\n";
+  for (const TraceEvent& e : events) {
+    if (!is_compute(e.instruction)) continue;
+    const bool forward = e.instruction.op == Op::Forward;
+    const double x = left + (e.start_us - origin) * scale, w = std::max(1.0, (e.end_us - e.start_us) * scale);
+    out << "<rect x=\"" << x << "\" y=\"" << top + row * e.stage << "\" width=\"" << w << "\" height=\"" << row - 4
+        << "\" fill=\"" << (forward ? "#4e79a7" : "#f28e2b") << "\" stroke=\"white\"/>\n";
+    if (w > 14)
+      out << "<text x=\"" << x + 3 << "\" y=\"" << top + row * e.stage + 17 << "\" fill=\"white\">" << (forward ? "F" : "B")
+          << e.instruction.micro_batch << "</text>\n";
+  }
+  out << "</svg>\n";
+}
+
+}  // namespace minipipe::pipeline

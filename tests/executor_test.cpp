@@ -1,0 +1,191 @@
+// pipeline/: partitioning and the executor: the same losses and weights for any number of
+// stages, schedule and recomputation mode; activation memory per stage; failures.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <functional>
+
+#include "autograd/elementwise.h"
+#include "nn/forward_context.h"
+#include "nn/losses.h"
+#include "nn/optim/optimizer.h"
+#include "nn/transformer.h"
+#include "pipeline/executor.h"
+#include "tensor/factories.h"
+#include "test_helpers.h"
+
+namespace minipipe::pipeline {
+namespace {
+
+nn::GPTConfig small_gpt() { return {.vocabulary = 31, .context = 8, .dim = 16, .layers = 4, .heads = 2, .dropout = 0.1f, .seed = 3}; }
+
+datasets::Batch gpt_batch(int64_t step) {
+  Generator g(100 + step);
+  return {randint(0, 31, {8, 8}, g), randint(0, 31, {8, 8}, g), 0};
+}
+
+struct TrainingRun {
+  std::vector<float> losses;
+  std::map<std::string, Tensor> weights;
+};
+
+// Ten AdamW steps of the small GPT (dropout on) through a pipeline.
+TrainingRun train(int stages, int micro_batches, const std::string& schedule, Recompute recompute, int steps = 10) {
+  auto model = nn::make_gpt(small_gpt());
+  Pipeline pipeline(model, partition_uniform(*model, stages), {micro_batches, schedule, recompute, {}, 7, false},
+                    [](const Tensor& logits, const Tensor& targets) { return nn::cross_entropy_loss(logits, targets); });
+  nn::AdamW optimizer(model->named_parameters(), {.lr = 1e-2f});
+  TrainingRun run;
+  for (int step = 0; step < steps; ++step) {
+    run.losses.push_back(pipeline.run(gpt_batch(step), step).loss);
+    optimizer.step();
+    optimizer.zero_grad();
+  }
+  run.weights = model->state_dict();
+  return run;
+}
+
+void expect_identical(const TrainingRun& a, const TrainingRun& b, const std::string& what) {
+  EXPECT_EQ(a.losses, b.losses) << what;
+  for (const auto& [name, t] : a.weights)
+    ASSERT_EQ(t.to_vector<float>(), b.weights.at(name).to_vector<float>()) << what << ": " << name;
+}
+
+TEST(Executor, SameLossesAndWeightsBitForBitForAnyStagesScheduleAndRecompute) {
+  const TrainingRun reference = train(1, 4, "gpipe", Recompute::Never);
+  EXPECT_LT(reference.losses.back(), reference.losses.front());
+  for (int stages : {1, 2, 3, 4})
+    for (const char* schedule : {"gpipe", "1f1b"})
+      for (Recompute recompute : {Recompute::Never, Recompute::Always, Recompute::ExceptLast})
+        expect_identical(reference, train(stages, 4, schedule, recompute),
+                         "K=" + std::to_string(stages) + " " + schedule + " recompute " + recompute_name(recompute));
+}
+
+TEST(Executor, MicroBatchingMatchesOneDeviceWithTheWholeBatch) {
+  const TrainingRun whole = train(1, 1, "gpipe", Recompute::Never), micro = train(4, 4, "1f1b", Recompute::Never);
+  for (size_t i = 0; i < whole.losses.size(); ++i) EXPECT_NEAR(micro.losses[i], whole.losses[i], 1e-5f) << "step " << i;
+  // AdamW divides by the root of the second moment, which magnifies rounding differences in
+  // near-zero gradients; after 10 steps weights differ by up to about 1e-5.
+  for (const auto& [name, t] : whole.weights) testing::expect_same_values(micro.weights.at(name), t, 1e-4f, 1e-4f);
+}
+
+// A deep stack of Linear + Tanh layers whose activations dominate stage 0's memory.
+std::shared_ptr<nn::Sequential> tanh_stack(int layers, int64_t width) {
+  Generator g(0);
+  auto model = std::make_shared<nn::Sequential>();
+  for (int i = 0; i < layers; ++i) {
+    model->add(std::make_shared<nn::Linear>(width, width, g));
+    model->add(std::make_shared<nn::Activation>(nn::ActivationKind::Tanh));
+  }
+  return model;
+}
+
+int64_t stage0_peak(const std::string& schedule, Recompute recompute) {
+  auto model = tanh_stack(16, 64);
+  Pipeline pipeline(model, partition_uniform(*model, 4), {8, schedule, recompute, {}, 0, false},
+                    [](const Tensor& out, const Tensor& target) { return nn::mse_loss(out, target); });
+  Generator g(1);
+  return pipeline.run({randn({8 * 64, 64}, g), randn({8 * 64, 64}, g), 0}, 0).peak_bytes[0];
+}
+
+TEST(Executor, StageZeroKeepsAllMicroBatchesUnderGPipeAndAtMostKUnder1F1B) {
+  // Stage 0 holds 4 Linear+Tanh layers; one micro-batch is [64, 64] floats (16 KiB) and
+  // keeps 4 such tensors for backward (the tanh outputs): 64 KiB. Its weight gradients take
+  // 4 x (64 x 64 + 64) floats, about 65 KiB, once backward has run.
+  const int64_t activation = 4 * 64 * 64 * 4, gradients = 4 * (64 * 64 + 64) * 4, one_tensor = 64 * 64 * 4;
+  const int64_t gpipe = stage0_peak("gpipe", Recompute::Never), one_f_one_b = stage0_peak("1f1b", Recompute::Never);
+  const int64_t recomputed = stage0_peak("gpipe", Recompute::Always);
+  EXPECT_GE(gpipe, 8 * activation);                                  // all 8 micro-batches in flight
+  EXPECT_LE(gpipe, 8 * activation + gradients + 4 * one_tensor);
+  EXPECT_GE(one_f_one_b, 4 * activation);                            // K - 0 = 4 in flight
+  EXPECT_LE(one_f_one_b, 4 * activation + gradients + 4 * one_tensor);
+  // Recomputation keeps only each micro-batch's stage output (its input is the data) plus
+  // one micro-batch's internals while it is recomputed.
+  EXPECT_LE(recomputed, 8 * one_tensor + activation + gradients + 4 * one_tensor);
+  EXPECT_LT(recomputed, gpipe - 4 * activation);  // saves at least 4 micro-batches' internals
+}
+
+// A layer that throws on demand.
+struct Exploding : nn::Module {
+  std::shared_ptr<bool> armed = std::make_shared<bool>(false);
+  Tensor forward(const Tensor& x) override {
+    if (*armed) throw std::runtime_error("this layer exploded");
+    return x;
+  }
+  std::string type_name() const override { return "Exploding"; }
+};
+
+TEST(Executor, AFailingStageStopsEveryStageAndReportsWhere) {
+  auto model = tanh_stack(4, 8);
+  auto exploding = std::make_shared<Exploding>();
+  auto with_bomb = std::make_shared<nn::Sequential>();
+  for (size_t i = 0; i < model->size(); ++i) {
+    with_bomb->add((*model)[i]);
+    if (i == 4) with_bomb->add(exploding);  // layer 5: stage 2 of the balance below
+  }
+  Pipeline pipeline(with_bomb, partition_explicit(*with_bomb, {2, 3, 2, 2}), {4, "1f1b", Recompute::Never, {}, 0, false},
+                    [](const Tensor& out, const Tensor& target) { return nn::mse_loss(out, target); });
+  Generator g(2);
+  const datasets::Batch batch{randn({8, 8}, g), randn({8, 8}, g), 0};
+  pipeline.run(batch, 0);  // fine while unarmed
+  *exploding->armed = true;
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_THROW_WITH(pipeline.run(batch, 1), "pipeline stage 2", "Forward of micro-batch 0", "this layer exploded");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+  *exploding->armed = false;
+  EXPECT_NO_THROW(pipeline.run(batch, 2));  // and the pipeline still works afterwards
+}
+
+TEST(Partition, PlansCoverEveryLayerOnceOrSayWhyNot) {
+  auto model = nn::make_gpt(small_gpt());  // 6 layers: embedding, 4 blocks, head
+  const StagePlan uniform = partition_uniform(*model, 4);
+  EXPECT_EQ(uniform.layers_per_stage, (std::vector<int>{1, 1, 2, 2}));
+  EXPECT_EQ(uniform.parameters[0] + uniform.parameters[1] + uniform.parameters[2] + uniform.parameters[3], model->parameter_count());
+  EXPECT_NE(uniform.str(*model).find("stage 3: layers 4..5 (block3 .. head)"), std::string::npos) << uniform.str(*model);
+  EXPECT_THROW_WITH(partition_uniform(*model, 7), "6 layers into 7 stages");
+  EXPECT_THROW_WITH(partition_explicit(*model, {2, 2, 1}), "covers 5 layers", "has 6");
+  EXPECT_THROW_WITH(make_partition(*model, 2, "3,2,1", Tensor()), "3 stages but 2");
+  EXPECT_THROW_WITH(make_partition(*model, 2, "random", Tensor()), "'random'");
+  const StagePlan by_params = partition_by_parameters(*model, 2);
+  EXPECT_EQ(by_params.layers_per_stage[0] + by_params.layers_per_stage[1], 6);
+  const StagePlan timed = partition_by_time(*model, 3, gpt_batch(0).inputs);
+  EXPECT_EQ(timed.stages(), 3);
+}
+
+TEST(Partition, BalanceByCostIsExact) {
+  // Against every possible set of cuts, on random costs.
+  Generator g(4);
+  for (int trial = 0; trial < 50; ++trial) {
+    const std::vector<float> drawn = rand({7}, g, 0.1f, 5.0f).to_vector<float>();
+    const std::vector<double> costs(drawn.begin(), drawn.end());
+    for (int k = 1; k <= 4; ++k) {
+      auto largest = [&](const std::vector<int>& balance) {
+        double worst = 0, part = 0;
+        size_t layer = 0;
+        for (int count : balance) {
+          part = 0;
+          for (int i = 0; i < count; ++i) part += costs[layer++];
+          worst = std::max(worst, part);
+        }
+        return worst;
+      };
+      double best = 1e9;
+      std::function<void(std::vector<int>, int)> search = [&](std::vector<int> balance, int left) {
+        if (static_cast<int>(balance.size()) == k - 1) {
+          if (left >= 1) balance.push_back(left), best = std::min(best, largest(balance));
+          return;
+        }
+        for (int c = 1; c < left; ++c) {
+          balance.push_back(c);
+          search(balance, left - c);
+          balance.pop_back();
+        }
+      };
+      search({}, 7);
+      EXPECT_NEAR(largest(balance_by_cost(costs, k)), best, 1e-12) << "trial " << trial << " k " << k;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace minipipe::pipeline
