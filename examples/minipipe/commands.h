@@ -6,6 +6,17 @@
 
 namespace minipipe::cli {
 
+// How a training run is cut into a pipeline (issue: pipeline core; DESIGN.md decision 5).
+struct PipelineFlags {
+  int stages = 1;
+  int micro_batches = 1;
+  std::string schedule = "gpipe";     // gpipe | 1f1b
+  std::string partition = "uniform";  // uniform | params | time | 3,3,2
+  std::string recompute = "never";    // never | always | except_last
+  std::string stage_devices;          // cpu,cpu,... (empty: every stage on --device)
+  std::string trace, timeline;        // Chrome-trace JSON and SVG of the last step
+};
+
 struct TrainOptions {
   std::string device = "cpu";
   int64_t steps = 0;          // 0: the model's default
@@ -17,6 +28,7 @@ struct TrainOptions {
   std::string save, resume, log_json;
   int64_t eval_interval = 0;  // 0: the model's default
   int64_t stop_after = 0;     // stop (and save) after this many steps of this run; 0: run to the end
+  PipelineFlags pipeline;
 };
 
 struct CnnOptions : TrainOptions {
@@ -39,10 +51,27 @@ struct SampleOptions {
   uint64_t seed = 0;
 };
 
+struct SimulateOptions {
+  int stages = 4, micro_batches = 8;
+  std::string schedule = "gpipe";
+  double forward_cost = 1.0, backward_cost = 2.0;
+  bool grid = false, json = false;
+  std::string timeline, trace;
+};
+
+struct PartitionOptions {
+  std::string model = "gpt";
+  int stages = 2;
+  std::string method = "uniform";
+  int64_t batch_size = 16;
+};
+
 int train_cnn(const CnnOptions& options);
 int train_gpt(const GptOptions& options);
 int sample_gpt(const SampleOptions& options);
 int print_info();
+int simulate(const SimulateOptions& options);
+int partition(const PartitionOptions& options);
 
 // Where the bundled data lives: $MINIPIPE_DATA_DIR, else the source tree's data/, else the
 // installed copy.

@@ -33,6 +33,16 @@ void add_training_options(CLI::App& command, TrainOptions& o) {
       ->check(kPositive);
   command.add_option("--eval-interval", o.eval_interval, "steps between evaluations")->check(kPositive);
   command.add_option("--log-json", o.log_json, "write JSON Lines (one object per step/eval, then a summary) here");
+  PipelineFlags& p = o.pipeline;
+  command.add_option("--stages", p.stages, "pipeline stages K (threads; one core each)")->check(kPositive)->capture_default_str();
+  command.add_option("--micro-batches", p.micro_batches, "micro-batches M per mini-batch")->check(kPositive)->capture_default_str();
+  command.add_option("--schedule", p.schedule, "gpipe or 1f1b")->check(CLI::IsMember({"gpipe", "1f1b"}))->capture_default_str();
+  command.add_option("--partition", p.partition, "uniform, params, time, or layers per stage like 3,3,2")->capture_default_str();
+  command.add_option("--recompute", p.recompute, "never, always or except_last")
+      ->check(CLI::IsMember({"never", "always", "except_last"}))->capture_default_str();
+  command.add_option("--stage-devices", p.stage_devices, "one device per stage, e.g. cpu,cpu (default: --device)");
+  command.add_option("--trace", p.trace, "write a Chrome-trace JSON of the last step (opens in Perfetto)");
+  command.add_option("--timeline", p.timeline, "write an SVG timeline of the last step");
 }
 
 }  // namespace
@@ -72,6 +82,25 @@ int main(int argc, char** argv) {
 
   CLI::App* info = app.add_subcommand("info", "print what this build contains");
 
+  SimulateOptions sim;
+  CLI::App* simulate_command = app.add_subcommand("simulate", "time a schedule with a cost model (no training)");
+  simulate_command->add_option("--stages", sim.stages, "stages K")->check(kPositive)->capture_default_str();
+  simulate_command->add_option("--micro-batches", sim.micro_batches, "micro-batches M")->check(kPositive)->capture_default_str();
+  simulate_command->add_option("--schedule", sim.schedule, "gpipe or 1f1b")->check(CLI::IsMember({"gpipe", "1f1b"}))->capture_default_str();
+  simulate_command->add_option("--forward-cost", sim.forward_cost, "time of one forward on one stage")->check(kPositive)->capture_default_str();
+  simulate_command->add_option("--backward-cost", sim.backward_cost, "time of one backward on one stage")->check(kPositive)->capture_default_str();
+  simulate_command->add_flag("--grid", sim.grid, "draw the step-by-stage grid");
+  simulate_command->add_flag("--json", sim.json, "print one JSON object instead of text");
+  simulate_command->add_option("--timeline", sim.timeline, "write an SVG timeline");
+  simulate_command->add_option("--trace", sim.trace, "write a Chrome-trace JSON");
+
+  PartitionOptions part;
+  CLI::App* partition_command = app.add_subcommand("partition", "print how a model would be cut into stages");
+  partition_command->add_option("model", part.model, "gpt or cnn")->check(CLI::IsMember({"gpt", "cnn"}))->capture_default_str();
+  partition_command->add_option("--stages", part.stages, "stages K")->check(kPositive)->capture_default_str();
+  partition_command->add_option("--method", part.method, "uniform, params, time, or a balance like 2,2,2")->capture_default_str();
+  partition_command->add_option("--batch-size", part.batch_size, "micro-batch size profiled by --method time")->check(kPositive)->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -82,6 +111,8 @@ int main(int argc, char** argv) {
     if (*train_gpt_command) return train_gpt(gpt);
     if (*sample_gpt_command) return sample_gpt(sample_options);
     if (*info) return print_info();
+    if (*simulate_command) return simulate(sim);
+    if (*partition_command) return partition(part);
   } catch (const std::exception& error) {
     std::fprintf(stderr, "minipipe: error: %s\n", error.what());
     return 1;

@@ -8,9 +8,9 @@
 #include "commands.h"
 #include "datasets/readers.h"
 #include "nn/convolutional.h"
-#include "nn/forward_context.h"
 #include "nn/losses.h"
 #include "tensor/allocator.h"
+#include "pipelined_training.h"
 #include "training_log.h"
 #include "training_state.h"
 
@@ -105,22 +105,24 @@ int train_cnn(const CnnOptions& options) {
     throw std::runtime_error("nothing to do: the run is already at step " + std::to_string(start_step) + " of " +
                              std::to_string(total_steps) + " (raise --steps or --epochs)");
 
+  const datasets::Batch first = loader.batch_at(start_step);
+  PipelinedTraining training(model, options.pipeline, device, options.seed,
+                             [](const Tensor& out, const Tensor& targets) { return nn::cross_entropy_loss(out, targets); },
+                             datasets::split_into_micro_batches(first, options.pipeline.micro_batches)[0].inputs.to(device));
   TrainingLog log(options.log_json, start_step, end_step, "samples");
   log.message("cnn: ResNet with " + std::to_string(model->parameter_count()) + " parameters on " + data.name + " (" +
               std::to_string(data.train.size()) + " train, " + std::to_string(data.test.size()) + " test images), " +
               std::to_string(total_steps) + " steps of " + std::to_string(batch_size) + " on " + device.str());
   reset_peak_memory(device);
+  if (options.pipeline.stages > 1 || options.pipeline.micro_batches > 1) log.message(training.plan_text());
   float last_loss = 0.0f;
   Evaluation last_eval;
   for (int64_t step = start_step; step < end_step; ++step) {
     const datasets::Batch batch = loader.batch_at(step);
     optimizer.set_learning_rate(schedule.at(step));
-    nn::ForwardContextGuard context({options.seed, static_cast<uint64_t>(step), 0});
-    const Tensor loss = nn::cross_entropy_loss((*model)(batch.inputs.to(device)), batch.targets.to(device));
-    loss.backward();
+    last_loss = training.step(batch, step);
     optimizer.step();
     optimizer.zero_grad();
-    last_loss = loss.item();
     log.step(step, last_loss, optimizer.learning_rate(), batch.inputs.shape()[0]);
     if ((step + 1) % eval_interval == 0 || step + 1 == end_step) {
       last_eval = evaluate(*model, data.test, device);
@@ -139,7 +141,9 @@ int train_cnn(const CnnOptions& options) {
   log.summary(JsonObject().add("event", std::string("summary")).add("model", std::string("cnn")).add("steps", end_step)
                   .add("final_train_loss", static_cast<double>(last_loss)).add("final_validation_loss", last_eval.loss)
                   .add("accuracy", last_eval.accuracy).add("wall_seconds", log.elapsed_seconds())
+                  .add_raw("pipeline", training.summary().str())
                   .add_raw("peak_bytes", "{\"" + device.str() + "\":" + std::to_string(memory.peak_bytes) + "}"));
+  training.write_trace_files();
   log.message("done in " + std::to_string(static_cast<int>(log.elapsed_seconds())) + " s: test accuracy " +
               std::to_string(100 * last_eval.accuracy) + "%, peak memory " + std::to_string(memory.peak_bytes >> 20) + " MiB");
   return 0;

@@ -8,9 +8,9 @@
 #include "commands.h"
 #include "datasets/readers.h"
 #include "gpt_metadata.h"
-#include "nn/forward_context.h"
 #include "nn/losses.h"
 #include "tensor/allocator.h"
+#include "pipelined_training.h"
 #include "training_log.h"
 
 namespace minipipe::cli {
@@ -61,6 +61,10 @@ int train_gpt(const GptOptions& options) {
                              std::to_string(total_steps) + " (raise --steps)");
   const std::vector<datasets::Batch> validation_batches = validation_text.evaluation_batches(batch_size, config.context, 8);
 
+  const datasets::Batch first = train_text.sample(batch_size, config.context, options.seed, start_step);
+  PipelinedTraining training(model, options.pipeline, device, options.seed,
+                             [](const Tensor& out, const Tensor& targets) { return nn::cross_entropy_loss(out, targets); },
+                             datasets::split_into_micro_batches(first, options.pipeline.micro_batches)[0].inputs.to(device));
   TrainingLog log(options.log_json, start_step, end_step, "tokens");
   log.message("gpt: " + std::to_string(model->parameter_count()) + " parameters (" + std::to_string(config.layers) +
               " layers, dim " + std::to_string(config.dim) + ", " + std::to_string(config.heads) + " heads, context " +
@@ -68,18 +72,16 @@ int train_gpt(const GptOptions& options) {
               " training bytes), " + std::to_string(total_steps) + " steps of " + std::to_string(batch_size) + " x " +
               std::to_string(config.context) + " tokens on " + device.str());
   reset_peak_memory(device);
+  if (options.pipeline.stages > 1 || options.pipeline.micro_batches > 1) log.message(training.plan_text());
   float last_loss = 0.0f;
   double last_validation = NAN;
   for (int64_t step = start_step; step < end_step; ++step) {
     const datasets::Batch batch = train_text.sample(batch_size, config.context, options.seed, step);
     optimizer.set_learning_rate(schedule.at(step));
-    nn::ForwardContextGuard context({options.seed, static_cast<uint64_t>(step), 0});
-    const Tensor loss = nn::cross_entropy_loss((*model)(batch.inputs.to(device)), batch.targets.to(device));
-    loss.backward();
+    last_loss = training.step(batch, step);
     nn::clip_grad_norm(model->parameters(), 1.0f);
     optimizer.step();
     optimizer.zero_grad();
-    last_loss = loss.item();
     log.step(step, last_loss, optimizer.learning_rate(), batch.inputs.numel());
     if ((step + 1) % eval_interval == 0 || step + 1 == end_step) {
       last_validation = validation_loss(*model, validation_batches, device);
@@ -97,7 +99,9 @@ int train_gpt(const GptOptions& options) {
   log.summary(JsonObject().add("event", std::string("summary")).add("model", std::string("gpt")).add("steps", end_step)
                   .add("final_train_loss", static_cast<double>(last_loss)).add("final_validation_loss", last_validation)
                   .add("wall_seconds", log.elapsed_seconds())
+                  .add_raw("pipeline", training.summary().str())
                   .add_raw("peak_bytes", "{\"" + device.str() + "\":" + std::to_string(memory.peak_bytes) + "}"));
+  training.write_trace_files();
   log.message("done in " + std::to_string(static_cast<int>(log.elapsed_seconds())) + " s: validation loss " +
               std::to_string(last_validation) + " nats/byte, peak memory " + std::to_string(memory.peak_bytes >> 20) + " MiB");
   if (options.sample_length > 0)

@@ -1,0 +1,32 @@
+#pragma once
+// The training commands run every step through a pipeline::Pipeline (one stage and one
+// micro-batch by default, which is plain training). This wraps it with what they report:
+// measured bubble, per-stage peak bytes, and the trace and timeline of the last step.
+#include <memory>
+
+#include "commands.h"
+#include "pipeline/executor.h"
+#include "training_log.h"
+
+namespace minipipe::cli {
+
+class PipelinedTraining {
+ public:
+  PipelinedTraining(std::shared_ptr<nn::Sequential> model, const PipelineFlags& flags, Device device, uint64_t seed,
+                    pipeline::LossFunction loss, const Tensor& sample_micro_batch);
+  float step(const datasets::Batch& batch, int64_t step);  // returns the mini-batch loss
+  std::string plan_text() const;
+  JsonObject summary() const;  // the "pipeline" object of the summary line
+  void write_trace_files() const;
+
+ private:
+  std::shared_ptr<nn::Sequential> model_;
+  PipelineFlags flags_;
+  std::unique_ptr<pipeline::Pipeline> pipeline_;
+  std::vector<int64_t> peak_bytes_;
+  std::vector<pipeline::TraceEvent> last_trace_;
+  double bubble_sum_ = 0;
+  int64_t steps_ = 0;
+};
+
+}  // namespace minipipe::cli
