@@ -46,7 +46,7 @@ void run(const std::vector<Tensor>& roots, const std::vector<Tensor>& root_grads
 
   std::unordered_map<Node*, Tensor> pending;
   std::unordered_map<Node*, int> dependencies;
-  std::vector<std::shared_ptr<Node>> order;  // every reachable node, kept alive during the run
+  std::vector<std::shared_ptr<Node>> reachable;  // every node the roots reach, kept alive during the run
 
   // Seed the roots.
   std::vector<Node*> root_nodes;
@@ -89,7 +89,7 @@ void run(const std::vector<Tensor>& roots, const std::vector<Tensor>& root_grads
   while (!stack.empty()) {
     std::shared_ptr<Node> node = stack.back();
     stack.pop_back();
-    order.push_back(node);
+    reachable.push_back(node);
     for (const Edge& edge : node->edges()) {
       if (!edge.node) continue;
       if (dependencies[edge.node.get()]++ == 0) stack.push_back(edge.node);

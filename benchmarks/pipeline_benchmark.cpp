@@ -10,6 +10,8 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -53,51 +55,38 @@ int main(int argc, char** argv) {
   }
   const datasets::Batch data{randn({batch, width}, g), randn({batch, width}, g), 0};
 
+  // Median samples/s of `steps` training steps (forward + backward) with K stages, M micro-batches.
+  auto samples_per_second = [&](int k, int m) {
+    pipeline::Pipeline pipe(model, pipeline::partition_uniform(*model, k), {m, schedule, pipeline::Recompute::Never, {}, 0, false},
+                            [](const Tensor& out, const Tensor& target) { return nn::mse_loss(out, target); });
+    pipe.run(data, 0);  // warm-up
+    std::vector<double> timings;
+    for (int r = 0; r < repeats; ++r) {
+      const auto start = std::chrono::steady_clock::now();
+      for (int s = 0; s < steps; ++s) {
+        pipe.run(data, s);
+        model->zero_grad();
+      }
+      timings.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+    std::sort(timings.begin(), timings.end());
+    return static_cast<double>(batch * steps) / timings[timings.size() / 2];
+  };
+
   struct Row {
     int stages, micro_batches;
     double samples_per_second, speedup, ideal, efficiency;
   };
   std::vector<Row> rows;
-  std::map<int, double> single_stage;  // M -> samples/s with K = 1
+  std::map<int, double> single_stage;  // M -> samples/s with K = 1, the baseline of each speedup
   for (int k : stage_counts) {
-    for (int m : {1, k, 4 * k, 8 * k}) {
-      if (m > batch || (k > 1 && m == 1 && std::count_if(rows.begin(), rows.end(), [&](const Row& r) { return r.stages == k && r.micro_batches == 1; })))
-        continue;
-      if (std::any_of(rows.begin(), rows.end(), [&](const Row& r) { return r.stages == k && r.micro_batches == m; })) continue;
-      pipeline::Pipeline pipe(model, pipeline::partition_uniform(*model, k), {m, schedule, pipeline::Recompute::Never, {}, 0, false},
-                              [](const Tensor& out, const Tensor& target) { return nn::mse_loss(out, target); });
-      pipe.run(data, 0);  // warm-up
-      model->zero_grad();
-      std::vector<double> timings;
-      for (int r = 0; r < repeats; ++r) {
-        const auto start = std::chrono::steady_clock::now();
-        for (int s = 0; s < steps; ++s) {
-          pipe.run(data, s);
-          model->zero_grad();
-        }
-        timings.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-      }
-      std::sort(timings.begin(), timings.end());
-      const double rate = static_cast<double>(batch * steps) / timings[timings.size() / 2];
-      if (k == 1) single_stage[m] = rate;
-      if (!single_stage.count(m)) {  // K = 1 at this M for the comparison
-        pipeline::Pipeline one(model, pipeline::partition_uniform(*model, 1), {m, schedule, pipeline::Recompute::Never, {}, 0, false},
-                               [](const Tensor& out, const Tensor& target) { return nn::mse_loss(out, target); });
-        one.run(data, 0);
-        std::vector<double> t1;
-        for (int r = 0; r < repeats; ++r) {
-          const auto start = std::chrono::steady_clock::now();
-          for (int s = 0; s < steps; ++s) {
-            one.run(data, s);
-            model->zero_grad();
-          }
-          t1.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-        }
-        std::sort(t1.begin(), t1.end());
-        single_stage[m] = static_cast<double>(batch * steps) / t1[t1.size() / 2];
-      }
-      const double speedup = rate / single_stage[m];
-      const double ideal = static_cast<double>(k) * m / (m + k - 1);
+    std::set<int> micro_batch_counts;
+    for (int m : {1, k, 4 * k, 8 * k})
+      if (m <= batch) micro_batch_counts.insert(m);
+    for (int m : micro_batch_counts) {
+      if (!single_stage.count(m)) single_stage[m] = samples_per_second(1, m);
+      const double rate = k == 1 ? single_stage[m] : samples_per_second(k, m);
+      const double speedup = rate / single_stage[m], ideal = static_cast<double>(k) * m / (m + k - 1);
       rows.push_back({k, m, rate, speedup, ideal, speedup / ideal});
     }
   }

@@ -13,6 +13,7 @@ else
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   $sudo apt-get update -qq
+  chown _apt "$work" 2>/dev/null || true  # lets apt download unsandboxed-warning-free
   (cd "$work" && apt-get download dataset-fashion-mnist >/dev/null)
   dpkg -x "$work"/dataset-fashion-mnist_*.deb "$work/unpacked"
   source_dir="$work/unpacked/usr/share/datasets/fashion-mnist"
