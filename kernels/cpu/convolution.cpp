@@ -6,37 +6,68 @@
 namespace minipipe::kernels::cpu {
 
 namespace {
-// Calls visit(column_row, out_index, image_index or -1 for padding) for every entry.
-template <class Visit>
-void for_each_patch_entry(int64_t channels, int64_t h, int64_t w, const Window2d& win, Visit visit) {
+// Calls row(offset of the output row in the columns, offset of the input row in the image or
+// -1 where the row is padding, kx) for every output row of every patch entry; the caller
+// then moves the out_w values of that row. Bounds are decided per row, not per element.
+template <class Row>
+void for_each_patch_row(int64_t channels, int64_t h, int64_t w, const Window2d& win, Row row) {
   const int64_t oh = win.out_size_h(h), ow = win.out_size_w(w);
   for (int64_t c = 0; c < channels; ++c)
     for (int64_t ky = 0; ky < win.kernel_h; ++ky)
       for (int64_t kx = 0; kx < win.kernel_w; ++kx) {
-        const int64_t row = (c * win.kernel_h + ky) * win.kernel_w + kx;
+        const int64_t patch_row = (c * win.kernel_h + ky) * win.kernel_w + kx;
         for (int64_t y = 0; y < oh; ++y) {
           const int64_t iy = y * win.stride_h - win.pad_h + ky;
-          for (int64_t x = 0; x < ow; ++x) {
-            const int64_t ix = x * win.stride_w - win.pad_w + kx;
-            const bool inside = iy >= 0 && iy < h && ix >= 0 && ix < w;
-            visit(row * oh * ow + y * ow + x, inside ? (c * h + iy) * w + ix : -1);
-          }
+          row((patch_row * oh + y) * ow, iy >= 0 && iy < h ? (c * h + iy) * w : -1, kx);
         }
       }
+}
+
+// The output columns [first, last) whose input column x * stride - pad + kx is inside [0, w).
+void inside_columns(int64_t kx, int64_t ow, int64_t w, const Window2d& win, int64_t& first, int64_t& last) {
+  first = 0;
+  while (first < ow && first * win.stride_w - win.pad_w + kx < 0) ++first;
+  last = ow;
+  while (last > first && (last - 1) * win.stride_w - win.pad_w + kx >= w) --last;
 }
 }  // namespace
 
 void im2col(const float* image, float* columns, int64_t channels, int64_t h, int64_t w,
             const Window2d& window) {
-  for_each_patch_entry(channels, h, w, window, [&](int64_t column, int64_t pixel) {
-    columns[column] = pixel >= 0 ? image[pixel] : 0.0f;
+  const int64_t ow = window.out_size_w(w);
+  for_each_patch_row(channels, h, w, window, [&](int64_t out, int64_t in_row, int64_t kx) {
+    float* dst = columns + out;
+    if (in_row < 0) {
+      for (int64_t x = 0; x < ow; ++x) dst[x] = 0.0f;
+      return;
+    }
+    int64_t first, last;
+    inside_columns(kx, ow, w, window, first, last);
+    const float* src = image + in_row - window.pad_w + kx;
+    for (int64_t x = 0; x < first; ++x) dst[x] = 0.0f;
+    if (window.stride_w == 1) {
+      for (int64_t x = first; x < last; ++x) dst[x] = src[x];
+    } else {
+      for (int64_t x = first; x < last; ++x) dst[x] = src[x * window.stride_w];
+    }
+    for (int64_t x = last; x < ow; ++x) dst[x] = 0.0f;
   });
 }
 
 void col2im_add(const float* columns, float* image, int64_t channels, int64_t h, int64_t w,
                 const Window2d& window) {
-  for_each_patch_entry(channels, h, w, window, [&](int64_t column, int64_t pixel) {
-    if (pixel >= 0) image[pixel] += columns[column];
+  const int64_t ow = window.out_size_w(w);
+  for_each_patch_row(channels, h, w, window, [&](int64_t out, int64_t in_row, int64_t kx) {
+    if (in_row < 0) return;
+    int64_t first, last;
+    inside_columns(kx, ow, w, window, first, last);
+    const float* src = columns + out;
+    float* dst = image + in_row - window.pad_w + kx;
+    if (window.stride_w == 1) {
+      for (int64_t x = first; x < last; ++x) dst[x] += src[x];
+    } else {
+      for (int64_t x = first; x < last; ++x) dst[x * window.stride_w] += src[x];
+    }
   });
 }
 
