@@ -31,20 +31,25 @@ class BatchNorm2d : public Module {
   float momentum, eps;
 };
 
-class MaxPool2d : public Module {
+// The window of a pooling layer (square kernel, stride, padding).
+class Pool2d : public Module {
  public:
-  MaxPool2d(int64_t kernel, int64_t stride, int64_t padding = 0) : kernel(kernel), stride(stride), padding(padding) {}
-  Tensor forward(const Tensor& x) override { return max_pool2d(x, kernel, stride, padding); }
-  std::string type_name() const override { return "MaxPool2d"; }
+  Pool2d(int64_t kernel, int64_t stride, int64_t padding) : kernel(kernel), stride(stride), padding(padding) {}
   int64_t kernel, stride, padding;
 };
 
-class AvgPool2d : public Module {
+class MaxPool2d : public Pool2d {
  public:
-  AvgPool2d(int64_t kernel, int64_t stride, int64_t padding = 0) : kernel(kernel), stride(stride), padding(padding) {}
+  using Pool2d::Pool2d;
+  Tensor forward(const Tensor& x) override { return max_pool2d(x, kernel, stride, padding); }
+  std::string type_name() const override { return "MaxPool2d"; }
+};
+
+class AvgPool2d : public Pool2d {
+ public:
+  using Pool2d::Pool2d;
   Tensor forward(const Tensor& x) override { return avg_pool2d(x, kernel, stride, padding); }
   std::string type_name() const override { return "AvgPool2d"; }
-  int64_t kernel, stride, padding;
 };
 
 // [N, C, H, W] -> [N, C]: the mean over all positions.

@@ -13,16 +13,6 @@
 
 namespace minipipe::nn {
 
-namespace {
-thread_local ForwardContext current_context;
-}
-
-const ForwardContext& forward_context() { return current_context; }
-ForwardContextGuard::ForwardContextGuard(const ForwardContext& context) : previous_(current_context) {
-  current_context = context;
-}
-ForwardContextGuard::~ForwardContextGuard() { current_context = previous_; }
-
 Linear::Linear(int64_t in_features, int64_t out_features, Generator& generator, bool with_bias) {
   if (in_features <= 0 || out_features <= 0)
     throw std::invalid_argument("Linear: sizes must be positive, got " + std::to_string(in_features) + " -> " +

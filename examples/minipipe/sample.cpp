@@ -9,11 +9,10 @@
 #include "gpt_metadata.h"
 #include "kernels/philox.h"
 #include "tensor/factories.h"
+#include "text_generation.h"
 
 namespace minipipe::cli {
 
-// Appends `length` bytes to the prompt, each drawn from softmax(logits / temperature) of
-// the last `context` bytes, with Philox draws keyed by the seed.
 std::string generate_text(nn::Module& model, const nn::GPTConfig& config, const std::string& prompt, int64_t length,
                           float temperature, uint64_t seed, Device device) {
   if (!(temperature > 0.0f)) throw std::invalid_argument("temperature must be positive, got " + std::to_string(temperature));

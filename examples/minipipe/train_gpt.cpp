@@ -10,13 +10,11 @@
 #include "gpt_metadata.h"
 #include "nn/losses.h"
 #include "tensor/allocator.h"
+#include "text_generation.h"
 #include "pipelined_training.h"
 #include "training_log.h"
 
 namespace minipipe::cli {
-
-std::string generate_text(nn::Module& model, const nn::GPTConfig& config, const std::string& prompt, int64_t length,
-                          float temperature, uint64_t seed, Device device);
 
 namespace {
 
