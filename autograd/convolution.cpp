@@ -1,5 +1,6 @@
 #include "autograd/convolution.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "autograd/node.h"
@@ -28,6 +29,35 @@ Window2d make_window(const char* op, const Tensor& x, Size2 kernel, Size2 stride
   return w;
 }
 
+// Per-image GEMMs are tiny for small images ([16, 144] x [144, 64] on 8x8 digits) and then cost
+// more in packing than in arithmetic. So images go through the GEMM in groups, their columns
+// side by side ([patch, count * pixels]), as wide as 256 pixels where the columns still fit in
+// a 256 KiB slice of L2 cache. Outputs come back as [O, count * pixels] and are scattered to NCHW.
+struct ImageGroups {
+  int64_t n, size;
+  ImageGroups(int64_t images, int64_t patch, int64_t pixels) : n(images) {
+    const int64_t wide_enough = (256 + pixels - 1) / pixels, fits_cache = (64 * 1024) / (patch * pixels);
+    size = std::clamp<int64_t>(std::min(wide_enough, fits_cache), 1, images);
+  }
+  template <class Group>
+  void for_each(Group group) const {
+    for (int64_t first = 0; first < n; first += size) group(first, std::min(size, n - first));
+  }
+  // grouped [channels, count * pixels] -> images first.. of nchw [n, channels, pixels], and back.
+  static void scatter(const float* grouped, float* nchw, int64_t first, int64_t count, int64_t channels,
+                      int64_t pixels) {
+    for (int64_t j = 0; j < count; ++j)
+      for (int64_t c = 0; c < channels; ++c)
+        std::copy_n(grouped + (c * count + j) * pixels, pixels, nchw + ((first + j) * channels + c) * pixels);
+  }
+  static void gather(const float* nchw, float* grouped, int64_t first, int64_t count, int64_t channels,
+                     int64_t pixels) {
+    for (int64_t j = 0; j < count; ++j)
+      for (int64_t c = 0; c < channels; ++c)
+        std::copy_n(nchw + ((first + j) * channels + c) * pixels, pixels, grouped + (c * count + j) * pixels);
+  }
+};
+
 }  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 stride, Size2 padding) {
@@ -49,18 +79,25 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 s
   const int64_t pixels = oh * ow;
 
   const Tensor input = x.contiguous(), wt = weight.contiguous();
+  const ImageGroups groups(n, patch, pixels);
   Tensor out = empty({n, out_channels, oh, ow}, DType::Float32, x.device());
-  Tensor columns = empty({patch, pixels}, DType::Float32, x.device());
-  for (int64_t i = 0; i < n; ++i) {
-    kernels::cpu::im2col(input.data<float>() + i * channels * h * w, columns.data<float>(), channels, h, w, win);
-    float* out_i = out.data<float>() + i * out_channels * pixels;
-    kernels::cpu::gemm(false, false, out_channels, pixels, patch, 1.0f, wt.data<float>(), patch,
-                       columns.data<float>(), pixels, 0.0f, out_i, pixels);
-    if (bias.defined()) {
-      const Tensor b = bias.contiguous();
-      for (int64_t o = 0; o < out_channels; ++o)
-        for (int64_t p = 0; p < pixels; ++p) out_i[o * pixels + p] += b.data<float>()[o];
-    }
+  Tensor columns = empty({patch, groups.size * pixels}, DType::Float32, x.device());
+  Tensor grouped_out = empty({out_channels, groups.size * pixels}, DType::Float32, x.device());
+  const float* image = input.data<float>();
+  groups.for_each([&](int64_t first, int64_t count) {
+    const int64_t width = count * pixels;  // the group's columns side by side: [patch, width]
+    for (int64_t j = 0; j < count; ++j)
+      kernels::cpu::im2col(image + (first + j) * channels * h * w, columns.data<float>() + j * pixels, width,
+                           channels, h, w, win);
+    kernels::cpu::gemm(false, false, out_channels, width, patch, 1.0f, wt.data<float>(), patch,
+                       columns.data<float>(), width, 0.0f, grouped_out.data<float>(), width);
+    groups.scatter(grouped_out.data<float>(), out.data<float>(), first, count, out_channels, pixels);
+  });
+  if (bias.defined()) {
+    const Tensor b = bias.contiguous();
+    float* y = out.data<float>();
+    for (int64_t i = 0; i < n * out_channels; ++i)
+      for (int64_t p = 0; p < pixels; ++p) y[i * pixels + p] += b.data<float>()[i % out_channels];
   }
   if (!any_requires_grad({x, weight, bias})) return out;
   const Tensor saved_x = input.detach(), saved_w = wt.detach();
@@ -69,20 +106,27 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 s
     const Tensor dy = g.contiguous();
     Tensor dx = need_x ? zeros(saved_x.shape(), DType::Float32, dy.device()) : Tensor();
     Tensor dw = zeros(saved_w.shape(), DType::Float32, dy.device());
-    Tensor cols = empty({patch, pixels}, DType::Float32, dy.device());
-    Tensor dcols = need_x ? empty({patch, pixels}, DType::Float32, dy.device()) : Tensor();
-    for (int64_t i = 0; i < n; ++i) {
-      const float* dy_i = dy.data<float>() + i * out_channels * pixels;
-      // dW += dY_i cols_i^T  (im2col recomputed per image rather than stored for all)
-      kernels::cpu::im2col(saved_x.data<float>() + i * channels * h * w, cols.data<float>(), channels, h, w, win);
-      kernels::cpu::gemm(false, true, out_channels, patch, pixels, 1.0f, dy_i, pixels, cols.data<float>(), pixels,
-                         1.0f, dw.data<float>(), patch);
-      if (need_x) {  // dX_i = col2im(W^T dY_i)
-        kernels::cpu::gemm(true, false, patch, pixels, out_channels, 1.0f, saved_w.data<float>(), patch, dy_i, pixels,
-                           0.0f, dcols.data<float>(), pixels);
-        kernels::cpu::col2im_add(dcols.data<float>(), dx.data<float>() + i * channels * h * w, channels, h, w, win);
-      }
-    }
+    Tensor cols = empty({patch, groups.size * pixels}, DType::Float32, dy.device());
+    Tensor dcols = need_x ? empty({patch, groups.size * pixels}, DType::Float32, dy.device()) : Tensor();
+    Tensor grouped_dy = empty({out_channels, groups.size * pixels}, DType::Float32, dy.device());
+    groups.for_each([&](int64_t first, int64_t count) {
+      const int64_t width = count * pixels;
+      groups.gather(dy.data<float>(), grouped_dy.data<float>(), first, count, out_channels, pixels);
+      // dW += dY cols^T, with the columns recomputed rather than kept from the forward pass:
+      // they are kernel_h * kernel_w times the size of the input.
+      for (int64_t j = 0; j < count; ++j)
+        kernels::cpu::im2col(saved_x.data<float>() + (first + j) * channels * h * w, cols.data<float>() + j * pixels,
+                             width, channels, h, w, win);
+      kernels::cpu::gemm(false, true, out_channels, patch, width, 1.0f, grouped_dy.data<float>(), width,
+                         cols.data<float>(), width, 1.0f, dw.data<float>(), patch);
+      if (!need_x) return;
+      // dX = col2im(W^T dY)
+      kernels::cpu::gemm(true, false, patch, width, out_channels, 1.0f, saved_w.data<float>(), patch,
+                         grouped_dy.data<float>(), width, 0.0f, dcols.data<float>(), width);
+      for (int64_t j = 0; j < count; ++j)
+        kernels::cpu::col2im_add(dcols.data<float>() + j * pixels, width,
+                                 dx.data<float>() + (first + j) * channels * h * w, channels, h, w, win);
+    });
     Tensor db;
     if (has_bias) {  // sum over images and pixels: reduce [N, O, P] over P, then over N
       Tensor per_image = empty({n, out_channels}, DType::Float32, dy.device());

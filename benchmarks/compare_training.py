@@ -17,7 +17,8 @@ here = Path(__file__).resolve().parent
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--build", default="build", help="meson build folder holding benchmarks/training_benchmark")
 parser.add_argument("--repeats", type=int, default=3)
-parser.add_argument("--steps", type=int, default=20)
+parser.add_argument("--steps", type=int,
+                    help="timed steps per run (default: 20 for gpt, 300 for cnn, about 2-4 s each)")
 parser.add_argument("--models", default="gpt,cnn")
 parser.add_argument("--json", help="also write the results here")
 args = parser.parse_args()
@@ -37,9 +38,11 @@ def run(command):
 rows = []
 for model in args.models.split(","):
     minipipe, pytorch = [], []
+    # A CNN step takes a few ms: time enough of them that a run is not over in a blink.
+    steps = str(args.steps or {"gpt": 20, "cnn": 300}[model])
     for _ in range(args.repeats):
-        minipipe.append(run([str(ours), "--model", model, "--steps", str(args.steps)])["steps_per_second"])
-        result = run(["/usr/bin/python3", str(here / "pytorch_training.py"), "--model", model, "--steps", str(args.steps)])
+        minipipe.append(run([str(ours), "--model", model, "--steps", steps])["steps_per_second"])
+        result = run(["/usr/bin/python3", str(here / "pytorch_training.py"), "--model", model, "--steps", steps])
         pytorch.append(result["steps_per_second"])
     rows.append({"model": model, "minipipe_steps_per_second": statistics.median(minipipe),
                  "pytorch_steps_per_second": statistics.median(pytorch), "pytorch": result["framework"],

@@ -1,8 +1,11 @@
-// kernels/cpu: the vectorisable transcendental functions against the C library.
+// kernels/cpu: the vectorisable transcendental functions against the C library, and im2col
+// against its definition.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <vector>
 
+#include "kernels/cpu/convolution.h"
 #include "kernels/cpu/fast_math.h"
 
 namespace minipipe::kernels::cpu {
@@ -35,6 +38,71 @@ TEST(FastMath, TanhIsAccurateNearZeroAndInTheTails) {
   EXPECT_EQ(fast_tanh(0.0f), 0.0f);
   EXPECT_EQ(fast_tanh(20.0f), 1.0f);
   EXPECT_EQ(fast_tanh(-20.0f), -1.0f);
+}
+
+struct Im2colCase {
+  int64_t channels, h, w;
+  Window2d window;
+};
+
+// Windows that take each path: stride 1 with out_w == w (contiguous runs), out_h != h, strided,
+// no padding, 1x1, wide padding, rectangular kernels.
+const Im2colCase kIm2colCases[] = {
+    {2, 8, 8, {3, 3, 1, 1, 1, 1}}, {3, 5, 7, {3, 3, 1, 1, 2, 1}}, {2, 7, 6, {5, 5, 1, 1, 2, 2}},
+    {2, 8, 8, {3, 3, 2, 2, 1, 1}}, {1, 6, 5, {1, 1, 2, 2, 0, 0}}, {2, 4, 4, {1, 1, 1, 1, 0, 0}},
+    {1, 5, 6, {2, 3, 1, 2, 0, 1}}, {1, 3, 3, {3, 3, 1, 1, 2, 2}}, {1, 1, 9, {1, 3, 1, 1, 0, 1}},
+};
+
+std::vector<float> numbered(int64_t count, float scale) {
+  std::vector<float> v(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) v[static_cast<size_t>(i)] = scale * static_cast<float>((i * 37) % 101 - 50);
+  return v;
+}
+
+TEST(Im2col, MatchesItsDefinitionWithRowsApart) {
+  for (const Im2colCase& c : kIm2colCases) {
+    const Window2d& win = c.window;
+    const int64_t oh = win.out_size_h(c.h), ow = win.out_size_w(c.w), stride = oh * ow + 3;
+    const std::vector<float> image = numbered(c.channels * c.h * c.w, 1.0f);
+    std::vector<float> columns(static_cast<size_t>(c.channels * win.kernel_h * win.kernel_w * stride), -7.0f);
+    im2col(image.data(), columns.data(), stride, c.channels, c.h, c.w, win);
+    for (int64_t ch = 0; ch < c.channels; ++ch)
+      for (int64_t ky = 0; ky < win.kernel_h; ++ky)
+        for (int64_t kx = 0; kx < win.kernel_w; ++kx)
+          for (int64_t y = 0; y < oh; ++y)
+            for (int64_t x = 0; x < ow; ++x) {
+              const int64_t iy = y * win.stride_h - win.pad_h + ky, ix = x * win.stride_w - win.pad_w + kx;
+              const bool inside = iy >= 0 && iy < c.h && ix >= 0 && ix < c.w;
+              const int64_t row = (ch * win.kernel_h + ky) * win.kernel_w + kx;
+              ASSERT_EQ(columns[static_cast<size_t>(row * stride + y * ow + x)],
+                        inside ? image[static_cast<size_t>((ch * c.h + iy) * c.w + ix)] : 0.0f)
+                  << c.channels << "x" << c.h << "x" << c.w << " kernel " << win.kernel_h << "x" << win.kernel_w
+                  << " entry " << row << " at (" << y << ", " << x << ")";
+            }
+    // The gap between rows is left alone.
+    for (int64_t row = 0; row < c.channels * win.kernel_h * win.kernel_w; ++row)
+      for (int64_t gap = oh * ow; gap < stride; ++gap) ASSERT_EQ(columns[static_cast<size_t>(row * stride + gap)], -7.0f);
+  }
+}
+
+TEST(Im2col, Col2imIsItsAdjoint) {
+  // <im2col(x), c> == <x, col2im(c)> for every x and c, which pins col2im down completely.
+  for (const Im2colCase& c : kIm2colCases) {
+    const Window2d& win = c.window;
+    const int64_t stride = win.out_size_h(c.h) * win.out_size_w(c.w) + 5;
+    const int64_t rows = c.channels * win.kernel_h * win.kernel_w;
+    const std::vector<float> x = numbered(c.channels * c.h * c.w, 0.01f);
+    std::vector<float> columns(static_cast<size_t>(rows * stride)), image(x.size(), 0.0f);
+    im2col(x.data(), columns.data(), stride, c.channels, c.h, c.w, win);
+    std::vector<float> cotangent = numbered(rows * stride, 0.003f);
+    double lhs = 0.0, rhs = 0.0;
+    for (int64_t row = 0; row < rows; ++row)
+      for (int64_t i = 0; i < win.out_size_h(c.h) * win.out_size_w(c.w); ++i)
+        lhs += double{columns[static_cast<size_t>(row * stride + i)]} * cotangent[static_cast<size_t>(row * stride + i)];
+    col2im_add(cotangent.data(), stride, image.data(), c.channels, c.h, c.w, win);
+    for (size_t i = 0; i < x.size(); ++i) rhs += double{x[i]} * image[i];
+    EXPECT_NEAR(lhs, rhs, 1e-9 + 1e-6 * std::abs(lhs)) << c.channels << "x" << c.h << "x" << c.w;
+  }
 }
 
 }  // namespace

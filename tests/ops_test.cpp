@@ -303,6 +303,12 @@ TEST(Convolution, GradientsMatchFiniteDifferences) {
                    (Inputs{leaf({2, 2, 5, 5}, 71), leaf({3, 2, 3, 3}, 72), leaf({3}, 73)}));
   EXPECT_GRADCHECK([](const Inputs& x) { return conv2d(x[0], x[1], Tensor(), {1, 2}, {0, 1}); },
                    (Inputs{leaf({1, 2, 4, 3}, 74), leaf({2, 2, 2, 2}, 75)}));
+  // Stride 1 with out_w == w takes im2col's contiguous-run path, here also with out_h > h; the 20
+  // small images go through the GEMM in groups (16, then 4).
+  EXPECT_GRADCHECK([](const Inputs& x) { return conv2d(x[0], x[1], x[2], 1, 1); },
+                   (Inputs{leaf({20, 1, 4, 4}, 76), leaf({2, 1, 3, 3}, 77), leaf({2}, 78)}));
+  EXPECT_GRADCHECK([](const Inputs& x) { return conv2d(x[0], x[1], Tensor(), 1, {2, 1}); },
+                   (Inputs{leaf({2, 2, 3, 5}, 79), leaf({2, 2, 3, 3}, 80)}));
 }
 
 TEST(Pooling, MatchesHandComputedOutputs) {

@@ -2,17 +2,16 @@
 
 #include <cmath>
 
+#include "kernels/cpu/lane_sum.h"
+
 namespace minipipe::kernels::cpu {
 
 void layer_norm_forward(const float* x, const float* gamma, const float* beta, float* y,
                         float* mean, float* rstd, int64_t rows, int64_t cols, float eps) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * cols;
-    double total = 0.0;
-    for (int64_t i = 0; i < cols; ++i) total += xr[i];
-    const float mu = static_cast<float>(total / cols);
-    double squares = 0.0;
-    for (int64_t i = 0; i < cols; ++i) squares += (xr[i] - mu) * (xr[i] - mu);
+    const float mu = static_cast<float>(lane_sum(cols, [&](int64_t i) { return xr[i]; }) / cols);
+    const double squares = lane_sum(cols, [&](int64_t i) { return (xr[i] - mu) * (xr[i] - mu); });
     const float inv = 1.0f / std::sqrt(static_cast<float>(squares / cols) + eps);
     for (int64_t i = 0; i < cols; ++i) y[r * cols + i] = (xr[i] - mu) * inv * gamma[i] + beta[i];
     mean[r] = mu;
@@ -27,20 +26,15 @@ void layer_norm_backward(const float* x, const float* gamma, const float* mean, 
     const float* xr = x + r * cols;
     const float* dyr = dy + r * cols;
     // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), with g = dy * gamma.
-    float mean_g = 0.0f, mean_g_xhat = 0.0f;
+    const float mu = mean[r], inv = rstd[r];
+    const auto xhat = [&](int64_t i) { return (xr[i] - mu) * inv; };
+    const float mean_g = static_cast<float>(lane_sum(cols, [&](int64_t i) { return dyr[i] * gamma[i]; }) / cols);
+    const float mean_g_xhat =
+        static_cast<float>(lane_sum(cols, [&](int64_t i) { return dyr[i] * gamma[i] * xhat(i); }) / cols);
     for (int64_t i = 0; i < cols; ++i) {
-      const float xhat = (xr[i] - mean[r]) * rstd[r];
-      const float g = dyr[i] * gamma[i];
-      mean_g += g;
-      mean_g_xhat += g * xhat;
-      dgamma[i] += dyr[i] * xhat;
+      dgamma[i] += dyr[i] * xhat(i);
       dbeta[i] += dyr[i];
-    }
-    mean_g /= cols;
-    mean_g_xhat /= cols;
-    for (int64_t i = 0; i < cols; ++i) {
-      const float xhat = (xr[i] - mean[r]) * rstd[r];
-      dx[r * cols + i] = rstd[r] * (dyr[i] * gamma[i] - mean_g - xhat * mean_g_xhat);
+      dx[r * cols + i] = inv * (dyr[i] * gamma[i] - mean_g - xhat(i) * mean_g_xhat);
     }
   }
 }
@@ -50,16 +44,17 @@ void batch_norm_statistics(const float* x, float* mean, float* variance, int64_t
   const double count = static_cast<double>(n * spatial);
   for (int64_t c = 0; c < channels; ++c) {
     double total = 0.0;
-    for (int64_t b = 0; b < n; ++b)
-      for (int64_t s = 0; s < spatial; ++s) total += x[(b * channels + c) * spatial + s];
-    const double mu = total / count;
+    for (int64_t b = 0; b < n; ++b) {
+      const float* xb = x + (b * channels + c) * spatial;
+      total += lane_sum(spatial, [&](int64_t s) { return xb[s]; });
+    }
+    const float mu = static_cast<float>(total / count);
     double squares = 0.0;
-    for (int64_t b = 0; b < n; ++b)
-      for (int64_t s = 0; s < spatial; ++s) {
-        const double d = x[(b * channels + c) * spatial + s] - mu;
-        squares += d * d;
-      }
-    mean[c] = static_cast<float>(mu);
+    for (int64_t b = 0; b < n; ++b) {
+      const float* xb = x + (b * channels + c) * spatial;
+      squares += lane_sum(spatial, [&](int64_t s) { return (xb[s] - mu) * (xb[s] - mu); });
+    }
+    mean[c] = mu;
     variance[c] = static_cast<float>(squares / count);
   }
 }
@@ -79,24 +74,26 @@ void batch_norm_backward(const float* x, const float* dy, const float* mean, con
                          int64_t channels, int64_t spatial, bool batch_statistics) {
   const double count = static_cast<double>(n * spatial);
   for (int64_t c = 0; c < channels; ++c) {
+    const float mu = mean[c], inv = rstd[c];
     double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int64_t b = 0; b < n; ++b)
-      for (int64_t s = 0; s < spatial; ++s) {
-        const int64_t i = (b * channels + c) * spatial + s;
-        sum_dy += dy[i];
-        sum_dy_xhat += dy[i] * (x[i] - mean[c]) * rstd[c];
-      }
+    for (int64_t b = 0; b < n; ++b) {
+      const float* xb = x + (b * channels + c) * spatial;
+      const float* dyb = dy + (b * channels + c) * spatial;
+      sum_dy += lane_sum(spatial, [&](int64_t s) { return dyb[s]; });
+      sum_dy_xhat += lane_sum(spatial, [&](int64_t s) { return dyb[s] * (xb[s] - mu) * inv; });
+    }
     dgamma[c] = static_cast<float>(sum_dy_xhat);
     dbeta[c] = static_cast<float>(sum_dy);
-    const float k = gamma[c] * rstd[c];
+    const float k = gamma[c] * inv;
     const float mean_dy = batch_statistics ? static_cast<float>(sum_dy / count) : 0.0f;
     const float mean_dy_xhat = batch_statistics ? static_cast<float>(sum_dy_xhat / count) : 0.0f;
-    for (int64_t b = 0; b < n; ++b)
+    for (int64_t b = 0; b < n; ++b) {
+      const int64_t base = (b * channels + c) * spatial;
       for (int64_t s = 0; s < spatial; ++s) {
-        const int64_t i = (b * channels + c) * spatial + s;
-        const float xhat = (x[i] - mean[c]) * rstd[c];
-        dx[i] = k * (dy[i] - mean_dy - xhat * mean_dy_xhat);
+        const float xhat = (x[base + s] - mu) * inv;
+        dx[base + s] = k * (dy[base + s] - mean_dy - xhat * mean_dy_xhat);
       }
+    }
   }
 }
 

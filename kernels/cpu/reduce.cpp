@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "kernels/cpu/lane_sum.h"
+
 namespace minipipe::kernels::cpu {
 
 void sum_dim(const float* x, float* out, int64_t outer, int64_t reduce, int64_t inner) {
@@ -9,10 +11,7 @@ void sum_dim(const float* x, float* out, int64_t outer, int64_t reduce, int64_t 
     const float* block = x + o * reduce * inner;
     float* row = out + o * inner;
     if (inner == 1) {
-      // A long contiguous sum: accumulate in double so large reductions stay accurate.
-      double total = 0.0;
-      for (int64_t r = 0; r < reduce; ++r) total += block[r];
-      *row = static_cast<float>(total);
+      *row = static_cast<float>(lane_sum(reduce, [&](int64_t r) { return block[r]; }));
       continue;
     }
     std::memset(row, 0, static_cast<size_t>(inner) * sizeof(float));
