@@ -58,6 +58,81 @@ struct ImageGroups {
   }
 };
 
+// The sizes of one convolution: input [n, channels, h, w], weight [out_channels, patch].
+struct ConvShape {
+  int64_t n, channels, h, w, out_channels;
+  Window2d win;
+  int64_t patch() const { return channels * win.kernel_h * win.kernel_w; }
+  int64_t pixels() const { return win.out_size_h(h) * win.out_size_w(w); }
+  const float* image(const float* x, int64_t i) const { return x + i * channels * h * w; }
+  float* image(float* x, int64_t i) const { return x + i * channels * h * w; }
+  // im2col of images [first, first + count) side by side into columns [patch, count * pixels].
+  void im2col(const float* x, int64_t first, int64_t count, float* columns) const {
+    for (int64_t j = 0; j < count; ++j)
+      kernels::cpu::im2col(image(x, first + j), columns + j * pixels(), count * pixels(), channels, h, w, win);
+  }
+};
+
+// y = conv(x, weight): per group of images, im2col, one GEMM, scatter back to NCHW.
+void convolve(const ConvShape& s, const float* x, const float* weight, float* y) {
+  const int64_t patch = s.patch(), pixels = s.pixels();
+  const ImageGroups groups(s.n, patch, pixels);
+  Tensor columns = empty({patch, groups.size * pixels});
+  Tensor grouped_y = empty({s.out_channels, groups.size * pixels});
+  groups.for_each([&](int64_t first, int64_t count) {
+    const int64_t width = count * pixels;
+    s.im2col(x, first, count, columns.data<float>());
+    kernels::cpu::gemm(false, false, s.out_channels, width, patch, 1.0f, weight, patch, columns.data<float>(), width,
+                       0.0f, grouped_y.data<float>(), width);
+    groups.scatter(grouped_y.data<float>(), y, first, count, s.out_channels, pixels);
+  });
+}
+
+// dW += dY columns(x)^T, with the columns recomputed rather than kept from the forward pass:
+// they are kernel_h * kernel_w times the size of the input.
+void add_weight_gradient(const ConvShape& s, const float* x, const float* dy, float* dw) {
+  const int64_t patch = s.patch(), pixels = s.pixels();
+  const ImageGroups groups(s.n, patch, pixels);
+  Tensor columns = empty({patch, groups.size * pixels});
+  Tensor grouped_dy = empty({s.out_channels, groups.size * pixels});
+  groups.for_each([&](int64_t first, int64_t count) {
+    const int64_t width = count * pixels;
+    groups.gather(dy, grouped_dy.data<float>(), first, count, s.out_channels, pixels);
+    s.im2col(x, first, count, columns.data<float>());
+    kernels::cpu::gemm(false, true, s.out_channels, patch, width, 1.0f, grouped_dy.data<float>(), width,
+                       columns.data<float>(), width, 1.0f, dw, patch);
+  });
+}
+
+// dX += col2im(W^T dY), for any stride.
+void add_input_gradient_by_col2im(const ConvShape& s, const float* weight, const float* dy, float* dx) {
+  const int64_t patch = s.patch(), pixels = s.pixels();
+  const ImageGroups groups(s.n, patch, pixels);
+  Tensor columns = empty({patch, groups.size * pixels});
+  Tensor grouped_dy = empty({s.out_channels, groups.size * pixels});
+  groups.for_each([&](int64_t first, int64_t count) {
+    const int64_t width = count * pixels;
+    groups.gather(dy, grouped_dy.data<float>(), first, count, s.out_channels, pixels);
+    kernels::cpu::gemm(true, false, patch, width, s.out_channels, 1.0f, weight, patch, grouped_dy.data<float>(), width,
+                       0.0f, columns.data<float>(), width);
+    for (int64_t j = 0; j < count; ++j)
+      kernels::cpu::col2im_add(columns.data<float>() + j * pixels, width, s.image(dx, first + j), s.channels, s.h, s.w,
+                               s.win);
+  });
+}
+
+// weight [O, C, kh, kw] -> [C, O, kh, kw] with each kernel rotated by 180 degrees.
+Tensor flip_and_transpose(const Tensor& weight) {
+  const int64_t o_size = weight.shape()[0], c_size = weight.shape()[1], area = weight.shape()[2] * weight.shape()[3];
+  Tensor flipped = empty({c_size, o_size, weight.shape()[2], weight.shape()[3]});
+  const float* w = weight.data<float>();
+  float* f = flipped.data<float>();
+  for (int64_t o = 0; o < o_size; ++o)
+    for (int64_t c = 0; c < c_size; ++c)
+      for (int64_t k = 0; k < area; ++k) f[(c * o_size + o) * area + k] = w[(o * c_size + c) * area + area - 1 - k];
+  return flipped;
+}
+
 }  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 stride, Size2 padding) {
@@ -75,24 +150,12 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 s
       throw std::invalid_argument("conv2d: bias must be [" + std::to_string(out_channels) + "], got " + shape_str(bias.shape()));
   }
   const Window2d win = make_window("conv2d", x, {weight.shape()[2], weight.shape()[3]}, stride, padding);
-  const int64_t oh = win.out_size_h(h), ow = win.out_size_w(w), patch = channels * win.kernel_h * win.kernel_w;
-  const int64_t pixels = oh * ow;
+  const int64_t oh = win.out_size_h(h), ow = win.out_size_w(w), pixels = oh * ow;
 
   const Tensor input = x.contiguous(), wt = weight.contiguous();
-  const ImageGroups groups(n, patch, pixels);
   Tensor out = empty({n, out_channels, oh, ow}, DType::Float32, x.device());
-  Tensor columns = empty({patch, groups.size * pixels}, DType::Float32, x.device());
-  Tensor grouped_out = empty({out_channels, groups.size * pixels}, DType::Float32, x.device());
-  const float* image = input.data<float>();
-  groups.for_each([&](int64_t first, int64_t count) {
-    const int64_t width = count * pixels;  // the group's columns side by side: [patch, width]
-    for (int64_t j = 0; j < count; ++j)
-      kernels::cpu::im2col(image + (first + j) * channels * h * w, columns.data<float>() + j * pixels, width,
-                           channels, h, w, win);
-    kernels::cpu::gemm(false, false, out_channels, width, patch, 1.0f, wt.data<float>(), patch,
-                       columns.data<float>(), width, 0.0f, grouped_out.data<float>(), width);
-    groups.scatter(grouped_out.data<float>(), out.data<float>(), first, count, out_channels, pixels);
-  });
+  const ConvShape forward{n, channels, h, w, out_channels, win};
+  convolve(forward, input.data<float>(), wt.data<float>(), out.data<float>());
   if (bias.defined()) {
     const Tensor b = bias.contiguous();
     float* y = out.data<float>();
@@ -104,29 +167,21 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 s
   const bool need_x = x.requires_grad(), has_bias = bias.defined();
   return record("conv2d", out, {x, weight, bias}, [=](const Tensor& g) {
     const Tensor dy = g.contiguous();
-    Tensor dx = need_x ? zeros(saved_x.shape(), DType::Float32, dy.device()) : Tensor();
     Tensor dw = zeros(saved_w.shape(), DType::Float32, dy.device());
-    Tensor cols = empty({patch, groups.size * pixels}, DType::Float32, dy.device());
-    Tensor dcols = need_x ? empty({patch, groups.size * pixels}, DType::Float32, dy.device()) : Tensor();
-    Tensor grouped_dy = empty({out_channels, groups.size * pixels}, DType::Float32, dy.device());
-    groups.for_each([&](int64_t first, int64_t count) {
-      const int64_t width = count * pixels;
-      groups.gather(dy.data<float>(), grouped_dy.data<float>(), first, count, out_channels, pixels);
-      // dW += dY cols^T, with the columns recomputed rather than kept from the forward pass:
-      // they are kernel_h * kernel_w times the size of the input.
-      for (int64_t j = 0; j < count; ++j)
-        kernels::cpu::im2col(saved_x.data<float>() + (first + j) * channels * h * w, cols.data<float>() + j * pixels,
-                             width, channels, h, w, win);
-      kernels::cpu::gemm(false, true, out_channels, patch, width, 1.0f, grouped_dy.data<float>(), width,
-                         cols.data<float>(), width, 1.0f, dw.data<float>(), patch);
-      if (!need_x) return;
-      // dX = col2im(W^T dY)
-      kernels::cpu::gemm(true, false, patch, width, out_channels, 1.0f, saved_w.data<float>(), patch,
-                         grouped_dy.data<float>(), width, 0.0f, dcols.data<float>(), width);
-      for (int64_t j = 0; j < count; ++j)
-        kernels::cpu::col2im_add(dcols.data<float>() + j * pixels, width,
-                                 dx.data<float>() + (first + j) * channels * h * w, channels, h, w, win);
-    });
+    add_weight_gradient(forward, saved_x.data<float>(), dy.data<float>(), dw.data<float>());
+    Tensor dx;
+    if (need_x && win.stride_h == 1 && win.stride_w == 1 && win.pad_h < win.kernel_h && win.pad_w < win.kernel_w) {
+      // Stride 1: dX is itself a convolution, of dY with the flipped, transposed weight and
+      // padding kernel - 1 - pad. That is im2col plus one GEMM with K = O * kh * kw, cheaper
+      // than a GEMM with K = O followed by col2im's scattered adds.
+      const Tensor flipped = flip_and_transpose(saved_w);
+      const Window2d transposed{win.kernel_h, win.kernel_w, 1, 1, win.kernel_h - 1 - win.pad_h, win.kernel_w - 1 - win.pad_w};
+      dx = empty(saved_x.shape(), DType::Float32, dy.device());
+      convolve({n, out_channels, oh, ow, channels, transposed}, dy.data<float>(), flipped.data<float>(), dx.data<float>());
+    } else if (need_x) {
+      dx = zeros(saved_x.shape(), DType::Float32, dy.device());
+      add_input_gradient_by_col2im(forward, saved_w.data<float>(), dy.data<float>(), dx.data<float>());
+    }
     Tensor db;
     if (has_bias) {  // sum over images and pixels: reduce [N, O, P] over P, then over N
       Tensor per_image = empty({n, out_channels}, DType::Float32, dy.device());

@@ -14,7 +14,7 @@ struct Size2 {
 };
 
 // x [N, C, H, W], weight [O, C, kh, kw], bias [O] or undefined -> [N, O, H', W'].
-// Computed per image as im2col followed by one GEMM.
+// Computed as im2col plus one GEMM per group of images.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 stride = 1, Size2 padding = 0);
 
 // Padding counts as -inf for max and as 0 (in the divisor too) for average pooling.

@@ -309,6 +309,9 @@ TEST(Convolution, GradientsMatchFiniteDifferences) {
                    (Inputs{leaf({20, 1, 4, 4}, 76), leaf({2, 1, 3, 3}, 77), leaf({2}, 78)}));
   EXPECT_GRADCHECK([](const Inputs& x) { return conv2d(x[0], x[1], Tensor(), 1, {2, 1}); },
                    (Inputs{leaf({2, 2, 3, 5}, 79), leaf({2, 2, 3, 3}, 80)}));
+  // Padding as wide as the kernel: dX cannot be a stride-1 convolution and goes through col2im.
+  EXPECT_GRADCHECK([](const Inputs& x) { return conv2d(x[0], x[1], Tensor(), 1, 1); },
+                   (Inputs{leaf({2, 2, 3, 3}, 81), leaf({3, 2, 1, 1}, 82)}));
 }
 
 TEST(Pooling, MatchesHandComputedOutputs) {
