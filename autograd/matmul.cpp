@@ -1,10 +1,12 @@
 #include "autograd/matmul.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "autograd/node.h"
 #include "autograd/op_support.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/reduce.h"
 #include "tensor/factories.h"
 
 namespace minipipe {
@@ -97,6 +99,56 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
       }
     }
     return std::vector<Tensor>{ga, gb};
+  });
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  detail::check_float_input("linear", "x", x);
+  detail::check_float_input("linear", "weight", weight);
+  check_same_device("linear", x, weight);
+  if (weight.dim() != 2 || x.dim() < 1 || x.shape().back() != weight.shape()[1])
+    throw std::invalid_argument("linear: input " + shape_str(x.shape()) + " does not fit weight " +
+                                shape_str(weight.shape()) + "; need [..., in] and [out, in]");
+  const int64_t in = weight.shape()[1], out_features = weight.shape()[0];
+  int64_t rows = 1;
+  for (int64_t d = 0; d + 1 < x.dim(); ++d) rows *= x.shape()[d];
+  if (bias.defined()) {
+    detail::check_float_input("linear", "bias", bias);
+    check_same_device("linear", x, bias);
+    if (bias.shape() != Shape{out_features})
+      throw std::invalid_argument("linear: bias must be [" + std::to_string(out_features) + "], got " + shape_str(bias.shape()));
+  }
+  const Tensor xc = x.contiguous(), wc = weight.contiguous();
+  Shape out_shape = x.shape();
+  out_shape.back() = out_features;
+  Tensor y = empty(out_shape, DType::Float32, x.device());
+  if (bias.defined()) {
+    const Tensor bc = bias.contiguous();
+    for (int64_t r = 0; r < rows; ++r) std::copy_n(bc.data<float>(), out_features, y.data<float>() + r * out_features);
+  }
+  kernels::cpu::gemm(false, true, rows, out_features, in, 1.0f, xc.data<float>(), in, wc.data<float>(), in,
+                     bias.defined() ? 1.0f : 0.0f, y.data<float>(), out_features);
+  if (!any_requires_grad({x, weight, bias})) return y;
+  const Tensor sx = xc.detach(), sw = wc.detach();
+  const bool need_x = x.requires_grad(), need_w = weight.requires_grad(), need_b = bias.defined() && bias.requires_grad();
+  return record("linear", y, {x, weight, bias}, [=](const Tensor& g) {
+    const Tensor dy = g.contiguous();
+    Tensor dx, dw, db;
+    if (need_x) {  // dX = dY W
+      dx = empty(sx.shape(), DType::Float32, dy.device());
+      kernels::cpu::gemm(false, false, rows, in, out_features, 1.0f, dy.data<float>(), out_features,
+                         sw.data<float>(), in, 0.0f, dx.data<float>(), in);
+    }
+    if (need_w) {  // dW = dY^T X over all rows
+      dw = empty(sw.shape(), DType::Float32, dy.device());
+      kernels::cpu::gemm(true, false, out_features, in, rows, 1.0f, dy.data<float>(), out_features,
+                         sx.data<float>(), in, 0.0f, dw.data<float>(), in);
+    }
+    if (need_b) {
+      db = empty({out_features}, DType::Float32, dy.device());
+      kernels::cpu::sum_dim(dy.data<float>(), db.data<float>(), 1, rows, out_features);
+    }
+    return std::vector<Tensor>{dx, dw, db};
   });
 }
 

@@ -10,4 +10,9 @@ namespace minipipe {
 // Transposed views are passed to GEMM as transposes, without copies.
 Tensor matmul(const Tensor& a, const Tensor& b);
 
+// y = x weight^T + bias: x [..., in], weight [out, in] (PyTorch's layout), bias [out] or
+// undefined. One node instead of matmul then add: the bias initialises the GEMM's output and
+// its gradient is the column sum of dY, so there is no broadcast add to run forward or backward.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+
 }  // namespace minipipe

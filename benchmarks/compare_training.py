@@ -46,11 +46,14 @@ for model in args.models.split(","):
         pytorch.append(result["steps_per_second"])
     rows.append({"model": model, "minipipe_steps_per_second": statistics.median(minipipe),
                  "pytorch_steps_per_second": statistics.median(pytorch), "pytorch": result["framework"],
-                 "ratio": statistics.median(minipipe) / statistics.median(pytorch), "repeats": args.repeats})
+                 "ratio": statistics.median(minipipe) / statistics.median(pytorch), "repeats": args.repeats,
+                 "minipipe_runs": minipipe, "pytorch_runs": pytorch,
+                 "pair_ratios": [m / p for m, p in zip(minipipe, pytorch)]})
 
-print(f"{'model':<6} {'minipipe steps/s':>17} {'PyTorch steps/s':>16} {'ratio':>7}")
+print(f"{'model':<6} {'minipipe steps/s':>17} {'PyTorch steps/s':>16} {'ratio':>7} {'ratio per pair':>16}")
 for r in rows:
-    print(f"{r['model']:<6} {r['minipipe_steps_per_second']:>17.3f} {r['pytorch_steps_per_second']:>16.3f} {r['ratio']:>7.2f}")
+    spread = f"{min(r['pair_ratios']):.2f}-{max(r['pair_ratios']):.2f}"
+    print(f"{r['model']:<6} {r['minipipe_steps_per_second']:>17.3f} {r['pytorch_steps_per_second']:>16.3f} {r['ratio']:>7.2f} {spread:>16}")
 print(f"(medians of {args.repeats} alternating runs, one thread each; {rows[0]['pytorch']})")
 if args.json:
     Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")

@@ -26,8 +26,7 @@ Tensor Linear::forward(const Tensor& x) {
   if (x.dim() < 1 || x.shape().back() != weight.shape()[1])
     throw std::invalid_argument("Linear: input " + shape_str(x.shape()) + " must end in " +
                                 std::to_string(weight.shape()[1]) + " features");
-  const Tensor y = matmul(x, weight.transpose(0, 1));
-  return bias.defined() ? add(y, bias) : y;
+  return linear(x, weight, bias);
 }
 
 Embedding::Embedding(int64_t count, int64_t dim, Generator& generator, float stddev) {

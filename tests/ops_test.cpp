@@ -162,6 +162,23 @@ TEST(Matmul, GradientsMatchFiniteDifferences) {
   EXPECT_GRADCHECK([](const Inputs& x) { return matmul(x[0].narrow(1, 1, 3), x[1]); }, (Inputs{leaf({3, 5}, 29), leaf({3, 2}, 30)}));
 }
 
+TEST(Linear, MatchesHandComputedValuesAndChecksShapes) {
+  // x [[1, 2], [3, 4]], W [[1, 0], [1, 1], [0, 2]] (out 3, in 2), b [10, 20, 30].
+  const Tensor x = from_vector({1, 2, 3, 4}, {2, 2}), w = from_vector({1, 0, 1, 1, 0, 2}, {3, 2});
+  expect_values(linear(x, w, from_vector({10, 20, 30}, {3})), {11, 23, 34, 13, 27, 38});
+  expect_values(linear(x, w, Tensor()), {1, 3, 4, 3, 7, 8});
+  EXPECT_EQ(linear(zeros({2, 5, 2}), w, Tensor()).shape(), (Shape{2, 5, 3}));
+  EXPECT_THROW_WITH(linear(zeros({2, 3}), w, Tensor()), "linear", "[2, 3]", "[3, 2]");
+  EXPECT_THROW_WITH(linear(x, w, zeros({2})), "bias must be [3]");
+}
+
+TEST(Linear, GradientsMatchFiniteDifferences) {
+  EXPECT_GRADCHECK([](const Inputs& x) { return linear(x[0], x[1], x[2]); },
+                   (Inputs{leaf({2, 3, 4}, 31), leaf({5, 4}, 32), leaf({5}, 33)}));
+  EXPECT_GRADCHECK([](const Inputs& x) { return linear(x[0].transpose(0, 1), x[1], Tensor()); },
+                   (Inputs{leaf({4, 3}, 34), leaf({2, 4}, 35)}));
+}
+
 // --- softmax, cross-entropy -------------------------------------------------------------
 
 TEST(Softmax, MatchesHandComputedValues) {
