@@ -1,5 +1,7 @@
 #include "autograd/op_support.h"
 
+#include "minipipe_config.h"
+
 #include <stdexcept>
 
 #include "autograd/reduction.h"
@@ -9,7 +11,12 @@ namespace minipipe::detail {
 void check_kernels_available(const char* op, const Tensor& t) {
   if (!t.device().is_cpu())
     throw std::runtime_error(std::string(op) + ": no kernel for device " + t.device().str() +
-                             " in this build (the CUDA backend is not compiled in); use 'cpu'");
+#if MINIPIPE_HAS_CUDA
+                             " yet (the CUDA backend so far moves, copies and fills tensors; its op kernels are "
+                             "still to come); use device 'cpu'");
+#else
+                             " in this build (no CUDA backend: rebuild with -Dcuda=enabled); use device 'cpu'");
+#endif
 }
 
 void check_float_input(const char* op, const char* argument, const Tensor& t) {

@@ -24,6 +24,8 @@ def summarize(build_dir: Path) -> tuple[int, int, int]:
                     counts[1] += 1
                 elif case.find("skipped") is not None or case.get("status") == "notrun":
                     counts[2] += 1
+                    reason = (case.find("skipped").get("message", "") if case.find("skipped") is not None else "")
+                    print(f"skipped {case.get('classname')}.{case.get('name')}: {reason.splitlines()[-1] if reason else ''}")
                 else:
                     counts[0] += 1
     passed = failed = skipped = 0

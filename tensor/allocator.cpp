@@ -1,5 +1,10 @@
 #include "tensor/allocator.h"
 
+#include "minipipe_config.h"
+#if MINIPIPE_HAS_CUDA
+#include "tensor/cuda_allocator.h"
+#endif
+
 #include <cstdlib>
 #include <mutex>
 #include <new>
@@ -26,6 +31,14 @@ void Allocator::count_allocation(std::size_t bytes) {
 
 void Allocator::count_deallocation(std::size_t bytes) {
   current_.fetch_sub(static_cast<int64_t>(bytes));
+}
+
+std::size_t detail::allocation_size_class(std::size_t bytes) {
+  if (bytes <= 4096) return bytes == 0 ? 64 : (bytes + 63) / 64 * 64;
+  std::size_t power = 4096;
+  while (power * 2 < bytes) power *= 2;
+  const std::size_t step = power / 4;
+  return (bytes + step - 1) / step * step;
 }
 
 namespace {
@@ -91,14 +104,7 @@ class CpuAllocator final : public Allocator {
 #endif
   static constexpr std::size_t kMaxCachedBytes = std::size_t{2} << 30;
 
-  // Four classes per power of two above 4 KiB (at most 25% slack); 64-byte steps below.
-  static std::size_t size_class(std::size_t bytes) {
-    if (bytes <= 4096) return bytes == 0 ? 64 : (bytes + 63) / 64 * 64;
-    std::size_t power = 4096;
-    while (power * 2 < bytes) power *= 2;
-    const std::size_t step = power / 4;
-    return (bytes + step - 1) / step * step;
-  }
+  static std::size_t size_class(std::size_t bytes) { return detail::allocation_size_class(bytes); }
 
   std::mutex mutex_;
   std::unordered_map<std::size_t, std::vector<void*>> cached_;
@@ -126,13 +132,16 @@ Allocator& allocator_for(Device device) {
   if (device.is_cpu()) return cpu_allocator();
   Registry& r = registry();
   std::lock_guard lock(r.mutex);
-  if (device.index < 0 || static_cast<size_t>(device.index) >= r.cuda.size() ||
-      !r.cuda[device.index])
-    throw std::runtime_error("device " + device.str() +
+  const bool registered = device.index >= 0 && static_cast<size_t>(device.index) < r.cuda.size() && r.cuda[device.index];
+  if (registered) return *r.cuda[device.index];
+#if MINIPIPE_HAS_CUDA
+  return cuda_caching_allocator(device.index);  // throws, naming the GPUs there are, for a bad index
+#else
+  throw std::runtime_error("device " + device.str() +
                              " is not available: this build of minipipe has no CUDA backend "
                              "for it (rebuild with -Dcuda=enabled on a machine with a GPU), "
                              "or use device 'cpu'");
-  return *r.cuda[device.index];
+#endif
 }
 
 void register_allocator(Device device, Allocator* allocator) {
@@ -165,7 +174,9 @@ void reset_peak_memory(Device device) { allocator_for(device).reset_peak(); }
 
 void empty_cache(Device device) {
   if (device.is_cpu()) cpu_allocator().release_cached();
-  // A device backend's allocator releases its own cache (the CUDA backend adds it).
+#if MINIPIPE_HAS_CUDA
+  if (device.is_cuda()) release_cuda_cache(device.index);
+#endif
 }
 
 }  // namespace minipipe

@@ -62,6 +62,12 @@ class MemoryTrackerScope {
   std::shared_ptr<MemoryTracker> previous_;
 };
 void reset_peak_memory(Device device);
+
+namespace detail {
+// The block size the caching allocators keep for a request: 64-byte steps up to 4 KiB, then
+// four classes per power of two (at most 25% slack).
+std::size_t allocation_size_class(std::size_t bytes);
+}  // namespace detail
 // Returns the blocks an allocator keeps for reuse to the system.
 void empty_cache(Device device);
 

@@ -6,6 +6,11 @@
 
 #include "kernels/cpu/elementwise.h"
 #include "kernels/philox.h"
+#include "minipipe_config.h"
+#if MINIPIPE_HAS_CUDA
+#include "kernels/cuda/copy.h"
+#include "kernels/cuda/runtime.h"
+#endif
 
 namespace minipipe {
 
@@ -25,12 +30,36 @@ uint32_t bits_of(float value, DType dtype) {
   return bits;
 }
 
-// Until the CUDA backend lands, the movement kernels exist only for host memory.
-void require_host(const Tensor& t, const char* op) {
-  if (!t.device().is_cpu())
-    throw std::runtime_error(std::string(op) + ": no kernel for device " + t.device().str() +
-                             " in this build (the CUDA backend is not compiled in)");
+#if MINIPIPE_HAS_CUDA
+// copy_ where either side is on a GPU. Contiguous tensors move in one memcpy (host<->device
+// or device<->device, peer to peer between GPUs); otherwise the source is made contiguous on
+// its own device and the destination's strides are applied by a copy kernel on its device.
+void copy_with_cuda(const Tensor& dst, const Tensor& src) {
+  const std::size_t bytes = static_cast<std::size_t>(src.numel()) * 4;
+  if (src.device() == dst.device()) {
+    kernels::cuda::DeviceGuard on(dst.device().index);
+    kernels::cuda::strided_copy32(src.raw_data(), src.strides().data(), dst.raw_data(), dst.strides().data(),
+                                  dst.shape().data(), static_cast<int>(dst.dim()), kernels::cuda::current_stream());
+    return;
+  }
+  if (!src.is_contiguous()) return copy_with_cuda(dst, src.contiguous());
+  if (!dst.is_contiguous()) {
+    const Tensor staging = empty(dst.shape(), dst.dtype(), dst.device());
+    copy_with_cuda(staging, src);
+    return copy_with_cuda(dst, staging);
+  }
+  if (src.device().is_cpu()) {
+    kernels::cuda::DeviceGuard on(dst.device().index);
+    kernels::cuda::copy_host_to_device(dst.raw_data(), src.raw_data(), bytes);
+  } else if (dst.device().is_cpu()) {
+    kernels::cuda::DeviceGuard on(src.device().index);
+    kernels::cuda::copy_device_to_host(dst.raw_data(), src.raw_data(), bytes);
+  } else {
+    kernels::cuda::DeviceGuard on(dst.device().index);
+    kernels::cuda::copy_device_to_device(dst.raw_data(), dst.device().index, src.raw_data(), src.device().index, bytes);
+  }
 }
+#endif
 }  // namespace
 
 Tensor empty(const Shape& shape, DType dtype, Device device) {
@@ -127,8 +156,14 @@ Tensor rand(const Shape& shape) { return rand(shape, default_generator()); }
 Tensor randn(const Shape& shape) { return randn(shape, default_generator()); }
 
 void fill_(const Tensor& t, float value) {
-  require_host(t, "fill_");
   const uint32_t bits = bits_of(value, t.dtype());
+#if MINIPIPE_HAS_CUDA
+  if (t.device().is_cuda()) {
+    if (!t.is_contiguous()) return copy_(t, full(Shape(t.shape().size(), 1), value, t.dtype(), t.device()).expand(t.shape()));
+    kernels::cuda::DeviceGuard on(t.device().index);
+    return kernels::cuda::fill32(t.raw_data(), bits, t.numel(), kernels::cuda::current_stream());
+  }
+#endif
   if (t.is_contiguous()) {
     kernels::cpu::fill32(t.raw_data(), bits, t.numel());
     return;
@@ -144,8 +179,13 @@ void copy_(const Tensor& dst, const Tensor& src) {
     throw std::invalid_argument("copy_: destination shape " + shape_str(dst.shape()) +
                                 " differs from source shape " + shape_str(src.shape()));
   check_dtype("copy_", "source", src, dst.dtype());
-  require_host(dst, "copy_");
-  require_host(src, "copy_");
+#if MINIPIPE_HAS_CUDA
+  if (src.device().is_cuda() || dst.device().is_cuda()) return copy_with_cuda(dst, src);
+#else
+  if (!src.device().is_cpu() || !dst.device().is_cpu())
+    throw std::runtime_error("copy_: this build of minipipe has no CUDA backend (rebuild with -Dcuda=enabled on a machine "
+                             "with nvcc); use device 'cpu'");
+#endif
   kernels::cpu::strided_copy32(src.raw_data(), src.strides().data(), dst.raw_data(),
                                dst.strides().data(), dst.shape().data(), static_cast<int>(dst.dim()));
 }

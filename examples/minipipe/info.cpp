@@ -3,10 +3,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <string>
 #include <thread>
 
 #include "commands.h"
 #include "minipipe_config.h"
+#if MINIPIPE_HAS_CUDA
+#include "kernels/cuda/runtime.h"
+#endif
 
 namespace minipipe::cli {
 
@@ -21,9 +25,17 @@ int print_info() {
   std::printf("  compiler       g++ %d.%d, C++%ld\n", __GNUC__, __GNUC_MINOR__, __cplusplus / 100 % 100);
   std::printf("  CPU kernels    Eigen %d.%d.%d, single-threaded per stage; %u hardware threads here\n",
               EIGEN_WORLD_VERSION, EIGEN_MAJOR_VERSION, EIGEN_MINOR_VERSION, std::thread::hardware_concurrency());
-  std::printf("  CUDA           %s; GPUs seen: none\n",
-              MINIPIPE_NVCC_FOUND ? "nvcc found at build time, CUDA kernels not in this version"
-                                  : "not built (no nvcc, or -Dcuda=disabled)");
+#if MINIPIPE_HAS_CUDA
+  int runtime_version = 0;
+  cudaRuntimeGetVersion(&runtime_version);
+  std::string why_not;
+  const int gpus = kernels::cuda::device_count(&why_not);
+  std::printf("  CUDA           built for sm_%s + PTX, runtime %d.%d; GPUs seen: %d%s\n", MINIPIPE_GPU_ARCH,
+              runtime_version / 1000, runtime_version % 1000 / 10, gpus, gpus == 0 ? (" (" + why_not + ")").c_str() : "");
+  for (int i = 0; i < gpus; ++i) std::printf("                 cuda:%d  %s\n", i, kernels::cuda::describe_device(i).c_str());
+#else
+  std::printf("  CUDA           not built (no nvcc or CUDA toolkit, or -Dcuda=disabled)\n");
+#endif
   std::printf("  MPI            %s\n", MINIPIPE_HAS_MPI ? "found" : "not built");
   std::printf("  data directory %s\n", data_directory().c_str());
   return 0;

@@ -1,0 +1,131 @@
+#include "tensor/cuda_allocator.h"
+
+#include <cuda_runtime_api.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "kernels/cuda/runtime.h"
+
+namespace minipipe {
+
+namespace {
+
+// Plain cudaMalloc blocks (never managed memory), kept after a tensor dies and handed out
+// again, so that a training step, which allocates the same shapes every time, makes no
+// cudaMalloc (a device-wide synchronisation) on its hot path.
+//
+// Blocks are reused only on the stream they were allocated on: work queued on one stream
+// runs in order, so a block freed there cannot be overwritten before its last reader ran.
+// CUDA's per-thread default stream has one handle for every thread, so for it the thread
+// is part of the key. A tensor read on another stream than its allocator's must be made to
+// wait for explicitly (an Event), as the pipeline's channels do at hand-off.
+class CudaCachingAllocator final : public Allocator {
+ public:
+  explicit CudaCachingAllocator(int device) : device_(device) {}
+
+  void* allocate(std::size_t bytes) override {
+    const std::size_t size = detail::allocation_size_class(bytes);
+    const StreamKey stream = current_stream_key();
+    void* pointer = take_cached(stream, size);
+    if (!pointer) pointer = kernels::cuda::device_malloc(device_, size);
+    if (!pointer) {  // out of memory: give the cache back and try once more
+      release_cached();
+      pointer = kernels::cuda::device_malloc(device_, size);
+    }
+    if (!pointer)
+      throw std::runtime_error("out of memory on cuda:" + std::to_string(device_) + ": could not allocate " +
+                               std::to_string(size >> 20) + " MiB with " + std::to_string(stats().current_bytes >> 20) +
+                               " MiB in live tensors; use a smaller batch, more micro-batches or recomputation");
+    {
+      std::lock_guard lock(mutex_);
+      live_[pointer] = {size, stream};
+    }
+    count_allocation(bytes);
+    return pointer;
+  }
+
+  void deallocate(void* pointer, std::size_t bytes) override {
+    count_deallocation(bytes);
+    std::lock_guard lock(mutex_);
+    const auto it = live_.find(pointer);
+    if (it == live_.end()) throw std::logic_error("CUDA allocator: freeing a block it did not allocate");
+    free_[{it->second.stream, it->second.size}].push_back(pointer);
+    live_.erase(it);
+  }
+
+  void release_cached() {
+    std::lock_guard lock(mutex_);
+    for (auto& [key, blocks] : free_)
+      for (void* block : blocks) kernels::cuda::device_free(device_, block);
+    free_.clear();
+  }
+
+ private:
+  struct StreamKey {
+    cudaStream_t stream;
+    std::thread::id thread;  // only for the per-thread default stream
+    bool operator<(const StreamKey& o) const { return stream != o.stream ? stream < o.stream : thread < o.thread; }
+  };
+  struct Block {
+    std::size_t size;
+    StreamKey stream;
+  };
+
+  static StreamKey current_stream_key() {
+    const cudaStream_t stream = kernels::cuda::current_stream();
+    return {stream, stream == cudaStreamPerThread ? std::this_thread::get_id() : std::thread::id()};
+  }
+
+  void* take_cached(const StreamKey& stream, std::size_t size) {
+    std::lock_guard lock(mutex_);
+    const auto it = free_.find({stream, size});
+    if (it == free_.end() || it->second.empty()) return nullptr;
+    void* pointer = it->second.back();
+    it->second.pop_back();
+    return pointer;
+  }
+
+  const int device_;
+  std::mutex mutex_;
+  std::map<std::pair<StreamKey, std::size_t>, std::vector<void*>> free_;
+  std::unordered_map<void*, Block> live_;
+};
+
+struct Allocators {
+  std::mutex mutex;
+  std::vector<std::unique_ptr<CudaCachingAllocator>> by_device;
+};
+
+Allocators& allocators() {
+  static Allocators* all = new Allocators;  // never destroyed: tensors may die after main()
+  return *all;
+}
+
+}  // namespace
+
+Allocator& cuda_caching_allocator(int index) {
+  Allocators& all = allocators();
+  std::lock_guard lock(all.mutex);
+  if (index < 0 || static_cast<std::size_t>(index) >= all.by_device.size() || !all.by_device[index]) {
+    kernels::cuda::check_device(index);
+    if (static_cast<std::size_t>(index) >= all.by_device.size()) all.by_device.resize(index + 1);
+    all.by_device[index] = std::make_unique<CudaCachingAllocator>(index);
+  }
+  return *all.by_device[index];
+}
+
+void release_cuda_cache(int index) {
+  Allocators& all = allocators();
+  std::lock_guard lock(all.mutex);
+  if (index >= 0 && static_cast<std::size_t>(index) < all.by_device.size() && all.by_device[index])
+    all.by_device[index]->release_cached();
+}
+
+}  // namespace minipipe

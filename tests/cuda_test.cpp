@@ -1,0 +1,106 @@
+// The CUDA backend's memory, copies, streams and errors, checked against the CPU. Tests that
+// need a GPU skip themselves, saying why, on machines without one; the error-path tests run
+// everywhere the backend is built.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/runtime.h"
+#include "tensor/allocator.h"
+#include "tensor/factories.h"
+#include "test_helpers.h"
+
+namespace minipipe {
+namespace {
+
+const Device kGpu = Device::cuda(0);
+
+class OnGpu : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why_not;
+    if (kernels::cuda::device_count(&why_not) == 0) GTEST_SKIP() << "no GPU here: " << why_not;
+  }
+};
+
+void expect_equal_on_cpu(const Tensor& actual, const Tensor& expected) {
+  const Tensor a = actual.to(Device::cpu()).contiguous(), e = expected.contiguous();
+  ASSERT_EQ(a.shape(), e.shape());
+  for (int64_t i = 0; i < e.numel(); ++i) ASSERT_EQ(a.data<float>()[i], e.data<float>()[i]) << "element " << i;
+}
+
+TEST(CudaErrors, NameTheCallFileAndLine) {
+  // Runs without a GPU too: with no driver the call fails for that reason instead.
+  EXPECT_THROW_WITH(MINIPIPE_CUDA_CHECK(cudaSetDevice(9999)), "cudaSetDevice(9999)", "cuda_test.cpp:");
+}
+
+TEST(CudaErrors, AMissingDeviceIsNamed) {
+  EXPECT_THROW_WITH(empty({2}, DType::Float32, Device::cuda(99)), "cuda:99");
+}
+
+TEST_F(OnGpu, RoundTripKeepsEveryValue) {
+  Generator g(3);
+  const Tensor x = randn({37, 5, 3}, g);  // not a multiple of 32 anywhere
+  expect_equal_on_cpu(x.to(kGpu), x);
+  const Tensor ids = randint(0, 1000, {17}, g);
+  const Tensor back = ids.to(kGpu).to(Device::cpu());
+  for (int64_t i = 0; i < 17; ++i) EXPECT_EQ(back.data<int32_t>()[i], ids.data<int32_t>()[i]);
+}
+
+TEST_F(OnGpu, StridedCopiesMatchTheCpu) {
+  Generator g(4);
+  const Tensor x = randn({7, 33, 2}, g);
+  const Tensor on_gpu = x.to(kGpu);
+  // On the device: transposed, narrowed (an offset), broadcast (stride 0) views made contiguous.
+  expect_equal_on_cpu(on_gpu.transpose(0, 1).contiguous(), x.transpose(0, 1));
+  expect_equal_on_cpu(on_gpu.narrow(1, 5, 20).contiguous(), x.narrow(1, 5, 20));
+  expect_equal_on_cpu(on_gpu.narrow(0, 2, 1).expand({4, 33, 2}).contiguous(), x.narrow(0, 2, 1).expand({4, 33, 2}));
+  // Across devices with non-contiguous ends on either side.
+  expect_equal_on_cpu(x.permute({2, 0, 1}).to(kGpu), x.permute({2, 0, 1}));
+  Tensor target = zeros({33, 7, 2}, DType::Float32, kGpu);
+  copy_(target.transpose(0, 1), x);
+  expect_equal_on_cpu(target, x.transpose(0, 1));
+}
+
+TEST_F(OnGpu, FillsMatchTheCpu) {
+  expect_equal_on_cpu(full({3, 65}, 2.5f, DType::Float32, kGpu), full({3, 65}, 2.5f));
+  Tensor t = zeros({4, 9}, DType::Float32, kGpu), expected = zeros({4, 9});
+  fill_(t.narrow(1, 2, 3), -1.0f);
+  fill_(expected.narrow(1, 2, 3), -1.0f);
+  expect_equal_on_cpu(t, expected);
+}
+
+TEST_F(OnGpu, TheAllocatorCountsBytesAndReusesFreedBlocks) {
+  reset_peak_memory(kGpu);
+  const int64_t before = memory_stats(kGpu).current_bytes;
+  const void* first = nullptr;
+  {
+    const Tensor t = empty({1000}, DType::Float32, kGpu);
+    first = t.raw_data();
+    EXPECT_EQ(memory_stats(kGpu).current_bytes, before + 4000);
+  }
+  EXPECT_EQ(memory_stats(kGpu).current_bytes, before);
+  EXPECT_GE(memory_stats(kGpu).peak_bytes, before + 4000);
+  const Tensor again = empty({1000}, DType::Float32, kGpu);  // same stream, same size class
+  EXPECT_EQ(again.raw_data(), first);
+  empty_cache(kGpu);  // frees only cached blocks: `again` stays valid
+  expect_equal_on_cpu(full({1000}, 1.0f, DType::Float32, kGpu), full({1000}, 1.0f));
+}
+
+TEST_F(OnGpu, StreamsOrderCopiesAndEventsTimeThem) {
+  kernels::cuda::Stream stream(0);
+  kernels::cuda::StreamGuard use(stream.handle());
+  EXPECT_EQ(kernels::cuda::current_stream(), stream.handle());
+  kernels::cuda::Event start, end;
+  start.record(stream.handle());
+  const Tensor x = arange(0, 100000).to(kGpu);
+  const Tensor y = x.narrow(0, 10, 50000).contiguous();
+  end.record(stream.handle());
+  end.synchronize();
+  EXPECT_GE(kernels::cuda::Event::elapsed_ms(start, end), 0.0f);
+  expect_equal_on_cpu(y, arange(10, 50010));
+}
+
+}  // namespace
+}  // namespace minipipe
