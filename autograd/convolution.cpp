@@ -88,9 +88,11 @@ void convolve(const ConvShape& s, const float* x, const float* weight, float* y)
   });
 }
 
-// dW += dY columns(x)^T, with the columns recomputed rather than kept from the forward pass:
-// they are kernel_h * kernel_w times the size of the input.
-void add_weight_gradient(const ConvShape& s, const float* x, const float* dy, float* dw) {
+// dW += dY columns(x)^T, with the columns recomputed rather than kept from the forward pass
+// (they are kernel_h * kernel_w times the size of the input). With dx_by_col2im, also
+// dX += col2im(W^T dY), which works for any stride; each group's dY is gathered once for both.
+void add_gradients(const ConvShape& s, const float* x, const float* weight, const float* dy, float* dw,
+                   float* dx_by_col2im) {
   const int64_t patch = s.patch(), pixels = s.pixels();
   const ImageGroups groups(s.n, patch, pixels);
   Tensor columns = empty({patch, groups.size * pixels});
@@ -101,23 +103,12 @@ void add_weight_gradient(const ConvShape& s, const float* x, const float* dy, fl
     s.im2col(x, first, count, columns.data<float>());
     kernels::cpu::gemm(false, true, s.out_channels, patch, width, 1.0f, grouped_dy.data<float>(), width,
                        columns.data<float>(), width, 1.0f, dw, patch);
-  });
-}
-
-// dX += col2im(W^T dY), for any stride.
-void add_input_gradient_by_col2im(const ConvShape& s, const float* weight, const float* dy, float* dx) {
-  const int64_t patch = s.patch(), pixels = s.pixels();
-  const ImageGroups groups(s.n, patch, pixels);
-  Tensor columns = empty({patch, groups.size * pixels});
-  Tensor grouped_dy = empty({s.out_channels, groups.size * pixels});
-  groups.for_each([&](int64_t first, int64_t count) {
-    const int64_t width = count * pixels;
-    groups.gather(dy, grouped_dy.data<float>(), first, count, s.out_channels, pixels);
+    if (!dx_by_col2im) return;
     kernels::cpu::gemm(true, false, patch, width, s.out_channels, 1.0f, weight, patch, grouped_dy.data<float>(), width,
                        0.0f, columns.data<float>(), width);
     for (int64_t j = 0; j < count; ++j)
-      kernels::cpu::col2im_add(columns.data<float>() + j * pixels, width, s.image(dx, first + j), s.channels, s.h, s.w,
-                               s.win);
+      kernels::cpu::col2im_add(columns.data<float>() + j * pixels, width, s.image(dx_by_col2im, first + j), s.channels,
+                               s.h, s.w, s.win);
   });
 }
 
@@ -159,18 +150,23 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 s
   if (bias.defined()) {
     const Tensor b = bias.contiguous();
     float* y = out.data<float>();
-    for (int64_t i = 0; i < n * out_channels; ++i)
-      for (int64_t p = 0; p < pixels; ++p) y[i * pixels + p] += b.data<float>()[i % out_channels];
+    for (int64_t i = 0; i < n * out_channels; ++i) {
+      const float bias_i = b.data<float>()[i % out_channels];
+      for (int64_t p = 0; p < pixels; ++p) y[i * pixels + p] += bias_i;
+    }
   }
   if (!any_requires_grad({x, weight, bias})) return out;
   const Tensor saved_x = input.detach(), saved_w = wt.detach();
   const bool need_x = x.requires_grad(), has_bias = bias.defined();
   return record("conv2d", out, {x, weight, bias}, [=](const Tensor& g) {
     const Tensor dy = g.contiguous();
+    const bool dx_by_convolution =
+        need_x && win.stride_h == 1 && win.stride_w == 1 && win.pad_h < win.kernel_h && win.pad_w < win.kernel_w;
     Tensor dw = zeros(saved_w.shape(), DType::Float32, dy.device());
-    add_weight_gradient(forward, saved_x.data<float>(), dy.data<float>(), dw.data<float>());
-    Tensor dx;
-    if (need_x && win.stride_h == 1 && win.stride_w == 1 && win.pad_h < win.kernel_h && win.pad_w < win.kernel_w) {
+    Tensor dx = need_x && !dx_by_convolution ? zeros(saved_x.shape(), DType::Float32, dy.device()) : Tensor();
+    add_gradients(forward, saved_x.data<float>(), saved_w.data<float>(), dy.data<float>(), dw.data<float>(),
+                  dx.defined() ? dx.data<float>() : nullptr);
+    if (dx_by_convolution) {
       // Stride 1: dX is itself a convolution, of dY with the flipped, transposed weight and
       // padding kernel - 1 - pad. That is im2col plus one GEMM with K = O * kh * kw, cheaper
       // than a GEMM with K = O followed by col2im's scattered adds.
@@ -178,9 +174,6 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 s
       const Window2d transposed{win.kernel_h, win.kernel_w, 1, 1, win.kernel_h - 1 - win.pad_h, win.kernel_w - 1 - win.pad_w};
       dx = empty(saved_x.shape(), DType::Float32, dy.device());
       convolve({n, out_channels, oh, ow, channels, transposed}, dy.data<float>(), flipped.data<float>(), dx.data<float>());
-    } else if (need_x) {
-      dx = zeros(saved_x.shape(), DType::Float32, dy.device());
-      add_input_gradient_by_col2im(forward, saved_w.data<float>(), dy.data<float>(), dx.data<float>());
     }
     Tensor db;
     if (has_bias) {  // sum over images and pixels: reduce [N, O, P] over P, then over N
