@@ -49,7 +49,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
                                 "heads and head_dim with q, and have at least as many tokens");
   const int64_t queries = q.shape()[2], keys = k.shape()[2];
   const float inverse_sqrt_dim = 1.0f / std::sqrt(static_cast<float>(q.shape()[3]));
-  const Tensor scores = scale(matmul(q, k.transpose(-1, -2)), inverse_sqrt_dim);
+  const Tensor scores = matmul(q, k.transpose(-1, -2), inverse_sqrt_dim);
   return matmul(softmax(causal_mask(scores, keys - queries)), v);
 }
 

@@ -42,7 +42,7 @@ std::vector<int64_t> batch_offsets(const Tensor& t, int64_t batch_dims) {
   return offsets;
 }
 
-Tensor matmul_forward(const Tensor& a, const Tensor& b) {
+Tensor matmul_forward(const Tensor& a, const Tensor& b, float alpha) {
   const int64_t m = a.shape()[a.dim() - 2], k = a.shape()[a.dim() - 1], n = b.shape()[b.dim() - 1];
   Shape out_shape(a.shape().begin(), a.shape().end() - 2);
   out_shape.push_back(m);
@@ -51,7 +51,7 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b) {
   if (b.dim() == 2 && a.dim() > 2 && a.is_contiguous()) {
     // Fold the batch into the rows: one large GEMM instead of many small ones.
     const MatrixLayout lb = layout_of(b);
-    kernels::cpu::gemm(false, lb.transposed, out.numel() / n, n, k, 1.0f, a.data<float>(), k,
+    kernels::cpu::gemm(false, lb.transposed, out.numel() / n, n, k, alpha, a.data<float>(), k,
                        lb.tensor.data<float>(), lb.leading, 0.0f, out.data<float>(), n);
     return out;
   }
@@ -61,7 +61,7 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b) {
   const std::vector<int64_t> b_offsets = b.dim() == 2 ? std::vector<int64_t>(a_offsets.size(), 0)
                                                       : batch_offsets(lb.tensor, batch_dims);
   for (size_t i = 0; i < a_offsets.size(); ++i)
-    kernels::cpu::gemm(la.transposed, lb.transposed, m, n, k, 1.0f,
+    kernels::cpu::gemm(la.transposed, lb.transposed, m, n, k, alpha,
                        la.tensor.data<float>() + a_offsets[i], la.leading,
                        lb.tensor.data<float>() + b_offsets[i], lb.leading, 0.0f,
                        out.data<float>() + static_cast<int64_t>(i) * m * n, n);
@@ -70,7 +70,7 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b) {
 
 }  // namespace
 
-Tensor matmul(const Tensor& a, const Tensor& b) {
+Tensor matmul(const Tensor& a, const Tensor& b, float alpha) {
   detail::check_float_input("matmul", "a", a);
   detail::check_float_input("matmul", "b", b);
   check_same_device("matmul", a, b);
@@ -82,20 +82,21 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   if (!shapes_ok)
     throw std::invalid_argument("matmul: cannot multiply " + shape_str(a.shape()) + " by " + shape_str(b.shape()) +
                                 "; need [..., M, K] @ [K, N] or [..., M, K] @ [..., K, N] with equal batch dims");
-  Tensor out = matmul_forward(a, b);
+  Tensor out = matmul_forward(a, b, alpha);
   if (!any_requires_grad({a, b})) return out;
   const Tensor sa = a.detach(), sb = b.detach();
   const bool need_a = a.requires_grad(), need_b = b.requires_grad();
-  return record("matmul", out, {a, b}, [sa, sb, need_a, need_b](const Tensor& g) {
-    // dA = g B^T, dB = A^T g; with a 2-D B shared across the batch, dB sums over the batch.
+  return record("matmul", out, {a, b}, [sa, sb, need_a, need_b, alpha](const Tensor& g) {
+    // dA = alpha g B^T, dB = alpha A^T g; with a 2-D B shared across the batch, dB sums over
+    // the batch.
     Tensor ga, gb;
-    if (need_a) ga = matmul(g, sb.transpose(-1, -2));
+    if (need_a) ga = matmul(g, sb.transpose(-1, -2), alpha);
     if (need_b) {
       if (sb.dim() == 2 && sa.dim() > 2) {
         const int64_t k = sa.shape().back(), n = g.shape().back();
-        gb = matmul(sa.reshape({-1, k}).transpose(0, 1), g.reshape({-1, n}));
+        gb = matmul(sa.reshape({-1, k}).transpose(0, 1), g.reshape({-1, n}), alpha);
       } else {
-        gb = matmul(sa.transpose(-1, -2), g);
+        gb = matmul(sa.transpose(-1, -2), g, alpha);
       }
     }
     return std::vector<Tensor>{ga, gb};

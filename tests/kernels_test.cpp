@@ -1,12 +1,14 @@
 // kernels/cpu: the vectorisable transcendental functions against the C library, and im2col
-// against its definition.
+// and GEMM against their definitions.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "kernels/cpu/convolution.h"
 #include "kernels/cpu/fast_math.h"
+#include "kernels/cpu/gemm.h"
 
 namespace minipipe::kernels::cpu {
 namespace {
@@ -102,6 +104,53 @@ TEST(Im2col, Col2imIsItsAdjoint) {
     col2im_add(cotangent.data(), stride, image.data(), c.channels, c.h, c.w, win);
     for (size_t i = 0; i < x.size(); ++i) rhs += double{x[i]} * image[i];
     EXPECT_NEAR(lhs, rhs, 1e-9 + 1e-6 * std::abs(lhs)) << c.channels << "x" << c.h << "x" << c.w;
+  }
+}
+
+struct GemmCase {
+  int64_t m, n, k;
+  bool trans_a, trans_b;
+  float beta;
+};
+
+// Shapes that end inside a register tile (8- and 12-row, 32-column), span several row,
+// column and depth blocks (96 rows, 2048 columns, 256 deep), and degenerate ones.
+const GemmCase kGemmCases[] = {
+    {1, 1, 1, false, false, 0.0f},    {13, 33, 7, false, false, 0.0f},  {16, 40, 300, false, true, 1.0f},
+    {97, 31, 257, true, false, 0.5f}, {12, 32, 1, true, true, 0.0f},    {200, 65, 520, false, true, 0.0f},
+    {5, 2050, 9, false, false, -1.0f}, {128, 128, 32, false, true, 0.0f}, {33, 17, 0, false, false, 0.5f},
+};
+
+TEST(Gemm, MatchesItsDefinitionForEveryTransposeAndRaggedEdge) {
+  for (const GemmCase& c : kGemmCases) {
+    // Leading dimensions wider than the rows, so that a kernel assuming packed rows fails.
+    const int64_t a_rows = c.trans_a ? c.k : c.m, a_cols = c.trans_a ? c.m : c.k;
+    const int64_t b_rows = c.trans_b ? c.n : c.k, b_cols = c.trans_b ? c.k : c.n;
+    const int64_t lda = a_cols + 3, ldb = b_cols + 1, ldc = c.n + 2;
+    const std::vector<float> a = numbered(a_rows * lda, 0.01f), b = numbered(b_rows * ldb, 0.02f);
+    // beta == 0 must not read C: start it as NaN there.
+    std::vector<float> out = numbered(c.m * ldc, 0.1f);
+    if (c.beta == 0.0f) std::fill(out.begin(), out.end(), std::numeric_limits<float>::quiet_NaN());
+    const std::vector<float> before = out;
+    const float alpha = 1.5f;
+    gemm(c.trans_a, c.trans_b, c.m, c.n, c.k, alpha, a.data(), lda, b.data(), ldb, c.beta, out.data(), ldc);
+    for (int64_t i = 0; i < c.m; ++i)
+      for (int64_t j = 0; j < ldc; ++j) {
+        const size_t at = static_cast<size_t>(i * ldc + j);
+        if (j >= c.n) {  // the gap between rows of C is left alone
+          ASSERT_TRUE(std::isnan(before[at]) ? std::isnan(out[at]) : out[at] == before[at]);
+          continue;
+        }
+        double sum = 0.0;
+        for (int64_t p = 0; p < c.k; ++p) {
+          const float a_ip = c.trans_a ? a[static_cast<size_t>(p * lda + i)] : a[static_cast<size_t>(i * lda + p)];
+          const float b_pj = c.trans_b ? b[static_cast<size_t>(j * ldb + p)] : b[static_cast<size_t>(p * ldb + j)];
+          sum += double{a_ip} * b_pj;
+        }
+        const double expected = alpha * sum + (c.beta == 0.0f ? 0.0 : double{c.beta} * before[at]);
+        ASSERT_NEAR(out[at], expected, 1e-5 * (1.0 + std::abs(expected)))
+            << c.m << "x" << c.n << "x" << c.k << " trans " << c.trans_a << c.trans_b << " at (" << i << ", " << j << ")";
+      }
   }
 }
 

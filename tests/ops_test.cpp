@@ -149,6 +149,7 @@ TEST(Matmul, MatchesHandComputedProducts) {
   const Tensor batch = concat({a.unsqueeze(0), b.unsqueeze(0)}, 0);
   expect_values(matmul(batch, batch), {7, 10, 15, 22, 67, 78, 91, 106});
   expect_values(matmul(batch, a), {7, 10, 15, 22, 23, 34, 31, 46});
+  expect_values(matmul(a, b, 0.5f), {9.5f, 11, 21.5f, 25});  // alpha scales the product
   EXPECT_THROW_WITH(matmul(zeros({2, 3}), zeros({2, 3})), "matmul", "[2, 3]");
   EXPECT_THROW_WITH(matmul(zeros({2, 2, 3}), zeros({3, 3, 2})), "equal batch dims");
 }
@@ -160,6 +161,9 @@ TEST(Matmul, GradientsMatchFiniteDifferences) {
   EXPECT_GRADCHECK([](const Inputs& x) { return matmul(x[0].transpose(0, 1), x[1].transpose(0, 1)); },
                    (Inputs{leaf({4, 3}, 27), leaf({2, 4}, 28)}));
   EXPECT_GRADCHECK([](const Inputs& x) { return matmul(x[0].narrow(1, 1, 3), x[1]); }, (Inputs{leaf({3, 5}, 29), leaf({3, 2}, 30)}));
+  EXPECT_GRADCHECK([](const Inputs& x) { return matmul(x[0], x[1].transpose(-1, -2), -0.25f); },
+                   (Inputs{leaf({2, 3, 4}, 36), leaf({2, 5, 4}, 37)}));
+  EXPECT_GRADCHECK([](const Inputs& x) { return matmul(x[0], x[1], 3.0f); }, (Inputs{leaf({2, 3, 4}, 38), leaf({4, 5}, 39)}));
 }
 
 TEST(Linear, MatchesHandComputedValuesAndChecksShapes) {

@@ -1,6 +1,13 @@
 #include "kernels/cpu/gemm.h"
 
 #include <Eigen/Core>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
 
 namespace minipipe::kernels::cpu {
 
@@ -19,6 +26,179 @@ void multiply(const OpA& a, const OpB& b, float alpha, float beta, Map& c) {
     c.noalias() += alpha * (a * b);
   }
 }
+
+// A strided view of op(X): element (row, col) is data[row * row_stride + col * col_stride],
+// so that a transposed operand is the same view with the strides swapped.
+struct StridedMatrix {
+  const float* data;
+  int64_t row_stride, col_stride;
+  float at(int64_t row, int64_t col) const { return data[row * row_stride + col * col_stride]; }
+};
+
+#if defined(__AVX512F__)
+// A BLIS-style GEMM (Goto and van de Geijn, "Anatomy of High-Performance Matrix
+// Multiplication", 2008) for AVX-512: Eigen reaches 65-75% of the speed of OpenBLAS on
+// the skinny products of a small Transformer, and GEMM is three quarters of its step.
+//
+// The micro-kernel keeps a TileRows x kTileCols tile of C in vector registers (24 of the 32
+// for 12 rows) and, for each step along k, adds the outer product of a column of packed A
+// (TileRows values, one broadcast each) and a row of packed B (two vectors). Packing puts
+// both operands in the order the micro-kernel reads them, zero-padded to whole tiles, so
+// that transposes and ragged edges cost nothing inside the loop. Block sizes keep a packed
+// B micro-panel (kDepthBlock x kTileCols) in L1 and the packed A block in L2.
+typedef float Vector __attribute__((vector_size(64)));  // 16 floats
+constexpr int64_t kLanes = 16;
+constexpr int64_t kTileCols = 2 * kLanes;
+constexpr int64_t kDepthBlock = 256, kRowBlock = 96, kColumnBlock = 2048;
+
+// Packs rows [row0, row0 + rows) x depth [p0, p0 + depth) of op(A) as consecutive
+// TileRows-tall panels, each laid out depth-major: panel[p * TileRows + r].
+template <int64_t TileRows>
+void pack_a(const StridedMatrix& a, int64_t row0, int64_t rows, int64_t p0, int64_t depth,
+            float* packed) {
+  for (int64_t i = 0; i < rows; i += TileRows) {
+    const int64_t valid = std::min(TileRows, rows - i);
+    // p outside: for row-major A this reads TileRows rows side by side, which measured
+    // faster than one row at a time with writes TileRows apart.
+    for (int64_t p = 0; p < depth; ++p) {
+      float* out = packed + p * TileRows;
+      for (int64_t r = 0; r < valid; ++r) out[r] = a.at(row0 + i + r, p0 + p);
+      std::fill(out + valid, out + TileRows, 0.0f);
+    }
+    packed += depth * TileRows;
+  }
+}
+
+// Packs depth [p0, p0 + depth) x columns [col0, col0 + cols) of op(B) as consecutive
+// kTileCols-wide panels laid out depth-major: panel[p * kTileCols + c].
+void pack_b(const StridedMatrix& b, int64_t p0, int64_t depth, int64_t col0, int64_t cols,
+            float* packed) {
+  for (int64_t j = 0; j < cols; j += kTileCols) {
+    const int64_t valid = std::min(kTileCols, cols - j);
+    for (int64_t p = 0; p < depth; ++p) {
+      float* out = packed + p * kTileCols;
+      if (b.col_stride == 1) {
+        const float* in = b.data + (p0 + p) * b.row_stride + col0 + j;
+        if (valid == kTileCols) {
+          __builtin_memcpy(out, in, kTileCols * sizeof(float));  // inline, not a memmove call
+          continue;
+        }
+        std::copy(in, in + valid, out);
+      } else {
+        for (int64_t c = 0; c < valid; ++c) out[c] = b.at(p0 + p, col0 + j + c);
+      }
+      std::fill(out + valid, out + kTileCols, 0.0f);
+    }
+    packed += depth * kTileCols;
+  }
+}
+
+template <int64_t TileRows>
+using Tile = Vector[TileRows][2];
+
+// tile = A panel x B panel over `depth` steps (both packed, so reads are sequential).
+template <int64_t TileRows>
+void multiply_tile(int64_t depth, const float* a, const float* b, Tile<TileRows>& tile) {
+  for (auto& row : tile) row[0] = row[1] = Vector{};
+  for (int64_t p = 0; p < depth; ++p, a += TileRows, b += kTileCols) {
+    Vector b0, b1;
+    __builtin_memcpy(&b0, b, sizeof(Vector));
+    __builtin_memcpy(&b1, b + kLanes, sizeof(Vector));
+#pragma GCC unroll 12
+    for (int64_t r = 0; r < TileRows; ++r) {
+      const Vector a_r = _mm512_set1_ps(a[r]);  // (Vector{} + a[r] costs an add: -0.0f)
+      tile[r][0] += a_r * b0;
+      tile[r][1] += a_r * b1;
+    }
+  }
+}
+
+// C[rows, cols] = alpha * tile + c_scale * C; c_scale == 0 never reads C, so that
+// uninitialised output memory cannot turn into NaN.
+template <int64_t TileRows>
+void store_tile(const Tile<TileRows>& tile, int64_t rows, int64_t cols, float alpha,
+                float c_scale, float* c, int64_t ldc) {
+  if (cols == kTileCols) {  // whole rows: vector loads and stores
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t half = 0; half < 2; ++half) {
+        float* out = c + r * ldc + half * kLanes;
+        Vector value = alpha * tile[r][half];
+        if (c_scale != 0.0f) {
+          Vector old;
+          __builtin_memcpy(&old, out, sizeof(Vector));
+          value += c_scale * old;
+        }
+        __builtin_memcpy(out, &value, sizeof(Vector));
+      }
+    }
+    return;
+  }
+  float values[TileRows][kTileCols];
+  __builtin_memcpy(values, tile, sizeof(values));
+  for (int64_t r = 0; r < rows; ++r) {
+    float* out = c + r * ldc;
+    if (c_scale == 0.0f) {
+      for (int64_t j = 0; j < cols; ++j) out[j] = alpha * values[r][j];
+    } else {
+      for (int64_t j = 0; j < cols; ++j) out[j] = alpha * values[r][j] + c_scale * out[j];
+    }
+  }
+}
+
+struct FreeDeleter {
+  void operator()(float* p) const { std::free(p); }
+};
+
+constexpr int64_t kPackedA = kRowBlock * kDepthBlock;
+constexpr int64_t kPackedB = kDepthBlock * ((kColumnBlock + kTileCols - 1) / kTileCols) * kTileCols;
+
+// Per-thread packing buffers (A block, then B block), 64-byte aligned for the vector loads.
+float* packing_buffer() {
+  thread_local std::unique_ptr<float, FreeDeleter> buffer;
+  if (!buffer) {
+    buffer.reset(static_cast<float*>(std::aligned_alloc(64, (kPackedA + kPackedB) * sizeof(float))));
+    if (!buffer) throw std::bad_alloc();
+  }
+  return buffer.get();
+}
+
+template <int64_t TileRows>
+void packed_gemm(int64_t m, int64_t n, int64_t k, float alpha, const StridedMatrix& a,
+                 const StridedMatrix& b, float beta, float* c, int64_t ldc) {
+  static_assert(kRowBlock % TileRows == 0);
+  float* packed_a = packing_buffer();
+  float* packed_b = packed_a + kPackedA;
+  Tile<TileRows> tile;
+  for (int64_t j0 = 0; j0 < n; j0 += kColumnBlock) {
+    const int64_t cols = std::min(kColumnBlock, n - j0);
+    for (int64_t p0 = 0; p0 < k; p0 += kDepthBlock) {
+      const int64_t depth = std::min(kDepthBlock, k - p0);
+      const float c_scale = p0 > 0 ? 1.0f : beta;  // later depth blocks accumulate
+      pack_b(b, p0, depth, j0, cols, packed_b);
+      for (int64_t i0 = 0; i0 < m; i0 += kRowBlock) {
+        const int64_t rows = std::min(kRowBlock, m - i0);
+        pack_a<TileRows>(a, i0, rows, p0, depth, packed_a);
+        for (int64_t j = 0; j < cols; j += kTileCols) {
+          for (int64_t i = 0; i < rows; i += TileRows) {
+            multiply_tile<TileRows>(depth, packed_a + i * depth, packed_b + j * depth, tile);
+            store_tile<TileRows>(tile, std::min(TileRows, rows - i), std::min(kTileCols, cols - j),
+                                 alpha, c_scale, c + (i0 + i) * ldc + j0 + j, ldc);
+          }
+        }
+      }
+    }
+  }
+}
+
+// 12-row tiles reuse each B vector most; 8-row tiles waste less on a few rows (16 or 32
+// output channels of a convolution would leave a 12-row tile a third empty).
+void packed_gemm(int64_t m, int64_t n, int64_t k, float alpha, const StridedMatrix& a,
+                 const StridedMatrix& b, float beta, float* c, int64_t ldc) {
+  const int64_t padded_12 = (m + 11) / 12 * 12, padded_8 = (m + 7) / 8 * 8;
+  if (padded_8 * 20 < padded_12 * 19) packed_gemm<8>(m, n, k, alpha, a, b, beta, c, ldc);
+  else packed_gemm<12>(m, n, k, alpha, a, b, beta, c, ldc);
+}
+#endif
 }  // namespace
 
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
@@ -30,12 +210,18 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
     if (beta == 0.0f) cm.setZero(); else cm *= beta;
     return;
   }
+#if defined(__AVX512F__)
+  const StridedMatrix op_a = trans_a ? StridedMatrix{a, 1, lda} : StridedMatrix{a, lda, 1};
+  const StridedMatrix op_b = trans_b ? StridedMatrix{b, 1, ldb} : StridedMatrix{b, ldb, 1};
+  packed_gemm(m, n, k, alpha, op_a, op_b, beta, c, ldc);
+#else
   const ConstMap am(a, trans_a ? k : m, trans_a ? m : k, Eigen::OuterStride<>(lda));
   const ConstMap bm(b, trans_b ? n : k, trans_b ? k : n, Eigen::OuterStride<>(ldb));
   if (!trans_a && !trans_b) multiply(am, bm, alpha, beta, cm);
   else if (trans_a && !trans_b) multiply(am.transpose(), bm, alpha, beta, cm);
   else if (!trans_a && trans_b) multiply(am, bm.transpose(), alpha, beta, cm);
   else multiply(am.transpose(), bm.transpose(), alpha, beta, cm);
+#endif
 }
 
 }  // namespace minipipe::kernels::cpu
