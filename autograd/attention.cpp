@@ -9,13 +9,13 @@
 #include "autograd/node.h"
 #include "autograd/op_support.h"
 #include "autograd/softmax.h"
-#include "kernels/cpu/gather.h"
+#include "kernels/dispatch.h"
 #include "tensor/factories.h"
 
 namespace minipipe {
 
 Tensor causal_mask(const Tensor& scores, int64_t query_offset) {
-  detail::check_float_input("causal_mask", "scores", scores);
+  detail::check_float_input("causal_mask", "scores", scores, detail::Backends::CpuAndCuda);
   if (scores.dim() < 2) throw std::invalid_argument("causal_mask: scores must be [..., Tq, Tk], got " + shape_str(scores.shape()));
   const int64_t queries = scores.shape()[scores.dim() - 2], keys = scores.shape()[scores.dim() - 1];
   if (query_offset < 0 || query_offset + queries > keys)
@@ -25,19 +25,19 @@ Tensor causal_mask(const Tensor& scores, int64_t query_offset) {
   const int64_t batch = queries * keys == 0 ? 0 : scores.numel() / (queries * keys);
   const Tensor input = scores.contiguous();
   Tensor out = empty(scores.shape(), DType::Float32, scores.device());
-  kernels::cpu::causal_mask(input.data<float>(), out.data<float>(), batch, queries, keys, query_offset,
-                            -std::numeric_limits<float>::infinity());
+  kernels::causal_mask(scores.device(), input.data<float>(), out.data<float>(), batch, queries, keys, query_offset,
+                       -std::numeric_limits<float>::infinity());
   return record("causal_mask", out, {scores}, [batch, queries, keys, query_offset](const Tensor& g) {
     const Tensor dy = g.contiguous();
     Tensor dx = empty(dy.shape(), DType::Float32, dy.device());
-    kernels::cpu::causal_mask(dy.data<float>(), dx.data<float>(), batch, queries, keys, query_offset, 0.0f);
+    kernels::causal_mask(dy.device(), dy.data<float>(), dx.data<float>(), batch, queries, keys, query_offset, 0.0f);
     return std::vector<Tensor>{dx};
   });
 }
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v) {
   for (auto [name, t] : {std::pair{"q", q}, {"k", k}, {"v", v}}) {
-    detail::check_float_input("scaled_dot_product_attention", name, t);
+    detail::check_float_input("scaled_dot_product_attention", name, t, detail::Backends::CpuAndCuda);
     if (t.dim() != 4)
       throw std::invalid_argument(std::string("scaled_dot_product_attention: ") + name +
                                   " must be [batch, heads, tokens, head_dim], got " + shape_str(t.shape()));

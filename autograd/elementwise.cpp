@@ -2,35 +2,34 @@
 
 #include "autograd/node.h"
 #include "autograd/op_support.h"
-#include "kernels/cpu/elementwise.h"
+#include "kernels/dispatch.h"
 #include "tensor/factories.h"
 
 namespace minipipe {
 
-using kernels::cpu::BinaryOp;
-using kernels::cpu::UnaryOp;
+using kernels::BinaryOp;
+using kernels::UnaryOp;
 
 namespace {
 
 Tensor binary_forward(BinaryOp op, const char* name, const Tensor& a, const Tensor& b) {
-  detail::check_float_input(name, "a", a);
-  detail::check_float_input(name, "b", b);
+  detail::check_float_input(name, "a", a, detail::Backends::CpuAndCuda);
+  detail::check_float_input(name, "b", b, detail::Backends::CpuAndCuda);
   check_same_device(name, a, b);
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
   Tensor out = empty(shape, DType::Float32, a.device());
   const Shape a_strides = detail::broadcast_strides(a, shape);
   const Shape b_strides = detail::broadcast_strides(b, shape);
-  kernels::cpu::binary_strided(op, a.data<float>(), a_strides.data(), b.data<float>(),
-                               b_strides.data(), out.data<float>(), shape.data(),
-                               static_cast<int>(shape.size()));
+  kernels::binary_strided(a.device(), op, a.data<float>(), a_strides.data(), b.data<float>(),
+                          b_strides.data(), out.data<float>(), shape.data(), static_cast<int>(shape.size()));
   return out;
 }
 
 Tensor unary(UnaryOp op, const char* name, const Tensor& x, float parameter = 0.0f) {
-  detail::check_float_input(name, "x", x);
+  detail::check_float_input(name, "x", x, detail::Backends::CpuAndCuda);
   const Tensor input = x.contiguous();
   Tensor out = empty(x.shape(), DType::Float32, x.device());
-  kernels::cpu::unary_forward(op, input.data<float>(), out.data<float>(), x.numel(), parameter);
+  kernels::unary_forward(x.device(), op, input.data<float>(), out.data<float>(), x.numel(), parameter);
   if (!any_requires_grad({x})) return out;
   // Keep only what the derivative reads, so that saved activations are not over-counted.
   const bool needs_x = op == UnaryOp::Log || op == UnaryOp::Relu || op == UnaryOp::Gelu || op == UnaryOp::Pow;
@@ -40,9 +39,9 @@ Tensor unary(UnaryOp op, const char* name, const Tensor& x, float parameter = 0.
   return record(name, out, {x}, [op, parameter, saved_x, saved_y](const Tensor& g) {
     const Tensor dy = g.contiguous();
     Tensor dx = empty(dy.shape(), DType::Float32, dy.device());
-    kernels::cpu::unary_backward(op, saved_x.defined() ? saved_x.data<float>() : nullptr,
-                                 saved_y.defined() ? saved_y.data<float>() : nullptr,
-                                 dy.data<float>(), dx.data<float>(), dy.numel(), parameter);
+    kernels::unary_backward(dy.device(), op, saved_x.defined() ? saved_x.data<float>() : nullptr,
+                            saved_y.defined() ? saved_y.data<float>() : nullptr, dy.data<float>(),
+                            dx.data<float>(), dy.numel(), parameter);
     return std::vector<Tensor>{dx};
   });
 }

@@ -5,8 +5,7 @@
 
 #include "autograd/node.h"
 #include "autograd/op_support.h"
-#include "kernels/cpu/gemm.h"
-#include "kernels/cpu/reduce.h"
+#include "kernels/dispatch.h"
 #include "tensor/factories.h"
 
 namespace minipipe {
@@ -51,7 +50,7 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b, float alpha) {
   if (b.dim() == 2 && a.dim() > 2 && a.is_contiguous()) {
     // Fold the batch into the rows: one large GEMM instead of many small ones.
     const MatrixLayout lb = layout_of(b);
-    kernels::cpu::gemm(false, lb.transposed, out.numel() / n, n, k, alpha, a.data<float>(), k,
+    kernels::gemm(out.device(), false, lb.transposed, out.numel() / n, n, k, alpha, a.data<float>(), k,
                        lb.tensor.data<float>(), lb.leading, 0.0f, out.data<float>(), n);
     return out;
   }
@@ -61,7 +60,7 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b, float alpha) {
   const std::vector<int64_t> b_offsets = b.dim() == 2 ? std::vector<int64_t>(a_offsets.size(), 0)
                                                       : batch_offsets(lb.tensor, batch_dims);
   for (size_t i = 0; i < a_offsets.size(); ++i)
-    kernels::cpu::gemm(la.transposed, lb.transposed, m, n, k, alpha,
+    kernels::gemm(out.device(), la.transposed, lb.transposed, m, n, k, alpha,
                        la.tensor.data<float>() + a_offsets[i], la.leading,
                        lb.tensor.data<float>() + b_offsets[i], lb.leading, 0.0f,
                        out.data<float>() + static_cast<int64_t>(i) * m * n, n);
@@ -71,8 +70,8 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b, float alpha) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b, float alpha) {
-  detail::check_float_input("matmul", "a", a);
-  detail::check_float_input("matmul", "b", b);
+  detail::check_float_input("matmul", "a", a, detail::Backends::CpuAndCuda);
+  detail::check_float_input("matmul", "b", b, detail::Backends::CpuAndCuda);
   check_same_device("matmul", a, b);
   const bool batched_b = b.dim() > 2;
   const bool shapes_ok = a.dim() >= 2 && b.dim() >= 2 &&
@@ -104,8 +103,8 @@ Tensor matmul(const Tensor& a, const Tensor& b, float alpha) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  detail::check_float_input("linear", "x", x);
-  detail::check_float_input("linear", "weight", weight);
+  detail::check_float_input("linear", "x", x, detail::Backends::CpuAndCuda);
+  detail::check_float_input("linear", "weight", weight, detail::Backends::CpuAndCuda);
   check_same_device("linear", x, weight);
   if (weight.dim() != 2 || x.dim() < 1 || x.shape().back() != weight.shape()[1])
     throw std::invalid_argument("linear: input " + shape_str(x.shape()) + " does not fit weight " +
@@ -114,7 +113,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   int64_t rows = 1;
   for (int64_t d = 0; d + 1 < x.dim(); ++d) rows *= x.shape()[d];
   if (bias.defined()) {
-    detail::check_float_input("linear", "bias", bias);
+    detail::check_float_input("linear", "bias", bias, detail::Backends::CpuAndCuda);
     check_same_device("linear", x, bias);
     if (bias.shape() != Shape{out_features})
       throw std::invalid_argument("linear: bias must be [" + std::to_string(out_features) + "], got " + shape_str(bias.shape()));
@@ -123,12 +122,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   Shape out_shape = x.shape();
   out_shape.back() = out_features;
   Tensor y = empty(out_shape, DType::Float32, x.device());
-  if (bias.defined()) {
-    const Tensor bc = bias.contiguous();
-    for (int64_t r = 0; r < rows; ++r) std::copy_n(bc.data<float>(), out_features, y.data<float>() + r * out_features);
-  }
-  kernels::cpu::gemm(false, true, rows, out_features, in, 1.0f, xc.data<float>(), in, wc.data<float>(), in,
-                     bias.defined() ? 1.0f : 0.0f, y.data<float>(), out_features);
+  if (bias.defined()) copy_(y, bias.expand(out_shape));  // every row starts as the bias
+  kernels::gemm(y.device(), false, true, rows, out_features, in, 1.0f, xc.data<float>(), in, wc.data<float>(), in,
+                bias.defined() ? 1.0f : 0.0f, y.data<float>(), out_features);
   if (!any_requires_grad({x, weight, bias})) return y;
   const Tensor sx = xc.detach(), sw = wc.detach();
   const bool need_x = x.requires_grad(), need_w = weight.requires_grad(), need_b = bias.defined() && bias.requires_grad();
@@ -137,17 +133,17 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     Tensor dx, dw, db;
     if (need_x) {  // dX = dY W
       dx = empty(sx.shape(), DType::Float32, dy.device());
-      kernels::cpu::gemm(false, false, rows, in, out_features, 1.0f, dy.data<float>(), out_features,
-                         sw.data<float>(), in, 0.0f, dx.data<float>(), in);
+      kernels::gemm(dy.device(), false, false, rows, in, out_features, 1.0f, dy.data<float>(), out_features,
+                    sw.data<float>(), in, 0.0f, dx.data<float>(), in);
     }
     if (need_w) {  // dW = dY^T X over all rows
       dw = empty(sw.shape(), DType::Float32, dy.device());
-      kernels::cpu::gemm(true, false, out_features, in, rows, 1.0f, dy.data<float>(), out_features,
-                         sx.data<float>(), in, 0.0f, dw.data<float>(), in);
+      kernels::gemm(dy.device(), true, false, out_features, in, rows, 1.0f, dy.data<float>(), out_features,
+                    sx.data<float>(), in, 0.0f, dw.data<float>(), in);
     }
     if (need_b) {
       db = empty({out_features}, DType::Float32, dy.device());
-      kernels::cpu::sum_dim(dy.data<float>(), db.data<float>(), 1, rows, out_features);
+      kernels::sum_dim(dy.device(), dy.data<float>(), db.data<float>(), 1, rows, out_features);
     }
     return std::vector<Tensor>{dx, dw, db};
   });

@@ -1,28 +1,28 @@
 #include "autograd/op_support.h"
 
-#include "minipipe_config.h"
-
 #include <stdexcept>
 
 #include "autograd/reduction.h"
+#include "kernels/dispatch.h"
 
 namespace minipipe::detail {
 
-void check_kernels_available(const char* op, const Tensor& t) {
-  if (!t.device().is_cpu())
+void check_kernels_available(const char* op, const Tensor& t, Backends backends) {
+  if (t.device().is_cpu()) return;
+  if (!kernels::cuda_built())
     throw std::runtime_error(std::string(op) + ": no kernel for device " + t.device().str() +
-#if MINIPIPE_HAS_CUDA
-                             " yet (the CUDA backend so far moves, copies and fills tensors; its op kernels are "
-                             "still to come); use device 'cpu'");
-#else
-                             " in this build (no CUDA backend: rebuild with -Dcuda=enabled); use device 'cpu'");
-#endif
+                             " in this build (no CUDA backend: rebuild with -Dcuda=enabled on a machine with nvcc); "
+                             "use device 'cpu'");
+  if (backends == Backends::CpuOnly)
+    throw std::runtime_error(std::string(op) + ": no CUDA kernel yet (so far the CUDA backend has elementwise "
+                             "arithmetic and activations, sum, softmax, log_softmax, cross_entropy, matmul, linear "
+                             "and attention); run this op on device 'cpu'");
 }
 
-void check_float_input(const char* op, const char* argument, const Tensor& t) {
+void check_float_input(const char* op, const char* argument, const Tensor& t, Backends backends) {
   check_defined(op, argument, t);
   check_dtype(op, argument, t, DType::Float32);
-  check_kernels_available(op, t);
+  check_kernels_available(op, t, backends);
 }
 
 Shape broadcast_strides(const Tensor& t, const Shape& shape) {

@@ -7,6 +7,7 @@
 #include "autograd/node.h"
 #include "autograd/op_support.h"
 #include "kernels/cpu/reduce.h"
+#include "kernels/dispatch.h"
 #include "tensor/factories.h"
 
 namespace minipipe {
@@ -52,7 +53,7 @@ Tensor sum_one_dim(const Tensor& x, int dim) {
   const Tensor input = x.contiguous();
   const Split3 split(x.shape(), dim);
   Tensor out = empty(keepdim_shape(x.shape(), dim), DType::Float32, x.device());
-  kernels::cpu::sum_dim(input.data<float>(), out.data<float>(), split.outer, split.reduce, split.inner);
+  kernels::sum_dim(x.device(), input.data<float>(), out.data<float>(), split.outer, split.reduce, split.inner);
   const Shape input_shape = x.shape();
   return record("sum", out, {x}, [input_shape](const Tensor& g) {
     return std::vector<Tensor>{g.expand(input_shape)};
@@ -81,8 +82,8 @@ Tensor max_one_dim(const Tensor& x, int dim) {
 // dims, then drops them if asked. The per-dim steps compose their gradients.
 template <class ReduceOne>
 Tensor reduce_dims(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim,
-                   const char* op, ReduceOne reduce_one) {
-  detail::check_float_input(op, "x", x);
+                   const char* op, ReduceOne reduce_one, detail::Backends backends) {
+  detail::check_float_input(op, "x", x, backends);
   const std::vector<int> sorted = normalize_dims(dims, x.dim(), op);
   Tensor out = x;
   for (auto it = sorted.rbegin(); it != sorted.rend(); ++it) out = reduce_one(out, *it);
@@ -98,13 +99,13 @@ std::vector<int64_t> all_dims(const Tensor& x) {
 }  // namespace
 
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
-  return reduce_dims(x, dims, keepdim, "sum", sum_one_dim);
+  return reduce_dims(x, dims, keepdim, "sum", sum_one_dim, detail::Backends::CpuAndCuda);
 }
 
 Tensor sum(const Tensor& x) { return sum(x, all_dims(x)); }
 
 Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
-  detail::check_float_input("mean", "x", x);
+  detail::check_float_input("mean", "x", x, detail::Backends::CpuAndCuda);
   int64_t count = 1;
   for (int d : normalize_dims(dims, x.dim(), "mean")) count *= x.shape()[d];
   if (count == 0) throw std::invalid_argument("mean: reducing over an empty dim of shape " + shape_str(x.shape()));
@@ -114,7 +115,7 @@ Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
 Tensor mean(const Tensor& x) { return mean(x, all_dims(x)); }
 
 Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
-  return reduce_dims(x, dims, keepdim, "max", max_one_dim);
+  return reduce_dims(x, dims, keepdim, "max", max_one_dim, detail::Backends::CpuOnly);
 }
 
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {

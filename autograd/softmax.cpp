@@ -2,30 +2,32 @@
 
 #include <stdexcept>
 
+#include "autograd/elementwise.h"
 #include "autograd/node.h"
+#include "autograd/reduction.h"
 #include "autograd/op_support.h"
-#include "kernels/cpu/softmax.h"
+#include "kernels/dispatch.h"
 #include "tensor/factories.h"
 
 namespace minipipe {
 
 namespace {
 
-using RowKernel = void (*)(const float*, float*, int64_t, int64_t);
-using RowBackward = void (*)(const float*, const float*, float*, int64_t, int64_t);
+using RowKernel = void (*)(const Device&, const float*, float*, int64_t, int64_t);
+using RowBackward = void (*)(const Device&, const float*, const float*, float*, int64_t, int64_t);
 
 Tensor last_dim_op(const char* name, const Tensor& x, RowKernel forward, RowBackward backward) {
-  detail::check_float_input(name, "x", x);
+  detail::check_float_input(name, "x", x, detail::Backends::CpuAndCuda);
   if (x.dim() == 0) throw std::invalid_argument(std::string(name) + ": needs at least one dim");
   const Tensor input = x.contiguous();
   const int64_t cols = x.shape().back(), rows = cols == 0 ? 0 : x.numel() / cols;
   Tensor out = empty(x.shape(), DType::Float32, x.device());
-  forward(input.data<float>(), out.data<float>(), rows, cols);
+  forward(x.device(), input.data<float>(), out.data<float>(), rows, cols);
   const Tensor saved_y = out.detach();
   return record(name, out, {x}, [saved_y, rows, cols, backward](const Tensor& g) {
     const Tensor dy = g.contiguous();
     Tensor dx = empty(dy.shape(), DType::Float32, dy.device());
-    backward(saved_y.data<float>(), dy.data<float>(), dx.data<float>(), rows, cols);
+    backward(dy.device(), saved_y.data<float>(), dy.data<float>(), dx.data<float>(), rows, cols);
     return std::vector<Tensor>{dx};
   });
 }
@@ -33,15 +35,15 @@ Tensor last_dim_op(const char* name, const Tensor& x, RowKernel forward, RowBack
 }  // namespace
 
 Tensor softmax(const Tensor& x) {
-  return last_dim_op("softmax", x, kernels::cpu::softmax_forward, kernels::cpu::softmax_backward);
+  return last_dim_op("softmax", x, kernels::softmax_forward, kernels::softmax_backward);
 }
 
 Tensor log_softmax(const Tensor& x) {
-  return last_dim_op("log_softmax", x, kernels::cpu::log_softmax_forward, kernels::cpu::log_softmax_backward);
+  return last_dim_op("log_softmax", x, kernels::log_softmax_forward, kernels::log_softmax_backward);
 }
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int32_t ignore_index) {
-  detail::check_float_input("cross_entropy", "logits", logits);
+  detail::check_float_input("cross_entropy", "logits", logits, detail::Backends::CpuAndCuda);
   check_defined("cross_entropy", "targets", targets);
   check_dtype("cross_entropy", "targets", targets, DType::Int32);
   check_same_device("cross_entropy", logits, targets);
@@ -53,9 +55,12 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int32_t ignore
                                 ", got " + shape_str(targets.shape()));
   const int64_t classes = logits.shape().back(), rows = targets.numel();
   const Tensor x = logits.contiguous(), t = targets.contiguous();
+  // Targets are checked on the host (from a GPU that is a copy of 4 bytes a row), so that a
+  // bad label is an exception here rather than an out-of-bounds read in a kernel.
+  const Tensor host_targets = t.device().is_cpu() ? t : t.to(Device::cpu());
   int64_t counted = 0;
   for (int64_t r = 0; r < rows; ++r) {
-    const int32_t target = t.data<int32_t>()[r];
+    const int32_t target = host_targets.data<int32_t>()[r];
     if (target == ignore_index) continue;
     if (target < 0 || target >= classes)
       throw std::out_of_range("cross_entropy: target " + std::to_string(target) + " at position " +
@@ -65,18 +70,19 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int32_t ignore
   }
   Tensor row_loss = empty({rows}, DType::Float32, x.device());
   Tensor logsumexp = empty({rows}, DType::Float32, x.device());
-  kernels::cpu::cross_entropy_forward(x.data<float>(), t.data<int32_t>(), row_loss.data<float>(),
-                                      logsumexp.data<float>(), rows, classes, ignore_index);
-  double total = 0.0;
-  for (int64_t r = 0; r < rows; ++r) total += row_loss.data<float>()[r];
-  Tensor loss = full({}, counted ? static_cast<float>(total / counted) : 0.0f, DType::Float32, x.device());
+  kernels::cross_entropy_forward(x.device(), x.data<float>(), t.data<int32_t>(), row_loss.data<float>(),
+                                 logsumexp.data<float>(), rows, classes, ignore_index);
+  // The mean over counted rows; row_loss is 0 on ignored ones. No rows counted: loss 0.
+  const float per_row = counted ? 1.0f / static_cast<float>(counted) : 0.0f;
+  Tensor loss = scale(sum(row_loss), per_row);
   const Tensor saved_x = x.detach();
   const Shape logits_shape = logits.shape();
-  return record("cross_entropy", loss, {logits}, [saved_x, t, logsumexp, counted, rows, classes, ignore_index, logits_shape](const Tensor& g) {
+  return record("cross_entropy", loss, {logits}, [saved_x, t, logsumexp, per_row, rows, classes, ignore_index, logits_shape](const Tensor& g) {
     Tensor dx = empty(logits_shape, DType::Float32, g.device());
-    const float scale = counted ? g.item() / static_cast<float>(counted) : 0.0f;
-    kernels::cpu::cross_entropy_backward(saved_x.data<float>(), t.data<int32_t>(), logsumexp.data<float>(),
-                                         scale, dx.data<float>(), rows, classes, ignore_index);
+    // dLoss/dlogits = g / counted * (softmax - onehot); the factor stays in device memory.
+    const Tensor gradient_scale = scale(g.detach(), per_row).contiguous();
+    kernels::cross_entropy_backward(g.device(), saved_x.data<float>(), t.data<int32_t>(), logsumexp.data<float>(),
+                                    gradient_scale.data<float>(), dx.data<float>(), rows, classes, ignore_index);
     return std::vector<Tensor>{dx};
   });
 }

@@ -1,21 +1,14 @@
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/copy.h"
+#include "kernels/cuda/launch.cuh"
 
 namespace minipipe::kernels::cuda {
 
 namespace {
-constexpr int kThreads = 256;
 constexpr int kMaxDims = 16;  // as kernels/cpu/elementwise.h
 
-// Enough blocks to cover `count` with a grid-stride loop, capped where more would only queue.
-unsigned blocks_for(int64_t count) {
-  const int64_t blocks = (count + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(blocks < 1 ? 1 : (blocks > 65535 * 8 ? 65535 * 8 : blocks));
-}
-
 __global__ void fill32_kernel(uint32_t* dst, uint32_t bits, int64_t count) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x)
-    dst[i] = bits;
+  MINIPIPE_GRID_STRIDE_LOOP(i, count) dst[i] = bits;
 }
 
 // Passed by value: the kernel reads shape and strides from its parameter space.
@@ -25,7 +18,7 @@ struct StridedLayout {
 };
 
 __global__ void strided_copy32_kernel(const uint32_t* src, uint32_t* dst, StridedLayout layout, int64_t count) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count; i += int64_t{gridDim.x} * blockDim.x) {
+  MINIPIPE_GRID_STRIDE_LOOP(i, count) {
     int64_t rest = i, src_offset = 0, dst_offset = 0;
     for (int d = layout.dims - 1; d >= 0; --d) {  // the last dim varies fastest
       const int64_t coordinate = rest % layout.shape[d];

@@ -1,0 +1,167 @@
+// One thread per element, one kernel per job; the op is a kernel argument (the same for
+// every thread, so the switch costs no divergence, and these kernels are memory-bound).
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/launch.cuh"
+
+namespace minipipe::kernels::cuda {
+
+namespace {
+
+// GELU, tanh form, written as x sigmoid(2u) as on the CPU (kernels/cpu/elementwise.cpp).
+constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2/pi)
+constexpr float kGeluCubic = 0.044715f;
+
+__device__ float gelu_gate(float x) {
+  const float two_u = 2.0f * kGeluScale * (x + kGeluCubic * x * x * x);
+  return 1.0f / (1.0f + expf(-two_u));
+}
+
+__device__ float apply(UnaryOp op, float v, float parameter) {
+  switch (op) {
+    case UnaryOp::Neg: return -v;
+    case UnaryOp::Exp: return expf(v);
+    case UnaryOp::Log: return logf(v);
+    case UnaryOp::Sqrt: return sqrtf(v);
+    case UnaryOp::Relu: return v > 0.0f ? v : 0.0f;
+    case UnaryOp::Gelu: return v * gelu_gate(v);
+    case UnaryOp::Tanh: return tanhf(v);
+    case UnaryOp::Sigmoid: return 1.0f / (1.0f + expf(-v));
+    case UnaryOp::Pow: return powf(v, parameter);
+    case UnaryOp::Scale: return v * parameter;
+    case UnaryOp::AddScalar: return v + parameter;
+  }
+  return 0.0f;
+}
+
+// op'(x), given the input x and the output y (each read only by the ops that need it; the
+// other may be null).
+__device__ float derivative(UnaryOp op, const float* x, const float* y, int64_t i, float parameter) {
+  switch (op) {
+    case UnaryOp::Neg: return -1.0f;
+    case UnaryOp::Exp: return y[i];
+    case UnaryOp::Log: return 1.0f / x[i];
+    case UnaryOp::Sqrt: return 0.5f / y[i];
+    case UnaryOp::Relu: return x[i] > 0.0f ? 1.0f : 0.0f;
+    case UnaryOp::Gelu: {
+      const float u = x[i], s = gelu_gate(u);
+      const float d_two_u = 2.0f * kGeluScale * (1.0f + 3.0f * kGeluCubic * u * u);
+      return s + u * s * (1.0f - s) * d_two_u;
+    }
+    case UnaryOp::Tanh: return 1.0f - y[i] * y[i];
+    case UnaryOp::Sigmoid: return y[i] * (1.0f - y[i]);
+    case UnaryOp::Pow: return parameter * powf(x[i], parameter - 1.0f);
+    case UnaryOp::Scale: return parameter;
+    case UnaryOp::AddScalar: return 1.0f;
+  }
+  return 0.0f;
+}
+
+__global__ void unary_forward_kernel(UnaryOp op, const float* x, float* y, int64_t n, float parameter) {
+  MINIPIPE_GRID_STRIDE_LOOP(i, n) y[i] = apply(op, x[i], parameter);
+}
+
+__global__ void unary_backward_kernel(UnaryOp op, const float* x, const float* y, const float* dy, float* dx,
+                                      int64_t n, float parameter) {
+  MINIPIPE_GRID_STRIDE_LOOP(i, n) dx[i] = dy[i] * derivative(op, x, y, i, parameter);
+}
+
+__device__ float combine(BinaryOp op, float a, float b) {
+  switch (op) {
+    case BinaryOp::Add: return a + b;
+    case BinaryOp::Sub: return a - b;
+    case BinaryOp::Mul: return a * b;
+    case BinaryOp::Div: return a / b;
+  }
+  return 0.0f;
+}
+
+constexpr int kMaxDims = cpu::kMaxDims;
+
+// Passed by value: the kernel reads shape and strides from its parameter space.
+struct BroadcastLayout {
+  int64_t shape[kMaxDims], a_strides[kMaxDims], b_strides[kMaxDims];
+  int dims;
+};
+
+__global__ void binary_strided_kernel(BinaryOp op, const float* a, const float* b, float* out,
+                                      BroadcastLayout layout, int64_t count) {
+  MINIPIPE_GRID_STRIDE_LOOP(i, count) {
+    int64_t rest = i, a_offset = 0, b_offset = 0;
+    for (int d = layout.dims - 1; d >= 0; --d) {  // the last dim varies fastest
+      const int64_t coordinate = rest % layout.shape[d];
+      rest /= layout.shape[d];
+      a_offset += coordinate * layout.a_strides[d];
+      b_offset += coordinate * layout.b_strides[d];
+    }
+    out[i] = combine(op, a[a_offset], b[b_offset]);
+  }
+}
+
+// Both inputs contiguous and of the output's shape: no index arithmetic.
+__global__ void binary_contiguous_kernel(BinaryOp op, const float* a, const float* b, float* out, int64_t count) {
+  MINIPIPE_GRID_STRIDE_LOOP(i, count) out[i] = combine(op, a[i], b[i]);
+}
+
+__global__ void causal_mask_kernel(const float* in, float* out, int64_t queries, int64_t keys,
+                                   int64_t query_offset, float fill, int64_t count) {
+  MINIPIPE_GRID_STRIDE_LOOP(i, count) {
+    const int64_t key = i % keys, query = (i / keys) % queries;
+    out[i] = key <= query_offset + query ? in[i] : fill;
+  }
+}
+
+bool is_contiguous(const int64_t* strides, const int64_t* shape, int dims) {
+  int64_t expected = 1;
+  for (int d = dims - 1; d >= 0; --d) {
+    if (shape[d] != 1 && strides[d] != expected) return false;
+    expected *= shape[d];
+  }
+  return true;
+}
+
+}  // namespace
+
+void unary_forward(UnaryOp op, const float* x, float* y, int64_t n, float parameter, cudaStream_t stream) {
+  if (n == 0) return;
+  unary_forward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(op, x, y, n, parameter);
+  MINIPIPE_CUDA_CHECK_LAUNCH();
+}
+
+void unary_backward(UnaryOp op, const float* x, const float* y, const float* dy, float* dx, int64_t n,
+                    float parameter, cudaStream_t stream) {
+  if (n == 0) return;
+  unary_backward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(op, x, y, dy, dx, n, parameter);
+  MINIPIPE_CUDA_CHECK_LAUNCH();
+}
+
+void binary_strided(BinaryOp op, const float* a, const int64_t* a_strides, const float* b,
+                    const int64_t* b_strides, float* out, const int64_t* shape, int ndim,
+                    cudaStream_t stream) {
+  int64_t count = 1;
+  for (int d = 0; d < ndim; ++d) count *= shape[d];
+  if (count == 0) return;
+  if (is_contiguous(a_strides, shape, ndim) && is_contiguous(b_strides, shape, ndim)) {
+    binary_contiguous_kernel<<<blocks_for(count), kThreads, 0, stream>>>(op, a, b, out, count);
+  } else {
+    BroadcastLayout layout{};
+    layout.dims = ndim;
+    for (int d = 0; d < ndim; ++d) {
+      layout.shape[d] = shape[d];
+      layout.a_strides[d] = a_strides[d];
+      layout.b_strides[d] = b_strides[d];
+    }
+    binary_strided_kernel<<<blocks_for(count), kThreads, 0, stream>>>(op, a, b, out, layout, count);
+  }
+  MINIPIPE_CUDA_CHECK_LAUNCH();
+}
+
+void causal_mask(const float* in, float* out, int64_t batch, int64_t queries, int64_t keys, int64_t query_offset,
+                 float fill, cudaStream_t stream) {
+  const int64_t count = batch * queries * keys;
+  if (count == 0) return;
+  causal_mask_kernel<<<blocks_for(count), kThreads, 0, stream>>>(in, out, queries, keys, query_offset, fill, count);
+  MINIPIPE_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace minipipe::kernels::cuda

@@ -1,0 +1,52 @@
+#pragma once
+// Launch shapes shared by the .cu files: one thread per element over a grid-stride loop, and
+// block-wide reductions for the row kernels (one block per row).
+#include <cmath>
+#include <cstdint>
+
+namespace minipipe::kernels::cuda {
+
+constexpr int kThreads = 256;
+
+// Enough blocks to cover `count` with a grid-stride loop, capped where more would only queue.
+inline unsigned blocks_for(int64_t count) {
+  const int64_t blocks = (count + kThreads - 1) / kThreads;
+  return static_cast<unsigned>(blocks < 1 ? 1 : (blocks > 65535 * 8 ? 65535 * 8 : blocks));
+}
+
+// for (int64_t i = first; i < count; i += stride) over the whole grid.
+#define MINIPIPE_GRID_STRIDE_LOOP(i, count)                                              \
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < (count);           \
+       i += int64_t{gridDim.x} * blockDim.x)
+
+// Sum and max over the threads of a block (blockDim.x a multiple of 32, at most 1024): a
+// shuffle within each warp, then the warps' results through shared memory. Every thread
+// gets the result. Must be reached by all threads of the block.
+template <class Combine>
+__device__ float block_reduce(float value, Combine combine) {
+  __shared__ float warp_results[32];
+  for (int offset = 16; offset > 0; offset /= 2)
+    value = combine(value, __shfl_xor_sync(0xffffffffu, value, offset));
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  __syncthreads();  // warp_results may still be read by a previous reduction
+  if (lane == 0) warp_results[warp] = value;
+  __syncthreads();
+  value = lane < warps ? warp_results[lane] : combine.identity();
+  for (int offset = 16; offset > 0; offset /= 2)
+    value = combine(value, __shfl_xor_sync(0xffffffffu, value, offset));
+  return value;
+}
+
+struct SumOp {
+  __device__ float identity() const { return 0.0f; }
+  __device__ float operator()(float a, float b) const { return a + b; }
+};
+struct MaxOp {
+  __device__ float identity() const { return -INFINITY; }
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+__device__ inline float block_sum(float value) { return block_reduce(value, SumOp{}); }
+__device__ inline float block_max(float value) { return block_reduce(value, MaxOp{}); }
+
+}  // namespace minipipe::kernels::cuda

@@ -1,0 +1,43 @@
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/reduce.h"
+
+namespace minipipe::kernels::cuda {
+
+namespace {
+
+// inner == 1 (a row sum): one block per row, its threads striding along the row, so that
+// neighbouring threads read neighbouring elements.
+__global__ void sum_rows_kernel(const float* x, float* out, int64_t reduce) {
+  const float* row = x + blockIdx.x * reduce;
+  float partial = 0.0f;
+  for (int64_t r = threadIdx.x; r < reduce; r += blockDim.x) partial += row[r];
+  const float total = block_sum(partial);
+  if (threadIdx.x == 0) out[blockIdx.x] = total;
+}
+
+// inner > 1: one thread per output, walking down its column; neighbouring threads read
+// neighbouring columns, so each step is one coalesced row read.
+__global__ void sum_columns_kernel(const float* x, float* out, int64_t outer, int64_t reduce, int64_t inner) {
+  MINIPIPE_GRID_STRIDE_LOOP(index, outer * inner) {
+    const int64_t o = index / inner, i = index % inner;
+    const float* column = x + o * reduce * inner + i;
+    float total = 0.0f;
+    for (int64_t r = 0; r < reduce; ++r) total += column[r * inner];
+    out[index] = total;
+  }
+}
+
+}  // namespace
+
+void sum_dim(const float* x, float* out, int64_t outer, int64_t reduce, int64_t inner, cudaStream_t stream) {
+  if (outer * inner == 0) return;
+  if (inner == 1 && outer <= 2147483647) {
+    sum_rows_kernel<<<static_cast<unsigned>(outer), kThreads, 0, stream>>>(x, out, reduce);
+  } else {
+    sum_columns_kernel<<<blocks_for(outer * inner), kThreads, 0, stream>>>(x, out, outer, reduce, inner);
+  }
+  MINIPIPE_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace minipipe::kernels::cuda
