@@ -1,0 +1,188 @@
+// Every op with CUDA kernels, forward and backward, against the CPU implementation (the
+// oracle: it is itself checked against finite differences and PyTorch elsewhere), on random
+// inputs of awkward sizes: not multiples of 32, size-1 dims, rows longer than a block,
+// transposed and narrowed (non-contiguous) views. A few ops also pass gradcheck run on the
+// GPU. Without a GPU every test skips, saying why.
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "autograd/attention.h"
+#include "autograd/elementwise.h"
+#include "autograd/matmul.h"
+#include "autograd/reduction.h"
+#include "autograd/softmax.h"
+#include "kernels/cuda/runtime.h"
+#include "tensor/factories.h"
+#include "test_helpers.h"
+
+namespace minipipe {
+namespace {
+
+using testing::expect_same_values;
+using Inputs = std::vector<Tensor>;
+using Function = std::function<Tensor(const Inputs&)>;
+
+const Device kGpu = Device::cuda(0);
+
+class CudaOps : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why_not;
+    if (kernels::cuda::device_count(&why_not) == 0) GTEST_SKIP() << "no GPU here: " << why_not;
+  }
+};
+
+// Runs f on CPU leaves and on GPU copies of them; the outputs, and the gradients of
+// sum(f(x) * w) for a random w, must agree within atol + rtol |cpu|.
+void expect_cuda_matches_cpu(const Function& f, const Inputs& values, float atol = 1e-5f, float rtol = 1e-4f) {
+  Inputs on_cpu, on_gpu;
+  for (const Tensor& v : values) {
+    on_cpu.push_back(v.clone().set_requires_grad(true));
+    on_gpu.push_back(v.to(kGpu).detach().set_requires_grad(true));
+  }
+  const Tensor y_cpu = f(on_cpu), y_gpu = f(on_gpu);
+  ASSERT_TRUE(y_gpu.device() == kGpu) << "the op left the GPU: " << y_gpu.device().str();
+  expect_same_values(y_gpu.to(Device::cpu()), y_cpu, atol, rtol);
+  Generator g(99);
+  const Tensor w = randn(y_cpu.shape(), g);
+  sum(mul(y_cpu, w)).backward();
+  sum(mul(y_gpu, w.to(kGpu))).backward();
+  for (size_t i = 0; i < values.size(); ++i) {
+    SCOPED_TRACE("gradient of input " + std::to_string(i));
+    ASSERT_TRUE(on_gpu[i].grad().defined());
+    expect_same_values(on_gpu[i].grad().to(Device::cpu()), on_cpu[i].grad(), atol, rtol);
+  }
+}
+
+// gradcheck with the op on the GPU: the CPU leaves go to the device and the result comes back
+// (to() is differentiable), so the finite differences measure the CUDA kernels.
+Function on_gpu(const Function& f) {
+  return [f](const Inputs& x) {
+    Inputs moved;
+    for (const Tensor& t : x) moved.push_back(t.to(kGpu));
+    return f(moved).to(Device::cpu());
+  };
+}
+
+Tensor leaf(const Shape& shape, uint64_t seed) {
+  Generator g(seed);
+  return randn(shape, g).set_requires_grad(true);
+}
+
+TEST_F(CudaOps, UnaryOpsMatchTheCpu) {
+  Generator g(1);
+  const Tensor x = randn({37, 5, 3}, g), positive = rand({37, 5, 3}, g, 0.1f, 3.0f);
+  for (auto [name, op] : std::vector<std::pair<std::string, std::function<Tensor(const Tensor&)>>>{
+           {"neg", [](const Tensor& t) { return neg(t); }},
+           {"scale", [](const Tensor& t) { return scale(t, -1.7f); }},
+           {"add_scalar", [](const Tensor& t) { return add_scalar(t, 0.3f); }},
+           {"exp", [](const Tensor& t) { return exp(t); }},
+           {"relu", [](const Tensor& t) { return relu(t); }},
+           {"gelu", [](const Tensor& t) { return gelu(t); }},
+           {"tanh", [](const Tensor& t) { return tanh(t); }},
+           {"sigmoid", [](const Tensor& t) { return sigmoid(t); }}}) {
+    SCOPED_TRACE(name);
+    expect_cuda_matches_cpu([op](const Inputs& in) { return op(in[0]); }, {x});
+    // A transposed (non-contiguous) input.
+    expect_cuda_matches_cpu([op](const Inputs& in) { return op(in[0].transpose(0, 2)); }, {x});
+  }
+  for (auto [name, op] : std::vector<std::pair<std::string, std::function<Tensor(const Tensor&)>>>{
+           {"log", [](const Tensor& t) { return log(t); }},
+           {"sqrt", [](const Tensor& t) { return sqrt(t); }},
+           {"pow", [](const Tensor& t) { return pow(t, 1.5f); }}}) {
+    SCOPED_TRACE(name);
+    expect_cuda_matches_cpu([op](const Inputs& in) { return op(in[0]); }, {positive});
+  }
+}
+
+TEST_F(CudaOps, BroadcastingArithmeticMatchesTheCpu) {
+  Generator g(2);
+  const Tensor a = randn({7, 1, 33}, g), b = randn({5, 1}, g), c = randn({7, 5, 33}, g);
+  const Tensor away_from_zero = rand({5, 1}, g, 0.5f, 2.0f);
+  expect_cuda_matches_cpu([](const Inputs& x) { return add(x[0], x[1]); }, {a, b});
+  expect_cuda_matches_cpu([](const Inputs& x) { return sub(x[0], x[1]); }, {c, a});
+  expect_cuda_matches_cpu([](const Inputs& x) { return mul(x[0], x[1]); }, {c, c});  // contiguous path
+  expect_cuda_matches_cpu([](const Inputs& x) { return div(x[0], x[1]); }, {a, away_from_zero});
+  // Narrowed and transposed operands.
+  expect_cuda_matches_cpu([](const Inputs& x) { return mul(x[0].narrow(2, 3, 29), x[1].transpose(0, 1)); },
+                          {c, randn({29, 5}, g)});
+}
+
+TEST_F(CudaOps, SumsAndMeansMatchTheCpu) {
+  Generator g(3);
+  const Tensor x = randn({9, 1, 45, 3}, g), long_rows = randn({3, 5000}, g);
+  expect_cuda_matches_cpu([](const Inputs& in) { return sum(in[0], {3}); }, {x});         // a row sum
+  expect_cuda_matches_cpu([](const Inputs& in) { return sum(in[0], {0, 2}, true); }, {x});  // columns
+  expect_cuda_matches_cpu([](const Inputs& in) { return mean(in[0].transpose(0, 2), {1}); }, {x});
+  expect_cuda_matches_cpu([](const Inputs& in) { return sum(in[0]); }, {long_rows}, 1e-4f, 1e-4f);
+}
+
+TEST_F(CudaOps, SoftmaxFamilyMatchesTheCpu) {
+  Generator g(4);
+  // One column, a part-filled warp, and rows longer than the 1024 threads of a block.
+  for (const Shape& shape : {Shape{6, 1}, Shape{4, 3, 37}, Shape{5, 3001}}) {
+    SCOPED_TRACE(shape_str(shape));
+    const Tensor x = randn(shape, g, 0.0f, 3.0f);
+    expect_cuda_matches_cpu([](const Inputs& in) { return softmax(in[0]); }, {x});
+    expect_cuda_matches_cpu([](const Inputs& in) { return log_softmax(in[0]); }, {x});
+  }
+  expect_cuda_matches_cpu([](const Inputs& in) { return softmax(in[0].transpose(0, 1)); }, {randn({33, 7}, g)});
+}
+
+TEST_F(CudaOps, CrossEntropyMatchesTheCpu) {
+  Generator g(5);
+  for (int64_t classes : {1, 10, 1500}) {
+    SCOPED_TRACE(std::to_string(classes) + " classes");
+    const Tensor logits = randn({3, 41, classes}, g, 0.0f, 2.0f);
+    Tensor targets = randint(0, static_cast<int32_t>(classes), {3, 41}, g);
+    targets.data<int32_t>()[5] = -100;  // ignored rows count neither in the loss nor the mean
+    targets.data<int32_t>()[77] = -100;
+    expect_cuda_matches_cpu(
+        [targets](const Inputs& in) { return cross_entropy(in[0], targets.to(in[0].device()), -100); }, {logits});
+  }
+  Tensor bad = randint(0, 6, {4}, g);
+  bad.data<int32_t>()[2] = 6;
+  EXPECT_THROW_WITH(cross_entropy(randn({4, 6}, g).to(kGpu), bad.to(kGpu)), "target 6", "position 2");
+}
+
+TEST_F(CudaOps, MatmulAndLinearMatchTheCpu) {
+  Generator g(6);
+  expect_cuda_matches_cpu([](const Inputs& x) { return matmul(x[0], x[1]); }, {randn({37, 65}, g), randn({65, 1}, g)},
+                          1e-4f, 1e-4f);
+  // A batch of rows against one matrix; batched with transposes; alpha.
+  expect_cuda_matches_cpu([](const Inputs& x) { return matmul(x[0], x[1]); }, {randn({3, 33, 17}, g), randn({17, 9}, g)},
+                          1e-4f, 1e-4f);
+  expect_cuda_matches_cpu([](const Inputs& x) { return matmul(x[0].transpose(-1, -2), x[1], 0.125f); },
+                          {randn({2, 3, 17, 33}, g), randn({2, 3, 17, 5}, g)}, 1e-4f, 1e-4f);
+  expect_cuda_matches_cpu([](const Inputs& x) { return linear(x[0], x[1], x[2]); },
+                          {randn({2, 45, 31}, g), randn({50, 31}, g), randn({50}, g)}, 1e-4f, 1e-4f);
+  expect_cuda_matches_cpu([](const Inputs& x) { return linear(x[0].narrow(1, 2, 31), x[1], Tensor()); },
+                          {randn({45, 40}, g), randn({1, 31}, g)}, 1e-4f, 1e-4f);
+}
+
+TEST_F(CudaOps, AttentionMatchesTheCpu) {
+  Generator g(7);
+  // Fewer queries than keys (the mask's offset), a head width that is not a power of two.
+  expect_cuda_matches_cpu([](const Inputs& x) { return scaled_dot_product_attention(x[0], x[1], x[2]); },
+                          {randn({2, 3, 13, 24}, g), randn({2, 3, 29, 24}, g), randn({2, 3, 29, 24}, g)}, 1e-4f,
+                          1e-4f);
+}
+
+TEST_F(CudaOps, GradcheckRunsOnTheGpu) {
+  EXPECT_GRADCHECK(on_gpu([](const Inputs& x) { return gelu(x[0]); }), (Inputs{leaf({3, 7}, 11)}));
+  EXPECT_GRADCHECK(on_gpu([](const Inputs& x) { return softmax(x[0]); }), (Inputs{leaf({4, 33}, 12)}));
+  EXPECT_GRADCHECK(on_gpu([](const Inputs& x) { return matmul(x[0], x[1].transpose(0, 1)); }),
+                   (Inputs{leaf({5, 3}, 13), leaf({4, 3}, 14)}));
+  EXPECT_GRADCHECK(on_gpu([](const Inputs& x) { return div(x[0], add_scalar(mul(x[1], x[1]), 1.0f)); }),
+                   (Inputs{leaf({2, 5}, 15), leaf({5}, 16)}));
+}
+
+TEST_F(CudaOps, OpsWithoutCudaKernelsSayWhich) {
+  EXPECT_THROW_WITH(max(empty({2, 3}, DType::Float32, kGpu), {1}), "max", "no CUDA kernel yet", "'cpu'");
+}
+
+}  // namespace
+}  // namespace minipipe
