@@ -152,7 +152,8 @@ struct FreeDeleter {
 constexpr int64_t kPackedA = kRowBlock * kDepthBlock;
 constexpr int64_t kPackedB = kDepthBlock * ((kColumnBlock + kTileCols - 1) / kTileCols) * kTileCols;
 
-// Per-thread packing buffers (A block, then B block), 64-byte aligned for the vector loads.
+// Per-thread packing buffers (A block, then B block: 2.2 MB, outside the tensor allocator's
+// counts), 64-byte aligned for the vector loads.
 float* packing_buffer() {
   thread_local std::unique_ptr<float, FreeDeleter> buffer;
   if (!buffer) {
