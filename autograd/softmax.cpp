@@ -4,8 +4,8 @@
 
 #include "autograd/elementwise.h"
 #include "autograd/node.h"
-#include "autograd/reduction.h"
 #include "autograd/op_support.h"
+#include "autograd/reduction.h"
 #include "kernels/dispatch.h"
 #include "tensor/factories.h"
 

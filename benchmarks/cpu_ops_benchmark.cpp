@@ -21,9 +21,12 @@
 #include "autograd/normalization.h"
 #include "autograd/reduction.h"
 #include "autograd/softmax.h"
+#include "benchmark_stats.h"
 #include "tensor/factories.h"
 
 using namespace minipipe;
+using minipipe::benchmarks::dims;
+using minipipe::benchmarks::median;
 
 namespace {
 
@@ -41,11 +44,6 @@ double seconds_of(const std::function<void()>& f) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
-}
-
 // Times `ours` (and `reference`, interleaved) `repeats` times after one warm-up each.
 std::pair<double, double> time_pair(int repeats, const std::function<void()>& ours,
                                     const std::function<void()>& reference = nullptr) {
@@ -57,12 +55,6 @@ std::pair<double, double> time_pair(int repeats, const std::function<void()>& ou
     if (reference) b.push_back(seconds_of(reference));
   }
   return {median(a), reference ? median(b) : 0.0};
-}
-
-std::string dims(const Shape& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? "x" : "") + std::to_string(s[i]);
-  return out;
 }
 
 }  // namespace

@@ -22,9 +22,12 @@
 #include "autograd/reduction.h"
 #include "autograd/softmax.h"
 #include "kernels/cuda/runtime.h"
+#include "benchmark_stats.h"
 #include "tensor/factories.h"
 
 using namespace minipipe;
+using minipipe::benchmarks::dims;
+using minipipe::benchmarks::median;
 namespace cuda = minipipe::kernels::cuda;
 
 namespace {
@@ -37,11 +40,6 @@ struct Row {
   double reference_value;  // copy GB/s, or cuBLAS TFLOP/s
   std::string reference;
 };
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
-}
 
 // Median milliseconds of f over `repeats` runs, each bracketed by events on the current
 // stream (so the figure is GPU time, not launch overhead), after two warm-up runs.
@@ -58,12 +56,6 @@ double median_ms(int repeats, const std::function<void()>& f) {
     times.push_back(cuda::Event::elapsed_ms(start, end));
   }
   return median(times);
-}
-
-std::string dims(const Shape& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? "x" : "") + std::to_string(s[i]);
-  return out;
 }
 
 }  // namespace

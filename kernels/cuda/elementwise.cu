@@ -76,24 +76,14 @@ __device__ float combine(BinaryOp op, float a, float b) {
   return 0.0f;
 }
 
-constexpr int kMaxDims = cpu::kMaxDims;
+static_assert(TwoStrideLayout::kMaxDims == cpu::kMaxDims);
 
-// Passed by value: the kernel reads shape and strides from its parameter space.
-struct BroadcastLayout {
-  int64_t shape[kMaxDims], a_strides[kMaxDims], b_strides[kMaxDims];
-  int dims;
-};
-
+// layout.first: strides of a, layout.second: strides of b.
 __global__ void binary_strided_kernel(BinaryOp op, const float* a, const float* b, float* out,
-                                      BroadcastLayout layout, int64_t count) {
-  MINIPIPE_GRID_STRIDE_LOOP(i, count) {
-    int64_t rest = i, a_offset = 0, b_offset = 0;
-    for (int d = layout.dims - 1; d >= 0; --d) {  // the last dim varies fastest
-      const int64_t coordinate = rest % layout.shape[d];
-      rest /= layout.shape[d];
-      a_offset += coordinate * layout.a_strides[d];
-      b_offset += coordinate * layout.b_strides[d];
-    }
+                                      TwoStrideLayout layout) {
+  MINIPIPE_GRID_STRIDE_LOOP(i, layout.count) {
+    int64_t a_offset, b_offset;
+    layout.offsets(i, a_offset, b_offset);
     out[i] = combine(op, a[a_offset], b[b_offset]);
   }
 }
@@ -138,20 +128,12 @@ void unary_backward(UnaryOp op, const float* x, const float* y, const float* dy,
 void binary_strided(BinaryOp op, const float* a, const int64_t* a_strides, const float* b,
                     const int64_t* b_strides, float* out, const int64_t* shape, int ndim,
                     cudaStream_t stream) {
-  int64_t count = 1;
-  for (int d = 0; d < ndim; ++d) count *= shape[d];
-  if (count == 0) return;
+  const TwoStrideLayout layout(shape, a_strides, b_strides, ndim);
+  if (layout.count == 0) return;
   if (is_contiguous(a_strides, shape, ndim) && is_contiguous(b_strides, shape, ndim)) {
-    binary_contiguous_kernel<<<blocks_for(count), kThreads, 0, stream>>>(op, a, b, out, count);
+    binary_contiguous_kernel<<<blocks_for(layout.count), kThreads, 0, stream>>>(op, a, b, out, layout.count);
   } else {
-    BroadcastLayout layout{};
-    layout.dims = ndim;
-    for (int d = 0; d < ndim; ++d) {
-      layout.shape[d] = shape[d];
-      layout.a_strides[d] = a_strides[d];
-      layout.b_strides[d] = b_strides[d];
-    }
-    binary_strided_kernel<<<blocks_for(count), kThreads, 0, stream>>>(op, a, b, out, layout, count);
+    binary_strided_kernel<<<blocks_for(layout.count), kThreads, 0, stream>>>(op, a, b, out, layout);
   }
   MINIPIPE_CUDA_CHECK_LAUNCH();
 }

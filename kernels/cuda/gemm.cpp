@@ -9,7 +9,6 @@
 #include <string>
 
 #include "kernels/cuda/check.h"
-#include "kernels/cuda/runtime.h"
 
 namespace minipipe::kernels::cuda {
 
@@ -61,10 +60,10 @@ int as_int(int64_t value, const char* what) {
 
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-          int64_t ldc) {
+          int64_t ldc, cudaStream_t stream) {
   if (m == 0 || n == 0) return;
   cublasHandle_t handle = handle_for_current_device();
-  MINIPIPE_CUBLAS_CHECK(cublasSetStream(handle, current_stream()));
+  MINIPIPE_CUBLAS_CHECK(cublasSetStream(handle, stream));
   // cuBLAS is column-major. A row-major matrix read column-major is its transpose, so the
   // row-major C = op(A) op(B) is the column-major C^T = op(B)^T op(A)^T: swap the operands.
   // k == 0 is fine: cuBLAS then only scales C by beta.

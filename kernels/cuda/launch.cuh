@@ -19,6 +19,37 @@ inline unsigned blocks_for(int64_t count) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < (count);           \
        i += int64_t{gridDim.x} * blockDim.x)
 
+// An N-d index space read through two sets of strides (the two inputs of a broadcasting
+// op, or the source and destination of a copy). Passed to kernels by value: they read
+// shape and strides from their parameter space. Dims at most 16, as kernels/cpu/elementwise.h.
+struct TwoStrideLayout {
+  static constexpr int kMaxDims = 16;
+  int64_t shape[kMaxDims], first[kMaxDims], second[kMaxDims];
+  int dims;
+  int64_t count;  // elements in shape
+
+  TwoStrideLayout(const int64_t* shape_, const int64_t* first_, const int64_t* second_, int dims_)
+      : dims(dims_), count(1) {
+    for (int d = 0; d < dims; ++d) {
+      shape[d] = shape_[d];
+      first[d] = first_[d];
+      second[d] = second_[d];
+      count *= shape_[d];
+    }
+  }
+
+  // The offsets of flat index i (row-major over shape) under each set of strides.
+  __device__ void offsets(int64_t i, int64_t& first_offset, int64_t& second_offset) const {
+    first_offset = second_offset = 0;
+    for (int d = dims - 1; d >= 0; --d) {  // the last dim varies fastest
+      const int64_t coordinate = i % shape[d];
+      i /= shape[d];
+      first_offset += coordinate * first[d];
+      second_offset += coordinate * second[d];
+    }
+  }
+};
+
 // Sum and max over the threads of a block (blockDim.x a multiple of 32, at most 1024): a
 // shuffle within each warp, then the warps' results through shared memory. Every thread
 // gets the result. Must be reached by all threads of the block.
