@@ -15,7 +15,7 @@
 namespace minipipe {
 
 Tensor causal_mask(const Tensor& scores, int64_t query_offset) {
-  detail::check_float_input("causal_mask", "scores", scores, detail::Backends::CpuAndCuda);
+  detail::check_float_input("causal_mask", "scores", scores);
   if (scores.dim() < 2) throw std::invalid_argument("causal_mask: scores must be [..., Tq, Tk], got " + shape_str(scores.shape()));
   const int64_t queries = scores.shape()[scores.dim() - 2], keys = scores.shape()[scores.dim() - 1];
   if (query_offset < 0 || query_offset + queries > keys)
@@ -37,7 +37,7 @@ Tensor causal_mask(const Tensor& scores, int64_t query_offset) {
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v) {
   for (auto [name, t] : {std::pair{"q", q}, {"k", k}, {"v", v}}) {
-    detail::check_float_input("scaled_dot_product_attention", name, t, detail::Backends::CpuAndCuda);
+    detail::check_float_input("scaled_dot_product_attention", name, t);
     if (t.dim() != 4)
       throw std::invalid_argument(std::string("scaled_dot_product_attention: ") + name +
                                   " must be [batch, heads, tokens, head_dim], got " + shape_str(t.shape()));

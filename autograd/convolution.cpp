@@ -7,14 +7,14 @@
 #include "autograd/op_support.h"
 #include "kernels/cpu/convolution.h"
 #include "kernels/cpu/gemm.h"
-#include "kernels/cpu/reduce.h"
+#include "kernels/dispatch.h"
 #include "tensor/factories.h"
 
 namespace minipipe {
 
 namespace {
 
-using kernels::cpu::Window2d;
+using kernels::Window2d;
 
 Window2d make_window(const char* op, const Tensor& x, Size2 kernel, Size2 stride, Size2 padding) {
   if (x.dim() != 4) throw std::invalid_argument(std::string(op) + ": input must be [N, C, H, W], got " + shape_str(x.shape()));
@@ -112,6 +112,56 @@ void add_gradients(const ConvShape& s, const float* x, const float* weight, cons
   });
 }
 
+// On a GPU: im2col of a group of images at once (one kernel), one cuBLAS GEMM, and a strided
+// copy between the GEMM's [O, count, pixels] and NCHW [count, O, pixels]. Groups are as large
+// as 2^26 column floats (256 MiB) allow: GPU GEMMs want to be wide.
+constexpr int64_t kGpuColumnFloats = int64_t{1} << 26;
+
+int64_t gpu_group_size(const ConvShape& s) {
+  return std::clamp<int64_t>(kGpuColumnFloats / std::max<int64_t>(1, s.patch() * s.pixels()), 1, s.n);
+}
+
+// [count, O, oh, ow] images first.. of an NCHW tensor, seen as the GEMM's [O, count, pixels].
+Tensor as_grouped(const Tensor& nchw, int64_t first, int64_t count) {
+  return nchw.narrow(0, first, count).reshape({count, nchw.shape()[1], -1}).permute({1, 0, 2});
+}
+
+// out = conv(x, weight) (+ bias, when defined), all on one GPU.
+void convolve_on_gpu(const ConvShape& s, const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& out) {
+  const Device device = x.device();
+  const int64_t patch = s.patch(), pixels = s.pixels(), group = gpu_group_size(s);
+  Tensor columns = empty({patch, group * pixels}, DType::Float32, device);
+  for (int64_t first = 0; first < s.n; first += group) {
+    const int64_t count = std::min(group, s.n - first), width = count * pixels;
+    Tensor grouped_y = empty({s.out_channels, width}, DType::Float32, device);
+    if (bias.defined()) copy_(grouped_y, bias.view({s.out_channels, 1}).expand({s.out_channels, width}));
+    kernels::im2col(device, s.image(x.data<float>(), first), count, columns.data<float>(), s.channels, s.h, s.w, s.win);
+    kernels::gemm(device, false, false, s.out_channels, width, patch, 1.0f, weight.data<float>(), patch,
+                  columns.data<float>(), width, bias.defined() ? 1.0f : 0.0f, grouped_y.data<float>(), width);
+    copy_(as_grouped(out, first, count), grouped_y.view({s.out_channels, count, pixels}));
+  }
+}
+
+// dW += dY columns(x)^T and, with dx defined, dX += col2im(W^T dY), all on one GPU.
+void add_gradients_on_gpu(const ConvShape& s, const Tensor& x, const Tensor& weight, const Tensor& dy, Tensor& dw,
+                          Tensor& dx) {
+  const Device device = x.device();
+  const int64_t patch = s.patch(), pixels = s.pixels(), group = gpu_group_size(s);
+  Tensor columns = empty({patch, group * pixels}, DType::Float32, device);
+  for (int64_t first = 0; first < s.n; first += group) {
+    const int64_t count = std::min(group, s.n - first), width = count * pixels;
+    const Tensor grouped_dy = as_grouped(dy, first, count).contiguous();
+    kernels::im2col(device, s.image(x.data<float>(), first), count, columns.data<float>(), s.channels, s.h, s.w, s.win);
+    kernels::gemm(device, false, true, s.out_channels, patch, width, 1.0f, grouped_dy.data<float>(), width,
+                  columns.data<float>(), width, 1.0f, dw.data<float>(), patch);
+    if (!dx.defined()) continue;
+    kernels::gemm(device, true, false, patch, width, s.out_channels, 1.0f, weight.data<float>(), patch,
+                  grouped_dy.data<float>(), width, 0.0f, columns.data<float>(), width);
+    kernels::col2im_add(device, columns.data<float>(), count, s.image(dx.data<float>(), first), s.channels, s.h, s.w,
+                        s.win);
+  }
+}
+
 // weight [O, C, kh, kw] -> [C, O, kh, kw] with each kernel rotated by 180 degrees.
 Tensor flip_and_transpose(const Tensor& weight) {
   const int64_t o_size = weight.shape()[0], c_size = weight.shape()[1], area = weight.shape()[2] * weight.shape()[3];
@@ -137,6 +187,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 s
   const int64_t out_channels = weight.shape()[0];
   if (bias.defined()) {
     detail::check_float_input("conv2d", "bias", bias);
+    check_same_device("conv2d", x, bias);
     if (bias.shape() != Shape{out_channels})
       throw std::invalid_argument("conv2d: bias must be [" + std::to_string(out_channels) + "], got " + shape_str(bias.shape()));
   }
@@ -146,13 +197,17 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 s
   const Tensor input = x.contiguous(), wt = weight.contiguous();
   Tensor out = empty({n, out_channels, oh, ow}, DType::Float32, x.device());
   const ConvShape forward{n, channels, h, w, out_channels, win};
-  convolve(forward, input.data<float>(), wt.data<float>(), out.data<float>());
-  if (bias.defined()) {
-    const Tensor b = bias.contiguous();
-    float* y = out.data<float>();
-    for (int64_t i = 0; i < n * out_channels; ++i) {
-      const float bias_i = b.data<float>()[i % out_channels];
-      for (int64_t p = 0; p < pixels; ++p) y[i * pixels + p] += bias_i;
+  const Tensor b = bias.defined() ? bias.contiguous().detach() : Tensor();
+  if (x.device().is_cuda()) {
+    convolve_on_gpu(forward, input, wt, b, out);
+  } else {
+    convolve(forward, input.data<float>(), wt.data<float>(), out.data<float>());
+    if (b.defined()) {
+      float* y = out.data<float>();
+      for (int64_t i = 0; i < n * out_channels; ++i) {
+        const float bias_i = b.data<float>()[i % out_channels];
+        for (int64_t p = 0; p < pixels; ++p) y[i * pixels + p] += bias_i;
+      }
     }
   }
   if (!any_requires_grad({x, weight, bias})) return out;
@@ -160,27 +215,32 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 s
   const bool need_x = x.requires_grad(), has_bias = bias.defined();
   return record("conv2d", out, {x, weight, bias}, [=](const Tensor& g) {
     const Tensor dy = g.contiguous();
-    const bool dx_by_convolution =
-        need_x && win.stride_h == 1 && win.stride_w == 1 && win.pad_h < win.kernel_h && win.pad_w < win.kernel_w;
-    Tensor dw = zeros(saved_w.shape(), DType::Float32, dy.device());
-    Tensor dx = need_x && !dx_by_convolution ? zeros(saved_x.shape(), DType::Float32, dy.device()) : Tensor();
-    add_gradients(forward, saved_x.data<float>(), saved_w.data<float>(), dy.data<float>(), dw.data<float>(),
-                  dx.defined() ? dx.data<float>() : nullptr);
-    if (dx_by_convolution) {
-      // Stride 1: dX is itself a convolution, of dY with the flipped, transposed weight and
-      // padding kernel - 1 - pad. That is im2col plus one GEMM with K = O * kh * kw, cheaper
-      // than a GEMM with K = O followed by col2im's scattered adds.
-      const Tensor flipped = flip_and_transpose(saved_w);
-      const Window2d transposed{win.kernel_h, win.kernel_w, 1, 1, win.kernel_h - 1 - win.pad_h, win.kernel_w - 1 - win.pad_w};
-      dx = empty(saved_x.shape(), DType::Float32, dy.device());
-      convolve({n, out_channels, oh, ow, channels, transposed}, dy.data<float>(), flipped.data<float>(), dx.data<float>());
+    Tensor dw = zeros(saved_w.shape(), DType::Float32, dy.device()), dx;
+    if (dy.device().is_cuda()) {
+      if (need_x) dx = zeros(saved_x.shape(), DType::Float32, dy.device());
+      add_gradients_on_gpu(forward, saved_x, saved_w, dy, dw, dx);
+    } else {
+      const bool dx_by_convolution =
+          need_x && win.stride_h == 1 && win.stride_w == 1 && win.pad_h < win.kernel_h && win.pad_w < win.kernel_w;
+      if (need_x && !dx_by_convolution) dx = zeros(saved_x.shape(), DType::Float32, dy.device());
+      add_gradients(forward, saved_x.data<float>(), saved_w.data<float>(), dy.data<float>(), dw.data<float>(),
+                    dx.defined() ? dx.data<float>() : nullptr);
+      if (dx_by_convolution) {
+        // Stride 1: dX is itself a convolution, of dY with the flipped, transposed weight and
+        // padding kernel - 1 - pad. That is im2col plus one GEMM with K = O * kh * kw, cheaper
+        // than a GEMM with K = O followed by col2im's scattered adds.
+        const Tensor flipped = flip_and_transpose(saved_w);
+        const Window2d transposed{win.kernel_h, win.kernel_w, 1, 1, win.kernel_h - 1 - win.pad_h, win.kernel_w - 1 - win.pad_w};
+        dx = empty(saved_x.shape(), DType::Float32, dy.device());
+        convolve({n, out_channels, oh, ow, channels, transposed}, dy.data<float>(), flipped.data<float>(), dx.data<float>());
+      }
     }
     Tensor db;
     if (has_bias) {  // sum over images and pixels: reduce [N, O, P] over P, then over N
       Tensor per_image = empty({n, out_channels}, DType::Float32, dy.device());
-      kernels::cpu::sum_dim(dy.data<float>(), per_image.data<float>(), n * out_channels, pixels, 1);
+      kernels::sum_dim(dy.device(), dy.data<float>(), per_image.data<float>(), n * out_channels, pixels, 1);
       db = empty({out_channels}, DType::Float32, dy.device());
-      kernels::cpu::sum_dim(per_image.data<float>(), db.data<float>(), 1, n, out_channels);
+      kernels::sum_dim(dy.device(), per_image.data<float>(), db.data<float>(), 1, n, out_channels);
     }
     return std::vector<Tensor>{dx, dw, db};
   });
@@ -195,12 +255,12 @@ Tensor max_pool2d(const Tensor& x, Size2 kernel, Size2 stride, Size2 padding) {
   const Tensor input = x.contiguous();
   Tensor out = empty({x.shape()[0], x.shape()[1], win.out_size_h(h), win.out_size_w(w)}, DType::Float32, x.device());
   Tensor argmax = empty(out.shape(), DType::Int32, x.device());
-  kernels::cpu::max_pool2d_forward(input.data<float>(), out.data<float>(), argmax.data<int32_t>(), planes, h, w, win);
+  kernels::max_pool2d_forward(x.device(), input.data<float>(), out.data<float>(), argmax.data<int32_t>(), planes, h, w, win);
   const Shape input_shape = x.shape();
   return record("max_pool2d", out, {x}, [argmax, input_shape, planes, h, w, win](const Tensor& g) {
     const Tensor dy = g.contiguous();
     Tensor dx = empty(input_shape, DType::Float32, dy.device());
-    kernels::cpu::max_pool2d_backward(dy.data<float>(), argmax.data<int32_t>(), dx.data<float>(), planes, h, w, win);
+    kernels::max_pool2d_backward(dy.device(), dy.data<float>(), argmax.data<int32_t>(), dx.data<float>(), planes, h, w, win);
     return std::vector<Tensor>{dx};
   });
 }
@@ -211,12 +271,12 @@ Tensor avg_pool2d(const Tensor& x, Size2 kernel, Size2 stride, Size2 padding) {
   const int64_t planes = x.shape()[0] * x.shape()[1], h = x.shape()[2], w = x.shape()[3];
   const Tensor input = x.contiguous();
   Tensor out = empty({x.shape()[0], x.shape()[1], win.out_size_h(h), win.out_size_w(w)}, DType::Float32, x.device());
-  kernels::cpu::avg_pool2d_forward(input.data<float>(), out.data<float>(), planes, h, w, win);
+  kernels::avg_pool2d_forward(x.device(), input.data<float>(), out.data<float>(), planes, h, w, win);
   const Shape input_shape = x.shape();
   return record("avg_pool2d", out, {x}, [input_shape, planes, h, w, win](const Tensor& g) {
     const Tensor dy = g.contiguous();
     Tensor dx = empty(input_shape, DType::Float32, dy.device());
-    kernels::cpu::avg_pool2d_backward(dy.data<float>(), dx.data<float>(), planes, h, w, win);
+    kernels::avg_pool2d_backward(dy.device(), dy.data<float>(), dx.data<float>(), planes, h, w, win);
     return std::vector<Tensor>{dx};
   });
 }

@@ -13,8 +13,8 @@ using kernels::UnaryOp;
 namespace {
 
 Tensor binary_forward(BinaryOp op, const char* name, const Tensor& a, const Tensor& b) {
-  detail::check_float_input(name, "a", a, detail::Backends::CpuAndCuda);
-  detail::check_float_input(name, "b", b, detail::Backends::CpuAndCuda);
+  detail::check_float_input(name, "a", a);
+  detail::check_float_input(name, "b", b);
   check_same_device(name, a, b);
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
   Tensor out = empty(shape, DType::Float32, a.device());
@@ -26,7 +26,7 @@ Tensor binary_forward(BinaryOp op, const char* name, const Tensor& a, const Tens
 }
 
 Tensor unary(UnaryOp op, const char* name, const Tensor& x, float parameter = 0.0f) {
-  detail::check_float_input(name, "x", x, detail::Backends::CpuAndCuda);
+  detail::check_float_input(name, "x", x);
   const Tensor input = x.contiguous();
   Tensor out = empty(x.shape(), DType::Float32, x.device());
   kernels::unary_forward(x.device(), op, input.data<float>(), out.data<float>(), x.numel(), parameter);

@@ -4,7 +4,7 @@
 
 #include "autograd/node.h"
 #include "autograd/op_support.h"
-#include "kernels/cpu/gather.h"
+#include "kernels/dispatch.h"
 #include "tensor/factories.h"
 
 namespace minipipe {
@@ -18,8 +18,11 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
     throw std::invalid_argument("embedding: weight must be [vocabulary, dim], got " + shape_str(weight.shape()));
   const int64_t vocabulary = weight.shape()[0], dim = weight.shape()[1], count = indices.numel();
   const Tensor w = weight.contiguous(), idx = indices.contiguous();
+  // Indices are checked on the host (a copy from a GPU), so that a bad one is an exception
+  // here rather than an out-of-bounds read in a kernel.
+  const Tensor host_idx = idx.device().is_cpu() ? idx : idx.to(Device::cpu());
   for (int64_t i = 0; i < count; ++i) {
-    const int32_t index = idx.data<int32_t>()[i];
+    const int32_t index = host_idx.data<int32_t>()[i];
     if (index < 0 || index >= vocabulary)
       throw std::out_of_range("embedding: index " + std::to_string(index) + " at position " + std::to_string(i) +
                               " is outside the table of " + std::to_string(vocabulary) + " rows");
@@ -27,12 +30,12 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
   Shape out_shape = indices.shape();
   out_shape.push_back(dim);
   Tensor out = empty(out_shape, DType::Float32, weight.device());
-  kernels::cpu::embedding_forward(w.data<float>(), idx.data<int32_t>(), out.data<float>(), count, dim);
+  kernels::embedding_forward(out.device(), w.data<float>(), idx.data<int32_t>(), out.data<float>(), count, dim);
   const Shape weight_shape = weight.shape();
   return record("embedding", out, {weight}, [idx, weight_shape, count, dim](const Tensor& g) {
     const Tensor dy = g.contiguous();
     Tensor dw = zeros(weight_shape, DType::Float32, dy.device());
-    kernels::cpu::embedding_backward(dy.data<float>(), idx.data<int32_t>(), dw.data<float>(), count, dim);
+    kernels::embedding_backward(dy.device(), dy.data<float>(), idx.data<int32_t>(), dw.data<float>(), count, dim);
     return std::vector<Tensor>{dw};
   });
 }

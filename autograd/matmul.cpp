@@ -59,19 +59,30 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b, float alpha) {
   const std::vector<int64_t> a_offsets = batch_offsets(la.tensor, batch_dims);
   const std::vector<int64_t> b_offsets = b.dim() == 2 ? std::vector<int64_t>(a_offsets.size(), 0)
                                                       : batch_offsets(lb.tensor, batch_dims);
-  for (size_t i = 0; i < a_offsets.size(); ++i)
-    kernels::gemm(out.device(), la.transposed, lb.transposed, m, n, k, alpha,
-                       la.tensor.data<float>() + a_offsets[i], la.leading,
-                       lb.tensor.data<float>() + b_offsets[i], lb.leading, 0.0f,
-                       out.data<float>() + static_cast<int64_t>(i) * m * n, n);
+  // Runs of matrices whose offsets step evenly in both inputs go to one batched GEMM: the
+  // whole batch for contiguous inputs, one run per batch entry for attention's head-split
+  // views (heads step by head_dim inside a batch entry, batch entries by more).
+  const int64_t count = static_cast<int64_t>(a_offsets.size());
+  for (int64_t first = 0, last; first < count; first = last) {
+    const int64_t step_a = first + 1 < count ? a_offsets[first + 1] - a_offsets[first] : 0;
+    const int64_t step_b = first + 1 < count ? b_offsets[first + 1] - b_offsets[first] : 0;
+    for (last = first + 1; last < count && a_offsets[last] - a_offsets[last - 1] == step_a &&
+                           b_offsets[last] - b_offsets[last - 1] == step_b;
+         ++last) {
+    }
+    kernels::gemm_batched(out.device(), la.transposed, lb.transposed, m, n, k, alpha,
+                          la.tensor.data<float>() + a_offsets[first], la.leading, step_a,
+                          lb.tensor.data<float>() + b_offsets[first], lb.leading, step_b, 0.0f,
+                          out.data<float>() + first * m * n, n, m * n, last - first);
+  }
   return out;
 }
 
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b, float alpha) {
-  detail::check_float_input("matmul", "a", a, detail::Backends::CpuAndCuda);
-  detail::check_float_input("matmul", "b", b, detail::Backends::CpuAndCuda);
+  detail::check_float_input("matmul", "a", a);
+  detail::check_float_input("matmul", "b", b);
   check_same_device("matmul", a, b);
   const bool batched_b = b.dim() > 2;
   const bool shapes_ok = a.dim() >= 2 && b.dim() >= 2 &&
@@ -103,8 +114,8 @@ Tensor matmul(const Tensor& a, const Tensor& b, float alpha) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  detail::check_float_input("linear", "x", x, detail::Backends::CpuAndCuda);
-  detail::check_float_input("linear", "weight", weight, detail::Backends::CpuAndCuda);
+  detail::check_float_input("linear", "x", x);
+  detail::check_float_input("linear", "weight", weight);
   check_same_device("linear", x, weight);
   if (weight.dim() != 2 || x.dim() < 1 || x.shape().back() != weight.shape()[1])
     throw std::invalid_argument("linear: input " + shape_str(x.shape()) + " does not fit weight " +
@@ -113,7 +124,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   int64_t rows = 1;
   for (int64_t d = 0; d + 1 < x.dim(); ++d) rows *= x.shape()[d];
   if (bias.defined()) {
-    detail::check_float_input("linear", "bias", bias, detail::Backends::CpuAndCuda);
+    detail::check_float_input("linear", "bias", bias);
     check_same_device("linear", x, bias);
     if (bias.shape() != Shape{out_features})
       throw std::invalid_argument("linear: bias must be [" + std::to_string(out_features) + "], got " + shape_str(bias.shape()));

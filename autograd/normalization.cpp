@@ -1,11 +1,10 @@
 #include "autograd/normalization.h"
 
-#include <cmath>
 #include <stdexcept>
 
 #include "autograd/node.h"
 #include "autograd/op_support.h"
-#include "kernels/cpu/normalization.h"
+#include "kernels/dispatch.h"
 #include "tensor/factories.h"
 
 namespace minipipe {
@@ -29,17 +28,17 @@ Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, floa
   const Tensor input = x.contiguous(), g = gamma.contiguous(), b = beta.contiguous();
   Tensor out = empty(x.shape(), DType::Float32, x.device());
   Tensor mean = empty({rows}, DType::Float32, x.device()), rstd = empty({rows}, DType::Float32, x.device());
-  kernels::cpu::layer_norm_forward(input.data<float>(), g.data<float>(), b.data<float>(), out.data<float>(),
-                                   mean.data<float>(), rstd.data<float>(), rows, cols, eps);
+  kernels::layer_norm_forward(x.device(), input.data<float>(), g.data<float>(), b.data<float>(), out.data<float>(),
+                              mean.data<float>(), rstd.data<float>(), rows, cols, eps);
   if (!any_requires_grad({x, gamma, beta})) return out;
   const Tensor saved_x = input.detach(), saved_gamma = g.detach();
   return record("layer_norm", out, {x, gamma, beta}, [saved_x, saved_gamma, mean, rstd, rows, cols](const Tensor& grad) {
     const Tensor dy = grad.contiguous();
     Tensor dx = empty(saved_x.shape(), DType::Float32, dy.device());
     Tensor dgamma = zeros({cols}, DType::Float32, dy.device()), dbeta = zeros({cols}, DType::Float32, dy.device());
-    kernels::cpu::layer_norm_backward(saved_x.data<float>(), saved_gamma.data<float>(), mean.data<float>(),
-                                      rstd.data<float>(), dy.data<float>(), dx.data<float>(),
-                                      dgamma.data<float>(), dbeta.data<float>(), rows, cols);
+    kernels::layer_norm_backward(dy.device(), saved_x.data<float>(), saved_gamma.data<float>(), mean.data<float>(),
+                                 rstd.data<float>(), dy.data<float>(), dx.data<float>(), dgamma.data<float>(),
+                                 dbeta.data<float>(), rows, cols);
     return std::vector<Tensor>{dx, dgamma, dbeta};
   });
 }
@@ -59,29 +58,16 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, cons
                                 shape_str(x.shape()) + " (use a larger (micro-)batch, or eval mode)");
   const Tensor input = x.contiguous(), g = gamma.contiguous(), b = beta.contiguous();
   Tensor mean = empty({channels}, DType::Float32, x.device()), rstd = empty({channels}, DType::Float32, x.device());
-  float* mean_p = mean.data<float>();
-  float* rstd_p = rstd.data<float>();
-  float* running_mean_p = running_mean.data<float>();
-  float* running_var_p = running_var.data<float>();
-  if (training) {
-    Tensor variance = empty({channels}, DType::Float32, x.device());
-    kernels::cpu::batch_norm_statistics(input.data<float>(), mean_p, variance.data<float>(), n, channels, spatial);
-    const float count = static_cast<float>(n * spatial), unbias = count / (count - 1.0f);
-    for (int64_t c = 0; c < channels; ++c) {
-      const float var = variance.data<float>()[c];
-      rstd_p[c] = 1.0f / std::sqrt(var + eps);
-      running_mean_p[c] = (1.0f - momentum) * running_mean_p[c] + momentum * mean_p[c];
-      running_var_p[c] = (1.0f - momentum) * running_var_p[c] + momentum * var * unbias;
-    }
-  } else {
-    for (int64_t c = 0; c < channels; ++c) {
-      mean_p[c] = running_mean_p[c];
-      rstd_p[c] = 1.0f / std::sqrt(running_var_p[c] + eps);
-    }
-  }
+  if (training)
+    kernels::batch_norm_training_statistics(x.device(), input.data<float>(), mean.data<float>(), rstd.data<float>(),
+                                            running_mean.data<float>(), running_var.data<float>(), n, channels,
+                                            spatial, momentum, eps);
+  else
+    kernels::batch_norm_eval_statistics(x.device(), running_mean.data<float>(), running_var.data<float>(),
+                                        mean.data<float>(), rstd.data<float>(), channels, eps);
   Tensor out = empty(x.shape(), DType::Float32, x.device());
-  kernels::cpu::batch_norm_apply(input.data<float>(), mean_p, rstd_p, g.data<float>(), b.data<float>(),
-                                 out.data<float>(), n, channels, spatial);
+  kernels::batch_norm_apply(x.device(), input.data<float>(), mean.data<float>(), rstd.data<float>(), g.data<float>(),
+                            b.data<float>(), out.data<float>(), n, channels, spatial);
   if (!any_requires_grad({x, gamma, beta})) return out;
   const Tensor saved_x = input.detach(), saved_gamma = g.detach();
   return record("batch_norm", out, {x, gamma, beta},
@@ -89,9 +75,9 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, cons
     const Tensor dy = grad.contiguous();
     Tensor dx = empty(saved_x.shape(), DType::Float32, dy.device());
     Tensor dgamma = empty({channels}, DType::Float32, dy.device()), dbeta = empty({channels}, DType::Float32, dy.device());
-    kernels::cpu::batch_norm_backward(saved_x.data<float>(), dy.data<float>(), mean.data<float>(), rstd.data<float>(),
-                                      saved_gamma.data<float>(), dx.data<float>(), dgamma.data<float>(),
-                                      dbeta.data<float>(), n, channels, spatial, training);
+    kernels::batch_norm_backward(dy.device(), saved_x.data<float>(), dy.data<float>(), mean.data<float>(),
+                                 rstd.data<float>(), saved_gamma.data<float>(), dx.data<float>(), dgamma.data<float>(),
+                                 dbeta.data<float>(), n, channels, spatial, training);
     return std::vector<Tensor>{dx, dgamma, dbeta};
   });
 }

@@ -7,22 +7,18 @@
 
 namespace minipipe::detail {
 
-void check_kernels_available(const char* op, const Tensor& t, Backends backends) {
+void check_kernels_available(const char* op, const Tensor& t) {
   if (t.device().is_cpu()) return;
   if (!kernels::cuda_built())
     throw std::runtime_error(std::string(op) + ": no kernel for device " + t.device().str() +
                              " in this build (no CUDA backend: rebuild with -Dcuda=enabled on a machine with nvcc); "
                              "use device 'cpu'");
-  if (backends == Backends::CpuOnly)
-    throw std::runtime_error(std::string(op) + ": no CUDA kernel yet (so far the CUDA backend has elementwise "
-                             "arithmetic and activations, sum, softmax, log_softmax, cross_entropy, matmul, linear "
-                             "and attention); run this op on device 'cpu'");
 }
 
-void check_float_input(const char* op, const char* argument, const Tensor& t, Backends backends) {
+void check_float_input(const char* op, const char* argument, const Tensor& t) {
   check_defined(op, argument, t);
   check_dtype(op, argument, t, DType::Float32);
-  check_kernels_available(op, t, backends);
+  check_kernels_available(op, t);
 }
 
 Shape broadcast_strides(const Tensor& t, const Shape& shape) {

@@ -3,7 +3,7 @@
 #include <stdexcept>
 
 #include "autograd/op_support.h"
-#include "kernels/cpu/optimizer.h"
+#include "kernels/dispatch.h"
 
 namespace minipipe {
 
@@ -28,9 +28,9 @@ void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& momentum_b
   if (o.momentum != 0.0f) check_state("sgd_step_", "momentum_buffer", momentum_buffer, param);
   if (o.nesterov && (o.momentum <= 0.0f || o.dampening != 0.0f))
     throw std::invalid_argument("sgd_step_: Nesterov momentum needs momentum > 0 and dampening 0");
-  kernels::cpu::sgd_update(param.data<float>(), g.data<float>(),
-                           o.momentum != 0.0f ? momentum_buffer.data<float>() : nullptr, param.numel(),
-                           o.lr, o.momentum, o.dampening, o.weight_decay, o.nesterov, first_step);
+  kernels::sgd_update(param.device(), param.data<float>(), g.data<float>(),
+                      o.momentum != 0.0f ? momentum_buffer.data<float>() : nullptr, param.numel(), o.lr, o.momentum,
+                      o.dampening, o.weight_decay, o.nesterov, first_step);
 }
 
 void adamw_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
@@ -41,8 +41,8 @@ void adamw_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
   check_state("adamw_step_", "exp_avg", exp_avg, param);
   check_state("adamw_step_", "exp_avg_sq", exp_avg_sq, param);
   if (step < 1) throw std::invalid_argument("adamw_step_: step counts from 1, got " + std::to_string(step));
-  kernels::cpu::adamw_update(param.data<float>(), g.data<float>(), exp_avg.data<float>(), exp_avg_sq.data<float>(),
-                             param.numel(), o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, step);
+  kernels::adamw_update(param.device(), param.data<float>(), g.data<float>(), exp_avg.data<float>(),
+                        exp_avg_sq.data<float>(), param.numel(), o.lr, o.beta1, o.beta2, o.eps, o.weight_decay, step);
 }
 
 }  // namespace minipipe

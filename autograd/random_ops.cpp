@@ -4,7 +4,7 @@
 
 #include "autograd/node.h"
 #include "autograd/op_support.h"
-#include "kernels/cpu/gather.h"
+#include "kernels/dispatch.h"
 #include "tensor/factories.h"
 
 namespace minipipe {
@@ -16,11 +16,11 @@ Tensor dropout(const Tensor& x, float p, bool training, RandomKey key, int64_t e
   if (!training || p == 0.0f) return x;
   const Tensor input = x.contiguous();
   Tensor out = empty(x.shape(), DType::Float32, x.device());
-  kernels::cpu::dropout(input.data<float>(), out.data<float>(), x.numel(), p, key.seed, key.stream, element_offset);
+  kernels::dropout(out.device(), input.data<float>(), out.data<float>(), x.numel(), p, key.seed, key.stream, element_offset);
   return record("dropout", out, {x}, [p, key, element_offset](const Tensor& g) {
     const Tensor dy = g.contiguous();
     Tensor dx = empty(dy.shape(), DType::Float32, dy.device());
-    kernels::cpu::dropout(dy.data<float>(), dx.data<float>(), dy.numel(), p, key.seed, key.stream, element_offset);
+    kernels::dropout(dx.device(), dy.data<float>(), dx.data<float>(), dy.numel(), p, key.seed, key.stream, element_offset);
     return std::vector<Tensor>{dx};
   });
 }

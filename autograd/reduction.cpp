@@ -6,7 +6,6 @@
 #include "autograd/elementwise.h"
 #include "autograd/node.h"
 #include "autograd/op_support.h"
-#include "kernels/cpu/reduce.h"
 #include "kernels/dispatch.h"
 #include "tensor/factories.h"
 
@@ -66,14 +65,14 @@ Tensor max_one_dim(const Tensor& x, int dim) {
   if (split.reduce == 0) throw std::invalid_argument("max: cannot reduce an empty dim");
   Tensor out = empty(keepdim_shape(x.shape(), dim), DType::Float32, x.device());
   Tensor argmax = empty(out.shape(), DType::Int32, x.device());
-  kernels::cpu::max_dim(input.data<float>(), out.data<float>(), argmax.data<int32_t>(),
-                        split.outer, split.reduce, split.inner);
+  kernels::max_dim(x.device(), input.data<float>(), out.data<float>(), argmax.data<int32_t>(), split.outer,
+                   split.reduce, split.inner);
   const Shape input_shape = x.shape();
   return record("max", out, {x}, [argmax, input_shape, split](const Tensor& g) {
     const Tensor dy = g.contiguous();
     Tensor dx = empty(input_shape, DType::Float32, dy.device());
-    kernels::cpu::max_dim_backward(dy.data<float>(), argmax.data<int32_t>(), dx.data<float>(),
-                                   split.outer, split.reduce, split.inner);
+    kernels::max_dim_backward(dy.device(), dy.data<float>(), argmax.data<int32_t>(), dx.data<float>(), split.outer,
+                              split.reduce, split.inner);
     return std::vector<Tensor>{dx};
   });
 }
@@ -82,8 +81,8 @@ Tensor max_one_dim(const Tensor& x, int dim) {
 // dims, then drops them if asked. The per-dim steps compose their gradients.
 template <class ReduceOne>
 Tensor reduce_dims(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim,
-                   const char* op, ReduceOne reduce_one, detail::Backends backends) {
-  detail::check_float_input(op, "x", x, backends);
+                   const char* op, ReduceOne reduce_one) {
+  detail::check_float_input(op, "x", x);
   const std::vector<int> sorted = normalize_dims(dims, x.dim(), op);
   Tensor out = x;
   for (auto it = sorted.rbegin(); it != sorted.rend(); ++it) out = reduce_one(out, *it);
@@ -99,13 +98,13 @@ std::vector<int64_t> all_dims(const Tensor& x) {
 }  // namespace
 
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
-  return reduce_dims(x, dims, keepdim, "sum", sum_one_dim, detail::Backends::CpuAndCuda);
+  return reduce_dims(x, dims, keepdim, "sum", sum_one_dim);
 }
 
 Tensor sum(const Tensor& x) { return sum(x, all_dims(x)); }
 
 Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
-  detail::check_float_input("mean", "x", x, detail::Backends::CpuAndCuda);
+  detail::check_float_input("mean", "x", x);
   int64_t count = 1;
   for (int d : normalize_dims(dims, x.dim(), "mean")) count *= x.shape()[d];
   if (count == 0) throw std::invalid_argument("mean: reducing over an empty dim of shape " + shape_str(x.shape()));
@@ -115,7 +114,7 @@ Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
 Tensor mean(const Tensor& x) { return mean(x, all_dims(x)); }
 
 Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
-  return reduce_dims(x, dims, keepdim, "max", max_one_dim, detail::Backends::CpuOnly);
+  return reduce_dims(x, dims, keepdim, "max", max_one_dim);
 }
 
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
@@ -125,8 +124,8 @@ Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
   const Split3 split(x.shape(), d);
   Tensor values = empty(keepdim_shape(x.shape(), d), DType::Float32, x.device());
   Tensor indices = empty(values.shape(), DType::Int32, x.device());
-  kernels::cpu::max_dim(input.data<float>(), values.data<float>(), indices.data<int32_t>(),
-                        split.outer, split.reduce, split.inner);
+  kernels::max_dim(x.device(), input.data<float>(), values.data<float>(), indices.data<int32_t>(), split.outer,
+                   split.reduce, split.inner);
   return keepdim ? indices : indices.detach().reshape(reduced_shape(x.shape(), {d}, false));
 }
 

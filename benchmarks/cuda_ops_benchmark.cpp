@@ -1,24 +1,29 @@
 // CUDA op benchmark: per op and size, the median time of several repeats (CUDA events on the
-// current stream), the achieved GB/s (memory-bound ops) or TFLOP/s (GEMM), and the fraction
-// of a reference measured in the same run: for memory-bound ops the device's copy bandwidth
-// (a contiguous clone of the same tensor), for GEMM a direct cuBLAS call on the same
-// operands. Targets (the CUDA backend issue): >= 70% of copy bandwidth on large tensors,
-// GEMM within 5% of cuBLAS.
+// current stream), the achieved GB/s (memory-bound ops) or TFLOP/s (GEMM, convolution), and
+// the fraction of a reference measured in the same run: for memory-bound ops the device's copy
+// bandwidth (a contiguous clone of the same tensor), for GEMM a direct cuBLAS call on the same
+// operands, for convolution a direct cuBLAS call of its im2col GEMM alone (so the fraction
+// shows what im2col and the layout copies cost). Targets (the CUDA backend issue): >= 70% of
+// copy bandwidth on large tensors, GEMM within 5% of cuBLAS.
 //
 //   cuda_ops_benchmark [--repeats N] [--quick] [--json FILE] [--filter TEXT] [--device I]
 #include <CLI/CLI.hpp>
 #include <cublas_v2.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <fstream>
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "autograd/convolution.h"
 #include "autograd/elementwise.h"
 #include "autograd/matmul.h"
 #include "autograd/node.h"
+#include "autograd/normalization.h"
+#include "autograd/optimizer_steps.h"
 #include "autograd/reduction.h"
 #include "autograd/softmax.h"
 #include "kernels/cuda/runtime.h"
@@ -92,6 +97,8 @@ int main(int argc, char** argv) {
                                           : std::vector<Shape>{{4096, 1024}, {16384, 4096}, {65536, 4096}};
   for (const Shape& shape : shapes) {
     const Tensor x = randn(shape, g).to(gpu), y = randn(shape, g).to(gpu), bias = randn({shape[1]}, g).to(gpu);
+    const Tensor gamma = randn({shape[1]}, g).to(gpu), m = zeros(shape, DType::Float32, gpu),
+                 v = zeros(shape, DType::Float32, gpu);
     const int64_t n = x.numel(), classes = shape[1];
     const Tensor targets = randint(0, static_cast<int32_t>(classes), {shape[0]}, g).to(gpu);
     const double copy_ms = median_ms(repeats, [&] { x.clone(); });
@@ -108,6 +115,9 @@ int main(int argc, char** argv) {
     memory_row("softmax", 2.0 * n * 4, [&] { softmax(x); });
     memory_row("sum (rows)", 1.0 * n * 4, [&] { sum(x, {1}); });
     memory_row("cross_entropy", 1.0 * n * 4, [&] { cross_entropy(x, targets); });
+    memory_row("layer_norm", 2.0 * n * 4, [&] { layer_norm(x, gamma, bias); });
+    // Reads parameter, gradient and both moments; writes parameter and moments.
+    memory_row("adamw step", 7.0 * n * 4, [&] { adamw_step_(x, y, m, v, {}, 1); });
   }
 
   // GEMM against cuBLAS called directly on the same operands (row-major C = A B).
@@ -129,6 +139,45 @@ int main(int argc, char** argv) {
     const double flops = 2.0 * n * n * n;
     rows.push_back({"matmul", dims({n, n, n}), ours, flops / (ours * 1e-3) / 1e12, "TFLOP/s",
                     flops / (direct * 1e-3) / 1e12, "cuBLAS"});
+  }
+  // Attention's batched GEMM (batch x heads matrices of [T, d] @ [d, T]) against one
+  // cublasSgemmStridedBatched call.
+  for (const auto& [batch, tokens, head_dim] : quick ? std::vector<std::array<int64_t, 3>>{{4, 64, 16}}
+                                                      : std::vector<std::array<int64_t, 3>>{{96, 512, 64}, {48, 1024, 128}}) {
+    if (!wanted("matmul (batched)")) break;
+    const Tensor q = randn({batch, tokens, head_dim}, g).to(gpu), k = randn({batch, head_dim, tokens}, g).to(gpu);
+    Tensor scores = empty({batch, tokens, tokens}, DType::Float32, gpu);
+    const float alpha = 1.0f, beta = 0.0f;
+    const int t = static_cast<int>(tokens), d = static_cast<int>(head_dim);
+    const double ours = median_ms(repeats, [&] { matmul(q, k); });
+    const double direct = median_ms(repeats, [&] {
+      cublasSgemmStridedBatched(handle, CUBLAS_OP_N, CUBLAS_OP_N, t, t, d, &alpha, k.data<float>(), t,
+                                int64_t{d} * t, q.data<float>(), d, int64_t{t} * d, &beta, scores.data<float>(), t,
+                                int64_t{t} * t, static_cast<int>(batch));
+    });
+    const double flops = 2.0 * batch * tokens * tokens * head_dim;
+    rows.push_back({"matmul (batched)", dims({batch, tokens, head_dim, tokens}), ours, flops / (ours * 1e-3) / 1e12,
+                    "TFLOP/s", flops / (direct * 1e-3) / 1e12, "cuBLAS"});
+  }
+
+  // conv2d, 3x3 with padding 1, NCHW [n, c, s, s] with c output channels.
+  for (const auto& [n, c, side] : quick ? std::vector<std::array<int64_t, 3>>{{2, 8, 12}}
+                                         : std::vector<std::array<int64_t, 3>>{{64, 64, 56}, {64, 256, 14}}) {
+    if (!wanted("conv2d")) break;
+    const Tensor x = randn({n, c, side, side}, g).to(gpu), w = randn({c, c, 3, 3}, g).to(gpu);
+    const int64_t patch = c * 9, width = n * side * side;
+    const Tensor columns = randn({patch, width}, g).to(gpu);
+    Tensor out = empty({c, width}, DType::Float32, gpu);
+    const float alpha = 1.0f, beta = 0.0f;
+    const double ours = median_ms(repeats, [&] { conv2d(x, w, Tensor(), 1, 1); });
+    const double direct = median_ms(repeats, [&] {
+      cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(width), static_cast<int>(c),
+                  static_cast<int>(patch), &alpha, columns.data<float>(), static_cast<int>(width), w.data<float>(),
+                  static_cast<int>(patch), &beta, out.data<float>(), static_cast<int>(width));
+    });
+    const double flops = 2.0 * c * width * patch;
+    rows.push_back({"conv2d 3x3", dims({n, c, side, side}), ours, flops / (ours * 1e-3) / 1e12, "TFLOP/s",
+                    flops / (direct * 1e-3) / 1e12, "GEMM"});
   }
   cublasDestroy(handle);
 

@@ -4,13 +4,20 @@
 
 #include <stdexcept>
 
+#include "kernels/cpu/convolution.h"
 #include "kernels/cpu/gather.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/normalization.h"
+#include "kernels/cpu/optimizer.h"
 #include "kernels/cpu/reduce.h"
 #include "kernels/cpu/softmax.h"
 #if MINIPIPE_HAS_CUDA
+#include "kernels/cuda/convolution.h"
 #include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/gather.h"
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/normalization.h"
+#include "kernels/cuda/optimizer.h"
 #include "kernels/cuda/reduce.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/cuda/softmax.h"
@@ -117,6 +124,150 @@ void gemm(const Device& device, bool trans_a, bool trans_b, int64_t m, int64_t n
           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   MINIPIPE_DISPATCH(device, cpu::gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc),
                     cuda::gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, stream));
+}
+
+void gemm_batched(const Device& device, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                  const float* a, int64_t lda, int64_t stride_a, const float* b, int64_t ldb, int64_t stride_b,
+                  float beta, float* c, int64_t ldc, int64_t stride_c, int64_t batch) {
+  MINIPIPE_DISPATCH(device,
+                    for (int64_t i = 0; i < batch; ++i) cpu::gemm(trans_a, trans_b, m, n, k, alpha, a + i * stride_a,
+                                                                  lda, b + i * stride_b, ldb, beta, c + i * stride_c, ldc),
+                    cuda::gemm_batched(trans_a, trans_b, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c,
+                                       ldc, stride_c, batch, stream));
+}
+
+void max_dim(const Device& device, const float* x, float* out, int32_t* argmax, int64_t outer, int64_t reduce,
+             int64_t inner) {
+  MINIPIPE_DISPATCH(device, cpu::max_dim(x, out, argmax, outer, reduce, inner),
+                    cuda::max_dim(x, out, argmax, outer, reduce, inner, stream));
+}
+
+void max_dim_backward(const Device& device, const float* dy, const int32_t* argmax, float* dx, int64_t outer,
+                      int64_t reduce, int64_t inner) {
+  MINIPIPE_DISPATCH(device, cpu::max_dim_backward(dy, argmax, dx, outer, reduce, inner),
+                    cuda::max_dim_backward(dy, argmax, dx, outer, reduce, inner, stream));
+}
+
+void embedding_forward(const Device& device, const float* weight, const int32_t* indices, float* out, int64_t count,
+                       int64_t dim) {
+  MINIPIPE_DISPATCH(device, cpu::embedding_forward(weight, indices, out, count, dim),
+                    cuda::embedding_forward(weight, indices, out, count, dim, stream));
+}
+
+void embedding_backward(const Device& device, const float* dout, const int32_t* indices, float* dweight,
+                        int64_t count, int64_t dim) {
+  MINIPIPE_DISPATCH(device, cpu::embedding_backward(dout, indices, dweight, count, dim),
+                    cuda::embedding_backward(dout, indices, dweight, count, dim, stream));
+}
+
+void dropout(const Device& device, const float* x, float* y, int64_t n, float p, uint64_t seed, uint64_t stream_id,
+             int64_t element_offset) {
+  MINIPIPE_DISPATCH(device, cpu::dropout(x, y, n, p, seed, stream_id, element_offset),
+                    cuda::dropout(x, y, n, p, seed, stream_id, element_offset, stream));
+}
+
+void layer_norm_forward(const Device& device, const float* x, const float* gamma, const float* beta, float* y,
+                        float* mean, float* rstd, int64_t rows, int64_t cols, float eps) {
+  MINIPIPE_DISPATCH(device, cpu::layer_norm_forward(x, gamma, beta, y, mean, rstd, rows, cols, eps),
+                    cuda::layer_norm_forward(x, gamma, beta, y, mean, rstd, rows, cols, eps, stream));
+}
+
+void layer_norm_backward(const Device& device, const float* x, const float* gamma, const float* mean,
+                         const float* rstd, const float* dy, float* dx, float* dgamma, float* dbeta, int64_t rows,
+                         int64_t cols) {
+  MINIPIPE_DISPATCH(device, cpu::layer_norm_backward(x, gamma, mean, rstd, dy, dx, dgamma, dbeta, rows, cols),
+                    cuda::layer_norm_backward(x, gamma, mean, rstd, dy, dx, dgamma, dbeta, rows, cols, stream));
+}
+
+void batch_norm_training_statistics(const Device& device, const float* x, float* mean, float* rstd,
+                                    float* running_mean, float* running_var, int64_t n, int64_t channels,
+                                    int64_t spatial, float momentum, float eps) {
+  MINIPIPE_DISPATCH(device,
+                    cpu::batch_norm_training_statistics(x, mean, rstd, running_mean, running_var, n, channels,
+                                                        spatial, momentum, eps),
+                    cuda::batch_norm_training_statistics(x, mean, rstd, running_mean, running_var, n, channels,
+                                                         spatial, momentum, eps, stream));
+}
+
+void batch_norm_eval_statistics(const Device& device, const float* running_mean, const float* running_var,
+                                float* mean, float* rstd, int64_t channels, float eps) {
+  MINIPIPE_DISPATCH(device, cpu::batch_norm_eval_statistics(running_mean, running_var, mean, rstd, channels, eps),
+                    cuda::batch_norm_eval_statistics(running_mean, running_var, mean, rstd, channels, eps, stream));
+}
+
+void batch_norm_apply(const Device& device, const float* x, const float* mean, const float* rstd, const float* gamma,
+                      const float* beta, float* y, int64_t n, int64_t channels, int64_t spatial) {
+  MINIPIPE_DISPATCH(device, cpu::batch_norm_apply(x, mean, rstd, gamma, beta, y, n, channels, spatial),
+                    cuda::batch_norm_apply(x, mean, rstd, gamma, beta, y, n, channels, spatial, stream));
+}
+
+void batch_norm_backward(const Device& device, const float* x, const float* dy, const float* mean,
+                         const float* rstd, const float* gamma, float* dx, float* dgamma, float* dbeta, int64_t n,
+                         int64_t channels, int64_t spatial, bool batch_statistics) {
+  MINIPIPE_DISPATCH(device,
+                    cpu::batch_norm_backward(x, dy, mean, rstd, gamma, dx, dgamma, dbeta, n, channels, spatial,
+                                             batch_statistics),
+                    cuda::batch_norm_backward(x, dy, mean, rstd, gamma, dx, dgamma, dbeta, n, channels, spatial,
+                                              batch_statistics, stream));
+}
+
+void im2col(const Device& device, const float* images, int64_t count, float* columns, int64_t channels, int64_t h,
+            int64_t w, const Window2d& window) {
+  const int64_t pixels = window.out_size_h(h) * window.out_size_w(w), image = channels * h * w;
+  MINIPIPE_DISPATCH(device,
+                    for (int64_t j = 0; j < count; ++j) cpu::im2col(images + j * image, columns + j * pixels,
+                                                                    count * pixels, channels, h, w, window),
+                    cuda::im2col(images, count, columns, channels, h, w, window, stream));
+}
+
+void col2im_add(const Device& device, float* columns, int64_t count, float* images, int64_t channels, int64_t h,
+                int64_t w, const Window2d& window) {
+  const int64_t pixels = window.out_size_h(h) * window.out_size_w(w), image = channels * h * w;
+  MINIPIPE_DISPATCH(device,
+                    for (int64_t j = 0; j < count; ++j) cpu::col2im_add(columns + j * pixels, count * pixels,
+                                                                        images + j * image, channels, h, w, window),
+                    cuda::col2im_add(columns, count, images, channels, h, w, window, stream));
+}
+
+void max_pool2d_forward(const Device& device, const float* x, float* y, int32_t* argmax, int64_t planes, int64_t h,
+                        int64_t w, const Window2d& window) {
+  MINIPIPE_DISPATCH(device, cpu::max_pool2d_forward(x, y, argmax, planes, h, w, window),
+                    cuda::max_pool2d_forward(x, y, argmax, planes, h, w, window, stream));
+}
+
+void max_pool2d_backward(const Device& device, const float* dy, const int32_t* argmax, float* dx, int64_t planes,
+                         int64_t h, int64_t w, const Window2d& window) {
+  MINIPIPE_DISPATCH(device, cpu::max_pool2d_backward(dy, argmax, dx, planes, h, w, window),
+                    cuda::max_pool2d_backward(dy, argmax, dx, planes, h, w, window, stream));
+}
+
+void avg_pool2d_forward(const Device& device, const float* x, float* y, int64_t planes, int64_t h, int64_t w,
+                        const Window2d& window) {
+  MINIPIPE_DISPATCH(device, cpu::avg_pool2d_forward(x, y, planes, h, w, window),
+                    cuda::avg_pool2d_forward(x, y, planes, h, w, window, stream));
+}
+
+void avg_pool2d_backward(const Device& device, const float* dy, float* dx, int64_t planes, int64_t h, int64_t w,
+                         const Window2d& window) {
+  MINIPIPE_DISPATCH(device, cpu::avg_pool2d_backward(dy, dx, planes, h, w, window),
+                    cuda::avg_pool2d_backward(dy, dx, planes, h, w, window, stream));
+}
+
+void sgd_update(const Device& device, float* param, const float* grad, float* momentum_buffer, int64_t n, float lr,
+                float momentum, float dampening, float weight_decay, bool nesterov, bool first_step) {
+  MINIPIPE_DISPATCH(device,
+                    cpu::sgd_update(param, grad, momentum_buffer, n, lr, momentum, dampening, weight_decay, nesterov,
+                                    first_step),
+                    cuda::sgd_update(param, grad, momentum_buffer, n, lr, momentum, dampening, weight_decay, nesterov,
+                                     first_step, stream));
+}
+
+void adamw_update(const Device& device, float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
+                  int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay, int64_t step) {
+  MINIPIPE_DISPATCH(device,
+                    cpu::adamw_update(param, grad, exp_avg, exp_avg_sq, n, lr, beta1, beta2, eps, weight_decay, step),
+                    cuda::adamw_update(param, grad, exp_avg, exp_avg_sq, n, lr, beta1, beta2, eps, weight_decay, step,
+                                       stream));
 }
 
 }  // namespace minipipe::kernels

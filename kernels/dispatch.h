@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "kernels/cpu/elementwise.h"
+#include "kernels/window2d.h"
 #include "tensor/device.h"
 
 namespace minipipe::kernels {
@@ -43,5 +44,59 @@ void cross_entropy_backward(const Device& device, const float* logits, const int
 
 void gemm(const Device& device, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+// `batch` GEMMs, matrix i at a + i * stride_a, b + i * stride_b and c + i * stride_c: one
+// cuBLAS call on a GPU (a loop on the CPU).
+void gemm_batched(const Device& device, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                  const float* a, int64_t lda, int64_t stride_a, const float* b, int64_t ldb, int64_t stride_b,
+                  float beta, float* c, int64_t ldc, int64_t stride_c, int64_t batch);
+
+void max_dim(const Device& device, const float* x, float* out, int32_t* argmax, int64_t outer, int64_t reduce,
+             int64_t inner);
+void max_dim_backward(const Device& device, const float* dy, const int32_t* argmax, float* dx, int64_t outer,
+                      int64_t reduce, int64_t inner);
+
+void embedding_forward(const Device& device, const float* weight, const int32_t* indices, float* out, int64_t count,
+                       int64_t dim);
+void embedding_backward(const Device& device, const float* dout, const int32_t* indices, float* dweight,
+                        int64_t count, int64_t dim);
+void dropout(const Device& device, const float* x, float* y, int64_t n, float p, uint64_t seed, uint64_t stream_id,
+             int64_t element_offset);
+
+void layer_norm_forward(const Device& device, const float* x, const float* gamma, const float* beta, float* y,
+                        float* mean, float* rstd, int64_t rows, int64_t cols, float eps);
+void layer_norm_backward(const Device& device, const float* x, const float* gamma, const float* mean,
+                         const float* rstd, const float* dy, float* dx, float* dgamma, float* dbeta, int64_t rows,
+                         int64_t cols);
+void batch_norm_training_statistics(const Device& device, const float* x, float* mean, float* rstd,
+                                    float* running_mean, float* running_var, int64_t n, int64_t channels,
+                                    int64_t spatial, float momentum, float eps);
+void batch_norm_eval_statistics(const Device& device, const float* running_mean, const float* running_var,
+                                float* mean, float* rstd, int64_t channels, float eps);
+void batch_norm_apply(const Device& device, const float* x, const float* mean, const float* rstd, const float* gamma,
+                      const float* beta, float* y, int64_t n, int64_t channels, int64_t spatial);
+void batch_norm_backward(const Device& device, const float* x, const float* dy, const float* mean,
+                         const float* rstd, const float* gamma, float* dx, float* dgamma, float* dbeta, int64_t n,
+                         int64_t channels, int64_t spatial, bool batch_statistics);
+
+// im2col of `count` images [count, channels, h, w] side by side: image j's columns start at
+// column j * pixels of columns [channels * kh * kw, count * pixels].
+void im2col(const Device& device, const float* images, int64_t count, float* columns, int64_t channels, int64_t h,
+            int64_t w, const Window2d& window);
+// images += col2im(columns), the adjoint of im2col above. `columns` may be overwritten.
+void col2im_add(const Device& device, float* columns, int64_t count, float* images, int64_t channels, int64_t h,
+                int64_t w, const Window2d& window);
+void max_pool2d_forward(const Device& device, const float* x, float* y, int32_t* argmax, int64_t planes, int64_t h,
+                        int64_t w, const Window2d& window);
+void max_pool2d_backward(const Device& device, const float* dy, const int32_t* argmax, float* dx, int64_t planes,
+                         int64_t h, int64_t w, const Window2d& window);
+void avg_pool2d_forward(const Device& device, const float* x, float* y, int64_t planes, int64_t h, int64_t w,
+                        const Window2d& window);
+void avg_pool2d_backward(const Device& device, const float* dy, float* dx, int64_t planes, int64_t h, int64_t w,
+                         const Window2d& window);
+
+void sgd_update(const Device& device, float* param, const float* grad, float* momentum_buffer, int64_t n, float lr,
+                float momentum, float dampening, float weight_decay, bool nesterov, bool first_step);
+void adamw_update(const Device& device, float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
+                  int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay, int64_t step);
 
 }  // namespace minipipe::kernels

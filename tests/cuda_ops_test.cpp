@@ -5,17 +5,24 @@
 // GPU. Without a GPU every test skips, saying why.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "autograd/attention.h"
+#include "autograd/convolution.h"
 #include "autograd/elementwise.h"
+#include "autograd/embedding.h"
 #include "autograd/matmul.h"
+#include "autograd/normalization.h"
+#include "autograd/optimizer_steps.h"
+#include "autograd/random_ops.h"
 #include "autograd/reduction.h"
+#include "autograd/shape_ops.h"
 #include "autograd/softmax.h"
-#include "kernels/cuda/runtime.h"
 #include "tensor/factories.h"
+#include "gpu_test_support.h"
 #include "test_helpers.h"
 
 namespace minipipe {
@@ -25,15 +32,8 @@ using testing::expect_same_values;
 using Inputs = std::vector<Tensor>;
 using Function = std::function<Tensor(const Inputs&)>;
 
-const Device kGpu = Device::cuda(0);
-
-class CudaOps : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::string why_not;
-    if (kernels::cuda::device_count(&why_not) == 0) GTEST_SKIP() << "no GPU here: " << why_not;
-  }
-};
+using testing::kGpu;
+using CudaOps = testing::OnGpu;
 
 // Runs f on CPU leaves and on GPU copies of them; the outputs, and the gradients of
 // sum(f(x) * w) for a random w, must agree within atol + rtol |cpu|.
@@ -65,6 +65,13 @@ Function on_gpu(const Function& f) {
     for (const Tensor& t : x) moved.push_back(t.to(kGpu));
     return f(moved).to(Device::cpu());
   };
+}
+
+// Values on a grid of 0.5, so that equal values (ties for max and argmax) are common.
+Tensor round_to_halves(const Tensor& x) {
+  std::vector<float> values = x.to_vector<float>();
+  for (float& v : values) v = std::round(v * 2.0f) / 2.0f;
+  return from_vector(values, x.shape());
 }
 
 Tensor leaf(const Shape& shape, uint64_t seed) {
@@ -180,8 +187,146 @@ TEST_F(CudaOps, GradcheckRunsOnTheGpu) {
                    (Inputs{leaf({2, 5}, 15), leaf({5}, 16)}));
 }
 
-TEST_F(CudaOps, OpsWithoutCudaKernelsSayWhich) {
-  EXPECT_THROW_WITH(max(empty({2, 3}, DType::Float32, kGpu), {1}), "max", "no CUDA kernel yet", "'cpu'");
+TEST_F(CudaOps, MaxAndArgmaxMatchTheCpu) {
+  Generator g(8);
+  // Rounded values, so that ties are common: both devices must pick the first maximum.
+  const Tensor x = round_to_halves(randn({7, 33, 5}, g, 0.0f, 2.0f));
+  expect_cuda_matches_cpu([](const Inputs& in) { return max(in[0], {1}); }, {x});
+  expect_cuda_matches_cpu([](const Inputs& in) { return max(in[0], {0, 2}, true); }, {x});
+  expect_cuda_matches_cpu([](const Inputs& in) { return max(in[0].transpose(0, 1), {2}); }, {x});
+  for (int64_t dim : {0, 1, 2}) {
+    SCOPED_TRACE("argmax over dim " + std::to_string(dim));
+    EXPECT_EQ(argmax(x.to(kGpu), dim).to(Device::cpu()).to_vector<int32_t>(), argmax(x, dim).to_vector<int32_t>());
+  }
+}
+
+TEST_F(CudaOps, EmbeddingMatchesTheCpu) {
+  Generator g(9);
+  // 41 x 3 lookups into 50 rows repeat rows, whose gradients must accumulate.
+  const Tensor indices = randint(0, 50, {3, 41}, g);
+  for (int64_t dim : {1, 37, 300}) {
+    SCOPED_TRACE("dim " + std::to_string(dim));
+    expect_cuda_matches_cpu([indices](const Inputs& in) { return embedding(in[0], indices.to(in[0].device())); },
+                            {randn({50, dim}, g)});
+  }
+  Tensor bad = randint(0, 50, {6}, g);
+  bad.data<int32_t>()[4] = 50;
+  EXPECT_THROW_WITH(embedding(randn({50, 8}, g).to(kGpu), bad.to(kGpu)), "index 50", "position 4");
+}
+
+TEST_F(CudaOps, DropoutDrawsTheCpuMask) {
+  Generator g(10);
+  // Element offsets and lengths that are not multiples of Philox's 4-word blocks.
+  for (int64_t offset : {0, 3, 1001}) {
+    SCOPED_TRACE("offset " + std::to_string(offset));
+    const RandomKey key{1234, 77};
+    const Tensor x = randn({13, 7, 3}, g);
+    expect_cuda_matches_cpu([key, offset](const Inputs& in) { return dropout(in[0], 0.3f, true, key, offset); }, {x},
+                            0.0f, 0.0f);
+  }
+}
+
+TEST_F(CudaOps, LayerNormMatchesTheCpu) {
+  Generator g(11);
+  // One column, a part-filled warp, rows longer than a block, more rows than one slab of 64.
+  for (const Shape& shape : {Shape{6, 1}, Shape{4, 3, 37}, Shape{5, 3001}, Shape{150, 20}}) {
+    SCOPED_TRACE(shape_str(shape));
+    const int64_t cols = shape.back();
+    expect_cuda_matches_cpu([](const Inputs& in) { return layer_norm(in[0], in[1], in[2]); },
+                            {randn(shape, g, 1.0f, 2.0f), randn({cols}, g), randn({cols}, g)}, 1e-4f, 1e-4f);
+  }
+  expect_cuda_matches_cpu([](const Inputs& in) { return layer_norm(in[0].transpose(0, 1), in[1], in[2]); },
+                          {randn({7, 33}, g), randn({7}, g), randn({7}, g)}, 1e-4f, 1e-4f);
+}
+
+TEST_F(CudaOps, BatchNormMatchesTheCpu) {
+  Generator g(12);
+  for (const Shape& shape : {Shape{9, 4}, Shape{7, 5, 3, 11}, Shape{2, 3, 40, 40}}) {
+    for (bool training : {true, false}) {
+      SCOPED_TRACE(shape_str(shape) + (training ? " training" : " eval"));
+      const int64_t channels = shape[1];
+      const Tensor running_mean = randn({channels}, g), running_var = rand({channels}, g, 0.5f, 2.0f);
+      // Each device's call updates its own copy of the running statistics; they must agree.
+      std::vector<Tensor> updated;
+      expect_cuda_matches_cpu(
+          [&](const Inputs& in) {
+            const Tensor mean = running_mean.to(in[0].device()).clone(), var = running_var.to(in[0].device()).clone();
+            updated.push_back(mean);
+            updated.push_back(var);
+            return batch_norm(in[0], in[1], in[2], mean, var, training, 0.1f, 1e-5f);
+          },
+          {randn(shape, g, 0.5f, 3.0f), randn({channels}, g), randn({channels}, g)}, 1e-4f, 1e-4f);
+      ASSERT_EQ(updated.size(), 4u);
+      expect_same_values(updated[2].to(Device::cpu()), updated[0], 1e-5f, 1e-4f);
+      expect_same_values(updated[3].to(Device::cpu()), updated[1], 1e-5f, 1e-4f);
+    }
+  }
+}
+
+TEST_F(CudaOps, ConvolutionMatchesTheCpu) {
+  Generator g(13);
+  const Tensor x = randn({3, 5, 9, 11}, g);
+  // 3x3 pad 1 (the CPU computes dx as a convolution, the GPU by col2im: two different
+  // routes), stride 2 with a 3x2 kernel, 1x1, and a kernel as large as the padded image.
+  expect_cuda_matches_cpu([](const Inputs& in) { return conv2d(in[0], in[1], in[2], 1, 1); },
+                          {x, randn({7, 5, 3, 3}, g), randn({7}, g)}, 1e-4f, 1e-4f);
+  expect_cuda_matches_cpu([](const Inputs& in) { return conv2d(in[0], in[1], Tensor(), {2, 3}, {1, 0}); },
+                          {x, randn({4, 5, 3, 2}, g)}, 1e-4f, 1e-4f);
+  expect_cuda_matches_cpu([](const Inputs& in) { return conv2d(in[0], in[1], in[2], 2); },
+                          {x, randn({6, 5, 1, 1}, g), randn({6}, g)}, 1e-4f, 1e-4f);
+  expect_cuda_matches_cpu([](const Inputs& in) { return conv2d(in[0].transpose(2, 3), in[1], Tensor(), 1, 2); },
+                          {x, randn({2, 5, 15, 13}, g)}, 1e-4f, 1e-4f);
+}
+
+TEST_F(CudaOps, PoolingMatchesTheCpu) {
+  Generator g(14);
+  const Tensor x = round_to_halves(randn({2, 3, 9, 11}, g, 0.0f, 2.0f));  // ties within windows
+  expect_cuda_matches_cpu([](const Inputs& in) { return max_pool2d(in[0], 2, 2); }, {x});
+  expect_cuda_matches_cpu([](const Inputs& in) { return max_pool2d(in[0], 3, {2, 1}, 1); }, {x});  // overlapping
+  expect_cuda_matches_cpu([](const Inputs& in) { return avg_pool2d(in[0], 2, 2); }, {x});
+  expect_cuda_matches_cpu([](const Inputs& in) { return avg_pool2d(in[0], {3, 2}, 1, 1); }, {x});
+}
+
+TEST_F(CudaOps, ConcatAndSplitMatchTheCpu) {
+  Generator g(15);
+  expect_cuda_matches_cpu([](const Inputs& in) { return concat({in[0], in[1].transpose(0, 1), in[2]}, 1); },
+                          {randn({4, 3, 5}, g), randn({1, 4, 5}, g), randn({4, 7, 5}, g)});
+  expect_cuda_matches_cpu(
+      [](const Inputs& in) {
+        const std::vector<Tensor> parts = split(in[0], {2, 1, 4}, 2);
+        return add(mul(parts[0], parts[0]), parts[2].narrow(2, 1, 2));
+      },
+      {randn({3, 5, 7}, g)});
+}
+
+TEST_F(CudaOps, OptimizerStepsMatchTheCpu) {
+  Generator g(16);
+  const Tensor start = randn({1027}, g);
+  const std::vector<Tensor> grads{randn({1027}, g), randn({1027}, g), randn({1027}, g)};
+  const SgdOptions sgd{.lr = 0.1f, .momentum = 0.9f, .weight_decay = 0.01f, .nesterov = true};
+  const AdamWOptions adamw{.lr = 0.01f, .weight_decay = 0.1f};
+  std::vector<Tensor> sgd_params, adamw_params;
+  for (const Device& device : {Device::cpu(), kGpu}) {
+    const Tensor p = start.to(device).clone(), buffer = zeros({1027}, DType::Float32, device);
+    const Tensor q = start.to(device).clone(), m = zeros({1027}, DType::Float32, device),
+                 v = zeros({1027}, DType::Float32, device);
+    for (size_t step = 0; step < grads.size(); ++step) {
+      sgd_step_(p, grads[step].to(device), buffer, sgd, step == 0);
+      adamw_step_(q, grads[step].to(device), m, v, adamw, static_cast<int64_t>(step) + 1);
+    }
+    sgd_params.push_back(p.to(Device::cpu()));
+    adamw_params.push_back(q.to(Device::cpu()));
+  }
+  expect_same_values(sgd_params[1], sgd_params[0], 1e-6f, 1e-5f);
+  expect_same_values(adamw_params[1], adamw_params[0], 1e-6f, 1e-5f);
+}
+
+TEST_F(CudaOps, GradcheckRunsOnTheGpuThroughNormalizationAndConvolution) {
+  EXPECT_GRADCHECK(on_gpu([](const Inputs& x) { return layer_norm(x[0], x[1], x[2]); }),
+                   (Inputs{leaf({3, 7}, 21), leaf({7}, 22), leaf({7}, 23)}));
+  EXPECT_GRADCHECK(on_gpu([](const Inputs& x) { return conv2d(x[0], x[1], x[2], 2, 1); }),
+                   (Inputs{leaf({2, 2, 5, 4}, 24), leaf({3, 2, 3, 3}, 25), leaf({3}, 26)}));
+  EXPECT_GRADCHECK(on_gpu([](const Inputs& x) { return avg_pool2d(x[0], 2, 1); }), (Inputs{leaf({1, 2, 4, 5}, 27)}));
 }
 
 }  // namespace

@@ -9,20 +9,14 @@
 #include "kernels/cuda/runtime.h"
 #include "tensor/allocator.h"
 #include "tensor/factories.h"
+#include "gpu_test_support.h"
 #include "test_helpers.h"
 
 namespace minipipe {
 namespace {
 
-const Device kGpu = Device::cuda(0);
-
-class OnGpu : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::string why_not;
-    if (kernels::cuda::device_count(&why_not) == 0) GTEST_SKIP() << "no GPU here: " << why_not;
-  }
-};
+using testing::kGpu;
+using testing::OnGpu;
 
 void expect_equal_on_cpu(const Tensor& actual, const Tensor& expected) {
   const Tensor a = actual.to(Device::cpu()).contiguous(), e = expected.contiguous();

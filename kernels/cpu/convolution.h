@@ -2,13 +2,11 @@
 // Convolution by im2col + GEMM, and 2-D pooling, on NCHW float arrays.
 #include <cstdint>
 
+#include "kernels/window2d.h"
+
 namespace minipipe::kernels::cpu {
 
-struct Window2d {
-  int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
-  int64_t out_size_h(int64_t h) const { return (h + 2 * pad_h - kernel_h) / stride_h + 1; }
-  int64_t out_size_w(int64_t w) const { return (w + 2 * pad_w - kernel_w) / stride_w + 1; }
-};
+using kernels::Window2d;
 
 // One image [channels, h, w] -> columns [channels * kh * kw, out_h * out_w]; padding reads 0.
 // Consecutive column rows are columns_stride apart (>= out_h * out_w), so that several images'

@@ -39,9 +39,11 @@ void layer_norm_backward(const float* x, const float* gamma, const float* mean, 
   }
 }
 
-void batch_norm_statistics(const float* x, float* mean, float* variance, int64_t n,
-                           int64_t channels, int64_t spatial) {
+void batch_norm_training_statistics(const float* x, float* mean, float* rstd, float* running_mean,
+                                    float* running_var, int64_t n, int64_t channels, int64_t spatial,
+                                    float momentum, float eps) {
   const double count = static_cast<double>(n * spatial);
+  const float unbias = static_cast<float>(count) / (static_cast<float>(count) - 1.0f);
   for (int64_t c = 0; c < channels; ++c) {
     double total = 0.0;
     for (int64_t b = 0; b < n; ++b) {
@@ -54,8 +56,19 @@ void batch_norm_statistics(const float* x, float* mean, float* variance, int64_t
       const float* xb = x + (b * channels + c) * spatial;
       squares += lane_sum(spatial, [&](int64_t s) { return (xb[s] - mu) * (xb[s] - mu); });
     }
+    const float variance = static_cast<float>(squares / count);
     mean[c] = mu;
-    variance[c] = static_cast<float>(squares / count);
+    rstd[c] = 1.0f / std::sqrt(variance + eps);
+    running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * mu;
+    running_var[c] = (1.0f - momentum) * running_var[c] + momentum * variance * unbias;
+  }
+}
+
+void batch_norm_eval_statistics(const float* running_mean, const float* running_var, float* mean,
+                                float* rstd, int64_t channels, float eps) {
+  for (int64_t c = 0; c < channels; ++c) {
+    mean[c] = running_mean[c];
+    rstd[c] = 1.0f / std::sqrt(running_var[c] + eps);
   }
 }
 

@@ -12,9 +12,15 @@ void layer_norm_backward(const float* x, const float* gamma, const float* mean, 
                          const float* dy, float* dx, float* dgamma, float* dbeta, int64_t rows,
                          int64_t cols);
 
-// Per-channel mean and biased variance over the batch and spatial positions.
-void batch_norm_statistics(const float* x, float* mean, float* variance, int64_t n,
-                           int64_t channels, int64_t spatial);
+// Training: per channel, the mean and rstd = 1/sqrt(var + eps) over the batch and spatial
+// positions (biased variance), and the running statistics moved towards them by `momentum`
+// (running_var towards the unbiased variance, as PyTorch does).
+void batch_norm_training_statistics(const float* x, float* mean, float* rstd, float* running_mean,
+                                    float* running_var, int64_t n, int64_t channels, int64_t spatial,
+                                    float momentum, float eps);
+// Eval: mean = running_mean, rstd = 1/sqrt(running_var + eps).
+void batch_norm_eval_statistics(const float* running_mean, const float* running_var, float* mean,
+                                float* rstd, int64_t channels, float eps);
 // y = (x - mean) * rstd * gamma + beta, per channel.
 void batch_norm_apply(const float* x, const float* mean, const float* rstd, const float* gamma,
                       const float* beta, float* y, int64_t n, int64_t channels, int64_t spatial);

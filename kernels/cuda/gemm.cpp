@@ -72,4 +72,17 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
                                     as_int(ldb, "ldb"), a, as_int(lda, "lda"), &beta, c, as_int(ldc, "ldc")));
 }
 
+void gemm_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                  int64_t lda, int64_t stride_a, const float* b, int64_t ldb, int64_t stride_b, float beta, float* c,
+                  int64_t ldc, int64_t stride_c, int64_t batch, cudaStream_t stream) {
+  if (m == 0 || n == 0 || batch == 0) return;
+  cublasHandle_t handle = handle_for_current_device();
+  MINIPIPE_CUBLAS_CHECK(cublasSetStream(handle, stream));
+  // The same operand swap as gemm() above.
+  MINIPIPE_CUBLAS_CHECK(cublasSgemmStridedBatched(
+      handle, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, as_int(n, "n"), as_int(m, "m"),
+      as_int(k, "k"), &alpha, b, as_int(ldb, "ldb"), stride_b, a, as_int(lda, "lda"), stride_a, &beta, c,
+      as_int(ldc, "ldc"), stride_c, as_int(batch, "batch")));
+}
+
 }  // namespace minipipe::kernels::cuda

@@ -3,6 +3,8 @@
 // block-wide reductions for the row kernels (one block per row).
 #include <cmath>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
 namespace minipipe::kernels::cuda {
 
@@ -12,6 +14,20 @@ constexpr int kThreads = 256;
 inline unsigned blocks_for(int64_t count) {
   const int64_t blocks = (count + kThreads - 1) / kThreads;
   return static_cast<unsigned>(blocks < 1 ? 1 : (blocks > 65535 * 8 ? 65535 * 8 : blocks));
+}
+
+// Row kernels (one block per row, channel, ...): a warp for short rows, up to 1024 threads
+// for long ones, always a multiple of 32 as block_reduce needs.
+inline unsigned threads_per_row(int64_t length) {
+  int64_t threads = 32;
+  while (threads < length && threads < 1024) threads *= 2;
+  return static_cast<unsigned>(threads);
+}
+
+// Rows go on the grid's x dimension, which holds up to 2^31 - 1 blocks.
+inline unsigned grid_for_rows(int64_t rows, const char* kernel) {
+  if (rows > 2147483647) throw std::invalid_argument(std::string(kernel) + ": more than 2^31 - 1 rows");
+  return static_cast<unsigned>(rows);
 }
 
 // for (int64_t i = first; i < count; i += stride) over the whole grid.

@@ -28,6 +28,36 @@ __global__ void sum_columns_kernel(const float* x, float* out, int64_t outer, in
   }
 }
 
+// One thread per output, walking its column in order with the CPU's comparison, so that
+// ties and NaNs resolve as they do there.
+__global__ void max_dim_kernel(const float* x, float* out, int32_t* argmax, int64_t outer, int64_t reduce,
+                               int64_t inner) {
+  MINIPIPE_GRID_STRIDE_LOOP(index, outer * inner) {
+    const int64_t o = index / inner, i = index % inner;
+    const float* column = x + o * reduce * inner + i;
+    float best = column[0];
+    int32_t best_index = 0;
+    for (int64_t r = 1; r < reduce; ++r) {
+      const float v = column[r * inner];
+      if (v > best) {
+        best = v;
+        best_index = static_cast<int32_t>(r);
+      }
+    }
+    out[index] = best;
+    argmax[index] = best_index;
+  }
+}
+
+// One thread per input element: a gather, so dx needs no zeroing pass and no atomics.
+__global__ void max_dim_backward_kernel(const float* dy, const int32_t* argmax, float* dx, int64_t outer,
+                                        int64_t reduce, int64_t inner) {
+  MINIPIPE_GRID_STRIDE_LOOP(index, outer * reduce * inner) {
+    const int64_t i = index % inner, r = (index / inner) % reduce, o = index / (inner * reduce);
+    dx[index] = argmax[o * inner + i] == r ? dy[o * inner + i] : 0.0f;
+  }
+}
+
 }  // namespace
 
 void sum_dim(const float* x, float* out, int64_t outer, int64_t reduce, int64_t inner, cudaStream_t stream) {
@@ -37,6 +67,21 @@ void sum_dim(const float* x, float* out, int64_t outer, int64_t reduce, int64_t 
   } else {
     sum_columns_kernel<<<blocks_for(outer * inner), kThreads, 0, stream>>>(x, out, outer, reduce, inner);
   }
+  MINIPIPE_CUDA_CHECK_LAUNCH();
+}
+
+void max_dim(const float* x, float* out, int32_t* argmax, int64_t outer, int64_t reduce, int64_t inner,
+             cudaStream_t stream) {
+  if (outer * inner == 0) return;
+  max_dim_kernel<<<blocks_for(outer * inner), kThreads, 0, stream>>>(x, out, argmax, outer, reduce, inner);
+  MINIPIPE_CUDA_CHECK_LAUNCH();
+}
+
+void max_dim_backward(const float* dy, const int32_t* argmax, float* dx, int64_t outer, int64_t reduce,
+                      int64_t inner, cudaStream_t stream) {
+  if (outer * reduce * inner == 0) return;
+  max_dim_backward_kernel<<<blocks_for(outer * reduce * inner), kThreads, 0, stream>>>(dy, argmax, dx, outer, reduce,
+                                                                                      inner);
   MINIPIPE_CUDA_CHECK_LAUNCH();
 }
 

@@ -1,6 +1,6 @@
 #pragma once
-// Sum over one dim of a contiguous tensor viewed as [outer, reduce, inner], on a stream.
-// CPU reference: kernels/cpu/reduce.h (sum_dim).
+// Reductions over one dim of a contiguous tensor viewed as [outer, reduce, inner], on a
+// stream. CPU references: kernels/cpu/reduce.h.
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
@@ -9,5 +9,12 @@ namespace minipipe::kernels::cuda {
 
 // out[o, i] = sum_r x[o, r, i]
 void sum_dim(const float* x, float* out, int64_t outer, int64_t reduce, int64_t inner, cudaStream_t stream);
+// out[o, i] = max_r x[o, r, i]; argmax holds the first r reaching it (NaN only when r = 0
+// holds it, as on the CPU).
+void max_dim(const float* x, float* out, int32_t* argmax, int64_t outer, int64_t reduce, int64_t inner,
+             cudaStream_t stream);
+// dx[o, argmax[o, i], i] = dy[o, i], zero elsewhere (dx is written whole).
+void max_dim_backward(const float* dy, const int32_t* argmax, float* dx, int64_t outer, int64_t reduce,
+                      int64_t inner, cudaStream_t stream);
 
 }  // namespace minipipe::kernels::cuda

@@ -5,8 +5,6 @@
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/softmax.h"
 
-#include <stdexcept>
-
 namespace minipipe::kernels::cuda {
 
 namespace {
@@ -74,26 +72,12 @@ __global__ void cross_entropy_backward_kernel(const float* logits, const int32_t
   }
 }
 
-// Threads per row: a warp for short rows, up to 1024 for long ones (a multiple of 32, as
-// block_reduce needs).
-unsigned threads_for(int64_t cols) {
-  int64_t threads = 32;
-  while (threads < cols && threads < 1024) threads *= 2;
-  return static_cast<unsigned>(threads);
-}
-
-// Rows go on the grid's x dimension (up to 2^31 - 1 blocks).
-void check_rows(int64_t rows) {
-  if (rows > 2147483647) throw std::invalid_argument("softmax kernels: more than 2^31 - 1 rows");
-}
-
 }  // namespace
 
 #define MINIPIPE_ROW_LAUNCH(kernel, rows, cols, stream, ...)                                     \
   do {                                                                                           \
     if ((rows) == 0 || (cols) == 0) return;                                                      \
-    check_rows(rows);                                                                            \
-    kernel<<<static_cast<unsigned>(rows), threads_for(cols), 0, (stream)>>>(__VA_ARGS__);        \
+    kernel<<<grid_for_rows(rows, #kernel), threads_per_row(cols), 0, (stream)>>>(__VA_ARGS__);   \
     MINIPIPE_CUDA_CHECK_LAUNCH();                                                                \
   } while (0)
 
