@@ -12,6 +12,7 @@
 #include "kernels/cpu/reduce.h"
 #include "kernels/cpu/softmax.h"
 #if MINIPIPE_HAS_CUDA
+#include "kernels/cuda/check.h"
 #include "kernels/cuda/convolution.h"
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/gather.h"
@@ -54,6 +55,10 @@ namespace {
 #endif
 
 bool cuda_built() { return MINIPIPE_HAS_CUDA; }
+
+void synchronize(const Device& device) {
+  MINIPIPE_DISPATCH(device, (void)0, MINIPIPE_CUDA_CHECK(cudaStreamSynchronize(stream)));
+}
 
 void unary_forward(const Device& device, UnaryOp op, const float* x, float* y, int64_t n, float parameter) {
   MINIPIPE_DISPATCH(device, cpu::unary_forward(op, x, y, n, parameter),

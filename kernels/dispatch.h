@@ -17,6 +17,10 @@ using cpu::UnaryOp;
 // True when this build has the CUDA kernels (it was configured with nvcc present).
 bool cuda_built();
 
+// Waits until the work this thread queued on `device` (its current stream there) has run;
+// nothing to wait for on the CPU. Another thread may then use what that work wrote.
+void synchronize(const Device& device);
+
 void unary_forward(const Device& device, UnaryOp op, const float* x, float* y, int64_t n, float parameter);
 void unary_backward(const Device& device, UnaryOp op, const float* x, const float* y, const float* dy,
                     float* dx, int64_t n, float parameter);

@@ -9,6 +9,7 @@
 #include "autograd/elementwise.h"
 #include "autograd/engine.h"
 #include "autograd/node.h"
+#include "kernels/dispatch.h"
 #include "nn/forward_context.h"
 #include "pipeline/channel.h"
 #include "pipeline/validator.h"
@@ -78,6 +79,13 @@ struct RunState {
 };
 
 thread_local RunState* current_run = nullptr;
+
+// Hands a tensor to another stage's thread once the work that computed it has run: on a GPU
+// that work is queued on this thread's stream, which the receiver's stream does not follow.
+void send(Channel& channel, int micro_batch, const Tensor& value) {
+  kernels::synchronize(value.device());
+  channel.send(micro_batch, value);
+}
 
 }  // namespace
 
@@ -161,7 +169,7 @@ void Pipeline::run_stage(int s, const std::vector<datasets::Batch>& micro_batche
           break;
         }
         case Op::SendActivation:
-          state.activations[s]->send(m, outputs[m].detach().to(device_of(s + 1)));
+          send(*state.activations[s], m, outputs[m].detach().to(device_of(s + 1)));
           break;
         case Op::ReceiveGradient:
           output_grads[m] = state.gradients[s]->receive(m);
@@ -181,7 +189,7 @@ void Pipeline::run_stage(int s, const std::vector<datasets::Batch>& micro_batche
           break;
         }
         case Op::SendGradient:
-          state.gradients[s - 1]->send(m, input_grads[m].to(device_of(s - 1)));
+          send(*state.gradients[s - 1], m, input_grads[m].to(device_of(s - 1)));
           input_grads.erase(m);
           break;
         case Op::OptimizerStep:
@@ -194,7 +202,10 @@ void Pipeline::run_stage(int s, const std::vector<datasets::Batch>& micro_batche
       state.fail(s, instruction, std::current_exception());
       return;
     }
-    if (options_.trace) trace.push_back({s, instruction, start, now_us(), trackers_[s]->current_bytes.load()});
+    if (options_.trace) {
+      kernels::synchronize(device);  // GPU kernels run after their launch returns: time them whole
+      trace.push_back({s, instruction, start, now_us(), trackers_[s]->current_bytes.load()});
+    }
   }
 }
 

@@ -24,8 +24,11 @@ namespace {
 // Blocks are reused only on the stream they were allocated on: work queued on one stream
 // runs in order, so a block freed there cannot be overwritten before its last reader ran.
 // CUDA's per-thread default stream has one handle for every thread, so for it the thread
-// is part of the key. A tensor read on another stream than its allocator's must be made to
-// wait for explicitly (an Event), as the pipeline's channels do at hand-off.
+// is part of the key. Two rules cover tensors that cross streams (a pipeline stage's
+// activations, read by the next stage's thread): the thread that hands one over first waits
+// for the work that wrote it (kernels::synchronize, as the pipeline executor does before it
+// sends), and a block freed from another stream than its own waits, here, for the freeing
+// stream's queued work, which may still read it, before its own stream may reuse it.
 class CudaCachingAllocator final : public Allocator {
  public:
   explicit CudaCachingAllocator(int device) : device_(device) {}
@@ -53,11 +56,18 @@ class CudaCachingAllocator final : public Allocator {
 
   void deallocate(void* pointer, std::size_t bytes) override {
     count_deallocation(bytes);
-    std::lock_guard lock(mutex_);
+    const StreamKey freeing = current_stream_key();
+    std::unique_lock lock(mutex_);
     const auto it = live_.find(pointer);
     if (it == live_.end()) throw std::logic_error("CUDA allocator: freeing a block it did not allocate");
-    free_[{it->second.stream, it->second.size}].push_back(pointer);
+    const Block block = it->second;
     live_.erase(it);
+    if (freeing < block.stream || block.stream < freeing) {
+      lock.unlock();
+      wait_for_stream(freeing.stream);
+      lock.lock();
+    }
+    free_[{block.stream, block.size}].push_back(pointer);
   }
 
   void release_cached() {
@@ -81,6 +91,16 @@ class CudaCachingAllocator final : public Allocator {
   static StreamKey current_stream_key() {
     const cudaStream_t stream = kernels::cuda::current_stream();
     return {stream, stream == cudaStreamPerThread ? std::this_thread::get_id() : std::thread::id()};
+  }
+
+  // Called while a tensor dies (from a destructor): errors cannot be thrown, and a failed
+  // synchronisation leaves a sticky error that the next checked call reports.
+  void wait_for_stream(cudaStream_t stream) const {
+    int previous = 0;
+    cudaGetDevice(&previous);
+    if (previous != device_) cudaSetDevice(device_);
+    cudaStreamSynchronize(stream);
+    if (previous != device_) cudaSetDevice(previous);
   }
 
   void* take_cached(const StreamKey& stream, std::size_t size) {

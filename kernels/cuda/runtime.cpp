@@ -92,8 +92,15 @@ void copy_device_to_host(void* host_dst, const void* device_src, std::size_t byt
 void copy_device_to_device(void* dst, int dst_device, const void* src, int src_device, std::size_t bytes) {
   if (dst_device == src_device)
     MINIPIPE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, thread_stream));
-  else
+  else {
+    // The copy is queued on the destination device's stream, which knows nothing of the work
+    // this thread queued on the source device: the source may still be being written there.
+    {
+      DeviceGuard on(src_device);
+      MINIPIPE_CUDA_CHECK(cudaStreamSynchronize(thread_stream));
+    }
     MINIPIPE_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_device, src, src_device, bytes, thread_stream));
+  }
 }
 
 void* device_malloc(int device, std::size_t bytes) {

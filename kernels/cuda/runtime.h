@@ -80,7 +80,8 @@ class Event {
 };
 
 // Copies on the current stream. To-host copies return once the data is on the host; the
-// others are stream-ordered. Peer copies go directly between GPUs where the hardware allows.
+// others are stream-ordered. Peer copies go directly between GPUs where the hardware allows;
+// queued on the destination device, they first wait for this thread's work on the source one.
 void copy_host_to_device(void* device_dst, const void* host_src, std::size_t bytes);
 void copy_device_to_host(void* host_dst, const void* device_src, std::size_t bytes);
 void copy_device_to_device(void* dst, int dst_device, const void* src, int src_device, std::size_t bytes);
