@@ -25,6 +25,21 @@ __device__ void for_each_window_covering(int64_t y, int64_t x, int64_t out_h, in
   }
 }
 
+// Calls visit(y, x) for every input pixel in the window of output pixel (oy, ox), in the
+// CPU's order (rows, then columns), skipping padding.
+template <class Visit>
+__device__ void for_each_pixel_in_window(int64_t oy, int64_t ox, int64_t h, int64_t w, const Window2d& win,
+                                         Visit visit) {
+  for (int64_t ky = 0; ky < win.kernel_h; ++ky) {
+    const int64_t y = oy * win.stride_h - win.pad_h + ky;
+    if (y < 0 || y >= h) continue;
+    for (int64_t kx = 0; kx < win.kernel_w; ++kx) {
+      const int64_t x = ox * win.stride_w - win.pad_w + kx;
+      if (x >= 0 && x < w) visit(y, x);
+    }
+  }
+}
+
 // columns[(c, ky, kx), (j, oy, ox)] = image j [c, oy * stride_h - pad_h + ky, ox * stride_w - pad_w + kx].
 __global__ void im2col_kernel(const float* images, int64_t count, float* columns, int64_t channels, int64_t h,
                               int64_t w, Window2d win) {
@@ -63,18 +78,12 @@ __global__ void max_pool2d_forward_kernel(const float* x, float* y, int32_t* arg
     const float* plane = x + p * h * w;
     float best = -INFINITY;
     int32_t best_index = -1;
-    for (int64_t ky = 0; ky < win.kernel_h; ++ky) {
-      const int64_t iy = oy * win.stride_h - win.pad_h + ky;
-      if (iy < 0 || iy >= h) continue;
-      for (int64_t kx = 0; kx < win.kernel_w; ++kx) {
-        const int64_t ix = ox * win.stride_w - win.pad_w + kx;
-        if (ix < 0 || ix >= w) continue;
-        if (best_index < 0 || plane[iy * w + ix] > best) {
-          best = plane[iy * w + ix];
-          best_index = static_cast<int32_t>(iy * w + ix);
-        }
+    for_each_pixel_in_window(oy, ox, h, w, win, [&](int64_t iy, int64_t ix) {
+      if (best_index < 0 || plane[iy * w + ix] > best) {
+        best = plane[iy * w + ix];
+        best_index = static_cast<int32_t>(iy * w + ix);
       }
-    }
+    });
     y[index] = best;
     argmax[index] = best_index;
   }
@@ -104,14 +113,8 @@ __global__ void avg_pool2d_forward_kernel(const float* x, float* y, int64_t plan
     const int64_t ox = index % out_w, oy = (index / out_w) % out_h, p = index / (out_h * out_w);
     const float* plane = x + p * h * w;
     float total = 0.0f;
-    for (int64_t ky = 0; ky < win.kernel_h; ++ky) {
-      const int64_t iy = oy * win.stride_h - win.pad_h + ky;
-      if (iy < 0 || iy >= h) continue;
-      for (int64_t kx = 0; kx < win.kernel_w; ++kx) {
-        const int64_t ix = ox * win.stride_w - win.pad_w + kx;
-        if (ix >= 0 && ix < w) total += plane[iy * w + ix] * inverse_area;
-      }
-    }
+    for_each_pixel_in_window(oy, ox, h, w, win,
+                             [&](int64_t iy, int64_t ix) { total += plane[iy * w + ix] * inverse_area; });
     y[index] = total;
   }
 }

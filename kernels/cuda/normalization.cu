@@ -137,8 +137,8 @@ __global__ void batch_norm_backward_kernel(const float* x, const float* dy, cons
 void layer_norm_forward(const float* x, const float* gamma, const float* beta, float* y, float* mean, float* rstd,
                         int64_t rows, int64_t cols, float eps, cudaStream_t stream) {
   if (rows == 0 || cols == 0) return;
-  layer_norm_forward_kernel<<<grid_for_rows(rows, "layer_norm"), threads_per_row(cols), 0, stream>>>(x, gamma, beta, y, mean,
-                                                                                             rstd, cols, eps);
+  layer_norm_forward_kernel<<<grid_for_rows(rows, "layer_norm"), threads_per_row(cols), 0, stream>>>(
+      x, gamma, beta, y, mean, rstd, cols, eps);
   MINIPIPE_CUDA_CHECK_LAUNCH();
 }
 
@@ -159,7 +159,8 @@ void batch_norm_training_statistics(const float* x, float* mean, float* rstd, fl
                                     float* running_var, int64_t n, int64_t channels, int64_t spatial,
                                     float momentum, float eps, cudaStream_t stream) {
   if (channels == 0) return;
-  batch_norm_training_statistics_kernel<<<grid_for_rows(channels, "batch_norm"), threads_per_row(n * spatial), 0, stream>>>(
+  const unsigned threads = threads_per_row(n * spatial);
+  batch_norm_training_statistics_kernel<<<grid_for_rows(channels, "batch_norm"), threads, 0, stream>>>(
       x, mean, rstd, running_mean, running_var, n, channels, spatial, momentum, eps);
   MINIPIPE_CUDA_CHECK_LAUNCH();
 }
@@ -184,7 +185,8 @@ void batch_norm_backward(const float* x, const float* dy, const float* mean, con
                          float* dx, float* dgamma, float* dbeta, int64_t n, int64_t channels, int64_t spatial,
                          bool batch_statistics, cudaStream_t stream) {
   if (channels == 0) return;
-  batch_norm_backward_kernel<<<grid_for_rows(channels, "batch_norm"), threads_per_row(n * spatial), 0, stream>>>(
+  const unsigned threads = threads_per_row(n * spatial);
+  batch_norm_backward_kernel<<<grid_for_rows(channels, "batch_norm"), threads, 0, stream>>>(
       x, dy, mean, rstd, gamma, dx, dgamma, dbeta, n, channels, spatial, batch_statistics);
   MINIPIPE_CUDA_CHECK_LAUNCH();
 }
