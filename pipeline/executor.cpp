@@ -98,6 +98,9 @@ StepResult Pipeline::run(const datasets::Batch& batch, uint64_t step) {
     state.gradients.push_back(std::make_unique<Channel>());
     trackers_[s]->reset_peak();
   }
+  // The calling thread's GPU work (moving the model, the last optimizer step) must have run
+  // before the stage threads, on streams of their own, read the parameters.
+  for (int s = 0; s < stages(); ++s) kernels::synchronize(device_of(s));
   std::vector<double> losses(options_.micro_batches, 0.0);
   std::vector<std::vector<TraceEvent>> traces(stages());
   std::vector<std::thread> workers;
@@ -196,16 +199,16 @@ void Pipeline::run_stage(int s, const std::vector<datasets::Batch>& micro_batche
           if (optimizer_step_) optimizer_step_(s);
           break;
       }
+      // A GPU runs kernels after their launch returns: a traced instruction waits for its
+      // own, and the stage's last one for all, since the caller's thread reads the gradients.
+      if (options_.trace || &instruction == &schedule_.programs[s].back()) kernels::synchronize(device);
     } catch (const ChannelClosed&) {
       return;  // another stage failed; it reports
     } catch (...) {
       state.fail(s, instruction, std::current_exception());
       return;
     }
-    if (options_.trace) {
-      kernels::synchronize(device);  // GPU kernels run after their launch returns: time them whole
-      trace.push_back({s, instruction, start, now_us(), trackers_[s]->current_bytes.load()});
-    }
+    if (options_.trace) trace.push_back({s, instruction, start, now_us(), trackers_[s]->current_bytes.load()});
   }
 }
 
