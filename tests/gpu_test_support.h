@@ -3,6 +3,7 @@
 // saying why, where no GPU can be used.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <string>
 
 #include "kernels/cuda/runtime.h"
@@ -17,6 +18,12 @@ class OnGpu : public ::testing::Test {
   void SetUp() override {
     std::string why_not;
     if (kernels::cuda::device_count(&why_not) == 0) GTEST_SKIP() << "no GPU here: " << why_not;
+    // Say once what "the GPU" is: a real one, or tests/cuda_emulation's stand-in.
+    static const bool said = [] {
+      std::fprintf(stderr, "GPU tests run on cuda:0: %s\n", kernels::cuda::describe_device(0).c_str());
+      return true;
+    }();
+    (void)said;
   }
 };
 

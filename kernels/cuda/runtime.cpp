@@ -8,6 +8,9 @@
 namespace minipipe::kernels::cuda {
 
 void throw_cuda_error(cudaError_t status, const char* call, const char* file, int line) {
+  // The runtime also keeps the error as the thread's last one; it is reported now, so clear
+  // it, or the next launch check (cudaGetLastError) would report it again as its own.
+  cudaGetLastError();
   throw std::runtime_error(std::string("CUDA error ") + cudaGetErrorName(status) + " (" + cudaGetErrorString(status) +
                            ") from " + call + " at " + file + ":" + std::to_string(line));
 }

@@ -1,0 +1,32 @@
+#!/bin/bash
+# Builds minipipe's CUDA backend against an emulated GPU and runs the CUDA test suites on the
+# CPU, for machines without a GPU. The .cu files are compiled as C++ by ./nvcc (kernels run
+# as fibers, see emulated_device.h) and linked against fake_runtime.cpp in place of the CUDA
+# runtime and cuBLAS. This executes every kernel's indexing and arithmetic and the op layer's
+# CUDA paths; it says nothing of GPU timing, races or the memory model, for which the real
+# GPU run (tests/cuda_*_test.cpp on a GPU, with compute-sanitizer) is still needed.
+#
+#   tests/cuda_emulation/run.sh [BUILD_DIR]     (default: build-cuda-emulated)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+build=${1:-$root/build-cuda-emulated}
+mkdir -p "$build"
+build=$(cd "$build" && pwd)  # absolute: Meson wants an absolute CUDA_PATH
+toolkit=$build/emulated-toolkit
+
+mkdir -p "$toolkit/lib64"
+ln -sfn /usr/local/cuda/include "$toolkit/include"
+echo "CUDA Version 13.0" > "$toolkit/version.txt"
+g++ -std=c++20 -O2 -fPIC -shared -I/usr/local/cuda/include "$here/fake_runtime.cpp" -o "$toolkit/lib64/libcudart.so"
+ln -sf libcudart.so "$toolkit/lib64/libcublas.so"
+printf "[binaries]\nnvcc = '%s'\n" "$here/nvcc" > "$build/emulated-native.ini"
+
+# Meson finds the toolkit through CUDA_PATH, at setup and whenever it reconfigures.
+export CUDA_PATH=$toolkit
+if [ ! -f "$build/build.ninja" ]; then
+  meson setup "$build" "$root" -Dcuda=enabled -Dbenchmarks=false \
+    --native-file "$build/emulated-native.ini"
+fi
+meson compile -C "$build" -j "${JOBS:-2}"
+LD_LIBRARY_PATH=$toolkit/lib64 meson test -C "$build" cuda cuda_ops cuda_training --print-errorlogs
