@@ -22,11 +22,11 @@ g++ -std=c++20 -O2 -fPIC -shared -I/usr/local/cuda/include "$here/fake_runtime.c
 ln -sf libcudart.so "$toolkit/lib64/libcublas.so"
 printf "[binaries]\nnvcc = '%s'\n" "$here/nvcc" > "$build/emulated-native.ini"
 
-# Meson finds the toolkit through CUDA_PATH, at setup and whenever it reconfigures.
-export CUDA_PATH=$toolkit
+# Meson finds the toolkit through CUDA_PATH (and CUDA_HOME, CUDA_ROOT, which must agree), at
+# setup and whenever it reconfigures.
+export CUDA_PATH=$toolkit CUDA_HOME=$toolkit CUDA_ROOT=$toolkit
 if [ ! -f "$build/build.ninja" ]; then
-  meson setup "$build" "$root" -Dcuda=enabled -Dbenchmarks=false \
-    --native-file "$build/emulated-native.ini"
+  meson setup "$build" "$root" -Dcuda=enabled --native-file "$build/emulated-native.ini"
 fi
 meson compile -C "$build" -j "${JOBS:-2}"
-LD_LIBRARY_PATH=$toolkit/lib64 meson test -C "$build" cuda cuda_ops cuda_training --print-errorlogs
+LD_LIBRARY_PATH=$toolkit/lib64 meson test -C "$build" cuda cuda_ops cuda_training cuda_ops_benchmark_smoke --print-errorlogs
