@@ -2,6 +2,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -11,6 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "kernels/cuda/copy.h"
 #include "kernels/cuda/runtime.h"
 
 namespace minipipe {
@@ -51,6 +53,7 @@ class CudaCachingAllocator final : public Allocator {
       live_[pointer] = {size, stream};
     }
     count_allocation(bytes);
+    if (poison_) kernels::cuda::fill32(pointer, 0xFFFFFFFFu, static_cast<int64_t>(size / 4), stream.stream);
     return pointer;
   }
 
@@ -113,6 +116,13 @@ class CudaCachingAllocator final : public Allocator {
   }
 
   const int device_;
+  // MINIPIPE_CUDA_POISON=1: every block handed out is first filled with NaNs, so that a kernel
+  // reading memory nothing wrote shows up as NaNs in its results (a debugging aid; it costs
+  // a fill per allocation).
+  const bool poison_ = [] {
+    const char* value = std::getenv("MINIPIPE_CUDA_POISON");
+    return value && std::string(value) == "1";
+  }();
   std::mutex mutex_;
   std::map<std::pair<StreamKey, std::size_t>, std::vector<void*>> free_;
   std::unordered_map<void*, Block> live_;

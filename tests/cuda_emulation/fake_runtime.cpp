@@ -7,6 +7,7 @@
 #include <cuda_runtime_api.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -65,12 +66,35 @@ const char* cudaGetErrorString(cudaError_t error) {
                                                                             : "emulated error";
 }
 
+// Two cheap stand-ins for compute-sanitizer: new memory is filled with NaNs (0xFF bytes), so
+// a kernel that reads what nothing wrote spreads NaNs into results the tests compare; and a
+// guard zone after each block must be intact when it is freed, or a kernel wrote past the
+// end. Layout: [header: payload size][payload, rounded up to 256][guard].
+constexpr std::size_t kAlign = 256, kGuardBytes = 256;
+constexpr unsigned char kGuardByte = 0xA5;
+
 cudaError_t cudaMalloc(void** pointer, size_t bytes) {
-  *pointer = std::aligned_alloc(256, (bytes + 255) / 256 * 256 + 256);
-  return *pointer ? cudaSuccess : fail(cudaErrorMemoryAllocation);
+  const std::size_t payload = (bytes + kAlign - 1) / kAlign * kAlign;
+  auto* base = static_cast<unsigned char*>(std::aligned_alloc(kAlign, kAlign + payload + kGuardBytes));
+  if (!base) return fail(cudaErrorMemoryAllocation);
+  std::memcpy(base, &payload, sizeof(payload));
+  std::memset(base + kAlign, 0xFF, payload);
+  std::memset(base + kAlign + payload, kGuardByte, kGuardBytes);
+  *pointer = base + kAlign;
+  return cudaSuccess;
 }
 cudaError_t cudaFree(void* pointer) {
-  std::free(pointer);
+  if (!pointer) return cudaSuccess;
+  auto* base = static_cast<unsigned char*>(pointer) - kAlign;
+  std::size_t payload = 0;
+  std::memcpy(&payload, base, sizeof(payload));
+  for (std::size_t i = 0; i < kGuardBytes; ++i)
+    if (base[kAlign + payload + i] != kGuardByte) {
+      std::fprintf(stderr, "emulated cudaFree: a kernel wrote %zu bytes past the end of a %zu-byte block\n", i,
+                   payload);
+      std::abort();
+    }
+  std::free(base);
   return cudaSuccess;
 }
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind, cudaStream_t) {
