@@ -57,6 +57,12 @@ Device Pipeline::device_of(int s) const {
   return options_.stage_devices.empty() ? Device::cpu() : options_.stage_devices[s];
 }
 
+Tensor Pipeline::forward(const Tensor& x) const {
+  Tensor h = x;
+  for (int s = 0; s < stages(); ++s) h = stage_modules_[s]->forward(h.to(device_of(s)));
+  return h;
+}
+
 namespace {
 
 // Everything one run shares between the stage threads.

@@ -64,6 +64,11 @@ class Pipeline {
   // synchronous schedules and lets it clip by the global gradient norm.
   StepResult run(const datasets::Batch& batch, uint64_t step);
 
+  // The whole model on the calling thread, stage after stage on each stage's device (the
+  // activations move along), for evaluation and sampling with training's placement. The
+  // output is on the last stage's device.
+  Tensor forward(const Tensor& x) const;
+
   void set_optimizer_step(std::function<void(int stage)> step) { optimizer_step_ = std::move(step); }
   const Schedule& schedule() const { return schedule_; }
   const StagePlan& plan() const { return plan_; }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "nn/convolutional.h"
@@ -17,6 +18,7 @@
 #include "pipeline/partition.h"
 #include "tensor/factories.h"
 #include "gpu_test_support.h"
+#include "kernels/cuda/runtime.h"
 
 namespace minipipe {
 namespace {
@@ -105,32 +107,43 @@ TEST_F(CudaTraining, AResNetTrainsToTheCpuLossesFor50Steps) {
                      train(make_model, make_optimizer, batch_at, Device::cpu(), 50));
 }
 
+// The GPT pipeline of the tests below, on stage_devices, for 20 steps.
+std::vector<float> train_gpt_pipeline(const std::vector<Device>& stage_devices) {
+  auto model = nn::make_gpt({.vocabulary = 31, .context = 8, .dim = 32, .layers = 4, .heads = 2, .dropout = 0.1f,
+                             .seed = 3});
+  pipeline::Pipeline pipeline(model, pipeline::partition_uniform(*model, static_cast<int>(stage_devices.size())),
+                              {4, "1f1b", pipeline::Recompute::ExceptLast, stage_devices, 7, false},
+                              [](const Tensor& logits, const Tensor& targets) {
+                                return nn::cross_entropy_loss(logits, targets);
+                              });
+  nn::AdamW optimizer(model->named_parameters(), {.lr = 1e-2f});
+  std::vector<float> losses;
+  for (int step = 0; step < 20; ++step) {
+    Generator g(300 + static_cast<uint64_t>(step));
+    const Tensor ids = randint(0, 31, {8, 8}, g);
+    Tensor targets = ids.clone();  // a rule to learn: the target of token t is 3t + 1 mod 31
+    for (int64_t i = 0; i < targets.numel(); ++i) targets.data<int32_t>()[i] = (3 * targets.data<int32_t>()[i] + 1) % 31;
+    losses.push_back(pipeline.run({ids, targets, 0}, step).loss);
+    optimizer.step();
+    optimizer.zero_grad();
+  }
+  return losses;
+}
+
 // Four stage threads on one GPU, each on its own stream: activations and gradients cross
-// streams at every hand-off and are freed by the thread that received them. The losses must
-// be the CPU pipeline's.
+// streams at every hand-off and are freed by the thread that received them.
 TEST_F(CudaTraining, AFourStagePipelineOnOneGpuGivesTheCpuLosses) {
-  const auto run = [](const Device& device) {
-    auto model = nn::make_gpt({.vocabulary = 31, .context = 8, .dim = 32, .layers = 4, .heads = 2, .dropout = 0.1f,
-                               .seed = 3});
-    pipeline::Pipeline pipeline(model, pipeline::partition_uniform(*model, 4),
-                                {4, "1f1b", pipeline::Recompute::ExceptLast, std::vector<Device>(4, device), 7, false},
-                                [](const Tensor& logits, const Tensor& targets) {
-                                  return nn::cross_entropy_loss(logits, targets);
-                                });
-    nn::AdamW optimizer(model->named_parameters(), {.lr = 1e-2f});
-    std::vector<float> losses;
-    for (int step = 0; step < 20; ++step) {
-      Generator g(300 + static_cast<uint64_t>(step));
-      const Tensor ids = randint(0, 31, {8, 8}, g);
-      Tensor targets = ids.clone();  // a rule to learn: the target of token t is 3t + 1 mod 31
-      for (int64_t i = 0; i < targets.numel(); ++i) targets.data<int32_t>()[i] = (3 * targets.data<int32_t>()[i] + 1) % 31;
-      losses.push_back(pipeline.run({ids, targets, 0}, step).loss);
-      optimizer.step();
-      optimizer.zero_grad();
-    }
-    return losses;
-  };
-  expect_same_losses(run(kGpu), run(Device::cpu()));
+  expect_same_losses(train_gpt_pipeline(std::vector<Device>(4, kGpu)),
+                     train_gpt_pipeline(std::vector<Device>(4, Device::cpu())));
+}
+
+// Stages on two GPUs (and the CPU): activations and gradients move by peer copies.
+TEST_F(CudaTraining, APipelineAcrossTwoGpusAndTheCpuGivesTheCpuLosses) {
+  std::string why_not;
+  if (kernels::cuda::device_count(&why_not) < 2) GTEST_SKIP() << "needs two GPUs";
+  const Device second = Device::cuda(1);
+  expect_same_losses(train_gpt_pipeline({kGpu, second, Device::cpu(), second}),
+                     train_gpt_pipeline(std::vector<Device>(4, Device::cpu())));
 }
 
 }  // namespace

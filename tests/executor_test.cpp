@@ -69,6 +69,15 @@ TEST(Executor, MicroBatchingMatchesOneDeviceWithTheWholeBatch) {
   for (const auto& [name, t] : whole.weights) testing::expect_same_values(micro.weights.at(name), t, 1e-4f, 1e-4f);
 }
 
+TEST(Executor, ForwardRunsTheStagesInOrderLikeTheWholeModel) {
+  auto model = nn::make_gpt(small_gpt());
+  model->eval();  // no dropout: the two passes must agree exactly
+  Pipeline pipeline(model, partition_uniform(*model, 3), {2, "1f1b", Recompute::Never, {}, 0, false},
+                    [](const Tensor& logits, const Tensor& targets) { return nn::cross_entropy_loss(logits, targets); });
+  const Tensor ids = gpt_batch(0).inputs;
+  testing::expect_same_values(pipeline.forward(ids), (*model)(ids), 0.0f, 0.0f);
+}
+
 // A deep stack of Linear + Tanh layers whose activations dominate stage 0's memory.
 std::shared_ptr<nn::Sequential> tanh_stack(int layers, int64_t width) {
   Generator g(0);

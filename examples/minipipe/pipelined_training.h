@@ -15,6 +15,8 @@ class PipelinedTraining {
   PipelinedTraining(std::shared_ptr<nn::Sequential> model, const PipelineFlags& flags, Device device, uint64_t seed,
                     pipeline::LossFunction loss, const Tensor& sample_micro_batch);
   float step(const datasets::Batch& batch, int64_t step);  // returns the mini-batch loss
+  // The model's forward with the stages on their devices (evaluation, sampling).
+  Tensor forward(const Tensor& x) const { return pipeline_->forward(x); }
   std::string plan_text() const;
   JsonObject summary() const;  // the "pipeline" object of the summary line
   void write_trace_files() const;

@@ -13,8 +13,8 @@
 
 namespace minipipe::cli {
 
-std::string generate_text(nn::Module& model, const nn::GPTConfig& config, const std::string& prompt, int64_t length,
-                          float temperature, uint64_t seed, Device device) {
+std::string generate_text(nn::Module& model, const ModelForward& forward, const nn::GPTConfig& config,
+                          const std::string& prompt, int64_t length, float temperature, uint64_t seed) {
   if (!(temperature > 0.0f)) throw std::invalid_argument("temperature must be positive, got " + std::to_string(temperature));
   NoGradGuard no_grad;
   model.eval();
@@ -24,7 +24,7 @@ std::string generate_text(nn::Module& model, const nn::GPTConfig& config, const 
   for (int64_t i = 0; i < length; ++i) {
     const int64_t window = std::min<int64_t>(static_cast<int64_t>(tokens.size()), config.context);
     const std::vector<int32_t> recent(tokens.end() - window, tokens.end());
-    const Tensor logits = model(from_int_vector(recent, {1, window}, device));
+    const Tensor logits = forward(from_int_vector(recent, {1, window}));
     const std::vector<float> p = softmax(scale(logits.narrow(1, window - 1, 1), 1.0f / temperature)).to_vector<float>();
     const float u = kernels::philox_uniform(seed, 0x5A3B1E, static_cast<uint64_t>(i));
     float cumulative = 0.0f;
@@ -44,8 +44,10 @@ int sample_gpt(const SampleOptions& options) {
   const nn::GPTConfig config = gpt_config_from(read_metadata(options.checkpoint), options.checkpoint);
   auto model = nn::make_gpt(config);
   load_training_state(options.checkpoint, *model, nullptr);
-  std::printf("%s\n", generate_text(*model, config, options.prompt, options.length, options.temperature, options.seed,
-                                    Device::cpu()).c_str());
+  const ModelForward forward = [&model](const Tensor& ids) { return (*model)(ids); };
+  std::printf("%s\n",
+              generate_text(*model, forward, config, options.prompt, options.length, options.temperature, options.seed)
+                  .c_str());
   return 0;
 }
 

@@ -7,6 +7,7 @@
 #include "autograd/reduction.h"
 #include "commands.h"
 #include "datasets/readers.h"
+#include "model_forward.h"
 #include "nn/convolutional.h"
 #include "nn/losses.h"
 #include "tensor/allocator.h"
@@ -44,14 +45,14 @@ struct Evaluation {
   double loss = 0, accuracy = 0;
 };
 
-Evaluation evaluate(nn::Module& model, const datasets::TensorDataset& test, Device device) {
+Evaluation evaluate(nn::Module& model, const ModelForward& forward, const datasets::TensorDataset& test) {
   NoGradGuard no_grad;
   model.eval();
   double loss_sum = 0;
   int64_t correct = 0;
   for (const datasets::Batch& batch : datasets::DataLoader(test, 256, false, 0, false).sequential_batches()) {
-    const Tensor logits = model(batch.inputs.to(device));
-    const Tensor targets = batch.targets.to(device);
+    const Tensor logits = forward(batch.inputs);
+    const Tensor targets = batch.targets.to(logits.device());
     loss_sum += nn::cross_entropy_loss(logits, targets).item() * static_cast<double>(batch.inputs.shape()[0]);
     const std::vector<int32_t> predicted = argmax(logits, 1).to_vector<int32_t>(), truth = batch.targets.to_vector<int32_t>();
     for (size_t i = 0; i < truth.size(); ++i) correct += predicted[i] == truth[i];
@@ -109,6 +110,7 @@ int train_cnn(const CnnOptions& options) {
   PipelinedTraining training(model, options.pipeline, device, options.seed,
                              [](const Tensor& out, const Tensor& targets) { return nn::cross_entropy_loss(out, targets); },
                              datasets::split_into_micro_batches(first, options.pipeline.micro_batches)[0].inputs.to(device));
+  const ModelForward forward = [&training](const Tensor& x) { return training.forward(x); };
   TrainingLog log(options.log_json, start_step, end_step, "samples");
   log.message("cnn: ResNet with " + std::to_string(model->parameter_count()) + " parameters on " + data.name + " (" +
               std::to_string(data.train.size()) + " train, " + std::to_string(data.test.size()) + " test images), " +
@@ -125,7 +127,7 @@ int train_cnn(const CnnOptions& options) {
     optimizer.zero_grad();
     log.step(step, last_loss, optimizer.learning_rate(), batch.inputs.shape()[0]);
     if ((step + 1) % eval_interval == 0 || step + 1 == end_step) {
-      last_eval = evaluate(*model, data.test, device);
+      last_eval = evaluate(*model, forward, data.test);
       log.evaluation(step, JsonObject().add("validation_loss", last_eval.loss).add("accuracy", last_eval.accuracy),
                      "test loss " + std::to_string(last_eval.loss) + ", accuracy " + std::to_string(100 * last_eval.accuracy) + "%");
     }

@@ -18,12 +18,14 @@ namespace minipipe::cli {
 
 namespace {
 
-double validation_loss(nn::Module& model, const std::vector<datasets::Batch>& batches, Device device) {
+double validation_loss(nn::Module& model, const ModelForward& forward, const std::vector<datasets::Batch>& batches) {
   NoGradGuard no_grad;
   model.eval();
   double total = 0;
-  for (const datasets::Batch& batch : batches)
-    total += nn::cross_entropy_loss(model(batch.inputs.to(device)), batch.targets.to(device)).item();
+  for (const datasets::Batch& batch : batches) {
+    const Tensor logits = forward(batch.inputs);
+    total += nn::cross_entropy_loss(logits, batch.targets.to(logits.device())).item();
+  }
   model.train();
   return total / static_cast<double>(batches.size());
 }
@@ -63,6 +65,7 @@ int train_gpt(const GptOptions& options) {
   PipelinedTraining training(model, options.pipeline, device, options.seed,
                              [](const Tensor& out, const Tensor& targets) { return nn::cross_entropy_loss(out, targets); },
                              datasets::split_into_micro_batches(first, options.pipeline.micro_batches)[0].inputs.to(device));
+  const ModelForward forward = [&training](const Tensor& x) { return training.forward(x); };
   TrainingLog log(options.log_json, start_step, end_step, "tokens");
   log.message("gpt: " + std::to_string(model->parameter_count()) + " parameters (" + std::to_string(config.layers) +
               " layers, dim " + std::to_string(config.dim) + ", " + std::to_string(config.heads) + " heads, context " +
@@ -82,7 +85,7 @@ int train_gpt(const GptOptions& options) {
     optimizer.zero_grad();
     log.step(step, last_loss, optimizer.learning_rate(), batch.inputs.numel());
     if ((step + 1) % eval_interval == 0 || step + 1 == end_step) {
-      last_validation = validation_loss(*model, validation_batches, device);
+      last_validation = validation_loss(*model, forward, validation_batches);
       log.evaluation(step, JsonObject().add("validation_loss", last_validation),
                      "validation loss " + std::to_string(last_validation) + " nats/byte");
     }
@@ -103,7 +106,7 @@ int train_gpt(const GptOptions& options) {
   log.message("done in " + std::to_string(static_cast<int>(log.elapsed_seconds())) + " s: validation loss " +
               std::to_string(last_validation) + " nats/byte, peak memory " + std::to_string(memory.peak_bytes >> 20) + " MiB");
   if (options.sample_length > 0)
-    std::printf("--- sample ---\n%s\n", generate_text(*model, config, "Tom ", options.sample_length, 0.8f, options.seed, device).c_str());
+    std::printf("--- sample ---\n%s\n", generate_text(*model, forward, config, "Tom ", options.sample_length, 0.8f, options.seed).c_str());
   return 0;
 }
 

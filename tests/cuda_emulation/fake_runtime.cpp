@@ -2,7 +2,8 @@
 // emulation build (see run.sh): "device" memory is host memory, copies are memcpy, every
 // stream is in order because kernels finish before their launch returns (emulated_device.h),
 // and SGEMM is a plain column-major loop, which checks the row/column swap in
-// kernels/cuda/gemm.cpp. One emulated device, cuda:0.
+// kernels/cuda/gemm.cpp. Two emulated devices, cuda:0 and cuda:1 (MINIPIPE_EMULATED_GPUS
+// sets another count), so that peer copies and pipelines across GPUs run too.
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
@@ -14,6 +15,16 @@
 
 namespace {
 thread_local int current_device = 0;
+
+int emulated_devices() {
+  static const int count = [] {
+    const char* value = std::getenv("MINIPIPE_EMULATED_GPUS");
+    return value ? std::atoi(value) : 2;
+  }();
+  return count;
+}
+
+bool exists(int device) { return device >= 0 && device < emulated_devices(); }
 thread_local cudaError_t last_error = cudaSuccess;
 
 cudaError_t fail(cudaError_t error) {
@@ -27,7 +38,7 @@ using Clock = std::chrono::steady_clock;
 extern "C" {
 
 cudaError_t cudaGetDeviceCount(int* count) {
-  *count = 1;
+  *count = emulated_devices();
   return cudaSuccess;
 }
 cudaError_t cudaRuntimeGetVersion(int* version) {
@@ -35,7 +46,7 @@ cudaError_t cudaRuntimeGetVersion(int* version) {
   return cudaSuccess;
 }
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* properties, int device) {
-  if (device != 0) return fail(cudaErrorInvalidDevice);
+  if (!exists(device)) return fail(cudaErrorInvalidDevice);
   std::memset(properties, 0, sizeof(*properties));
   std::strcpy(properties->name, "minipipe CUDA emulator (CPU)");
   properties->totalGlobalMem = std::size_t{16} << 30;
@@ -48,7 +59,7 @@ cudaError_t cudaGetDevice(int* device) {
   return cudaSuccess;
 }
 cudaError_t cudaSetDevice(int device) {
-  if (device != 0) return fail(cudaErrorInvalidDevice);
+  if (!exists(device)) return fail(cudaErrorInvalidDevice);
   current_device = device;
   return cudaSuccess;
 }
