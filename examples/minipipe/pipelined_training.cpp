@@ -1,8 +1,10 @@
 #include "pipelined_training.h"
 
+#include <algorithm>
 #include <sstream>
 
 #include "pipeline/simulator.h"
+#include "tensor/allocator.h"
 
 namespace minipipe::cli {
 
@@ -32,6 +34,8 @@ PipelinedTraining::PipelinedTraining(std::shared_ptr<nn::Sequential> model, cons
   pipeline::StagePlan plan = pipeline::make_partition(*model_, flags.stages, flags.partition, sample);
   pipeline::PipelineOptions options{flags.micro_batches, flags.schedule, pipeline::parse_recompute(flags.recompute),
                                     parse_devices(flags.stage_devices, flags.stages, device), seed, true};
+  for (const Device& d : options.stage_devices)
+    if (std::find(devices_.begin(), devices_.end(), d) == devices_.end()) devices_.push_back(d);
   pipeline_ = std::make_unique<pipeline::Pipeline>(model_, std::move(plan), options, std::move(loss));
   peak_bytes_.assign(flags.stages, 0);
 }
@@ -43,6 +47,24 @@ float PipelinedTraining::step(const datasets::Batch& batch, int64_t step) {
   ++steps_;
   last_trace_ = std::move(result.trace);
   return result.loss;
+}
+
+void PipelinedTraining::reset_peak_memory() const {
+  for (const Device& d : devices_) minipipe::reset_peak_memory(d);
+}
+
+std::string PipelinedTraining::peak_memory_json() const {
+  std::string out = "{";
+  for (size_t i = 0; i < devices_.size(); ++i)
+    out += (i ? ",\"" : "\"") + devices_[i].str() + "\":" + std::to_string(memory_stats(devices_[i]).peak_bytes);
+  return out + "}";
+}
+
+std::string PipelinedTraining::peak_memory_text() const {
+  std::string out;
+  for (size_t i = 0; i < devices_.size(); ++i)
+    out += (i ? ", " : "") + std::to_string(memory_stats(devices_[i]).peak_bytes >> 20) + " MiB on " + devices_[i].str();
+  return out;
 }
 
 std::string PipelinedTraining::plan_text() const {

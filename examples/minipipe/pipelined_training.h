@@ -18,6 +18,10 @@ class PipelinedTraining {
   // The model's forward with the stages on their devices (evaluation, sampling).
   Tensor forward(const Tensor& x) const { return pipeline_->forward(x); }
   std::string plan_text() const;
+  // Memory on every device the stages use (--device, or each of --stage-devices once).
+  void reset_peak_memory() const;
+  std::string peak_memory_json() const;  // {"cpu": bytes, "cuda:0": bytes}
+  std::string peak_memory_text() const;  // "6 MiB on cpu, 3 MiB on cuda:0"
   JsonObject summary() const;  // the "pipeline" object of the summary line
   void write_trace_files() const;
 
@@ -25,6 +29,7 @@ class PipelinedTraining {
   std::shared_ptr<nn::Sequential> model_;
   PipelineFlags flags_;
   std::unique_ptr<pipeline::Pipeline> pipeline_;
+  std::vector<Device> devices_;  // distinct, in stage order
   std::vector<int64_t> peak_bytes_;
   std::vector<pipeline::TraceEvent> last_trace_;
   double bubble_sum_ = 0;

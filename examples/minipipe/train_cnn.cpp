@@ -115,7 +115,7 @@ int train_cnn(const CnnOptions& options) {
   log.message("cnn: ResNet with " + std::to_string(model->parameter_count()) + " parameters on " + data.name + " (" +
               std::to_string(data.train.size()) + " train, " + std::to_string(data.test.size()) + " test images), " +
               std::to_string(total_steps) + " steps of " + std::to_string(batch_size) + " on " + device.str());
-  reset_peak_memory(device);
+  training.reset_peak_memory();
   if (options.pipeline.stages > 1 || options.pipeline.micro_batches > 1) log.message(training.plan_text());
   float last_loss = 0.0f;
   Evaluation last_eval;
@@ -139,15 +139,14 @@ int train_cnn(const CnnOptions& options) {
                          {"in_channels", std::to_string(config.in_channels)}, {"classes", std::to_string(config.classes)}});
     log.message("saved " + options.save + " at step " + std::to_string(end_step));
   }
-  const MemoryStats memory = memory_stats(device);
   log.summary(JsonObject().add("event", std::string("summary")).add("model", std::string("cnn")).add("steps", end_step)
                   .add("final_train_loss", static_cast<double>(last_loss)).add("final_validation_loss", last_eval.loss)
                   .add("accuracy", last_eval.accuracy).add("wall_seconds", log.elapsed_seconds())
                   .add_raw("pipeline", training.summary().str())
-                  .add_raw("peak_bytes", "{\"" + device.str() + "\":" + std::to_string(memory.peak_bytes) + "}"));
+                  .add_raw("peak_bytes", training.peak_memory_json()));
   training.write_trace_files();
   log.message("done in " + std::to_string(static_cast<int>(log.elapsed_seconds())) + " s: test accuracy " +
-              std::to_string(100 * last_eval.accuracy) + "%, peak memory " + std::to_string(memory.peak_bytes >> 20) + " MiB");
+              std::to_string(100 * last_eval.accuracy) + "%, peak memory " + training.peak_memory_text());
   return 0;
 }
 

@@ -72,7 +72,7 @@ int train_gpt(const GptOptions& options) {
               std::to_string(config.context) + ") on " + path + " (" + std::to_string(train_text.tokens.size()) +
               " training bytes), " + std::to_string(total_steps) + " steps of " + std::to_string(batch_size) + " x " +
               std::to_string(config.context) + " tokens on " + device.str());
-  reset_peak_memory(device);
+  training.reset_peak_memory();
   if (options.pipeline.stages > 1 || options.pipeline.micro_batches > 1) log.message(training.plan_text());
   float last_loss = 0.0f;
   double last_validation = NAN;
@@ -96,15 +96,14 @@ int train_gpt(const GptOptions& options) {
     save_training_state(options.save, *model, &optimizer, metadata);
     log.message("saved " + options.save + " at step " + std::to_string(end_step));
   }
-  const MemoryStats memory = memory_stats(device);
   log.summary(JsonObject().add("event", std::string("summary")).add("model", std::string("gpt")).add("steps", end_step)
                   .add("final_train_loss", static_cast<double>(last_loss)).add("final_validation_loss", last_validation)
                   .add("wall_seconds", log.elapsed_seconds())
                   .add_raw("pipeline", training.summary().str())
-                  .add_raw("peak_bytes", "{\"" + device.str() + "\":" + std::to_string(memory.peak_bytes) + "}"));
+                  .add_raw("peak_bytes", training.peak_memory_json()));
   training.write_trace_files();
   log.message("done in " + std::to_string(static_cast<int>(log.elapsed_seconds())) + " s: validation loss " +
-              std::to_string(last_validation) + " nats/byte, peak memory " + std::to_string(memory.peak_bytes >> 20) + " MiB");
+              std::to_string(last_validation) + " nats/byte, peak memory " + training.peak_memory_text());
   if (options.sample_length > 0)
     std::printf("--- sample ---\n%s\n", generate_text(*model, forward, config, "Tom ", options.sample_length, 0.8f, options.seed).c_str());
   return 0;
