@@ -5,7 +5,6 @@
 
 #include "autograd/node.h"
 #include "autograd/op_support.h"
-#include "kernels/cpu/convolution.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/dispatch.h"
 #include "tensor/factories.h"
@@ -67,9 +66,8 @@ struct ConvShape {
   const float* image(const float* x, int64_t i) const { return x + i * channels * h * w; }
   float* image(float* x, int64_t i) const { return x + i * channels * h * w; }
   // im2col of images [first, first + count) side by side into columns [patch, count * pixels].
-  void im2col(const float* x, int64_t first, int64_t count, float* columns) const {
-    for (int64_t j = 0; j < count; ++j)
-      kernels::cpu::im2col(image(x, first + j), columns + j * pixels(), count * pixels(), channels, h, w, win);
+  void im2col(const Device& device, const float* x, int64_t first, int64_t count, float* columns) const {
+    kernels::im2col(device, image(x, first), count, columns, channels, h, w, win);
   }
 };
 
@@ -81,7 +79,7 @@ void convolve(const ConvShape& s, const float* x, const float* weight, float* y)
   Tensor grouped_y = empty({s.out_channels, groups.size * pixels});
   groups.for_each([&](int64_t first, int64_t count) {
     const int64_t width = count * pixels;
-    s.im2col(x, first, count, columns.data<float>());
+    s.im2col(Device::cpu(), x, first, count, columns.data<float>());
     kernels::cpu::gemm(false, false, s.out_channels, width, patch, 1.0f, weight, patch, columns.data<float>(), width,
                        0.0f, grouped_y.data<float>(), width);
     groups.scatter(grouped_y.data<float>(), y, first, count, s.out_channels, pixels);
@@ -100,15 +98,14 @@ void add_gradients(const ConvShape& s, const float* x, const float* weight, cons
   groups.for_each([&](int64_t first, int64_t count) {
     const int64_t width = count * pixels;
     groups.gather(dy, grouped_dy.data<float>(), first, count, s.out_channels, pixels);
-    s.im2col(x, first, count, columns.data<float>());
+    s.im2col(Device::cpu(), x, first, count, columns.data<float>());
     kernels::cpu::gemm(false, true, s.out_channels, patch, width, 1.0f, grouped_dy.data<float>(), width,
                        columns.data<float>(), width, 1.0f, dw, patch);
     if (!dx_by_col2im) return;
     kernels::cpu::gemm(true, false, patch, width, s.out_channels, 1.0f, weight, patch, grouped_dy.data<float>(), width,
                        0.0f, columns.data<float>(), width);
-    for (int64_t j = 0; j < count; ++j)
-      kernels::cpu::col2im_add(columns.data<float>() + j * pixels, width, s.image(dx_by_col2im, first + j), s.channels,
-                               s.h, s.w, s.win);
+    kernels::col2im_add(Device::cpu(), columns.data<float>(), count, s.image(dx_by_col2im, first), s.channels, s.h,
+                        s.w, s.win);
   });
 }
 
@@ -117,49 +114,56 @@ void add_gradients(const ConvShape& s, const float* x, const float* weight, cons
 // as 2^26 column floats (256 MiB) allow: GPU GEMMs want to be wide.
 constexpr int64_t kGpuColumnFloats = int64_t{1} << 26;
 
-int64_t gpu_group_size(const ConvShape& s) {
-  return std::clamp<int64_t>(kGpuColumnFloats / std::max<int64_t>(1, s.patch() * s.pixels()), 1, s.n);
-}
-
 // [count, O, oh, ow] images first.. of an NCHW tensor, seen as the GEMM's [O, count, pixels].
 Tensor as_grouped(const Tensor& nchw, int64_t first, int64_t count) {
   return nchw.narrow(0, first, count).reshape({count, nchw.shape()[1], -1}).permute({1, 0, 2});
 }
 
+// Calls group(first, count, columns, outputs) for each run of images of x, with columns
+// [patch, count * pixels] holding their im2col and outputs an [O, count * pixels] buffer.
+// Both buffers are made once, for the largest group.
+template <class Group>
+void for_each_image_group_on_gpu(const ConvShape& s, const Tensor& x, Group group) {
+  const int64_t patch = s.patch(), pixels = s.pixels();
+  const int64_t size = std::clamp<int64_t>(kGpuColumnFloats / std::max<int64_t>(1, patch * pixels), 1, s.n);
+  const Tensor columns = empty({patch * size * pixels}, DType::Float32, x.device());
+  const Tensor outputs = empty({s.out_channels * size * pixels}, DType::Float32, x.device());
+  for (int64_t first = 0; first < s.n; first += size) {
+    const int64_t count = std::min(size, s.n - first), width = count * pixels;
+    kernels::im2col(x.device(), s.image(x.data<float>(), first), count, columns.data<float>(), s.channels, s.h, s.w,
+                    s.win);
+    group(first, count, columns.narrow(0, 0, patch * width).view({patch, width}),
+          outputs.narrow(0, 0, s.out_channels * width).view({s.out_channels, width}));
+  }
+}
+
 // out = conv(x, weight) (+ bias, when defined), all on one GPU.
 void convolve_on_gpu(const ConvShape& s, const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& out) {
-  const Device device = x.device();
-  const int64_t patch = s.patch(), pixels = s.pixels(), group = gpu_group_size(s);
-  Tensor columns = empty({patch, group * pixels}, DType::Float32, device);
-  for (int64_t first = 0; first < s.n; first += group) {
-    const int64_t count = std::min(group, s.n - first), width = count * pixels;
-    Tensor grouped_y = empty({s.out_channels, width}, DType::Float32, device);
+  const int64_t patch = s.patch(), pixels = s.pixels();
+  for_each_image_group_on_gpu(s, x, [&](int64_t first, int64_t count, const Tensor& columns, const Tensor& grouped_y) {
+    const int64_t width = count * pixels;
     if (bias.defined()) copy_(grouped_y, bias.view({s.out_channels, 1}).expand({s.out_channels, width}));
-    kernels::im2col(device, s.image(x.data<float>(), first), count, columns.data<float>(), s.channels, s.h, s.w, s.win);
-    kernels::gemm(device, false, false, s.out_channels, width, patch, 1.0f, weight.data<float>(), patch,
+    kernels::gemm(x.device(), false, false, s.out_channels, width, patch, 1.0f, weight.data<float>(), patch,
                   columns.data<float>(), width, bias.defined() ? 1.0f : 0.0f, grouped_y.data<float>(), width);
     copy_(as_grouped(out, first, count), grouped_y.view({s.out_channels, count, pixels}));
-  }
+  });
 }
 
 // dW += dY columns(x)^T and, with dx defined, dX += col2im(W^T dY), all on one GPU.
 void add_gradients_on_gpu(const ConvShape& s, const Tensor& x, const Tensor& weight, const Tensor& dy, Tensor& dw,
                           Tensor& dx) {
-  const Device device = x.device();
-  const int64_t patch = s.patch(), pixels = s.pixels(), group = gpu_group_size(s);
-  Tensor columns = empty({patch, group * pixels}, DType::Float32, device);
-  for (int64_t first = 0; first < s.n; first += group) {
-    const int64_t count = std::min(group, s.n - first), width = count * pixels;
-    const Tensor grouped_dy = as_grouped(dy, first, count).contiguous();
-    kernels::im2col(device, s.image(x.data<float>(), first), count, columns.data<float>(), s.channels, s.h, s.w, s.win);
-    kernels::gemm(device, false, true, s.out_channels, patch, width, 1.0f, grouped_dy.data<float>(), width,
+  const int64_t patch = s.patch(), pixels = s.pixels();
+  for_each_image_group_on_gpu(s, x, [&](int64_t first, int64_t count, const Tensor& columns, const Tensor& grouped_dy) {
+    const int64_t width = count * pixels;
+    copy_(grouped_dy.view({s.out_channels, count, pixels}), as_grouped(dy, first, count));
+    kernels::gemm(x.device(), false, true, s.out_channels, patch, width, 1.0f, grouped_dy.data<float>(), width,
                   columns.data<float>(), width, 1.0f, dw.data<float>(), patch);
-    if (!dx.defined()) continue;
-    kernels::gemm(device, true, false, patch, width, s.out_channels, 1.0f, weight.data<float>(), patch,
+    if (!dx.defined()) return;
+    kernels::gemm(x.device(), true, false, patch, width, s.out_channels, 1.0f, weight.data<float>(), patch,
                   grouped_dy.data<float>(), width, 0.0f, columns.data<float>(), width);
-    kernels::col2im_add(device, columns.data<float>(), count, s.image(dx.data<float>(), first), s.channels, s.h, s.w,
-                        s.win);
-  }
+    kernels::col2im_add(x.device(), columns.data<float>(), count, s.image(dx.data<float>(), first), s.channels, s.h,
+                        s.w, s.win);
+  });
 }
 
 // weight [O, C, kh, kw] -> [C, O, kh, kw] with each kernel rotated by 180 degrees.

@@ -63,17 +63,18 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b, float alpha) {
   // whole batch for contiguous inputs, one run per batch entry for attention's head-split
   // views (heads step by head_dim inside a batch entry, batch entries by more).
   const int64_t count = static_cast<int64_t>(a_offsets.size());
-  for (int64_t first = 0, last; first < count; first = last) {
+  for (int64_t first = 0; first < count;) {
     const int64_t step_a = first + 1 < count ? a_offsets[first + 1] - a_offsets[first] : 0;
     const int64_t step_b = first + 1 < count ? b_offsets[first + 1] - b_offsets[first] : 0;
-    for (last = first + 1; last < count && a_offsets[last] - a_offsets[last - 1] == step_a &&
-                           b_offsets[last] - b_offsets[last - 1] == step_b;
-         ++last) {
-    }
+    int64_t last = first + 1;
+    while (last < count && a_offsets[last] - a_offsets[last - 1] == step_a &&
+           b_offsets[last] - b_offsets[last - 1] == step_b)
+      ++last;
     kernels::gemm_batched(out.device(), la.transposed, lb.transposed, m, n, k, alpha,
                           la.tensor.data<float>() + a_offsets[first], la.leading, step_a,
                           lb.tensor.data<float>() + b_offsets[first], lb.leading, step_b, 0.0f,
                           out.data<float>() + first * m * n, n, m * n, last - first);
+    first = last;
   }
   return out;
 }

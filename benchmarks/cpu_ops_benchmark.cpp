@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
+#include <sstream>
 #include <functional>
 #include <string>
 #include <vector>
@@ -27,6 +27,7 @@
 using namespace minipipe;
 using minipipe::benchmarks::dims;
 using minipipe::benchmarks::median;
+using minipipe::benchmarks::write_json_array;
 
 namespace {
 
@@ -138,20 +139,17 @@ int main(int argc, char** argv) {
     std::printf("\n");
   }
   if (!json_path.empty()) {
-    std::ofstream out(json_path);
-    if (!out) {
-      std::fprintf(stderr, "cannot write %s\n", json_path.c_str());
-      return 1;
+    std::vector<std::string> objects;
+    for (const Row& r : rows) {
+      std::ostringstream o;
+      o << "{\"op\": \"" << r.op << "\", \"size\": \"" << r.size << "\", \"median_ms\": " << r.median_ms
+        << ", \"value\": " << r.value << ", \"unit\": \"" << r.unit << "\"";
+      if (r.reference_ms > 0)
+        o << ", \"eigen_median_ms\": " << r.reference_ms << ", \"ratio_vs_eigen\": " << r.reference_ms / r.median_ms;
+      o << "}";
+      objects.push_back(o.str());
     }
-    out << "[\n";
-    for (size_t i = 0; i < rows.size(); ++i) {
-      const Row& r = rows[i];
-      out << "  {\"op\": \"" << r.op << "\", \"size\": \"" << r.size << "\", \"median_ms\": " << r.median_ms
-          << ", \"value\": " << r.value << ", \"unit\": \"" << r.unit << "\"";
-      if (r.reference_ms > 0) out << ", \"eigen_median_ms\": " << r.reference_ms << ", \"ratio_vs_eigen\": " << r.reference_ms / r.median_ms;
-      out << "}" << (i + 1 < rows.size() ? "," : "") << "\n";
-    }
-    out << "]\n";
+    if (!write_json_array(json_path, objects)) return 1;
   }
   return 0;
 }

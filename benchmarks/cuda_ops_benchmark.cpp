@@ -13,7 +13,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
-#include <fstream>
+#include <sstream>
 #include <functional>
 #include <string>
 #include <vector>
@@ -33,6 +33,7 @@
 using namespace minipipe;
 using minipipe::benchmarks::dims;
 using minipipe::benchmarks::median;
+using minipipe::benchmarks::write_json_array;
 namespace cuda = minipipe::kernels::cuda;
 
 namespace {
@@ -187,20 +188,15 @@ int main(int argc, char** argv) {
     std::printf("%-22s %-18s %10.4f %10.2f %-8s %6s %5.1f %5.0f%%\n", r.op.c_str(), r.size.c_str(), r.median_ms,
                 r.value, r.unit.c_str(), r.reference.c_str(), r.reference_value, 100.0 * r.value / r.reference_value);
   if (!json_path.empty()) {
-    std::ofstream out(json_path);
-    if (!out) {
-      std::fprintf(stderr, "cannot write %s\n", json_path.c_str());
-      return 1;
+    std::vector<std::string> objects;
+    for (const Row& r : rows) {
+      std::ostringstream o;
+      o << "{\"op\": \"" << r.op << "\", \"size\": \"" << r.size << "\", \"median_ms\": " << r.median_ms
+        << ", \"value\": " << r.value << ", \"unit\": \"" << r.unit << "\", \"reference\": \"" << r.reference
+        << "\", \"reference_value\": " << r.reference_value << ", \"fraction\": " << r.value / r.reference_value << "}";
+      objects.push_back(o.str());
     }
-    out << "[\n";
-    for (size_t i = 0; i < rows.size(); ++i) {
-      const Row& r = rows[i];
-      out << "  {\"op\": \"" << r.op << "\", \"size\": \"" << r.size << "\", \"median_ms\": " << r.median_ms
-          << ", \"value\": " << r.value << ", \"unit\": \"" << r.unit << "\", \"reference\": \"" << r.reference
-          << "\", \"reference_value\": " << r.reference_value << ", \"fraction\": " << r.value / r.reference_value
-          << "}" << (i + 1 < rows.size() ? "," : "") << "\n";
-    }
-    out << "]\n";
+    if (!write_json_array(json_path, objects)) return 1;
   }
   return 0;
 }
