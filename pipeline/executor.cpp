@@ -86,12 +86,32 @@ struct RunState {
 
 thread_local RunState* current_run = nullptr;
 
-// Hands a tensor to another stage's thread once the work that computed it has run: on a GPU
-// that work is queued on this thread's stream, which the receiver's stream does not follow.
-void send(Channel& channel, int micro_batch, const Tensor& value) {
-  kernels::synchronize(value.device());
-  channel.send(micro_batch, value);
-}
+// A stage's hand-offs. On a GPU each stage thread queues its work on a stream of its own,
+// and a tensor crosses streams safely by two rules (tensor/cuda_allocator.cpp):
+// - it is sent once the work that computed it has run, since the receiver's stream does not
+//   follow the sender's;
+// - the receiver's stream takes its memory over, since that stream reads it from then on: the
+//   sender's stream must not reuse the memory, when the sender drops the tensor last, before
+//   those reads ran.
+// On the CPU work is done when its call returns, and both rules cost nothing.
+class HandOffs {
+ public:
+  explicit HandOffs(Device device) : device_(device) {}
+
+  Tensor receive(Channel& channel, int micro_batch) {
+    Tensor value = channel.receive(micro_batch);
+    value.impl()->storage->hand_over_to_current_stream();
+    return value;
+  }
+  void send(Channel& channel, int micro_batch, const Tensor& value) {
+    if (value.device() != device_) kernels::synchronize(value.device());  // a copy to the receiver's device
+    kernels::synchronize(device_);
+    channel.send(micro_batch, value);
+  }
+
+ private:
+  Device device_;
+};
 
 }  // namespace
 
@@ -143,6 +163,7 @@ void Pipeline::run_stage(int s, const std::vector<datasets::Batch>& micro_batche
   // Per micro-batch: the stage's input leaf, its output (or weighted loss), the gradient
   // received for the output and the one to send upstream.
   std::map<int, Tensor> inputs, outputs, output_grads, input_grads;
+  HandOffs hand_offs(device);
   const auto origin = std::chrono::steady_clock::now();
   auto now_us = [&] { return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - origin).count(); };
 
@@ -153,7 +174,7 @@ void Pipeline::run_stage(int s, const std::vector<datasets::Batch>& micro_batche
       const nn::ForwardContext context{options_.seed, step, m >= 0 ? micro_batches[m].sample_offset : 0, false};
       switch (instruction.op) {
         case Op::ReceiveActivation: {
-          Tensor received = state.activations[s - 1]->receive(m);
+          Tensor received = hand_offs.receive(*state.activations[s - 1], m);
           if (received.dtype() == DType::Float32) received.set_requires_grad(true);
           inputs[m] = received;
           break;
@@ -178,10 +199,10 @@ void Pipeline::run_stage(int s, const std::vector<datasets::Batch>& micro_batche
           break;
         }
         case Op::SendActivation:
-          send(*state.activations[s], m, outputs[m].detach().to(device_of(s + 1)));
+          hand_offs.send(*state.activations[s], m, outputs[m].detach().to(device_of(s + 1)));
           break;
         case Op::ReceiveGradient:
-          output_grads[m] = state.gradients[s]->receive(m);
+          output_grads[m] = hand_offs.receive(*state.gradients[s], m);
           break;
         case Op::Backward: {
           nn::ForwardContext replay = context;
@@ -198,7 +219,7 @@ void Pipeline::run_stage(int s, const std::vector<datasets::Batch>& micro_batche
           break;
         }
         case Op::SendGradient:
-          send(*state.gradients[s - 1], m, input_grads[m].to(device_of(s - 1)));
+          hand_offs.send(*state.gradients[s - 1], m, input_grads[m].to(device_of(s - 1)));
           input_grads.erase(m);
           break;
         case Op::OptimizerStep:

@@ -21,6 +21,9 @@ class Allocator {
   virtual ~Allocator() = default;
   virtual void* allocate(std::size_t bytes) = 0;
   virtual void deallocate(void* pointer, std::size_t bytes) = 0;
+  // The calling thread's stream takes over a block that another thread's stream wrote and
+  // has finished with (see tensor/cuda_allocator.cpp); nothing to do where work is not queued.
+  virtual void hand_over_to_current_stream(void* /*pointer*/) {}
 
   MemoryStats stats() const;
   void reset_peak();  // peak := current

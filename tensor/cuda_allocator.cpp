@@ -23,14 +23,18 @@ namespace {
 // again, so that a training step, which allocates the same shapes every time, makes no
 // cudaMalloc (a device-wide synchronisation) on its hot path.
 //
-// Blocks are reused only on the stream they were allocated on: work queued on one stream
-// runs in order, so a block freed there cannot be overwritten before its last reader ran.
-// CUDA's per-thread default stream has one handle for every thread, so for it the thread
-// is part of the key. Two rules cover tensors that cross streams (a pipeline stage's
-// activations, read by the next stage's thread): the thread that hands one over first waits
-// for the work that wrote it (kernels::synchronize, as the pipeline executor does before it
-// sends), and a block freed from another stream than its own waits, here, for the freeing
-// stream's queued work, which may still read it, before its own stream may reuse it.
+// Blocks are reused only on the stream that owns them: work queued on one stream runs in
+// order, so a block freed there cannot be overwritten before its last reader ran. CUDA's
+// per-thread default stream has one handle for every thread, so for it the thread is part
+// of the key. Three rules cover tensors that cross streams (a pipeline stage's activations
+// and gradients, read by a neighbour's thread; docs/cuda.md, "Streams"):
+// - the thread that hands a tensor over first waits for the work that wrote it
+//   (kernels::synchronize, as the pipeline executor does before it sends);
+// - the receiving thread's stream then takes the block over (hand_over_to_current_stream),
+//   since that stream reads it from then on, and the sender's stream may not reuse it
+//   before those reads ran;
+// - a block freed from another stream than its owner waits, here, for the freeing stream's
+//   queued work, which may still read it, before the owner may reuse it.
 class CudaCachingAllocator final : public Allocator {
  public:
   explicit CudaCachingAllocator(int device) : device_(device) {}
@@ -53,7 +57,11 @@ class CudaCachingAllocator final : public Allocator {
       live_[pointer] = {size, stream};
     }
     count_allocation(bytes);
-    if (poison_) kernels::cuda::fill32(pointer, 0xFFFFFFFFu, static_cast<int64_t>(size / 4), stream.stream);
+    if (poison_) {
+      // On this device's stream: the caller's current device may be another one.
+      const kernels::cuda::DeviceGuard on(device_);
+      kernels::cuda::fill32(pointer, 0xFFFFFFFFu, static_cast<int64_t>(size / 4), stream.stream);
+    }
     return pointer;
   }
 
@@ -71,6 +79,14 @@ class CudaCachingAllocator final : public Allocator {
       lock.lock();
     }
     free_[{block.stream, block.size}].push_back(pointer);
+  }
+
+  void hand_over_to_current_stream(void* pointer) override {
+    const StreamKey stream = current_stream_key();
+    std::lock_guard lock(mutex_);
+    const auto it = live_.find(pointer);
+    if (it == live_.end()) throw std::logic_error("CUDA allocator: handing over a block it did not allocate");
+    it->second.stream = stream;
   }
 
   void release_cached() {

@@ -25,6 +25,8 @@ class Storage {
   void* data() const { return data_; }
   std::size_t bytes() const { return bytes_; }
   Device device() const { return device_; }
+  // See Allocator::hand_over_to_current_stream.
+  void hand_over_to_current_stream() const { allocator_->hand_over_to_current_stream(data_); }
 
  private:
   Allocator* allocator_;

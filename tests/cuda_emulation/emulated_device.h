@@ -5,10 +5,12 @@
 // functions, and emu::launch, which run.sh's nvcc stand-in puts where the source says
 // kernel<<<grid, block, shared, stream>>>(args).
 //
-// Each block's threads are fibers (ucontext) on the launching OS thread, switched at
-// __syncthreads and shuffles, so that the block-wide reductions run as written; blocks run
-// one after another and a launch finishes before it returns. This checks the kernels'
-// indexing and arithmetic against the CPU, not timing, races or the GPU memory model.
+// A launch queues the kernel on its stream (fake_runtime.cpp runs each stream's work in
+// order on a worker thread of its own) and returns. There, each block's threads are fibers
+// (ucontext), switched at __syncthreads and shuffles, so that the block-wide reductions run
+// as written; blocks run one after another. This checks the kernels' indexing and
+// arithmetic against the CPU, and stream ordering, but not races within a kernel or the GPU
+// memory model.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -26,6 +28,8 @@
 #include <csetjmp>
 #include <ucontext.h>
 
+#include "emulated_streams.h"
+
 #undef __global__
 #undef __device__
 #undef __host__
@@ -35,7 +39,7 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
-// Blocks run one at a time (see emu::launch), so one static array serves every block.
+// Blocks run one at a time (see emu::run_blocks), so one static array serves every block.
 #define __shared__ static
 
 namespace emu {
@@ -123,16 +127,15 @@ inline std::mutex& launch_mutex() {
   return m;
 }
 
-// A kernel's first block runs as fibers; if none of its threads ever waits at a barrier, the
-// other blocks' threads run as plain calls, one after another, which is much faster.
-template <class... Parameters, class... Arguments>
-void launch(void (*kernel)(Parameters...), dim3 grid, dim3 block, std::size_t, cudaStream_t, Arguments&&... args) {
-  if (block.x == 0 || block.x > 1024 || block.y != 1 || block.z != 1 || grid.x == 0 || grid.z != 1)
-    throw std::invalid_argument("emulated launch: unsupported shape");
+
+// Runs a kernel's blocks, on the stream's worker thread. The first block runs as fibers; if
+// none of its threads ever waits at a barrier, the other blocks' threads run as plain calls,
+// one after another, which is much faster.
+template <class... Parameters>
+void run_blocks(void (*kernel)(Parameters...), dim3 grid, dim3 block, const std::tuple<Parameters...>& bound) {
   std::lock_guard lock(launch_mutex());  // the static __shared__ arrays belong to one launch
   static thread_local const std::tuple<Parameters...>* arguments = nullptr;
   static thread_local void (*body)(Parameters...) = nullptr;
-  const std::tuple<Parameters...> bound(static_cast<Parameters>(args)...);
   arguments = &bound;
   body = kernel;
   gridDim = grid;
@@ -186,6 +189,27 @@ void launch(void (*kernel)(Parameters...), dim3 grid, dim3 block, std::size_t, c
       current_block = nullptr;
       needs_fibers = run.any_waited;
     }
+}
+
+// What a kernel<<<grid, block, shared, stream>>>(args) launch becomes (`name` is the kernel
+// expression of the source): the arguments are copied now, as CUDA does, and the kernel is
+// queued on the stream. Its pointer arguments are the blocks it uses: const ones it reads,
+// the others it writes.
+template <class... Parameters, class... Arguments>
+void launch(const char* name, void (*kernel)(Parameters...), dim3 grid, dim3 block, std::size_t, cudaStream_t stream,
+            Arguments&&... args) {
+  if (block.x == 0 || block.x > 1024 || block.y != 1 || block.z != 1 || grid.x == 0 || grid.z != 1)
+    throw std::invalid_argument("emulated launch: unsupported shape");
+  std::tuple<Parameters...> bound(static_cast<Parameters>(args)...);
+  std::vector<Use> uses;
+  std::apply([&](const auto&... argument) {
+    const auto add = [&](const auto& value) {
+      using T = std::decay_t<decltype(value)>;
+      if constexpr (std::is_pointer_v<T>) uses.push_back({value, !std::is_const_v<std::remove_pointer_t<T>>});
+    };
+    (add(argument), ...);
+  }, bound);
+  enqueue(stream, uses, name, [kernel, grid, block, bound = std::move(bound)] { run_blocks(kernel, grid, block, bound); });
 }
 
 }  // namespace emu

@@ -30,4 +30,5 @@ if [ ! -f "$build/build.ninja" ]; then
 fi
 meson compile -C "$build" -j "${JOBS:-2}"
 # Every allocation starts as NaNs: reading memory that no kernel wrote then fails the tests.
-MINIPIPE_CUDA_POISON=1 LD_LIBRARY_PATH=$toolkit/lib64 meson test -C "$build" cuda cuda_ops cuda_training cuda_ops_benchmark_smoke --print-errorlogs
+MINIPIPE_CUDA_POISON=1 LD_LIBRARY_PATH=$toolkit/lib64 meson test -C "$build" cuda cuda_ops cuda_training train_on_gpu cuda_ops_benchmark_smoke \
+  --print-errorlogs
