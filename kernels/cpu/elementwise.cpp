@@ -86,16 +86,6 @@ void unary_backward(UnaryOp op, const float* x, const float* y, const float* dy,
 
 namespace {
 
-inline float apply(BinaryOp op, float a, float b) {
-  switch (op) {
-    case BinaryOp::Add: return a + b;
-    case BinaryOp::Sub: return a - b;
-    case BinaryOp::Mul: return a * b;
-    case BinaryOp::Div: return a / b;
-  }
-  return 0.0f;
-}
-
 // The innermost dim, with the stride patterns that matter specialised so they vectorise.
 template <BinaryOp op>
 void binary_row(const float* a, int64_t sa, const float* b, int64_t sb, float* out, int64_t n) {

@@ -3,6 +3,8 @@
 // kernels and copies walk N-d strided layouts (a stride of 0 broadcasts a dim).
 #include <cstdint>
 
+#include "kernels/host_device.h"
+
 namespace minipipe::kernels::cpu {
 
 // Strided walks keep their odometer on the stack; tensors have at most this many dims.
@@ -10,6 +12,17 @@ constexpr int kMaxDims = 16;
 
 enum class UnaryOp { Neg, Exp, Log, Sqrt, Relu, Gelu, Tanh, Sigmoid, Pow, Scale, AddScalar };
 enum class BinaryOp { Add, Sub, Mul, Div };
+
+// a op b, for the CPU and the CUDA binary kernels alike.
+MINIPIPE_HOST_DEVICE inline float apply(BinaryOp op, float a, float b) {
+  switch (op) {
+    case BinaryOp::Add: return a + b;
+    case BinaryOp::Sub: return a - b;
+    case BinaryOp::Mul: return a * b;
+    case BinaryOp::Div: return a / b;
+  }
+  return 0.0f;
+}
 
 // y = op(x); `parameter` is the exponent of Pow, the factor of Scale, the addend of AddScalar.
 void unary_forward(UnaryOp op, const float* x, float* y, int64_t n, float parameter);

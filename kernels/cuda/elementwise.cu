@@ -66,16 +66,6 @@ __global__ void unary_backward_kernel(UnaryOp op, const float* x, const float* y
   MINIPIPE_GRID_STRIDE_LOOP(i, n) dx[i] = dy[i] * derivative(op, x, y, i, parameter);
 }
 
-__device__ float combine(BinaryOp op, float a, float b) {
-  switch (op) {
-    case BinaryOp::Add: return a + b;
-    case BinaryOp::Sub: return a - b;
-    case BinaryOp::Mul: return a * b;
-    case BinaryOp::Div: return a / b;
-  }
-  return 0.0f;
-}
-
 static_assert(TwoStrideLayout::kMaxDims == cpu::kMaxDims);
 
 // layout.first: strides of a, layout.second: strides of b.
@@ -84,13 +74,13 @@ __global__ void binary_strided_kernel(BinaryOp op, const float* a, const float* 
   MINIPIPE_GRID_STRIDE_LOOP(i, layout.count) {
     int64_t a_offset, b_offset;
     layout.offsets(i, a_offset, b_offset);
-    out[i] = combine(op, a[a_offset], b[b_offset]);
+    out[i] = cpu::apply(op, a[a_offset], b[b_offset]);
   }
 }
 
 // Both inputs contiguous and of the output's shape: no index arithmetic.
 __global__ void binary_contiguous_kernel(BinaryOp op, const float* a, const float* b, float* out, int64_t count) {
-  MINIPIPE_GRID_STRIDE_LOOP(i, count) out[i] = combine(op, a[i], b[i]);
+  MINIPIPE_GRID_STRIDE_LOOP(i, count) out[i] = cpu::apply(op, a[i], b[i]);
 }
 
 __global__ void causal_mask_kernel(const float* in, float* out, int64_t queries, int64_t keys,
