@@ -3,7 +3,6 @@
 #include <chrono>
 #include <map>
 #include <mutex>
-#include <thread>
 
 #include "autograd/checkpoint.h"
 #include "autograd/elementwise.h"
@@ -41,7 +40,8 @@ PipelineError::PipelineError(int stage_, Instruction instruction_, const std::st
 
 Pipeline::Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, PipelineOptions options, LossFunction loss)
     : model_(std::move(model)), plan_(std::move(plan)), options_(std::move(options)), loss_(std::move(loss)),
-      schedule_(make_schedule(options_.schedule, plan_.stages(), options_.micro_batches)) {
+      schedule_(make_schedule(options_.schedule, plan_.stages(), options_.micro_batches)),
+      threads_(std::make_unique<StageThreads>(plan_.stages())) {
   validate(schedule_);  // before anything runs
   if (!options_.stage_devices.empty() && static_cast<int>(options_.stage_devices.size()) != stages())
     throw std::invalid_argument("pipeline: " + std::to_string(options_.stage_devices.size()) + " stage devices for " +
@@ -129,14 +129,11 @@ StepResult Pipeline::run(const datasets::Batch& batch, uint64_t step) {
   for (int s = 0; s < stages(); ++s) kernels::synchronize(device_of(s));
   std::vector<double> losses(options_.micro_batches, 0.0);
   std::vector<std::vector<TraceEvent>> traces(stages());
-  std::vector<std::thread> workers;
-  for (int s = 0; s < stages(); ++s)
-    workers.emplace_back([&, s] {
-      current_run = &state;
-      run_stage(s, micro_batches, batch_size, step, losses, traces[s]);
-      current_run = nullptr;
-    });
-  for (std::thread& w : workers) w.join();
+  threads_->run([&](int s) {
+    current_run = &state;
+    run_stage(s, micro_batches, batch_size, step, losses, traces[s]);
+    current_run = nullptr;
+  });
   if (state.error) {
     try {
       std::rethrow_exception(state.error);

@@ -1,8 +1,8 @@
 #pragma once
-// Runs a schedule on a model cut into stages: one worker thread per stage, channels between
-// neighbours (DESIGN.md decision 6), one interpreter for every schedule. A stage's input
-// received from its neighbour is a leaf that requires grad; its gradient after the stage's
-// backward is what goes upstream (decision 4).
+// Runs a schedule on a model cut into stages: one worker thread per stage, kept from step to
+// step, channels between neighbours (DESIGN.md decision 6), one interpreter for every
+// schedule. A stage's input received from its neighbour is a leaf that requires grad; its
+// gradient after the stage's backward is what goes upstream (decision 4).
 #include <functional>
 #include <memory>
 #include <stdexcept>
@@ -12,6 +12,7 @@
 #include "nn/sequential.h"
 #include "pipeline/partition.h"
 #include "pipeline/schedule.h"
+#include "pipeline/stage_threads.h"
 #include "pipeline/trace.h"
 #include "tensor/allocator.h"
 
@@ -87,6 +88,7 @@ class Pipeline {
   Schedule schedule_;
   std::vector<std::shared_ptr<nn::Sequential>> stage_modules_;
   std::vector<std::shared_ptr<MemoryTracker>> trackers_;
+  std::unique_ptr<StageThreads> threads_;
   std::function<void(int)> optimizer_step_;
 };
 

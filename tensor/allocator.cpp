@@ -16,7 +16,7 @@
 namespace minipipe {
 
 MemoryStats Allocator::stats() const {
-  return {current_.load(), peak_.load(), count_.load()};
+  return {current_.load(), peak_.load(), count_.load(), reserved_.load()};
 }
 
 void Allocator::reset_peak() { peak_.store(current_.load()); }
@@ -32,6 +32,8 @@ void Allocator::count_allocation(std::size_t bytes) {
 void Allocator::count_deallocation(std::size_t bytes) {
   current_.fetch_sub(static_cast<int64_t>(bytes));
 }
+
+void Allocator::count_reserved(int64_t bytes) { reserved_.fetch_add(bytes); }
 
 std::size_t detail::allocation_size_class(std::size_t bytes) {
   if (bytes <= 4096) return bytes == 0 ? 64 : (bytes + 63) / 64 * 64;
@@ -64,10 +66,10 @@ class CpuAllocator final : public Allocator {
         cached_bytes_ -= size;
       }
     }
-    if (!pointer) pointer = std::aligned_alloc(64, size);
+    if (!pointer) pointer = reserve(size);
     if (!pointer) {
       release_cached();  // give the cache back and try once more
-      pointer = std::aligned_alloc(64, size);
+      pointer = reserve(size);
       if (!pointer) throw std::bad_alloc();
     }
     count_allocation(bytes);
@@ -85,13 +87,13 @@ class CpuAllocator final : public Allocator {
         return;
       }
     }
-    std::free(pointer);
+    release(pointer, size);
   }
 
   void release_cached() {
     std::lock_guard lock(mutex_);
     for (auto& [size, blocks] : cached_)
-      for (void* block : blocks) std::free(block);
+      for (void* block : blocks) release(block, size);
     cached_.clear();
     cached_bytes_ = 0;
   }
@@ -105,6 +107,15 @@ class CpuAllocator final : public Allocator {
   static constexpr std::size_t kMaxCachedBytes = std::size_t{2} << 30;
 
   static std::size_t size_class(std::size_t bytes) { return detail::allocation_size_class(bytes); }
+  void* reserve(std::size_t size) {
+    void* pointer = std::aligned_alloc(64, size);
+    if (pointer) count_reserved(static_cast<int64_t>(size));
+    return pointer;
+  }
+  void release(void* pointer, std::size_t size) {
+    std::free(pointer);
+    count_reserved(-static_cast<int64_t>(size));
+  }
 
   std::mutex mutex_;
   std::unordered_map<std::size_t, std::vector<void*>> cached_;

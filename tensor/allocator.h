@@ -14,6 +14,7 @@ struct MemoryStats {
   int64_t current_bytes = 0;     // bytes held by live tensors now
   int64_t peak_bytes = 0;        // the most current_bytes has been since the last reset
   int64_t allocation_count = 0;  // number of allocate() calls, ever
+  int64_t reserved_bytes = 0;    // bytes taken from the system: live tensors' blocks and the cache
 };
 
 class Allocator {
@@ -31,9 +32,10 @@ class Allocator {
  protected:
   void count_allocation(std::size_t bytes);
   void count_deallocation(std::size_t bytes);
+  void count_reserved(int64_t bytes);  // + after a block is taken from the system, - after it is returned
 
  private:
-  std::atomic<int64_t> current_{0}, peak_{0}, count_{0};
+  std::atomic<int64_t> current_{0}, peak_{0}, count_{0}, reserved_{0};
 };
 
 // The allocator of `device`. Throws for a device this build cannot serve.

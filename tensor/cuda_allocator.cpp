@@ -43,10 +43,10 @@ class CudaCachingAllocator final : public Allocator {
     const std::size_t size = detail::allocation_size_class(bytes);
     const StreamKey stream = current_stream_key();
     void* pointer = take_cached(stream, size);
-    if (!pointer) pointer = kernels::cuda::device_malloc(device_, size);
+    if (!pointer) pointer = reserve(size);
     if (!pointer) {  // out of memory: give the cache back and try once more
       release_cached();
-      pointer = kernels::cuda::device_malloc(device_, size);
+      pointer = reserve(size);
     }
     if (!pointer)
       throw std::runtime_error("out of memory on cuda:" + std::to_string(device_) + ": could not allocate " +
@@ -92,7 +92,10 @@ class CudaCachingAllocator final : public Allocator {
   void release_cached() {
     std::lock_guard lock(mutex_);
     for (auto& [key, blocks] : free_)
-      for (void* block : blocks) kernels::cuda::device_free(device_, block);
+      for (void* block : blocks) {
+        kernels::cuda::device_free(device_, block);
+        count_reserved(-static_cast<int64_t>(key.second));
+      }
     free_.clear();
   }
 
@@ -110,6 +113,12 @@ class CudaCachingAllocator final : public Allocator {
   static StreamKey current_stream_key() {
     const cudaStream_t stream = kernels::cuda::current_stream();
     return {stream, stream == cudaStreamPerThread ? std::this_thread::get_id() : std::thread::id()};
+  }
+
+  void* reserve(std::size_t size) {
+    void* pointer = kernels::cuda::device_malloc(device_, size);
+    if (pointer) count_reserved(static_cast<int64_t>(size));
+    return pointer;
   }
 
   // Called while a tensor dies (from a destructor): errors cannot be thrown, and a failed

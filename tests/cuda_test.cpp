@@ -66,19 +66,25 @@ TEST_F(OnGpu, FillsMatchTheCpu) {
 }
 
 TEST_F(OnGpu, TheAllocatorCountsBytesAndReusesFreedBlocks) {
+  empty_cache(kGpu);
   reset_peak_memory(kGpu);
   const int64_t before = memory_stats(kGpu).current_bytes;
+  const int64_t reserved = memory_stats(kGpu).reserved_bytes;
   const void* first = nullptr;
   {
     const Tensor t = empty({1000}, DType::Float32, kGpu);
     first = t.raw_data();
     EXPECT_EQ(memory_stats(kGpu).current_bytes, before + 4000);
+    EXPECT_EQ(memory_stats(kGpu).reserved_bytes, reserved + 4032);  // the 4032-byte size class
   }
   EXPECT_EQ(memory_stats(kGpu).current_bytes, before);
   EXPECT_GE(memory_stats(kGpu).peak_bytes, before + 4000);
+  EXPECT_EQ(memory_stats(kGpu).reserved_bytes, reserved + 4032);  // kept for reuse
   const Tensor again = empty({1000}, DType::Float32, kGpu);  // same stream, same size class
   EXPECT_EQ(again.raw_data(), first);
+  EXPECT_EQ(memory_stats(kGpu).reserved_bytes, reserved + 4032);
   empty_cache(kGpu);  // frees only cached blocks: `again` stays valid
+  EXPECT_EQ(memory_stats(kGpu).reserved_bytes, reserved + 4032);
   expect_equal_on_cpu(full({1000}, 1.0f, DType::Float32, kGpu), full({1000}, 1.0f));
 }
 

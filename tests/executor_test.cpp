@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <functional>
+#include <set>
+#include <thread>
 
 #include "autograd/elementwise.h"
 #include "nn/forward_context.h"
@@ -146,6 +148,25 @@ TEST(Executor, AFailingStageStopsEveryStageAndReportsWhere) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
   *exploding->armed = false;
   EXPECT_NO_THROW(pipeline.run(batch, 2));  // and the pipeline still works afterwards
+}
+
+// A stage keeps its thread from step to step: on a GPU the thread's stream, cuBLAS handles
+// and cached memory belong to it (pipeline/stage_threads.h).
+TEST(Executor, EachStageRunsOnOneThreadOfItsOwnEveryStep) {
+  auto model = tanh_stack(4, 8);
+  Pipeline pipeline(model, partition_uniform(*model, 3), {2, "1f1b", Recompute::Never, {}, 0, false},
+                    [](const Tensor& out, const Tensor& target) { return nn::mse_loss(out, target); });
+  std::vector<std::set<std::thread::id>> threads(3);
+  pipeline.set_optimizer_step([&](int stage) { threads[stage].insert(std::this_thread::get_id()); });
+  Generator g(2);
+  const datasets::Batch batch{randn({8, 8}, g), randn({8, 8}, g), 0};
+  for (int step = 0; step < 4; ++step) pipeline.run(batch, step);
+  std::set<std::thread::id> all{std::this_thread::get_id()};
+  for (const auto& stage : threads) {
+    ASSERT_EQ(stage.size(), 1u);
+    all.insert(*stage.begin());
+  }
+  EXPECT_EQ(all.size(), 4u);  // three stage threads and the caller's
 }
 
 TEST(Partition, PlansCoverEveryLayerOnceOrSayWhyNot) {

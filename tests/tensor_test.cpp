@@ -170,6 +170,19 @@ TEST(Allocator, CountsCurrentAndPeakBytes) {
   EXPECT_EQ(memory_stats(Device::cpu()).peak_bytes, after.current_bytes);
 }
 
+// Reserved bytes are what the allocator took from the system: a live tensor's block (its
+// size class) and blocks cached for reuse, until empty_cache gives the cache back.
+TEST(Allocator, CountsReservedBytesUntilTheCacheIsEmptied) {
+  empty_cache(Device::cpu());
+  const int64_t reserved = memory_stats(Device::cpu()).reserved_bytes;
+  {
+    const Tensor a = empty({1000});  // 4000 bytes in a 4032-byte block
+    EXPECT_EQ(memory_stats(Device::cpu()).reserved_bytes - reserved, 4032);
+  }
+  empty_cache(Device::cpu());
+  EXPECT_EQ(memory_stats(Device::cpu()).reserved_bytes, reserved);
+}
+
 TEST(Allocator, CountersAreThreadSafe) {
   const int64_t start = memory_stats(Device::cpu()).current_bytes;
   std::vector<std::thread> threads;
