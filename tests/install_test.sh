@@ -17,8 +17,8 @@ sanitize=$(option b_sanitize)
 sanitize_flags=""
 if [ "$sanitize" != "none" ]; then sanitize_flags="-fsanitize=$sanitize"; fi
 pc_file=$(find "$stage" -name minipipe.pc | head -n 1)
-export PKG_CONFIG_PATH=$(dirname "$pc_file")
-flags=$(pkg-config --define-variable=prefix="$stage$prefix" --cflags --libs minipipe)
+export PKG_CONFIG_PATH=$(dirname "$pc_file")${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}  # and where its requirements are
+flags=$(${PKG_CONFIG:-pkg-config} --define-variable=prefix="$stage$prefix" --cflags --libs minipipe)
 program="$stage/$(basename "$source_file" .cpp)"
 g++ -std=c++20 -O2 $sanitize_flags "$source_file" $flags -o "$program"
 lib_dir=$(dirname "$(find "$stage" -name 'libminipipe.so' | head -n 1)")
