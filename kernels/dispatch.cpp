@@ -60,6 +60,20 @@ void synchronize(const Device& device) {
   MINIPIPE_DISPATCH(device, (void)0, MINIPIPE_CUDA_CHECK(cudaStreamSynchronize(stream)));
 }
 
+WorkMark WorkMark::of_queued_work(const Device& device) {
+  WorkMark mark;
+  mark.device_ = device;
+  MINIPIPE_DISPATCH(device, (void)0, {
+    mark.event_ = std::make_shared<cuda::Event>(false);
+    mark.event_->record(stream);
+  });
+  return mark;
+}
+
+void WorkMark::make_current_stream_wait() const {
+  if (event_) MINIPIPE_DISPATCH(device_, (void)0, event_->wait_on(stream));
+}
+
 void unary_forward(const Device& device, UnaryOp op, const float* x, float* y, int64_t n, float parameter) {
   MINIPIPE_DISPATCH(device, cpu::unary_forward(op, x, y, n, parameter),
                     cuda::unary_forward(op, x, y, n, parameter, stream));

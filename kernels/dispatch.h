@@ -4,12 +4,17 @@
 // (autograd/) calls these, so that it says what to compute once and this file alone knows
 // which backends a build has. Arguments mean what they mean in kernels/cpu/*.h.
 #include <cstdint>
+#include <memory>
 
 #include "kernels/cpu/elementwise.h"
 #include "kernels/window2d.h"
 #include "tensor/device.h"
 
 namespace minipipe::kernels {
+
+namespace cuda {
+class Event;
+}
 
 using cpu::BinaryOp;
 using cpu::UnaryOp;
@@ -20,6 +25,23 @@ bool cuda_built();
 // Waits until the work this thread queued on `device` (its current stream there) has run;
 // nothing to wait for on the CPU. Another thread may then use what that work wrote.
 void synchronize(const Device& device);
+
+// The point this thread's queued work on `device` has reached, for another thread's stream
+// to wait for without the host waiting (a CUDA event). It hands a tensor over between
+// threads: the sender marks the work that wrote it, the receiver's stream waits for the mark
+// before its own work reads it. On the CPU work is done when its call returns, and the mark
+// is empty.
+class WorkMark {
+ public:
+  WorkMark() = default;  // marks nothing
+  static WorkMark of_queued_work(const Device& device);
+  // The calling thread's later work on the mark's device runs after the marked work.
+  void make_current_stream_wait() const;
+
+ private:
+  Device device_ = Device::cpu();
+  std::shared_ptr<cuda::Event> event_;
+};
 
 void unary_forward(const Device& device, UnaryOp op, const float* x, float* y, int64_t n, float parameter);
 void unary_backward(const Device& device, UnaryOp op, const float* x, const float* y, const float* dy,

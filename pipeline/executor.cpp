@@ -88,30 +88,23 @@ thread_local RunState* current_run = nullptr;
 
 // A stage's hand-offs. On a GPU each stage thread queues its work on a stream of its own,
 // and a tensor crosses streams safely by two rules (tensor/cuda_allocator.cpp):
-// - it is sent once the work that computed it has run, since the receiver's stream does not
-//   follow the sender's;
+// - the receiver's stream waits for the work that wrote it (an event the sender records
+//   after queueing that work, on the device the tensor is on), since it does not follow the
+//   sender's stream; neither host waits;
 // - the receiver's stream takes its memory over, since that stream reads it from then on: the
 //   sender's stream must not reuse the memory, when the sender drops the tensor last, before
 //   those reads ran.
 // On the CPU work is done when its call returns, and both rules cost nothing.
-class HandOffs {
- public:
-  explicit HandOffs(Device device) : device_(device) {}
+Tensor receive(Channel& channel, int micro_batch) {
+  Message message = channel.receive(micro_batch);
+  message.written.make_current_stream_wait();
+  message.value.impl()->storage->hand_over_to_current_stream();
+  return message.value;
+}
 
-  Tensor receive(Channel& channel, int micro_batch) {
-    Tensor value = channel.receive(micro_batch);
-    value.impl()->storage->hand_over_to_current_stream();
-    return value;
-  }
-  void send(Channel& channel, int micro_batch, const Tensor& value) {
-    if (value.device() != device_) kernels::synchronize(value.device());  // a copy to the receiver's device
-    kernels::synchronize(device_);
-    channel.send(micro_batch, value);
-  }
-
- private:
-  Device device_;
-};
+void send(Channel& channel, int micro_batch, const Tensor& value) {
+  channel.send({micro_batch, value, kernels::WorkMark::of_queued_work(value.device())});
+}
 
 }  // namespace
 
@@ -160,7 +153,6 @@ void Pipeline::run_stage(int s, const std::vector<datasets::Batch>& micro_batche
   // Per micro-batch: the stage's input leaf, its output (or weighted loss), the gradient
   // received for the output and the one to send upstream.
   std::map<int, Tensor> inputs, outputs, output_grads, input_grads;
-  HandOffs hand_offs(device);
   const auto origin = std::chrono::steady_clock::now();
   auto now_us = [&] { return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - origin).count(); };
 
@@ -171,7 +163,7 @@ void Pipeline::run_stage(int s, const std::vector<datasets::Batch>& micro_batche
       const nn::ForwardContext context{options_.seed, step, m >= 0 ? micro_batches[m].sample_offset : 0, false};
       switch (instruction.op) {
         case Op::ReceiveActivation: {
-          Tensor received = hand_offs.receive(*state.activations[s - 1], m);
+          Tensor received = receive(*state.activations[s - 1], m);
           if (received.dtype() == DType::Float32) received.set_requires_grad(true);
           inputs[m] = received;
           break;
@@ -196,10 +188,10 @@ void Pipeline::run_stage(int s, const std::vector<datasets::Batch>& micro_batche
           break;
         }
         case Op::SendActivation:
-          hand_offs.send(*state.activations[s], m, outputs[m].detach().to(device_of(s + 1)));
+          send(*state.activations[s], m, outputs[m].detach().to(device_of(s + 1)));
           break;
         case Op::ReceiveGradient:
-          output_grads[m] = hand_offs.receive(*state.gradients[s], m);
+          output_grads[m] = receive(*state.gradients[s], m);
           break;
         case Op::Backward: {
           nn::ForwardContext replay = context;
@@ -216,7 +208,7 @@ void Pipeline::run_stage(int s, const std::vector<datasets::Batch>& micro_batche
           break;
         }
         case Op::SendGradient:
-          hand_offs.send(*state.gradients[s - 1], m, input_grads[m].to(device_of(s - 1)));
+          send(*state.gradients[s - 1], m, input_grads[m].to(device_of(s - 1)));
           input_grads.erase(m);
           break;
         case Op::OptimizerStep:

@@ -28,13 +28,14 @@ namespace {
 // per-thread default stream has one handle for every thread, so for it the thread is part
 // of the key. Three rules cover tensors that cross streams (a pipeline stage's activations
 // and gradients, read by a neighbour's thread; docs/cuda.md, "Streams"):
-// - the thread that hands a tensor over first waits for the work that wrote it
-//   (kernels::synchronize, as the pipeline executor does before it sends);
+// - the receiving thread's stream first waits for the work that wrote it (the executor's
+//   hand-offs send a kernels::WorkMark along);
 // - the receiving thread's stream then takes the block over (hand_over_to_current_stream),
 //   since that stream reads it from then on, and the sender's stream may not reuse it
 //   before those reads ran;
-// - a block freed from another stream than its owner waits, here, for the freeing stream's
-//   queued work, which may still read it, before the owner may reuse it.
+// - a block freed from another stream than its owner goes back to its owner with an event
+//   recorded on the freeing stream, whose queued work may still read it: the owner's stream
+//   waits for that event before it reuses the block. No host thread waits.
 class CudaCachingAllocator final : public Allocator {
  public:
   explicit CudaCachingAllocator(int device) : device_(device) {}
@@ -42,7 +43,7 @@ class CudaCachingAllocator final : public Allocator {
   void* allocate(std::size_t bytes) override {
     const std::size_t size = detail::allocation_size_class(bytes);
     const StreamKey stream = current_stream_key();
-    void* pointer = take_cached(stream, size);
+    void* pointer = take_cached(stream, size);  // ordered after its last use on any stream
     if (!pointer) pointer = reserve(size);
     if (!pointer) {  // out of memory: give the cache back and try once more
       release_cached();
@@ -73,12 +74,13 @@ class CudaCachingAllocator final : public Allocator {
     if (it == live_.end()) throw std::logic_error("CUDA allocator: freeing a block it did not allocate");
     const Block block = it->second;
     live_.erase(it);
+    std::shared_ptr<kernels::cuda::Event> freed;
     if (freeing < block.stream || block.stream < freeing) {
       lock.unlock();
-      wait_for_stream(freeing.stream);
+      freed = mark_queued_work(freeing.stream);
       lock.lock();
     }
-    free_[{block.stream, block.size}].push_back(pointer);
+    free_[{block.stream, block.size}].push_back({pointer, std::move(freed)});
   }
 
   void hand_over_to_current_stream(void* pointer) override {
@@ -92,8 +94,8 @@ class CudaCachingAllocator final : public Allocator {
   void release_cached() {
     std::lock_guard lock(mutex_);
     for (auto& [key, blocks] : free_)
-      for (void* block : blocks) {
-        kernels::cuda::device_free(device_, block);
+      for (const CachedBlock& block : blocks) {
+        kernels::cuda::device_free(device_, block.pointer);
         count_reserved(-static_cast<int64_t>(key.second));
       }
     free_.clear();
@@ -109,6 +111,10 @@ class CudaCachingAllocator final : public Allocator {
     std::size_t size;
     StreamKey stream;
   };
+  struct CachedBlock {
+    void* pointer;
+    std::shared_ptr<kernels::cuda::Event> freed;  // set when another stream than the owner freed it
+  };
 
   static StreamKey current_stream_key() {
     const cudaStream_t stream = kernels::cuda::current_stream();
@@ -121,23 +127,40 @@ class CudaCachingAllocator final : public Allocator {
     return pointer;
   }
 
-  // Called while a tensor dies (from a destructor): errors cannot be thrown, and a failed
-  // synchronisation leaves a sticky error that the next checked call reports.
-  void wait_for_stream(cudaStream_t stream) const {
-    int previous = 0;
-    cudaGetDevice(&previous);
-    if (previous != device_) cudaSetDevice(device_);
-    cudaStreamSynchronize(stream);
-    if (previous != device_) cudaSetDevice(previous);
+  // An event after the work queued so far on `stream` (this device's). Called while a tensor
+  // dies, from a destructor, so nothing may be thrown: should making the event fail, the
+  // host waits for the stream instead, and a failed wait leaves a sticky error that the next
+  // checked call reports.
+  std::shared_ptr<kernels::cuda::Event> mark_queued_work(cudaStream_t stream) const noexcept {
+    try {
+      const kernels::cuda::DeviceGuard on(device_);
+      auto event = std::make_shared<kernels::cuda::Event>(false);
+      event->record(stream);
+      return event;
+    } catch (...) {
+      int previous = 0;
+      cudaGetDevice(&previous);
+      cudaSetDevice(device_);
+      cudaStreamSynchronize(stream);
+      cudaSetDevice(previous);
+      return nullptr;
+    }
   }
 
   void* take_cached(const StreamKey& stream, std::size_t size) {
-    std::lock_guard lock(mutex_);
-    const auto it = free_.find({stream, size});
-    if (it == free_.end() || it->second.empty()) return nullptr;
-    void* pointer = it->second.back();
-    it->second.pop_back();
-    return pointer;
+    CachedBlock block{nullptr, nullptr};
+    {
+      std::lock_guard lock(mutex_);
+      const auto it = free_.find({stream, size});
+      if (it == free_.end() || it->second.empty()) return nullptr;
+      block = std::move(it->second.back());
+      it->second.pop_back();
+    }
+    if (block.freed) {  // the stream that freed it may still read it
+      const kernels::cuda::DeviceGuard on(device_);
+      block.freed->wait_on(stream.stream);
+    }
+    return block.pointer;
   }
 
   const int device_;
@@ -149,7 +172,7 @@ class CudaCachingAllocator final : public Allocator {
     return value && std::string(value) == "1";
   }();
   std::mutex mutex_;
-  std::map<std::pair<StreamKey, std::size_t>, std::vector<void*>> free_;
+  std::map<std::pair<StreamKey, std::size_t>, std::vector<CachedBlock>> free_;
   std::unordered_map<void*, Block> live_;
 };
 

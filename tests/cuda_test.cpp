@@ -3,9 +3,14 @@
 // everywhere the backend is built.
 #include <gtest/gtest.h>
 
+#include <future>
 #include <string>
+#include <thread>
 
+#include "autograd/elementwise.h"
+#include "autograd/matmul.h"
 #include "kernels/cuda/check.h"
+#include "kernels/dispatch.h"
 #include "kernels/cuda/runtime.h"
 #include "tensor/allocator.h"
 #include "tensor/factories.h"
@@ -57,6 +62,21 @@ TEST_F(OnGpu, StridedCopiesMatchTheCpu) {
   expect_equal_on_cpu(target, x.transpose(0, 1));
 }
 
+// A strided tensor moves to another GPU through a contiguous copy on its own GPU, freed as
+// soon as the peer copy is queued: the source GPU must not reuse that memory before the copy,
+// queued on the destination's stream, has read it (kernels/cuda/runtime.cpp).
+TEST_F(OnGpu, PeerCopiesReadTheirSourceBeforeItIsReused) {
+  std::string why_not;
+  if (kernels::cuda::device_count(&why_not) < 2) GTEST_SKIP() << "needs two GPUs";
+  Generator g(5);
+  const Tensor x = randn({300, 200}, g);
+  const Tensor on_first = x.to(kGpu);
+  kernels::synchronize(kGpu);
+  const Tensor moved = on_first.transpose(0, 1).to(Device::cuda(1));
+  const Tensor reuse = full({200, 300}, -1.0f, DType::Float32, kGpu);  // the freed copy's size class
+  expect_equal_on_cpu(moved, x.transpose(0, 1));
+}
+
 TEST_F(OnGpu, FillsMatchTheCpu) {
   expect_equal_on_cpu(full({3, 65}, 2.5f, DType::Float32, kGpu), full({3, 65}, 2.5f));
   Tensor t = zeros({4, 9}, DType::Float32, kGpu), expected = zeros({4, 9});
@@ -100,6 +120,36 @@ TEST_F(OnGpu, StreamsOrderCopiesAndEventsTimeThem) {
   end.synchronize();
   EXPECT_GE(kernels::cuda::Event::elapsed_ms(start, end), 0.0f);
   expect_equal_on_cpu(y, arange(10, 50010));
+}
+
+// Memory freed on another thread's stream than the one it came from goes back to its owner
+// only after the freeing stream's queued reads of it (tensor/cuda_allocator.cpp): the owner,
+// reusing it at once, must not overwrite what a queued kernel has still to read. The other
+// thread's stream is kept busy so that its read is still queued when the block is reused.
+TEST_F(OnGpu, MemoryFreedFromAnotherStreamIsReusedOnlyAfterItsReads) {
+  const int64_t n = 1 << 16;
+  Tensor shared = full({n}, 3.0f, DType::Float32, kGpu);  // this thread's stream owns it
+  const void* block = shared.raw_data();
+  kernels::synchronize(kGpu);
+  Tensor doubled;
+  kernels::WorkMark doubled_written;
+  std::promise<void> queued, may_exit;
+  std::thread other([&] {
+    const Tensor square = full({384, 384}, 0.001f, DType::Float32, kGpu);
+    Tensor busy = matmul(matmul(matmul(square, square), square), square);
+    doubled = shared * 2.0f;
+    shared = Tensor();  // the last reference: freed from this thread's stream, its read still queued
+    doubled_written = kernels::WorkMark::of_queued_work(kGpu);
+    queued.set_value();
+    may_exit.get_future().wait();  // a thread's exit would wait for its stream
+  });
+  queued.get_future().wait();
+  const Tensor reused = full({n}, -1.0f, DType::Float32, kGpu);
+  doubled_written.make_current_stream_wait();
+  may_exit.set_value();
+  other.join();
+  EXPECT_EQ(reused.raw_data(), block) << "the block was not reused, so this shows nothing";
+  expect_equal_on_cpu(doubled, full({n}, 6.0f));
 }
 
 }  // namespace

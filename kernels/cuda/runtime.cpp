@@ -68,7 +68,9 @@ void Stream::synchronize() const { MINIPIPE_CUDA_CHECK(cudaStreamSynchronize(str
 StreamGuard::StreamGuard(cudaStream_t stream) : previous_(thread_stream) { thread_stream = stream; }
 StreamGuard::~StreamGuard() { thread_stream = previous_; }
 
-Event::Event() { MINIPIPE_CUDA_CHECK(cudaEventCreate(&event_)); }
+Event::Event(bool timing) {
+  MINIPIPE_CUDA_CHECK(cudaEventCreateWithFlags(&event_, timing ? cudaEventDefault : cudaEventDisableTiming));
+}
 Event::~Event() {
   if (event_) cudaEventDestroy(event_);
 }
@@ -97,12 +99,19 @@ void copy_device_to_device(void* dst, int dst_device, const void* src, int src_d
     MINIPIPE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, thread_stream));
   else {
     // The copy is queued on the destination device's stream, which knows nothing of the work
-    // this thread queued on the source device: the source may still be being written there.
+    // this thread queued on the source device: the source may still be being written there,
+    // and once the copy is queued the source's memory may be freed and reused there. (A
+    // destroyed event still orders the waits queued on it.)
+    Event source_written(false), copied(false);
     {
       DeviceGuard on(src_device);
-      MINIPIPE_CUDA_CHECK(cudaStreamSynchronize(thread_stream));
+      source_written.record(thread_stream);
     }
+    source_written.wait_on(thread_stream);
     MINIPIPE_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_device, src, src_device, bytes, thread_stream));
+    copied.record(thread_stream);
+    DeviceGuard on(src_device);
+    copied.wait_on(thread_stream);
   }
 }
 

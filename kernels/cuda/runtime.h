@@ -66,7 +66,7 @@ class StreamGuard {
 // two events bracket a time interval.
 class Event {
  public:
-  Event();
+  explicit Event(bool timing = true);  // without timing, a record and a wait cost less
   ~Event();
   Event(const Event&) = delete;
   Event& operator=(const Event&) = delete;
@@ -80,8 +80,10 @@ class Event {
 };
 
 // Copies on the current stream. To-host copies return once the data is on the host; the
-// others are stream-ordered. Peer copies go directly between GPUs where the hardware allows;
-// queued on the destination device, they first wait for this thread's work on the source one.
+// others are stream-ordered. Peer copies go directly between GPUs where the hardware allows.
+// A peer copy is queued on the destination device after this thread's work on the source
+// device, and that device's later work (which may reuse the source's memory) waits for it:
+// events order the two streams, and the host does not wait.
 void copy_host_to_device(void* device_dst, const void* host_src, std::size_t bytes);
 void copy_device_to_host(void* host_dst, const void* device_src, std::size_t bytes);
 void copy_device_to_device(void* dst, int dst_device, const void* src, int src_device, std::size_t bytes);

@@ -88,11 +88,28 @@ class StreamQueue {
       work_.pop_front();
       busy_ = true;
       lock.unlock();
+      if (jitter_us() > 0) std::this_thread::sleep_for(std::chrono::microseconds(random_delay_us()));
       work();
       lock.lock();
       busy_ = false;
       changed_.notify_all();
     }
+  }
+
+  // MINIPIPE_EMULATED_JITTER_US=N delays each piece of work by up to N microseconds, at
+  // random, so that work stays pending longer and in varied interleavings: the hazard check
+  // below then sees more of the orderings a real GPU might produce.
+  static int jitter_us() {
+    static const int value = [] {
+      const char* set = std::getenv("MINIPIPE_EMULATED_JITTER_US");
+      return set ? std::atoi(set) : 0;
+    }();
+    return value;
+  }
+  static int random_delay_us() {
+    thread_local uint64_t state = std::hash<std::thread::id>()(std::this_thread::get_id()) | 1;
+    state ^= state << 13, state ^= state >> 7, state ^= state << 17;  // xorshift64
+    return static_cast<int>(state % static_cast<uint64_t>(jitter_us() + 1));
   }
 
   static bool synchronous() {
@@ -120,6 +137,8 @@ AllStreams& all_streams() {
   return *all;
 }
 
+void forget_stream(const StreamQueue* queue);  // in the hazard check, below
+
 StreamQueue::StreamQueue() : worker_([this] { run(); }) {
   std::lock_guard lock(all_streams().mutex);
   all_streams().live.insert(this);
@@ -135,6 +154,7 @@ StreamQueue::~StreamQueue() {
   }
   changed_.notify_all();
   worker_.join();
+  forget_stream(this);
 }
 
 void synchronize_every_stream() {
@@ -163,12 +183,17 @@ StreamQueue& queue_for(cudaStream_t stream) {
   return *reinterpret_cast<StreamQueue*>(stream);
 }
 
+// For each stream, how much of each other stream's work is ordered before the work it queues
+// next: stream -> that stream's work count (see the hazard check below).
+using StreamClock = std::map<const StreamQueue*, uint64_t>;
+
 // An event is a count of the times it was recorded and of the records its stream has reached.
 struct EventState {
   std::mutex mutex;
   std::condition_variable reached;
   uint64_t recorded = 0, completed = 0;
   Clock::time_point time = Clock::now();
+  StreamClock clock;  // what the latest record comes after: a stream that waits for it inherits this
 
   void wait_for(uint64_t record) {
     std::unique_lock lock(mutex);
@@ -181,12 +206,16 @@ EventHandle& event_of(cudaEvent_t event) { return *reinterpret_cast<EventHandle*
 // The hazard check. Every kernel, GEMM and copy declares the device blocks it reads and
 // writes (a kernel's const pointer arguments are reads, the others writes); a use stays
 // pending until its work has run. A new use of a block that another stream still has a
-// pending use of, one of the two writing, is a race on a GPU: nothing orders the two
-// streams, since minipipe orders streams by host waits alone (the check does not follow
-// cudaStreamWaitEvent, which minipipe does not call). It aborts, naming both. A pointer
-// into no device block is a host pointer, which a GPU kernel cannot read: that aborts too.
+// pending use of, one of the two writing, is a race on a GPU unless something orders the
+// two: a host wait (then the other use has run and is no longer pending), or an event the
+// new use's stream waits for (cudaStreamWaitEvent) that was recorded after the other use.
+// Each stream's clock says how far it is ordered after each other stream (a vector clock:
+// waiting for an event takes the recording stream's position and its clock too). A race
+// aborts, naming both. A pointer into no device block is a host pointer, which a GPU kernel
+// cannot read: that aborts too.
 struct PendingUse {
   StreamQueue* queue;
+  uint64_t position;  // in its stream's checked work
   bool write;
   uint64_t work;
   std::string what;
@@ -196,6 +225,8 @@ struct DeviceBlocks {
   std::map<const char*, std::size_t> sizes;  // start -> bytes, of every cudaMalloc block
   std::map<const char*, std::vector<PendingUse>> pending;
   uint64_t next_work = 1;
+  std::map<const StreamQueue*, uint64_t> queued;  // checked work queued on each stream so far
+  std::map<const StreamQueue*, StreamClock> clocks;
 
   const char* block_of(const void* pointer) const {
     const char* p = static_cast<const char*>(pointer);
@@ -225,19 +256,49 @@ uint64_t record_uses(StreamQueue& queue, const std::vector<emu::Use>& uses, cons
   DeviceBlocks& blocks = device_blocks();
   std::lock_guard lock(blocks.mutex);
   const uint64_t work = blocks.next_work++;
+  const uint64_t position = ++blocks.queued[&queue];
+  const StreamClock& clock = blocks.clocks[&queue];
   for (const emu::Use& use : uses) {
     if (!use.pointer) continue;
     const char* block = blocks.block_of(use.pointer);
     if (!block) report(std::string(what) + " was given a host pointer, which a GPU cannot read");
     std::vector<PendingUse>& pending = blocks.pending[block];
-    for (const PendingUse& other : pending)
-      if (other.queue != &queue && (other.write || use.write))
+    for (const PendingUse& other : pending) {
+      const auto ordered = clock.find(other.queue);
+      if (other.queue != &queue && (other.write || use.write) &&
+          (ordered == clock.end() || ordered->second < other.position))
         report("race on a device block: " + describe(what, use.write, &queue) + " was queued while " +
                describe(other.what.c_str(), other.write, other.queue) +
                " had not run, and nothing orders the two streams");
-    pending.push_back({&queue, use.write, work, what});
+    }
+    pending.push_back({&queue, position, use.write, work, what});
   }
   return work;
+}
+
+// What work queued on `queue` from now on comes after: its own work so far, and what it waited for.
+StreamClock position_of(const StreamQueue& queue) {
+  DeviceBlocks& blocks = device_blocks();
+  std::lock_guard lock(blocks.mutex);
+  StreamClock clock = blocks.clocks[&queue];
+  clock[&queue] = blocks.queued[&queue];
+  return clock;
+}
+
+// `queue` waits for an event: its later work comes after everything the event's record did.
+void order_after(const StreamQueue& queue, const StreamClock& event) {
+  DeviceBlocks& blocks = device_blocks();
+  std::lock_guard lock(blocks.mutex);
+  StreamClock& clock = blocks.clocks[&queue];
+  for (const auto& [stream, position] : event) clock[stream] = std::max(clock[stream], position);
+}
+
+void forget_stream(const StreamQueue* queue) {  // its address may be a new stream's later
+  DeviceBlocks& blocks = device_blocks();
+  std::lock_guard lock(blocks.mutex);
+  blocks.queued.erase(queue);
+  blocks.clocks.erase(queue);
+  for (auto& [stream, clock] : blocks.clocks) clock.erase(queue);
 }
 
 void release_uses(uint64_t work) {
@@ -392,18 +453,21 @@ cudaError_t cudaEventCreate(cudaEvent_t* event) {
   *event = reinterpret_cast<cudaEvent_t>(new EventHandle(std::make_shared<EventState>()));
   return cudaSuccess;
 }
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int) { return cudaEventCreate(event); }
 cudaError_t cudaEventDestroy(cudaEvent_t event) {
   delete &event_of(event);
   return cudaSuccess;
 }
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   const EventHandle state = event_of(event);
+  StreamQueue& queue = queue_for(stream);
   uint64_t record = 0;
   {
     std::lock_guard lock(state->mutex);
     record = ++state->recorded;
+    state->clock = position_of(queue);
   }
-  queue_for(stream).enqueue([state, record] {
+  queue.enqueue([state, record] {
     {
       std::lock_guard lock(state->mutex);
       state->completed = std::max(state->completed, record);
@@ -416,12 +480,16 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
 // Waits for the event's latest record as of the call (none: nothing to wait for).
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int) {
   const EventHandle state = event_of(event);
+  StreamQueue& queue = queue_for(stream);
   uint64_t record = 0;
+  StreamClock clock;
   {
     std::lock_guard lock(state->mutex);
     record = state->recorded;
+    clock = state->clock;
   }
-  queue_for(stream).enqueue([state, record] { state->wait_for(record); });
+  order_after(queue, clock);
+  queue.enqueue([state, record] { state->wait_for(record); });
   return cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {

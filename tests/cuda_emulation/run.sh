@@ -3,8 +3,9 @@
 # CPU, for machines without a GPU. The .cu files are compiled as C++ by ./nvcc (kernels run
 # as fibers, see emulated_device.h) and linked against fake_runtime.cpp in place of the CUDA
 # runtime and cuBLAS. This executes every kernel's indexing and arithmetic and the op layer's
-# CUDA paths; it says nothing of GPU timing, races or the memory model, for which the real
-# GPU run (tests/cuda_*_test.cpp on a GPU, with compute-sanitizer) is still needed.
+# CUDA paths, with streams that run asynchronously and a check for races between them
+# (docs/cuda.md); it says nothing of GPU timing, races within a kernel or the memory model,
+# for which the real GPU run (scripts/gpu-check.sh, with compute-sanitizer) is still needed.
 #
 #   tests/cuda_emulation/run.sh [BUILD_DIR]     (default: build-cuda-emulated)
 set -euo pipefail
@@ -21,6 +22,10 @@ echo "CUDA Version 13.0" > "$toolkit/version.txt"
 g++ -std=c++20 -O2 -fPIC -shared -I/usr/local/cuda/include "$here/fake_runtime.cpp" -o "$toolkit/lib64/libcudart.so"
 ln -sf libcudart.so "$toolkit/lib64/libcublas.so"
 printf "[binaries]\nnvcc = '%s'\n" "$here/nvcc" > "$build/emulated-native.ini"
+# The emulator's own hazard check, on hand-made races and orderings.
+g++ -std=c++20 -O1 -I/usr/local/cuda/include "$here/emulator_test.cpp" -o "$build/emulator_test" \
+  -L"$toolkit/lib64" -lcudart -lgtest -lgtest_main -pthread
+LD_LIBRARY_PATH=$toolkit/lib64 "$build/emulator_test"
 
 # Meson finds the toolkit through CUDA_PATH (and CUDA_HOME, CUDA_ROOT, which must agree), at
 # setup and whenever it reconfigures.
