@@ -69,17 +69,16 @@ class CudaCachingAllocator final : public Allocator {
   void deallocate(void* pointer, std::size_t bytes) override {
     count_deallocation(bytes);
     const StreamKey freeing = current_stream_key();
-    std::unique_lock lock(mutex_);
-    const auto it = live_.find(pointer);
-    if (it == live_.end()) throw std::logic_error("CUDA allocator: freeing a block it did not allocate");
-    const Block block = it->second;
-    live_.erase(it);
-    std::shared_ptr<kernels::cuda::Event> freed;
-    if (freeing < block.stream || block.stream < freeing) {
-      lock.unlock();
-      freed = mark_queued_work(freeing.stream);
-      lock.lock();
+    Block block;
+    {
+      std::lock_guard lock(mutex_);
+      const auto it = live_.find(pointer);
+      if (it == live_.end()) throw std::logic_error("CUDA allocator: freeing a block it did not allocate");
+      block = it->second;
+      live_.erase(it);
     }
+    std::shared_ptr<kernels::cuda::Event> freed = freeing == block.stream ? nullptr : mark_queued_work(freeing.stream);
+    std::lock_guard lock(mutex_);
     free_[{block.stream, block.size}].push_back({pointer, std::move(freed)});
   }
 
@@ -106,9 +105,10 @@ class CudaCachingAllocator final : public Allocator {
     cudaStream_t stream;
     std::thread::id thread;  // only for the per-thread default stream
     bool operator<(const StreamKey& o) const { return stream != o.stream ? stream < o.stream : thread < o.thread; }
+    bool operator==(const StreamKey&) const = default;
   };
   struct Block {
-    std::size_t size;
+    std::size_t size = 0;
     StreamKey stream;
   };
   struct CachedBlock {

@@ -54,7 +54,6 @@ thread_local cudaStream_t thread_stream = cudaStreamPerThread;
 }
 
 cudaStream_t current_stream() { return thread_stream; }
-void synchronize_current_stream() { MINIPIPE_CUDA_CHECK(cudaStreamSynchronize(thread_stream)); }
 
 Stream::Stream(int device) : device_(device) {
   DeviceGuard on(device);

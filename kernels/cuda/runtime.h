@@ -33,7 +33,6 @@ class DeviceGuard {
 };
 
 cudaStream_t current_stream();
-void synchronize_current_stream();
 
 // A stream of its own on one device (non-blocking with respect to the legacy default stream).
 class Stream {
