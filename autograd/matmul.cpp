@@ -46,6 +46,9 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b, float alpha) {
   Shape out_shape(a.shape().begin(), a.shape().end() - 2);
   out_shape.push_back(m);
   out_shape.push_back(n);
+  // Nothing to compute (no rows or columns), or a sum over nothing (k == 0): left out of the
+  // GEMMs below, which would divide by a zero size.
+  if (m == 0 || n == 0 || k == 0) return zeros(out_shape, DType::Float32, a.device());
   Tensor out = empty(out_shape, DType::Float32, a.device());
   if (b.dim() == 2 && a.dim() > 2 && a.is_contiguous()) {
     // Fold the batch into the rows: one large GEMM instead of many small ones.
@@ -104,8 +107,9 @@ Tensor matmul(const Tensor& a, const Tensor& b, float alpha) {
     if (need_a) ga = matmul(g, sb.transpose(-1, -2), alpha);
     if (need_b) {
       if (sb.dim() == 2 && sa.dim() > 2) {
-        const int64_t k = sa.shape().back(), n = g.shape().back();
-        gb = matmul(sa.reshape({-1, k}).transpose(0, 1), g.reshape({-1, n}), alpha);
+        // The rows of every batch entry, counted from the shape (-1 cannot be inferred when k or n is 0).
+        const int64_t rows = shape_numel(Shape(sa.shape().begin(), sa.shape().end() - 1));
+        gb = matmul(sa.reshape({rows, sa.shape().back()}).transpose(0, 1), g.reshape({rows, g.shape().back()}), alpha);
       } else {
         gb = matmul(sa.transpose(-1, -2), g, alpha);
       }

@@ -168,6 +168,19 @@ TEST_F(CudaOps, MatmulAndLinearMatchTheCpu) {
                           {randn({2, 45, 31}, g), randn({50, 31}, g), randn({50}, g)}, 1e-4f, 1e-4f);
   expect_cuda_matches_cpu([](const Inputs& x) { return linear(x[0].narrow(1, 2, 31), x[1], Tensor()); },
                           {randn({45, 40}, g), randn({1, 31}, g)}, 1e-4f, 1e-4f);
+  // Empty inner dimension (the product is zeros) and one-row, one-column operands: cuBLAS
+  // rejects a leading dimension below 1 even where it reads nothing.
+  expect_cuda_matches_cpu([](const Inputs& x) { return matmul(x[0], x[1]); }, {randn({3, 0}, g), randn({0, 4}, g)});
+  expect_cuda_matches_cpu([](const Inputs& x) { return matmul(x[0], x[1]); },
+                          {randn({2, 3, 0}, g), randn({0, 4}, g)});
+  expect_cuda_matches_cpu([](const Inputs& x) { return matmul(x[0], x[1]); },
+                          {randn({2, 1, 0}, g), randn({2, 0, 1}, g)});
+  expect_cuda_matches_cpu([](const Inputs& x) { return linear(x[0], x[1], x[2]); },
+                          {randn({3, 0}, g), randn({2, 0}, g), randn({2}, g)});
+  expect_cuda_matches_cpu([](const Inputs& x) { return matmul(x[0], x[1]); }, {randn({1, 7}, g), randn({7, 1}, g)},
+                          1e-4f, 1e-4f);
+  expect_cuda_matches_cpu([](const Inputs& x) { return matmul(x[0].transpose(0, 1), x[1]); },
+                          {randn({5, 1}, g), randn({5, 3}, g)}, 1e-4f, 1e-4f);
 }
 
 TEST_F(CudaOps, AttentionMatchesTheCpu) {

@@ -166,6 +166,25 @@ TEST(Matmul, GradientsMatchFiniteDifferences) {
   EXPECT_GRADCHECK([](const Inputs& x) { return matmul(x[0], x[1], 3.0f); }, (Inputs{leaf({2, 3, 4}, 38), leaf({4, 5}, 39)}));
 }
 
+TEST(Matmul, HandlesEmptyDims) {
+  // A sum over nothing is zero; an empty product has an empty gradient. Both run forward and
+  // backward through the batch-folding path (3-D times 2-D) and the batched one.
+  Tensor a = zeros({2, 3, 0}).set_requires_grad(true), b = ones({0, 4}).set_requires_grad(true);
+  const Tensor y = matmul(a, b);
+  expect_values(y, std::vector<float>(24, 0.0f));
+  sum(y).backward();
+  EXPECT_EQ(a.grad().shape(), (Shape{2, 3, 0}));
+  EXPECT_EQ(b.grad().shape(), (Shape{0, 4}));
+  Tensor c = ones({2, 3, 4}).set_requires_grad(true), d = ones({4, 0}).set_requires_grad(true);
+  const Tensor empty_product = matmul(c, d);
+  EXPECT_EQ(empty_product.shape(), (Shape{2, 3, 0}));
+  sum(empty_product).backward();
+  expect_values(c.grad(), std::vector<float>(24, 0.0f));
+  EXPECT_EQ(d.grad().shape(), (Shape{4, 0}));
+  expect_values(matmul(ones({2, 1, 0}), ones({2, 0, 3})), std::vector<float>(6, 0.0f));
+  expect_values(linear(ones({3, 0}), ones({2, 0}), from_vector({1, 2}, {2})), {1, 2, 1, 2, 1, 2});
+}
+
 TEST(Linear, MatchesHandComputedValuesAndChecksShapes) {
   // x [[1, 2], [3, 4]], W [[1, 0], [1, 1], [0, 2]] (out 3, in 2), b [10, 20, 30].
   const Tensor x = from_vector({1, 2, 3, 4}, {2, 2}), w = from_vector({1, 0, 1, 1, 0, 2}, {3, 2});

@@ -2,6 +2,7 @@
 
 #include <cublas_v2.h>
 
+#include <algorithm>
 #include <limits>
 #include <map>
 #include <memory>
@@ -56,6 +57,10 @@ int as_int(int64_t value, const char* what) {
   return static_cast<int>(value);
 }
 
+// A leading dimension as cuBLAS accepts it. A row-major operand with no columns (k == 0)
+// has a leading dimension of 0, which cuBLAS rejects even though it reads nothing there.
+int leading_dimension(int64_t value, const char* what) { return as_int(std::max<int64_t>(value, 1), what); }
+
 }  // namespace
 
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
@@ -69,7 +74,7 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
   // k == 0 is fine: cuBLAS then only scales C by beta.
   MINIPIPE_CUBLAS_CHECK(cublasSgemm(handle, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
                                     as_int(n, "n"), as_int(m, "m"), as_int(k, "k"), &alpha, b,
-                                    as_int(ldb, "ldb"), a, as_int(lda, "lda"), &beta, c, as_int(ldc, "ldc")));
+                                    leading_dimension(ldb, "ldb"), a, leading_dimension(lda, "lda"), &beta, c, as_int(ldc, "ldc")));
 }
 
 void gemm_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
@@ -81,7 +86,7 @@ void gemm_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
   // The same operand swap as gemm() above.
   MINIPIPE_CUBLAS_CHECK(cublasSgemmStridedBatched(
       handle, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, as_int(n, "n"), as_int(m, "m"),
-      as_int(k, "k"), &alpha, b, as_int(ldb, "ldb"), stride_b, a, as_int(lda, "lda"), stride_a, &beta, c,
+      as_int(k, "k"), &alpha, b, leading_dimension(ldb, "ldb"), stride_b, a, leading_dimension(lda, "lda"), stride_a, &beta, c,
       as_int(ldc, "ldc"), stride_c, as_int(batch, "batch")));
 }
 

@@ -198,7 +198,8 @@ void run_blocks(void (*kernel)(Parameters...), dim3 grid, dim3 block, const std:
 template <class... Parameters, class... Arguments>
 void launch(const char* name, void (*kernel)(Parameters...), dim3 grid, dim3 block, std::size_t, cudaStream_t stream,
             Arguments&&... args) {
-  if (block.x == 0 || block.x > 1024 || block.y != 1 || block.z != 1 || grid.x == 0 || grid.z != 1)
+  if (block.x == 0 || block.x > 1024 || block.y != 1 || block.z != 1 || grid.x == 0 || grid.y == 0 || grid.y > 65535 ||
+      grid.z != 1)
     throw std::invalid_argument("emulated launch: unsupported shape");
   std::tuple<Parameters...> bound(static_cast<Parameters>(args)...);
   std::vector<Use> uses;

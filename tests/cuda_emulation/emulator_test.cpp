@@ -1,7 +1,9 @@
 // The emulated GPU's hazard check (fake_runtime.cpp) on hand-made cases: work on two streams
 // that touch one block, one writing, must be ordered by a host wait or an event, or the
 // emulator aborts. A blocker holds the first stream's work back so that it is surely still
-// pending when the second stream's work is queued. Built and run by run.sh.
+// pending when the second stream's work is queued. Also: the emulated cuBLAS keeps cuBLAS's
+// argument rules. Built and run by run.sh.
+#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
@@ -94,6 +96,25 @@ TEST_F(TwoStreams, AHostWaitOrdersTheReadAfterTheWrite) {
   cudaStreamSynchronize(first);
   read_on_second();
   EXPECT_EQ(first_target_value(), 1.0f);
+}
+
+// C (2 x 3) = A (2 x 0) B (0 x 3), column-major: nothing is read, yet cuBLAS wants lda >= 1
+// (and ldb >= k, at least 1), as a GPU would answer.
+TEST(EmulatedCublas, RejectsLeadingDimensionsBelowOne) {
+  cublasHandle_t handle = nullptr;
+  ASSERT_EQ(cublasCreate(&handle), CUBLAS_STATUS_SUCCESS);
+  float* c = nullptr;
+  ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&c), 6 * sizeof(float)), cudaSuccess);
+  const float alpha = 1.0f, beta = 0.0f;
+  EXPECT_EQ(cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, 2, 3, 0, &alpha, c, 2, c, 0, &beta, c, 2),
+            CUBLAS_STATUS_INVALID_VALUE);
+  EXPECT_EQ(cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, 2, 3, 0, &alpha, c, 2, c, 1, &beta, c, 2),
+            CUBLAS_STATUS_SUCCESS);
+  EXPECT_EQ(cublasSgemm(handle, CUBLAS_OP_T, CUBLAS_OP_N, 2, 3, 4, &alpha, c, 2, c, 4, &beta, c, 2),
+            CUBLAS_STATUS_INVALID_VALUE);  // op(A) = A^T reads A as 4 x 2: lda >= 4
+  cudaStreamSynchronize(nullptr);  // the handle's stream
+  cudaFree(c);
+  cublasDestroy(handle);
 }
 
 }  // namespace

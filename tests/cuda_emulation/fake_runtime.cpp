@@ -527,8 +527,13 @@ cublasStatus_t cublasSetStream_v2(cublasHandle_t handle, cudaStream_t stream) {
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasSetMathMode(cublasHandle_t, cublasMath_t) { return CUBLAS_STATUS_SUCCESS; }
-const char* cublasGetStatusName(cublasStatus_t) { return "CUBLAS_STATUS_EMULATED"; }
-const char* cublasGetStatusString(cublasStatus_t) { return "emulated cuBLAS error"; }
+const char* cublasGetStatusName(cublasStatus_t status) {
+  return status == CUBLAS_STATUS_INVALID_VALUE ? "CUBLAS_STATUS_INVALID_VALUE" : "CUBLAS_STATUS_EMULATED";
+}
+const char* cublasGetStatusString(cublasStatus_t status) {
+  return status == CUBLAS_STATUS_INVALID_VALUE ? "an invalid value or parameter was passed (emulated cuBLAS)"
+                                               : "emulated cuBLAS error";
+}
 
 // Column-major C = alpha op(A) op(B) + beta C, as cuBLAS defines it; C is not read when beta == 0.
 // Queued on the handle's stream; alpha and beta are read now (host pointer mode).
@@ -536,6 +541,12 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_
                                          int m, int n, int k, const float* alpha_pointer, const float* a, int lda,
                                          long long stride_a, const float* b, int ldb, long long stride_b,
                                          const float* beta_pointer, float* c, int ldc, long long stride_c, int batch) {
+  // cuBLAS's own argument rules (cublas<t>gemm in the cuBLAS guide), which a GPU enforces
+  // even where a leading dimension is never used, e.g. lda = 0 when k = 0.
+  const int a_rows = trans_a == CUBLAS_OP_N ? m : k, b_rows = trans_b == CUBLAS_OP_N ? k : n;
+  if (m < 0 || n < 0 || k < 0 || batch < 0 || lda < std::max(1, a_rows) || ldb < std::max(1, b_rows) ||
+      ldc < std::max(1, m))
+    return CUBLAS_STATUS_INVALID_VALUE;
   const float alpha = *alpha_pointer, beta = *beta_pointer;
   emu::enqueue(handle->stream, {{a, false}, {b, false}, {c, true}}, "sgemm", [=] {
     for (int p = 0; p < batch; ++p) {
