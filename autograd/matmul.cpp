@@ -107,9 +107,11 @@ Tensor matmul(const Tensor& a, const Tensor& b, float alpha) {
     if (need_a) ga = matmul(g, sb.transpose(-1, -2), alpha);
     if (need_b) {
       if (sb.dim() == 2 && sa.dim() > 2) {
-        // The rows of every batch entry, counted from the shape (-1 cannot be inferred when k or n is 0).
+        // The rows of every batch entry, counted from the shape: reshape cannot infer a -1
+        // when the other dim is 0.
         const int64_t rows = shape_numel(Shape(sa.shape().begin(), sa.shape().end() - 1));
-        gb = matmul(sa.reshape({rows, sa.shape().back()}).transpose(0, 1), g.reshape({rows, g.shape().back()}), alpha);
+        const int64_t k = sa.shape().back(), n = g.shape().back();
+        gb = matmul(sa.reshape({rows, k}).transpose(0, 1), g.reshape({rows, n}), alpha);
       } else {
         gb = matmul(sa.transpose(-1, -2), g, alpha);
       }

@@ -19,6 +19,8 @@ namespace minipipe {
 
 namespace {
 
+void release_caches_at_exit();  // below
+
 // Plain cudaMalloc blocks (never managed memory), kept after a tensor dies and handed out
 // again, so that a training step, which allocates the same shapes every time, makes no
 // cudaMalloc (a device-wide synchronisation) on its hot path.
@@ -36,8 +38,6 @@ namespace {
 // - a block freed from another stream than its owner goes back to its owner with an event
 //   recorded on the freeing stream, whose queued work may still read it: the owner's stream
 //   waits for that event before it reuses the block. No host thread waits.
-void release_caches_at_exit();
-
 class CudaCachingAllocator final : public Allocator {
  public:
   explicit CudaCachingAllocator(int device) : device_(device) {}

@@ -74,7 +74,8 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
   // k == 0 is fine: cuBLAS then only scales C by beta.
   MINIPIPE_CUBLAS_CHECK(cublasSgemm(handle, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
                                     as_int(n, "n"), as_int(m, "m"), as_int(k, "k"), &alpha, b,
-                                    leading_dimension(ldb, "ldb"), a, leading_dimension(lda, "lda"), &beta, c, as_int(ldc, "ldc")));
+                                    leading_dimension(ldb, "ldb"), a, leading_dimension(lda, "lda"), &beta, c,
+                                    as_int(ldc, "ldc")));
 }
 
 void gemm_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
@@ -86,8 +87,8 @@ void gemm_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
   // The same operand swap as gemm() above.
   MINIPIPE_CUBLAS_CHECK(cublasSgemmStridedBatched(
       handle, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, as_int(n, "n"), as_int(m, "m"),
-      as_int(k, "k"), &alpha, b, leading_dimension(ldb, "ldb"), stride_b, a, leading_dimension(lda, "lda"), stride_a, &beta, c,
-      as_int(ldc, "ldc"), stride_c, as_int(batch, "batch")));
+      as_int(k, "k"), &alpha, b, leading_dimension(ldb, "ldb"), stride_b, a, leading_dimension(lda, "lda"), stride_a,
+      &beta, c, as_int(ldc, "ldc"), stride_c, as_int(batch, "batch")));
 }
 
 }  // namespace minipipe::kernels::cuda
