@@ -54,10 +54,9 @@ void PipelinedTraining::reset_peak_memory() const {
 }
 
 std::string PipelinedTraining::peak_memory_json() const {
-  std::string out = "{";
-  for (size_t i = 0; i < devices_.size(); ++i)
-    out += (i ? ",\"" : "\"") + devices_[i].str() + "\":" + std::to_string(memory_stats(devices_[i]).peak_bytes);
-  return out + "}";
+  JsonObject peaks;
+  for (const Device& d : devices_) peaks.add(d.str(), memory_stats(d).peak_bytes);
+  return peaks.str();
 }
 
 std::string PipelinedTraining::peak_memory_text() const {
