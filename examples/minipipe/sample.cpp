@@ -40,14 +40,63 @@ std::string generate_text(nn::Module& model, const ModelForward& forward, const 
   return text;
 }
 
+namespace {
+
+// The length of the well-formed UTF-8 character of two to four bytes at `at`, or 0 (RFC
+// 3629: no overlong forms, no surrogates, nothing past U+10FFFF), and 0 for the C1 controls
+// U+0080..U+009F, which some terminals obey.
+size_t utf8_character_length(const std::string& bytes, size_t at) {
+  const auto byte = [&](size_t i) { return static_cast<unsigned char>(bytes[i]); };
+  const unsigned lead = byte(at);
+  size_t length = 0;
+  unsigned low = 0x80, high = 0xBF;  // the range of the second byte; later ones are always 80..BF
+  if (lead >= 0xC2 && lead <= 0xDF) {
+    length = 2;
+    if (lead == 0xC2) low = 0xA0;  // C2 80..C2 9F: the C1 controls
+  } else if (lead >= 0xE0 && lead <= 0xEF) {
+    length = 3;
+    if (lead == 0xE0) low = 0xA0;   // overlong below
+    if (lead == 0xED) high = 0x9F;  // surrogates above
+  } else if (lead >= 0xF0 && lead <= 0xF4) {
+    length = 4;
+    if (lead == 0xF0) low = 0x90;   // overlong below
+    if (lead == 0xF4) high = 0x8F;  // past U+10FFFF above
+  }
+  if (length == 0 || at + length > bytes.size() || byte(at + 1) < low || byte(at + 1) > high) return 0;
+  for (size_t i = 2; i < length; ++i)
+    if (byte(at + i) < 0x80 || byte(at + i) > 0xBF) return 0;
+  return length;
+}
+
+}  // namespace
+
+std::string printable_text(const std::string& bytes) {
+  std::string text;
+  for (size_t at = 0; at < bytes.size();) {
+    const unsigned char c = static_cast<unsigned char>(bytes[at]);
+    if ((c >= 0x20 && c < 0x7F) || c == '\n' || c == '\t') {
+      text += static_cast<char>(c);
+      ++at;
+    } else if (const size_t length = utf8_character_length(bytes, at); length > 0) {
+      text.append(bytes, at, length);
+      at += length;
+    } else {
+      static const char kHex[] = "0123456789abcdef";
+      text += {'\\', 'x', kHex[c >> 4], kHex[c & 15]};
+      ++at;
+    }
+  }
+  return text;
+}
+
 int sample_gpt(const SampleOptions& options) {
   const nn::GPTConfig config = gpt_config_from(read_metadata(options.checkpoint), options.checkpoint);
   auto model = nn::make_gpt(config);
   load_training_state(options.checkpoint, *model, nullptr);
   const ModelForward forward = [&model](const Tensor& ids) { return (*model)(ids); };
-  std::printf("%s\n",
-              generate_text(*model, forward, config, options.prompt, options.length, options.temperature, options.seed)
-                  .c_str());
+  const std::string text =
+      generate_text(*model, forward, config, options.prompt, options.length, options.temperature, options.seed);
+  std::printf("%s\n", printable_text(text).c_str());
   return 0;
 }
 

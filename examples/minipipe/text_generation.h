@@ -13,4 +13,10 @@ namespace minipipe::cli {
 std::string generate_text(nn::Module& model, const ModelForward& forward, const nn::GPTConfig& config,
                           const std::string& prompt, int64_t length, float temperature, uint64_t seed);
 
+// The text as it is safe to print: an untrained byte-level model draws any byte, and raw
+// control bytes (ESC above all) or broken UTF-8 would garble the terminal. Keeps printable
+// ASCII, newlines, tabs and well-formed UTF-8 characters outside the C1 controls; writes
+// every other byte as \xNN.
+std::string printable_text(const std::string& bytes);
+
 }  // namespace minipipe::cli

@@ -104,8 +104,10 @@ int train_gpt(const GptOptions& options) {
   training.write_trace_files();
   log.message("done in " + std::to_string(static_cast<int>(log.elapsed_seconds())) + " s: validation loss " +
               std::to_string(last_validation) + " nats/byte, peak memory " + training.peak_memory_text());
-  if (options.sample_length > 0)
-    std::printf("--- sample ---\n%s\n", generate_text(*model, forward, config, "Tom ", options.sample_length, 0.8f, options.seed).c_str());
+  if (options.sample_length > 0) {
+    const std::string text = generate_text(*model, forward, config, "Tom ", options.sample_length, 0.8f, options.seed);
+    std::printf("--- sample ---\n%s\n", printable_text(text).c_str());
+  }
   return 0;
 }
 
