@@ -1,7 +1,10 @@
 // The `minipipe` command line. The only file that includes CLI11 (it costs seconds).
 #include <CLI/CLI.hpp>
+#include <unistd.h>
+
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 
 #include "commands.h"
 
@@ -20,6 +23,21 @@ const CLI::Validator kPositive(
     },
     "POSITIVE");
 
+// Checkpoints, traces and timelines are written at the end of a run: a path that cannot be
+// written must stop the run before it starts, not after minutes of training.
+const CLI::Validator kOutputFile(
+    [](std::string& value) {
+      const std::filesystem::path path(value);
+      const std::filesystem::path folder = path.has_parent_path() ? path.parent_path() : ".";
+      std::error_code ignored;
+      if (std::filesystem::is_directory(path, ignored)) return "'" + value + "' is a folder: name a file in it";
+      if (!std::filesystem::is_directory(folder, ignored))
+        return "folder '" + folder.string() + "' does not exist: create it first";
+      if (::access(folder.c_str(), W_OK) != 0) return "cannot write into folder '" + folder.string() + "'";
+      return std::string();
+    },
+    "FILE");
+
 void add_training_options(CLI::App& command, TrainOptions& o) {
   command.add_option("--device", o.device, "cpu or cuda:N")->capture_default_str();
   command.add_option("--steps", o.steps, "optimizer steps in all (default: the model's)")->check(kPositive);
@@ -27,12 +45,12 @@ void add_training_options(CLI::App& command, TrainOptions& o) {
   command.add_option("--lr", o.learning_rate, "peak learning rate (warmup, then cosine decay)")->check(kPositive);
   command.add_option("--seed", o.seed, "seed of initialisation, data order and dropout")->capture_default_str();
   command.add_option("--data", o.data, "data file or folder (default: the bundled data)");
-  command.add_option("--save", o.save, "write a checkpoint (safetensors) here at the end");
+  command.add_option("--save", o.save, "write a checkpoint (safetensors) here at the end")->check(kOutputFile);
   command.add_option("--resume", o.resume, "continue from this checkpoint (same results as never stopping)");
   command.add_option("--stop-after", o.stop_after, "stop after this many steps of this run (then --save, --resume later)")
       ->check(kPositive);
   command.add_option("--eval-interval", o.eval_interval, "steps between evaluations")->check(kPositive);
-  command.add_option("--log-json", o.log_json, "write JSON Lines (one object per step/eval, then a summary) here");
+  command.add_option("--log-json", o.log_json, "write JSON Lines (one object per step/eval, then a summary) here")->check(kOutputFile);
   PipelineFlags& p = o.pipeline;
   command.add_option("--stages", p.stages, "pipeline stages K (threads; one core each)")->check(kPositive)->capture_default_str();
   command.add_option("--micro-batches", p.micro_batches, "micro-batches M per mini-batch")->check(kPositive)->capture_default_str();
@@ -41,8 +59,8 @@ void add_training_options(CLI::App& command, TrainOptions& o) {
   command.add_option("--recompute", p.recompute, "never, always or except_last")
       ->check(CLI::IsMember({"never", "always", "except_last"}))->capture_default_str();
   command.add_option("--stage-devices", p.stage_devices, "one device per stage, e.g. cpu,cpu (default: --device)");
-  command.add_option("--trace", p.trace, "write a Chrome-trace JSON of the last step (opens in Perfetto)");
-  command.add_option("--timeline", p.timeline, "write an SVG timeline of the last step");
+  command.add_option("--trace", p.trace, "write a Chrome-trace JSON of the last step (opens in Perfetto)")->check(kOutputFile);
+  command.add_option("--timeline", p.timeline, "write an SVG timeline of the last step")->check(kOutputFile);
 }
 
 }  // namespace
@@ -91,8 +109,8 @@ int main(int argc, char** argv) {
   simulate_command->add_option("--backward-cost", sim.backward_cost, "time of one backward on one stage")->check(kPositive)->capture_default_str();
   simulate_command->add_flag("--grid", sim.grid, "draw the step-by-stage grid");
   simulate_command->add_flag("--json", sim.json, "print one JSON object instead of text");
-  simulate_command->add_option("--timeline", sim.timeline, "write an SVG timeline");
-  simulate_command->add_option("--trace", sim.trace, "write a Chrome-trace JSON");
+  simulate_command->add_option("--timeline", sim.timeline, "write an SVG timeline")->check(kOutputFile);
+  simulate_command->add_option("--trace", sim.trace, "write a Chrome-trace JSON")->check(kOutputFile);
 
   PartitionOptions part;
   CLI::App* partition_command = app.add_subcommand("partition", "print how a model would be cut into stages");

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Bad command lines stop `minipipe` before any training, with a message that names the
+# problem: output paths that cannot be written (they would otherwise fail after the whole
+# run), unknown devices, impossible stage or micro-batch counts, missing files.
+set -uo pipefail
+minipipe=$(realpath "$1")  # absolute: one case runs in another folder
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0
+
+expect_error() {  # expected text, then the arguments
+  local expected=$1; shift
+  local output status
+  output=$("$minipipe" "$@" 2>&1); status=$?
+  if [ $status -eq 0 ]; then
+    echo "FAIL: minipipe $*: exit 0, expected an error containing '$expected'"; failures=$((failures + 1))
+  elif [[ "$output" != *"$expected"* ]]; then
+    echo "FAIL: minipipe $*: the message does not contain '$expected':"; echo "$output"; failures=$((failures + 1))
+  elif [[ "$output" == *"step 1/"* ]]; then
+    echo "FAIL: minipipe $*: training started before the error"; failures=$((failures + 1))
+  else
+    echo "ok: minipipe $*: $(echo "$output" | head -n 1)"
+  fi
+}
+
+tiny_gpt=(train gpt --steps 1 --dim 16 --layers 1 --heads 2 --context 16 --batch-size 2 --sample-length 0)
+expect_error "--save: folder '$work/missing' does not exist" "${tiny_gpt[@]}" --save "$work/missing/gpt.safetensors"
+expect_error "--save: '$work' is a folder" "${tiny_gpt[@]}" --save "$work"
+expect_error "--log-json: folder '$work/missing' does not exist" train cnn --steps 1 --log-json "$work/missing/log.jsonl"
+expect_error "--trace: folder '$work/missing' does not exist" "${tiny_gpt[@]}" --stages 2 --trace "$work/missing/t.json"
+expect_error "--timeline: folder '$work/missing' does not exist" simulate --timeline "$work/missing/t.svg"
+expect_error "unknown device 'gpu'" "${tiny_gpt[@]}" --device gpu
+expect_error "into 9 stages" train cnn --steps 1 --stages 9
+expect_error "into 100 micro-batches" train cnn --steps 1 --batch-size 8 --micro-batches 100
+expect_error "cannot open it for reading" "${tiny_gpt[@]}" --resume "$work/none.safetensors"
+expect_error "--stages: must be a positive number" "${tiny_gpt[@]}" --stages 0
+
+# A path in the working folder, without a folder part, is fine.
+(cd "$work" && "$minipipe" "${tiny_gpt[@]}" --save gpt.safetensors > /dev/null 2>&1) && [ -f "$work/gpt.safetensors" ] ||
+  { echo "FAIL: --save gpt.safetensors (no folder part) did not write the checkpoint"; failures=$((failures + 1)); }
+[ $failures -eq 0 ] || { echo "$failures failures"; exit 1; }
+echo "all error cases named their problem before training"
