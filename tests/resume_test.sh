@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Saving and resuming gives exactly the losses of an uninterrupted run: train N steps in
 # one go; train the same run in two parts (--stop-after, --save, then --resume); compare
-# the per-step losses of the JSON Lines logs, which must be identical.
+# the per-step losses of the JSON Lines logs, which must be identical. Then the same after
+# a Ctrl-C.
 set -euo pipefail
 minipipe=$1
 work=$(mktemp -d)
@@ -27,3 +28,38 @@ check() {
 
 check cnn cnn --steps 12 --batch-size 16 --width 4
 check gpt gpt --steps 12 --batch-size 4 --dim 32 --layers 2 --heads 2 --context 32
+
+# Ctrl-C mid-run: the run ends after its step with exit status 130, saves, and resuming
+# from there gives the losses of a run never stopped (compared over the steps up to the
+# interruption and five after it). Run as a 2-stage pipeline, whose stage threads may be the
+# ones that take the signal. Job control (set -m) starts the background run with SIGINT not
+# ignored, as a run in a terminal's foreground.
+check_interrupted() {
+  local name=gpt-interrupted
+  local run=(gpt --steps 100000 --batch-size 4 --dim 16 --layers 1 --heads 2 --context 16 --stages 2 --micro-batches 2
+             --sample-length 0)
+  set -m
+  "$minipipe" train "${run[@]}" --save "$work/$name.safetensors" --log-json "$work/$name-parts.jsonl" >/dev/null 2>&1 &
+  local pid=$! waited=0
+  set +m
+  until [ "$(losses "$work/$name-parts.jsonl" 2>/dev/null | wc -l)" -ge 20 ]; do
+    sleep 0.1; waited=$((waited + 1))
+    [ $waited -lt 600 ] || { kill $pid; echo "FAIL: $name: no 20 steps in 60 s"; exit 1; }
+  done
+  kill -INT $pid
+  for waited in $(seq 300); do kill -0 $pid 2>/dev/null && sleep 0.1; done
+  kill -0 $pid 2>/dev/null && { kill -KILL $pid; echo "FAIL: $name: still running 30 s after Ctrl-C"; exit 1; }
+  local status=0
+  wait $pid || status=$?
+  [ $status -eq 130 ] || { echo "FAIL: $name: exit status $status after Ctrl-C, expected 130"; exit 1; }
+  local stopped_at
+  stopped_at=$(losses "$work/$name-parts.jsonl" | wc -l)
+  "$minipipe" train "${run[@]}" --resume "$work/$name.safetensors" --stop-after 5 --log-json "$work/$name-parts.jsonl" >/dev/null 2>&1
+  "$minipipe" train "${run[@]}" --stop-after $((stopped_at + 5)) --log-json "$work/$name-straight.jsonl" >/dev/null 2>&1
+  if ! diff <(losses "$work/$name-straight.jsonl") <(losses "$work/$name-parts.jsonl"); then
+    echo "FAIL: $name: losses after resuming from Ctrl-C differ from the uninterrupted run (above)"
+    exit 1
+  fi
+  echo "ok: $name: stopped by Ctrl-C after step $stopped_at (exit 130), $((stopped_at + 5)) steps identical after resuming"
+}
+check_interrupted

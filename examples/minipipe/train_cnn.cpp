@@ -12,6 +12,7 @@
 #include "nn/losses.h"
 #include "tensor/allocator.h"
 #include "pipelined_training.h"
+#include "stop_requests.h"
 #include "training_log.h"
 #include "training_state.h"
 
@@ -101,7 +102,7 @@ int train_cnn(const CnnOptions& options) {
     const Metadata m = load_training_state(options.resume, *model, &optimizer);
     start_step = std::stoll(required(m, "step", options.resume));
   }
-  const int64_t end_step = options.stop_after > 0 ? std::min(total_steps, start_step + options.stop_after) : total_steps;
+  int64_t end_step = options.stop_after > 0 ? std::min(total_steps, start_step + options.stop_after) : total_steps;
   if (start_step >= total_steps)
     throw std::runtime_error("nothing to do: the run is already at step " + std::to_string(start_step) + " of " +
                              std::to_string(total_steps) + " (raise --steps or --epochs)");
@@ -119,6 +120,7 @@ int train_cnn(const CnnOptions& options) {
   if (options.pipeline.stages > 1 || options.pipeline.micro_batches > 1) log.message(training.plan_text());
   float last_loss = 0.0f;
   Evaluation last_eval;
+  const StopRequests stop;  // from here on, Ctrl-C ends the run after its step and saves
   for (int64_t step = start_step; step < end_step; ++step) {
     const datasets::Batch batch = loader.batch_at(step);
     optimizer.set_learning_rate(schedule.at(step));
@@ -130,6 +132,11 @@ int train_cnn(const CnnOptions& options) {
       last_eval = evaluate(*model, forward, data.test);
       log.evaluation(step, JsonObject().add("validation_loss", last_eval.loss).add("accuracy", last_eval.accuracy),
                      "test loss " + std::to_string(last_eval.loss) + ", accuracy " + std::to_string(100 * last_eval.accuracy) + "%");
+    }
+    if (stop.requested()) {
+      end_step = step + 1;  // saving and the summary count the steps taken
+      log.message(stop.message(end_step, options.save));
+      break;
     }
   }
   if (!options.save.empty()) {
@@ -147,7 +154,7 @@ int train_cnn(const CnnOptions& options) {
   training.write_trace_files();
   log.message("done in " + std::to_string(static_cast<int>(log.elapsed_seconds())) + " s: test accuracy " +
               std::to_string(100 * last_eval.accuracy) + "%, peak memory " + training.peak_memory_text());
-  return 0;
+  return stop.exit_status();
 }
 
 }  // namespace minipipe::cli

@@ -12,6 +12,7 @@
 #include "tensor/allocator.h"
 #include "text_generation.h"
 #include "pipelined_training.h"
+#include "stop_requests.h"
 #include "training_log.h"
 
 namespace minipipe::cli {
@@ -55,7 +56,7 @@ int train_gpt(const GptOptions& options) {
   int64_t start_step = 0;
   if (!options.resume.empty())
     start_step = std::stoll(required(load_training_state(options.resume, *model, &optimizer), "step", options.resume));
-  const int64_t end_step = options.stop_after > 0 ? std::min(total_steps, start_step + options.stop_after) : total_steps;
+  int64_t end_step = options.stop_after > 0 ? std::min(total_steps, start_step + options.stop_after) : total_steps;
   if (start_step >= total_steps)
     throw std::runtime_error("nothing to do: the run is already at step " + std::to_string(start_step) + " of " +
                              std::to_string(total_steps) + " (raise --steps)");
@@ -76,6 +77,7 @@ int train_gpt(const GptOptions& options) {
   if (options.pipeline.stages > 1 || options.pipeline.micro_batches > 1) log.message(training.plan_text());
   float last_loss = 0.0f;
   double last_validation = NAN;
+  const StopRequests stop;  // from here on, Ctrl-C ends the run after its step and saves
   for (int64_t step = start_step; step < end_step; ++step) {
     const datasets::Batch batch = train_text.sample(batch_size, config.context, options.seed, step);
     optimizer.set_learning_rate(schedule.at(step));
@@ -88,6 +90,11 @@ int train_gpt(const GptOptions& options) {
       last_validation = validation_loss(*model, forward, validation_batches);
       log.evaluation(step, JsonObject().add("validation_loss", last_validation),
                      "validation loss " + std::to_string(last_validation) + " nats/byte");
+    }
+    if (stop.requested()) {
+      end_step = step + 1;  // saving and the summary count the steps taken
+      log.message(stop.message(end_step, options.save));
+      break;
     }
   }
   if (!options.save.empty()) {
@@ -104,11 +111,11 @@ int train_gpt(const GptOptions& options) {
   training.write_trace_files();
   log.message("done in " + std::to_string(static_cast<int>(log.elapsed_seconds())) + " s: validation loss " +
               std::to_string(last_validation) + " nats/byte, peak memory " + training.peak_memory_text());
-  if (options.sample_length > 0) {
+  if (options.sample_length > 0 && !stop.requested()) {
     const std::string text = generate_text(*model, forward, config, "Tom ", options.sample_length, 0.8f, options.seed);
     std::printf("--- sample ---\n%s\n", printable_text(text).c_str());
   }
-  return 0;
+  return stop.exit_status();
 }
 
 }  // namespace minipipe::cli

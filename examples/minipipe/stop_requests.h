@@ -1,0 +1,30 @@
+#pragma once
+// Ctrl-C (SIGINT) or SIGTERM during `minipipe train` ends the run after the step under way,
+// and the run then saves (--save) as at its planned end, so that --resume continues it with
+// the losses of a run never stopped. A second signal ends the program at once: the handler
+// gives way to the default action after its first signal.
+#include <cstdint>
+#include <signal.h>
+#include <string>
+
+namespace minipipe::cli {
+
+class StopRequests {
+ public:
+  StopRequests();   // installs the handlers
+  ~StopRequests();  // puts back the ones it replaced
+  StopRequests(const StopRequests&) = delete;
+  StopRequests& operator=(const StopRequests&) = delete;
+
+  bool requested() const;
+  // What to tell the user when the run stopped after `steps_done` steps; `save` is --save.
+  std::string message(int64_t steps_done, const std::string& save) const;
+  // The exit status: 0 for a run that was not stopped, else 128 + the signal (as a shell does).
+  int exit_status() const;
+
+ private:
+  struct sigaction previous_interrupt_ {};
+  struct sigaction previous_terminate_ {};
+};
+
+}  // namespace minipipe::cli
