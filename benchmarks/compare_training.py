@@ -1,9 +1,9 @@
 #!/usr/bin/python3
-"""minipipe against PyTorch (Debian's python3-torch), one CPU thread each, training the
-same small GPT and CNN. Runs the two alternately, --repeats times, and prints the median
-steps/s of each and their ratio (minipipe / PyTorch).
+"""minipipe against PyTorch (Debian's python3-torch), with the same number of CPU threads
+(--threads, default 1), training the same small GPT and CNN. Runs the two alternately,
+--repeats times, and prints the median steps/s of each and their ratio (minipipe / PyTorch).
 
-    /usr/bin/python3 benchmarks/compare_training.py --build build [--repeats 3] [--json out.json]
+    /usr/bin/python3 benchmarks/compare_training.py --build build [--repeats 3] [--threads 1] [--json out.json]
 """
 import argparse
 import json
@@ -20,11 +20,13 @@ parser.add_argument("--repeats", type=int, default=3)
 parser.add_argument("--steps", type=int,
                     help="timed steps per run (default: 20 for gpt, 300 for cnn, about 2-4 s each)")
 parser.add_argument("--models", default="gpt,cnn")
+parser.add_argument("--threads", type=int, default=1, help="CPU threads for each framework")
 parser.add_argument("--json", help="also write the results here")
 args = parser.parse_args()
 
-# One thread on both sides: the same BLAS thread count, and PyTorch on OpenBLAS if present.
-env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+# The same thread count on both sides, BLAS included (PyTorch runs on OpenBLAS if present).
+threads = str(args.threads)
+env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
 ours = Path(args.build) / "benchmarks" / "training_benchmark"
 if not ours.exists():
     sys.exit(f"{ours} not found: build first (meson compile -C {args.build})")
@@ -41,10 +43,11 @@ for model in args.models.split(","):
     # A CNN step takes a few ms: time enough of them that a run is not over in a blink.
     steps = str(args.steps or {"gpt": 20, "cnn": 300}[model])
     for _ in range(args.repeats):
-        minipipe.append(run([str(ours), "--model", model, "--steps", steps])["steps_per_second"])
-        result = run(["/usr/bin/python3", str(here / "pytorch_training.py"), "--model", model, "--steps", steps])
+        minipipe.append(run([str(ours), "--model", model, "--steps", steps, "--threads", threads])["steps_per_second"])
+        result = run(["/usr/bin/python3", str(here / "pytorch_training.py"), "--model", model, "--steps", steps,
+                      "--threads", threads])
         pytorch.append(result["steps_per_second"])
-    rows.append({"model": model, "minipipe_steps_per_second": statistics.median(minipipe),
+    rows.append({"model": model, "threads": args.threads, "minipipe_steps_per_second": statistics.median(minipipe),
                  "pytorch_steps_per_second": statistics.median(pytorch), "pytorch": result["framework"],
                  "ratio": statistics.median(minipipe) / statistics.median(pytorch), "repeats": args.repeats,
                  "minipipe_runs": minipipe, "pytorch_runs": pytorch,
@@ -54,6 +57,6 @@ print(f"{'model':<6} {'minipipe steps/s':>17} {'PyTorch steps/s':>16} {'ratio':>
 for r in rows:
     spread = f"{min(r['pair_ratios']):.2f}-{max(r['pair_ratios']):.2f}"
     print(f"{r['model']:<6} {r['minipipe_steps_per_second']:>17.3f} {r['pytorch_steps_per_second']:>16.3f} {r['ratio']:>7.2f} {spread:>16}")
-print(f"(medians of {args.repeats} alternating runs, one thread each; {rows[0]['pytorch']})")
+print(f"(medians of {args.repeats} alternating runs, {args.threads} thread(s) each; {rows[0]['pytorch']})")
 if args.json:
     Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")

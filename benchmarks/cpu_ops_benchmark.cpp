@@ -2,8 +2,10 @@
 // GB/s (memory-bound ops) or GFLOP/s (GEMM, convolution). The GEMM rows also time the same
 // product through Eigen directly, interleaved with ours in the same run, and print the
 // ratio: on AVX-512 minipipe uses its own packed GEMM (kernels/cpu/gemm.cpp), elsewhere Eigen.
+// With --threads N (kernel threads, kernels/cpu/threads.h) the GEMM and convolution rows
+// compare with minipipe on one thread instead, which measures how the GEMMs scale.
 //
-//   cpu_ops_benchmark [--repeats N] [--quick] [--json FILE] [--filter TEXT]
+//   cpu_ops_benchmark [--repeats N] [--threads N] [--quick] [--json FILE] [--filter TEXT]
 #include <CLI/CLI.hpp>
 #include <Eigen/Core>
 #include <algorithm>
@@ -22,6 +24,7 @@
 #include "autograd/reduction.h"
 #include "autograd/softmax.h"
 #include "benchmark_stats.h"
+#include "kernels/cpu/threads.h"
 #include "tensor/factories.h"
 
 using namespace minipipe;
@@ -36,7 +39,7 @@ struct Row {
   double median_ms;
   double value;       // GB/s or GFLOP/s
   std::string unit;
-  double reference_ms = 0;  // Eigen directly, where measured
+  double reference_ms = 0;  // Eigen directly, or minipipe on one thread, where measured
 };
 
 double seconds_of(const std::function<void()>& f) {
@@ -61,17 +64,29 @@ std::pair<double, double> time_pair(int repeats, const std::function<void()>& ou
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"minipipe CPU op benchmark (single thread)"};
-  int repeats = 7;
+  CLI::App app{"minipipe CPU op benchmark"};
+  int repeats = 7, threads = 1;
   bool quick = false;
   std::string json_path, filter;
   app.add_option("--repeats", repeats, "timed repeats per op (the median is reported)")->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "kernel threads (GEMM and convolution rows then compare with 1 thread)")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
   app.add_flag("--quick", quick, "small sizes only (a smoke run)");
   app.add_option("--json", json_path, "also write the rows as JSON to this file");
   app.add_option("--filter", filter, "only ops whose name contains this text");
   CLI11_PARSE(app, argc, argv);
 
   NoGradGuard no_grad;
+  kernels::cpu::KernelThreads kernel_threads(threads);
+  const std::string reference_name = threads == 1 ? "Eigen" : "1 thread";
+  // `f` on one kernel thread, the reference of the GEMM and convolution rows with --threads.
+  const auto on_one_thread = [](const std::function<void()>& f) -> std::function<void()> {
+    return [f] {
+      kernels::cpu::KernelThreads one(1);
+      f();
+    };
+  };
   Generator g(0);
   std::vector<Row> rows;
   auto wanted = [&](const std::string& op) { return filter.empty() || op.find(filter) != std::string::npos; };
@@ -97,9 +112,11 @@ int main(int argc, char** argv) {
     const RowMajor ea = Eigen::Map<const RowMajor>(a.data<float>(), m, k), eb = Eigen::Map<const RowMajor>(b.data<float>(), k, n);
     RowMajor ec(m, n);
     Tensor c;
-    const auto [ours, eigen] = time_pair(repeats, [&] { c = matmul(a, b); }, [&] { ec.noalias() = ea * eb; });
+    const std::function<void()> product = [&] { c = matmul(a, b); };
+    const auto [ours, reference] = time_pair(
+        repeats, product, threads == 1 ? std::function<void()>([&] { ec.noalias() = ea * eb; }) : on_one_thread(product));
     const double flops = 2.0 * m * n * k;
-    rows.push_back({"matmul", dims({m, n, k}), ours * 1e3, flops / ours / 1e9, "GFLOP/s", eigen * 1e3});
+    rows.push_back({"matmul", dims({m, n, k}), ours * 1e3, flops / ours / 1e9, "GFLOP/s", reference * 1e3});
   }
 
   const int64_t big = quick ? 1 << 16 : 1 << 22;
@@ -126,26 +143,32 @@ int main(int argc, char** argv) {
   if (wanted("conv2d")) {
     const int64_t n = quick ? 2 : 32, c = 16, h = 32, o = 32;
     const Tensor x = randn({n, c, h, h}, g), w = randn({o, c, 3, 3}, g), b = zeros({o});
-    const double t = time_pair(repeats, [&] { conv2d(x, w, b, 1, 1); }).first;
+    const std::function<void()> convolution = [&] { conv2d(x, w, b, 1, 1); };
+    const auto [t, reference] = time_pair(repeats, convolution, threads == 1 ? std::function<void()>() : on_one_thread(convolution));
     const double flops = 2.0 * n * o * h * h * c * 9;
-    rows.push_back({"conv2d 3x3 pad 1", dims({n, c, h, h}) + "->" + std::to_string(o), t * 1e3, flops / t / 1e9, "GFLOP/s"});
+    rows.push_back({"conv2d 3x3 pad 1", dims({n, c, h, h}) + "->" + std::to_string(o), t * 1e3, flops / t / 1e9,
+                    "GFLOP/s", reference * 1e3});
   }
 
-  std::printf("%-22s %-18s %12s %12s %-8s %s\n", "op", "size", "median ms", "rate", "unit", "vs Eigen directly");
+  std::printf("%d kernel thread%s\n", threads, threads == 1 ? "" : "s");
+  std::printf("%-22s %-18s %12s %12s %-8s vs %s\n", "op", "size", "median ms", "rate", "unit",
+              threads == 1 ? "Eigen directly" : "minipipe on 1 thread");
   for (const Row& r : rows) {
     std::printf("%-22s %-18s %12.3f %12.2f %-8s", r.op.c_str(), r.size.c_str(), r.median_ms, r.value, r.unit.c_str());
     if (r.reference_ms > 0)
-      std::printf(" Eigen %.3f ms, minipipe/Eigen throughput %.3f", r.reference_ms, r.reference_ms / r.median_ms);
+      std::printf(" %s %.3f ms, throughput ratio %.3f", reference_name.c_str(), r.reference_ms,
+                  r.reference_ms / r.median_ms);
     std::printf("\n");
   }
   if (!json_path.empty()) {
     std::vector<std::string> objects;
     for (const Row& r : rows) {
       std::ostringstream o;
-      o << "{\"op\": \"" << r.op << "\", \"size\": \"" << r.size << "\", \"median_ms\": " << r.median_ms
-        << ", \"value\": " << r.value << ", \"unit\": \"" << r.unit << "\"";
+      o << "{\"op\": \"" << r.op << "\", \"size\": \"" << r.size << "\", \"threads\": " << threads
+        << ", \"median_ms\": " << r.median_ms << ", \"value\": " << r.value << ", \"unit\": \"" << r.unit << "\"";
       if (r.reference_ms > 0)
-        o << ", \"eigen_median_ms\": " << r.reference_ms << ", \"ratio_vs_eigen\": " << r.reference_ms / r.median_ms;
+        o << ", \"reference\": \"" << reference_name << "\", \"reference_median_ms\": " << r.reference_ms
+          << ", \"throughput_ratio\": " << r.reference_ms / r.median_ms;
       o << "}";
       objects.push_back(o.str());
     }

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Training steps per second of PyTorch on one CPU thread, for the same models as
+"""Training steps per second of PyTorch on the CPU (one thread unless --threads), for the same models as
 training_benchmark.cpp (their definitions are the ones the reference test checks minipipe
 against, in tests/reference/make_reference.py). Prints one JSON object."""
 import argparse
@@ -17,8 +17,9 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--model", choices=["gpt", "cnn"], default="gpt")
 parser.add_argument("--steps", type=int, default=20)
 parser.add_argument("--warmup", type=int, default=3)
+parser.add_argument("--threads", type=int, default=1)
 args = parser.parse_args()
-torch.set_num_threads(1)
+torch.set_num_threads(args.threads)
 
 if args.model == "gpt":
     config = dict(vocabulary=256, context=128, dim=128, layers=4, heads=4, batch=16)

@@ -1,14 +1,15 @@
-// Training steps per second of minipipe on one CPU thread, for the models that
+// Training steps per second of minipipe on the CPU (one thread unless --threads), for the models that
 // compare_training.py also times in PyTorch: the default GPT of `minipipe train gpt`
 // (dim 128, 4 layers, 4 heads, 16 x 128 tokens) and the digits ResNet of `minipipe train cnn`
 // (width 16, 2 stages, batch 64 of 8x8 images). A step = forward, backward, AdamW update.
 //
-//   training_benchmark --model gpt|cnn [--steps N] [--warmup N]
+//   training_benchmark --model gpt|cnn [--steps N] [--warmup N] [--threads N]
 // Prints one JSON object: {"framework": "minipipe", "model": ..., "steps_per_second": ...}.
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 
+#include "kernels/cpu/threads.h"
 #include "nn/convolutional.h"
 #include "nn/losses.h"
 #include "nn/optim/optimizer.h"
@@ -18,13 +19,15 @@
 using namespace minipipe;
 
 int main(int argc, char** argv) {
-  CLI::App app{"minipipe training throughput (one thread)"};
+  CLI::App app{"minipipe training throughput on the CPU"};
   std::string model_name = "gpt";
-  int steps = 20, warmup = 3;
+  int steps = 20, warmup = 3, threads = 1;
   app.add_option("--model", model_name, "gpt or cnn")->check(CLI::IsMember({"gpt", "cnn"}));
   app.add_option("--steps", steps, "timed steps")->check(CLI::PositiveNumber);
   app.add_option("--warmup", warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", threads, "kernel threads (kernels/cpu/threads.h)")->check(CLI::Range(1, 1024));
   CLI11_PARSE(app, argc, argv);
+  kernels::cpu::KernelThreads kernel_threads(threads);
 
   Generator g(0);
   std::shared_ptr<nn::Sequential> model;
@@ -49,7 +52,8 @@ int main(int argc, char** argv) {
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < steps; ++i) step();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("{\"framework\": \"minipipe\", \"model\": \"%s\", \"steps\": %d, \"steps_per_second\": %.4f}\n",
-              model_name.c_str(), steps, steps / seconds);
+  std::printf("{\"framework\": \"minipipe\", \"model\": \"%s\", \"threads\": %d, \"steps\": %d, "
+              "\"steps_per_second\": %.4f}\n",
+              model_name.c_str(), threads, steps, steps / seconds);
   return 0;
 }

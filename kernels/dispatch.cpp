@@ -149,8 +149,8 @@ void gemm_batched(const Device& device, bool trans_a, bool trans_b, int64_t m, i
                   const float* a, int64_t lda, int64_t stride_a, const float* b, int64_t ldb, int64_t stride_b,
                   float beta, float* c, int64_t ldc, int64_t stride_c, int64_t batch) {
   MINIPIPE_DISPATCH(device,
-                    for (int64_t i = 0; i < batch; ++i) cpu::gemm(trans_a, trans_b, m, n, k, alpha, a + i * stride_a,
-                                                                  lda, b + i * stride_b, ldb, beta, c + i * stride_c, ldc),
+                    cpu::gemm_batched(trans_a, trans_b, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c,
+                                      ldc, stride_c, batch),
                     cuda::gemm_batched(trans_a, trans_b, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c,
                                        ldc, stride_c, batch, stream));
 }

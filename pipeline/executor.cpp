@@ -8,6 +8,7 @@
 #include "autograd/elementwise.h"
 #include "autograd/engine.h"
 #include "autograd/node.h"
+#include "kernels/cpu/threads.h"
 #include "kernels/dispatch.h"
 #include "nn/forward_context.h"
 #include "pipeline/channel.h"
@@ -43,6 +44,9 @@ Pipeline::Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, Pipeli
       schedule_(make_schedule(options_.schedule, plan_.stages(), options_.micro_batches)),
       threads_(std::make_unique<StageThreads>(plan_.stages())) {
   validate(schedule_);  // before anything runs
+  if (options_.kernel_threads < 1)
+    throw std::invalid_argument("pipeline: kernel_threads is " + std::to_string(options_.kernel_threads) +
+                                "; give each stage at least 1");
   if (!options_.stage_devices.empty() && static_cast<int>(options_.stage_devices.size()) != stages())
     throw std::invalid_argument("pipeline: " + std::to_string(options_.stage_devices.size()) + " stage devices for " +
                                 std::to_string(stages()) + " stages");
@@ -58,6 +62,7 @@ Device Pipeline::device_of(int s) const {
 }
 
 Tensor Pipeline::forward(const Tensor& x) const {
+  kernels::cpu::KernelThreads kernel_threads(options_.kernel_threads);
   Tensor h = x;
   for (int s = 0; s < stages(); ++s) h = stage_modules_[s]->forward(h.to(device_of(s)));
   return h;
@@ -124,6 +129,7 @@ StepResult Pipeline::run(const datasets::Batch& batch, uint64_t step) {
   std::vector<std::vector<TraceEvent>> traces(stages());
   threads_->run([&](int s) {
     current_run = &state;
+    kernels::cpu::KernelThreads kernel_threads(options_.kernel_threads);
     run_stage(s, micro_batches, batch_size, step, losses, traces[s]);
     current_run = nullptr;
   });

@@ -33,6 +33,9 @@ struct PipelineOptions {
   std::vector<Device> stage_devices;  // one per stage; empty means every stage on the CPU
   uint64_t seed = 0;                  // keys dropout (with the step, layer and sample position)
   bool trace = false;                 // record a TraceEvent per instruction
+  // Threads each stage's CPU kernels may use (kernels/cpu/threads.h): 1, so that a stage is
+  // one core, unless there are cores to spare.
+  int kernel_threads = 1;
 };
 
 // The loss of one micro-batch, averaged over its samples (the executor weights micro-batch
@@ -66,20 +69,20 @@ class Pipeline {
   StepResult run(const datasets::Batch& batch, uint64_t step);
 
   // The whole model on the calling thread, stage after stage on each stage's device (the
-  // activations move along), for evaluation and sampling with training's placement. The
-  // output is on the last stage's device.
+  // activations move along), for evaluation and sampling with training's placement, with
+  // the stages' kernel threads. The output is on the last stage's device.
   Tensor forward(const Tensor& x) const;
 
   void set_optimizer_step(std::function<void(int stage)> step) { optimizer_step_ = std::move(step); }
   const Schedule& schedule() const { return schedule_; }
   const StagePlan& plan() const { return plan_; }
   int stages() const { return plan_.stages(); }
+  Device device_of(int s) const;  // where stage s runs
   const std::shared_ptr<nn::Sequential>& stage(int s) const { return stage_modules_[s]; }
 
  private:
   void run_stage(int s, const std::vector<datasets::Batch>& micro_batches, int64_t batch_size, uint64_t step,
                  std::vector<double>& losses, std::vector<TraceEvent>& trace);
-  Device device_of(int s) const;
 
   std::shared_ptr<nn::Sequential> model_;
   StagePlan plan_;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bad command lines stop `minipipe` before any training, with a message that names the
 # problem: output paths that cannot be written (they would otherwise fail after the whole
-# run), unknown devices, impossible stage or micro-batch counts, missing files.
+# run), unknown devices, impossible stage, micro-batch or thread counts, missing files.
 set -uo pipefail
 minipipe=$(realpath "$1")  # absolute: one case runs in another folder
 work=$(mktemp -d)
@@ -34,9 +34,13 @@ expect_error "into 9 stages" train cnn --steps 1 --stages 9
 expect_error "into 100 micro-batches" train cnn --steps 1 --batch-size 8 --micro-batches 100
 expect_error "cannot open it for reading" "${tiny_gpt[@]}" --resume "$work/none.safetensors"
 expect_error "--stages: must be a positive number" "${tiny_gpt[@]}" --stages 0
+expect_error "--threads: Value 0 not in range" "${tiny_gpt[@]}" --threads 0
 
 # A path in the working folder, without a folder part, is fine.
 (cd "$work" && "$minipipe" "${tiny_gpt[@]}" --save gpt.safetensors > /dev/null 2>&1) && [ -f "$work/gpt.safetensors" ] ||
   { echo "FAIL: --save gpt.safetensors (no folder part) did not write the checkpoint"; failures=$((failures + 1)); }
+# More threads than cores is allowed, with a note that times will then say little.
+output=$("$minipipe" "${tiny_gpt[@]}" --stages 2 --threads 1024 2>&1) && [[ "$output" == *"the stages want 2048 threads"* ]] ||
+  { echo "FAIL: --stages 2 --threads 1024 did not train with a note on oversubscription:"; echo "$output"; failures=$((failures + 1)); }
 [ $failures -eq 0 ] || { echo "$failures failures"; exit 1; }
 echo "all error cases named their problem before training"

@@ -4,10 +4,13 @@
 
 #include <chrono>
 #include <functional>
+#include <mutex>
 #include <set>
 #include <thread>
 
 #include "autograd/elementwise.h"
+#include "autograd/reduction.h"
+#include "kernels/cpu/threads.h"
 #include "nn/forward_context.h"
 #include "nn/losses.h"
 #include "nn/optim/optimizer.h"
@@ -167,6 +170,49 @@ TEST(Executor, EachStageRunsOnOneThreadOfItsOwnEveryStep) {
     all.insert(*stage.begin());
   }
   EXPECT_EQ(all.size(), 4u);  // three stage threads and the caller's
+}
+
+// Kernel threads per stage (kernels/cpu/threads.h) split the stages' GEMMs: layers of 256 x
+// 256 on 256 rows are large enough. The results must not change with the thread count: not a
+// bit with our AVX-512 GEMM, within rounding with Eigen's.
+TEST(Executor, KernelThreadsPerStageChangeNoResult) {
+  const auto run = [](int kernel_threads, std::set<int>* seen_in_stages) {
+    auto model = tanh_stack(6, 256);
+    Pipeline pipeline(model, partition_uniform(*model, 2), {2, "1f1b", Recompute::Never, {}, 0, false, kernel_threads},
+                      [](const Tensor& out, const Tensor& target) { return nn::mse_loss(out, target); });
+    nn::AdamW optimizer(model->named_parameters(), {.lr = 1e-3f});
+    std::mutex mutex;
+    pipeline.set_optimizer_step([&](int) {
+      std::lock_guard lock(mutex);
+      seen_in_stages->insert(kernels::cpu::kernel_threads());
+    });
+    Generator g(5);
+    const datasets::Batch batch{randn({512, 256}, g), randn({512, 256}, g), 0};
+    TrainingRun result;
+    for (int step = 0; step < 3; ++step) {
+      result.losses.push_back(pipeline.run(batch, step).loss);
+      optimizer.step();
+      optimizer.zero_grad();
+    }
+    result.losses.push_back(mean(pipeline.forward(batch.inputs)).item());
+    result.weights = model->state_dict();
+    return result;
+  };
+  std::set<int> seen_one, seen_three;
+  const TrainingRun one = run(1, &seen_one), three = run(3, &seen_three);
+  EXPECT_EQ(seen_one, std::set<int>{1});
+  EXPECT_EQ(seen_three, std::set<int>{3});
+  EXPECT_EQ(kernels::cpu::kernel_threads(), 1);  // forward() put the caller's count back
+#if defined(__AVX512F__)
+  expect_identical(one, three, "3 kernel threads per stage");
+#else
+  for (size_t i = 0; i < one.losses.size(); ++i) EXPECT_NEAR(three.losses[i], one.losses[i], 1e-5f) << i;
+  for (const auto& [name, t] : one.weights) testing::expect_same_values(three.weights.at(name), t, 1e-5f, 1e-5f);
+#endif
+  auto model = tanh_stack(2, 8);
+  EXPECT_THROW_WITH(Pipeline(model, partition_uniform(*model, 1), {1, "gpipe", Recompute::Never, {}, 0, false, 0},
+                             [](const Tensor& out, const Tensor& target) { return nn::mse_loss(out, target); }),
+                    "kernel_threads is 0");
 }
 
 TEST(Partition, PlansCoverEveryLayerOnceOrSayWhyNot) {

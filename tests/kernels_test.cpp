@@ -1,14 +1,18 @@
-// kernels/cpu: the vectorisable transcendental functions against the C library, and im2col
-// and GEMM against their definitions.
+// kernels/cpu: the vectorisable transcendental functions against the C library, im2col and
+// GEMM against their definitions, and the kernels' threads.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <stdexcept>
 #include <vector>
 
 #include "kernels/cpu/convolution.h"
 #include "kernels/cpu/fast_math.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/threads.h"
 
 namespace minipipe::kernels::cpu {
 namespace {
@@ -114,44 +118,128 @@ struct GemmCase {
 };
 
 // Shapes that end inside a register tile (8- and 12-row, 32-column), span several row,
-// column and depth blocks (96 rows, 2048 columns, 256 deep), and degenerate ones.
+// column and depth blocks (96 rows, 2048 columns, 256 deep), and degenerate ones. The last
+// four are large enough to be split between kernel threads: by rows (taller than wide) or
+// by columns, into bands that end inside a tile.
 const GemmCase kGemmCases[] = {
     {1, 1, 1, false, false, 0.0f},    {13, 33, 7, false, false, 0.0f},  {16, 40, 300, false, true, 1.0f},
     {97, 31, 257, true, false, 0.5f}, {12, 32, 1, true, true, 0.0f},    {200, 65, 520, false, true, 0.0f},
     {5, 2050, 9, false, false, -1.0f}, {128, 128, 32, false, true, 0.0f}, {33, 17, 0, false, false, 0.5f},
+    {301, 99, 200, true, true, 0.5f}, {50, 1001, 100, false, false, 0.0f}, {97, 700, 70, true, false, 1.0f},
+    {40, 1030, 130, false, true, 0.0f},
 };
 
-TEST(Gemm, MatchesItsDefinitionForEveryTransposeAndRaggedEdge) {
-  for (const GemmCase& c : kGemmCases) {
-    // Leading dimensions wider than the rows, so that a kernel assuming packed rows fails.
-    const int64_t a_rows = c.trans_a ? c.k : c.m, a_cols = c.trans_a ? c.m : c.k;
-    const int64_t b_rows = c.trans_b ? c.n : c.k, b_cols = c.trans_b ? c.k : c.n;
-    const int64_t lda = a_cols + 3, ldb = b_cols + 1, ldc = c.n + 2;
-    const std::vector<float> a = numbered(a_rows * lda, 0.01f), b = numbered(b_rows * ldb, 0.02f);
-    // beta == 0 must not read C: start it as NaN there.
-    std::vector<float> out = numbered(c.m * ldc, 0.1f);
-    if (c.beta == 0.0f) std::fill(out.begin(), out.end(), std::numeric_limits<float>::quiet_NaN());
-    const std::vector<float> before = out;
-    const float alpha = 1.5f;
-    gemm(c.trans_a, c.trans_b, c.m, c.n, c.k, alpha, a.data(), lda, b.data(), ldb, c.beta, out.data(), ldc);
-    for (int64_t i = 0; i < c.m; ++i)
-      for (int64_t j = 0; j < ldc; ++j) {
-        const size_t at = static_cast<size_t>(i * ldc + j);
-        if (j >= c.n) {  // the gap between rows of C is left alone
-          ASSERT_TRUE(std::isnan(before[at]) ? std::isnan(out[at]) : out[at] == before[at]);
-          continue;
-        }
-        double sum = 0.0;
-        for (int64_t p = 0; p < c.k; ++p) {
-          const float a_ip = c.trans_a ? a[static_cast<size_t>(p * lda + i)] : a[static_cast<size_t>(i * lda + p)];
-          const float b_pj = c.trans_b ? b[static_cast<size_t>(j * ldb + p)] : b[static_cast<size_t>(p * ldb + j)];
-          sum += double{a_ip} * b_pj;
-        }
-        const double expected = alpha * sum + (c.beta == 0.0f ? 0.0 : double{c.beta} * before[at]);
-        ASSERT_NEAR(out[at], expected, 1e-5 * (1.0 + std::abs(expected)))
-            << c.m << "x" << c.n << "x" << c.k << " trans " << c.trans_a << c.trans_b << " at (" << i << ", " << j << ")";
-      }
+// The layout of one case: leading dimensions wider than the rows, so that a kernel assuming
+// packed rows fails, and C starting as NaN where beta == 0, which must not read it.
+struct GemmOperands {
+  explicit GemmOperands(const GemmCase& c)
+      : lda((c.trans_a ? c.m : c.k) + 3), ldb((c.trans_b ? c.k : c.n) + 1), ldc(c.n + 2),
+        a(numbered((c.trans_a ? c.k : c.m) * lda, 0.01f)), b(numbered((c.trans_b ? c.n : c.k) * ldb, 0.02f)),
+        c_before(numbered(c.m * ldc, 0.1f)) {
+    if (c.beta == 0.0f) std::fill(c_before.begin(), c_before.end(), std::numeric_limits<float>::quiet_NaN());
   }
+  std::vector<float> multiply(const GemmCase& c, float alpha) const {
+    std::vector<float> out = c_before;
+    gemm(c.trans_a, c.trans_b, c.m, c.n, c.k, alpha, a.data(), lda, b.data(), ldb, c.beta, out.data(), ldc);
+    return out;
+  }
+  int64_t lda, ldb, ldc;
+  std::vector<float> a, b, c_before;
+};
+
+TEST(Gemm, MatchesItsDefinitionForEveryTransposeAndRaggedEdgeOnOneAndThreeThreads) {
+  const float alpha = 1.5f;
+  for (const int threads : {1, 3}) {
+    const KernelThreads kernel_threads(threads);
+    for (const GemmCase& c : kGemmCases) {
+      const GemmOperands operands(c);
+      const std::vector<float>& before = operands.c_before;
+      const std::vector<float> out = operands.multiply(c, alpha);
+      const int64_t ldc = operands.ldc;
+      for (int64_t i = 0; i < c.m; ++i)
+        for (int64_t j = 0; j < ldc; ++j) {
+          const size_t at = static_cast<size_t>(i * ldc + j);
+          if (j >= c.n) {  // the gap between rows of C is left alone
+            ASSERT_TRUE(std::isnan(before[at]) ? std::isnan(out[at]) : out[at] == before[at]);
+            continue;
+          }
+          double sum = 0.0;
+          for (int64_t p = 0; p < c.k; ++p) {
+            const float a_ip = c.trans_a ? operands.a[static_cast<size_t>(p * operands.lda + i)]
+                                         : operands.a[static_cast<size_t>(i * operands.lda + p)];
+            const float b_pj = c.trans_b ? operands.b[static_cast<size_t>(j * operands.ldb + p)]
+                                         : operands.b[static_cast<size_t>(p * operands.ldb + j)];
+            sum += double{a_ip} * b_pj;
+          }
+          const double expected = alpha * sum + (c.beta == 0.0f ? 0.0 : double{c.beta} * before[at]);
+          ASSERT_NEAR(out[at], expected, 1e-5 * (1.0 + std::abs(expected)))
+              << c.m << "x" << c.n << "x" << c.k << " trans " << c.trans_a << c.trans_b << " at (" << i << ", " << j
+              << "), " << threads << " threads";
+        }
+    }
+  }
+}
+
+#if defined(__AVX512F__)
+// Our kernel computes every element of a band as it would the whole product, so more threads
+// change no bit (threads.h); Eigen, used without AVX-512, promises no such thing.
+TEST(Gemm, GivesTheSameBitsOnAnyNumberOfThreads) {
+  for (const GemmCase& c : kGemmCases) {
+    const GemmOperands operands(c);
+    const std::vector<float> one = operands.multiply(c, 1.5f);
+    for (const int threads : {2, 3, 7}) {
+      const KernelThreads kernel_threads(threads);
+      const std::vector<float> many = operands.multiply(c, 1.5f);
+      ASSERT_EQ(0, std::memcmp(one.data(), many.data(), one.size() * sizeof(float)))
+          << c.m << "x" << c.n << "x" << c.k << " on " << threads << " threads";
+    }
+  }
+}
+#endif
+
+TEST(Gemm, BatchedOnSeveralThreadsGivesEachProductAsOneGemmWould) {
+  const int64_t batch = 7, m = 61, n = 45, k = 230, stride_a = m * k + 5, stride_b = k * n + 3, stride_c = m * n + 1;
+  const std::vector<float> a = numbered(batch * stride_a, 0.01f), b = numbered(batch * stride_b, 0.02f);
+  std::vector<float> expected(static_cast<size_t>(batch * stride_c), 0.5f), out = expected;
+  for (int64_t i = 0; i < batch; ++i)
+    gemm(false, true, m, n, k, 2.0f, a.data() + i * stride_a, k, b.data() + i * stride_b, k, 1.0f,
+         expected.data() + i * stride_c, n);
+  const KernelThreads kernel_threads(3);
+  gemm_batched(false, true, m, n, k, 2.0f, a.data(), k, stride_a, b.data(), k, stride_b, 1.0f, out.data(), n, stride_c,
+               batch);
+  EXPECT_EQ(0, std::memcmp(expected.data(), out.data(), out.size() * sizeof(float)));
+}
+
+TEST(KernelThreads, AreOneUnlessSetAndRestoredByTheGuard) {
+  EXPECT_EQ(kernel_threads(), 1);
+  {
+    const KernelThreads outer(4);
+    EXPECT_EQ(kernel_threads(), 4);
+    {
+      const KernelThreads inner(2);
+      EXPECT_EQ(kernel_threads(), 2);
+    }
+    EXPECT_EQ(kernel_threads(), 4);
+  }
+  EXPECT_EQ(kernel_threads(), 1);
+  EXPECT_THROW(set_kernel_threads(0), std::invalid_argument);
+  EXPECT_THROW(KernelThreads(-1), std::invalid_argument);
+  EXPECT_EQ(kernel_threads(), 1);
+}
+
+TEST(KernelThreads, ParallelPartsCallsEveryPartOnceWithoutNestingAndPassesOnAnException) {
+  const KernelThreads kernel_threads_scope(3);
+  std::vector<std::atomic<int>> calls(10);
+  std::atomic<int> nested_threads = 0;
+  parallel_parts(10, [&](int part) {
+    calls[static_cast<size_t>(part)] += 1;
+    nested_threads += kernel_threads();
+  });
+  for (const auto& count : calls) EXPECT_EQ(count.load(), 1);
+  EXPECT_EQ(nested_threads.load(), 10);  // each part saw one thread: a GEMM inside does not split again
+  EXPECT_EQ(kernel_threads(), 3);
+  EXPECT_THROW(parallel_parts(6, [](int part) { if (part == 4) throw std::runtime_error("part 4"); }),
+               std::runtime_error);
 }
 
 }  // namespace

@@ -14,6 +14,7 @@ struct PipelineFlags {
   std::string partition = "uniform";  // uniform | params | time | 3,3,2
   std::string recompute = "never";    // never | always | except_last
   std::string stage_devices;          // cpu,cpu,... (empty: every stage on --device)
+  int threads = 1;                    // CPU kernel threads per stage
   std::string trace, timeline;        // Chrome-trace JSON and SVG of the last step
 };
 

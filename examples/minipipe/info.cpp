@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "commands.h"
+#include "kernels/cpu/threads.h"
 #include "minipipe_config.h"
 #if MINIPIPE_HAS_CUDA
 #include "kernels/cuda/runtime.h"
@@ -23,8 +24,15 @@ std::string data_directory() {
 int print_info() {
   std::printf("minipipe %s\n", MINIPIPE_VERSION);
   std::printf("  compiler       g++ %d.%d, C++%ld\n", __GNUC__, __GNUC_MINOR__, __cplusplus / 100 % 100);
-  std::printf("  CPU kernels    Eigen %d.%d.%d, single-threaded per stage; %u hardware threads here\n",
-              EIGEN_WORLD_VERSION, EIGEN_MAJOR_VERSION, EIGEN_MINOR_VERSION, std::thread::hardware_concurrency());
+#if defined(__AVX512F__)
+  const char* gemm = "minipipe's AVX-512 kernel";
+#else
+  const char* gemm = "Eigen's";
+#endif
+  std::printf("  CPU kernels    Eigen %d.%d.%d, GEMM by %s; one thread per stage, %s; %u hardware threads here\n",
+              EIGEN_WORLD_VERSION, EIGEN_MAJOR_VERSION, EIGEN_MINOR_VERSION, gemm,
+              kernels::cpu::kernel_threads_supported() ? "more for the GEMMs with --threads" : "no OpenMP for --threads",
+              std::thread::hardware_concurrency());
 #if MINIPIPE_HAS_CUDA
   int runtime_version = 0;
   cudaRuntimeGetVersion(&runtime_version);

@@ -52,13 +52,15 @@ void add_training_options(CLI::App& command, TrainOptions& o) {
   command.add_option("--eval-interval", o.eval_interval, "steps between evaluations")->check(kPositive);
   command.add_option("--log-json", o.log_json, "write JSON Lines (one object per step/eval, then a summary) here")->check(kOutputFile);
   PipelineFlags& p = o.pipeline;
-  command.add_option("--stages", p.stages, "pipeline stages K (threads; one core each)")->check(kPositive)->capture_default_str();
+  command.add_option("--stages", p.stages, "pipeline stages K (a thread each; see --threads)")->check(kPositive)->capture_default_str();
   command.add_option("--micro-batches", p.micro_batches, "micro-batches M per mini-batch")->check(kPositive)->capture_default_str();
   command.add_option("--schedule", p.schedule, "gpipe or 1f1b")->check(CLI::IsMember({"gpipe", "1f1b"}))->capture_default_str();
   command.add_option("--partition", p.partition, "uniform, params, time, or layers per stage like 3,3,2")->capture_default_str();
   command.add_option("--recompute", p.recompute, "never, always or except_last")
       ->check(CLI::IsMember({"never", "always", "except_last"}))->capture_default_str();
   command.add_option("--stage-devices", p.stage_devices, "one device per stage, e.g. cpu,cpu (default: --device)");
+  command.add_option("--threads", p.threads, "CPU threads per stage for the GEMMs (same results for any count)")
+      ->check(CLI::Range(1, 1024))->capture_default_str();
   command.add_option("--trace", p.trace, "write a Chrome-trace JSON of the last step (opens in Perfetto)")->check(kOutputFile);
   command.add_option("--timeline", p.timeline, "write an SVG timeline of the last step")->check(kOutputFile);
 }

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <sstream>
+#include <thread>
 
+#include "kernels/cpu/threads.h"
 #include "pipeline/simulator.h"
 #include "tensor/allocator.h"
 
@@ -33,7 +35,8 @@ PipelinedTraining::PipelinedTraining(std::shared_ptr<nn::Sequential> model, cons
     : model_(std::move(model)), flags_(flags) {
   pipeline::StagePlan plan = pipeline::make_partition(*model_, flags.stages, flags.partition, sample);
   pipeline::PipelineOptions options{flags.micro_batches, flags.schedule, pipeline::parse_recompute(flags.recompute),
-                                    parse_devices(flags.stage_devices, flags.stages, device), seed, true};
+                                    parse_devices(flags.stage_devices, flags.stages, device), seed, true,
+                                    flags.threads};
   for (const Device& d : options.stage_devices)
     if (std::find(devices_.begin(), devices_.end(), d) == devices_.end()) devices_.push_back(d);
   pipeline_ = std::make_unique<pipeline::Pipeline>(model_, std::move(plan), options, std::move(loss));
@@ -71,6 +74,19 @@ std::string PipelinedTraining::plan_text() const {
          " micro-batches, recompute " + flags_.recompute;
 }
 
+void PipelinedTraining::log_setup(TrainingLog& log) const {
+  if (flags_.stages > 1 || flags_.micro_batches > 1) log.message(plan_text());
+  if (flags_.threads > 1 && !kernels::cpu::kernel_threads_supported())
+    log.message("note: this build has no OpenMP, so every stage runs on one thread whatever --threads says");
+  int threads = 0;  // a thread per stage, --threads per stage on the CPU
+  for (int s = 0; s < pipeline_->stages(); ++s) threads += pipeline_->device_of(s).is_cpu() ? flags_.threads : 1;
+  const unsigned cores = std::thread::hardware_concurrency();
+  if (cores > 0 && threads > static_cast<int>(cores))
+    log.message("note: the stages want " + std::to_string(threads) + " threads and this machine has " +
+                std::to_string(cores) + " hardware threads: they will take turns, and times will say little (lower " +
+                (flags_.threads > 1 ? "--threads or " : "") + "--stages)");
+}
+
 JsonObject PipelinedTraining::summary() const {
   std::vector<int64_t> layers(pipeline_->plan().layers_per_stage.begin(), pipeline_->plan().layers_per_stage.end());
   return JsonObject()
@@ -78,6 +94,7 @@ JsonObject PipelinedTraining::summary() const {
       .add("micro_batches", static_cast<int64_t>(flags_.micro_batches))
       .add("schedule", flags_.schedule)
       .add("recompute", flags_.recompute)
+      .add("threads_per_stage", static_cast<int64_t>(flags_.threads))
       .add_raw("layers_per_stage", json_list(layers))
       .add("measured_bubble_fraction", steps_ ? bubble_sum_ / static_cast<double>(steps_) : 0.0)
       .add("theoretical_bubble_fraction", pipeline::theoretical_bubble_fraction(flags_.stages, flags_.micro_batches))

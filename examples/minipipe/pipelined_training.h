@@ -18,6 +18,9 @@ class PipelinedTraining {
   // The model's forward with the stages on their devices (evaluation, sampling).
   Tensor forward(const Tensor& x) const { return pipeline_->forward(x); }
   std::string plan_text() const;
+  // The plan when there is more than one stage or micro-batch, and a note when the stages'
+  // threads outnumber the cores (or --threads cannot be honoured).
+  void log_setup(TrainingLog& log) const;
   // Memory on every device the stages use (--device, or each of --stage-devices once).
   void reset_peak_memory() const;
   std::string peak_memory_json() const;  // {"cpu": bytes, "cuda:0": bytes}

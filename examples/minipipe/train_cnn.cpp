@@ -117,7 +117,7 @@ int train_cnn(const CnnOptions& options) {
               std::to_string(data.train.size()) + " train, " + std::to_string(data.test.size()) + " test images), " +
               std::to_string(total_steps) + " steps of " + std::to_string(batch_size) + " on " + device.str());
   training.reset_peak_memory();
-  if (options.pipeline.stages > 1 || options.pipeline.micro_batches > 1) log.message(training.plan_text());
+  training.log_setup(log);
   float last_loss = 0.0f;
   Evaluation last_eval;
   const StopRequests stop;  // from here on, Ctrl-C ends the run after its step and saves

@@ -74,7 +74,7 @@ int train_gpt(const GptOptions& options) {
               " training bytes), " + std::to_string(total_steps) + " steps of " + std::to_string(batch_size) + " x " +
               std::to_string(config.context) + " tokens on " + device.str());
   training.reset_peak_memory();
-  if (options.pipeline.stages > 1 || options.pipeline.micro_batches > 1) log.message(training.plan_text());
+  training.log_setup(log);
   float last_loss = 0.0f;
   double last_validation = NAN;
   const StopRequests stop;  // from here on, Ctrl-C ends the run after its step and saves

@@ -1,5 +1,9 @@
 #include "kernels/cpu/gemm.h"
 
+#include "kernels/cpu/threads.h"
+
+// Eigen must not start threads of its own: kernel_threads() decides (threads.h).
+#define EIGEN_DONT_PARALLELIZE
 #include <Eigen/Core>
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -200,12 +204,10 @@ void packed_gemm(int64_t m, int64_t n, int64_t k, float alpha, const StridedMatr
   else packed_gemm<12>(m, n, k, alpha, a, b, beta, c, ldc);
 }
 #endif
-}  // namespace
 
-void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-          const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-          int64_t ldc) {
-  if (m == 0 || n == 0) return;
+void gemm_on_one_thread(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                        const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                        int64_t ldc) {
   Map cm(c, m, n, Eigen::OuterStride<>(ldc));
   if (k == 0) {
     if (beta == 0.0f) cm.setZero(); else cm *= beta;
@@ -223,6 +225,62 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
   else if (!trans_a && trans_b) multiply(am, bm.transpose(), alpha, beta, cm);
   else multiply(am.transpose(), bm.transpose(), alpha, beta, cm);
 #endif
+}
+
+// Below this many multiply-adds (about 40 us on one core) a GEMM stays on one thread. Split
+// from 1M up, the 2M-sized GEMMs of the digits ResNet made its steps 10-20% slower: the
+// other thread must wake, and the operands this thread has just written (im2col's columns)
+// must cross to the other core's cache.
+constexpr int64_t kParallelMultiplyAdds = int64_t{1} << 22;
+}  // namespace
+
+// With more than one kernel thread, C is cut into bands of whole rows (or, when C is wider
+// than tall, of whole columns), one GEMM each. Every element of C is still one thread's sum
+// over k, in the same order with our AVX-512 kernel (Eigen's blocking may change with the
+// band's size, and with it the last bits).
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+          const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+          int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  const int threads = kernel_threads();
+  if (threads == 1 || m * n * k < kParallelMultiplyAdds) {
+    gemm_on_one_thread(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  // Bands of 24 rows (two 12-row or three 8-row tiles) or of 32 columns (one tile).
+  const bool by_rows = m >= n;
+  const int64_t unit = by_rows ? 24 : 32, extent = by_rows ? m : n;
+  const int64_t units = (extent + unit - 1) / unit;
+  const int parts = static_cast<int>(std::min<int64_t>(threads, units));
+  parallel_parts(parts, [&](int part) {
+    const int64_t first = std::min(extent, units * part / parts * unit);
+    const int64_t last = std::min(extent, units * (part + 1) / parts * unit);
+    if (first == last) return;
+    if (by_rows) {
+      const float* a_rows = trans_a ? a + first : a + first * lda;
+      gemm_on_one_thread(trans_a, trans_b, last - first, n, k, alpha, a_rows, lda, b, ldb, beta, c + first * ldc, ldc);
+    } else {
+      const float* b_columns = trans_b ? b + first * ldb : b + first;
+      gemm_on_one_thread(trans_a, trans_b, m, last - first, k, alpha, a, lda, b_columns, ldb, beta, c + first, ldc);
+    }
+  });
+}
+
+// With more than one kernel thread, each thread takes a share of the products whole.
+void gemm_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                  int64_t lda, int64_t stride_a, const float* b, int64_t ldb, int64_t stride_b, float beta, float* c,
+                  int64_t ldc, int64_t stride_c, int64_t batch) {
+  const auto products = [&](int64_t first, int64_t last) {
+    for (int64_t i = first; i < last; ++i)
+      gemm(trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
+  };
+  const int threads = kernel_threads();
+  if (threads == 1 || batch == 1 || batch * m * n * k < kParallelMultiplyAdds) {
+    products(0, batch);  // (one product: gemm splits it)
+    return;
+  }
+  const int parts = static_cast<int>(std::min<int64_t>(threads, batch));
+  parallel_parts(parts, [&](int part) { products(batch * part / parts, batch * (part + 1) / parts); });
 }
 
 }  // namespace minipipe::kernels::cpu

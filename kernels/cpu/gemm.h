@@ -3,7 +3,7 @@
 // A is stored [M, K] (or [K, M] when trans_a) with row stride lda; likewise B and C.
 // On AVX-512 CPUs (built with -march=native) a packed micro-kernel of our own computes it,
 // elsewhere Eigen; gemm.cpp is the only file that includes Eigen (it costs seconds of
-// compile time per unit).
+// compile time per unit). Both use up to kernel_threads() threads (threads.h).
 #include <cstdint>
 
 namespace minipipe::kernels::cpu {
@@ -11,5 +11,10 @@ namespace minipipe::kernels::cpu {
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
           int64_t ldc);
+
+// C_i = alpha * op(A_i) * op(B_i) + beta * C_i for i in [0, batch), X_i = X + i * stride_x.
+void gemm_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                  int64_t lda, int64_t stride_a, const float* b, int64_t ldb, int64_t stride_b, float beta, float* c,
+                  int64_t ldc, int64_t stride_c, int64_t batch);
 
 }  // namespace minipipe::kernels::cpu
