@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
   std::string json_path, filter;
   app.add_option("--repeats", repeats, "timed repeats per op (the median is reported)")->check(CLI::PositiveNumber);
   app.add_option("--threads", threads, "kernel threads (GEMM and convolution rows then compare with 1 thread)")
-      ->check(CLI::Range(1, 1024))
+      ->check(CLI::Range(1, kernels::cpu::kMaxKernelThreads))
       ->capture_default_str();
   app.add_flag("--quick", quick, "small sizes only (a smoke run)");
   app.add_option("--json", json_path, "also write the rows as JSON to this file");

@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
   app.add_option("--model", model_name, "gpt or cnn")->check(CLI::IsMember({"gpt", "cnn"}));
   app.add_option("--steps", steps, "timed steps")->check(CLI::PositiveNumber);
   app.add_option("--warmup", warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
-  app.add_option("--threads", threads, "kernel threads (kernels/cpu/threads.h)")->check(CLI::Range(1, 1024));
+  app.add_option("--threads", threads, "kernel threads (kernels/cpu/threads.h)")->check(CLI::Range(1, kernels::cpu::kMaxKernelThreads));
   CLI11_PARSE(app, argc, argv);
   kernels::cpu::KernelThreads kernel_threads(threads);
 

@@ -44,9 +44,9 @@ Pipeline::Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, Pipeli
       schedule_(make_schedule(options_.schedule, plan_.stages(), options_.micro_batches)),
       threads_(std::make_unique<StageThreads>(plan_.stages())) {
   validate(schedule_);  // before anything runs
-  if (options_.kernel_threads < 1)
+  if (options_.kernel_threads < 1 || options_.kernel_threads > kernels::cpu::kMaxKernelThreads)
     throw std::invalid_argument("pipeline: kernel_threads is " + std::to_string(options_.kernel_threads) +
-                                "; give each stage at least 1");
+                                "; give each stage between 1 and " + std::to_string(kernels::cpu::kMaxKernelThreads));
   if (!options_.stage_devices.empty() && static_cast<int>(options_.stage_devices.size()) != stages())
     throw std::invalid_argument("pipeline: " + std::to_string(options_.stage_devices.size()) + " stage devices for " +
                                 std::to_string(stages()) + " stages");

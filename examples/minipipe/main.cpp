@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "commands.h"
+#include "kernels/cpu/threads.h"
 
 using namespace minipipe::cli;
 
@@ -60,7 +61,7 @@ void add_training_options(CLI::App& command, TrainOptions& o) {
       ->check(CLI::IsMember({"never", "always", "except_last"}))->capture_default_str();
   command.add_option("--stage-devices", p.stage_devices, "one device per stage, e.g. cpu,cpu (default: --device)");
   command.add_option("--threads", p.threads, "CPU threads per stage for the GEMMs (same results for any count)")
-      ->check(CLI::Range(1, 1024))->capture_default_str();
+      ->check(CLI::Range(1, minipipe::kernels::cpu::kMaxKernelThreads))->capture_default_str();
   command.add_option("--trace", p.trace, "write a Chrome-trace JSON of the last step (opens in Perfetto)")->check(kOutputFile);
   command.add_option("--timeline", p.timeline, "write an SVG timeline of the last step")->check(kOutputFile);
 }

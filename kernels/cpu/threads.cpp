@@ -19,8 +19,9 @@ thread_local int current_threads = 1;
 int kernel_threads() { return current_threads; }
 
 void set_kernel_threads(int threads) {
-  if (threads < 1 || threads > 1024)
-    throw std::invalid_argument("kernel threads must be between 1 and 1024, got " + std::to_string(threads));
+  if (threads < 1 || threads > kMaxKernelThreads)
+    throw std::invalid_argument("kernel threads must be between 1 and " + std::to_string(kMaxKernelThreads) +
+                                ", got " + std::to_string(threads));
   current_threads = threads;
 }
 

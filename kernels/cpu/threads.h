@@ -13,8 +13,10 @@
 
 namespace minipipe::kernels::cpu {
 
+constexpr int kMaxKernelThreads = 1024;
+
 int kernel_threads();             // of the calling thread; 1 unless set
-void set_kernel_threads(int threads);  // throws std::invalid_argument unless 1 <= threads <= 1024
+void set_kernel_threads(int threads);  // throws std::invalid_argument unless 1 <= threads <= kMaxKernelThreads
 bool kernel_threads_supported();  // built with OpenMP; without it every kernel runs on one thread
 
 // Sets the calling thread's count for a scope and restores the previous one after.
