@@ -2,8 +2,8 @@
 // GB/s (memory-bound ops) or GFLOP/s (GEMM, convolution). The GEMM rows also time the same
 // product through Eigen directly, interleaved with ours in the same run, and print the
 // ratio: on AVX-512 minipipe uses its own packed GEMM (kernels/cpu/gemm.cpp), elsewhere Eigen.
-// With --threads N (kernel threads, kernels/cpu/threads.h) the GEMM and convolution rows
-// compare with minipipe on one thread instead, which measures how the GEMMs scale.
+// With --threads N (kernel threads, kernels/cpu/threads.h) every row compares with minipipe
+// on one thread instead, interleaved in the same run: how each kernel scales with threads.
 //
 //   cpu_ops_benchmark [--repeats N] [--threads N] [--quick] [--json FILE] [--filter TEXT]
 #include <CLI/CLI.hpp>
@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
   bool quick = false;
   std::string json_path, filter;
   app.add_option("--repeats", repeats, "timed repeats per op (the median is reported)")->check(CLI::PositiveNumber);
-  app.add_option("--threads", threads, "kernel threads (GEMM and convolution rows then compare with 1 thread)")
+  app.add_option("--threads", threads, "kernel threads (every row then compares with 1 thread)")
       ->check(CLI::Range(1, kernels::cpu::kMaxKernelThreads))
       ->capture_default_str();
   app.add_flag("--quick", quick, "small sizes only (a smoke run)");
@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
   NoGradGuard no_grad;
   kernels::cpu::KernelThreads kernel_threads(threads);
   const std::string reference_name = threads == 1 ? "Eigen" : "1 thread";
-  // `f` on one kernel thread, the reference of the GEMM and convolution rows with --threads.
+  // `f` on one kernel thread, the reference of every row with --threads.
   const auto on_one_thread = [](const std::function<void()>& f) -> std::function<void()> {
     return [f] {
       kernels::cpu::KernelThreads one(1);
@@ -92,8 +92,8 @@ int main(int argc, char** argv) {
   auto wanted = [&](const std::string& op) { return filter.empty() || op.find(filter) != std::string::npos; };
   auto memory_row = [&](const std::string& op, const Shape& shape, double bytes, const std::function<void()>& f) {
     if (!wanted(op)) return;
-    const double t = time_pair(repeats, f).first;
-    rows.push_back({op, dims(shape), t * 1e3, bytes / t / 1e9, "GB/s"});
+    const auto [t, reference] = time_pair(repeats, f, threads == 1 ? std::function<void()>() : on_one_thread(f));
+    rows.push_back({op, dims(shape), t * 1e3, bytes / t / 1e9, "GB/s", reference * 1e3});
   };
 
   // Square products, then the skinny ones of the small GPT that compare_training.py runs

@@ -11,6 +11,7 @@
 #include "kernels/cpu/optimizer.h"
 #include "kernels/cpu/reduce.h"
 #include "kernels/cpu/softmax.h"
+#include "kernels/cpu/threads.h"
 #if MINIPIPE_HAS_CUDA
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/convolution.h"
@@ -234,8 +235,9 @@ void im2col(const Device& device, const float* images, int64_t count, float* col
             int64_t w, const Window2d& window) {
   const int64_t pixels = window.out_size_h(h) * window.out_size_w(w), image = channels * h * w;
   MINIPIPE_DISPATCH(device,
-                    for (int64_t j = 0; j < count; ++j) cpu::im2col(images + j * image, columns + j * pixels,
-                                                                    count * pixels, channels, h, w, window),
+                    cpu::parallel_for(count, image * window.kernel_h * window.kernel_w, [&](int64_t j) {
+                      cpu::im2col(images + j * image, columns + j * pixels, count * pixels, channels, h, w, window);
+                    }),
                     cuda::im2col(images, count, columns, channels, h, w, window, stream));
 }
 
@@ -243,8 +245,9 @@ void col2im_add(const Device& device, float* columns, int64_t count, float* imag
                 int64_t w, const Window2d& window) {
   const int64_t pixels = window.out_size_h(h) * window.out_size_w(w), image = channels * h * w;
   MINIPIPE_DISPATCH(device,
-                    for (int64_t j = 0; j < count; ++j) cpu::col2im_add(columns + j * pixels, count * pixels,
-                                                                        images + j * image, channels, h, w, window),
+                    cpu::parallel_for(count, image * window.kernel_h * window.kernel_w, [&](int64_t j) {
+                      cpu::col2im_add(columns + j * pixels, count * pixels, images + j * image, channels, h, w, window);
+                    }),
                     cuda::col2im_add(columns, count, images, channels, h, w, window, stream));
 }
 

@@ -2,11 +2,14 @@
 // GEMM against their definitions, and the kernels' threads.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/convolution.h"
@@ -240,6 +243,42 @@ TEST(KernelThreads, ParallelPartsCallsEveryPartOnceWithoutNestingAndPassesOnAnEx
   EXPECT_EQ(kernel_threads(), 3);
   EXPECT_THROW(parallel_parts(6, [](int part) { if (part == 4) throw std::runtime_error("part 4"); }),
                std::runtime_error);
+}
+
+TEST(KernelThreads, ParallelRangesCoverEveryItemOnceInConsecutiveRangesOnePerThread) {
+  const KernelThreads kernel_threads_scope(3);
+  for (const int64_t count : {int64_t{1}, int64_t{2}, int64_t{7}, int64_t{1000}, int64_t{100003}}) {
+    std::vector<std::atomic<int>> visits(static_cast<size_t>(count));
+    std::mutex ranges_mutex;
+    std::vector<std::pair<int64_t, int64_t>> ranges;
+    parallel_ranges(count, kMinimumParallelWork, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) visits[static_cast<size_t>(i)] += 1;
+      std::lock_guard lock(ranges_mutex);
+      ranges.emplace_back(begin, end);
+    });
+    for (const auto& v : visits) ASSERT_EQ(v.load(), 1) << count << " items";
+    std::sort(ranges.begin(), ranges.end());
+    EXPECT_EQ(ranges.size(), static_cast<size_t>(std::min<int64_t>(count, 3))) << count << " items";
+    for (size_t r = 0; r < ranges.size(); ++r) {
+      EXPECT_LT(ranges[r].first, ranges[r].second);  // no empty range
+      if (r > 0) {
+        EXPECT_EQ(ranges[r - 1].second, ranges[r].first);
+      }
+    }
+  }
+}
+
+TEST(KernelThreads, ParallelRangesKeepSmallLoopsWhole) {
+  const KernelThreads kernel_threads_scope(4);
+  int calls = 0;
+  parallel_ranges(1000, kMinimumParallelWork / 1000, [&](int64_t begin, int64_t end) {
+    ++calls;
+    EXPECT_EQ(begin, 0);
+    EXPECT_EQ(end, 1000);
+  });
+  EXPECT_EQ(calls, 1);
+  parallel_ranges(0, 1, [&](int64_t, int64_t) { ++calls; });  // nothing to do: no call
+  EXPECT_EQ(calls, 1);
 }
 
 }  // namespace

@@ -5,17 +5,24 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
 
 #include "autograd/attention.h"
 #include "autograd/convolution.h"
 #include "autograd/elementwise.h"
 #include "autograd/embedding.h"
+#include "autograd/engine.h"
 #include "autograd/matmul.h"
 #include "autograd/normalization.h"
+#include "autograd/optimizer_steps.h"
 #include "autograd/random_ops.h"
 #include "autograd/reduction.h"
 #include "autograd/shape_ops.h"
 #include "autograd/softmax.h"
+#include "kernels/cpu/threads.h"
 #include "tensor/factories.h"
 #include "test_helpers.h"
 
@@ -396,6 +403,104 @@ TEST(Attention, GradientsMatchFiniteDifferences) {
                    (Inputs{leaf({1, 2, 2, 3}, 91), leaf({1, 2, 3, 3}, 92), leaf({1, 2, 3, 3}, 93)}));
   // Masked entries are -inf; softmax turns them into exact zeros that finite differences can read.
   EXPECT_GRADCHECK([](const Inputs& x) { return softmax(causal_mask(x[0], 1)); }, (Inputs{leaf({2, 2, 3}, 94)}));
+}
+
+// Every CPU kernel that spreads its work over kernel threads (kernels/cpu/threads.h) cuts it
+// only between outputs that are computed independently, so three threads must give the bits
+// that one gives. Each case computes outputs and gradients from fixed inputs; the sizes are
+// large enough that every kernel involved does split (above kMinimumParallelWork per thread),
+// and the GEMMs small enough to stay on one thread (Eigen's, without AVX-512, may round
+// differently when split).
+std::vector<Tensor> outputs_and_gradients(const std::function<Tensor(const Inputs&)>& f, const Inputs& inputs) {
+  Inputs fresh;
+  for (const Tensor& x : inputs) fresh.push_back(x.dtype() == DType::Float32 ? x.clone().set_requires_grad() : x);
+  const Tensor y = f(fresh);
+  Generator generator(7);
+  const Tensor dy = rand(y.shape(), generator, -1.0f, 1.0f);
+  std::vector<Tensor> results{y.detach()};
+  backward({y}, {dy});
+  for (const Tensor& x : fresh)
+    if (x.requires_grad()) results.push_back(x.grad());
+  return results;
+}
+
+void expect_same_bits(const std::vector<Tensor>& one, const std::vector<Tensor>& many, const std::string& name) {
+  ASSERT_EQ(one.size(), many.size()) << name;
+  for (size_t i = 0; i < one.size(); ++i) {
+    ASSERT_EQ(one[i].shape(), many[i].shape()) << name << ", result " << i;
+    const Tensor a = one[i].contiguous(), b = many[i].contiguous();
+    EXPECT_EQ(0, std::memcmp(a.data<float>(), b.data<float>(), static_cast<size_t>(a.numel()) * sizeof(float)))
+        << name << ": result " << i << " (0 = output, then the inputs' gradients) differs on 3 kernel threads";
+  }
+}
+
+TEST(KernelThreads, EveryOpGivesTheSameBitsOnOneAndThreeThreads) {
+  const auto uniform = [](const Shape& shape, uint64_t seed) {
+    Generator generator(seed);
+    return rand(shape, generator, -2.0f, 2.0f);
+  };
+  Generator index_generator(3);
+  Tensor targets = randint(0, 77, {1500}, index_generator);
+  for (int64_t r = 0; r < 1500; r += 7) targets.data<int32_t>()[r] = -100;  // ignored rows
+  const Tensor tokens = randint(0, 50, {40, 50}, index_generator);
+  const Tensor running_mean = zeros({8}), running_var = ones({8});
+  struct Case {
+    std::string name;
+    std::function<Tensor(const Inputs&)> f;
+    Inputs inputs;
+  };
+  const std::vector<Case> cases = {
+      {"gelu, tanh, sigmoid, exp, relu",
+       [](const Inputs& x) { return add(add(gelu(x[0]), tanh(x[0])), add(sigmoid(x[0]), mul(exp(x[0]), relu(x[0])))); },
+       {uniform({64, 33, 65}, 1)}},
+      {"broadcast add and mul, 1-d sub and div",
+       [](const Inputs& x) { return mul(add(x[0], x[1]), x[2]); }, {uniform({300, 400}, 2), uniform({400}, 3), uniform({300, 1}, 4)}},
+      {"1-d sub and div", [](const Inputs& x) { return div(sub(x[0], x[1]), add_scalar(mul(x[1], x[1]), 1.0f)); },
+       {uniform({150001}, 5), uniform({150001}, 6)}},
+      {"softmax and log_softmax", [](const Inputs& x) { return add(softmax(x[0]), log_softmax(x[0])); },
+       {uniform({96, 40, 37}, 7)}},
+      {"layer_norm", [](const Inputs& x) { return layer_norm(x[0], x[1], x[2]); },
+       {uniform({700, 65}, 8), uniform({65}, 9), uniform({65}, 10)}},
+      {"cross_entropy with ignored rows", [&](const Inputs& x) { return cross_entropy(x[0], targets, -100); },
+       {uniform({1500, 77}, 11)}},
+      {"sums over each dim, and max", [](const Inputs& x) {
+         const Tensor middle = add(add(sum(x[0], {1}), max(x[0], {1})), sum(sum(x[0], {0})));  // [300, 3]
+         return add(sum(middle, {1}), sum(sum(x[0], {2}), {1}));
+       }, {uniform({300, 301, 3}, 12)}},
+      {"causal attention", [](const Inputs& x) { return scaled_dot_product_attention(x[0], x[1], x[2]); },
+       {uniform({4, 3, 70, 16}, 13), uniform({4, 3, 70, 16}, 14), uniform({4, 3, 70, 16}, 15)}},
+      {"dropout", [](const Inputs& x) { return dropout(x[0], 0.3f, true, RandomKey{5, 9}, 11); },
+       {uniform({300, 333}, 16)}},
+      {"embedding", [&](const Inputs& x) { return embedding(x[0], tokens); }, {uniform({50, 64}, 17)}},
+      {"transpose and copy", [](const Inputs& x) { return mul(x[0].transpose(0, 2).contiguous(), x[0].transpose(0, 2)); },
+       {uniform({64, 70, 33}, 18)}},
+      {"conv2d, batch_norm, max and average pooling", [&](const Inputs& x) {
+         const Tensor y = batch_norm(conv2d(x[0], x[1], x[2], 1, 1), x[3], x[4], running_mean.clone(),
+                                     running_var.clone(), true);
+         return add(max_pool2d(y, 2, 2), avg_pool2d(y, 2, 2));
+       }, {uniform({32, 8, 16, 16}, 19), uniform({8, 8, 3, 3}, 20), uniform({8}, 21), uniform({8}, 22), uniform({8}, 23)}},
+  };
+  for (const Case& c : cases) {
+    const std::vector<Tensor> one = outputs_and_gradients(c.f, c.inputs);
+    kernels::cpu::KernelThreads three(3);
+    expect_same_bits(one, outputs_and_gradients(c.f, c.inputs), c.name);
+  }
+}
+
+TEST(KernelThreads, OptimizerStepsGiveTheSameBitsOnOneAndThreeThreads) {
+  Generator generator(31);
+  const Tensor param = rand({100003}, generator, -1.0f, 1.0f), grad = rand({100003}, generator, -1.0f, 1.0f);
+  const auto three_steps = [&](int threads) {
+    kernels::cpu::KernelThreads scope(threads);
+    const Tensor adam_param = param.clone(), sgd_param = param.clone();
+    const Tensor exp_avg = zeros({100003}), exp_avg_sq = zeros({100003}), momentum = zeros({100003});
+    for (int64_t step = 1; step <= 3; ++step) {
+      adamw_step_(adam_param, grad, exp_avg, exp_avg_sq, AdamWOptions{}, step);
+      sgd_step_(sgd_param, grad, momentum, SgdOptions{.lr = 0.1f, .momentum = 0.9f, .nesterov = true}, step == 1);
+    }
+    return std::vector<Tensor>{adam_param, exp_avg, exp_avg_sq, sgd_param, momentum};
+  };
+  expect_same_bits(three_steps(1), three_steps(3), "AdamW and SGD");
 }
 
 }  // namespace

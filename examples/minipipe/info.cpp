@@ -31,7 +31,7 @@ int print_info() {
 #endif
   std::printf("  CPU kernels    Eigen %d.%d.%d, GEMM by %s; one thread per stage, %s; %u hardware threads here\n",
               EIGEN_WORLD_VERSION, EIGEN_MAJOR_VERSION, EIGEN_MINOR_VERSION, gemm,
-              kernels::cpu::kernel_threads_supported() ? "more for the GEMMs with --threads" : "no OpenMP for --threads",
+              kernels::cpu::kernel_threads_supported() ? "more with --threads" : "no OpenMP for --threads",
               std::thread::hardware_concurrency());
 #if MINIPIPE_HAS_CUDA
   int runtime_version = 0;

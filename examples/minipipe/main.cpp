@@ -60,7 +60,7 @@ void add_training_options(CLI::App& command, TrainOptions& o) {
   command.add_option("--recompute", p.recompute, "never, always or except_last")
       ->check(CLI::IsMember({"never", "always", "except_last"}))->capture_default_str();
   command.add_option("--stage-devices", p.stage_devices, "one device per stage, e.g. cpu,cpu (default: --device)");
-  command.add_option("--threads", p.threads, "CPU threads per stage for the GEMMs (same results for any count)")
+  command.add_option("--threads", p.threads, "CPU threads per stage for the kernels (same results for any count)")
       ->check(CLI::Range(1, minipipe::kernels::cpu::kMaxKernelThreads))->capture_default_str();
   command.add_option("--trace", p.trace, "write a Chrome-trace JSON of the last step (opens in Perfetto)")->check(kOutputFile);
   command.add_option("--timeline", p.timeline, "write an SVG timeline of the last step")->check(kOutputFile);

@@ -84,7 +84,8 @@ void PipelinedTraining::log_setup(TrainingLog& log) const {
   if (cores > 0 && threads > static_cast<int>(cores))
     log.message("note: the stages want " + std::to_string(threads) + " threads and this machine has " +
                 std::to_string(cores) + " hardware threads: they will take turns, and times will say little (lower " +
-                (flags_.threads > 1 ? "--threads or " : "") + "--stages)");
+                (flags_.threads > 1 ? "--threads or " : "") + "--stages" +
+                (flags_.threads > 1 ? "; OMP_WAIT_POLICY=passive keeps waiting kernel threads off the cores" : "") + ")");
 }
 
 JsonObject PipelinedTraining::summary() const {

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <limits>
 
+#include "kernels/cpu/threads.h"
+
 namespace minipipe::kernels::cpu {
 
 namespace {
@@ -113,7 +115,7 @@ void col2im_add(float* columns, int64_t columns_stride, float* image, int64_t ch
 void max_pool2d_forward(const float* x, float* y, int32_t* argmax, int64_t planes, int64_t h,
                         int64_t w, const Window2d& win) {
   const int64_t oh = win.out_size_h(h), ow = win.out_size_w(w);
-  for (int64_t p = 0; p < planes; ++p) {
+  parallel_for(planes, h * w + 2 * oh * ow, [&](int64_t p) {  // planes are independent
     const float* plane = x + p * h * w;
     for (int64_t oy = 0; oy < oh; ++oy)
       for (int64_t ox = 0; ox < ow; ++ox) {
@@ -135,23 +137,25 @@ void max_pool2d_forward(const float* x, float* y, int32_t* argmax, int64_t plane
         y[out] = best;
         argmax[out] = best_index;
       }
-  }
+  });
 }
 
 void max_pool2d_backward(const float* dy, const int32_t* argmax, float* dx, int64_t planes,
                          int64_t h, int64_t w, const Window2d& win) {
   const int64_t oh = win.out_size_h(h), ow = win.out_size_w(w);
-  std::memset(dx, 0, static_cast<size_t>(planes * h * w) * sizeof(float));
-  for (int64_t p = 0; p < planes; ++p)
+  parallel_for(planes, h * w + 2 * oh * ow, [&](int64_t p) {
+    std::fill(dx + p * h * w, dx + (p + 1) * h * w, 0.0f);
     for (int64_t i = 0; i < oh * ow; ++i)
       if (argmax[p * oh * ow + i] >= 0) dx[p * h * w + argmax[p * oh * ow + i]] += dy[p * oh * ow + i];
+  });
 }
 
 namespace {
+// Planes are independent: the kernel threads take ranges of them.
 template <class Visit>
 void for_each_window_pixel(int64_t planes, int64_t h, int64_t w, const Window2d& win, Visit visit) {
   const int64_t oh = win.out_size_h(h), ow = win.out_size_w(w);
-  for (int64_t p = 0; p < planes; ++p)
+  parallel_for(planes, h * w + oh * ow * win.kernel_h * win.kernel_w, [&](int64_t p) {
     for (int64_t oy = 0; oy < oh; ++oy)
       for (int64_t ox = 0; ox < ow; ++ox)
         for (int64_t ky = 0; ky < win.kernel_h; ++ky) {
@@ -162,6 +166,7 @@ void for_each_window_pixel(int64_t planes, int64_t h, int64_t w, const Window2d&
             if (ix >= 0 && ix < w) visit((p * oh + oy) * ow + ox, (p * h + iy) * w + ix);
           }
         }
+  });
 }
 }  // namespace
 

@@ -1,30 +1,38 @@
 #include "kernels/cpu/reduce.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "kernels/cpu/lane_sum.h"
+#include "kernels/cpu/threads.h"
 
 namespace minipipe::kernels::cpu {
 
+// Each output is summed over `reduce` in order, whichever kernel thread (threads.h) takes it:
+// threads take ranges of the outputs, as [outer, inner] flattened.
 void sum_dim(const float* x, float* out, int64_t outer, int64_t reduce, int64_t inner) {
-  for (int64_t o = 0; o < outer; ++o) {
-    const float* block = x + o * reduce * inner;
-    float* row = out + o * inner;
+  parallel_ranges(outer * inner, reduce, [&](int64_t begin, int64_t end) {
     if (inner == 1) {
-      *row = static_cast<float>(lane_sum(reduce, [&](int64_t r) { return block[r]; }));
-      continue;
+      for (int64_t o = begin; o < end; ++o)
+        out[o] = static_cast<float>(lane_sum(reduce, [&](int64_t r) { return x[o * reduce + r]; }));
+      return;
     }
-    std::memset(row, 0, static_cast<size_t>(inner) * sizeof(float));
-    for (int64_t r = 0; r < reduce; ++r) {
-      const float* slice = block + r * inner;
-      for (int64_t i = 0; i < inner; ++i) row[i] += slice[i];
+    for (int64_t o = begin / inner; o * inner < end; ++o) {  // columns [first, last) of outer row o
+      const int64_t first = std::max(begin - o * inner, int64_t{0}), last = std::min(end - o * inner, inner);
+      const float* block = x + o * reduce * inner;
+      float* row = out + o * inner;
+      std::fill(row + first, row + last, 0.0f);
+      for (int64_t r = 0; r < reduce; ++r) {
+        const float* slice = block + r * inner;
+        for (int64_t i = first; i < last; ++i) row[i] += slice[i];
+      }
     }
-  }
+  });
 }
 
 void max_dim(const float* x, float* out, int32_t* argmax, int64_t outer, int64_t reduce,
              int64_t inner) {
-  for (int64_t o = 0; o < outer; ++o) {
+  parallel_for(outer, reduce * inner, [&](int64_t o) {
     const float* block = x + o * reduce * inner;
     for (int64_t i = 0; i < inner; ++i) {
       float best = block[i];
@@ -39,7 +47,7 @@ void max_dim(const float* x, float* out, int32_t* argmax, int64_t outer, int64_t
       out[o * inner + i] = best;
       argmax[o * inner + i] = best_index;
     }
-  }
+  });
 }
 
 void max_dim_backward(const float* dy, const int32_t* argmax, float* dx, int64_t outer,

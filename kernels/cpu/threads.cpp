@@ -61,4 +61,13 @@ void parallel_parts(int parts, const std::function<void(int part)>& part) {
   for (int p = 0; p < parts; ++p) part(p);
 }
 
+void parallel_ranges(int64_t count, int64_t work_per_item,
+                     const std::function<void(int64_t begin, int64_t end)>& range) {
+  if (count <= 0) return;
+  const int64_t work = count * std::max<int64_t>(work_per_item, 1);
+  const int64_t parts = std::min<int64_t>({current_threads, count, work / kMinimumParallelWork});
+  if (parts <= 1) return range(0, count);
+  parallel_parts(static_cast<int>(parts), [&](int part) { range(count * part / parts, count * (part + 1) / parts); });
+}
+
 }  // namespace minipipe::kernels::cpu
