@@ -80,8 +80,9 @@ int main(int argc, char** argv) {
   NoGradGuard no_grad;
   kernels::cpu::KernelThreads kernel_threads(threads);
   const std::string reference_name = threads == 1 ? "Eigen" : "1 thread";
-  // `f` on one kernel thread, the reference of every row with --threads.
-  const auto on_one_thread = [](const std::function<void()>& f) -> std::function<void()> {
+  // With --threads, every row's reference: `f` on one kernel thread (none without --threads).
+  const auto on_one_thread = [threads](const std::function<void()>& f) -> std::function<void()> {
+    if (threads == 1) return nullptr;
     return [f] {
       kernels::cpu::KernelThreads one(1);
       f();
@@ -92,7 +93,7 @@ int main(int argc, char** argv) {
   auto wanted = [&](const std::string& op) { return filter.empty() || op.find(filter) != std::string::npos; };
   auto memory_row = [&](const std::string& op, const Shape& shape, double bytes, const std::function<void()>& f) {
     if (!wanted(op)) return;
-    const auto [t, reference] = time_pair(repeats, f, threads == 1 ? std::function<void()>() : on_one_thread(f));
+    const auto [t, reference] = time_pair(repeats, f, on_one_thread(f));
     rows.push_back({op, dims(shape), t * 1e3, bytes / t / 1e9, "GB/s", reference * 1e3});
   };
 
@@ -144,7 +145,7 @@ int main(int argc, char** argv) {
     const int64_t n = quick ? 2 : 32, c = 16, h = 32, o = 32;
     const Tensor x = randn({n, c, h, h}, g), w = randn({o, c, 3, 3}, g), b = zeros({o});
     const std::function<void()> convolution = [&] { conv2d(x, w, b, 1, 1); };
-    const auto [t, reference] = time_pair(repeats, convolution, threads == 1 ? std::function<void()>() : on_one_thread(convolution));
+    const auto [t, reference] = time_pair(repeats, convolution, on_one_thread(convolution));
     const double flops = 2.0 * n * o * h * h * c * 9;
     rows.push_back({"conv2d 3x3 pad 1", dims({n, c, h, h}) + "->" + std::to_string(o), t * 1e3, flops / t / 1e9,
                     "GFLOP/s", reference * 1e3});

@@ -36,11 +36,14 @@ StopRequests::~StopRequests() {
 
 bool StopRequests::requested() const { return received_signal != 0; }
 
-std::string StopRequests::message(int64_t steps_done, const std::string& save) const {
+bool StopRequests::ends_run_after(int64_t step, int64_t& end_step, TrainingLog& log, const std::string& save) const {
+  if (!requested()) return false;
+  end_step = step + 1;
   const std::string stopped = std::string("stopped by ") + (received_signal == SIGINT ? "Ctrl-C" : "SIGTERM") +
-                              " after step " + std::to_string(steps_done);
-  if (save.empty()) return stopped + "; nothing saved (pass --save FILE to keep a run that may be stopped)";
-  return stopped + "; continue with --resume " + save;
+                              " after step " + std::to_string(end_step);
+  log.message(stopped + (save.empty() ? "; nothing saved (pass --save FILE to keep a run that may be stopped)"
+                                      : "; continue with --resume " + save));
+  return true;
 }
 
 int StopRequests::exit_status() const { return received_signal == 0 ? 0 : 128 + received_signal; }

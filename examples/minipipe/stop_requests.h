@@ -7,6 +7,8 @@
 #include <signal.h>
 #include <string>
 
+#include "training_log.h"
+
 namespace minipipe::cli {
 
 class StopRequests {
@@ -17,8 +19,10 @@ class StopRequests {
   StopRequests& operator=(const StopRequests&) = delete;
 
   bool requested() const;
-  // What to tell the user when the run stopped after `steps_done` steps; `save` is --save.
-  std::string message(int64_t steps_done, const std::string& save) const;
+  // Called after each step of the loop: when a stop was requested, sets end_step to the
+  // steps taken (for saving and the summary), tells the user how to go on (`save` is
+  // --save) and returns true, for the loop to break.
+  bool ends_run_after(int64_t step, int64_t& end_step, TrainingLog& log, const std::string& save) const;
   // The exit status: 0 for a run that was not stopped, else 128 + the signal (as a shell does).
   int exit_status() const;
 

@@ -133,11 +133,7 @@ int train_cnn(const CnnOptions& options) {
       log.evaluation(step, JsonObject().add("validation_loss", last_eval.loss).add("accuracy", last_eval.accuracy),
                      "test loss " + std::to_string(last_eval.loss) + ", accuracy " + std::to_string(100 * last_eval.accuracy) + "%");
     }
-    if (stop.requested()) {
-      end_step = step + 1;  // saving and the summary count the steps taken
-      log.message(stop.message(end_step, options.save));
-      break;
-    }
+    if (stop.ends_run_after(step, end_step, log, options.save)) break;
   }
   if (!options.save.empty()) {
     save_training_state(options.save, *model, &optimizer,

@@ -91,11 +91,7 @@ int train_gpt(const GptOptions& options) {
       log.evaluation(step, JsonObject().add("validation_loss", last_validation),
                      "validation loss " + std::to_string(last_validation) + " nats/byte");
     }
-    if (stop.requested()) {
-      end_step = step + 1;  // saving and the summary count the steps taken
-      log.message(stop.message(end_step, options.save));
-      break;
-    }
+    if (stop.ends_run_after(step, end_step, log, options.save)) break;
   }
   if (!options.save.empty()) {
     Metadata metadata = gpt_metadata(config);
