@@ -6,6 +6,7 @@
 #include "autograd/node.h"
 #include "autograd/op_support.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/threads.h"
 #include "kernels/dispatch.h"
 #include "tensor/factories.h"
 
@@ -33,27 +34,46 @@ Window2d make_window(const char* op, const Tensor& x, Size2 kernel, Size2 stride
 // side by side ([patch, count * pixels]), as wide as 256 pixels where the columns still fit in
 // a 256 KiB slice of L2 cache. Outputs come back as [O, count * pixels] and are scattered to NCHW.
 struct ImageGroups {
-  int64_t n, size;
-  ImageGroups(int64_t images, int64_t patch, int64_t pixels) : n(images) {
+  struct Group {
+    int64_t index, first, count;  // images [first, first + count)
+  };
+  int64_t n, patch, pixels, size, count;
+  ImageGroups(int64_t images, int64_t patch_, int64_t pixels_) : n(images), patch(patch_), pixels(pixels_) {
     const int64_t wide_enough = (256 + pixels - 1) / pixels, fits_cache = (64 * 1024) / (patch * pixels);
     size = std::clamp<int64_t>(std::min(wide_enough, fits_cache), 1, images);
+    count = (n + size - 1) / size;
   }
-  template <class Group>
-  void for_each(Group group) const {
-    for (int64_t first = 0; first < n; first += size) group(first, std::min(size, n - first));
+  // Calls body(group, columns, outputs) for the groups [begin, end), with two scratch buffers
+  // of the calling thread: columns [patch, size * pixels] and outputs [gemm_rows, size * pixels].
+  // With several kernel threads the groups run side by side, each thread with its own buffers
+  // and its own groups' data in its cache, unless there are fewer groups than threads and
+  // their GEMMs are large enough for gemm to split (kernels/cpu/gemm.h): then one after
+  // another, each GEMM split. Either way every group is computed as on one thread.
+  template <class Body>
+  void run(int64_t begin, int64_t end, int64_t gemm_rows, Body body) const {
+    const int64_t width = size * pixels;
+    const auto groups_in = [&](int64_t first_group, int64_t end_group) {
+      Tensor columns = empty({patch * width}), outputs = empty({gemm_rows * width});
+      for (int64_t g = first_group; g < end_group; ++g)
+        body(Group{g, g * size, std::min(size, n - g * size)}, columns.data<float>(), outputs.data<float>());
+    };
+    const bool gemm_splits = gemm_rows * width * patch >= kernels::cpu::kParallelMultiplyAdds;
+    if (gemm_splits && end - begin < kernels::cpu::kernel_threads()) return groups_in(begin, end);
+    kernels::cpu::parallel_ranges(end - begin, (patch + gemm_rows) * width,
+                                  [&](int64_t first, int64_t last) { groups_in(begin + first, begin + last); });
   }
   // grouped [channels, count * pixels] -> images first.. of nchw [n, channels, pixels], and back.
-  static void scatter(const float* grouped, float* nchw, int64_t first, int64_t count, int64_t channels,
-                      int64_t pixels) {
-    for (int64_t j = 0; j < count; ++j)
+  void scatter(const float* grouped, float* nchw, Group group, int64_t channels) const {
+    for (int64_t j = 0; j < group.count; ++j)
       for (int64_t c = 0; c < channels; ++c)
-        std::copy_n(grouped + (c * count + j) * pixels, pixels, nchw + ((first + j) * channels + c) * pixels);
+        std::copy_n(grouped + (c * group.count + j) * pixels, pixels,
+                    nchw + ((group.first + j) * channels + c) * pixels);
   }
-  static void gather(const float* nchw, float* grouped, int64_t first, int64_t count, int64_t channels,
-                     int64_t pixels) {
-    for (int64_t j = 0; j < count; ++j)
+  void gather(const float* nchw, float* grouped, Group group, int64_t channels) const {
+    for (int64_t j = 0; j < group.count; ++j)
       for (int64_t c = 0; c < channels; ++c)
-        std::copy_n(nchw + ((first + j) * channels + c) * pixels, pixels, grouped + (c * count + j) * pixels);
+        std::copy_n(nchw + ((group.first + j) * channels + c) * pixels, pixels,
+                    grouped + (c * group.count + j) * pixels);
   }
 };
 
@@ -73,40 +93,56 @@ struct ConvShape {
 
 // y = conv(x, weight): per group of images, im2col, one GEMM, scatter back to NCHW.
 void convolve(const ConvShape& s, const float* x, const float* weight, float* y) {
-  const int64_t patch = s.patch(), pixels = s.pixels();
-  const ImageGroups groups(s.n, patch, pixels);
-  Tensor columns = empty({patch, groups.size * pixels});
-  Tensor grouped_y = empty({s.out_channels, groups.size * pixels});
-  groups.for_each([&](int64_t first, int64_t count) {
-    const int64_t width = count * pixels;
-    s.im2col(Device::cpu(), x, first, count, columns.data<float>());
-    kernels::cpu::gemm(false, false, s.out_channels, width, patch, 1.0f, weight, patch, columns.data<float>(), width,
-                       0.0f, grouped_y.data<float>(), width);
-    groups.scatter(grouped_y.data<float>(), y, first, count, s.out_channels, pixels);
+  const ImageGroups groups(s.n, s.patch(), s.pixels());
+  groups.run(0, groups.count, s.out_channels, [&](ImageGroups::Group group, float* columns, float* grouped_y) {
+    const int64_t width = group.count * groups.pixels;
+    s.im2col(Device::cpu(), x, group.first, group.count, columns);
+    kernels::cpu::gemm(false, false, s.out_channels, width, groups.patch, 1.0f, weight, groups.patch, columns, width,
+                       0.0f, grouped_y, width);
+    groups.scatter(grouped_y, y, group, s.out_channels);
   });
 }
+
+// dW is a sum over the image groups' products, which must not depend on how the groups are
+// spread over threads. So the groups go in rounds: the round's first group adds its product
+// straight into dW (the GEMM's beta = 1), the others, side by side, write theirs to buffers of
+// their own, and after the round these are added to dW in group order. The round's length,
+// and with it the order of every addition, follows from the shapes alone: as many groups as
+// this many floats of buffers hold.
+constexpr int64_t kPartialProductFloats = int64_t{1} << 20;
 
 // dW += dY columns(x)^T, with the columns recomputed rather than kept from the forward pass
 // (they are kernel_h * kernel_w times the size of the input). With dx_by_col2im, also
 // dX += col2im(W^T dY), which works for any stride; each group's dY is gathered once for both.
 void add_gradients(const ConvShape& s, const float* x, const float* weight, const float* dy, float* dw,
                    float* dx_by_col2im) {
-  const int64_t patch = s.patch(), pixels = s.pixels();
+  const int64_t patch = s.patch(), pixels = s.pixels(), dw_size = s.out_channels * patch;
   const ImageGroups groups(s.n, patch, pixels);
-  Tensor columns = empty({patch, groups.size * pixels});
-  Tensor grouped_dy = empty({s.out_channels, groups.size * pixels});
-  groups.for_each([&](int64_t first, int64_t count) {
-    const int64_t width = count * pixels;
-    groups.gather(dy, grouped_dy.data<float>(), first, count, s.out_channels, pixels);
-    s.im2col(Device::cpu(), x, first, count, columns.data<float>());
-    kernels::cpu::gemm(false, true, s.out_channels, patch, width, 1.0f, grouped_dy.data<float>(), width,
-                       columns.data<float>(), width, 1.0f, dw, patch);
-    if (!dx_by_col2im) return;
-    kernels::cpu::gemm(true, false, patch, width, s.out_channels, 1.0f, weight, patch, grouped_dy.data<float>(), width,
-                       0.0f, columns.data<float>(), width);
-    kernels::col2im_add(Device::cpu(), columns.data<float>(), count, s.image(dx_by_col2im, first), s.channels, s.h,
-                        s.w, s.win);
-  });
+  const int64_t round = std::clamp<int64_t>(kPartialProductFloats / dw_size, 1, groups.count);
+  Tensor partials = empty({(round - 1) * dw_size});
+  const auto partial = [&](int64_t i) { return partials.data<float>() + i * dw_size; };  // i = 0.. for the 2nd.. group
+  for (int64_t begin = 0; begin < groups.count; begin += round) {
+    const int64_t end = std::min(groups.count, begin + round);
+    groups.run(begin, end, s.out_channels, [&](ImageGroups::Group group, float* columns, float* grouped_dy) {
+      const int64_t width = group.count * pixels;
+      groups.gather(dy, grouped_dy, group, s.out_channels);
+      s.im2col(Device::cpu(), x, group.first, group.count, columns);
+      const bool first_of_round = group.index == begin;
+      kernels::cpu::gemm(false, true, s.out_channels, patch, width, 1.0f, grouped_dy, width, columns, width,
+                         first_of_round ? 1.0f : 0.0f, first_of_round ? dw : partial(group.index - begin - 1), patch);
+      if (!dx_by_col2im) return;
+      kernels::cpu::gemm(true, false, patch, width, s.out_channels, 1.0f, weight, patch, grouped_dy, width, 0.0f,
+                         columns, width);
+      kernels::col2im_add(Device::cpu(), columns, group.count, s.image(dx_by_col2im, group.first), s.channels, s.h,
+                          s.w, s.win);
+    });
+    kernels::cpu::parallel_ranges(dw_size, end - begin, [&](int64_t first, int64_t last) {
+      for (int64_t g = begin + 1; g < end; ++g) {
+        const float* product = partial(g - begin - 1);
+        for (int64_t i = first; i < last; ++i) dw[i] += product[i];
+      }
+    });
+  }
 }
 
 // On a GPU: im2col of a group of images at once (one kernel), one cuBLAS GEMM, and a strided
@@ -208,10 +244,10 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 s
     convolve(forward, input.data<float>(), wt.data<float>(), out.data<float>());
     if (b.defined()) {
       float* y = out.data<float>();
-      for (int64_t i = 0; i < n * out_channels; ++i) {
-        const float bias_i = b.data<float>()[i % out_channels];
-        for (int64_t p = 0; p < pixels; ++p) y[i * pixels + p] += bias_i;
-      }
+      kernels::cpu::parallel_for(n * out_channels, pixels, [&](int64_t plane) {
+        const float bias_i = b.data<float>()[plane % out_channels];
+        for (int64_t p = 0; p < pixels; ++p) y[plane * pixels + p] += bias_i;
+      });
     }
   }
   if (!any_requires_grad({x, weight, bias})) return out;

@@ -479,6 +479,10 @@ TEST(KernelThreads, EveryOpGivesTheSameBitsOnOneAndThreeThreads) {
                                      running_var.clone(), true);
          return add(max_pool2d(y, 2, 2), avg_pool2d(y, 2, 2));
        }, {uniform({32, 8, 16, 16}, 19), uniform({8, 8, 3, 3}, 20), uniform({8}, 21), uniform({8}, 22), uniform({8}, 23)}},
+      // Stride 2 takes col2im for dX; 100 groups of one image and a [16, 936] dW make two rounds
+      // of dW products (autograd/convolution.cpp), each with the groups side by side.
+      {"strided conv2d with bias", [](const Inputs& x) { return conv2d(x[0], x[1], x[2], 2, 1); },
+       {uniform({100, 104, 16, 16}, 24), uniform({16, 104, 3, 3}, 25), uniform({16}, 26)}},
   };
   for (const Case& c : cases) {
     const std::vector<Tensor> one = outputs_and_gradients(c.f, c.inputs);

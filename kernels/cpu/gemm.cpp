@@ -227,11 +227,6 @@ void gemm_on_one_thread(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_
 #endif
 }
 
-// Below this many multiply-adds (about 40 us on one core) a GEMM stays on one thread. Split
-// from 1M up, the 2M-sized GEMMs of the digits ResNet made its steps 10-20% slower: the
-// other thread must wake, and the operands this thread has just written (im2col's columns)
-// must cross to the other core's cache.
-constexpr int64_t kParallelMultiplyAdds = int64_t{1} << 22;
 }  // namespace
 
 // With more than one kernel thread, C is cut into bands of whole rows (or, when C is wider

@@ -8,6 +8,13 @@
 
 namespace minipipe::kernels::cpu {
 
+// Below this many multiply-adds (about 40 us on one core) a GEMM stays on one thread. Split
+// from 1M up, the 2M-sized GEMMs of the digits ResNet made its steps 10-20% slower: the
+// other thread must wake, and the operands this thread has just written (im2col's columns)
+// must cross to the other core's cache. (Callers with many such GEMMs run them side by
+// side instead, as conv2d does with its image groups.)
+constexpr int64_t kParallelMultiplyAdds = int64_t{1} << 22;
+
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
           int64_t ldc);

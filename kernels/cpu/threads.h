@@ -8,8 +8,10 @@
 // Every kernel splits its work only into parts that compute each output exactly as one
 // thread would (the same additions in the same order): GEMMs into bands of the result
 // (gemm.cpp), row kernels into ranges of rows, elementwise kernels into ranges of elements,
-// column sums into bands of columns. So the results do not depend on the thread count
-// (except for GEMMs without AVX-512: Eigen's blocking, and its last bits, follow the band).
+// column sums into bands of columns, convolutions into groups of images (their dW summed in
+// an order fixed by the shapes, autograd/convolution.cpp). So the results do not depend on
+// the thread count (except for GEMMs without AVX-512: Eigen's blocking, and its last bits,
+// follow the band).
 #include <cstdint>
 #include <functional>
 
