@@ -159,6 +159,9 @@ void Pipeline::run_stage(int s, const std::vector<datasets::Batch>& micro_batche
   // Per micro-batch: the stage's input leaf, its output (or weighted loss), the gradient
   // received for the output and the one to send upstream.
   std::map<int, Tensor> inputs, outputs, output_grads, input_grads;
+  // The last stage's micro-batch losses stay on its device until the stage is done: reading
+  // one on the host would wait for the GPU after every micro-batch.
+  std::map<int, Tensor> micro_batch_losses;
   const auto origin = std::chrono::steady_clock::now();
   auto now_us = [&] { return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - origin).count(); };
 
@@ -185,7 +188,7 @@ void Pipeline::run_stage(int s, const std::vector<datasets::Batch>& micro_batche
             // mini-batch's mean: the same gradients as one device with the whole batch.
             const float weight = static_cast<float>(micro_batches[m].inputs.shape()[0]) / static_cast<float>(batch_size);
             const Tensor loss = loss_(output, micro_batches[m].targets.to(device)) * weight;
-            losses[m] = loss.item();
+            micro_batch_losses[m] = loss.detach();
             outputs[m] = loss;
           } else {
             outputs[m] = output;
@@ -223,7 +226,10 @@ void Pipeline::run_stage(int s, const std::vector<datasets::Batch>& micro_batche
       }
       // A GPU runs kernels after their launch returns: a traced instruction waits for its
       // own, and the stage's last one for all, since the caller's thread reads the gradients.
-      if (options_.trace || &instruction == &schedule_.programs[s].back()) kernels::synchronize(device);
+      const bool stage_done = &instruction == &schedule_.programs[s].back();
+      if (options_.trace || stage_done) kernels::synchronize(device);
+      if (stage_done)
+        for (const auto& [i, loss] : micro_batch_losses) losses[i] = loss.item();
     } catch (const ChannelClosed&) {
       return;  // another stage failed; it reports
     } catch (...) {
