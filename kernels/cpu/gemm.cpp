@@ -32,11 +32,11 @@ void multiply(const OpA& a, const OpB& b, float alpha, float beta, Map& c) {
 }
 
 // A strided view of op(X): element (row, col) is data[row * row_stride + col * col_stride],
-// so that a transposed operand is the same view with the strides swapped.
+// so that a transposed operand is the same view with the strides swapped. One of the two
+// strides is 1 (X is row-major).
 struct StridedMatrix {
   const float* data;
   int64_t row_stride, col_stride;
-  float at(int64_t row, int64_t col) const { return data[row * row_stride + col * col_stride]; }
 };
 
 #if defined(__AVX512F__)
@@ -55,45 +55,75 @@ constexpr int64_t kLanes = 16;
 constexpr int64_t kTileCols = 2 * kLanes;
 constexpr int64_t kDepthBlock = 256, kRowBlock = 96, kColumnBlock = 2048;
 
-// Packs rows [row0, row0 + rows) x depth [p0, p0 + depth) of op(A) as consecutive
-// TileRows-tall panels, each laid out depth-major: panel[p * TileRows + r].
-template <int64_t TileRows>
-void pack_a(const StridedMatrix& a, int64_t row0, int64_t rows, int64_t p0, int64_t depth,
-            float* packed) {
-  for (int64_t i = 0; i < rows; i += TileRows) {
-    const int64_t valid = std::min(TileRows, rows - i);
-    // p outside: for row-major A this reads TileRows rows side by side, which measured
-    // faster than one row at a time with writes TileRows apart.
-    for (int64_t p = 0; p < depth; ++p) {
-      float* out = packed + p * TileRows;
-      for (int64_t r = 0; r < valid; ++r) out[r] = a.at(row0 + i + r, p0 + p);
-      std::fill(out + valid, out + TileRows, 0.0f);
-    }
-    packed += depth * TileRows;
+// Transposes the 16 x 16 block in v: v[j][i] becomes v[i][j]. Four rounds of shuffles, each
+// pairing up the results of the round before: the first two within 128-bit lanes (after them,
+// lane L of vector 4 * g + c holds column 4 * L + c of rows 4g..4g+3), the last two across lanes.
+inline void transpose_16x16(__m512 v[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(v[i], v[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(v[i], v[i + 1]);
+  }
+  for (int g = 0; g < 4; ++g) {  // rows 4g..4g+3: columns 4L + 0, 1, 2, 3 in lane L
+    const __m512* lo = t + 4 * g;
+    v[4 * g + 0] = _mm512_shuffle_ps(lo[0], lo[2], 0x44);
+    v[4 * g + 1] = _mm512_shuffle_ps(lo[0], lo[2], 0xEE);
+    v[4 * g + 2] = _mm512_shuffle_ps(lo[1], lo[3], 0x44);
+    v[4 * g + 3] = _mm512_shuffle_ps(lo[1], lo[3], 0xEE);
+  }
+  for (int c = 0; c < 4; ++c) {  // lanes (0, 2) and (1, 3) of row groups 0|1 and 2|3
+    t[c] = _mm512_shuffle_f32x4(v[c], v[4 + c], 0x88);
+    t[4 + c] = _mm512_shuffle_f32x4(v[c], v[4 + c], 0xDD);
+    t[8 + c] = _mm512_shuffle_f32x4(v[8 + c], v[12 + c], 0x88);
+    t[12 + c] = _mm512_shuffle_f32x4(v[8 + c], v[12 + c], 0xDD);
+  }
+  for (int c = 0; c < 4; ++c) {  // column 4L + c gathers lane L of the four row groups
+    v[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);
+    v[8 + c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xDD);
+    v[4 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0x88);
+    v[12 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0xDD);
   }
 }
 
-// Packs depth [p0, p0 + depth) x columns [col0, col0 + cols) of op(B) as consecutive
-// kTileCols-wide panels laid out depth-major: panel[p * kTileCols + c].
-void pack_b(const StridedMatrix& b, int64_t p0, int64_t depth, int64_t col0, int64_t cols,
-            float* packed) {
-  for (int64_t j = 0; j < cols; j += kTileCols) {
-    const int64_t valid = std::min(kTileCols, cols - j);
-    for (int64_t p = 0; p < depth; ++p) {
-      float* out = packed + p * kTileCols;
-      if (b.col_stride == 1) {
-        const float* in = b.data + (p0 + p) * b.row_stride + col0 + j;
-        if (valid == kTileCols) {
-          __builtin_memcpy(out, in, kTileCols * sizeof(float));  // inline, not a memmove call
-          continue;
-        }
-        std::copy(in, in + valid, out);
-      } else {
-        for (int64_t c = 0; c < valid; ++c) out[c] = b.at(p0 + p, col0 + j + c);
-      }
-      std::fill(out + valid, out + kTileCols, 0.0f);
+inline __mmask16 first_lanes(int64_t count) { return static_cast<__mmask16>((1u << count) - 1); }  // count <= 16
+
+// out[p * width + r] = src[r * stride + p] for r < rows and p < depth, 0 for rows <= r < width:
+// rows that run along p, packed p-major. 16 x 16 blocks go through registers (loads along p,
+// a transpose, stores along r); masks take the ragged edges and the zero padding.
+void pack_across(const float* src, int64_t stride, int64_t rows, int64_t depth, float* out, int64_t width) {
+  __m512 v[16];
+  for (int64_t r0 = 0; r0 < width; r0 += 16) {
+    const __mmask16 store = first_lanes(std::min<int64_t>(16, width - r0));
+    for (int64_t p0 = 0; p0 < depth; p0 += 16) {
+      const int64_t steps = std::min<int64_t>(16, depth - p0);
+      for (int64_t r = 0; r < 16; ++r)
+        v[r] = r0 + r < rows ? _mm512_maskz_loadu_ps(first_lanes(steps), src + (r0 + r) * stride + p0) : _mm512_setzero_ps();
+      transpose_16x16(v);
+      for (int64_t q = 0; q < steps; ++q) _mm512_mask_storeu_ps(out + (p0 + q) * width + r0, store, v[q]);
     }
-    packed += depth * kTileCols;
+  }
+}
+
+// out[p * width + c] = src[p * stride + c] for c < cols and p < depth, 0 for cols <= c < width.
+void pack_along(const float* src, int64_t stride, int64_t cols, int64_t depth, float* out, int64_t width) {
+  for (int64_t p = 0; p < depth; ++p)
+    for (int64_t c0 = 0; c0 < width; c0 += 16) {
+      const __mmask16 load = first_lanes(std::clamp<int64_t>(cols - c0, 0, 16));
+      _mm512_mask_storeu_ps(out + p * width + c0, first_lanes(std::min<int64_t>(16, width - c0)),
+                            _mm512_maskz_loadu_ps(load, src + p * stride + c0));
+    }
+}
+
+// Packs rows [row0, row0 + rows) x depth [p0, p0 + depth) of m as consecutive `width`-tall
+// panels, each laid out depth-major: panel[p * width + r], zero-padded to whole panels.
+// Packed A is m = op(A) in TileRows panels; packed B is m = op(B)^T in kTileCols panels.
+void pack_panels(const StridedMatrix& m, int64_t row0, int64_t rows, int64_t p0, int64_t depth, int64_t width,
+                 float* packed) {
+  for (int64_t i = 0; i < rows; i += width, packed += depth * width) {
+    const int64_t valid = std::min(width, rows - i);
+    const float* first = m.data + (row0 + i) * m.row_stride + p0 * m.col_stride;
+    if (m.col_stride == 1) pack_across(first, m.row_stride, valid, depth, packed, width);
+    else pack_along(first, m.col_stride, valid, depth, packed, width);  // row_stride == 1
   }
 }
 
@@ -179,10 +209,10 @@ void packed_gemm(int64_t m, int64_t n, int64_t k, float alpha, const StridedMatr
     for (int64_t p0 = 0; p0 < k; p0 += kDepthBlock) {
       const int64_t depth = std::min(kDepthBlock, k - p0);
       const float c_scale = p0 > 0 ? 1.0f : beta;  // later depth blocks accumulate
-      pack_b(b, p0, depth, j0, cols, packed_b);
+      pack_panels(StridedMatrix{b.data, b.col_stride, b.row_stride}, j0, cols, p0, depth, kTileCols, packed_b);
       for (int64_t i0 = 0; i0 < m; i0 += kRowBlock) {
         const int64_t rows = std::min(kRowBlock, m - i0);
-        pack_a<TileRows>(a, i0, rows, p0, depth, packed_a);
+        pack_panels(a, i0, rows, p0, depth, TileRows, packed_a);
         for (int64_t j = 0; j < cols; j += kTileCols) {
           for (int64_t i = 0; i < rows; i += TileRows) {
             multiply_tile<TileRows>(depth, packed_a + i * depth, packed_b + j * depth, tile);
