@@ -55,7 +55,7 @@ constexpr int64_t kLanes = 16;
 constexpr int64_t kTileCols = 2 * kLanes;
 constexpr int64_t kDepthBlock = 256, kRowBlock = 96, kColumnBlock = 2048;
 
-// Transposes the 16 x 16 block in v: v[j][i] becomes v[i][j]. Four rounds of shuffles, each
+// Transposes the 16 x 16 block in v: element i of v[j] moves to element j of v[i]. Four rounds of shuffles, each
 // pairing up the results of the round before: the first two within 128-bit lanes (after them,
 // lane L of vector 4 * g + c holds column 4 * L + c of rows 4g..4g+3), the last two across lanes.
 inline void transpose_16x16(__m512 v[16]) {
@@ -85,7 +85,8 @@ inline void transpose_16x16(__m512 v[16]) {
   }
 }
 
-inline __mmask16 first_lanes(int64_t count) { return static_cast<__mmask16>((1u << count) - 1); }  // count <= 16
+// The mask of lanes [0, count), count <= 16.
+inline __mmask16 first_lanes(int64_t count) { return static_cast<__mmask16>((1u << count) - 1); }
 
 // out[p * width + r] = src[r * stride + p] for r < rows and p < depth, 0 for rows <= r < width:
 // rows that run along p, packed p-major. 16 x 16 blocks go through registers (loads along p,
@@ -97,7 +98,8 @@ void pack_across(const float* src, int64_t stride, int64_t rows, int64_t depth, 
     for (int64_t p0 = 0; p0 < depth; p0 += 16) {
       const int64_t steps = std::min<int64_t>(16, depth - p0);
       for (int64_t r = 0; r < 16; ++r)
-        v[r] = r0 + r < rows ? _mm512_maskz_loadu_ps(first_lanes(steps), src + (r0 + r) * stride + p0) : _mm512_setzero_ps();
+        v[r] = r0 + r < rows ? _mm512_maskz_loadu_ps(first_lanes(steps), src + (r0 + r) * stride + p0)
+                             : _mm512_setzero_ps();
       transpose_16x16(v);
       for (int64_t q = 0; q < steps; ++q) _mm512_mask_storeu_ps(out + (p0 + q) * width + r0, store, v[q]);
     }
