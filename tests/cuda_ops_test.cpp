@@ -116,6 +116,12 @@ TEST_F(CudaOps, BroadcastingArithmeticMatchesTheCpu) {
   // Narrowed and transposed operands.
   expect_cuda_matches_cpu([](const Inputs& x) { return mul(x[0].narrow(2, 3, 29), x[1].transpose(0, 1)); },
                           {c, randn({29, 5}, g)});
+  // Dims the kernel merges: b broadcasts over the inner two dims of d, which merge, as do the
+  // outer two; a row-wise bias; a narrowed row against a contiguous one (no merge).
+  const Tensor d = randn({3, 4, 5, 6}, g);
+  expect_cuda_matches_cpu([](const Inputs& x) { return add(x[0], x[1]); }, {d, randn({3, 4, 1, 1}, g)});
+  expect_cuda_matches_cpu([](const Inputs& x) { return mul(x[0], x[1]); }, {d, randn({6}, g)});
+  expect_cuda_matches_cpu([](const Inputs& x) { return sub(x[0].narrow(3, 1, 4), x[1]); }, {d, randn({3, 4, 5, 4}, g)});
 }
 
 TEST_F(CudaOps, SumsAndMeansMatchTheCpu) {

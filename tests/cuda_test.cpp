@@ -55,6 +55,16 @@ TEST_F(OnGpu, StridedCopiesMatchTheCpu) {
   expect_equal_on_cpu(on_gpu.transpose(0, 1).contiguous(), x.transpose(0, 1));
   expect_equal_on_cpu(on_gpu.narrow(1, 5, 20).contiguous(), x.narrow(1, 5, 20));
   expect_equal_on_cpu(on_gpu.narrow(0, 2, 1).expand({4, 33, 2}).contiguous(), x.narrow(0, 2, 1).expand({4, 33, 2}));
+  // Views whose dims the copy kernel merges (kernels/cuda/launch.cuh): a narrowed first dim
+  // is one contiguous run at an offset (a plain memcpy); narrowing the last dim leaves rows of
+  // 4 that merge with the dims above them; an expanded middle dim and size-1 dims.
+  const Tensor y = randn({5, 3, 4, 7}, g), y_on_gpu = y.to(kGpu);
+  expect_equal_on_cpu(y_on_gpu.narrow(0, 1, 3).contiguous(), y.narrow(0, 1, 3));
+  expect_equal_on_cpu(y_on_gpu.narrow(3, 2, 4).contiguous(), y.narrow(3, 2, 4));
+  expect_equal_on_cpu(y_on_gpu.narrow(1, 1, 1).expand({5, 6, 4, 7}).contiguous(),
+                      y.narrow(1, 1, 1).expand({5, 6, 4, 7}));
+  expect_equal_on_cpu(y_on_gpu.narrow(2, 3, 1).narrow(0, 4, 1).permute({3, 1, 0, 2}).contiguous(),
+                      y.narrow(2, 3, 1).narrow(0, 4, 1).permute({3, 1, 0, 2}));
   // Across devices with non-contiguous ends on either side.
   expect_equal_on_cpu(x.permute({2, 0, 1}).to(kGpu), x.permute({2, 0, 1}));
   Tensor target = zeros({33, 7, 2}, DType::Float32, kGpu);

@@ -29,6 +29,11 @@ void strided_copy32(const void* src, const int64_t* src_strides, void* dst, cons
                     const int64_t* shape, int dims, cudaStream_t stream) {
   const TwoStrideLayout layout(shape, src_strides, dst_strides, dims);
   if (layout.count == 0) return;
+  if (layout.contiguous()) {  // a clone: the runtime's own device-to-device copy
+    MINIPIPE_CUDA_CHECK(cudaMemcpyAsync(dst, src, static_cast<size_t>(layout.count) * 4, cudaMemcpyDeviceToDevice,
+                                        stream));
+    return;
+  }
   strided_copy32_kernel<<<blocks_for(layout.count), kThreads, 0, stream>>>(static_cast<const uint32_t*>(src),
                                                                             static_cast<uint32_t*>(dst), layout);
   MINIPIPE_CUDA_CHECK_LAUNCH();

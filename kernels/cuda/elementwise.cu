@@ -91,15 +91,6 @@ __global__ void causal_mask_kernel(const float* in, float* out, int64_t queries,
   }
 }
 
-bool is_contiguous(const int64_t* strides, const int64_t* shape, int dims) {
-  int64_t expected = 1;
-  for (int d = dims - 1; d >= 0; --d) {
-    if (shape[d] != 1 && strides[d] != expected) return false;
-    expected *= shape[d];
-  }
-  return true;
-}
-
 }  // namespace
 
 void unary_forward(UnaryOp op, const float* x, float* y, int64_t n, float parameter, cudaStream_t stream) {
@@ -120,7 +111,7 @@ void binary_strided(BinaryOp op, const float* a, const int64_t* a_strides, const
                     cudaStream_t stream) {
   const TwoStrideLayout layout(shape, a_strides, b_strides, ndim);
   if (layout.count == 0) return;
-  if (is_contiguous(a_strides, shape, ndim) && is_contiguous(b_strides, shape, ndim)) {
+  if (layout.contiguous()) {
     binary_contiguous_kernel<<<blocks_for(layout.count), kThreads, 0, stream>>>(op, a, b, out, layout.count);
   } else {
     binary_strided_kernel<<<blocks_for(layout.count), kThreads, 0, stream>>>(op, a, b, out, layout);

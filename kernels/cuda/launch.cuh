@@ -38,6 +38,12 @@ inline unsigned grid_for_rows(int64_t rows, const char* kernel) {
 // An N-d index space read through two sets of strides (the two inputs of a broadcasting
 // op, or the source and destination of a copy). Passed to kernels by value: they read
 // shape and strides from their parameter space. Dims at most 16, as kernels/cpu/elementwise.h.
+//
+// The constructor drops size-1 dims and merges neighbouring dims that are laid out as one in
+// both stride sets, so that every thread divides its index once per dim that is left, less
+// the outermost: a contiguous tensor is one dim (no division), a row-wise bias broadcast two
+// (one). Integer division costs a GPU some twenty instructions, enough to make a strided
+// kernel compute-bound.
 struct TwoStrideLayout {
   static constexpr int kMaxDims = 16;
   int64_t shape[kMaxDims], first[kMaxDims], second[kMaxDims];
@@ -45,24 +51,38 @@ struct TwoStrideLayout {
   int64_t count;  // elements in shape
 
   TwoStrideLayout(const int64_t* shape_, const int64_t* first_, const int64_t* second_, int dims_)
-      : dims(dims_), count(1) {
-    for (int d = 0; d < dims; ++d) {
-      shape[d] = shape_[d];
-      first[d] = first_[d];
-      second[d] = second_[d];
+      : dims(0), count(1) {
+    for (int d = 0; d < dims_; ++d) {
       count *= shape_[d];
+      if (shape_[d] == 1) continue;
+      const bool continues_outer = dims > 0 && first[dims - 1] == first_[d] * shape_[d] &&
+                                   second[dims - 1] == second_[d] * shape_[d];
+      if (!continues_outer) ++dims;
+      shape[dims - 1] = continues_outer ? shape[dims - 1] * shape_[d] : shape_[d];
+      first[dims - 1] = first_[d];
+      second[dims - 1] = second_[d];
+    }
+    if (dims == 0) {  // one element
+      dims = 1;
+      shape[0] = 1;
+      first[0] = second[0] = 0;
     }
   }
+
+  // One dim, both sets of strides 1: a plain contiguous walk.
+  bool contiguous() const { return dims == 1 && first[0] == 1 && second[0] == 1; }
 
   // The offsets of flat index i (row-major over shape) under each set of strides.
   __device__ void offsets(int64_t i, int64_t& first_offset, int64_t& second_offset) const {
     first_offset = second_offset = 0;
-    for (int d = dims - 1; d >= 0; --d) {  // the last dim varies fastest
-      const int64_t coordinate = i % shape[d];
-      i /= shape[d];
+    for (int d = dims - 1; d > 0; --d) {  // the last dim varies fastest
+      const int64_t outer = i / shape[d], coordinate = i - outer * shape[d];
+      i = outer;
       first_offset += coordinate * first[d];
       second_offset += coordinate * second[d];
     }
+    first_offset += i * first[0];  // what is left of i is the outermost coordinate
+    second_offset += i * second[0];
   }
 };
 
