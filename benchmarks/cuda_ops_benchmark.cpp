@@ -103,7 +103,8 @@ int main(int argc, char** argv) {
                  v = zeros(shape, DType::Float32, gpu);
     const int64_t n = x.numel(), classes = shape[1];
     const Tensor targets = randint(0, static_cast<int32_t>(classes), {shape[0]}, g).to(gpu);
-    const Tensor row_loss = empty({shape[0]}, DType::Float32, gpu), row_logsumexp = empty({shape[0]}, DType::Float32, gpu);
+    const Tensor row_loss = empty({shape[0]}, DType::Float32, gpu);
+    const Tensor row_logsumexp = empty({shape[0]}, DType::Float32, gpu);
     const double copy_ms = median_ms(repeats, [&] { x.clone(); });
     const double copy_gbs = 2.0 * n * 4 / (copy_ms * 1e-3) / 1e9;
     auto memory_row = [&](const std::string& op, double bytes, const std::function<void()>& f) {
