@@ -23,6 +23,7 @@ struct Message {
   int micro_batch;
   Tensor value;
   kernels::WorkMark written;  // the receiver's stream waits for it before reading `value`
+  int64_t weight_version = -1;  // asynchronous schedules: the input stage's version for this micro-batch
 };
 
 class Channel {

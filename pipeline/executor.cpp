@@ -12,7 +12,9 @@
 #include "kernels/dispatch.h"
 #include "nn/forward_context.h"
 #include "pipeline/channel.h"
+#include "pipeline/pipedream.h"
 #include "pipeline/validator.h"
+#include "pipeline/weight_versions.h"
 #include "tensor/factories.h"
 
 namespace minipipe::pipeline {
@@ -41,8 +43,12 @@ PipelineError::PipelineError(int stage_, Instruction instruction_, const std::st
 
 Pipeline::Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, PipelineOptions options, LossFunction loss)
     : model_(std::move(model)), plan_(std::move(plan)), options_(std::move(options)), loss_(std::move(loss)),
-      schedule_(make_schedule(options_.schedule, plan_.stages(), options_.micro_batches)),
-      threads_(std::make_unique<StageThreads>(plan_.stages())) {
+      threads_(std::make_unique<StageThreads>(plan_.stages())), weight_versions_(plan_.stages(), 0) {
+  if (options_.schedule == "pipedream") {  // the program's length follows each run_async's mini-batches
+    schedule_ = pipedream_schedule(stages(), options_.micro_batches, options_.micro_batches, options_.weights);
+  } else {
+    schedule_ = make_schedule(options_.schedule, plan_.stages(), options_.micro_batches);
+  }
   validate(schedule_);  // before anything runs
   if (options_.kernel_threads < 1 || options_.kernel_threads > kernels::cpu::kMaxKernelThreads)
     throw std::invalid_argument("pipeline: kernel_threads is " + std::to_string(options_.kernel_threads) +
@@ -100,22 +106,94 @@ thread_local RunState* current_run = nullptr;
 //   sender's stream must not reuse the memory, when the sender drops the tensor last, before
 //   those reads ran.
 // On the CPU work is done when its call returns, and both rules cost nothing.
-Tensor receive(Channel& channel, int micro_batch) {
+Message receive(Channel& channel, int micro_batch) {
   Message message = channel.receive(micro_batch);
   message.written.make_current_stream_wait();
   message.value.impl()->storage->hand_over_to_current_stream();
-  return message.value;
+  return message;
 }
 
-void send(Channel& channel, int micro_batch, const Tensor& value) {
-  channel.send({micro_batch, value, kernels::WorkMark::of_queued_work(value.device())});
+void send(Channel& channel, int micro_batch, const Tensor& value, int64_t weight_version = -1) {
+  channel.send({micro_batch, value, kernels::WorkMark::of_queued_work(value.device()), weight_version});
 }
+
+// A stage's stashed weight versions (PipeDream section 3.3): copies of its parameters, made
+// on the stage's thread and so charged to its memory tracker.
+class WeightStash {
+ public:
+  explicit WeightStash(std::vector<Tensor> parameters) : parameters_(std::move(parameters)) {}
+  void stash(int version) {
+    NoGradGuard no_grad;
+    std::vector<Tensor>& copy = copies_[version];
+    for (const Tensor& p : parameters_) {
+      copy.push_back(p.detach().clone());
+      bytes_ += copy.back().nbytes();
+    }
+  }
+  void load(int version) {
+    NoGradGuard no_grad;
+    const std::vector<Tensor>& copy = copies_.at(version);
+    for (size_t i = 0; i < parameters_.size(); ++i) copy_(parameters_[i], copy[i]);
+  }
+  void drop(int version) {
+    for (const Tensor& t : copies_.at(version)) bytes_ -= t.nbytes();
+    copies_.erase(version);
+  }
+  int64_t bytes() const { return bytes_; }
+
+ private:
+  std::vector<Tensor> parameters_;
+  std::map<int, std::vector<Tensor>> copies_;
+  int64_t bytes_ = 0;
+};
 
 }  // namespace
 
+struct Pipeline::StageRecord {
+  std::vector<TraceEvent> trace;
+  std::vector<WeightVersionRecord> versions;
+  int peak_versions = 1;
+  int64_t peak_stash_bytes = 0;
+};
+
 StepResult Pipeline::run(const datasets::Batch& batch, uint64_t step) {
-  const int64_t batch_size = batch.inputs.shape()[0];
-  const std::vector<datasets::Batch> micro_batches = datasets::split_into_micro_batches(batch, options_.micro_batches);
+  if (schedule_.asynchronous())
+    throw std::invalid_argument("pipeline: the '" + schedule_.name + "' schedule streams several mini-batches: use run_async");
+  const float batch_size = static_cast<float>(batch.inputs.shape()[0]);
+  std::vector<WorkUnit> units;
+  for (datasets::Batch& micro_batch : datasets::split_into_micro_batches(batch, options_.micro_batches)) {
+    const float share = static_cast<float>(micro_batch.inputs.shape()[0]) / batch_size;
+    units.push_back({std::move(micro_batch), step, share});
+  }
+  StepResult result = run_units(units);
+  result.losses = {result.loss};
+  return result;
+}
+
+StepResult Pipeline::run_async(const std::vector<datasets::Batch>& mini_batches, uint64_t first_step) {
+  if (!schedule_.asynchronous())
+    throw std::invalid_argument("pipeline: run_async needs the pipedream schedule; '" + schedule_.name + "' is synchronous");
+  if (mini_batches.empty()) throw std::invalid_argument("pipeline: run_async needs at least one mini-batch");
+  if (!optimizer_step_)
+    throw std::invalid_argument("pipeline: under pipedream each stage updates its own weights: call set_optimizer_step first");
+  const int per_update = options_.micro_batches;
+  const int micro_batches = static_cast<int>(mini_batches.size()) * per_update;
+  if (schedule_.micro_batches != micro_batches) {
+    schedule_ = pipedream_schedule(stages(), micro_batches, per_update, options_.weights);
+    validate(schedule_);
+  }
+  std::vector<WorkUnit> units;
+  for (size_t i = 0; i < mini_batches.size(); ++i) {
+    const float batch_size = static_cast<float>(mini_batches[i].inputs.shape()[0]);
+    for (datasets::Batch& micro_batch : datasets::split_into_micro_batches(mini_batches[i], per_update)) {
+      const float share = static_cast<float>(micro_batch.inputs.shape()[0]) / batch_size;
+      units.push_back({std::move(micro_batch), first_step + i, share});
+    }
+  }
+  return run_units(units);
+}
+
+StepResult Pipeline::run_units(const std::vector<WorkUnit>& units) {
   RunState state;
   for (int s = 0; s < stages(); ++s) {
     state.activations.push_back(std::make_unique<Channel>());
@@ -125,12 +203,12 @@ StepResult Pipeline::run(const datasets::Batch& batch, uint64_t step) {
   // The calling thread's GPU work (moving the model, the last optimizer step) must have run
   // before the stage threads, on streams of their own, read the parameters.
   for (int s = 0; s < stages(); ++s) kernels::synchronize(device_of(s));
-  std::vector<double> losses(options_.micro_batches, 0.0);
-  std::vector<std::vector<TraceEvent>> traces(stages());
+  std::vector<double> losses(units.size(), 0.0);
+  std::vector<StageRecord> records(stages());
   threads_->run([&](int s) {
     current_run = &state;
     kernels::cpu::KernelThreads kernel_threads(options_.kernel_threads);
-    run_stage(s, micro_batches, batch_size, step, losses, traces[s]);
+    run_stage(s, units, losses, records[s]);
     current_run = nullptr;
   });
   if (state.error) {
@@ -142,13 +220,24 @@ StepResult Pipeline::run(const datasets::Batch& batch, uint64_t step) {
   }
   StepResult result;
   for (double l : losses) result.loss += static_cast<float>(l);
+  if (schedule_.asynchronous()) {
+    // Each mini-batch's loss is the sum of its micro-batches' weighted losses; the run's is
+    // their mean.
+    result.losses.assign(units.size() / options_.micro_batches, 0.0f);
+    for (size_t u = 0; u < units.size(); ++u) result.losses[u / options_.micro_batches] += static_cast<float>(losses[u]);
+    result.loss /= static_cast<float>(result.losses.size());
+  }
   for (auto& tracker : trackers_) result.peak_bytes.push_back(tracker->peak_bytes.load());
-  for (auto& t : traces) result.trace.insert(result.trace.end(), t.begin(), t.end());
+  for (StageRecord& record : records) {
+    result.trace.insert(result.trace.end(), record.trace.begin(), record.trace.end());
+    result.weight_versions.insert(result.weight_versions.end(), record.versions.begin(), record.versions.end());
+    result.peak_weight_versions.push_back(record.peak_versions);
+    result.peak_stash_bytes.push_back(record.peak_stash_bytes);
+  }
   return result;
 }
 
-void Pipeline::run_stage(int s, const std::vector<datasets::Batch>& micro_batches, int64_t batch_size, uint64_t step,
-                         std::vector<double>& losses, std::vector<TraceEvent>& trace) {
+void Pipeline::run_stage(int s, const std::vector<WorkUnit>& units, std::vector<double>& losses, StageRecord& record) {
   RunState& state = *current_run;
   MemoryTrackerScope memory(trackers_[s]);
   GradModeGuard grad_on(true);
@@ -162,6 +251,12 @@ void Pipeline::run_stage(int s, const std::vector<datasets::Batch>& micro_batche
   // The last stage's micro-batch losses stay on its device until the stage is done: reading
   // one on the host would wait for the GPU after every micro-batch.
   std::map<int, Tensor> micro_batch_losses;
+  // Weight versions (asynchronous schedules): what the stage holds, the version each
+  // micro-batch's forward used here and the one the input stage used (from its message).
+  WeightVersionState versions;
+  WeightStash stash(module.parameters());
+  const int64_t version_base = weight_versions_[s];
+  std::map<int, int64_t> forward_version, input_stage_version;
   const auto origin = std::chrono::steady_clock::now();
   auto now_us = [&] { return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - origin).count(); };
 
@@ -169,16 +264,27 @@ void Pipeline::run_stage(int s, const std::vector<datasets::Batch>& micro_batche
     const int m = instruction.micro_batch;
     const double start = options_.trace ? now_us() : 0;
     try {
-      const nn::ForwardContext context{options_.seed, step, m >= 0 ? micro_batches[m].sample_offset : 0, false};
+      versions.apply(instruction);  // throws if the parameters do not hold the version named
+      const WorkUnit* unit = m >= 0 ? &units[m] : nullptr;
+      const nn::ForwardContext context{options_.seed, unit ? unit->step : 0, unit ? unit->data.sample_offset : 0, false};
       switch (instruction.op) {
         case Op::ReceiveActivation: {
-          Tensor received = receive(*state.activations[s - 1], m);
+          const Message message = receive(*state.activations[s - 1], m);
+          Tensor received = message.value;
           if (received.dtype() == DType::Float32) received.set_requires_grad(true);
           inputs[m] = received;
+          input_stage_version[m] = message.weight_version;
           break;
         }
         case Op::Forward: {
-          if (s == 0) inputs[m] = micro_batches[m].inputs.to(device);
+          if (s == 0) inputs[m] = unit->data.inputs.to(device);
+          forward_version[m] = version_base + versions.live();
+          if (s == 0) input_stage_version[m] = forward_version[m];
+          if (schedule_.weights == WeightPolicy::VerticalSync && schedule_.asynchronous() &&
+              forward_version[m] != input_stage_version[m])
+            throw std::logic_error("vertical sync broken: the forward ran with weight version " +
+                                   std::to_string(forward_version[m]) + ", the input stage used " +
+                                   std::to_string(input_stage_version[m]));
           nn::ForwardContextGuard guard(context);
           const Tensor output = recompute ? checkpoint([&module](const std::vector<Tensor>& in) { return module.forward(in[0]); },
                                                        {inputs[m]})
@@ -186,8 +292,7 @@ void Pipeline::run_stage(int s, const std::vector<datasets::Batch>& micro_batche
           if (last) {
             // Weighted by the micro-batch's share, the micro-batch losses add up to the
             // mini-batch's mean: the same gradients as one device with the whole batch.
-            const float weight = static_cast<float>(micro_batches[m].inputs.shape()[0]) / static_cast<float>(batch_size);
-            const Tensor loss = loss_(output, micro_batches[m].targets.to(device)) * weight;
+            const Tensor loss = loss_(output, unit->data.targets.to(device)) * unit->loss_weight;
             micro_batch_losses[m] = loss.detach();
             outputs[m] = loss;
           } else {
@@ -197,15 +302,23 @@ void Pipeline::run_stage(int s, const std::vector<datasets::Batch>& micro_batche
           break;
         }
         case Op::SendActivation:
-          send(*state.activations[s], m, outputs[m].detach().to(device_of(s + 1)));
+          send(*state.activations[s], m, outputs[m].detach().to(device_of(s + 1)), input_stage_version[m]);
           break;
         case Op::ReceiveGradient:
-          output_grads[m] = receive(*state.gradients[s], m);
+          output_grads[m] = receive(*state.gradients[s], m).value;
           break;
         case Op::Backward: {
           nn::ForwardContext replay = context;
           replay.recomputing = true;  // a checkpointed forward runs again in here
           nn::ForwardContextGuard guard(replay);
+          if (schedule_.asynchronous()) {
+            // The executor's own check of the policy's promise (DESIGN.md decision 10).
+            const int64_t used = version_base + versions.live();
+            record.versions.push_back({s, m, forward_version[m], used, input_stage_version[m]});
+            if (schedule_.weights != WeightPolicy::None && used != forward_version[m])
+              throw std::logic_error(std::string(weight_policy_name(schedule_.weights)) + " broken: the backward ran with weight version " +
+                                     std::to_string(used) + ", its forward with " + std::to_string(forward_version[m]));
+          }
           if (outputs[m].requires_grad()) backward({outputs[m]}, {last ? Tensor() : output_grads[m]});
           outputs.erase(m);
           output_grads.erase(m);
@@ -214,6 +327,7 @@ void Pipeline::run_stage(int s, const std::vector<datasets::Batch>& micro_batche
             input_grads[m] = g.defined() ? g : zeros_like(inputs[m]);
           }
           inputs.erase(m);
+          forward_version.erase(m);
           break;
         }
         case Op::SendGradient:
@@ -221,9 +335,21 @@ void Pipeline::run_stage(int s, const std::vector<datasets::Batch>& micro_batche
           input_grads.erase(m);
           break;
         case Op::OptimizerStep:
-          if (optimizer_step_) optimizer_step_(s);
+          if (optimizer_step_) optimizer_step_(s, unit ? unit->step : (units.empty() ? 0 : units[0].step));
+          if (schedule_.asynchronous()) ++weight_versions_[s];
+          break;
+        case Op::StashWeights:
+          stash.stash(instruction.version);
+          record.peak_stash_bytes = std::max(record.peak_stash_bytes, stash.bytes());
+          break;
+        case Op::LoadWeights:
+          stash.load(instruction.version);
+          break;
+        case Op::DropWeights:
+          stash.drop(instruction.version);
           break;
       }
+      record.peak_versions = std::max(record.peak_versions, versions.versions_held());
       // A GPU runs kernels after their launch returns: a traced instruction waits for its
       // own, and the stage's last one for all, since the caller's thread reads the gradients.
       const bool stage_done = &instruction == &schedule_.programs[s].back();
@@ -236,7 +362,7 @@ void Pipeline::run_stage(int s, const std::vector<datasets::Batch>& micro_batche
       state.fail(s, instruction, std::current_exception());
       return;
     }
-    if (options_.trace) trace.push_back({s, instruction, start, now_us(), trackers_[s]->current_bytes.load()});
+    if (options_.trace) record.trace.push_back({s, instruction, start, now_us(), trackers_[s]->current_bytes.load()});
   }
 }
 

@@ -27,8 +27,8 @@ Recompute parse_recompute(const std::string& name);  // never | always | except_
 const char* recompute_name(Recompute recompute);
 
 struct PipelineOptions {
-  int micro_batches = 1;
-  std::string schedule = "gpipe";
+  int micro_batches = 1;           // per mini-batch (asynchronous: per update)
+  std::string schedule = "gpipe";  // gpipe | 1f1b | pipedream (asynchronous: run_async)
   Recompute recompute = Recompute::Never;
   std::vector<Device> stage_devices;  // one per stage; empty means every stage on the CPU
   uint64_t seed = 0;                  // keys dropout (with the step, layer and sample position)
@@ -36,16 +36,31 @@ struct PipelineOptions {
   // Threads each stage's CPU kernels may use (kernels/cpu/threads.h): 1, so that a stage is
   // one core, unless there are cores to spare.
   int kernel_threads = 1;
+  WeightPolicy weights = WeightPolicy::Stash;  // pipedream only
 };
 
 // The loss of one micro-batch, averaged over its samples (the executor weights micro-batch
 // losses by their share of the mini-batch, so the sum is the mini-batch's mean loss).
 using LossFunction = std::function<Tensor(const Tensor& output, const Tensor& targets)>;
 
+// Asynchronous schedules: which weight version (counted from the pipeline's construction)
+// one micro-batch's forward and backward ran with on one stage, and, under vertical sync,
+// the version the input stage used.
+struct WeightVersionRecord {
+  int stage, micro_batch;
+  int64_t forward_version, backward_version, input_stage_version;
+};
+
 struct StepResult {
-  float loss = 0;                    // mean over the mini-batch
+  float loss = 0;                    // mean over the mini-batch (run_async: over all its mini-batches)
+  std::vector<float> losses;         // per mini-batch
   std::vector<int64_t> peak_bytes;   // per stage: the most its tracker held during the step
   std::vector<TraceEvent> trace;     // when options.trace
+  // Asynchronous schedules, per stage: the most weight versions held at once, and the most
+  // bytes of stashed copies (counted in peak_bytes too).
+  std::vector<int> peak_weight_versions;
+  std::vector<int64_t> peak_stash_bytes;
+  std::vector<WeightVersionRecord> weight_versions;  // one per stage and micro-batch
 };
 
 // A failure in a stage: every stage was stopped; the message names the stage, the
@@ -65,24 +80,43 @@ class Pipeline {
   // gradients accumulate in the parameters' .grad over the micro-batches. OptimizerStep
   // calls the function given to set_optimizer_step (if any) on the stage's own thread;
   // without one, the caller steps after run() returns, which is the same for these
-  // synchronous schedules and lets it clip by the global gradient norm.
+  // synchronous schedules and lets it clip by the global gradient norm. run_async needs one.
   StepResult run(const datasets::Batch& batch, uint64_t step);
+
+  // PipeDream (schedule "pipedream"): streams the mini-batches, which are steps first_step,
+  // first_step + 1, ..., through the stages without a flush between them; each is cut into
+  // `micro_batches` micro-batches, and each stage calls the optimizer step function on its
+  // own thread after every mini-batch's backwards, with the weight versions the policy names.
+  // The pipeline drains at the end of the call, so the caller can evaluate or save.
+  StepResult run_async(const std::vector<datasets::Batch>& mini_batches, uint64_t first_step);
 
   // The whole model on the calling thread, stage after stage on each stage's device (the
   // activations move along), for evaluation and sampling with training's placement, with
   // the stages' kernel threads. The output is on the last stage's device.
   Tensor forward(const Tensor& x) const;
 
-  void set_optimizer_step(std::function<void(int stage)> step) { optimizer_step_ = std::move(step); }
+  // Called as step(stage, training step) to update one stage's parameters.
+  void set_optimizer_step(std::function<void(int stage, uint64_t step)> step) { optimizer_step_ = std::move(step); }
   const Schedule& schedule() const { return schedule_; }
   const StagePlan& plan() const { return plan_; }
   int stages() const { return plan_.stages(); }
   Device device_of(int s) const;  // where stage s runs
   const std::shared_ptr<nn::Sequential>& stage(int s) const { return stage_modules_[s]; }
+  // Updates stage s has made under run_async, which is the version its weights have.
+  int64_t weight_version(int s) const { return weight_versions_[s]; }
+
+  // One micro-batch as the stages see it: its data, the training step that keys its dropout,
+  // and the factor that makes its loss a share of its mini-batch's mean.
+  struct WorkUnit {
+    datasets::Batch data;
+    uint64_t step;
+    float loss_weight;
+  };
+  struct StageRecord;  // what a stage's thread reports of one run
 
  private:
-  void run_stage(int s, const std::vector<datasets::Batch>& micro_batches, int64_t batch_size, uint64_t step,
-                 std::vector<double>& losses, std::vector<TraceEvent>& trace);
+  StepResult run_units(const std::vector<WorkUnit>& units);
+  void run_stage(int s, const std::vector<WorkUnit>& units, std::vector<double>& losses, StageRecord& record);
 
   std::shared_ptr<nn::Sequential> model_;
   StagePlan plan_;
@@ -92,7 +126,8 @@ class Pipeline {
   std::vector<std::shared_ptr<nn::Sequential>> stage_modules_;
   std::vector<std::shared_ptr<MemoryTracker>> trackers_;
   std::unique_ptr<StageThreads> threads_;
-  std::function<void(int)> optimizer_step_;
+  std::function<void(int, uint64_t)> optimizer_step_;
+  std::vector<int64_t> weight_versions_;  // per stage
 };
 
 }  // namespace minipipe::pipeline

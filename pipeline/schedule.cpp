@@ -14,6 +14,27 @@ const char* op_name(Op op) {
     case Op::SendGradient: return "SendGradient";
     case Op::ReceiveGradient: return "ReceiveGradient";
     case Op::OptimizerStep: return "OptimizerStep";
+    case Op::StashWeights: return "StashWeights";
+    case Op::LoadWeights: return "LoadWeights";
+    case Op::DropWeights: return "DropWeights";
+  }
+  return "?";
+}
+
+WeightPolicy parse_weight_policy(const std::string& name) {
+  if (name == "stash") return WeightPolicy::Stash;
+  if (name == "vertical-sync") return WeightPolicy::VerticalSync;
+  if (name == "none") return WeightPolicy::None;
+  if (name == "2bw") return WeightPolicy::TwoBuffered;
+  throw std::invalid_argument("unknown weight policy '" + name + "': use stash, vertical-sync, none or 2bw");
+}
+
+const char* weight_policy_name(WeightPolicy policy) {
+  switch (policy) {
+    case WeightPolicy::Stash: return "stash";
+    case WeightPolicy::VerticalSync: return "vertical-sync";
+    case WeightPolicy::None: return "none";
+    case WeightPolicy::TwoBuffered: return "2bw";
   }
   return "?";
 }
@@ -49,20 +70,23 @@ Schedule gpipe_schedule(int stages, int micro_batches) {
 //   stage 0 | F0 F1 F2 .  .  B0 F3 B1 .  B2 .  B3
 //   stage 1 | .  F0 F1 .  B0 F2 B1 F3 B2 .  B3 .
 //   stage 2 | .  .  F0 B0 F1 B1 F2 B2 F3 B3 .  .
+Program one_f_one_b_order(int stage, int stages, int micro_batches) {
+  Program program;
+  const int warmup = std::min(stages - stage - 1, micro_batches);
+  int next_forward = 0, next_backward = 0;
+  for (; next_forward < warmup; ++next_forward) program.push_back({Op::Forward, next_forward});
+  while (next_forward < micro_batches) {  // steady state: one forward, one backward
+    program.push_back({Op::Forward, next_forward++});
+    program.push_back({Op::Backward, next_backward++});
+  }
+  while (next_backward < micro_batches) program.push_back({Op::Backward, next_backward++});  // drain
+  return program;
+}
+
 Schedule one_f_one_b_schedule(int stages, int micro_batches) {
   check_sizes("1f1b", stages, micro_batches);
   Schedule s{"1f1b", stages, micro_batches, std::vector<Program>(stages)};
-  for (int stage = 0; stage < stages; ++stage) {
-    Program& program = s.programs[stage];
-    const int warmup = std::min(stages - stage - 1, micro_batches);
-    int next_forward = 0, next_backward = 0;
-    for (; next_forward < warmup; ++next_forward) program.push_back({Op::Forward, next_forward});
-    while (next_forward < micro_batches) {  // steady state: one forward, one backward
-      program.push_back({Op::Forward, next_forward++});
-      program.push_back({Op::Backward, next_backward++});
-    }
-    while (next_backward < micro_batches) program.push_back({Op::Backward, next_backward++});  // drain
-  }
+  for (int stage = 0; stage < stages; ++stage) s.programs[stage] = one_f_one_b_order(stage, stages, micro_batches);
   add_communication(s);
   return s;
 }
@@ -70,7 +94,10 @@ Schedule one_f_one_b_schedule(int stages, int micro_batches) {
 Schedule make_schedule(const std::string& name, int stages, int micro_batches) {
   if (name == "gpipe") return gpipe_schedule(stages, micro_batches);
   if (name == "1f1b") return one_f_one_b_schedule(stages, micro_batches);
-  throw std::invalid_argument("unknown schedule '" + name + "': use gpipe or 1f1b");
+  if (name == "pipedream")
+    throw std::invalid_argument("the pipedream schedule is asynchronous: build it with pipedream_schedule(), which needs "
+                                "the weight policy and the micro-batches per update");
+  throw std::invalid_argument("unknown schedule '" + name + "': use gpipe, 1f1b or pipedream");
 }
 
 void add_communication(Schedule& schedule) {
@@ -87,11 +114,14 @@ void add_communication(Schedule& schedule) {
         if (stage < last) with_communication.push_back({Op::ReceiveGradient, m});
         with_communication.push_back(instruction);
         if (stage > 0) with_communication.push_back({Op::SendGradient, m});
+      } else if (instruction.op == Op::OptimizerStep && schedule.asynchronous()) {
+        with_communication.push_back(instruction);
       } else if (instruction.op != Op::OptimizerStep) {
-        throw std::invalid_argument("add_communication: a generator's program may hold only Forward and Backward");
+        throw std::invalid_argument(
+            "add_communication: a generator's program may hold only Forward, Backward and (asynchronous) OptimizerStep");
       }
     }
-    with_communication.push_back({Op::OptimizerStep, -1});
+    if (!schedule.asynchronous()) with_communication.push_back({Op::OptimizerStep, -1});
     schedule.programs[stage] = std::move(with_communication);
   }
 }

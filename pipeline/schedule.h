@@ -15,16 +15,35 @@ enum class Op {
   ReceiveActivation,  // stage input of m <- previous stage
   SendGradient,       // gradient of the stage input of m -> previous stage
   ReceiveGradient,    // gradient of the stage output of m <- next stage
-  OptimizerStep,      // apply the gradients accumulated over all micro-batches
+  OptimizerStep,      // apply the accumulated gradients (asynchronous: the stage's own update,
+                      // after the backward of micro-batch m that completes an update's group)
+  StashWeights,       // keep a copy of the stage's weights, which are now version v
+  LoadWeights,        // put the stashed version v back into the stage's parameters
+  DropWeights,        // free the stashed copy of version v: nothing later reads it
 };
 
 const char* op_name(Op op);
 
 struct Instruction {
   Op op;
-  int micro_batch = -1;  // -1 for OptimizerStep
+  int micro_batch = -1;  // -1 for the weight instructions and a synchronous OptimizerStep
+  // Asynchronous schedules: the weight version a Forward or Backward must run with, the one
+  // an OptimizerStep makes, the one a Stash/Load/Drop moves. Versions count the stage's
+  // updates since the run began; -1 in synchronous schedules, which have one version.
+  int version = -1;
   bool operator==(const Instruction&) const = default;
 };
+
+// Which weights a micro-batch's backward uses when updates happen between its forward and
+// its backward (PipeDream, section 3.3; PipeDream-2BW, section 3).
+enum class WeightPolicy {
+  Stash,         // the version its own forward used on this stage
+  VerticalSync,  // the version the input stage used for it, forward and backward, on every stage
+  None,          // the latest: the naive asynchronous pipeline, whose gradients are wrong
+  TwoBuffered,   // as Stash, with updates every m >= K micro-batches, so two versions suffice
+};
+WeightPolicy parse_weight_policy(const std::string& name);  // stash | vertical-sync | none | 2bw
+const char* weight_policy_name(WeightPolicy policy);
 
 using Program = std::vector<Instruction>;
 
@@ -33,6 +52,11 @@ struct Schedule {
   int stages = 0;
   int micro_batches = 0;
   std::vector<Program> programs;  // one per stage
+  // Asynchronous schedules: each stage applies its own update after every
+  // `micro_batches_per_update` backwards (0: synchronous, one update at the end).
+  int micro_batches_per_update = 0;
+  WeightPolicy weights = WeightPolicy::Stash;
+  bool asynchronous() const { return micro_batches_per_update > 0; }
 };
 
 // GPipe (Huang et al. 2019, section 2.2, figure 2c): all forwards, then all backwards.
@@ -42,12 +66,16 @@ Schedule gpipe_schedule(int stages, int micro_batches);
 // alternates one forward and one backward, then drains; at most K - s micro-batches are
 // in flight on stage s.
 Schedule one_f_one_b_schedule(int stages, int micro_batches);
-// By name: "gpipe" or "1f1b".
+// The compute order of 1F1B on one stage (Forward and Backward only), which PipeDream's
+// asynchronous schedule shares.
+Program one_f_one_b_order(int stage, int stages, int micro_batches);
+// By name: "gpipe" or "1f1b" (synchronous); "pipedream" is built by pipedream_schedule().
 Schedule make_schedule(const std::string& name, int stages, int micro_batches);
 
 // Inserts ReceiveActivation before and SendActivation after each Forward, ReceiveGradient
-// before and SendGradient after each Backward (none across the pipeline's two ends), and
-// an OptimizerStep at the end of every program.
+// before and SendGradient after each Backward (none across the pipeline's two ends), and,
+// in a synchronous schedule, an OptimizerStep at the end of every program (an asynchronous
+// generator places its own).
 void add_communication(Schedule& schedule);
 
 }  // namespace minipipe::pipeline

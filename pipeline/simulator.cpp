@@ -4,10 +4,12 @@
 #include <deque>
 #include <string>
 
+#include "pipeline/weight_versions.h"
+
 namespace minipipe::pipeline {
 
 CostModel CostModel::uniform(int stages, double forward_cost, double backward_cost) {
-  return {std::vector<double>(stages, forward_cost), std::vector<double>(stages, backward_cost), 0.0};
+  return {std::vector<double>(stages, forward_cost), std::vector<double>(stages, backward_cost), 0.0, {}};
 }
 
 double theoretical_bubble_fraction(int stages, int micro_batches) {
@@ -23,7 +25,8 @@ struct Message {
 
 std::string describe(int stage, const Instruction& instruction) {
   return "stage " + std::to_string(stage) + " " + op_name(instruction.op) +
-         (instruction.micro_batch >= 0 ? "(micro-batch " + std::to_string(instruction.micro_batch) + ")" : "");
+         (instruction.micro_batch >= 0 ? "(micro-batch " + std::to_string(instruction.micro_batch) + ")" : "") +
+         (instruction.version >= 0 ? "[version " + std::to_string(instruction.version) + "]" : "");
 }
 
 }  // namespace
@@ -39,8 +42,10 @@ SimulationResult simulate(const Schedule& schedule, const CostModel& costs) {
   std::vector<size_t> next(stages, 0);
   std::vector<double> clock(stages, 0.0), busy(stages, 0.0);
   std::vector<int> in_flight(stages, 0);
+  std::vector<WeightVersionState> versions(stages);
   SimulationResult result;
   result.peak_in_flight.assign(stages, 0);
+  result.peak_weight_versions.assign(stages, 1);
 
   auto done = [&](int s) { return next[s] >= schedule.programs[s].size(); };
   bool progress = true;
@@ -91,6 +96,20 @@ SimulationResult simulate(const Schedule& schedule, const CostModel& costs) {
             ran = receive(gradients[s], "gradient");
             break;
           case Op::OptimizerStep:
+            if (!costs.update.empty()) {
+              end = start + costs.update.at(s);
+              busy[s] += costs.update.at(s);
+            }
+            [[fallthrough]];
+          case Op::StashWeights:
+          case Op::LoadWeights:
+          case Op::DropWeights:
+            try {
+              versions[s].apply(instruction);
+            } catch (const std::logic_error& e) {
+              throw ScheduleError(describe(s, instruction) + ": " + e.what());
+            }
+            result.peak_weight_versions[s] = std::max(result.peak_weight_versions[s], versions[s].versions_held());
             break;
         }
         if (!ran) break;  // blocked on a receive; try the other stages

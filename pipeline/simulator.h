@@ -19,6 +19,7 @@ class ScheduleError : public std::runtime_error {
 struct CostModel {
   std::vector<double> forward, backward;  // per stage
   double communication = 0.0;             // added to every message's arrival
+  std::vector<double> update;             // per stage, one OptimizerStep (empty: free)
   static CostModel uniform(int stages, double forward_cost, double backward_cost);
 };
 
@@ -32,6 +33,7 @@ struct SimulationResult {
   double makespan = 0.0;
   double bubble_fraction = 0.0;          // idle time / total stage time, over all stages
   std::vector<int> peak_in_flight;       // per stage: most micro-batches forwarded, not yet backwarded
+  std::vector<int> peak_weight_versions;  // per stage: most weight versions held at once (1 if synchronous)
   std::vector<TimedInstruction> timeline;  // every instruction, in the order it ran
 };
 

@@ -1,9 +1,81 @@
 #include "pipeline/validator.h"
 
+#include <algorithm>
+#include <functional>
 #include <map>
 #include <sstream>
 
+#include "pipeline/weight_versions.h"
+
 namespace minipipe::pipeline {
+
+namespace {
+
+bool is_weight_instruction(Op op) { return op == Op::StashWeights || op == Op::LoadWeights || op == Op::DropWeights; }
+
+// An asynchronous stage updates after the backward of each micro-batch that completes an
+// update's group, runs its weight instructions without breaking WeightVersionState's rules,
+// ends with its latest weights and no stashed copy, and keeps its policy's promise.
+void check_weight_versions(const Schedule& schedule, int s, const std::function<void(const std::string&)>& problem) {
+  const Program& program = schedule.programs[s];
+  const int per_update = schedule.micro_batches_per_update;
+  std::map<int, size_t> backward_at, update_at;
+  std::map<int, int> forward_version;
+  WeightVersionState state;
+  for (size_t i = 0; i < program.size(); ++i) {
+    const Instruction& instruction = program[i];
+    const int m = instruction.micro_batch;
+    try {
+      state.apply(instruction);
+    } catch (const std::logic_error& e) {
+      problem("instruction " + std::to_string(i) + ": " + e.what());
+      return;  // the rest would only repeat it
+    }
+    const std::string mb = " of micro-batch " + std::to_string(m);
+    if (instruction.op == Op::Backward) backward_at[m] = i;
+    if (instruction.op == Op::OptimizerStep) update_at[m] = i;
+    if (instruction.op == Op::Forward) {
+      forward_version[m] = instruction.version;
+      if (schedule.weights != WeightPolicy::VerticalSync && instruction.version != state.latest())
+        problem("the forward" + mb + " runs with version " + std::to_string(instruction.version) + ", not the latest (" +
+                std::to_string(state.latest()) + ")");
+    }
+    if (instruction.op == Op::Backward) {
+      const bool latest = schedule.weights == WeightPolicy::None;
+      const int promised = latest ? state.latest() : forward_version.count(m) ? forward_version[m] : -1;
+      if (instruction.version != promised)
+        problem("the backward" + mb + " runs with version " + std::to_string(instruction.version) + "; " +
+                weight_policy_name(schedule.weights) + " promises " + std::to_string(promised) +
+                (latest ? " (the latest)" : " (its forward's)"));
+    }
+  }
+  for (int m = 0; m < schedule.micro_batches; ++m) {
+    const bool updates = (m + 1) % per_update == 0;
+    if (updates != static_cast<bool>(update_at.count(m)))
+      problem(std::string(updates ? "needs" : "must not have") + " an OptimizerStep after the backward of micro-batch " +
+              std::to_string(m) + " (one update per " + std::to_string(per_update) + " micro-batches)");
+    else if (updates && backward_at.count(m) && update_at[m] < backward_at[m])
+      problem("updates for micro-batch " + std::to_string(m) + " before its backward");
+  }
+  if (state.live() != state.latest() || !state.stashed().empty())
+    problem("ends holding weight version " + std::to_string(state.live()) + " (the latest is " +
+            std::to_string(state.latest()) + ") and " + std::to_string(state.stashed().size()) + " stashed copies");
+}
+
+// Under vertical sync every stage runs a micro-batch with the version the input stage used.
+void check_vertical_sync(const Schedule& schedule, const std::function<void(int, const std::string&)>& problem) {
+  std::map<int, int> input_stage_version;
+  for (const Instruction& i : schedule.programs[0])
+    if (i.op == Op::Forward) input_stage_version[i.micro_batch] = i.version;
+  for (int s = 1; s < schedule.stages; ++s)
+    for (const Instruction& i : schedule.programs[s])
+      if (i.op == Op::Forward && input_stage_version.count(i.micro_batch) && i.version != input_stage_version[i.micro_batch])
+        problem(s, "vertical sync: the forward of micro-batch " + std::to_string(i.micro_batch) + " runs with version " +
+                       std::to_string(i.version) + ", the input stage used " +
+                       std::to_string(input_stage_version[i.micro_batch]));
+}
+
+}  // namespace
 
 ValidationReport validate(const Schedule& schedule) {
   std::vector<std::string> problems;
@@ -19,7 +91,9 @@ ValidationReport validate(const Schedule& schedule) {
     std::map<std::pair<Op, int>, std::vector<size_t>> where;  // (op, micro-batch) -> positions
     for (size_t i = 0; i < program.size(); ++i) {
       const Instruction& instruction = program[i];
-      if (instruction.op != Op::OptimizerStep && (instruction.micro_batch < 0 || instruction.micro_batch >= micro_batches))
+      const bool names_micro_batch =
+          !is_weight_instruction(instruction.op) && (instruction.op != Op::OptimizerStep || schedule.asynchronous());
+      if (names_micro_batch && (instruction.micro_batch < 0 || instruction.micro_batch >= micro_batches))
         problem(s, std::string(op_name(instruction.op)) + " names micro-batch " + std::to_string(instruction.micro_batch) +
                        " outside 0.." + std::to_string(micro_batches - 1));
       where[{instruction.op, instruction.micro_batch}].push_back(i);
@@ -57,9 +131,12 @@ ValidationReport validate(const Schedule& schedule) {
         }
       }
     }
-    if (count(Op::OptimizerStep, -1) != 1 || program.empty() || program.back().op != Op::OptimizerStep)
+    if (schedule.asynchronous())
+      check_weight_versions(schedule, s, [&](const std::string& text) { problem(s, text); });
+    else if (count(Op::OptimizerStep, -1) != 1 || program.empty() || program.back().op != Op::OptimizerStep)
       problem(s, "must end with exactly one OptimizerStep");
   }
+  if (schedule.asynchronous() && schedule.weights == WeightPolicy::VerticalSync) check_vertical_sync(schedule, problem);
   if (!problems.empty()) {
     std::string text = "schedule '" + schedule.name + "' is invalid:";
     for (const std::string& p : problems) text += "\n  " + p;
@@ -72,16 +149,29 @@ ValidationReport validate(const Schedule& schedule) {
 std::string format_grid(const Schedule& schedule) {
   const SimulationResult simulated = simulate(schedule, CostModel::uniform(schedule.stages, 1.0, 1.0));
   const int slots = static_cast<int>(simulated.makespan + 0.5);
-  const int width = static_cast<int>(std::to_string(schedule.micro_batches - 1).size()) + 2;
+  // Asynchronous schedules add each compute's weight version in brackets and a U on the
+  // backward an update follows: F3[1], B1[0]U.
   std::vector<std::vector<std::string>> cells(schedule.stages, std::vector<std::string>(slots, "."));
+  std::vector<std::string*> last_compute(schedule.stages, nullptr);
+  size_t width = 2;
   for (const TimedInstruction& t : simulated.timeline) {
-    if (t.instruction.op != Op::Forward && t.instruction.op != Op::Backward) continue;
-    cells[t.stage][static_cast<int>(t.start + 0.5)] =
-        (t.instruction.op == Op::Forward ? "F" : "B") + std::to_string(t.instruction.micro_batch);
+    const Instruction& i = t.instruction;
+    if (i.op == Op::OptimizerStep && last_compute[t.stage] && schedule.asynchronous()) *last_compute[t.stage] += "U";
+    if (i.op != Op::Forward && i.op != Op::Backward) continue;
+    std::string& cell = cells[t.stage][static_cast<int>(t.start + 0.5)];
+    cell = (i.op == Op::Forward ? "F" : "B") + std::to_string(i.micro_batch) +
+           (i.version >= 0 ? "[" + std::to_string(i.version) + "]" : "");
+    last_compute[t.stage] = &cell;
   }
+  for (const auto& row : cells)
+    for (const std::string& cell : row) width = std::max(width, cell.size() + 1);
   std::ostringstream out;
   out << schedule.name << ", " << schedule.stages << " stages, " << schedule.micro_batches
-      << " micro-batches (unit forward and backward costs)\n";
+      << " micro-batches (unit forward and backward costs";
+  if (schedule.asynchronous())
+    out << "; weights " << weight_policy_name(schedule.weights) << ", an update per " << schedule.micro_batches_per_update
+        << " micro-batch" << (schedule.micro_batches_per_update > 1 ? "es" : "") << ", [version], U = update";
+  out << ")\n";
   for (int s = 0; s < schedule.stages; ++s) {
     std::string row = "stage " + std::to_string(s) + " |";
     for (const std::string& cell : cells[s]) row += ' ' + cell + std::string(width - 1 - cell.size(), ' ');

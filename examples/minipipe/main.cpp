@@ -107,7 +107,12 @@ int main(int argc, char** argv) {
   CLI::App* simulate_command = app.add_subcommand("simulate", "time a schedule with a cost model (no training)");
   simulate_command->add_option("--stages", sim.stages, "stages K")->check(kPositive)->capture_default_str();
   simulate_command->add_option("--micro-batches", sim.micro_batches, "micro-batches M")->check(kPositive)->capture_default_str();
-  simulate_command->add_option("--schedule", sim.schedule, "gpipe or 1f1b")->check(CLI::IsMember({"gpipe", "1f1b"}))->capture_default_str();
+  simulate_command->add_option("--schedule", sim.schedule, "gpipe, 1f1b or pipedream (asynchronous)")
+      ->check(CLI::IsMember({"gpipe", "1f1b", "pipedream"}))->capture_default_str();
+  simulate_command->add_option("--weights", sim.weights, "pipedream's weight policy: stash, vertical-sync, none or 2bw")
+      ->check(CLI::IsMember({"stash", "vertical-sync", "none", "2bw"}))->capture_default_str();
+  simulate_command->add_option("--mini-batches", sim.mini_batches, "pipedream: mini-batches streamed, each of --micro-batches")
+      ->check(kPositive)->capture_default_str();
   simulate_command->add_option("--forward-cost", sim.forward_cost, "time of one forward on one stage")->check(kPositive)->capture_default_str();
   simulate_command->add_option("--backward-cost", sim.backward_cost, "time of one backward on one stage")->check(kPositive)->capture_default_str();
   simulate_command->add_flag("--grid", sim.grid, "draw the step-by-stage grid");

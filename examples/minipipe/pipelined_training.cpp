@@ -22,12 +22,6 @@ std::vector<Device> parse_devices(const std::string& list, int stages, Device fa
                                 std::to_string(stages) + " stages");
   return devices;
 }
-
-std::string json_list(const std::vector<int64_t>& values) {
-  std::string out = "[";
-  for (size_t i = 0; i < values.size(); ++i) out += (i ? "," : "") + std::to_string(values[i]);
-  return out + "]";
-}
 }  // namespace
 
 PipelinedTraining::PipelinedTraining(std::shared_ptr<nn::Sequential> model, const PipelineFlags& flags, Device device,

@@ -5,6 +5,7 @@
 #include "nn/convolutional.h"
 #include "nn/transformer.h"
 #include "pipeline/partition.h"
+#include "pipeline/pipedream.h"
 #include "pipeline/trace.h"
 #include "pipeline/validator.h"
 #include "tensor/factories.h"
@@ -13,34 +14,44 @@
 namespace minipipe::cli {
 
 int simulate(const SimulateOptions& o) {
-  const pipeline::Schedule schedule = pipeline::make_schedule(o.schedule, o.stages, o.micro_batches);
+  const bool pipedream = o.schedule == "pipedream";
+  const pipeline::Schedule schedule =
+      pipedream ? pipeline::pipedream_schedule(o.stages, o.micro_batches * o.mini_batches, o.micro_batches,
+                                               pipeline::parse_weight_policy(o.weights))
+                : pipeline::make_schedule(o.schedule, o.stages, o.micro_batches);
   pipeline::validate(schedule);
   const pipeline::SimulationResult result =
       pipeline::simulate(schedule, pipeline::CostModel::uniform(o.stages, o.forward_cost, o.backward_cost));
-  const double theory = pipeline::theoretical_bubble_fraction(o.stages, o.micro_batches);
-  std::string in_flight = "[";
-  for (size_t s = 0; s < result.peak_in_flight.size(); ++s) in_flight += (s ? "," : "") + std::to_string(result.peak_in_flight[s]);
-  in_flight += "]";
+  // PipeDream fills and drains once for the whole stream, not once per mini-batch.
+  const double theory = pipeline::theoretical_bubble_fraction(o.stages, schedule.micro_batches);
+  const std::string shape = std::to_string(o.micro_batches) + " micro-batches" +
+                            (pipedream ? " per mini-batch, " + std::to_string(o.mini_batches) + " mini-batches streamed, weights " +
+                                             o.weights
+                                       : "");
+  const std::string in_flight = json_list(result.peak_in_flight), versions = json_list(result.peak_weight_versions);
   if (o.json) {
     std::printf("%s\n", JsonObject().add("schedule", o.schedule).add("stages", static_cast<int64_t>(o.stages))
-                            .add("micro_batches", static_cast<int64_t>(o.micro_batches)).add("forward_cost", o.forward_cost)
+                            .add("micro_batches", static_cast<int64_t>(o.micro_batches))
+                            .add("mini_batches", static_cast<int64_t>(pipedream ? o.mini_batches : 1))
+                            .add("weights", pipedream ? o.weights : std::string("synchronous")).add("forward_cost", o.forward_cost)
                             .add("backward_cost", o.backward_cost).add("makespan", result.makespan)
                             .add("bubble_fraction", result.bubble_fraction).add("theoretical_bubble_fraction", theory)
-                            .add_raw("peak_in_flight", in_flight).str().c_str());
+                            .add_raw("peak_in_flight", in_flight).add_raw("peak_weight_versions", versions).str().c_str());
   } else {
     if (o.grid) std::printf("%s\n", pipeline::format_grid(schedule).c_str());
-    std::printf("%s, %d stages, %d micro-batches, forward %g, backward %g\n", o.schedule.c_str(), o.stages, o.micro_batches,
+    std::printf("%s, %d stages, %s, forward %g, backward %g\n", o.schedule.c_str(), o.stages, shape.c_str(),
                 o.forward_cost, o.backward_cost);
     std::printf("  makespan             %g\n", result.makespan);
-    std::printf("  bubble fraction      %.4f  (formula (K-1)/(M+K-1) = %.4f)\n", result.bubble_fraction, theory);
+    std::printf("  bubble fraction      %.4f  (formula (K-1)/(M+K-1) = %.4f, M = %d micro-batches in all)\n",
+                result.bubble_fraction, theory, schedule.micro_batches);
     std::printf("  peak in flight       %s micro-batches per stage\n", in_flight.c_str());
+    if (pipedream) std::printf("  weight versions held %s per stage at most\n", versions.c_str());
   }
   const std::vector<pipeline::TraceEvent> events = pipeline::to_trace(result);
   if (!o.trace.empty()) pipeline::write_chrome_trace(o.trace, events);
   if (!o.timeline.empty())
     pipeline::write_svg_timeline(o.timeline, events, o.stages,
-                                 o.schedule + ", " + std::to_string(o.stages) + " stages, " + std::to_string(o.micro_batches) +
-                                     " micro-batches (simulated)");
+                                 o.schedule + ", " + std::to_string(o.stages) + " stages, " + shape + " (simulated)");
   return 0;
 }
 

@@ -24,6 +24,14 @@ class JsonObject {
   std::string body_;
 };
 
+// [1,2,3]: a JSON array of whole numbers.
+template <class Integer>
+std::string json_list(const std::vector<Integer>& values) {
+  std::string out = "[";
+  for (size_t i = 0; i < values.size(); ++i) out += (i ? "," : "") + std::to_string(values[i]);
+  return out + "]";
+}
+
 class TrainingLog {
  public:
   // json_path may be empty (no JSON Lines file); `unit` names what the rate counts.

@@ -1,0 +1,280 @@
+// PipeDream's asynchronous pipeline (pipeline/pipedream.h): the threaded executor against an
+// independent sequential replay of the same run, ordinary training as the limit case, the
+// staleness that weight stashing fixes, and the versions each stage holds.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+
+#include "autograd/checkpoint.h"
+#include "autograd/elementwise.h"
+#include "autograd/engine.h"
+#include "autograd/node.h"
+#include "nn/forward_context.h"
+#include "nn/losses.h"
+#include "nn/optim/optimizer.h"
+#include "nn/transformer.h"
+#include "pipeline/executor.h"
+#include "pipeline/pipedream.h"
+#include "pipeline/validator.h"
+#include "tensor/factories.h"
+#include "test_helpers.h"
+
+namespace minipipe::pipeline {
+namespace {
+
+constexpr uint64_t kSeed = 7;
+constexpr int kMiniBatchesPerRun = 4, kRuns = 2;
+
+nn::GPTConfig small_gpt() { return {.vocabulary = 31, .context = 8, .dim = 16, .layers = 4, .heads = 2, .dropout = 0.1f, .seed = 3}; }
+
+datasets::Batch gpt_batch(int64_t step) {
+  Generator g(100 + step);
+  return {randint(0, 31, {8, 8}, g), randint(0, 31, {8, 8}, g), 0};
+}
+
+Tensor loss_function(const Tensor& logits, const Tensor& targets) { return nn::cross_entropy_loss(logits, targets); }
+
+std::vector<std::unique_ptr<nn::Optimizer>> stage_optimizers(const nn::Sequential& model, const StagePlan& plan) {
+  std::vector<std::unique_ptr<nn::Optimizer>> optimizers;
+  for (int s = 0; s < plan.stages(); ++s)
+    optimizers.push_back(std::make_unique<nn::AdamW>(stage_module(model, plan, s)->named_parameters(), AdamWOptions{.lr = 1e-2f}));
+  return optimizers;
+}
+
+struct AsyncRun {
+  std::vector<float> losses;  // per mini-batch
+  std::map<std::string, Tensor> weights;
+  std::vector<WeightVersionRecord> versions;
+  std::vector<int> peak_weight_versions;
+  std::vector<int64_t> peak_stash_bytes;
+};
+
+struct AsyncSetup {
+  int stages;
+  WeightPolicy weights;
+  Recompute recompute;
+  int micro_batches_per_update;
+  std::string str() const {
+    return "K=" + std::to_string(stages) + " " + weight_policy_name(weights) + " recompute " + recompute_name(recompute) +
+           " m=" + std::to_string(micro_batches_per_update);
+  }
+};
+
+// kRuns calls of run_async, each streaming kMiniBatchesPerRun mini-batches.
+AsyncRun run_pipeline(const AsyncSetup& setup, int mini_batches_per_run = kMiniBatchesPerRun, int runs = kRuns) {
+  auto model = nn::make_gpt(small_gpt());
+  const StagePlan plan = partition_uniform(*model, setup.stages);
+  PipelineOptions options{setup.micro_batches_per_update, "pipedream", setup.recompute, {}, kSeed, false, 1, setup.weights};
+  Pipeline pipeline(model, plan, options, loss_function);
+  auto optimizers = stage_optimizers(*model, plan);
+  pipeline.set_optimizer_step([&](int s, uint64_t) {
+    optimizers[s]->step();
+    optimizers[s]->zero_grad();
+  });
+  AsyncRun run;
+  for (int r = 0; r < runs; ++r) {
+    std::vector<datasets::Batch> batches;
+    for (int i = 0; i < mini_batches_per_run; ++i) batches.push_back(gpt_batch(r * mini_batches_per_run + i));
+    StepResult result = pipeline.run_async(batches, static_cast<uint64_t>(r * mini_batches_per_run));
+    run.losses.insert(run.losses.end(), result.losses.begin(), result.losses.end());
+    run.versions.insert(run.versions.end(), result.weight_versions.begin(), result.weight_versions.end());
+    run.peak_weight_versions = result.peak_weight_versions;
+    run.peak_stash_bytes = result.peak_stash_bytes;
+  }
+  run.weights = model->state_dict();
+  return run;
+}
+
+// The asynchronous semantics written out directly, on one thread, without schedules,
+// channels or the version pass: every stage keeps every version it has made, and micro-batch
+// u of a run goes forward through the stages, then backward, each stage loading the version
+// that PipeDream's rules name for it (1F1B order, NOAM = K: before its forward of u, stage s
+// has run the backwards of micro-batches 0 .. u - (K - s) of this run).
+int updates_before_forward(int stage, int stages, int u, int per_update) {
+  return std::max(0, u - (stages - stage) + 1) / per_update;
+}
+
+AsyncRun replay(const AsyncSetup& setup, int mini_batches_per_run = kMiniBatchesPerRun, int runs = kRuns) {
+  const int K = setup.stages, m = setup.micro_batches_per_update;
+  auto model = nn::make_gpt(small_gpt());
+  const StagePlan plan = partition_uniform(*model, K);
+  auto optimizers = stage_optimizers(*model, plan);
+  std::vector<std::shared_ptr<nn::Sequential>> stages;
+  std::vector<std::vector<std::vector<Tensor>>> history(K);  // [stage][version] -> parameter values
+  auto keep_version = [&](int s) {
+    std::vector<Tensor> values;
+    for (const Tensor& p : stages[s]->parameters()) values.push_back(p.detach().clone());
+    history[s].push_back(values);
+  };
+  auto load = [&](int s, size_t version) {
+    NoGradGuard no_grad;
+    const std::vector<Tensor> params = stages[s]->parameters();
+    for (size_t i = 0; i < params.size(); ++i) copy_(params[i], history[s].at(version)[i]);
+  };
+  for (int s = 0; s < K; ++s) {
+    stages.push_back(stage_module(*model, plan, s));
+    keep_version(s);
+  }
+  AsyncRun run;
+  for (int r = 0; r < runs; ++r) {
+    const int base = r * mini_batches_per_run;  // each earlier run made one version per mini-batch
+    for (int u = 0; u < mini_batches_per_run * m; ++u) {
+      const int64_t step = r * mini_batches_per_run + u / m;
+      const datasets::Batch whole = gpt_batch(step);
+      const datasets::Batch micro = datasets::split_into_micro_batches(whole, m)[u % m];
+      const float weight = static_cast<float>(micro.inputs.shape()[0]) / static_cast<float>(whole.inputs.shape()[0]);
+      if (u % m == 0) run.losses.push_back(0.0f);
+      std::vector<int> forward_version(K), backward_version(K);
+      for (int s = 0; s < K; ++s) {
+        const int own = updates_before_forward(s, K, u, m), input_stage = updates_before_forward(0, K, u, m);
+        forward_version[s] = base + (setup.weights == WeightPolicy::VerticalSync ? input_stage : own);
+        backward_version[s] = setup.weights == WeightPolicy::None ? base + u / m : forward_version[s];
+      }
+      std::vector<Tensor> inputs(K), outputs(K);
+      const nn::ForwardContext context{kSeed, static_cast<uint64_t>(step), micro.sample_offset, false};
+      for (int s = 0; s < K; ++s) {
+        load(s, forward_version[s]);
+        inputs[s] = s == 0 ? micro.inputs : outputs[s - 1].detach().set_requires_grad(true);
+        const bool recompute = setup.recompute == Recompute::Always || (setup.recompute == Recompute::ExceptLast && s + 1 < K);
+        nn::ForwardContextGuard guard(context);
+        nn::Sequential& module = *stages[s];
+        outputs[s] = recompute ? checkpoint([&module](const std::vector<Tensor>& in) { return module.forward(in[0]); }, {inputs[s]})
+                               : module.forward(inputs[s]);
+      }
+      outputs[K - 1] = loss_function(outputs[K - 1], micro.targets) * weight;
+      run.losses.back() += outputs[K - 1].item();
+      nn::ForwardContext recomputing = context;
+      recomputing.recomputing = true;
+      for (int s = K - 1; s >= 0; --s) {
+        load(s, backward_version[s]);
+        nn::ForwardContextGuard guard(recomputing);
+        backward({outputs[s]}, {s + 1 == K ? Tensor() : inputs[s + 1].grad()});
+      }
+      if ((u + 1) % m == 0)
+        for (int s = 0; s < K; ++s) {
+          load(s, history[s].size() - 1);  // an update starts from the latest weights
+          optimizers[s]->step();
+          optimizers[s]->zero_grad();
+          keep_version(s);
+        }
+    }
+  }
+  run.weights = model->state_dict();
+  return run;
+}
+
+void expect_identical(const AsyncRun& a, const AsyncRun& b, const std::string& what) {
+  EXPECT_EQ(a.losses, b.losses) << what;
+  for (const auto& [name, t] : a.weights)
+    ASSERT_EQ(t.to_vector<float>(), b.weights.at(name).to_vector<float>()) << what << ": " << name;
+}
+
+TEST(PipeDream, MatchesAnIndependentSequentialReplayBitForBit) {
+  const std::map<std::string, Tensor> untrained = nn::make_gpt(small_gpt())->state_dict();
+  for (int stages : {1, 2, 3, 4})
+    for (WeightPolicy weights : {WeightPolicy::Stash, WeightPolicy::VerticalSync, WeightPolicy::None, WeightPolicy::TwoBuffered})
+      for (Recompute recompute : {Recompute::Never, Recompute::Always}) {
+        const AsyncSetup setup{stages, weights, recompute, weights == WeightPolicy::TwoBuffered ? stages : 1};
+        const AsyncRun pipelined = run_pipeline(setup);
+        int trained = 0;
+        for (const auto& [name, t] : untrained) trained += t.to_vector<float>() != pipelined.weights.at(name).to_vector<float>();
+        EXPECT_EQ(trained, static_cast<int>(untrained.size())) << setup.str();
+        expect_identical(pipelined, replay(setup), setup.str());
+      }
+}
+
+TEST(PipeDream, AccumulatingSeveralMicroBatchesPerUpdateMatchesTheReplay) {
+  for (WeightPolicy weights : {WeightPolicy::Stash, WeightPolicy::VerticalSync}) {
+    const AsyncSetup setup{3, weights, Recompute::ExceptLast, 2};
+    expect_identical(run_pipeline(setup), replay(setup), setup.str());
+  }
+}
+
+// Ordinary training: one device, the whole model, an optimizer step after each mini-batch.
+AsyncRun ordinary_training(int steps) {
+  auto model = nn::make_gpt(small_gpt());
+  Pipeline pipeline(model, partition_uniform(*model, 1), {1, "gpipe", Recompute::Never, {}, kSeed, false}, loss_function);
+  nn::AdamW optimizer(model->named_parameters(), {.lr = 1e-2f});
+  AsyncRun run;
+  for (int step = 0; step < steps; ++step) {
+    run.losses.push_back(pipeline.run(gpt_batch(step), step).loss);
+    optimizer.step();
+    optimizer.zero_grad();
+  }
+  run.weights = model->state_dict();
+  return run;
+}
+
+TEST(PipeDream, WithOneStageOrOneMiniBatchInFlightEveryPolicyIsOrdinaryTraining) {
+  const AsyncRun ordinary = ordinary_training(kMiniBatchesPerRun * kRuns);
+  for (WeightPolicy weights : {WeightPolicy::Stash, WeightPolicy::VerticalSync, WeightPolicy::None, WeightPolicy::TwoBuffered}) {
+    const AsyncSetup one_stage{1, weights, Recompute::Never, 1};
+    expect_identical(ordinary, run_pipeline(one_stage), "one stage: " + one_stage.str());
+    if (weights == WeightPolicy::TwoBuffered) continue;  // 2bw needs m >= K micro-batches per update
+    // One mini-batch per run_async: it drains before the next enters, nothing is stale.
+    const AsyncSetup three_stages{3, weights, Recompute::Always, 1};
+    expect_identical(ordinary, run_pipeline(three_stages, 1, kMiniBatchesPerRun * kRuns),
+                     "one mini-batch in flight: " + three_stages.str());
+  }
+}
+
+TEST(PipeDream, WithoutStashingBackwardsUseNewerWeightsAndTheGradientsDiffer) {
+  const AsyncRun stash = run_pipeline({3, WeightPolicy::Stash, Recompute::Never, 1});
+  const AsyncRun none = run_pipeline({3, WeightPolicy::None, Recompute::Never, 1});
+  int stale = 0;
+  for (const WeightVersionRecord& r : stash.versions) EXPECT_EQ(r.backward_version, r.forward_version);
+  for (const WeightVersionRecord& r : none.versions) stale += r.backward_version != r.forward_version;
+  EXPECT_GT(stale, 0);
+  // The same first mini-batch (nothing is stale yet), then different training.
+  EXPECT_EQ(stash.losses.front(), none.losses.front());
+  EXPECT_NE(stash.losses, none.losses);
+  int differing = 0;
+  for (const auto& [name, t] : stash.weights) differing += t.to_vector<float>() != none.weights.at(name).to_vector<float>();
+  EXPECT_GT(differing, 0);
+}
+
+TEST(PipeDream, VerticalSyncRunsEveryStageWithTheInputStagesVersion) {
+  const AsyncRun run = run_pipeline({4, WeightPolicy::VerticalSync, Recompute::Never, 1});
+  ASSERT_FALSE(run.versions.empty());
+  bool older_than_own = false;
+  for (const WeightVersionRecord& r : run.versions) {
+    EXPECT_EQ(r.forward_version, r.input_stage_version);
+    EXPECT_EQ(r.backward_version, r.forward_version);
+  }
+  const AsyncRun stash = run_pipeline({4, WeightPolicy::Stash, Recompute::Never, 1});
+  for (size_t i = 0; i < run.versions.size(); ++i) older_than_own |= run.versions[i].forward_version < stash.versions[i].forward_version;
+  EXPECT_TRUE(older_than_own);  // later stages go back to the input stage's older versions
+}
+
+TEST(PipeDream, StageSHoldsAtMostKMinusSVersionsUnderStashAndTwoUnder2bw) {
+  for (int stages : {2, 3, 4}) {
+    const AsyncRun stash = run_pipeline({stages, WeightPolicy::Stash, Recompute::Never, 1}, 8, 1);
+    const AsyncRun two_buffered = run_pipeline({stages, WeightPolicy::TwoBuffered, Recompute::Never, stages}, 3, 1);
+    auto model = nn::make_gpt(small_gpt());
+    const StagePlan plan = partition_uniform(*model, stages);
+    for (int s = 0; s < stages; ++s) {
+      int64_t parameter_bytes = 0;
+      for (const Tensor& p : stage_module(*model, plan, s)->parameters()) parameter_bytes += p.nbytes();
+      // With 8 mini-batches the steady state is reached: exactly K - s versions.
+      EXPECT_EQ(stash.peak_weight_versions[s], stages - s) << "stash, K=" << stages << " stage " << s;
+      EXPECT_LE(stash.peak_stash_bytes[s], (stages - s) * parameter_bytes);
+      EXPECT_EQ(stash.peak_stash_bytes[s] > 0, stages - s > 1);
+      EXPECT_LE(two_buffered.peak_weight_versions[s], 2) << "2bw, K=" << stages << " stage " << s;
+    }
+  }
+}
+
+TEST(PipeDream, RunAsyncExplainsWhatItNeeds) {
+  auto model = nn::make_gpt(small_gpt());
+  Pipeline pipeline(model, partition_uniform(*model, 2), {1, "pipedream", Recompute::Never, {}, kSeed, false}, loss_function);
+  EXPECT_THROW_WITH(pipeline.run_async({gpt_batch(0)}, 0), "set_optimizer_step");
+  EXPECT_THROW_WITH(pipeline.run(gpt_batch(0), 0), "run_async");
+  EXPECT_THROW_WITH(Pipeline(model, partition_uniform(*model, 4), {2, "pipedream", Recompute::Never, {}, 0, false, 1,
+                                                                   WeightPolicy::TwoBuffered},
+                             loss_function),
+                    "2bw", "at least 4");
+}
+
+}  // namespace
+}  // namespace minipipe::pipeline
