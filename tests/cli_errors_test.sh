@@ -35,6 +35,9 @@ expect_error "into 100 micro-batches" train cnn --steps 1 --batch-size 8 --micro
 expect_error "cannot open it for reading" "${tiny_gpt[@]}" --resume "$work/none.safetensors"
 expect_error "--stages: must be a positive number" "${tiny_gpt[@]}" --stages 0
 expect_error "--threads: Value 0 not in range" "${tiny_gpt[@]}" --threads 0
+expect_error "add --schedule pipedream" "${tiny_gpt[@]}" --stages 2 --weights none
+expect_error "use at least 3" "${tiny_gpt[@]}" --stages 3 --schedule pipedream --weights 2bw --micro-batches 2
+expect_error "--weights: stale not in" "${tiny_gpt[@]}" --schedule pipedream --weights stale
 
 # A path in the working folder, without a folder part, is fine.
 (cd "$work" && "$minipipe" "${tiny_gpt[@]}" --save gpt.safetensors > /dev/null 2>&1) && [ -f "$work/gpt.safetensors" ] ||

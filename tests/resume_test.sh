@@ -28,6 +28,12 @@ check() {
 
 check cnn cnn --steps 12 --batch-size 16 --width 4
 check gpt gpt --steps 12 --batch-size 4 --dim 32 --layers 2 --heads 2 --context 32
+# PipeDream drains at evaluations, so a stop there resumes exactly too (one optimizer per
+# stage in the run, one file).
+check gpt-pipedream gpt --steps 12 --batch-size 4 --dim 32 --layers 2 --heads 2 --context 32 --stages 2 \
+  --schedule pipedream --eval-interval 5
+check cnn-2bw cnn --steps 12 --batch-size 16 --width 4 --stages 2 --schedule pipedream --weights 2bw --micro-batches 2 \
+  --eval-interval 5
 
 # Ctrl-C mid-run: the run ends after its step with exit status 130, saves, and resuming
 # from there gives the losses of a run never stopped (compared over the steps up to the

@@ -11,7 +11,7 @@ struct PipelineFlags {
   int stages = 1;
   int micro_batches = 1;
   std::string schedule = "gpipe";     // gpipe | 1f1b | pipedream
-  std::string weights = "stash";      // pipedream: stash | vertical-sync | none | 2bw
+  std::string weights;                // pipedream: stash (default) | vertical-sync | none | 2bw
   std::string partition = "uniform";  // uniform | params | time | 3,3,2
   std::string recompute = "never";    // never | always | except_last
   std::string stage_devices;          // cpu,cpu,... (empty: every stage on --device)
@@ -57,7 +57,7 @@ struct SimulateOptions {
   int stages = 4, micro_batches = 8;
   std::string schedule = "gpipe";
   int mini_batches = 8;           // pipedream: mini-batches streamed (each of micro_batches)
-  std::string weights = "stash";  // pipedream: stash | vertical-sync | none | 2bw
+  std::string weights;            // pipedream: stash (default) | vertical-sync | none | 2bw
   double forward_cost = 1.0, backward_cost = 2.0;
   bool grid = false, json = false;
   std::string timeline, trace;

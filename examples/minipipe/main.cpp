@@ -54,8 +54,13 @@ void add_training_options(CLI::App& command, TrainOptions& o) {
   command.add_option("--log-json", o.log_json, "write JSON Lines (one object per step/eval, then a summary) here")->check(kOutputFile);
   PipelineFlags& p = o.pipeline;
   command.add_option("--stages", p.stages, "pipeline stages K (a thread each; see --threads)")->check(kPositive)->capture_default_str();
-  command.add_option("--micro-batches", p.micro_batches, "micro-batches M per mini-batch")->check(kPositive)->capture_default_str();
-  command.add_option("--schedule", p.schedule, "gpipe or 1f1b")->check(CLI::IsMember({"gpipe", "1f1b"}))->capture_default_str();
+  command.add_option("--micro-batches", p.micro_batches, "micro-batches M per mini-batch (pipedream: per update)")->check(kPositive)->capture_default_str();
+  command.add_option("--schedule", p.schedule, "gpipe, 1f1b, or pipedream (asynchronous: no flush between mini-batches)")
+      ->check(CLI::IsMember({"gpipe", "1f1b", "pipedream"}))->capture_default_str();
+  command.add_option("--weights", p.weights,
+                     "pipedream's weight versions: stash (backward uses its forward's), vertical-sync (every stage uses the "
+                     "input stage's), none (latest; stale gradients), 2bw (two versions, --micro-batches >= --stages)")
+      ->check(CLI::IsMember({"stash", "vertical-sync", "none", "2bw"}));
   command.add_option("--partition", p.partition, "uniform, params, time, or layers per stage like 3,3,2")->capture_default_str();
   command.add_option("--recompute", p.recompute, "never, always or except_last")
       ->check(CLI::IsMember({"never", "always", "except_last"}))->capture_default_str();
@@ -109,8 +114,8 @@ int main(int argc, char** argv) {
   simulate_command->add_option("--micro-batches", sim.micro_batches, "micro-batches M")->check(kPositive)->capture_default_str();
   simulate_command->add_option("--schedule", sim.schedule, "gpipe, 1f1b or pipedream (asynchronous)")
       ->check(CLI::IsMember({"gpipe", "1f1b", "pipedream"}))->capture_default_str();
-  simulate_command->add_option("--weights", sim.weights, "pipedream's weight policy: stash, vertical-sync, none or 2bw")
-      ->check(CLI::IsMember({"stash", "vertical-sync", "none", "2bw"}))->capture_default_str();
+  simulate_command->add_option("--weights", sim.weights, "pipedream's weight policy: stash (default), vertical-sync, none or 2bw")
+      ->check(CLI::IsMember({"stash", "vertical-sync", "none", "2bw"}));
   simulate_command->add_option("--mini-batches", sim.mini_batches, "pipedream: mini-batches streamed, each of --micro-batches")
       ->check(kPositive)->capture_default_str();
   simulate_command->add_option("--forward-cost", sim.forward_cost, "time of one forward on one stage")->check(kPositive)->capture_default_str();

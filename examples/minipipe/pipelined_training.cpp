@@ -10,6 +10,14 @@
 
 namespace minipipe::cli {
 
+std::string weight_policy_flag(const std::string& schedule, const std::string& weights) {
+  if (schedule == "pipedream") return weights.empty() ? "stash" : weights;
+  if (!weights.empty())
+    throw std::invalid_argument("--weights " + weights + " chooses the weight versions of the asynchronous schedule: add "
+                                "--schedule pipedream (" + schedule + " is synchronous and has one version)");
+  return weights;
+}
+
 namespace {
 std::vector<Device> parse_devices(const std::string& list, int stages, Device fallback) {
   std::vector<Device> devices;
@@ -25,25 +33,84 @@ std::vector<Device> parse_devices(const std::string& list, int stages, Device fa
 }  // namespace
 
 PipelinedTraining::PipelinedTraining(std::shared_ptr<nn::Sequential> model, const PipelineFlags& flags, Device device,
-                                     uint64_t seed, pipeline::LossFunction loss, const Tensor& sample)
-    : model_(std::move(model)), flags_(flags) {
+                                     uint64_t seed, pipeline::LossFunction loss, const Tensor& sample,
+                                     const OptimizerSetup& optimizer)
+    : model_(std::move(model)), flags_(flags), optimizer_setup_(optimizer) {
+  flags_.weights = weight_policy_flag(flags.schedule, flags.weights);
   pipeline::StagePlan plan = pipeline::make_partition(*model_, flags.stages, flags.partition, sample);
   pipeline::PipelineOptions options{flags.micro_batches, flags.schedule, pipeline::parse_recompute(flags.recompute),
                                     parse_devices(flags.stage_devices, flags.stages, device), seed, true,
                                     flags.threads};
+  if (asynchronous()) options.weights = pipeline::parse_weight_policy(flags_.weights);
   for (const Device& d : options.stage_devices)
     if (std::find(devices_.begin(), devices_.end(), d) == devices_.end()) devices_.push_back(d);
   pipeline_ = std::make_unique<pipeline::Pipeline>(model_, std::move(plan), options, std::move(loss));
   peak_bytes_.assign(flags.stages, 0);
+  peak_weight_versions_.assign(flags.stages, 1);
+  peak_stash_bytes_.assign(flags.stages, 0);
+  if (!asynchronous()) {
+    optimizers_.push_back(optimizer.make(model_->named_parameters()));
+    return;
+  }
+  for (int s = 0; s < pipeline_->stages(); ++s) optimizers_.push_back(optimizer.make(pipeline_->stage(s)->named_parameters()));
+  pipeline_->set_optimizer_step([this](int s, uint64_t step) {  // on stage s's thread
+    nn::Optimizer& stage_optimizer = *optimizers_[s];
+    stage_optimizer.set_learning_rate(learning_rate(static_cast<int64_t>(step)));
+    if (optimizer_setup_.clip_norm > 0) nn::clip_grad_norm(pipeline_->stage(s)->parameters(), optimizer_setup_.clip_norm);
+    stage_optimizer.step();
+    stage_optimizer.zero_grad();
+  });
 }
 
-float PipelinedTraining::step(const datasets::Batch& batch, int64_t step) {
-  pipeline::StepResult result = pipeline_->run(batch, static_cast<uint64_t>(step));
-  for (size_t s = 0; s < peak_bytes_.size(); ++s) peak_bytes_[s] = std::max(peak_bytes_[s], result.peak_bytes[s]);
-  bubble_sum_ += pipeline::summarize(result.trace, pipeline_->stages()).bubble_fraction;
-  ++steps_;
-  last_trace_ = std::move(result.trace);
-  return result.loss;
+std::vector<float> PipelinedTraining::train(const std::vector<datasets::Batch>& batches, int64_t first_step) {
+  std::vector<float> losses;
+  auto record = [&](pipeline::StepResult& result) {
+    for (size_t s = 0; s < peak_bytes_.size(); ++s) {
+      peak_bytes_[s] = std::max(peak_bytes_[s], result.peak_bytes[s]);
+      peak_weight_versions_[s] = std::max(peak_weight_versions_[s], result.peak_weight_versions[s]);
+      peak_stash_bytes_[s] = std::max(peak_stash_bytes_[s], result.peak_stash_bytes[s]);
+    }
+    bubble_sum_ += pipeline::summarize(result.trace, pipeline_->stages()).bubble_fraction;
+    ++steps_;
+    last_trace_ = std::move(result.trace);
+    losses.insert(losses.end(), result.losses.begin(), result.losses.end());
+  };
+  last_call_mini_batches_ = static_cast<int64_t>(batches.size());
+  if (asynchronous()) {
+    pipeline::StepResult result = pipeline_->run_async(batches, static_cast<uint64_t>(first_step));
+    record(result);
+    return losses;
+  }
+  nn::Optimizer& optimizer = *optimizers_.front();
+  for (size_t i = 0; i < batches.size(); ++i) {
+    const int64_t step = first_step + static_cast<int64_t>(i);
+    optimizer.set_learning_rate(learning_rate(step));
+    pipeline::StepResult result = pipeline_->run(batches[i], static_cast<uint64_t>(step));
+    record(result);
+    if (optimizer_setup_.clip_norm > 0) nn::clip_grad_norm(model_->parameters(), optimizer_setup_.clip_norm);
+    optimizer.step();
+    optimizer.zero_grad();
+  }
+  return losses;
+}
+
+int64_t PipelinedTraining::steps_per_call(int64_t step, int64_t end_step, int64_t eval_interval) const {
+  if (!asynchronous()) return 1;
+  constexpr int64_t kDrainEvery = 64;
+  auto next_multiple = [step](int64_t n) { return (step / n + 1) * n; };
+  return std::min({next_multiple(kDrainEvery), next_multiple(eval_interval), end_step}) - step;
+}
+
+std::vector<float> PipelinedTraining::learning_rates(int64_t first_step, int64_t count) const {
+  std::vector<float> rates;
+  for (int64_t i = 0; i < count; ++i) rates.push_back(learning_rate(first_step + i));
+  return rates;
+}
+
+std::vector<nn::Optimizer*> PipelinedTraining::optimizers() const {
+  std::vector<nn::Optimizer*> out;
+  for (const auto& o : optimizers_) out.push_back(o.get());
+  return out;
 }
 
 void PipelinedTraining::reset_peak_memory() const {
@@ -65,11 +132,15 @@ std::string PipelinedTraining::peak_memory_text() const {
 
 std::string PipelinedTraining::plan_text() const {
   return pipeline_->plan().str(*model_) + "schedule " + flags_.schedule + ", " + std::to_string(flags_.micro_batches) +
-         " micro-batches, recompute " + flags_.recompute;
+         " micro-batches" + (asynchronous() ? " per update, weights " + flags_.weights : "") + ", recompute " + flags_.recompute;
 }
 
-void PipelinedTraining::log_setup(TrainingLog& log) const {
+void PipelinedTraining::log_setup(TrainingLog& log, int64_t end_step, int64_t total_steps, int64_t eval_interval) const {
   if (flags_.stages > 1 || flags_.micro_batches > 1) log.message(plan_text());
+  if (asynchronous() && end_step < total_steps && end_step - 1 + steps_per_call(end_step - 1, total_steps, eval_interval) != end_step)
+    log.message("note: pipedream drains the pipeline to stop at step " + std::to_string(end_step) +
+                ", where an uninterrupted run would not: resumed, this run's losses will differ slightly from one never "
+                "stopped (stop at an evaluation step for an exact resume)");
   if (flags_.threads > 1 && !kernels::cpu::kernel_threads_supported())
     log.message("note: this build has no OpenMP, so every stage runs on one thread whatever --threads says");
   int threads = 0;  // a thread per stage, --threads per stage on the CPU
@@ -88,12 +159,17 @@ JsonObject PipelinedTraining::summary() const {
       .add("stages", static_cast<int64_t>(flags_.stages))
       .add("micro_batches", static_cast<int64_t>(flags_.micro_batches))
       .add("schedule", flags_.schedule)
+      .add("weights", asynchronous() ? flags_.weights : std::string("synchronous"))
       .add("recompute", flags_.recompute)
       .add("threads_per_stage", static_cast<int64_t>(flags_.threads))
       .add_raw("layers_per_stage", json_list(layers))
       .add("measured_bubble_fraction", steps_ ? bubble_sum_ / static_cast<double>(steps_) : 0.0)
-      .add("theoretical_bubble_fraction", pipeline::theoretical_bubble_fraction(flags_.stages, flags_.micro_batches))
-      .add_raw("peak_bytes_per_stage", json_list(peak_bytes_));
+      // PipeDream fills and drains once per call of train(), not once per mini-batch.
+      .add("theoretical_bubble_fraction",
+           pipeline::theoretical_bubble_fraction(flags_.stages, flags_.micro_batches * static_cast<int>(last_call_mini_batches_)))
+      .add_raw("peak_bytes_per_stage", json_list(peak_bytes_))
+      .add_raw("peak_weight_versions_per_stage", json_list(peak_weight_versions_))
+      .add_raw("peak_stash_bytes_per_stage", json_list(peak_stash_bytes_));
 }
 
 void PipelinedTraining::write_trace_files() const {
@@ -101,7 +177,8 @@ void PipelinedTraining::write_trace_files() const {
   if (!flags_.timeline.empty())
     pipeline::write_svg_timeline(flags_.timeline, last_trace_, flags_.stages,
                                  flags_.schedule + ", " + std::to_string(flags_.stages) + " stages, " +
-                                     std::to_string(flags_.micro_batches) + " micro-batches (measured, last step)");
+                                     std::to_string(flags_.micro_batches * last_call_mini_batches_) +
+                                     " micro-batches (measured, last call)");
 }
 
 }  // namespace minipipe::cli

@@ -1,26 +1,57 @@
 #pragma once
 // The training commands run every step through a pipeline::Pipeline (one stage and one
-// micro-batch by default, which is plain training). This wraps it with what they report:
-// measured bubble, per-stage peak bytes, and the trace and timeline of the last step.
+// micro-batch by default, which is plain training). This wraps it with the optimizers and
+// what the commands report: measured bubble, per-stage peak bytes and weight versions, and
+// the trace and timeline of the last call.
+#include <functional>
 #include <memory>
 
 #include "commands.h"
+#include "nn/optim/optimizer.h"
 #include "pipeline/executor.h"
 #include "training_log.h"
 
 namespace minipipe::cli {
 
+// How the commands optimise: the optimizer for a list of parameters, the learning rate at
+// each step, and the largest gradient norm (0: no clipping).
+struct OptimizerSetup {
+  std::function<std::unique_ptr<nn::Optimizer>(nn::NamedTensors)> make;
+  nn::LearningRateSchedule learning_rate;
+  float clip_norm = 0.0f;
+};
+
+// The --weights flag checked against --schedule: "stash" when pipedream has none, an error
+// when a synchronous schedule has one.
+std::string weight_policy_flag(const std::string& schedule, const std::string& weights);
+
 class PipelinedTraining {
  public:
+  // Synchronous schedules get one optimizer over the whole model, stepped after each
+  // mini-batch with the global gradient norm clipped; pipedream gets one per stage, stepped
+  // on the stage's thread with the stage's own gradient norm clipped (no stage sees the
+  // others' gradients: PipeDream's stages update independently).
   PipelinedTraining(std::shared_ptr<nn::Sequential> model, const PipelineFlags& flags, Device device, uint64_t seed,
-                    pipeline::LossFunction loss, const Tensor& sample_micro_batch);
-  float step(const datasets::Batch& batch, int64_t step);  // returns the mini-batch loss
+                    pipeline::LossFunction loss, const Tensor& sample_micro_batch, const OptimizerSetup& optimizer);
+  bool asynchronous() const { return flags_.schedule == "pipedream"; }
+  // Mini-batches `first_step`, `first_step` + 1, ... trained, their losses returned: one after
+  // another for synchronous schedules, streamed through the pipeline for pipedream.
+  std::vector<float> train(const std::vector<datasets::Batch>& batches, int64_t first_step);
+  // How many steps the next train() should take from `step`: 1 for synchronous schedules;
+  // pipedream streams up to the next drain point (an evaluation, a multiple of 64 steps, so
+  // that the progress shown stays fresh) or the end, and drains there.
+  int64_t steps_per_call(int64_t step, int64_t end_step, int64_t eval_interval) const;
+  std::vector<nn::Optimizer*> optimizers() const;
+  float learning_rate(int64_t step) const { return optimizer_setup_.learning_rate.at(step); }
+  std::vector<float> learning_rates(int64_t first_step, int64_t count) const;
   // The model's forward with the stages on their devices (evaluation, sampling).
   Tensor forward(const Tensor& x) const { return pipeline_->forward(x); }
   std::string plan_text() const;
   // The plan when there is more than one stage or micro-batch, and a note when the stages'
   // threads outnumber the cores (or --threads cannot be honoured).
-  void log_setup(TrainingLog& log) const;
+  // Also a note when pipedream must drain where an uninterrupted run would not (--stop-after
+  // off a drain point), since resuming then cannot give that run's losses exactly.
+  void log_setup(TrainingLog& log, int64_t end_step, int64_t total_steps, int64_t eval_interval) const;
   // Memory on every device the stages use (--device, or each of --stage-devices once).
   void reset_peak_memory() const;
   std::string peak_memory_json() const;  // {"cpu": bytes, "cuda:0": bytes}
@@ -32,9 +63,14 @@ class PipelinedTraining {
   std::shared_ptr<nn::Sequential> model_;
   PipelineFlags flags_;
   std::unique_ptr<pipeline::Pipeline> pipeline_;
+  OptimizerSetup optimizer_setup_;
+  std::vector<std::unique_ptr<nn::Optimizer>> optimizers_;  // one, or one per stage (pipedream)
+  std::vector<int> peak_weight_versions_;
+  std::vector<int64_t> peak_stash_bytes_;
   std::vector<Device> devices_;  // distinct, in stage order
   std::vector<int64_t> peak_bytes_;
   std::vector<pipeline::TraceEvent> last_trace_;
+  int64_t last_call_mini_batches_ = 1;
   double bubble_sum_ = 0;
   int64_t steps_ = 0;
 };

@@ -92,7 +92,7 @@ std::string printable_text(const std::string& bytes) {
 int sample_gpt(const SampleOptions& options) {
   const nn::GPTConfig config = gpt_config_from(read_metadata(options.checkpoint), options.checkpoint);
   auto model = nn::make_gpt(config);
-  load_training_state(options.checkpoint, *model, nullptr);
+  load_training_state(options.checkpoint, *model, {});
   const ModelForward forward = [&model](const Tensor& ids) { return (*model)(ids); };
   const std::string text =
       generate_text(*model, forward, config, options.prompt, options.length, options.temperature, options.seed);

@@ -7,6 +7,7 @@
 #include "pipeline/partition.h"
 #include "pipeline/pipedream.h"
 #include "pipeline/trace.h"
+#include "pipelined_training.h"
 #include "pipeline/validator.h"
 #include "tensor/factories.h"
 #include "training_log.h"
@@ -15,9 +16,10 @@ namespace minipipe::cli {
 
 int simulate(const SimulateOptions& o) {
   const bool pipedream = o.schedule == "pipedream";
+  const std::string weights = weight_policy_flag(o.schedule, o.weights);
   const pipeline::Schedule schedule =
       pipedream ? pipeline::pipedream_schedule(o.stages, o.micro_batches * o.mini_batches, o.micro_batches,
-                                               pipeline::parse_weight_policy(o.weights))
+                                               pipeline::parse_weight_policy(weights))
                 : pipeline::make_schedule(o.schedule, o.stages, o.micro_batches);
   pipeline::validate(schedule);
   const pipeline::SimulationResult result =
@@ -26,14 +28,14 @@ int simulate(const SimulateOptions& o) {
   const double theory = pipeline::theoretical_bubble_fraction(o.stages, schedule.micro_batches);
   const std::string shape = std::to_string(o.micro_batches) + " micro-batches" +
                             (pipedream ? " per mini-batch, " + std::to_string(o.mini_batches) + " mini-batches streamed, weights " +
-                                             o.weights
+                                             weights
                                        : "");
   const std::string in_flight = json_list(result.peak_in_flight), versions = json_list(result.peak_weight_versions);
   if (o.json) {
     std::printf("%s\n", JsonObject().add("schedule", o.schedule).add("stages", static_cast<int64_t>(o.stages))
                             .add("micro_batches", static_cast<int64_t>(o.micro_batches))
                             .add("mini_batches", static_cast<int64_t>(pipedream ? o.mini_batches : 1))
-                            .add("weights", pipedream ? o.weights : std::string("synchronous")).add("forward_cost", o.forward_cost)
+                            .add("weights", pipedream ? weights : std::string("synchronous")).add("forward_cost", o.forward_cost)
                             .add("backward_cost", o.backward_cost).add("makespan", result.makespan)
                             .add("bubble_fraction", result.bubble_fraction).add("theoretical_bubble_fraction", theory)
                             .add_raw("peak_in_flight", in_flight).add_raw("peak_weight_versions", versions).str().c_str());

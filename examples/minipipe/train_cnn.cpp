@@ -94,14 +94,14 @@ int train_cnn(const CnnOptions& options) {
                               : options.steps > 0 ? options.steps
                                                   : default_epochs * loader.batches_per_epoch();
   const int64_t eval_interval = options.eval_interval > 0 ? options.eval_interval : loader.batches_per_epoch();
-  nn::LearningRateSchedule schedule{nn::LearningRateSchedule::Kind::WarmupCosine,
-                                    options.learning_rate > 0 ? options.learning_rate : 3e-3f, total_steps / 20, total_steps, 0.05f};
-  nn::AdamW optimizer(model->named_parameters(), AdamWOptions{.lr = schedule.peak, .weight_decay = 1e-4f});
-
-  if (!options.resume.empty()) {
-    const Metadata m = load_training_state(options.resume, *model, &optimizer);
-    start_step = std::stoll(required(m, "step", options.resume));
-  }
+  const float peak_learning_rate = options.learning_rate > 0 ? options.learning_rate : 3e-3f;
+  const OptimizerSetup optimizer{
+      [peak_learning_rate](nn::NamedTensors parameters) {
+        return std::make_unique<nn::AdamW>(std::move(parameters), AdamWOptions{.lr = peak_learning_rate, .weight_decay = 1e-4f});
+      },
+      {nn::LearningRateSchedule::Kind::WarmupCosine, peak_learning_rate, total_steps / 20, total_steps, 0.05f},
+      0.0f};
+  if (!options.resume.empty()) start_step = std::stoll(required(read_metadata(options.resume), "step", options.resume));
   int64_t end_step = options.stop_after > 0 ? std::min(total_steps, start_step + options.stop_after) : total_steps;
   if (start_step >= total_steps)
     throw std::runtime_error("nothing to do: the run is already at step " + std::to_string(start_step) + " of " +
@@ -110,33 +110,36 @@ int train_cnn(const CnnOptions& options) {
   const datasets::Batch first = loader.batch_at(start_step);
   PipelinedTraining training(model, options.pipeline, device, options.seed,
                              [](const Tensor& out, const Tensor& targets) { return nn::cross_entropy_loss(out, targets); },
-                             datasets::split_into_micro_batches(first, options.pipeline.micro_batches)[0].inputs.to(device));
+                             datasets::split_into_micro_batches(first, options.pipeline.micro_batches)[0].inputs.to(device),
+                             optimizer);
+  if (!options.resume.empty()) load_training_state(options.resume, *model, training.optimizers());
   const ModelForward forward = [&training](const Tensor& x) { return training.forward(x); };
   TrainingLog log(options.log_json, start_step, end_step, "samples");
   log.message("cnn: ResNet with " + std::to_string(model->parameter_count()) + " parameters on " + data.name + " (" +
               std::to_string(data.train.size()) + " train, " + std::to_string(data.test.size()) + " test images), " +
               std::to_string(total_steps) + " steps of " + std::to_string(batch_size) + " on " + device.str());
   training.reset_peak_memory();
-  training.log_setup(log);
+  training.log_setup(log, end_step, total_steps, eval_interval);
   float last_loss = 0.0f;
   Evaluation last_eval;
   const StopRequests stop;  // from here on, Ctrl-C ends the run after its step and saves
-  for (int64_t step = start_step; step < end_step; ++step) {
-    const datasets::Batch batch = loader.batch_at(step);
-    optimizer.set_learning_rate(schedule.at(step));
-    last_loss = training.step(batch, step);
-    optimizer.step();
-    optimizer.zero_grad();
-    log.step(step, last_loss, optimizer.learning_rate(), batch.inputs.shape()[0]);
-    if ((step + 1) % eval_interval == 0 || step + 1 == end_step) {
+  for (int64_t step = start_step; step < end_step;) {
+    const int64_t count = training.steps_per_call(step, end_step, eval_interval);  // 1 unless pipedream
+    std::vector<datasets::Batch> batches;
+    for (int64_t i = 0; i < count; ++i) batches.push_back(loader.batch_at(step + i));
+    const std::vector<float> losses = training.train(batches, step);
+    log.steps(step, losses, training.learning_rates(step, count), batches[0].inputs.shape()[0]);
+    last_loss = losses.back();
+    step += count;
+    if (step % eval_interval == 0 || step == end_step) {
       last_eval = evaluate(*model, forward, data.test);
-      log.evaluation(step, JsonObject().add("validation_loss", last_eval.loss).add("accuracy", last_eval.accuracy),
+      log.evaluation(step - 1, JsonObject().add("validation_loss", last_eval.loss).add("accuracy", last_eval.accuracy),
                      "test loss " + std::to_string(last_eval.loss) + ", accuracy " + std::to_string(100 * last_eval.accuracy) + "%");
     }
-    if (stop.ends_run_after(step, end_step, log, options.save)) break;
+    if (stop.ends_run_after(step - 1, end_step, log, options.save)) break;
   }
   if (!options.save.empty()) {
-    save_training_state(options.save, *model, &optimizer,
+    save_training_state(options.save, *model, training.optimizers(),
                         {{"model", "cnn"}, {"step", std::to_string(end_step)}, {"width", std::to_string(config.width)},
                          {"blocks_per_stage", std::to_string(config.blocks_per_stage)}, {"stages", std::to_string(config.stages)},
                          {"in_channels", std::to_string(config.in_channels)}, {"classes", std::to_string(config.classes)}});

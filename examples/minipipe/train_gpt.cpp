@@ -49,13 +49,15 @@ int train_gpt(const GptOptions& options) {
   const int64_t batch_size = options.batch_size > 0 ? options.batch_size : 16;
   const int64_t total_steps = options.steps > 0 ? options.steps : 800;
   const int64_t eval_interval = options.eval_interval > 0 ? options.eval_interval : 100;
-  nn::LearningRateSchedule schedule{nn::LearningRateSchedule::Kind::WarmupCosine,
-                                    options.learning_rate > 0 ? options.learning_rate : 5e-3f,
-                                    std::max<int64_t>(1, total_steps / 20), total_steps, 0.1f};
-  nn::AdamW optimizer(model->named_parameters(), AdamWOptions{.lr = schedule.peak, .beta2 = 0.99f, .weight_decay = 0.1f});
-  int64_t start_step = 0;
-  if (!options.resume.empty())
-    start_step = std::stoll(required(load_training_state(options.resume, *model, &optimizer), "step", options.resume));
+  const float peak_learning_rate = options.learning_rate > 0 ? options.learning_rate : 5e-3f;
+  const OptimizerSetup optimizer{
+      [peak_learning_rate](nn::NamedTensors parameters) {
+        return std::make_unique<nn::AdamW>(std::move(parameters),
+                                           AdamWOptions{.lr = peak_learning_rate, .beta2 = 0.99f, .weight_decay = 0.1f});
+      },
+      {nn::LearningRateSchedule::Kind::WarmupCosine, peak_learning_rate, std::max<int64_t>(1, total_steps / 20), total_steps, 0.1f},
+      1.0f};
+  const int64_t start_step = options.resume.empty() ? 0 : std::stoll(required(read_metadata(options.resume), "step", options.resume));
   int64_t end_step = options.stop_after > 0 ? std::min(total_steps, start_step + options.stop_after) : total_steps;
   if (start_step >= total_steps)
     throw std::runtime_error("nothing to do: the run is already at step " + std::to_string(start_step) + " of " +
@@ -65,7 +67,9 @@ int train_gpt(const GptOptions& options) {
   const datasets::Batch first = train_text.sample(batch_size, config.context, options.seed, start_step);
   PipelinedTraining training(model, options.pipeline, device, options.seed,
                              [](const Tensor& out, const Tensor& targets) { return nn::cross_entropy_loss(out, targets); },
-                             datasets::split_into_micro_batches(first, options.pipeline.micro_batches)[0].inputs.to(device));
+                             datasets::split_into_micro_batches(first, options.pipeline.micro_batches)[0].inputs.to(device),
+                             optimizer);
+  if (!options.resume.empty()) load_training_state(options.resume, *model, training.optimizers());
   const ModelForward forward = [&training](const Tensor& x) { return training.forward(x); };
   TrainingLog log(options.log_json, start_step, end_step, "tokens");
   log.message("gpt: " + std::to_string(model->parameter_count()) + " parameters (" + std::to_string(config.layers) +
@@ -74,29 +78,29 @@ int train_gpt(const GptOptions& options) {
               " training bytes), " + std::to_string(total_steps) + " steps of " + std::to_string(batch_size) + " x " +
               std::to_string(config.context) + " tokens on " + device.str());
   training.reset_peak_memory();
-  training.log_setup(log);
+  training.log_setup(log, end_step, total_steps, eval_interval);
   float last_loss = 0.0f;
   double last_validation = NAN;
   const StopRequests stop;  // from here on, Ctrl-C ends the run after its step and saves
-  for (int64_t step = start_step; step < end_step; ++step) {
-    const datasets::Batch batch = train_text.sample(batch_size, config.context, options.seed, step);
-    optimizer.set_learning_rate(schedule.at(step));
-    last_loss = training.step(batch, step);
-    nn::clip_grad_norm(model->parameters(), 1.0f);
-    optimizer.step();
-    optimizer.zero_grad();
-    log.step(step, last_loss, optimizer.learning_rate(), batch.inputs.numel());
-    if ((step + 1) % eval_interval == 0 || step + 1 == end_step) {
+  for (int64_t step = start_step; step < end_step;) {
+    const int64_t count = training.steps_per_call(step, end_step, eval_interval);  // 1 unless pipedream
+    std::vector<datasets::Batch> batches;
+    for (int64_t i = 0; i < count; ++i) batches.push_back(train_text.sample(batch_size, config.context, options.seed, step + i));
+    const std::vector<float> losses = training.train(batches, step);
+    log.steps(step, losses, training.learning_rates(step, count), batches[0].inputs.numel());
+    last_loss = losses.back();
+    step += count;
+    if (step % eval_interval == 0 || step == end_step) {
       last_validation = validation_loss(*model, forward, validation_batches);
-      log.evaluation(step, JsonObject().add("validation_loss", last_validation),
+      log.evaluation(step - 1, JsonObject().add("validation_loss", last_validation),
                      "validation loss " + std::to_string(last_validation) + " nats/byte");
     }
-    if (stop.ends_run_after(step, end_step, log, options.save)) break;
+    if (stop.ends_run_after(step - 1, end_step, log, options.save)) break;
   }
   if (!options.save.empty()) {
     Metadata metadata = gpt_metadata(config);
     metadata["step"] = std::to_string(end_step);
-    save_training_state(options.save, *model, &optimizer, metadata);
+    save_training_state(options.save, *model, training.optimizers(), metadata);
     log.message("saved " + options.save + " at step " + std::to_string(end_step));
   }
   log.summary(JsonObject().add("event", std::string("summary")).add("model", std::string("gpt")).add("steps", end_step)

@@ -74,12 +74,18 @@ void TrainingLog::clear_bar() {
   bar_shown_ = false;
 }
 
-void TrainingLog::step(int64_t step, float loss, float learning_rate, int64_t items) {
-  items_ += static_cast<double>(items);
+void TrainingLog::steps(int64_t first_step, const std::vector<float>& losses, const std::vector<float>& learning_rates,
+                        int64_t items_per_step) {
+  const int64_t count = static_cast<int64_t>(losses.size());
+  items_ += static_cast<double>(items_per_step * count);
   const double elapsed = elapsed_seconds();
   const double rate = elapsed > 0 ? items_ / elapsed : 0.0;
-  write_json(JsonObject().add("event", std::string("step")).add("step", step + 1).add("loss", static_cast<double>(loss))
-                 .add("lr", static_cast<double>(learning_rate)).add(unit_ + "_per_second", rate));
+  for (int64_t i = 0; i < count; ++i)
+    write_json(JsonObject().add("event", std::string("step")).add("step", first_step + i + 1)
+                   .add("loss", static_cast<double>(losses[i])).add("lr", static_cast<double>(learning_rates[i]))
+                   .add(unit_ + "_per_second", rate));
+  const int64_t step = first_step + count - 1;
+  const float loss = losses.back(), learning_rate = learning_rates.back();
   const int64_t done = step + 1 - first_step_, total = total_steps_ - first_step_;
   const double eta = done > 0 ? elapsed / static_cast<double>(done) * static_cast<double>(total - done) : 0.0;
   const auto now = std::chrono::steady_clock::now();
@@ -93,9 +99,9 @@ void TrainingLog::step(int64_t step, float loss, float learning_rate, int64_t it
                  loss, rate, unit_.c_str(), static_cast<int>(eta) / 60, static_cast<int>(eta) % 60);
     bar_shown_ = true;
   } else {
-    // Plain lines, about every 10% and at the end.
-    const int64_t every = std::max<int64_t>(1, total / 10);
-    if (done % every != 0 && !last && done != 1) return;
+    // Plain lines, about every 10% (once for steps that finished together) and at the end.
+    const int64_t every = std::max<int64_t>(1, total / 10), done_before = done - count;
+    if (done / every == done_before / every && !last && done_before != 0) return;
     std::fprintf(stderr, "step %lld/%lld  loss %.4f  lr %.2e  %.0f %s/s  ETA %ds\n", static_cast<long long>(step + 1),
                  static_cast<long long>(total_steps_), loss, learning_rate, rate, unit_.c_str(), static_cast<int>(eta));
   }

@@ -39,7 +39,11 @@ class TrainingLog {
   ~TrainingLog();
 
   // `step` is the index of the step just taken; logs count completed steps (step + 1).
-  void step(int64_t step, float loss, float learning_rate, int64_t items);
+  void step(int64_t step, float loss, float learning_rate, int64_t items) { steps(step, {loss}, {learning_rate}, items); }
+  // Steps first_step, first_step + 1, ... that finished together (pipedream streams several
+  // mini-batches at once): one rate for all of them, and at most one line on the screen.
+  void steps(int64_t first_step, const std::vector<float>& losses, const std::vector<float>& learning_rates,
+             int64_t items_per_step);
   void evaluation(int64_t step, const JsonObject& fields, const std::string& text);
   void summary(const JsonObject& fields);
   void message(const std::string& text);  // a line for people only

@@ -1,5 +1,6 @@
 #include "training_state.h"
 
+#include <set>
 #include <stdexcept>
 
 #include "nn/safetensors.h"
@@ -10,17 +11,17 @@ namespace {
 const std::string kOptimizerPrefix = "optimizer.";
 }
 
-void save_training_state(const std::string& path, const nn::Module& model, const nn::Optimizer* optimizer,
-                         const Metadata& metadata) {
+void save_training_state(const std::string& path, const nn::Module& model,
+                         const std::vector<nn::Optimizer*>& optimizers, const Metadata& metadata) {
   std::map<std::string, Tensor> tensors = model.state_dict();
-  if (optimizer)
+  for (const nn::Optimizer* optimizer : optimizers)  // per-stage optimizers have taken the same steps
     for (const auto& [name, t] : optimizer->state_dict()) tensors[kOptimizerPrefix + name] = t;
   Metadata with_format = metadata;
   with_format["format"] = "minipipe-training-state-1";
   nn::save_safetensors(path, tensors, with_format);
 }
 
-Metadata load_training_state(const std::string& path, nn::Module& model, nn::Optimizer* optimizer) {
+Metadata load_training_state(const std::string& path, nn::Module& model, const std::vector<nn::Optimizer*>& optimizers) {
   nn::SafetensorsFile file = nn::load_safetensors(path);
   std::map<std::string, Tensor> model_state, optimizer_state;
   for (auto& [name, t] : file.tensors) {
@@ -29,7 +30,15 @@ Metadata load_training_state(const std::string& path, nn::Module& model, nn::Opt
   }
   try {
     model.load_state_dict(model_state);
-    if (optimizer) optimizer->load_state_dict(optimizer_state);
+    for (nn::Optimizer* optimizer : optimizers) {
+      // "<parameter name>.<state name>" for this optimizer's parameters, and the step count.
+      std::set<std::string> parameters;
+      for (const auto& [name, p] : optimizer->named_parameters()) parameters.insert(name);
+      std::map<std::string, Tensor> own;
+      for (const auto& [key, t] : optimizer_state)
+        if (key == "step" || parameters.count(key.substr(0, key.rfind('.')))) own[key] = t;
+      optimizer->load_state_dict(own);
+    }
   } catch (const std::exception& error) {
     throw std::runtime_error("checkpoint '" + path + "' does not fit this model: " + error.what());
   }

@@ -4,6 +4,7 @@
 // safetensors file. PyTorch's safetensors.torch.load_file reads it.
 #include <map>
 #include <string>
+#include <vector>
 
 #include "nn/module.h"
 #include "nn/optim/optimizer.h"
@@ -12,10 +13,13 @@ namespace minipipe::cli {
 
 using Metadata = std::map<std::string, std::string>;
 
-void save_training_state(const std::string& path, const nn::Module& model, const nn::Optimizer* optimizer,
-                         const Metadata& metadata);
-// Loads into an existing model (and optimizer, if given); returns the metadata.
-Metadata load_training_state(const std::string& path, nn::Module& model, nn::Optimizer* optimizer);
+// The optimizers may be one over the whole model or one per pipeline stage (PipeDream): the
+// file holds the same tensors either way, so a run may resume under another schedule.
+void save_training_state(const std::string& path, const nn::Module& model,
+                         const std::vector<nn::Optimizer*>& optimizers, const Metadata& metadata);
+// Loads into an existing model (and optimizers, if any: each takes its parameters' state);
+// returns the metadata.
+Metadata load_training_state(const std::string& path, nn::Module& model, const std::vector<nn::Optimizer*>& optimizers);
 // Only the metadata (to rebuild the model before loading into it).
 Metadata read_metadata(const std::string& path);
 // metadata[key], or an error naming the file and the key.

@@ -22,6 +22,7 @@ class Optimizer {
   float learning_rate() const { return learning_rate_; }
   void set_learning_rate(float lr) { learning_rate_ = lr; }
   int64_t steps_taken() const { return steps_; }
+  const NamedTensors& named_parameters() const { return parameters_; }
 
   // "<parameter name>.<state name>" -> tensor, plus the step count in "step".
   std::map<std::string, Tensor> state_dict() const;
