@@ -121,7 +121,12 @@ void send(Channel& channel, int micro_batch, const Tensor& value, int64_t weight
 // on the stage's thread and so charged to its memory tracker.
 class WeightStash {
  public:
-  explicit WeightStash(std::vector<Tensor> parameters) : parameters_(std::move(parameters)) {}
+  explicit WeightStash(std::vector<Tensor> parameters) : parameters_(std::move(parameters)) {
+    for (const Tensor& p : parameters_)
+      if (!p.is_contiguous() || p.offset() != 0 || static_cast<int64_t>(p.impl()->storage->bytes()) != p.nbytes())
+        throw std::invalid_argument("weight stashing needs every parameter to own its memory; one of shape " +
+                                    shape_str(p.shape()) + " is a view into a larger block");
+  }
   void stash(int version) {
     NoGradGuard no_grad;
     std::vector<Tensor>& copy = copies_[version];
@@ -130,10 +135,14 @@ class WeightStash {
       bytes_ += copy.back().nbytes();
     }
   }
-  void load(int version) {
-    NoGradGuard no_grad;
-    const std::vector<Tensor>& copy = copies_.at(version);
-    for (size_t i = 0; i < parameters_.size(); ++i) copy_(parameters_[i], copy[i]);
+  // Exchanges the parameters' memory with the copy of `version`, which then holds the
+  // version the parameters held, `live`.
+  void load(int version, int live) {
+    std::vector<Tensor> copy = std::move(copies_.at(version));
+    copies_.erase(version);
+    for (size_t i = 0; i < parameters_.size(); ++i) parameters_[i].impl()->storage->swap_memory(*copy[i].impl()->storage);
+    if (copies_.count(live)) drop(live);  // a second copy of the same version is not worth keeping
+    copies_[live] = std::move(copy);
   }
   void drop(int version) {
     for (const Tensor& t : copies_.at(version)) bytes_ -= t.nbytes();
@@ -264,6 +273,7 @@ void Pipeline::run_stage(int s, const std::vector<WorkUnit>& units, std::vector<
     const int m = instruction.micro_batch;
     const double start = options_.trace ? now_us() : 0;
     try {
+      const int live_before = versions.live();
       versions.apply(instruction);  // throws if the parameters do not hold the version named
       const WorkUnit* unit = m >= 0 ? &units[m] : nullptr;
       const nn::ForwardContext context{options_.seed, unit ? unit->step : 0, unit ? unit->data.sample_offset : 0, false};
@@ -343,7 +353,7 @@ void Pipeline::run_stage(int s, const std::vector<WorkUnit>& units, std::vector<
           record.peak_stash_bytes = std::max(record.peak_stash_bytes, stash.bytes());
           break;
         case Op::LoadWeights:
-          stash.load(instruction.version);
+          stash.load(instruction.version, live_before);
           break;
         case Op::DropWeights:
           stash.drop(instruction.version);

@@ -7,17 +7,18 @@
 
 namespace minipipe::pipeline {
 
-// K = 3, 6 mini-batches, one update per mini-batch (U = the stage's update), unit costs,
-// as `minipipe simulate --schedule pipedream --grid` prints it; the version each forward
-// and backward runs with is in brackets (weight stashing):
+// K = 3, 6 mini-batches, one update per mini-batch (U), unit costs, as `minipipe simulate
+// --schedule pipedream --stages 3 --micro-batches 1 --mini-batches 6 --backward-cost 1
+// --grid` prints it, with the weight version each forward and backward runs with in
+// brackets (weight stashing):
 //
-//   stage 0 | F0[0] F1[0] F2[0] .     .     B0[0]U F3[1] B1[0]U F4[2] B2[0]U F5[3] B3[1]U ...
-//   stage 1 | .     F0[0] F1[0] .     B0[0]U F2[1] B1[0]U F3[2] B2[1]U F4[3] B3[2]U ...
-//   stage 2 | .     .     F0[0] B0[0]U F1[1] B1[1]U F2[2] B2[2]U F3[3] B3[3]U ...
+//   stage 0 | F0[0]  F1[0]  F2[0]  .      .      B0[0]U F3[1]  B1[0]U F4[2]  B2[0]U F5[3]  B3[1]U .      B4[2]U ...
+//   stage 1 | .      F0[0]  F1[0]  .      B0[0]U F2[1]  B1[0]U F3[2]  B2[1]U F4[3]  B3[2]U F5[4]  B4[3]U ...
+//   stage 2 | .      .      F0[0]  B0[0]U F1[1]  B1[1]U F2[2]  B2[2]U F3[3]  B3[3]U F4[4]  B4[4]U ...
 //
-// The order is 1F1B's; what differs from PipeDream-Flush is that nobody waits for the
-// mini-batch's end to update: stage 0 runs forward 3 with version 1 while mini-batches 1 and
-// 2, forwarded with version 0, are still in flight; their backwards must find version 0.
+// The order is 1F1B's; what differs from PipeDream-Flush is that nobody waits for the end of
+// a mini-batch to update: stage 0 runs forward 3 with version 1 while mini-batches 1 and 2,
+// forwarded with version 0, are still in flight, and their backwards must find version 0.
 Schedule pipedream_schedule(int stages, int micro_batches, int micro_batches_per_update, WeightPolicy weights) {
   if (stages < 1 || micro_batches < 1 || micro_batches_per_update < 1)
     throw std::invalid_argument("pipedream: need at least 1 stage, 1 micro-batch and 1 micro-batch per update, got " +

@@ -18,7 +18,8 @@ enum class Op {
   OptimizerStep,      // apply the accumulated gradients (asynchronous: the stage's own update,
                       // after the backward of micro-batch m that completes an update's group)
   StashWeights,       // keep a copy of the stage's weights, which are now version v
-  LoadWeights,        // put the stashed version v back into the stage's parameters
+  LoadWeights,        // exchange the parameters with the stashed copy of version v: the
+                      // parameters now hold v, the stash the version they held
   DropWeights,        // free the stashed copy of version v: nothing later reads it
 };
 

@@ -43,46 +43,48 @@ int version_read(const Instruction& instruction) {
   return -1;
 }
 
-// Step 2: before an instruction that reads a version the parameters do not hold, stash the
-// parameters' version if anything later reads it, then load the one needed; before an update
-// overwrites a version that something later reads, stash it; after each instruction, drop
-// the copies nothing later reads.
+// Step 2: before an update overwrites a version that something later reads, stash a copy
+// of it (the one copy a version costs); before an instruction that reads a version the
+// parameters do not hold, exchange it in (LoadWeights keeps what the parameters held in the
+// stash, at no cost); after each instruction, drop the stashed versions nothing later reads.
 Program with_stash_load_drop(const Program& program) {
   std::map<int, size_t> last_read;  // version -> position of its last reader
   for (size_t i = 0; i < program.size(); ++i)
     if (version_read(program[i]) >= 0) last_read[version_read(program[i])] = i;
-  auto read_after = [&](int version, size_t i) { return last_read.count(version) && last_read[version] > i; };
+  auto read_from = [&](int version, size_t i) { return last_read.count(version) && last_read[version] >= i; };
 
   Program out;
   int live = 0;
   std::set<int> stashed;
-  auto stash_live_if_read_after = [&](size_t i) {
-    if (read_after(live, i) && !stashed.count(live)) {
-      out.push_back({Op::StashWeights, -1, live});
-      stashed.insert(live);
-    }
-  };
-  for (size_t i = 0; i < program.size(); ++i) {
-    const Instruction& instruction = program[i];
-    const int needed = version_read(instruction);
-    if (needed >= 0 && needed != live) {
-      stash_live_if_read_after(i);
-      if (!stashed.count(needed))
-        throw std::logic_error("assign_weight_versions: version " + std::to_string(needed) + " is needed but was never kept");
-      out.push_back({Op::LoadWeights, -1, needed});
-      live = needed;
-    }
-    if (instruction.op == Op::OptimizerStep) stash_live_if_read_after(i);
-    out.push_back(instruction);
-    if (instruction.op == Op::OptimizerStep) live = instruction.version;
+  auto drop_unless_read_from = [&](size_t i) {
     for (auto it = stashed.begin(); it != stashed.end();) {
-      if (read_after(*it, i)) {
+      if (read_from(*it, i)) {
         ++it;
       } else {
         out.push_back({Op::DropWeights, -1, *it});
         it = stashed.erase(it);
       }
     }
+  };
+  for (size_t i = 0; i < program.size(); ++i) {
+    const Instruction& instruction = program[i];
+    const int needed = version_read(instruction);
+    if (needed >= 0 && needed != live) {
+      if (!stashed.count(needed))
+        throw std::logic_error("assign_weight_versions: version " + std::to_string(needed) + " is needed but was never kept");
+      out.push_back({Op::LoadWeights, -1, needed});
+      stashed.erase(needed);
+      stashed.insert(live);
+      live = needed;
+      drop_unless_read_from(i);  // the version exchanged out may be one nothing reads again
+    }
+    if (instruction.op == Op::OptimizerStep && read_from(live, i + 1) && !stashed.count(live)) {
+      out.push_back({Op::StashWeights, -1, live});
+      stashed.insert(live);
+    }
+    out.push_back(instruction);
+    if (instruction.op == Op::OptimizerStep) live = instruction.version;
+    drop_unless_read_from(i + 1);
   }
   return out;
 }
@@ -118,12 +120,10 @@ void WeightVersionState::apply(const Instruction& instruction) {
                                (stashed_.count(live_) ? ", which is stashed already" : ""));
       stashed_.insert(live_);
       break;
-    case Op::LoadWeights:
-      if (!stashed_.count(instruction.version))
+    case Op::LoadWeights:  // an exchange: what the parameters held goes into the stash
+      if (!stashed_.erase(instruction.version))
         throw std::logic_error("LoadWeights of version " + v + ", which is not stashed");
-      if (live_ == latest_ && !stashed_.count(latest_))
-        throw std::logic_error("LoadWeights of version " + v + " would overwrite the latest weights (version " +
-                               std::to_string(latest_) + "), which are not stashed");
+      stashed_.insert(live_);
       live_ = instruction.version;
       break;
     case Op::DropWeights:

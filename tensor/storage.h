@@ -2,6 +2,8 @@
 // A block of device memory owned by one allocator; tensors share it through shared_ptr.
 #include <cstddef>
 #include <memory>
+#include <stdexcept>
+#include <utility>
 
 #include "tensor/allocator.h"
 #include "tensor/device.h"
@@ -25,6 +27,15 @@ class Storage {
   void* data() const { return data_; }
   std::size_t bytes() const { return bytes_; }
   Device device() const { return device_; }
+  // Exchanges the memory of two storages of the same size on the same device, so that every
+  // tensor viewing one sees the other's values, without a copy (PipeDream's weight stash
+  // swaps a stashed version into the parameters). Each keeps its memory tracker: the bytes
+  // charged do not change.
+  void swap_memory(Storage& other) {
+    if (other.bytes_ != bytes_ || !(other.device_ == device_) || other.allocator_ != allocator_)
+      throw std::invalid_argument("Storage::swap_memory: the storages differ in size or device");
+    std::swap(data_, other.data_);
+  }
   // See Allocator::hand_over_to_current_stream.
   void hand_over_to_current_stream() const { allocator_->hand_over_to_current_stream(data_); }
 

@@ -1,7 +1,9 @@
 // pipeline/: schedules as data, the validator, the simulator.
 #include <gtest/gtest.h>
 
+#include "pipeline/pipedream.h"
 #include "pipeline/validator.h"
+#include "pipeline/weight_versions.h"
 #include "test_helpers.h"
 
 namespace minipipe::pipeline {
@@ -77,6 +79,60 @@ TEST(Validator, RejectsBrokenPrograms) {
   std::swap(crossed.programs[0][0], crossed.programs[0][2]);
   std::swap(crossed.programs[0][1], crossed.programs[0][3]);
   EXPECT_THROW_WITH(validate(crossed), "stage 1 ReceiveActivation(micro-batch 0)", "micro-batch 1", "different orders");
+}
+
+TEST(PipeDream, GridShowsEachComputesWeightVersionAndTheUpdates) {
+  EXPECT_EQ(format_grid(pipedream_schedule(3, 6, 1, WeightPolicy::Stash)),
+            "pipedream, 3 stages, 6 micro-batches (unit forward and backward costs; weights stash, an update per 1 "
+            "micro-batch, [version], U = update)\n"
+            "stage 0 | F0[0]  F1[0]  F2[0]  .      .      B0[0]U F3[1]  B1[0]U F4[2]  B2[0]U F5[3]  B3[1]U .      B4[2]U .      "
+            "B5[3]U\n"
+            "stage 1 | .      F0[0]  F1[0]  .      B0[0]U F2[1]  B1[0]U F3[2]  B2[1]U F4[3]  B3[2]U F5[4]  B4[3]U .      B5[4]U .\n"
+            "stage 2 | .      .      F0[0]  B0[0]U F1[1]  B1[1]U F2[2]  B2[2]U F3[3]  B3[3]U F4[4]  B4[4]U F5[5]  B5[5]U .      .\n");
+}
+
+TEST(PipeDream, VersionsHeldFollowThePolicy) {
+  auto held = [](WeightPolicy weights, int per_update) {
+    return simulate(pipedream_schedule(4, 12 * per_update, per_update, weights), CostModel::uniform(4, 1, 2)).peak_weight_versions;
+  };
+  EXPECT_EQ(held(WeightPolicy::Stash, 1), (std::vector<int>{4, 3, 2, 1}));  // K - s (section 3.3)
+  EXPECT_EQ(held(WeightPolicy::None, 1), (std::vector<int>{1, 1, 1, 1}));
+  EXPECT_EQ(held(WeightPolicy::TwoBuffered, 4), (std::vector<int>{2, 2, 2, 1}));
+  EXPECT_EQ(held(WeightPolicy::VerticalSync, 1), (std::vector<int>{4, 4, 4, 4}));  // later stages go back further
+}
+
+TEST(PipeDream, ValidatorRejectsBrokenWeightBookkeeping) {
+  const Schedule good = pipedream_schedule(3, 6, 1, WeightPolicy::Stash);
+  validate(good);
+  auto first = [](Program& p, Op op, int version = -2) {
+    for (Instruction& i : p)
+      if (i.op == op && (version == -2 || i.version == version)) return &i;
+    throw std::logic_error("no such instruction");
+  };
+  Schedule stale = good;  // a backward that does not use its forward's version
+  Instruction* backward = first(stale.programs[0], Op::Backward, 0);
+  for (Instruction& i : stale.programs[0])
+    if (i.op == Op::Backward && i.micro_batch == 1) backward = &i;
+  backward->version = 1;
+  EXPECT_THROW_WITH(validate(stale), "stage 0", "parameters hold version 0");
+  Schedule unloaded = good;  // the version a backward needs is never put back
+  Program& p = unloaded.programs[0];
+  p.erase(std::find(p.begin(), p.end(), *first(p, Op::LoadWeights)));
+  EXPECT_THROW_WITH(validate(unloaded), "stage 0", "must run with weight version");
+  Schedule early_update = good;  // a later forward finds weights one update older than promised
+  Program& q = early_update.programs[1];
+  q.erase(std::find(q.begin(), q.end(), *first(q, Op::OptimizerStep)));
+  EXPECT_THROW_WITH(validate(early_update), "stage 1", "must run with weight version 1");
+  Schedule no_final_update = good;
+  Program& last = no_final_update.programs[1];
+  last.erase(std::find(last.rbegin(), last.rend(), Instruction{Op::OptimizerStep, 5, 6}).base() - 1);
+  EXPECT_THROW_WITH(validate(no_final_update), "stage 1", "needs an OptimizerStep after the backward of micro-batch 5");
+  Schedule leaky = good;  // a stashed copy that is never dropped
+  Program& r = leaky.programs[0];
+  r.erase(std::find(r.begin(), r.end(), *first(r, Op::DropWeights)));
+  EXPECT_THROW_WITH(validate(leaky), "stage 0", "stashed copies");
+  EXPECT_THROW_WITH(pipedream_schedule(4, 8, 2, WeightPolicy::TwoBuffered), "2bw", "use at least 4");
+  EXPECT_THROW_WITH(pipedream_schedule(2, 5, 2, WeightPolicy::Stash), "whole updates");
 }
 
 }  // namespace
