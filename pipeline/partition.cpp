@@ -1,13 +1,11 @@
 #include "pipeline/partition.h"
 
 #include <algorithm>
-#include <chrono>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
 
-#include "autograd/engine.h"
-#include "tensor/factories.h"
+#include "pipeline/profile.h"
 
 namespace minipipe::pipeline {
 
@@ -115,24 +113,9 @@ StagePlan partition_by_parameters(const nn::Sequential& model, int stages) {
 
 StagePlan partition_by_time(nn::Sequential& model, int stages, const Tensor& sample, int repeats) {
   check_stages(model, stages);
-  std::vector<double> seconds(model.size(), 0.0);
-  std::vector<std::vector<double>> runs(model.size());
-  for (int r = 0; r < repeats; ++r) {
-    Tensor x = sample;
-    for (size_t i = 0; i < model.size(); ++i) {
-      const Tensor input = x.dtype() == DType::Float32 ? x.detach().set_requires_grad() : x;
-      const auto start = std::chrono::steady_clock::now();
-      const Tensor output = model[i]->forward(input);
-      backward({output}, {ones(output.shape(), DType::Float32, output.device())});
-      runs[i].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-      x = output.detach();
-    }
-  }
-  model.zero_grad();
-  for (size_t i = 0; i < model.size(); ++i) {
-    std::sort(runs[i].begin(), runs[i].end());
-    seconds[i] = runs[i][runs[i].size() / 2];
-  }
+  std::vector<double> seconds;
+  for (const LayerProfile& layer : profile_layers(model, sample, repeats))
+    seconds.push_back(layer.forward_seconds + layer.backward_seconds);
   return make_plan(model, "profiled time (s)", balance_by_cost(seconds, stages), seconds);
 }
 

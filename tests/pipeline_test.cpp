@@ -1,7 +1,12 @@
 // pipeline/: schedules as data, the validator, the simulator.
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <limits>
+#include <random>
+
 #include "pipeline/pipedream.h"
+#include "pipeline/planner.h"
 #include "pipeline/validator.h"
 #include "pipeline/weight_versions.h"
 #include "test_helpers.h"
@@ -133,6 +138,88 @@ TEST(PipeDream, ValidatorRejectsBrokenWeightBookkeeping) {
   EXPECT_THROW_WITH(validate(leaky), "stage 0", "stashed copies");
   EXPECT_THROW_WITH(pipedream_schedule(4, 8, 2, WeightPolicy::TwoBuffered), "2bw", "use at least 4");
   EXPECT_THROW_WITH(pipedream_schedule(2, 5, 2, WeightPolicy::Stash), "whole updates");
+}
+
+// Every way to cut the layers into contiguous stages and share the workers among them
+// (each stage at least one), scored as section 3.1 scores a pipeline: its slowest stage or
+// boundary.
+double best_by_brute_force(const std::vector<LayerProfile>& layers, const PlannerOptions& options) {
+  const int n = static_cast<int>(layers.size());
+  const double infinity = std::numeric_limits<double>::infinity();
+  const int most = options.most_replicas > 0 ? options.most_replicas : options.workers;
+  std::function<double(int, int)> best_from = [&](int first, int workers_left) {
+    if (first == n) return workers_left == 0 ? 0.0 : infinity;
+    double best = infinity;
+    for (int end = first + 1; end <= n; ++end) {
+      if (options.memory_per_worker > 0 &&
+          stage_memory_bytes(layers, first, end - first, options.workers) > options.memory_per_worker)
+        continue;
+      for (int replicas = 1; replicas <= std::min(workers_left, most); ++replicas) {
+        double worst = std::max(stage_seconds(layers, first, end - first, replicas, options.link), best_from(end, workers_left - replicas));
+        if (first > 0) worst = std::max(worst, 2 * boundary_seconds(layers, first - 1, options.link));
+        best = std::min(best, worst);
+      }
+    }
+    return best;
+  };
+  return best_from(0, options.workers);
+}
+
+TEST(Planner, EqualsBruteForceOnSmallRandomInstances) {
+  std::mt19937 random(5);
+  std::uniform_real_distribution<double> seconds(0.1, 2.0);
+  std::uniform_int_distribution<int64_t> bytes(1, 4000);
+  int compared = 0, replicated = 0, infeasible = 0;
+  for (int instance = 0; instance < 400; ++instance) {
+    std::vector<LayerProfile> layers(1 + instance % 6);
+    for (LayerProfile& l : layers) l = {seconds(random), seconds(random), bytes(random), bytes(random)};
+    PlannerOptions options{1 + (instance / 6) % 5, {std::uniform_real_distribution<double>(500, 20000)(random), 0.01 * (instance % 3)}};
+    if (instance % 4 == 0) options.memory_per_worker = 12000 + bytes(random) * 8;
+    if (instance % 7 == 0) options.most_replicas = 1;
+    const double brute_force = best_by_brute_force(layers, options);
+    if (brute_force == std::numeric_limits<double>::infinity()) {
+      EXPECT_THROW_WITH(plan_pipeline(layers, options), "no way to place");
+      ++infeasible;
+      continue;
+    }
+    const PipelinePlan plan = plan_pipeline(layers, options);
+    EXPECT_NEAR(plan.seconds_per_mini_batch, brute_force, 1e-12 * brute_force) << "instance " << instance;
+    // The plan is what it claims: all workers and layers used, its time its slowest part.
+    int workers = 0, covered = 0;
+    double slowest = 0;
+    for (size_t s = 0; s < plan.stages.size(); ++s) {
+      const PlannedStage& stage = plan.stages[s];
+      EXPECT_EQ(stage.first_layer, covered);
+      covered += stage.layers;
+      workers += stage.replicas;
+      slowest = std::max(slowest, stage_seconds(layers, stage.first_layer, stage.layers, stage.replicas, options.link));
+      if (s > 0) slowest = std::max(slowest, 2 * boundary_seconds(layers, stage.first_layer - 1, options.link));
+    }
+    EXPECT_EQ(covered, static_cast<int>(layers.size()));
+    EXPECT_EQ(workers, options.workers);
+    EXPECT_DOUBLE_EQ(slowest, plan.seconds_per_mini_batch);
+    EXPECT_FALSE(plan.bottleneck.empty());
+    replicated += plan.replicated();
+    ++compared;
+  }
+  EXPECT_GT(compared, 300);
+  EXPECT_GT(replicated, 20);  // the instances exercise replication too
+  EXPECT_GT(infeasible, 0);   // and the memory limit
+}
+
+TEST(Planner, ReplicatesWhenWeightsAreCheapToSyncAndPipelinesWhenTheyAreNot) {
+  // Four equal layers of 1 s each, small activations.
+  std::vector<LayerProfile> layers(4, {0.4, 0.6, 1000, 0});
+  for (LayerProfile& l : layers) l.parameter_bytes = 1000;
+  PlannerOptions cheap_sync{4, {1e9, 0}};  // syncing 4 KB takes microseconds: pure data parallelism
+  const PipelinePlan data_parallel = plan_pipeline(layers, cheap_sync);
+  EXPECT_EQ(data_parallel.replicas(), std::vector<int>{4});
+  EXPECT_NEAR(data_parallel.seconds_per_mini_batch, 1.0, 1e-3);  // 4 s of work on 4 replicas
+  for (LayerProfile& l : layers) l.parameter_bytes = 1'000'000'000;  // syncing now takes seconds
+  const PipelinePlan pipelined = plan_pipeline(layers, cheap_sync);
+  EXPECT_EQ(pipelined.balance(), (std::vector<int>{1, 1, 1, 1}));
+  EXPECT_EQ(pipelined.replicas(), (std::vector<int>{1, 1, 1, 1}));
+  EXPECT_NE(pipelined.bottleneck.find("compute"), std::string::npos) << pipelined.bottleneck;
 }
 
 }  // namespace

@@ -13,6 +13,7 @@ struct PipelineFlags {
   std::string schedule = "gpipe";     // gpipe | 1f1b | pipedream
   std::string weights;                // pipedream: stash (default) | vertical-sync | none | 2bw
   std::string partition = "uniform";  // uniform | params | time | 3,3,2
+  std::string plan;                   // "auto": stages chosen by PipeDream's planner (one replica each)
   std::string recompute = "never";    // never | always | except_last
   std::string stage_devices;          // cpu,cpu,... (empty: every stage on --device)
   int threads = 1;                    // CPU kernel threads per stage
@@ -70,12 +71,23 @@ struct PartitionOptions {
   int64_t batch_size = 16;
 };
 
+// PipeDream's planner on the profiled example model (section 3.1).
+struct PlanOptions {
+  std::string model = "gpt";
+  int workers = 2;
+  int64_t batch_size = 16;
+  double bandwidth_gb_per_second = 5.0, latency_us = 0.0;
+  int64_t memory_mib = 0;  // per worker; 0: no limit
+  int most_replicas = 0;   // per stage; 0: any
+};
+
 int train_cnn(const CnnOptions& options);
 int train_gpt(const GptOptions& options);
 int sample_gpt(const SampleOptions& options);
 int print_info();
 int simulate(const SimulateOptions& options);
 int partition(const PartitionOptions& options);
+int plan(const PlanOptions& options);
 
 // Where the bundled data lives: $MINIPIPE_DATA_DIR, else the source tree's data/, else the
 // installed copy.

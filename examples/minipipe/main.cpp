@@ -61,7 +61,10 @@ void add_training_options(CLI::App& command, TrainOptions& o) {
                      "pipedream's weight versions: stash (backward uses its forward's), vertical-sync (every stage uses the "
                      "input stage's), none (latest; stale gradients), 2bw (two versions, --micro-batches >= --stages)")
       ->check(CLI::IsMember({"stash", "vertical-sync", "none", "2bw"}));
-  command.add_option("--partition", p.partition, "uniform, params, time, or layers per stage like 3,3,2")->capture_default_str();
+  CLI::Option* partition =
+      command.add_option("--partition", p.partition, "uniform, params, time, or layers per stage like 3,3,2")->capture_default_str();
+  command.add_option("--plan", p.plan, "auto: stages from PipeDream's planner on a profile of the model (see `minipipe plan`)")
+      ->check(CLI::IsMember({"auto"}))->excludes(partition);
   command.add_option("--recompute", p.recompute, "never, always or except_last")
       ->check(CLI::IsMember({"never", "always", "except_last"}))->capture_default_str();
   command.add_option("--stage-devices", p.stage_devices, "one device per stage, e.g. cpu,cpu (default: --device)");
@@ -132,6 +135,21 @@ int main(int argc, char** argv) {
   partition_command->add_option("--method", part.method, "uniform, params, time, or a balance like 2,2,2")->capture_default_str();
   partition_command->add_option("--batch-size", part.batch_size, "micro-batch size profiled by --method time")->check(kPositive)->capture_default_str();
 
+  PlanOptions plan_options;
+  CLI::App* plan_command = app.add_subcommand("plan", "choose stages and replicas by PipeDream's planner (profiles the model)");
+  plan_command->add_option("model", plan_options.model, "gpt or cnn")->check(CLI::IsMember({"gpt", "cnn"}))->capture_default_str();
+  plan_command->add_option("--workers", plan_options.workers, "workers (threads or devices) to plan for")->check(kPositive)
+      ->capture_default_str();
+  plan_command->add_option("--batch-size", plan_options.batch_size, "mini-batch size profiled")->check(kPositive)->capture_default_str();
+  plan_command->add_option("--bandwidth", plan_options.bandwidth_gb_per_second, "GB/s between two workers")->check(kPositive)
+      ->capture_default_str();
+  plan_command->add_option("--latency", plan_options.latency_us, "microseconds per message")->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  plan_command->add_option("--memory", plan_options.memory_mib, "MiB per worker (0: no limit)")->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  plan_command->add_option("--most-replicas", plan_options.most_replicas, "replicas per stage at most (0: any)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -144,6 +162,7 @@ int main(int argc, char** argv) {
     if (*info) return print_info();
     if (*simulate_command) return simulate(sim);
     if (*partition_command) return partition(part);
+    if (*plan_command) return plan(plan_options);
   } catch (const std::exception& error) {
     std::fprintf(stderr, "minipipe: error: %s\n", error.what());
     return 1;

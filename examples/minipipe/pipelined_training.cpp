@@ -1,10 +1,12 @@
 #include "pipelined_training.h"
 
 #include <algorithm>
+#include <chrono>
 #include <sstream>
 #include <thread>
 
 #include "kernels/cpu/threads.h"
+#include "pipeline/planner.h"
 #include "pipeline/simulator.h"
 #include "tensor/allocator.h"
 
@@ -37,7 +39,8 @@ PipelinedTraining::PipelinedTraining(std::shared_ptr<nn::Sequential> model, cons
                                      const OptimizerSetup& optimizer)
     : model_(std::move(model)), flags_(flags), optimizer_setup_(optimizer) {
   flags_.weights = weight_policy_flag(flags.schedule, flags.weights);
-  pipeline::StagePlan plan = pipeline::make_partition(*model_, flags.stages, flags.partition, sample);
+  pipeline::StagePlan plan = flags.plan.empty() ? pipeline::make_partition(*model_, flags.stages, flags.partition, sample)
+                                                 : planned_partition(sample);
   pipeline::PipelineOptions options{flags.micro_batches, flags.schedule, pipeline::parse_recompute(flags.recompute),
                                     parse_devices(flags.stage_devices, flags.stages, device), seed, true,
                                     flags.threads};
@@ -62,7 +65,28 @@ PipelinedTraining::PipelinedTraining(std::shared_ptr<nn::Sequential> model, cons
   });
 }
 
+pipeline::StagePlan PipelinedTraining::planned_partition(const Tensor& sample) {
+  // Stages only: replicated stages do not run yet. The planner's time is per micro-batch.
+  const pipeline::PipelinePlan chosen =
+      pipeline::plan_pipeline(pipeline::profile_layers(*model_, sample, 5), {flags_.stages, {}, 0, 1});
+  planned_seconds_per_mini_batch_ = chosen.seconds_per_mini_batch * flags_.micro_batches;
+  pipeline::StagePlan plan = pipeline::partition_explicit(*model_, chosen.balance());
+  plan.method = "PipeDream's planner (predicted " + std::to_string(1e3 * planned_seconds_per_mini_batch_) +
+                " ms per mini-batch in the steady state; bottleneck: " + chosen.bottleneck + ")";
+  return plan;
+}
+
 std::vector<float> PipelinedTraining::train(const std::vector<datasets::Batch>& batches, int64_t first_step) {
+  const auto start = std::chrono::steady_clock::now();
+  struct AddTime {  // whichever way train() returns
+    PipelinedTraining& self;
+    std::chrono::steady_clock::time_point start;
+    size_t mini_batches;
+    ~AddTime() {
+      self.training_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      self.mini_batches_trained_ += static_cast<int64_t>(mini_batches);
+    }
+  } add_time{*this, start, batches.size()};
   std::vector<float> losses;
   auto record = [&](pipeline::StepResult& result) {
     for (size_t s = 0; s < peak_bytes_.size(); ++s) {
@@ -169,7 +193,9 @@ JsonObject PipelinedTraining::summary() const {
            pipeline::theoretical_bubble_fraction(flags_.stages, flags_.micro_batches * static_cast<int>(last_call_mini_batches_)))
       .add_raw("peak_bytes_per_stage", json_list(peak_bytes_))
       .add_raw("peak_weight_versions_per_stage", json_list(peak_weight_versions_))
-      .add_raw("peak_stash_bytes_per_stage", json_list(peak_stash_bytes_));
+      .add_raw("peak_stash_bytes_per_stage", json_list(peak_stash_bytes_))
+      .add("measured_seconds_per_mini_batch", mini_batches_trained_ ? training_seconds_ / mini_batches_trained_ : 0.0)
+      .add("planned_seconds_per_mini_batch", planned_seconds_per_mini_batch_);
 }
 
 void PipelinedTraining::write_trace_files() const {

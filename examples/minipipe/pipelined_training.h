@@ -60,6 +60,8 @@ class PipelinedTraining {
   void write_trace_files() const;
 
  private:
+  pipeline::StagePlan planned_partition(const Tensor& sample);  // --plan auto
+
   std::shared_ptr<nn::Sequential> model_;
   PipelineFlags flags_;
   std::unique_ptr<pipeline::Pipeline> pipeline_;
@@ -71,6 +73,9 @@ class PipelinedTraining {
   std::vector<int64_t> peak_bytes_;
   std::vector<pipeline::TraceEvent> last_trace_;
   int64_t last_call_mini_batches_ = 1;
+  double planned_seconds_per_mini_batch_ = 0;  // --plan auto: the planner's prediction
+  double training_seconds_ = 0;                // in train(), for the measured time per mini-batch
+  int64_t mini_batches_trained_ = 0;
   double bubble_sum_ = 0;
   int64_t steps_ = 0;
 };

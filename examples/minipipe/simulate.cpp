@@ -6,6 +6,7 @@
 #include "nn/transformer.h"
 #include "pipeline/partition.h"
 #include "pipeline/pipedream.h"
+#include "pipeline/planner.h"
 #include "pipeline/trace.h"
 #include "pipelined_training.h"
 #include "pipeline/validator.h"
@@ -57,20 +58,40 @@ int simulate(const SimulateOptions& o) {
   return 0;
 }
 
-int partition(const PartitionOptions& o) {
-  std::shared_ptr<nn::Sequential> model;
-  Tensor sample;
+namespace {
+
+// The model `partition` and `plan` cut, with an input of `batch_size` samples to profile.
+std::pair<std::shared_ptr<nn::Sequential>, Tensor> example_model(const std::string& name, int64_t batch_size) {
   Generator g(0);
-  if (o.model == "gpt") {
-    model = nn::make_gpt({});
-    sample = randint(0, 256, {o.batch_size, 128}, g);
-  } else if (o.model == "cnn") {
-    model = nn::make_resnet({.in_channels = 1, .stages = 2});
-    sample = rand({o.batch_size, 1, 8, 8}, g);
-  } else {
-    throw std::invalid_argument("unknown model '" + o.model + "': use gpt or cnn");
-  }
+  if (name == "gpt") return {nn::make_gpt({}), randint(0, 256, {batch_size, 128}, g)};
+  if (name == "cnn") return {nn::make_resnet({.in_channels = 1, .stages = 2}), rand({batch_size, 1, 8, 8}, g)};
+  throw std::invalid_argument("unknown model '" + name + "': use gpt or cnn");
+}
+
+}  // namespace
+
+int partition(const PartitionOptions& o) {
+  auto [model, sample] = example_model(o.model, o.batch_size);
   std::printf("%s", pipeline::make_partition(*model, o.stages, o.method, sample).str(*model).c_str());
+  return 0;
+}
+
+int plan(const PlanOptions& o) {
+  auto [model, sample] = example_model(o.model, o.batch_size);
+  const std::vector<pipeline::LayerProfile> layers = pipeline::profile_layers(*model, sample, 5);
+  const pipeline::PlannerOptions options{o.workers, {o.bandwidth_gb_per_second * 1e9, o.latency_us * 1e-6},
+                                         o.memory_mib << 20, o.most_replicas};
+  const pipeline::PipelinePlan chosen = pipeline::plan_pipeline(layers, options);
+  double total = 0;
+  for (const pipeline::LayerProfile& l : layers) total += l.forward_seconds + l.backward_seconds;
+  std::printf("%s: %zu layers profiled on mini-batches of %lld (forward + backward %.3f ms on one worker); %d workers, "
+              "links of %g GB/s and %g us\n%s",
+              o.model.c_str(), layers.size(), static_cast<long long>(o.batch_size), 1e3 * total, o.workers,
+              o.bandwidth_gb_per_second, o.latency_us, chosen.str(model.get()).c_str());
+  std::printf("  predicted speedup over one worker %.2fx (ideal %d)\n", total / chosen.seconds_per_mini_batch, o.workers);
+  if (chosen.replicated())
+    std::printf("  note: replicated stages are planned but do not run yet; `--most-replicas 1` plans stages only, which "
+                "`train --plan auto` runs\n");
   return 0;
 }
 

@@ -1,0 +1,49 @@
+#include "pipeline/profile.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "autograd/engine.h"
+#include "tensor/factories.h"
+
+namespace minipipe::pipeline {
+
+namespace {
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+}  // namespace
+
+std::vector<LayerProfile> profile_layers(nn::Sequential& model, const Tensor& sample, int repeats) {
+  std::vector<std::vector<double>> forward(model.size()), backward_times(model.size());
+  std::vector<LayerProfile> profiles(model.size());
+  for (int r = -1; r < std::max(1, repeats); ++r) {  // pass -1 warms up: first touches, allocator caches
+    Tensor x = sample;
+    for (size_t i = 0; i < model.size(); ++i) {
+      const Tensor input = x.dtype() == DType::Float32 ? x.detach().set_requires_grad() : x;
+      auto start = std::chrono::steady_clock::now();
+      const Tensor output = model[i]->forward(input);
+      const double forward_seconds = seconds_since(start);
+      const Tensor gradient = ones(output.shape(), DType::Float32, output.device());
+      start = std::chrono::steady_clock::now();
+      backward({output}, {gradient});
+      const double backward_seconds = seconds_since(start);
+      if (r >= 0) forward[i].push_back(forward_seconds), backward_times[i].push_back(backward_seconds);
+      profiles[i].output_bytes = output.nbytes();
+      x = output.detach();
+    }
+  }
+  model.zero_grad();
+  for (size_t i = 0; i < model.size(); ++i) {
+    profiles[i].forward_seconds = median(forward[i]);
+    profiles[i].backward_seconds = median(backward_times[i]);
+    for (const Tensor& p : model[i]->parameters()) profiles[i].parameter_bytes += p.nbytes();
+  }
+  return profiles;
+}
+
+}  // namespace minipipe::pipeline

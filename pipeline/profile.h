@@ -1,0 +1,23 @@
+#pragma once
+// What PipeDream's planner needs to know of each layer (section 3.1): forward and backward
+// time on one micro-batch, the bytes of its output (what crosses a stage boundary, and the
+// gradient that comes back), and the bytes of its parameters (what replicas synchronise and
+// weight stashing copies).
+#include <cstdint>
+#include <vector>
+
+#include "nn/sequential.h"
+
+namespace minipipe::pipeline {
+
+struct LayerProfile {
+  double forward_seconds = 0, backward_seconds = 0;
+  int64_t output_bytes = 0, parameter_bytes = 0;
+};
+
+// Runs each layer's forward and backward on `sample` (the model's input for one
+// micro-batch), on the calling thread, and keeps the median of `repeats` timings; the
+// gradients it leaves are cleared.
+std::vector<LayerProfile> profile_layers(nn::Sequential& model, const Tensor& sample, int repeats = 3);
+
+}  // namespace minipipe::pipeline
