@@ -17,22 +17,16 @@
 #include "nn/transformer.h"
 #include "pipeline/executor.h"
 #include "tensor/factories.h"
+#include "pipeline_test_support.h"
 #include "test_helpers.h"
 
 namespace minipipe::pipeline {
 namespace {
 
-nn::GPTConfig small_gpt() { return {.vocabulary = 31, .context = 8, .dim = 16, .layers = 4, .heads = 2, .dropout = 0.1f, .seed = 3}; }
-
-datasets::Batch gpt_batch(int64_t step) {
-  Generator g(100 + step);
-  return {randint(0, 31, {8, 8}, g), randint(0, 31, {8, 8}, g), 0};
-}
-
-struct TrainingRun {
-  std::vector<float> losses;
-  std::map<std::string, Tensor> weights;
-};
+using testing::expect_identical;
+using testing::gpt_batch;
+using testing::small_gpt;
+using testing::TrainingRun;
 
 // Ten AdamW steps of the small GPT (dropout on) through a pipeline.
 TrainingRun train(int stages, int micro_batches, const std::string& schedule, Recompute recompute, int steps = 10) {
@@ -48,12 +42,6 @@ TrainingRun train(int stages, int micro_batches, const std::string& schedule, Re
   }
   run.weights = model->state_dict();
   return run;
-}
-
-void expect_identical(const TrainingRun& a, const TrainingRun& b, const std::string& what) {
-  EXPECT_EQ(a.losses, b.losses) << what;
-  for (const auto& [name, t] : a.weights)
-    ASSERT_EQ(t.to_vector<float>(), b.weights.at(name).to_vector<float>()) << what << ": " << name;
 }
 
 TEST(Executor, SameLossesAndWeightsBitForBitForAnyStagesScheduleAndRecompute) {

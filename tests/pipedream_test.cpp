@@ -18,6 +18,7 @@
 #include "pipeline/pipedream.h"
 #include "pipeline/validator.h"
 #include "tensor/factories.h"
+#include "pipeline_test_support.h"
 #include "test_helpers.h"
 
 namespace minipipe::pipeline {
@@ -26,12 +27,9 @@ namespace {
 constexpr uint64_t kSeed = 7;
 constexpr int kMiniBatchesPerRun = 4, kRuns = 2;
 
-nn::GPTConfig small_gpt() { return {.vocabulary = 31, .context = 8, .dim = 16, .layers = 4, .heads = 2, .dropout = 0.1f, .seed = 3}; }
-
-datasets::Batch gpt_batch(int64_t step) {
-  Generator g(100 + step);
-  return {randint(0, 31, {8, 8}, g), randint(0, 31, {8, 8}, g), 0};
-}
+using testing::expect_identical;
+using testing::gpt_batch;
+using testing::small_gpt;
 
 Tensor loss_function(const Tensor& logits, const Tensor& targets) { return nn::cross_entropy_loss(logits, targets); }
 
@@ -42,9 +40,7 @@ std::vector<std::unique_ptr<nn::Optimizer>> stage_optimizers(const nn::Sequentia
   return optimizers;
 }
 
-struct AsyncRun {
-  std::vector<float> losses;  // per mini-batch
-  std::map<std::string, Tensor> weights;
+struct AsyncRun : testing::TrainingRun {
   std::vector<WeightVersionRecord> versions;
   std::vector<int> peak_weight_versions;
   std::vector<int64_t> peak_stash_bytes;
@@ -162,12 +158,6 @@ AsyncRun replay(const AsyncSetup& setup, int mini_batches_per_run = kMiniBatches
   }
   run.weights = model->state_dict();
   return run;
-}
-
-void expect_identical(const AsyncRun& a, const AsyncRun& b, const std::string& what) {
-  EXPECT_EQ(a.losses, b.losses) << what;
-  for (const auto& [name, t] : a.weights)
-    ASSERT_EQ(t.to_vector<float>(), b.weights.at(name).to_vector<float>()) << what << ": " << name;
 }
 
 TEST(PipeDream, MatchesAnIndependentSequentialReplayBitForBit) {
