@@ -149,6 +149,11 @@ class WeightStash {
     copies_.erase(version);
   }
   int64_t bytes() const { return bytes_; }
+  // After a failure: exchange the latest weights back in if an older version is in the
+  // parameters.
+  void restore_latest(const WeightVersionState& versions) {
+    if (versions.live() != versions.latest() && copies_.count(versions.latest())) load(versions.latest(), versions.live());
+  }
 
  private:
   std::vector<Tensor> parameters_;
@@ -168,12 +173,8 @@ struct Pipeline::StageRecord {
 StepResult Pipeline::run(const datasets::Batch& batch, uint64_t step) {
   if (schedule_.asynchronous())
     throw std::invalid_argument("pipeline: the '" + schedule_.name + "' schedule streams several mini-batches: use run_async");
-  const float batch_size = static_cast<float>(batch.inputs.shape()[0]);
   std::vector<WorkUnit> units;
-  for (datasets::Batch& micro_batch : datasets::split_into_micro_batches(batch, options_.micro_batches)) {
-    const float share = static_cast<float>(micro_batch.inputs.shape()[0]) / batch_size;
-    units.push_back({std::move(micro_batch), step, share});
-  }
+  add_micro_batches(batch, step, units);
   StepResult result = run_units(units);
   result.losses = {result.loss};
   return result;
@@ -192,14 +193,16 @@ StepResult Pipeline::run_async(const std::vector<datasets::Batch>& mini_batches,
     validate(schedule_);
   }
   std::vector<WorkUnit> units;
-  for (size_t i = 0; i < mini_batches.size(); ++i) {
-    const float batch_size = static_cast<float>(mini_batches[i].inputs.shape()[0]);
-    for (datasets::Batch& micro_batch : datasets::split_into_micro_batches(mini_batches[i], per_update)) {
-      const float share = static_cast<float>(micro_batch.inputs.shape()[0]) / batch_size;
-      units.push_back({std::move(micro_batch), first_step + i, share});
-    }
-  }
+  for (size_t i = 0; i < mini_batches.size(); ++i) add_micro_batches(mini_batches[i], first_step + i, units);
   return run_units(units);
+}
+
+void Pipeline::add_micro_batches(const datasets::Batch& batch, uint64_t step, std::vector<WorkUnit>& units) const {
+  const float batch_size = static_cast<float>(batch.inputs.shape()[0]);
+  for (datasets::Batch& micro_batch : datasets::split_into_micro_batches(batch, options_.micro_batches)) {
+    const float share = static_cast<float>(micro_batch.inputs.shape()[0]) / batch_size;
+    units.push_back({std::move(micro_batch), step, share});
+  }
 }
 
 StepResult Pipeline::run_units(const std::vector<WorkUnit>& units) {
@@ -290,7 +293,7 @@ void Pipeline::run_stage(int s, const std::vector<WorkUnit>& units, std::vector<
           if (s == 0) inputs[m] = unit->data.inputs.to(device);
           forward_version[m] = version_base + versions.live();
           if (s == 0) input_stage_version[m] = forward_version[m];
-          if (schedule_.weights == WeightPolicy::VerticalSync && schedule_.asynchronous() &&
+          if (schedule_.asynchronous() && schedule_.weights == WeightPolicy::VerticalSync &&
               forward_version[m] != input_stage_version[m])
             throw std::logic_error("vertical sync broken: the forward ran with weight version " +
                                    std::to_string(forward_version[m]) + ", the input stage used " +
@@ -367,8 +370,10 @@ void Pipeline::run_stage(int s, const std::vector<WorkUnit>& units, std::vector<
       if (stage_done)
         for (const auto& [i, loss] : micro_batch_losses) losses[i] = loss.item();
     } catch (const ChannelClosed&) {
+      stash.restore_latest(versions);
       return;  // another stage failed; it reports
     } catch (...) {
+      stash.restore_latest(versions);  // the run failed, but the parameters keep the newest weights
       state.fail(s, instruction, std::current_exception());
       return;
     }

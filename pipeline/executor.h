@@ -115,6 +115,8 @@ class Pipeline {
   struct StageRecord;  // what a stage's thread reports of one run
 
  private:
+  // Cuts `batch` into options.micro_batches units of training step `step`.
+  void add_micro_batches(const datasets::Batch& batch, uint64_t step, std::vector<WorkUnit>& units) const;
   StepResult run_units(const std::vector<WorkUnit>& units);
   void run_stage(int s, const std::vector<WorkUnit>& units, std::vector<double>& losses, StageRecord& record);
 

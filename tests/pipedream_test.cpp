@@ -3,6 +3,7 @@
 // staleness that weight stashing fixes, and the versions each stage holds.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <map>
 #include <memory>
 
@@ -253,6 +254,64 @@ TEST(PipeDream, StageSHoldsAtMostKMinusSVersionsUnderStashAndTwoUnder2bw) {
       EXPECT_LE(two_buffered.peak_weight_versions[s], 2) << "2bw, K=" << stages << " stage " << s;
     }
   }
+}
+
+// An identity layer whose backward throws on its n-th call once armed.
+struct FailingBackward : nn::Module {
+  std::shared_ptr<bool> armed = std::make_shared<bool>(false);
+  std::shared_ptr<int> calls = std::make_shared<int>(0);
+  int fail_on_call = 3;
+  Tensor forward(const Tensor& x) override {
+    Tensor y;
+    {
+      NoGradGuard no_grad;
+      y = x.clone();
+    }
+    return record("failing_backward", y, {x}, [armed = armed, calls = calls, n = fail_on_call](const Tensor& g) {
+      if (*armed && ++*calls == n) throw std::runtime_error("the backward exploded");
+      return std::vector<Tensor>{g};
+    });
+  }
+  std::string type_name() const override { return "FailingBackward"; }
+};
+
+TEST(PipeDream, AFailingStageStopsTheStreamAndLeavesEachStageItsNewestWeights) {
+  // Stage 0 fails in the backward of micro-batch 2, which (K = 3, stash) runs with weight
+  // version 0 exchanged into the parameters while the stage's newest is version 2.
+  auto gpt = nn::make_gpt(small_gpt());
+  auto failing = std::make_shared<FailingBackward>();
+  auto model = std::make_shared<nn::Sequential>();
+  for (size_t i = 0; i < gpt->size(); ++i) {
+    model->add((*gpt)[i], gpt->name_of(i));
+    if (i == 0) model->add(failing, "failing");
+  }
+  const StagePlan plan = partition_explicit(*model, {3, 2, 2});
+  Pipeline pipeline(model, plan, {1, "pipedream", Recompute::Never, {}, kSeed, false}, loss_function);
+  auto optimizers = stage_optimizers(*model, plan);
+  std::vector<std::vector<std::vector<float>>> newest(3);  // per stage: its parameters after its last update
+  auto remember = [&](int s) {
+    newest[s].clear();
+    for (const Tensor& p : pipeline.stage(s)->parameters()) newest[s].push_back(p.to_vector<float>());
+  };
+  for (int s = 0; s < 3; ++s) remember(s);
+  pipeline.set_optimizer_step([&](int s, uint64_t) {
+    optimizers[s]->step();
+    optimizers[s]->zero_grad();
+    remember(s);
+  });
+  std::vector<datasets::Batch> batches;
+  for (int i = 0; i < 8; ++i) batches.push_back(gpt_batch(i));
+  *failing->armed = true;
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_THROW_WITH(pipeline.run_async(batches, 0), "pipeline stage 0", "Backward of micro-batch 2", "the backward exploded");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  for (int s = 0; s < 3; ++s) {
+    std::vector<std::vector<float>> now;
+    for (const Tensor& p : pipeline.stage(s)->parameters()) now.push_back(p.to_vector<float>());
+    EXPECT_EQ(now, newest[s]) << "stage " << s << " was left with an older weight version";
+  }
+  *failing->armed = false;
+  EXPECT_NO_THROW(pipeline.run_async(batches, 8));  // and the pipeline still runs afterwards
 }
 
 TEST(PipeDream, RunAsyncExplainsWhatItNeeds) {
