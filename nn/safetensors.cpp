@@ -1,12 +1,17 @@
 #include "nn/safetensors.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
+#include <map>
+#include <tuple>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 #include <vector>
 
+#include "nn/json_reader.h"
 #include "tensor/factories.h"
 
 namespace minipipe::nn {
@@ -31,113 +36,6 @@ std::string json_string(const std::string& s) {
   }
   return out + "\"";
 }
-
-// Just enough JSON for a safetensors header: objects, arrays, strings, integers.
-struct JsonValue {
-  enum class Kind { Object, Array, String, Number } kind = Kind::Number;
-  std::map<std::string, JsonValue> object;
-  std::vector<JsonValue> array;
-  std::string string;
-  long long number = 0;
-};
-
-class JsonParser {
- public:
-  JsonParser(const std::string& text, const std::string& path) : text_(text), path_(path) {}
-  JsonValue parse_document() {
-    JsonValue v = parse();
-    skip_space();
-    if (pos_ != text_.size()) error("trailing characters");
-    return v;
-  }
-
- private:
-  JsonValue parse() {
-    skip_space();
-    if (pos_ >= text_.size()) error("unexpected end");
-    const char c = text_[pos_];
-    JsonValue v;
-    if (c == '{') {
-      v.kind = JsonValue::Kind::Object;
-      ++pos_;
-      skip_space();
-      if (peek() == '}') { ++pos_; return v; }
-      while (true) {
-        skip_space();
-        const std::string key = parse_string();
-        skip_space();
-        expect(':');
-        v.object[key] = parse();
-        skip_space();
-        if (peek() == ',') { ++pos_; continue; }
-        expect('}');
-        return v;
-      }
-    }
-    if (c == '[') {
-      v.kind = JsonValue::Kind::Array;
-      ++pos_;
-      skip_space();
-      if (peek() == ']') { ++pos_; return v; }
-      while (true) {
-        v.array.push_back(parse());
-        skip_space();
-        if (peek() == ',') { ++pos_; continue; }
-        expect(']');
-        return v;
-      }
-    }
-    if (c == '"') {
-      v.kind = JsonValue::Kind::String;
-      v.string = parse_string();
-      return v;
-    }
-    if (c == '-' || (c >= '0' && c <= '9')) {
-      size_t used = 0;
-      v.number = std::stoll(text_.substr(pos_, 24), &used);
-      pos_ += used;
-      return v;
-    }
-    error(std::string("unexpected character '") + c + "'");
-  }
-
-  std::string parse_string() {
-    expect('"');
-    std::string out;
-    while (pos_ < text_.size() && text_[pos_] != '"') {
-      char c = text_[pos_++];
-      if (c == '\\') {
-        if (pos_ >= text_.size()) break;
-        const char e = text_[pos_++];
-        if (e == 'u' && pos_ + 4 <= text_.size()) {
-          out += static_cast<char>(std::stoi(text_.substr(pos_, 4), nullptr, 16));
-          pos_ += 4;
-          continue;
-        }
-        c = e == 'n' ? '\n' : e == 't' ? '\t' : e;
-      }
-      out += c;
-    }
-    expect('"');
-    return out;
-  }
-
-  char peek() const { return pos_ < text_.size() ? text_[pos_] : '\0'; }
-  void skip_space() {
-    while (pos_ < text_.size() && std::isspace(static_cast<unsigned char>(text_[pos_]))) ++pos_;
-  }
-  void expect(char c) {
-    if (peek() != c) error(std::string("expected '") + c + "'");
-    ++pos_;
-  }
-  [[noreturn]] void error(const std::string& what) const {
-    fail(path_, "the header is not valid JSON (" + what + " at byte " + std::to_string(pos_) + ")");
-  }
-
-  const std::string& text_;
-  const std::string& path_;
-  size_t pos_ = 0;
-};
 
 }  // namespace
 
@@ -186,51 +84,133 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
   if (std::rename(temporary.c_str(), path.c_str()) != 0) fail(path, "cannot rename '" + temporary + "' into place");
 }
 
+namespace {
+
+// The reference implementation's limit on the header (safetensors' MAX_HEADER_SIZE).
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;
+
+// Bytes per element of every dtype the format defines; minipipe reads F32 and I32.
+int64_t dtype_bytes(const std::string& dtype) {
+  static const std::map<std::string, int64_t> sizes{{"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1},
+                                                    {"I16", 2},  {"U16", 2}, {"F16", 2}, {"BF16", 2},    {"I32", 4},
+                                                    {"U32", 4},  {"F32", 4}, {"F64", 8}, {"I64", 8},     {"U64", 8}};
+  auto it = sizes.find(dtype);
+  return it == sizes.end() ? 0 : it->second;
+}
+
+struct TensorEntry {
+  std::string name;
+  DType dtype;
+  Shape shape;
+  uint64_t begin, end;
+};
+
+// One tensor's header entry checked against the format's rules; `data_bytes` is what the
+// file holds after the header.
+TensorEntry read_entry(const std::string& path, const std::string& name, const JsonValue& entry) {
+  const std::string what = "tensor " + printable_quoted(name);
+  if (entry.kind != JsonValue::Kind::Object) fail(path, what + " is " + entry.kind_name() + ", not an object");
+  auto field = [&](const char* key, JsonValue::Kind kind) -> const JsonValue& {
+    auto it = entry.object.find(key);
+    if (it == entry.object.end()) fail(path, what + " has no \"" + key + "\"");
+    if (it->second.kind != kind) fail(path, what + "'s \"" + key + "\" is " + it->second.kind_name());
+    return it->second;
+  };
+  const std::string dtype = field("dtype", JsonValue::Kind::String).string;
+  const int64_t element_bytes = dtype_bytes(dtype);
+  if (element_bytes == 0) fail(path, what + " has dtype " + printable_quoted(dtype) + ", which is not a safetensors dtype");
+  if (dtype != "F32" && dtype != "I32") fail(path, what + " has dtype " + dtype + "; minipipe reads F32 and I32");
+  Shape shape;
+  int64_t bytes = element_bytes;
+  for (const JsonValue& d : field("shape", JsonValue::Kind::Array).array) {
+    if (d.kind != JsonValue::Kind::Number || d.number < 0) fail(path, what + "'s shape holds something other than sizes >= 0");
+    if (__builtin_mul_overflow(bytes, d.number, &bytes))
+      fail(path, what + "'s shape has more elements than 64 bits can count");
+    shape.push_back(d.number);
+  }
+  const auto& offsets = field("data_offsets", JsonValue::Kind::Array).array;
+  if (offsets.size() != 2 || offsets[0].kind != JsonValue::Kind::Number || offsets[1].kind != JsonValue::Kind::Number ||
+      offsets[0].number < 0 || offsets[1].number < offsets[0].number)
+    fail(path, what + " needs data_offsets [begin, end] with 0 <= begin <= end");
+  const uint64_t begin = static_cast<uint64_t>(offsets[0].number), end = static_cast<uint64_t>(offsets[1].number);
+  if (end - begin != static_cast<uint64_t>(bytes))
+    fail(path, what + " of shape " + shape_str(shape) + " and dtype " + dtype + " needs " + std::to_string(bytes) +
+                   " bytes, its data_offsets give " + std::to_string(end - begin));
+  return {name, dtype == "F32" ? DType::Float32 : DType::Int32, shape, begin, end};
+}
+
+}  // namespace
+
 SafetensorsFile load_safetensors(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
+  if (std::filesystem::is_directory(path)) fail(path, "is a folder, not a file");
   if (!in) fail(path, "cannot open it for reading (does it exist?)");
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (bytes.size() < 8) fail(path, "truncated: " + std::to_string(bytes.size()) + " bytes, too short for a safetensors file");
-  uint64_t header_size = 0;
-  for (int i = 0; i < 8; ++i) header_size |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
-  if (header_size > bytes.size() - 8)
-    fail(path, "truncated or not a safetensors file: the header claims " + std::to_string(header_size) +
-                   " bytes but only " + std::to_string(bytes.size() - 8) + " follow");
-  const std::string header_text(bytes.data() + 8, header_size);
-  const JsonValue header = JsonParser(header_text, path).parse_document();
+  in.seekg(0, std::ios::end);
+  const uint64_t file_bytes = static_cast<uint64_t>(in.tellg());
+  in.seekg(0);
+  if (file_bytes < 8) fail(path, "truncated: " + std::to_string(file_bytes) + " bytes, too short for a safetensors file");
+  unsigned char size_bytes[8];
+  in.read(reinterpret_cast<char*>(size_bytes), 8);
+  uint64_t header_bytes = 0;
+  for (int i = 0; i < 8; ++i) header_bytes |= static_cast<uint64_t>(size_bytes[i]) << (8 * i);
+  if (header_bytes > kMaxHeaderBytes)
+    fail(path, "not a safetensors file: its first 8 bytes give a header of " + std::to_string(header_bytes) +
+                   " bytes, over the format's limit of " + std::to_string(kMaxHeaderBytes));
+  if (header_bytes > file_bytes - 8)
+    fail(path, "truncated or not a safetensors file: the header claims " + std::to_string(header_bytes) +
+                   " bytes but only " + std::to_string(file_bytes - 8) + " follow");
+  std::string header_text(header_bytes, '\0');
+  in.read(header_text.data(), static_cast<std::streamsize>(header_bytes));
+  if (header_text.empty() || header_text[0] != '{') fail(path, "not a safetensors file: its header does not start with '{'");
+  JsonValue header;
+  try {
+    header = parse_json(header_text);
+  } catch (const JsonError& e) {
+    fail(path, std::string("the header is not valid JSON: ") + e.what());
+  }
   if (header.kind != JsonValue::Kind::Object) fail(path, "the header is not a JSON object");
-  const uint64_t data_size = bytes.size() - 8 - header_size;
-  const char* data = bytes.data() + 8 + header_size;
 
   SafetensorsFile file;
+  std::vector<TensorEntry> entries;
   for (const auto& [name, entry] : header.object) {
-    if (name == "__metadata__") {
-      for (const auto& [key, value] : entry.object) file.metadata[key] = value.string;
+    if (name != "__metadata__") {
+      entries.push_back(read_entry(path, name, entry));
       continue;
     }
-    auto field = [&](const char* key) -> const JsonValue& {
-      auto it = entry.object.find(key);
-      if (it == entry.object.end()) fail(path, "tensor '" + name + "' has no \"" + key + "\"");
-      return it->second;
-    };
-    const std::string dtype = field("dtype").string;
-    if (dtype != "F32" && dtype != "I32")
-      fail(path, "tensor '" + name + "' has dtype " + dtype + "; minipipe reads F32 and I32");
-    Shape shape;
-    for (const JsonValue& d : field("shape").array) shape.push_back(d.number);
-    const auto& offsets = field("data_offsets").array;
-    if (offsets.size() != 2) fail(path, "tensor '" + name + "' needs two data_offsets");
-    const uint64_t begin = offsets[0].number, end = offsets[1].number;
-    const uint64_t expected = static_cast<uint64_t>(shape_numel(shape)) * 4;
-    if (begin > end || end > data_size)
-      fail(path, "truncated: tensor '" + name + "' needs bytes " + std::to_string(begin) + ".." + std::to_string(end) +
-                     " of the data but the file holds " + std::to_string(data_size));
-    if (end - begin != expected)
-      fail(path, "tensor '" + name + "' of shape " + shape_str(shape) + " needs " + std::to_string(expected) +
-                     " bytes, its offsets give " + std::to_string(end - begin));
-    Tensor t = empty(shape, dtype == "F32" ? DType::Float32 : DType::Int32);
-    std::memcpy(t.raw_data(), data + begin, expected);
-    file.tensors[name] = t;
+    if (entry.kind != JsonValue::Kind::Object) fail(path, "__metadata__ is " + std::string(entry.kind_name()) + ", not an object");
+    for (const auto& [key, value] : entry.object) {
+      if (value.kind != JsonValue::Kind::String)
+        fail(path, "metadata " + printable_quoted(key) + " is " + value.kind_name() + "; the format allows only strings");
+      file.metadata[key] = value.string;
+    }
+  }
+  // The tensors' bytes must tile the data exactly: in offset order, each begins where the
+  // one before ended, and the last ends where the file does.
+  std::sort(entries.begin(), entries.end(),
+            [](const TensorEntry& a, const TensorEntry& b) { return std::tie(a.begin, a.end) < std::tie(b.begin, b.end); });
+  const uint64_t data_bytes = file_bytes - 8 - header_bytes;
+  uint64_t expected = 0;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const TensorEntry& e = entries[i];
+    if (e.begin < expected)
+      fail(path, "tensors " + printable_quoted(entries[i - 1].name) + " and " + printable_quoted(e.name) + " overlap in the data");
+    if (e.begin > expected)
+      fail(path, "data bytes " + std::to_string(expected) + ".." + std::to_string(e.begin) + " belong to no tensor");
+    if (e.end > data_bytes)
+      fail(path, "truncated: tensor " + printable_quoted(e.name) + " needs data bytes " + std::to_string(e.begin) + ".." +
+                     std::to_string(e.end) + " but the file holds " + std::to_string(data_bytes));
+    expected = e.end;
+  }
+  if (expected < data_bytes)
+    fail(path, std::to_string(data_bytes - expected) + " trailing bytes after the last tensor's data");
+  // Only now, with every size checked against the file's, is memory allocated.
+  const std::streamoff data_start = static_cast<std::streamoff>(8 + header_bytes);
+  for (const TensorEntry& e : entries) {
+    Tensor t = empty(e.shape, e.dtype);
+    in.seekg(data_start + static_cast<std::streamoff>(e.begin));
+    in.read(static_cast<char*>(t.raw_data()), static_cast<std::streamsize>(e.end - e.begin));
+    if (!in) fail(path, "reading tensor " + printable_quoted(e.name) + " failed");
+    file.tensors[e.name] = t;
   }
   return file;
 }

@@ -212,7 +212,7 @@ TEST(Safetensors, TruncatedOrCorruptFilesAreRefused) {
     out << content;
   };
   write(bytes.substr(0, bytes.size() - 10));
-  EXPECT_THROW_WITH(load_safetensors(path), path, "truncated", "'w'");
+  EXPECT_THROW_WITH(load_safetensors(path), path, "truncated", "\"w\"");
   write(bytes.substr(0, 5));
   EXPECT_THROW_WITH(load_safetensors(path), "truncated");
   std::string corrupt = bytes;

@@ -1,0 +1,36 @@
+#pragma once
+// A strict reader for the JSON of a safetensors header: objects, arrays, strings and whole
+// numbers, nothing else. Untrusted input, so it bounds its own work: nesting deeper than
+// kMaxJsonDepth is refused (no recursion can overflow the stack), every string must be valid
+// UTF-8, numbers must fit in 64 bits, and an object may not repeat a key. Each violation
+// throws JsonError saying what and at which byte.
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace minipipe::nn {
+
+class JsonError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+constexpr int kMaxJsonDepth = 64;
+
+struct JsonValue {
+  enum class Kind { Object, Array, String, Number } kind = Kind::Number;
+  std::map<std::string, JsonValue> object;
+  std::vector<JsonValue> array;
+  std::string string;
+  int64_t number = 0;
+  const char* kind_name() const;  // "an object", "an array", "a string", "a number"
+};
+
+JsonValue parse_json(const std::string& text);
+
+// "text" with control bytes written as \xNN, for messages about untrusted names.
+std::string printable_quoted(const std::string& text);
+
+}  // namespace minipipe::nn
