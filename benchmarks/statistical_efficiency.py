@@ -91,8 +91,16 @@ def svg(results):
         values = [v for curve in runs.values() for _, v, _ in curve]
         steps = [s for curve in runs.values() for s, _, _ in curve]
         lo, hi, last = min(values), max(values), max(steps)
+        # A run that diverges early would squash the rest: the axis spans the one-stage run's
+        # range, widened a little, and points beyond it sit on the edge.
+        reference = [v for _, v, _ in runs["one stage"]]
+        if MODELS[model][1]:
+            hi = min(hi, max(reference) * 1.1)
+        else:
+            lo = max(lo, min(reference) * 0.9)
+        clamp = lambda v: min(max(v, lo), hi)
         sx = lambda s: x0 + w * s / last
-        sy = lambda v: y0 + h - h * (v - lo) / ((hi - lo) or 1)
+        sy = lambda v: y0 + h - h * (clamp(v) - lo) / ((hi - lo) or 1)
         parts = [f'<rect x="{x0}" y="{y0}" width="{w}" height="{h}" fill="none" stroke="#999"/>',
                  f'<text x="{x0}" y="{y0 - 10}">{model}: {MODELS[model][0]} against steps (target {TARGETS[model]})</text>',
                  f'<line x1="{x0}" x2="{x0 + w}" y1="{sy(TARGETS[model]):.1f}" y2="{sy(TARGETS[model]):.1f}" '
@@ -123,7 +131,8 @@ with tempfile.TemporaryDirectory() as work:
             results[model][label] = curve
             step, seconds = reached(model, curve)
             rows.append({"model": model, "configuration": label, "target": TARGETS[model], "steps_to_target": step,
-                         "seconds_to_target": seconds, "final": curve[-1][1]})
+                         "seconds_to_target": seconds, "final": curve[-1][1],
+                         "curve": [[step, value] for step, value, _ in curve]})
             print(f"measured {model} {label}", file=sys.stderr, flush=True)
 
 print(f"{'model':<6} {'configuration':<30} {'target':>8} {'steps':>7} {'seconds':>9} {'final':>8}")

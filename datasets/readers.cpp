@@ -2,7 +2,12 @@
 
 #include <zlib.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <sstream>
 #include <stdexcept>
 
@@ -14,6 +19,17 @@ namespace {
 
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
   throw std::runtime_error("dataset file '" + path + "': " + what);
+}
+
+// At most 20 bytes of untrusted text for a message, anything unprintable as \xNN.
+std::string printable(const std::string& text) {
+  std::string out;
+  for (unsigned char c : text.substr(0, 20)) {
+    char code[8];
+    std::snprintf(code, sizeof code, "\\x%02x", c);
+    out += c < 0x20 || c >= 0x7F ? std::string(code) : std::string(1, static_cast<char>(c));
+  }
+  return text.size() > 20 ? out + "..." : out;
 }
 
 uint32_t big_endian_u32(const std::string& bytes, size_t at) {
@@ -37,10 +53,10 @@ std::vector<int64_t> idx_dims(const std::string& bytes, const std::string& path,
   int64_t total = 1;
   for (size_t d = 0; d < dims; ++d) {
     out.push_back(big_endian_u32(bytes, 4 + 4 * d));
-    total *= out.back();
+    if (__builtin_mul_overflow(total, out.back(), &total))
+      fail(path, "the header's dimensions multiply past 2^63 bytes: a damaged IDX file");
   }
-  const size_t expected = 4 + 4 * dims + static_cast<size_t>(total);
-  if (bytes.size() < expected)
+  if (static_cast<uint64_t>(total) > bytes.size() - 4 - 4 * dims)
     fail(path, "truncated: the header promises " + std::to_string(total) + " data bytes but the file has " +
                    std::to_string(bytes.size() - 4 - 4 * dims));
   return out;
@@ -48,13 +64,37 @@ std::vector<int64_t> idx_dims(const std::string& bytes, const std::string& path,
 
 }  // namespace
 
-std::string read_file_maybe_gzip(const std::string& path) {
+std::string describe_binary(const std::string& bytes) {
+  auto magic = [&](uint32_t m) { return bytes.size() >= 4 && big_endian_u32(bytes, 0) == m; };
+  if (magic(0x00000803)) return "MNIST-style IDX images";
+  if (magic(0x00000801)) return "MNIST-style IDX labels";
+  if (bytes.size() >= 9 && bytes[8] == '{' && bytes.find("\"dtype\"") != std::string::npos) return "a safetensors checkpoint";
+  const size_t head = std::min<size_t>(bytes.size(), 1 << 16);
+  size_t control = 0;
+  for (size_t i = 0; i < head; ++i) {
+    const unsigned char c = static_cast<unsigned char>(bytes[i]);
+    control += c < 0x20 && c != '\n' && c != '\r' && c != '\t';
+  }
+  if (head == 0 || control * 100 < head) return "";  // text: under 1% control bytes
+  if (bytes.size() % 3073 == 0) return "CIFAR-10 binary records";
+  return "binary data";
+}
+
+std::string read_file_maybe_gzip(const std::string& path, uint64_t max_bytes) {
+  if (std::filesystem::is_directory(path)) fail(path, "is a folder; give a file");
   gzFile file = gzopen(path.c_str(), "rb");  // reads uncompressed files unchanged
   if (!file) fail(path, "cannot open it (does it exist?)");
   std::string out;
   char buffer[1 << 16];
   int n;
-  while ((n = gzread(file, buffer, sizeof buffer)) > 0) out.append(buffer, n);
+  while ((n = gzread(file, buffer, sizeof buffer)) > 0) {
+    out.append(buffer, n);
+    if (out.size() > max_bytes) {
+      gzclose(file);
+      fail(path, "holds more than " + std::to_string(max_bytes >> 20) + " MiB (after decompression); that is not a dataset "
+                 "minipipe reads");
+    }
+  }
   int error = Z_OK;
   const char* message = gzerror(file, &error);
   const bool failed = n < 0 || (error != Z_OK && error != Z_STREAM_END);
@@ -106,7 +146,11 @@ TensorDataset load_cifar10(const std::vector<std::string>& batch_paths) {
 }
 
 TensorDataset load_digits_csv(const std::string& path) {
-  std::istringstream text(read_file_maybe_gzip(path));
+  const std::string bytes = read_file_maybe_gzip(path);
+  const std::string kind = describe_binary(bytes);
+  if (!kind.empty())
+    fail(path, "looks like " + kind + ", not a digits CSV; the cnn reads the digits CSV or a folder of MNIST-style IDX files");
+  std::istringstream text(bytes);
   std::vector<float> pixels;
   std::vector<int32_t> labels;
   std::string line;
@@ -118,11 +162,11 @@ TensorDataset load_digits_csv(const std::string& path) {
     std::istringstream fields(line);
     std::string field;
     while (std::getline(fields, field, ',')) {
-      try {
-        values.push_back(std::stof(field));
-      } catch (const std::exception&) {
-        fail(path, "line " + std::to_string(line_number) + ": '" + field + "' is not a number");
-      }
+      char* end = nullptr;
+      const float value = std::strtof(field.c_str(), &end);
+      if (field.empty() || end != field.c_str() + field.size() || !std::isfinite(value))
+        fail(path, "line " + std::to_string(line_number) + ": '" + printable(field) + "' is not a number");
+      values.push_back(value);
     }
     if (values.size() != 65)
       fail(path, "line " + std::to_string(line_number) + " has " + std::to_string(values.size()) +
@@ -139,6 +183,8 @@ TensorDataset load_digits_csv(const std::string& path) {
 TextCorpus load_text(const std::string& path) {
   const std::string bytes = read_file_maybe_gzip(path);
   if (bytes.empty()) fail(path, "is empty; a text dataset needs some text");
+  const std::string kind = describe_binary(bytes);
+  if (!kind.empty()) fail(path, "looks like " + kind + ", not text; the gpt trains on a text file (plain or .gz)");
   TextCorpus corpus;
   corpus.tokens.reserve(bytes.size());
   for (char c : bytes) corpus.tokens.push_back(static_cast<unsigned char>(c));

@@ -2,6 +2,7 @@
 // Readers for dataset files in their own formats. Every reader throws std::runtime_error
 // naming the file and what is wrong with it (missing, wrong magic number, truncated, counts
 // that disagree, empty).
+#include <cstdint>
 #include <string>
 
 #include "datasets/dataset.h"
@@ -23,7 +24,12 @@ TensorDataset load_digits_csv(const std::string& path);
 // A text file as bytes (gzip read transparently).
 TextCorpus load_text(const std::string& path);
 
-// Reads a whole file, gunzipping it if it is gzip-compressed.
-std::string read_file_maybe_gzip(const std::string& path);
+// Reads a whole file, gunzipping it if it is gzip-compressed; refuses a folder, and a file
+// that holds (or decompresses to) more than max_bytes.
+std::string read_file_maybe_gzip(const std::string& path, uint64_t max_bytes = uint64_t{4} << 30);
+
+// What a file's bytes look like when they are not text: "MNIST-style IDX images",
+// "CIFAR-10 binary records", "a safetensors checkpoint", "binary data"; "" for text.
+std::string describe_binary(const std::string& bytes);
 
 }  // namespace minipipe::datasets

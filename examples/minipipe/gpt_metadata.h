@@ -16,12 +16,12 @@ inline nn::GPTConfig gpt_config_from(const Metadata& m, const std::string& path)
   if (required(m, "model", path) != "gpt")
     throw std::runtime_error("checkpoint '" + path + "' holds a " + m.at("model") + " model, not a gpt");
   nn::GPTConfig c;
-  c.vocabulary = std::stoll(required(m, "vocabulary", path));
-  c.context = std::stoll(required(m, "context", path));
-  c.dim = std::stoll(required(m, "dim", path));
-  c.layers = std::stoll(required(m, "layers", path));
-  c.heads = std::stoll(required(m, "heads", path));
-  c.dropout = std::stof(required(m, "dropout", path));
+  c.vocabulary = required_integer(m, "vocabulary", path, 1, 1 << 24);
+  c.context = required_integer(m, "context", path, 1, 1 << 20);
+  c.dim = required_integer(m, "dim", path, 1, 1 << 16);
+  c.layers = required_integer(m, "layers", path, 1, 1 << 12);
+  c.heads = required_integer(m, "heads", path, 1, c.dim);
+  c.dropout = static_cast<float>(required_number(m, "dropout", path, 0.0, 0.99));
   return c;
 }
 

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <exception>
 #include <filesystem>
+#include <new>
 
 #include "commands.h"
 #include "kernels/cpu/threads.h"
@@ -23,6 +24,14 @@ const CLI::Validator kPositive(
       return "must be a positive number, got '" + value + "'";
     },
     "POSITIVE");
+
+// Seeds and counts that may be 0: digits only (CLI11's own check prints the whole double range).
+const CLI::Validator kWholeNumber(
+    [](std::string& value) {
+      const bool digits = !value.empty() && value.size() <= 19 && value.find_first_not_of("0123456789") == std::string::npos;
+      return digits ? std::string() : "must be a whole number >= 0, got '" + value + "'";
+    },
+    "WHOLE");
 
 // Checkpoints, traces and timelines are written at the end of a run: a path that cannot be
 // written must stop the run before it starts, not after minutes of training.
@@ -44,13 +53,17 @@ void add_training_options(CLI::App& command, TrainOptions& o) {
   command.add_option("--steps", o.steps, "optimizer steps in all (default: the model's)")->check(kPositive);
   command.add_option("--batch-size", o.batch_size, "samples per step (default: the model's)")->check(kPositive);
   command.add_option("--lr", o.learning_rate, "peak learning rate (warmup, then cosine decay)")->check(kPositive);
-  command.add_option("--seed", o.seed, "seed of initialisation, data order and dropout")->capture_default_str();
+  command.add_option("--seed", o.seed, "seed of initialisation, data order and dropout")
+      ->check(kWholeNumber)->capture_default_str();
   command.add_option("--data", o.data, "data file or folder (default: the bundled data)");
   command.add_option("--save", o.save, "write a checkpoint (safetensors) here at the end")->check(kOutputFile);
   command.add_option("--resume", o.resume, "continue from this checkpoint (same results as never stopping)");
   command.add_option("--stop-after", o.stop_after, "stop after this many steps of this run (then --save, --resume later)")
       ->check(kPositive);
   command.add_option("--eval-interval", o.eval_interval, "steps between evaluations")->check(kPositive);
+  command.add_option("--memory-limit", o.memory_limit_mib,
+                     "MiB the run may plan to use (default: the machine's available memory); sizes are checked before training")
+      ->check(kPositive);
   command.add_option("--log-json", o.log_json, "write JSON Lines (one object per step/eval, then a summary) here")->check(kOutputFile);
   PipelineFlags& p = o.pipeline;
   command.add_option("--stages", p.stages, "pipeline stages K (a thread each; see --threads)")->check(kPositive)->capture_default_str();
@@ -79,6 +92,10 @@ void add_training_options(CLI::App& command, TrainOptions& o) {
 int main(int argc, char** argv) {
   CLI::App app{"minipipe: a small deep-learning framework for learning and measuring pipeline parallelism"};
   app.require_subcommand(1);
+  // One line, like every other error of minipipe's.
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return "minipipe: error: " + std::string(e.what()) + " (see --help)\n";
+  });
 
   CLI::App* train = app.add_subcommand("train", "train an example model");
   train->require_subcommand(1);
@@ -107,7 +124,8 @@ int main(int argc, char** argv) {
   sample_gpt_command->add_option("--prompt", sample_options.prompt, "text to continue")->capture_default_str();
   sample_gpt_command->add_option("--length", sample_options.length, "bytes to generate")->check(kPositive)->capture_default_str();
   sample_gpt_command->add_option("--temperature", sample_options.temperature, "softmax temperature")->check(kPositive)->capture_default_str();
-  sample_gpt_command->add_option("--seed", sample_options.seed, "seed of the draws")->capture_default_str();
+  sample_gpt_command->add_option("--seed", sample_options.seed, "seed of the draws")->check(kWholeNumber)
+      ->capture_default_str();
 
   CLI::App* info = app.add_subcommand("info", "print what this build contains");
 
@@ -143,12 +161,12 @@ int main(int argc, char** argv) {
   plan_command->add_option("--batch-size", plan_options.batch_size, "mini-batch size profiled")->check(kPositive)->capture_default_str();
   plan_command->add_option("--bandwidth", plan_options.bandwidth_gb_per_second, "GB/s between two workers")->check(kPositive)
       ->capture_default_str();
-  plan_command->add_option("--latency", plan_options.latency_us, "microseconds per message")->check(CLI::NonNegativeNumber)
+  plan_command->add_option("--latency", plan_options.latency_us, "microseconds per message")->check(CLI::Range(0.0, 1e9))
       ->capture_default_str();
-  plan_command->add_option("--memory", plan_options.memory_mib, "MiB per worker (0: no limit)")->check(CLI::NonNegativeNumber)
+  plan_command->add_option("--memory", plan_options.memory_mib, "MiB per worker (0: no limit)")->check(kWholeNumber)
       ->capture_default_str();
   plan_command->add_option("--most-replicas", plan_options.most_replicas, "replicas per stage at most (0: any)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(kWholeNumber)->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -163,6 +181,9 @@ int main(int argc, char** argv) {
     if (*simulate_command) return simulate(sim);
     if (*partition_command) return partition(part);
     if (*plan_command) return plan(plan_options);
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "minipipe: error: out of memory; lower the model or batch sizes (or --micro-batches' share)\n");
+    return 1;
   } catch (const std::exception& error) {
     std::fprintf(stderr, "minipipe: error: %s\n", error.what());
     return 1;

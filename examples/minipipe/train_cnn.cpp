@@ -11,6 +11,7 @@
 #include "nn/convolutional.h"
 #include "nn/losses.h"
 #include "tensor/allocator.h"
+#include "memory_budget.h"
 #include "pipelined_training.h"
 #include "stop_requests.h"
 #include "training_log.h"
@@ -79,15 +80,21 @@ int train_cnn(const CnnOptions& options) {
     const Metadata m = read_metadata(options.resume);
     if (required(m, "model", options.resume) != "cnn")
       throw std::runtime_error("checkpoint '" + options.resume + "' holds a " + m.at("model") + " model, not a cnn");
-    config.width = std::stoll(required(m, "width", options.resume));
-    config.blocks_per_stage = std::stoll(required(m, "blocks_per_stage", options.resume));
-    config.stages = std::stoll(required(m, "stages", options.resume));
-    config.in_channels = std::stoll(required(m, "in_channels", options.resume));
+    config.width = required_integer(m, "width", options.resume, 1, 1 << 12);
+    config.blocks_per_stage = required_integer(m, "blocks_per_stage", options.resume, 1, 1 << 10);
+    config.stages = required_integer(m, "stages", options.resume, 1, 8);
+    config.in_channels = required_integer(m, "in_channels", options.resume, 1, 1 << 10);
   }
+  const int64_t batch_size = options.batch_size > 0 ? options.batch_size : 64;
+  check_memory_budget(resnet_training_bytes(config, batch_size, data.train.inputs.shape()[2], data.train.inputs.shape()[3]),
+                      options.memory_limit_mib,
+                      "a ResNet of width " + std::to_string(config.width) + " with " + std::to_string(config.blocks_per_stage) +
+                          " blocks per stage trained on " + std::to_string(batch_size) + " images",
+                      options.resume.empty() ? "lower --width, --blocks or --batch-size"
+                                             : "the checkpoint's model is this size; lower --batch-size");
   auto model = nn::make_resnet(config);
   model->to(device);
 
-  const int64_t batch_size = options.batch_size > 0 ? options.batch_size : 64;
   const datasets::DataLoader loader(data.train, batch_size, true, options.seed);
   const int64_t default_epochs = data.train.size() < 10000 ? 20 : 2;
   const int64_t total_steps = options.epochs > 0 ? options.epochs * loader.batches_per_epoch()
@@ -101,7 +108,8 @@ int train_cnn(const CnnOptions& options) {
       },
       {nn::LearningRateSchedule::Kind::WarmupCosine, peak_learning_rate, total_steps / 20, total_steps, 0.05f},
       0.0f};
-  if (!options.resume.empty()) start_step = std::stoll(required(read_metadata(options.resume), "step", options.resume));
+  if (!options.resume.empty())
+    start_step = required_integer(read_metadata(options.resume), "step", options.resume, 0, int64_t{1} << 50);
   int64_t end_step = options.stop_after > 0 ? std::min(total_steps, start_step + options.stop_after) : total_steps;
   if (start_step >= total_steps)
     throw std::runtime_error("nothing to do: the run is already at step " + std::to_string(start_step) + " of " +
@@ -118,6 +126,8 @@ int train_cnn(const CnnOptions& options) {
   log.message("cnn: ResNet with " + std::to_string(model->parameter_count()) + " parameters on " + data.name + " (" +
               std::to_string(data.train.size()) + " train, " + std::to_string(data.test.size()) + " test images), " +
               std::to_string(total_steps) + " steps of " + std::to_string(batch_size) + " on " + device.str());
+  for (const std::string& file : {options.resume, options.save})
+    if (const std::string note = stale_temporary_note(file); !note.empty()) log.message(note);
   training.reset_peak_memory();
   training.log_setup(log, end_step, total_steps, eval_interval);
   float last_loss = 0.0f;

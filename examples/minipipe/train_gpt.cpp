@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "datasets/readers.h"
 #include "gpt_metadata.h"
+#include "memory_budget.h"
 #include "nn/losses.h"
 #include "tensor/allocator.h"
 #include "text_generation.h"
@@ -43,10 +44,15 @@ int train_gpt(const GptOptions& options) {
     config = gpt_config_from(read_metadata(options.resume), options.resume);
     config.seed = options.seed;
   }
+  const int64_t batch_size = options.batch_size > 0 ? options.batch_size : 16;
+  check_memory_budget(gpt_training_bytes(config, batch_size), options.memory_limit_mib,
+                      "a GPT of " + std::to_string(config.layers) + " layers of width " + std::to_string(config.dim) +
+                          " trained on " + std::to_string(batch_size) + " x " + std::to_string(config.context) + " tokens",
+                      options.resume.empty() ? "lower --layers, --dim, --context or --batch-size"
+                                             : "the checkpoint's model is this size; lower --batch-size");
   auto model = nn::make_gpt(config);
   model->to(device);
 
-  const int64_t batch_size = options.batch_size > 0 ? options.batch_size : 16;
   const int64_t total_steps = options.steps > 0 ? options.steps : 800;
   const int64_t eval_interval = options.eval_interval > 0 ? options.eval_interval : 100;
   const float peak_learning_rate = options.learning_rate > 0 ? options.learning_rate : 5e-3f;
@@ -57,7 +63,8 @@ int train_gpt(const GptOptions& options) {
       },
       {nn::LearningRateSchedule::Kind::WarmupCosine, peak_learning_rate, std::max<int64_t>(1, total_steps / 20), total_steps, 0.1f},
       1.0f};
-  const int64_t start_step = options.resume.empty() ? 0 : std::stoll(required(read_metadata(options.resume), "step", options.resume));
+  const int64_t start_step =
+      options.resume.empty() ? 0 : required_integer(read_metadata(options.resume), "step", options.resume, 0, int64_t{1} << 50);
   int64_t end_step = options.stop_after > 0 ? std::min(total_steps, start_step + options.stop_after) : total_steps;
   if (start_step >= total_steps)
     throw std::runtime_error("nothing to do: the run is already at step " + std::to_string(start_step) + " of " +
@@ -77,6 +84,8 @@ int train_gpt(const GptOptions& options) {
               std::to_string(config.context) + ") on " + path + " (" + std::to_string(train_text.tokens.size()) +
               " training bytes), " + std::to_string(total_steps) + " steps of " + std::to_string(batch_size) + " x " +
               std::to_string(config.context) + " tokens on " + device.str());
+  for (const std::string& file : {options.resume, options.save})
+    if (const std::string note = stale_temporary_note(file); !note.empty()) log.message(note);
   training.reset_peak_memory();
   training.log_setup(log, end_step, total_steps, eval_interval);
   float last_loss = 0.0f;

@@ -1,5 +1,8 @@
 #include "training_state.h"
 
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <set>
 #include <stdexcept>
 
@@ -9,7 +12,18 @@ namespace minipipe::cli {
 
 namespace {
 const std::string kOptimizerPrefix = "optimizer.";
+
+// At most 40 bytes of an untrusted value, control bytes as \xNN.
+std::string printable(const std::string& text) {
+  std::string out;
+  for (unsigned char c : text.substr(0, 40)) {
+    char code[8];
+    std::snprintf(code, sizeof code, "\\x%02x", c);
+    out += c < 0x20 || c >= 0x7F ? std::string(code) : std::string(1, static_cast<char>(c));
+  }
+  return text.size() > 40 ? out + "..." : out;
 }
+}  // namespace
 
 void save_training_state(const std::string& path, const nn::Module& model,
                          const std::vector<nn::Optimizer*>& optimizers, const Metadata& metadata) {
@@ -30,19 +44,31 @@ Metadata load_training_state(const std::string& path, nn::Module& model, const s
   }
   try {
     model.load_state_dict(model_state);
+    std::set<std::string> taken{"step"};
     for (nn::Optimizer* optimizer : optimizers) {
       // "<parameter name>.<state name>" for this optimizer's parameters, and the step count.
       std::set<std::string> parameters;
       for (const auto& [name, p] : optimizer->named_parameters()) parameters.insert(name);
       std::map<std::string, Tensor> own;
       for (const auto& [key, t] : optimizer_state)
-        if (key == "step" || parameters.count(key.substr(0, key.rfind('.')))) own[key] = t;
+        if (key == "step" || parameters.count(key.substr(0, key.rfind('.')))) own[key] = t, taken.insert(key);
       optimizer->load_state_dict(own);
     }
+    for (const auto& [key, t] : optimizer_state)
+      if (!optimizers.empty() && !taken.count(key))
+        throw std::invalid_argument("optimizer state 'optimizer." + key + "' belongs to no parameter of this model");
   } catch (const std::exception& error) {
-    throw std::runtime_error("checkpoint '" + path + "' does not fit this model: " + error.what());
+    throw std::runtime_error("checkpoint '" + path + "' does not fit this run: " + error.what() +
+                             " (resume from a file that `minipipe train --save` wrote for the same model)");
   }
   return file.metadata;
+}
+
+std::string stale_temporary_note(const std::string& path) {
+  std::error_code ignored;
+  if (path.empty() || !std::filesystem::exists(path + ".tmp", ignored)) return "";
+  return "note: '" + path + ".tmp' is left from an interrupted save and is not used; the next --save to '" + path +
+         "' replaces it (or delete it)";
 }
 
 Metadata read_metadata(const std::string& path) { return nn::load_safetensors(path).metadata; }
@@ -52,6 +78,30 @@ std::string required(const Metadata& metadata, const std::string& key, const std
   if (it == metadata.end())
     throw std::runtime_error("checkpoint '" + path + "' lacks metadata '" + key + "' (not written by minipipe train?)");
   return it->second;
+}
+
+int64_t required_integer(const Metadata& metadata, const std::string& key, const std::string& path, int64_t lowest,
+                         int64_t highest) {
+  const std::string text = required(metadata, key, path);
+  size_t digits = text.size() > 0 && text[0] == '-' ? 1 : 0;
+  bool whole = text.size() > digits && text.size() - digits <= 18;  // 18 digits cannot overflow
+  for (size_t i = digits; i < text.size(); ++i) whole = whole && text[i] >= '0' && text[i] <= '9';
+  const int64_t value = whole ? std::stoll(text) : 0;
+  if (!whole || value < lowest || value > highest)
+    throw std::runtime_error("checkpoint '" + path + "': metadata '" + key + "' is '" + printable(text) +
+                             "', not a whole number from " + std::to_string(lowest) + " to " + std::to_string(highest));
+  return value;
+}
+
+double required_number(const Metadata& metadata, const std::string& key, const std::string& path, double lowest,
+                       double highest) {
+  const std::string text = required(metadata, key, path);
+  char* end = nullptr;
+  const double value = text.empty() ? 0 : std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size() || !(value >= lowest && value <= highest))
+    throw std::runtime_error("checkpoint '" + path + "': metadata '" + key + "' is '" + printable(text) +
+                             "', not a number from " + std::to_string(lowest) + " to " + std::to_string(highest));
+  return value;
 }
 
 }  // namespace minipipe::cli

@@ -20,9 +20,18 @@ void save_training_state(const std::string& path, const nn::Module& model,
 // Loads into an existing model (and optimizers, if any: each takes its parameters' state);
 // returns the metadata.
 Metadata load_training_state(const std::string& path, nn::Module& model, const std::vector<nn::Optimizer*>& optimizers);
+// A note when `path`.tmp is left from a save that was interrupted (the next --save to `path`
+// replaces it); empty otherwise.
+std::string stale_temporary_note(const std::string& path);
 // Only the metadata (to rebuild the model before loading into it).
 Metadata read_metadata(const std::string& path);
 // metadata[key], or an error naming the file and the key.
 std::string required(const Metadata& metadata, const std::string& key, const std::string& path);
+// metadata[key] read strictly as a whole number (digits, an optional '-', nothing else) in
+// [lowest, highest], or as a number in that range; else an error naming file, key and value.
+int64_t required_integer(const Metadata& metadata, const std::string& key, const std::string& path, int64_t lowest,
+                         int64_t highest);
+double required_number(const Metadata& metadata, const std::string& key, const std::string& path, double lowest,
+                       double highest);
 
 }  // namespace minipipe::cli

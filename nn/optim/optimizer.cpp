@@ -33,7 +33,33 @@ std::map<std::string, Tensor> Optimizer::state_dict() const {
 void Optimizer::load_state_dict(const std::map<std::string, Tensor>& state) {
   auto step = state.find("step");
   if (step == state.end()) throw std::invalid_argument("optimizer state: missing 'step'");
-  steps_ = static_cast<int64_t>(step->second.item());
+  if (step->second.numel() != 1 || step->second.dtype() != DType::Float32 || !(step->second.item() >= 0) ||
+      step->second.item() != std::floor(step->second.item()))
+    throw std::invalid_argument("optimizer state: 'step' must be one whole number >= 0");
+  const int64_t steps = static_cast<int64_t>(step->second.item());
+  std::map<std::string, Tensor> expected;  // name -> the parameter whose shape it must have
+  if (steps > 0)
+    for (const auto& [name, p] : parameters_)
+      for (const std::string& state_name : state_names()) expected[name + "." + state_name] = p;
+  std::vector<std::string> missing;
+  for (const auto& [key, p] : expected) {
+    auto it = state.find(key);
+    if (it == state.end()) {
+      missing.push_back(key);
+    } else if (it->second.shape() != p.shape() || it->second.dtype() != DType::Float32) {
+      throw std::invalid_argument("optimizer state: '" + key + "' has shape " + shape_str(it->second.shape()) +
+                                  " but its parameter has shape " + shape_str(p.shape()));
+    }
+  }
+  if (!missing.empty())
+    throw std::invalid_argument("optimizer state: '" + missing.front() + "'" +
+                                (missing.size() > 1 ? " and " + std::to_string(missing.size() - 1) + " more are" : " is") +
+                                " missing after " + std::to_string(steps) +
+                                " steps; resuming would restart those moments and not continue the run");
+  for (const auto& [key, t] : state)
+    if (key != "step" && !expected.count(key))
+      throw std::invalid_argument("optimizer state: '" + key + "' belongs to no parameter of this optimizer");
+  steps_ = steps;
   state_.clear();
   for (const auto& [name, t] : state)
     if (name != "step") state_[name] = t.clone();
@@ -41,6 +67,10 @@ void Optimizer::load_state_dict(const std::map<std::string, Tensor>& state) {
 
 SGD::SGD(NamedTensors parameters, const SgdOptions& o) : Optimizer(std::move(parameters)), options(o) {
   learning_rate_ = o.lr;
+}
+
+std::vector<std::string> SGD::state_names() const {
+  return options.momentum != 0.0f ? std::vector<std::string>{"momentum"} : std::vector<std::string>{};
 }
 
 void SGD::step() {

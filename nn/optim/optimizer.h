@@ -26,7 +26,12 @@ class Optimizer {
 
   // "<parameter name>.<state name>" -> tensor, plus the step count in "step".
   std::map<std::string, Tensor> state_dict() const;
+  // Checks the state is whole before taking it: the step count, and after a first step every
+  // parameter's every state_names() entry with the parameter's shape, nothing else; throws
+  // naming what is missing, misshapen or unexpected.
   void load_state_dict(const std::map<std::string, Tensor>& state);
+  // The state each parameter has once the optimizer has stepped ("exp_avg", ...).
+  virtual std::vector<std::string> state_names() const = 0;
 
  protected:
   // The state tensor `state_name` of parameter i, created as zeros on first use.
@@ -41,6 +46,7 @@ class SGD : public Optimizer {
  public:
   SGD(NamedTensors parameters, const SgdOptions& options);
   void step() override;
+  std::vector<std::string> state_names() const override;
   SgdOptions options;
 };
 
@@ -48,6 +54,7 @@ class AdamW : public Optimizer {
  public:
   AdamW(NamedTensors parameters, const AdamWOptions& options);
   void step() override;
+  std::vector<std::string> state_names() const override { return {"exp_avg", "exp_avg_sq"}; }
   AdamWOptions options;
 };
 
