@@ -105,7 +105,11 @@ std::string read_file_maybe_gzip(const std::string& path, uint64_t max_bytes) {
 }
 
 TensorDataset load_idx(const std::string& images_path, const std::string& labels_path) {
-  const std::string images = read_file_maybe_gzip(images_path), labels = read_file_maybe_gzip(labels_path);
+  return parse_idx(read_file_maybe_gzip(images_path), read_file_maybe_gzip(labels_path), images_path, labels_path);
+}
+
+TensorDataset parse_idx(const std::string& images, const std::string& labels, const std::string& images_path,
+                        const std::string& labels_path) {
   const std::vector<int64_t> image_dims = idx_dims(images, images_path, 0x00000803, 3);
   const std::vector<int64_t> label_dims = idx_dims(labels, labels_path, 0x00000801, 1);
   if (image_dims[0] != label_dims[0])
@@ -124,29 +128,36 @@ TensorDataset load_idx(const std::string& images_path, const std::string& labels
 }
 
 TensorDataset load_cifar10(const std::vector<std::string>& batch_paths) {
-  constexpr int64_t record = 1 + 3 * 32 * 32;
+  if (batch_paths.empty()) throw std::invalid_argument("load_cifar10: no files given");
   std::string all;
   for (const std::string& path : batch_paths) {
     const std::string bytes = read_file_maybe_gzip(path);
-    if (bytes.empty() || bytes.size() % record != 0)
-      fail(path, std::to_string(bytes.size()) + " bytes is not a whole number of " + std::to_string(record) +
-                     "-byte CIFAR-10 records (truncated, or not a CIFAR-10 binary batch)");
+    parse_cifar10(bytes, path);  // each file must hold whole records on its own
     all += bytes;
   }
-  const int64_t n = static_cast<int64_t>(all.size()) / record;
+  return parse_cifar10(all, batch_paths.front());
+}
+
+TensorDataset parse_cifar10(const std::string& bytes, const std::string& path) {
+  constexpr int64_t record = 1 + 3 * 32 * 32;
+  if (bytes.empty() || bytes.size() % record != 0)
+    fail(path, std::to_string(bytes.size()) + " bytes is not a whole number of " + std::to_string(record) +
+                   "-byte CIFAR-10 records (truncated, or not a CIFAR-10 binary batch)");
+  const int64_t n = static_cast<int64_t>(bytes.size()) / record;
   TensorDataset out{empty({n, 3, 32, 32}), empty({n}, DType::Int32)};
   for (int64_t i = 0; i < n; ++i) {
-    const int label = static_cast<unsigned char>(all[i * record]);
-    if (label > 9) fail(batch_paths.front(), "record " + std::to_string(i) + " has label " + std::to_string(label));
+    const int label = static_cast<unsigned char>(bytes[i * record]);
+    if (label > 9) fail(path, "record " + std::to_string(i) + " has label " + std::to_string(label));
     out.targets.data<int32_t>()[i] = label;
     for (int64_t p = 0; p < record - 1; ++p)
-      out.inputs.data<float>()[i * (record - 1) + p] = static_cast<unsigned char>(all[i * record + 1 + p]) / 255.0f;
+      out.inputs.data<float>()[i * (record - 1) + p] = static_cast<unsigned char>(bytes[i * record + 1 + p]) / 255.0f;
   }
   return out;
 }
 
-TensorDataset load_digits_csv(const std::string& path) {
-  const std::string bytes = read_file_maybe_gzip(path);
+TensorDataset load_digits_csv(const std::string& path) { return parse_digits_csv(read_file_maybe_gzip(path), path); }
+
+TensorDataset parse_digits_csv(const std::string& bytes, const std::string& path) {
   const std::string kind = describe_binary(bytes);
   if (!kind.empty())
     fail(path, "looks like " + kind + ", not a digits CSV; the cnn reads the digits CSV or a folder of MNIST-style IDX files");
@@ -180,8 +191,9 @@ TensorDataset load_digits_csv(const std::string& path) {
   return {from_vector(pixels, {n, 1, 8, 8}), from_int_vector(labels, {n})};
 }
 
-TextCorpus load_text(const std::string& path) {
-  const std::string bytes = read_file_maybe_gzip(path);
+TextCorpus load_text(const std::string& path) { return parse_text(read_file_maybe_gzip(path), path); }
+
+TextCorpus parse_text(const std::string& bytes, const std::string& path) {
   if (bytes.empty()) fail(path, "is empty; a text dataset needs some text");
   const std::string kind = describe_binary(bytes);
   if (!kind.empty()) fail(path, "looks like " + kind + ", not text; the gpt trains on a text file (plain or .gz)");

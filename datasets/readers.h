@@ -24,6 +24,14 @@ TensorDataset load_digits_csv(const std::string& path);
 // A text file as bytes (gzip read transparently).
 TextCorpus load_text(const std::string& path);
 
+// The same readers over bytes already in memory, `path` naming them in messages (the file
+// readers above call these; so does the fuzzer, tests/fuzz).
+TensorDataset parse_idx(const std::string& images, const std::string& labels, const std::string& images_path,
+                        const std::string& labels_path);
+TensorDataset parse_cifar10(const std::string& bytes, const std::string& path);
+TensorDataset parse_digits_csv(const std::string& bytes, const std::string& path);
+TextCorpus parse_text(const std::string& bytes, const std::string& path);
+
 // Reads a whole file, gunzipping it if it is gzip-compressed; refuses a folder, and a file
 // that holds (or decompresses to) more than max_bytes.
 std::string read_file_maybe_gzip(const std::string& path, uint64_t max_bytes = uint64_t{4} << 30);

@@ -148,6 +148,10 @@ SafetensorsFile load_safetensors(const std::string& path) {
   in.seekg(0, std::ios::end);
   const uint64_t file_bytes = static_cast<uint64_t>(in.tellg());
   in.seekg(0);
+  return read_safetensors(in, file_bytes, path);
+}
+
+SafetensorsFile read_safetensors(std::istream& in, uint64_t file_bytes, const std::string& path) {
   if (file_bytes < 8) fail(path, "truncated: " + std::to_string(file_bytes) + " bytes, too short for a safetensors file");
   unsigned char size_bytes[8];
   in.read(reinterpret_cast<char*>(size_bytes), 8);
