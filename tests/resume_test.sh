@@ -35,6 +35,17 @@ check gpt-pipedream gpt --steps 12 --batch-size 4 --dim 32 --layers 2 --heads 2 
 check cnn-2bw cnn --steps 12 --batch-size 16 --width 4 --stages 2 --schedule pipedream --weights 2bw --micro-batches 2 \
   --eval-interval 5
 
+# A checkpoint written by minipipe at commit d006953 (before the hardened reader and strict
+# metadata) resumes with the losses that version logged for the uninterrupted run.
+reference=$(dirname "$0")/reference/gpt_checkpoint_d006953
+"$minipipe" train gpt --steps 8 --batch-size 4 --dim 16 --layers 1 --heads 2 --context 16 --sample-length 0 \
+  --eval-interval 4 --resume "$reference.safetensors" --log-json "$work/old-version.jsonl" >/dev/null 2>&1
+if ! diff <(losses "$work/old-version.jsonl") "$reference.losses"; then
+  echo "FAIL: a checkpoint of an earlier minipipe resumes with other losses than that version's run (above)"
+  exit 1
+fi
+echo "ok: a checkpoint written by minipipe d006953 resumes with that version's losses"
+
 # Ctrl-C mid-run: the run ends after its step with exit status 130, saves, and resuming
 # from there gives the losses of a run never stopped (compared over the steps up to the
 # interruption and five after it). Run as a 2-stage pipeline, whose stage threads may be the
