@@ -11,6 +11,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "nn/json_reader.h"
 #include "tensor/factories.h"
 
 namespace minipipe::datasets {
@@ -19,17 +20,6 @@ namespace {
 
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
   throw std::runtime_error("dataset file '" + path + "': " + what);
-}
-
-// At most 20 bytes of untrusted text for a message, anything unprintable as \xNN.
-std::string printable(const std::string& text) {
-  std::string out;
-  for (unsigned char c : text.substr(0, 20)) {
-    char code[8];
-    std::snprintf(code, sizeof code, "\\x%02x", c);
-    out += c < 0x20 || c >= 0x7F ? std::string(code) : std::string(1, static_cast<char>(c));
-  }
-  return text.size() > 20 ? out + "..." : out;
 }
 
 uint32_t big_endian_u32(const std::string& bytes, size_t at) {
@@ -176,7 +166,7 @@ TensorDataset parse_digits_csv(const std::string& bytes, const std::string& path
       char* end = nullptr;
       const float value = std::strtof(field.c_str(), &end);
       if (field.empty() || end != field.c_str() + field.size() || !std::isfinite(value))
-        fail(path, "line " + std::to_string(line_number) + ": '" + printable(field) + "' is not a number");
+        fail(path, "line " + std::to_string(line_number) + ": '" + nn::printable_excerpt(field, 20) + "' is not a number");
       values.push_back(value);
     }
     if (values.size() != 65)

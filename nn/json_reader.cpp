@@ -29,6 +29,16 @@ std::string printable_quoted(const std::string& text) {
   return out + "\"";
 }
 
+std::string printable_excerpt(const std::string& text, size_t most) {
+  std::string out;
+  for (unsigned char c : text.substr(0, most)) {
+    char code[8];
+    std::snprintf(code, sizeof code, "\\x%02x", c);
+    out += c < 0x20 || c >= 0x7F ? std::string(code) : std::string(1, static_cast<char>(c));
+  }
+  return text.size() > most ? out + "..." : out;
+}
+
 namespace {
 
 class Reader {

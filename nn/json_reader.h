@@ -32,5 +32,8 @@ JsonValue parse_json(const std::string& text);
 
 // "text" with control bytes written as \xNN, for messages about untrusted names.
 std::string printable_quoted(const std::string& text);
+// At most `most` bytes of untrusted text for a message, every byte outside printable ASCII
+// written as \xNN, and "..." when cut.
+std::string printable_excerpt(const std::string& text, size_t most);
 
 }  // namespace minipipe::nn

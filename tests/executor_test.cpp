@@ -26,23 +26,8 @@ namespace {
 using testing::expect_identical;
 using testing::gpt_batch;
 using testing::small_gpt;
+using testing::train;
 using testing::TrainingRun;
-
-// Ten AdamW steps of the small GPT (dropout on) through a pipeline.
-TrainingRun train(int stages, int micro_batches, const std::string& schedule, Recompute recompute, int steps = 10) {
-  auto model = nn::make_gpt(small_gpt());
-  Pipeline pipeline(model, partition_uniform(*model, stages), {micro_batches, schedule, recompute, {}, 7, false},
-                    [](const Tensor& logits, const Tensor& targets) { return nn::cross_entropy_loss(logits, targets); });
-  nn::AdamW optimizer(model->named_parameters(), {.lr = 1e-2f});
-  TrainingRun run;
-  for (int step = 0; step < steps; ++step) {
-    run.losses.push_back(pipeline.run(gpt_batch(step), step).loss);
-    optimizer.step();
-    optimizer.zero_grad();
-  }
-  run.weights = model->state_dict();
-  return run;
-}
 
 TEST(Executor, SameLossesAndWeightsBitForBitForAnyStagesScheduleAndRecompute) {
   const TrainingRun reference = train(1, 4, "gpipe", Recompute::Never);

@@ -182,23 +182,9 @@ TEST(PipeDream, AccumulatingSeveralMicroBatchesPerUpdateMatchesTheReplay) {
   }
 }
 
-// Ordinary training: one device, the whole model, an optimizer step after each mini-batch.
-AsyncRun ordinary_training(int steps) {
-  auto model = nn::make_gpt(small_gpt());
-  Pipeline pipeline(model, partition_uniform(*model, 1), {1, "gpipe", Recompute::Never, {}, kSeed, false}, loss_function);
-  nn::AdamW optimizer(model->named_parameters(), {.lr = 1e-2f});
-  AsyncRun run;
-  for (int step = 0; step < steps; ++step) {
-    run.losses.push_back(pipeline.run(gpt_batch(step), step).loss);
-    optimizer.step();
-    optimizer.zero_grad();
-  }
-  run.weights = model->state_dict();
-  return run;
-}
-
 TEST(PipeDream, WithOneStageOrOneMiniBatchInFlightEveryPolicyIsOrdinaryTraining) {
-  const AsyncRun ordinary = ordinary_training(kMiniBatchesPerRun * kRuns);
+  // Ordinary training: one stage, one micro-batch, an optimizer step after each mini-batch.
+  const testing::TrainingRun ordinary = testing::train(1, 1, "gpipe", Recompute::Never, kMiniBatchesPerRun * kRuns);
   for (WeightPolicy weights : {WeightPolicy::Stash, WeightPolicy::VerticalSync, WeightPolicy::None, WeightPolicy::TwoBuffered}) {
     const AsyncSetup one_stage{1, weights, Recompute::Never, 1};
     expect_identical(ordinary, run_pipeline(one_stage), "one stage: " + one_stage.str());

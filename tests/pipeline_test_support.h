@@ -8,7 +8,10 @@
 #include <vector>
 
 #include "datasets/dataset.h"
+#include "nn/losses.h"
+#include "nn/optim/optimizer.h"
 #include "nn/transformer.h"
+#include "pipeline/executor.h"
 #include "tensor/factories.h"
 
 namespace minipipe::testing {
@@ -27,6 +30,24 @@ struct TrainingRun {
   std::vector<float> losses;  // per mini-batch
   std::map<std::string, Tensor> weights;
 };
+
+// `steps` AdamW steps of the small GPT (dropout on, seed 7) through a synchronous pipeline,
+// one mini-batch per step: with one stage and one micro-batch, ordinary training.
+inline TrainingRun train(int stages, int micro_batches, const std::string& schedule, pipeline::Recompute recompute,
+                         int steps = 10) {
+  auto model = nn::make_gpt(small_gpt());
+  pipeline::Pipeline pipe(model, pipeline::partition_uniform(*model, stages), {micro_batches, schedule, recompute, {}, 7, false},
+                          [](const Tensor& logits, const Tensor& targets) { return nn::cross_entropy_loss(logits, targets); });
+  nn::AdamW optimizer(model->named_parameters(), {.lr = 1e-2f});
+  TrainingRun run;
+  for (int step = 0; step < steps; ++step) {
+    run.losses.push_back(pipe.run(gpt_batch(step), step).loss);
+    optimizer.step();
+    optimizer.zero_grad();
+  }
+  run.weights = model->state_dict();
+  return run;
+}
 
 inline void expect_identical(const TrainingRun& a, const TrainingRun& b, const std::string& what) {
   EXPECT_EQ(a.losses, b.losses) << what;

@@ -6,23 +6,13 @@
 #include <set>
 #include <stdexcept>
 
+#include "nn/json_reader.h"
 #include "nn/safetensors.h"
 
 namespace minipipe::cli {
 
 namespace {
 const std::string kOptimizerPrefix = "optimizer.";
-
-// At most 40 bytes of an untrusted value, control bytes as \xNN.
-std::string printable(const std::string& text) {
-  std::string out;
-  for (unsigned char c : text.substr(0, 40)) {
-    char code[8];
-    std::snprintf(code, sizeof code, "\\x%02x", c);
-    out += c < 0x20 || c >= 0x7F ? std::string(code) : std::string(1, static_cast<char>(c));
-  }
-  return text.size() > 40 ? out + "..." : out;
-}
 }  // namespace
 
 void save_training_state(const std::string& path, const nn::Module& model,
@@ -88,7 +78,7 @@ int64_t required_integer(const Metadata& metadata, const std::string& key, const
   for (size_t i = digits; i < text.size(); ++i) whole = whole && text[i] >= '0' && text[i] <= '9';
   const int64_t value = whole ? std::stoll(text) : 0;
   if (!whole || value < lowest || value > highest)
-    throw std::runtime_error("checkpoint '" + path + "': metadata '" + key + "' is '" + printable(text) +
+    throw std::runtime_error("checkpoint '" + path + "': metadata '" + key + "' is '" + nn::printable_excerpt(text, 40) +
                              "', not a whole number from " + std::to_string(lowest) + " to " + std::to_string(highest));
   return value;
 }
@@ -99,7 +89,7 @@ double required_number(const Metadata& metadata, const std::string& key, const s
   char* end = nullptr;
   const double value = text.empty() ? 0 : std::strtod(text.c_str(), &end);
   if (text.empty() || end != text.c_str() + text.size() || !(value >= lowest && value <= highest))
-    throw std::runtime_error("checkpoint '" + path + "': metadata '" + key + "' is '" + printable(text) +
+    throw std::runtime_error("checkpoint '" + path + "': metadata '" + key + "' is '" + nn::printable_excerpt(text, 40) +
                              "', not a number from " + std::to_string(lowest) + " to " + std::to_string(highest));
   return value;
 }
