@@ -3,6 +3,7 @@
 #include <deque>
 #include <stdexcept>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "autograd/elementwise.h"
 #include "autograd/node.h"
@@ -79,10 +80,13 @@ void run(const std::vector<Tensor>& roots, const std::vector<Tensor>& root_grads
     root_nodes.push_back(node);
   }
 
-  // Count, for every reachable node, how many edges lead into it.
+  // Count, for every reachable node, how many edges lead into it. A root may also lie inside
+  // another root's graph (TeraPipe: a slice's keys feed its output too); it then waits for
+  // those edges like any other node.
   std::deque<std::shared_ptr<Node>> stack;
+  std::unordered_set<Node*> visited;
   for (const Tensor& root : roots)
-    if (!root.is_leaf() && !dependencies.count(root.grad_fn().get())) {
+    if (!root.is_leaf() && visited.insert(root.grad_fn().get()).second) {
       dependencies[root.grad_fn().get()] = 0;
       stack.push_back(root.grad_fn());
     }
@@ -92,7 +96,8 @@ void run(const std::vector<Tensor>& roots, const std::vector<Tensor>& root_grads
     reachable.push_back(node);
     for (const Edge& edge : node->edges()) {
       if (!edge.node) continue;
-      if (dependencies[edge.node.get()]++ == 0) stack.push_back(edge.node);
+      ++dependencies[edge.node.get()];
+      if (visited.insert(edge.node.get()).second) stack.push_back(edge.node);
     }
   }
 

@@ -15,6 +15,11 @@ struct ForwardContext {
   // True while a checkpointed forward is recomputed during backward: layers with side
   // effects (BatchNorm's running statistics) must not apply them twice.
   bool recomputing = false;
+  // TeraPipe's token slices: the batch holds tokens token_offset.. of sequences of
+  // sequence_tokens tokens (0: whole sequences). Position embeddings and dropout masks
+  // follow the absolute position, so slicing changes nothing but the order of work.
+  int64_t token_offset = 0;
+  int64_t sequence_tokens = 0;
 };
 
 const ForwardContext& forward_context();

@@ -52,7 +52,15 @@ Tensor Dropout::forward(const Tensor& x) {
   // One stream per (step, layer); elements numbered from the batch's first sample.
   const RandomKey key{context.seed, (context.step << 20) ^ layer_id};
   const int64_t per_sample = x.dim() > 0 && x.shape()[0] > 0 ? x.numel() / x.shape()[0] : x.numel();
-  return dropout(x, p, true, key, context.sample_offset * per_sample);
+  if (context.sequence_tokens == 0) return dropout(x, p, true, key, context.sample_offset * per_sample);
+  // A token slice [B, L, ...] of sequences of sequence_tokens: number each element by its
+  // place in the whole sequence, so that the mask is the unsliced one.
+  if (x.dim() < 2 || x.shape()[1] == 0 || context.token_offset + x.shape()[1] > context.sequence_tokens)
+    throw std::invalid_argument("Dropout: a token slice must be [batch, tokens, ...] within the " +
+                                std::to_string(context.sequence_tokens) + "-token sequence, got " + shape_str(x.shape()) +
+                                " at token " + std::to_string(context.token_offset));
+  const int64_t per_token = per_sample / x.shape()[1], row_stride = context.sequence_tokens * per_token;
+  return dropout(x, p, true, key, context.sample_offset * row_stride + context.token_offset * per_token, row_stride);
 }
 
 Tensor Activation::forward(const Tensor& x) {

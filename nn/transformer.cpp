@@ -2,11 +2,13 @@
 
 #include <cmath>
 #include <stdexcept>
+#include <tuple>
 
 #include "autograd/attention.h"
 #include "autograd/elementwise.h"
 #include "autograd/shape_ops.h"
 #include "nn/forward_context.h"
+#include "nn/key_value_cache.h"
 #include "tensor/factories.h"
 
 namespace minipipe::nn {
@@ -27,21 +29,17 @@ CausalSelfAttention::CausalSelfAttention(int64_t dim, int64_t heads_, float p, u
   dropout = register_module("dropout", std::make_shared<Dropout>(p, dropout_id));
 }
 
-CausalSelfAttention::Result CausalSelfAttention::attend(const Tensor& x, const Tensor& past_keys,
-                                                        const Tensor& past_values) {
+Tensor CausalSelfAttention::forward(const Tensor& x) {
   if (x.dim() != 3) throw std::invalid_argument("CausalSelfAttention: input must be [batch, tokens, dim], got " + shape_str(x.shape()));
   const int64_t batch = x.shape()[0], tokens = x.shape()[1], dim = x.shape()[2], head_dim = dim / heads;
   // [B, T, 3C] -> [3, B, heads, T, head_dim]
   const Tensor split_qkv = (*qkv)(x).reshape({batch, tokens, 3, heads, head_dim}).permute({2, 0, 3, 1, 4});
   const Tensor q = split_qkv.narrow(0, 0, 1).squeeze(0);
   Tensor k = split_qkv.narrow(0, 1, 1).squeeze(0), v = split_qkv.narrow(0, 2, 1).squeeze(0);
-  if (past_keys.defined()) {
-    k = concat({past_keys, k}, 2);
-    v = concat({past_values, v}, 2);
-  }
+  if (KeyValueCache* cache = KeyValueCache::current()) std::tie(k, v) = cache->extend(this, k, v);
   const Tensor attended = scaled_dot_product_attention(q, k, v);  // [B, heads, T, head_dim]
   const Tensor merged = attended.permute({0, 2, 1, 3}).reshape({batch, tokens, dim});
-  return {(*dropout)((*projection)(merged)), k, v};
+  return (*dropout)((*projection)(merged));
 }
 
 MLP::MLP(int64_t dim, float p, uint64_t dropout_id, Generator& g) {
@@ -72,11 +70,12 @@ TokenAndPositionEmbedding::TokenAndPositionEmbedding(int64_t vocabulary, int64_t
 
 Tensor TokenAndPositionEmbedding::forward(const Tensor& ids) {
   if (ids.dim() != 2) throw std::invalid_argument("GPT: token ids must be [batch, tokens], got " + shape_str(ids.shape()));
-  const int64_t tokens_in = ids.shape()[1], context = positions->weight.shape()[0];
-  if (tokens_in > context)
-    throw std::invalid_argument("GPT: " + std::to_string(tokens_in) + " tokens exceed the context of " +
+  // A token slice starts at forward_context().token_offset and keeps its absolute positions.
+  const int64_t first = forward_context().token_offset, tokens_in = ids.shape()[1], context = positions->weight.shape()[0];
+  if (first + tokens_in > context)
+    throw std::invalid_argument("GPT: " + std::to_string(first + tokens_in) + " tokens exceed the context of " +
                                 std::to_string(context) + " (build the model with a larger context)");
-  const Tensor position_ids = arange_int(tokens_in, ids.device());
+  const Tensor position_ids = arange_int(tokens_in, ids.device(), first);
   return (*dropout)(add((*tokens)(ids), (*positions)(position_ids)));
 }
 

@@ -9,20 +9,13 @@
 
 namespace minipipe::nn {
 
-// Causal multi-head self-attention over x [B, T, C].
+// Causal multi-head self-attention over x [B, T, C]. Inside a KeyValueCache::Scope, x is a
+// token slice and attends over the keys and values of the earlier slices as well (TeraPipe).
 class CausalSelfAttention : public Module {
  public:
   CausalSelfAttention(int64_t dim, int64_t heads, float dropout, uint64_t dropout_id, Generator& generator);
-  Tensor forward(const Tensor& x) override { return attend(x, Tensor(), Tensor()).output; }
+  Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "CausalSelfAttention"; }
-
-  struct Result {
-    Tensor output;        // [B, T, C]
-    Tensor keys, values;  // [B, heads, past + T, C / heads]: pass them to the next slice
-  };
-  // x holds positions past..past+T-1 of a sequence whose keys and values for positions
-  // 0..past-1 are given (undefined when past = 0). TeraPipe's token slices use this.
-  Result attend(const Tensor& x, const Tensor& past_keys, const Tensor& past_values);
 
   int64_t heads;
   std::shared_ptr<Linear> qkv, projection;

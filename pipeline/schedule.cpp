@@ -39,11 +39,32 @@ const char* weight_policy_name(WeightPolicy policy) {
   return "?";
 }
 
+std::string unit_label(const Schedule& schedule, const Instruction& instruction) {
+  return std::to_string(instruction.micro_batch) +
+         (schedule.token_slices > 1 ? "." + std::to_string(instruction.slice) : std::string());
+}
+
+std::vector<Instruction> forward_units(int micro_batches, int token_slices) {
+  std::vector<Instruction> units;
+  for (int m = 0; m < micro_batches; ++m)
+    for (int i = 0; i < token_slices; ++i) units.push_back({Op::Forward, m, -1, i});
+  return units;
+}
+
+std::vector<Instruction> backward_units(int micro_batches, int token_slices) {
+  std::vector<Instruction> units;
+  for (int m = 0; m < micro_batches; ++m)
+    for (int i = token_slices - 1; i >= 0; --i) units.push_back({Op::Backward, m, -1, i});
+  return units;
+}
+
 namespace {
-void check_sizes(const char* name, int stages, int micro_batches) {
+void check_sizes(const char* name, int stages, int micro_batches, int token_slices = 1) {
   if (stages < 1 || micro_batches < 1)
     throw std::invalid_argument(std::string(name) + ": need at least 1 stage and 1 micro-batch, got " +
                                 std::to_string(stages) + " stages and " + std::to_string(micro_batches) + " micro-batches");
+  if (token_slices < 1)
+    throw std::invalid_argument(std::string(name) + ": need at least 1 token slice, got " + std::to_string(token_slices));
 }
 }  // namespace
 
@@ -53,12 +74,19 @@ void check_sizes(const char* name, int stages, int micro_batches) {
 //   stage 0 | F0 F1 F2 F3 .  .  .  .  B0 B1 B2 B3
 //   stage 1 | .  F0 F1 F2 F3 .  .  B0 B1 B2 B3 .
 //   stage 2 | .  .  F0 F1 F2 F3 B0 B1 B2 B3 .  .
-Schedule gpipe_schedule(int stages, int micro_batches) {
-  check_sizes("gpipe", stages, micro_batches);
+//
+// TeraPipe's order, K = 3, one sequence in S = 4 token slices (section 3.2, figure 2):
+//
+//   stage 0 | F0.0 F0.1 F0.2 F0.3 .    .    .    .    B0.3 B0.2 B0.1 B0.0
+//   stage 1 | .    F0.0 F0.1 F0.2 F0.3 .    .    B0.3 B0.2 B0.1 B0.0 .
+//   stage 2 | .    .    F0.0 F0.1 F0.2 F0.3 B0.3 B0.2 B0.1 B0.0 .    .
+Schedule gpipe_schedule(int stages, int micro_batches, int token_slices) {
+  check_sizes("gpipe", stages, micro_batches, token_slices);
   Schedule s{"gpipe", stages, micro_batches, std::vector<Program>(stages)};
+  s.token_slices = token_slices;
   for (Program& program : s.programs) {
-    for (int m = 0; m < micro_batches; ++m) program.push_back({Op::Forward, m});
-    for (int m = 0; m < micro_batches; ++m) program.push_back({Op::Backward, m});
+    for (const Instruction& unit : forward_units(micro_batches, token_slices)) program.push_back(unit);
+    for (const Instruction& unit : backward_units(micro_batches, token_slices)) program.push_back(unit);
   }
   add_communication(s);
   return s;
@@ -70,30 +98,40 @@ Schedule gpipe_schedule(int stages, int micro_batches) {
 //   stage 0 | F0 F1 F2 .  .  B0 F3 B1 .  B2 .  B3
 //   stage 1 | .  F0 F1 .  B0 F2 B1 F3 B2 .  B3 .
 //   stage 2 | .  .  F0 B0 F1 B1 F2 B2 F3 B3 .  .
-Program one_f_one_b_order(int stage, int stages, int micro_batches) {
-  Program program;
-  const int warmup = std::min(stages - stage - 1, micro_batches);
-  int next_forward = 0, next_backward = 0;
-  for (; next_forward < warmup; ++next_forward) program.push_back({Op::Forward, next_forward});
-  while (next_forward < micro_batches) {  // steady state: one forward, one backward
-    program.push_back({Op::Forward, next_forward++});
-    program.push_back({Op::Backward, next_backward++});
+//
+// With token slices, K = 2, M = 2, S = 2: the warm-up is K - s - 1 + S - 1 units, since the
+// first backward (the last slice of micro-batch 0) needs every slice of it forwarded:
+//
+//   stage 0 | F0.0 F0.1 F1.0 .    B0.1 F1.1 B0.0 .    B1.1 B1.0
+//   stage 1 | .    F0.0 F0.1 B0.1 F1.0 B0.0 F1.1 B1.1 B1.0 .
+Program one_f_one_b_order(int stage, int stages, int micro_batches, int token_slices) {
+  const std::vector<Instruction> forwards = forward_units(micro_batches, token_slices),
+                                 backwards = backward_units(micro_batches, token_slices);
+  const size_t units = forwards.size();
+  const size_t warmup = std::min<size_t>(stages - stage - 1 + token_slices - 1, units);
+  Program program(forwards.begin(), forwards.begin() + static_cast<std::ptrdiff_t>(warmup));
+  size_t next_forward = warmup, next_backward = 0;
+  while (next_forward < units) {  // steady state: one forward, one backward
+    program.push_back(forwards[next_forward++]);
+    program.push_back(backwards[next_backward++]);
   }
-  while (next_backward < micro_batches) program.push_back({Op::Backward, next_backward++});  // drain
+  while (next_backward < units) program.push_back(backwards[next_backward++]);  // drain
   return program;
 }
 
-Schedule one_f_one_b_schedule(int stages, int micro_batches) {
-  check_sizes("1f1b", stages, micro_batches);
+Schedule one_f_one_b_schedule(int stages, int micro_batches, int token_slices) {
+  check_sizes("1f1b", stages, micro_batches, token_slices);
   Schedule s{"1f1b", stages, micro_batches, std::vector<Program>(stages)};
-  for (int stage = 0; stage < stages; ++stage) s.programs[stage] = one_f_one_b_order(stage, stages, micro_batches);
+  s.token_slices = token_slices;
+  for (int stage = 0; stage < stages; ++stage)
+    s.programs[stage] = one_f_one_b_order(stage, stages, micro_batches, token_slices);
   add_communication(s);
   return s;
 }
 
-Schedule make_schedule(const std::string& name, int stages, int micro_batches) {
-  if (name == "gpipe") return gpipe_schedule(stages, micro_batches);
-  if (name == "1f1b") return one_f_one_b_schedule(stages, micro_batches);
+Schedule make_schedule(const std::string& name, int stages, int micro_batches, int token_slices) {
+  if (name == "gpipe") return gpipe_schedule(stages, micro_batches, token_slices);
+  if (name == "1f1b") return one_f_one_b_schedule(stages, micro_batches, token_slices);
   if (name == "pipedream")
     throw std::invalid_argument("the pipedream schedule is asynchronous: build it with pipedream_schedule(), which needs "
                                 "the weight policy and the micro-batches per update");
@@ -105,15 +143,15 @@ void add_communication(Schedule& schedule) {
   for (int stage = 0; stage <= last; ++stage) {
     Program with_communication;
     for (const Instruction& instruction : schedule.programs[stage]) {
-      const int m = instruction.micro_batch;
+      auto message = [&](Op op) { return Instruction{op, instruction.micro_batch, -1, instruction.slice}; };
       if (instruction.op == Op::Forward) {
-        if (stage > 0) with_communication.push_back({Op::ReceiveActivation, m});
+        if (stage > 0) with_communication.push_back(message(Op::ReceiveActivation));
         with_communication.push_back(instruction);
-        if (stage < last) with_communication.push_back({Op::SendActivation, m});
+        if (stage < last) with_communication.push_back(message(Op::SendActivation));
       } else if (instruction.op == Op::Backward) {
-        if (stage < last) with_communication.push_back({Op::ReceiveGradient, m});
+        if (stage < last) with_communication.push_back(message(Op::ReceiveGradient));
         with_communication.push_back(instruction);
-        if (stage > 0) with_communication.push_back({Op::SendGradient, m});
+        if (stage > 0) with_communication.push_back(message(Op::SendGradient));
       } else if (instruction.op == Op::OptimizerStep && schedule.asynchronous()) {
         with_communication.push_back(instruction);
       } else if (instruction.op != Op::OptimizerStep) {

@@ -32,6 +32,10 @@ struct Instruction {
   // an OptimizerStep makes, the one a Stash/Load/Drop moves. Versions count the stage's
   // updates since the run began; -1 in synchronous schedules, which have one version.
   int version = -1;
+  // TeraPipe: the token slice of the micro-batch's sequences that a Forward, Backward or
+  // message carries; always 0 when sequences are not sliced. Micro-batch m, slice i is one
+  // unit of work, printed "m.i".
+  int slice = 0;
   bool operator==(const Instruction&) const = default;
 };
 
@@ -57,21 +61,40 @@ struct Schedule {
   // `micro_batches_per_update` backwards (0: synchronous, one update at the end).
   int micro_batches_per_update = 0;
   WeightPolicy weights = WeightPolicy::Stash;
+  // TeraPipe (Li et al. 2021): each micro-batch's sequences are cut into this many token
+  // slices, which flow through the stages like micro-batches. A stage forwards the slices of
+  // a micro-batch in order (each attends over the keys and values of the earlier ones) and
+  // backwards them in reverse (each hands those keys and values their gradients).
+  int token_slices = 1;
   bool asynchronous() const { return micro_batches_per_update > 0; }
 };
 
+// "m" or, in a token-sliced schedule, "m.i".
+std::string unit_label(const Schedule& schedule, const Instruction& instruction);
+
+// The units of one stage's work in the order every synchronous schedule forwards them
+// (micro-batch by micro-batch, slices in order) and backwards them (micro-batch by
+// micro-batch, slices in reverse). Keeping the backward order the same in every schedule
+// keeps the order in which gradients accumulate, hence bit-exact results, the same.
+std::vector<Instruction> forward_units(int micro_batches, int token_slices);
+std::vector<Instruction> backward_units(int micro_batches, int token_slices);
+
 // GPipe (Huang et al. 2019, section 2.2, figure 2c): all forwards, then all backwards.
-Schedule gpipe_schedule(int stages, int micro_batches);
+// With token slices this is TeraPipe's own order (section 3.2): every slice forward, then
+// every slice backward in reverse.
+Schedule gpipe_schedule(int stages, int micro_batches, int token_slices = 1);
 // 1F1B with a flush per mini-batch (PipeDream-Flush; Narayanan et al. 2021, and the
 // steady state of PipeDream, section 3.2): stage s runs K - s - 1 warm-up forwards, then
 // alternates one forward and one backward, then drains; at most K - s micro-batches are
-// in flight on stage s.
-Schedule one_f_one_b_schedule(int stages, int micro_batches);
+// in flight on stage s. With S token slices (which TeraPipe's paper does not combine with
+// 1F1B) the first backward needs all S slices of micro-batch 0 forwarded, so the warm-up
+// grows by S - 1 units.
+Schedule one_f_one_b_schedule(int stages, int micro_batches, int token_slices = 1);
 // The compute order of 1F1B on one stage (Forward and Backward only), which PipeDream's
 // asynchronous schedule shares.
-Program one_f_one_b_order(int stage, int stages, int micro_batches);
+Program one_f_one_b_order(int stage, int stages, int micro_batches, int token_slices = 1);
 // By name: "gpipe" or "1f1b" (synchronous); "pipedream" is built by pipedream_schedule().
-Schedule make_schedule(const std::string& name, int stages, int micro_batches);
+Schedule make_schedule(const std::string& name, int stages, int micro_batches, int token_slices = 1);
 
 // Inserts ReceiveActivation before and SendActivation after each Forward, ReceiveGradient
 // before and SendGradient after each Backward (none across the pipeline's two ends), and,

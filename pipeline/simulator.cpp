@@ -9,7 +9,14 @@
 namespace minipipe::pipeline {
 
 CostModel CostModel::uniform(int stages, double forward_cost, double backward_cost) {
-  return {std::vector<double>(stages, forward_cost), std::vector<double>(stages, backward_cost), 0.0, {}};
+  return {std::vector<double>(stages, forward_cost), std::vector<double>(stages, backward_cost), 0.0, {}, {}, {}};
+}
+
+double CostModel::compute_cost(int stage, const Instruction& instruction) const {
+  const bool forward_op = instruction.op == Op::Forward;
+  const auto& per_slice = forward_op ? slice_forward : slice_backward;
+  if (!per_slice.empty()) return per_slice.at(stage).at(instruction.slice);
+  return forward_op ? forward[stage] : backward[stage];
 }
 
 double theoretical_bubble_fraction(int stages, int micro_batches) {
@@ -19,13 +26,15 @@ double theoretical_bubble_fraction(int stages, int micro_batches) {
 namespace {
 
 struct Message {
-  int micro_batch;
+  int micro_batch, slice;
   double arrival;
 };
 
 std::string describe(int stage, const Instruction& instruction) {
   return "stage " + std::to_string(stage) + " " + op_name(instruction.op) +
-         (instruction.micro_batch >= 0 ? "(micro-batch " + std::to_string(instruction.micro_batch) + ")" : "") +
+         (instruction.micro_batch >= 0 ? "(micro-batch " + std::to_string(instruction.micro_batch) +
+                                             (instruction.slice > 0 ? ", slice " + std::to_string(instruction.slice) : "") + ")"
+                                       : "") +
          (instruction.version >= 0 ? "[version " + std::to_string(instruction.version) + "]" : "");
 }
 
@@ -37,6 +46,13 @@ SimulationResult simulate(const Schedule& schedule, const CostModel& costs) {
       static_cast<int>(costs.backward.size()) != stages)
     throw ScheduleError("simulate: the schedule, its programs and the cost model must all have " +
                         std::to_string(stages) + " stages");
+  for (const auto* per_slice : {&costs.slice_forward, &costs.slice_backward})
+    if (!per_slice->empty() && (static_cast<int>(per_slice->size()) != stages ||
+                                std::any_of(per_slice->begin(), per_slice->end(), [&](const std::vector<double>& row) {
+                                  return static_cast<int>(row.size()) != schedule.token_slices;
+                                })))
+      throw ScheduleError("simulate: per-slice costs must be given for " + std::to_string(stages) + " stages x " +
+                          std::to_string(schedule.token_slices) + " token slices");
   // activations[s]: stage s -> s + 1; gradients[s]: stage s + 1 -> s.
   std::vector<std::deque<Message>> activations(stages), gradients(stages);
   std::vector<size_t> next(stages, 0);
@@ -58,10 +74,10 @@ SimulationResult simulate(const Schedule& schedule, const CostModel& costs) {
         double start = clock[s], end = clock[s];
         auto receive = [&](std::deque<Message>& channel, const char* what) {
           if (channel.empty()) return false;
-          if (channel.front().micro_batch != m)
+          if (channel.front().micro_batch != m || channel.front().slice != instruction.slice)
             throw ScheduleError(describe(s, instruction) + " waits for the " + what + " of micro-batch " +
-                                std::to_string(m) + ", but the next one its neighbour sends is micro-batch " +
-                                std::to_string(channel.front().micro_batch) +
+                                unit_label(schedule, instruction) + ", but the next one its neighbour sends is micro-batch " +
+                                unit_label(schedule, {instruction.op, channel.front().micro_batch, -1, channel.front().slice}) +
                                 ": sends and receives are in different orders, which deadlocks");
           start = end = std::max(clock[s], channel.front().arrival);
           channel.pop_front();
@@ -70,22 +86,23 @@ SimulationResult simulate(const Schedule& schedule, const CostModel& costs) {
         bool ran = true;
         switch (instruction.op) {
           case Op::Forward:
-            end = start + costs.forward[s];
-            busy[s] += costs.forward[s];
-            result.peak_in_flight[s] = std::max(result.peak_in_flight[s], ++in_flight[s]);
+          case Op::Backward: {
+            const double cost = costs.compute_cost(s, instruction);
+            end = start + cost;
+            busy[s] += cost;
+            if (instruction.op == Op::Forward)
+              result.peak_in_flight[s] = std::max(result.peak_in_flight[s], ++in_flight[s]);
+            else
+              --in_flight[s];
             break;
-          case Op::Backward:
-            end = start + costs.backward[s];
-            busy[s] += costs.backward[s];
-            --in_flight[s];
-            break;
+          }
           case Op::SendActivation:
             if (s + 1 >= stages) throw ScheduleError(describe(s, instruction) + ": the last stage has no next stage");
-            activations[s].push_back({m, clock[s] + costs.communication});
+            activations[s].push_back({m, instruction.slice, clock[s] + costs.communication});
             break;
           case Op::SendGradient:
             if (s == 0) throw ScheduleError(describe(s, instruction) + ": the first stage has no previous stage");
-            gradients[s - 1].push_back({m, clock[s] + costs.communication});
+            gradients[s - 1].push_back({m, instruction.slice, clock[s] + costs.communication});
             break;
           case Op::ReceiveActivation:
             if (s == 0) throw ScheduleError(describe(s, instruction) + ": the first stage has no previous stage");

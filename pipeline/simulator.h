@@ -20,6 +20,11 @@ struct CostModel {
   std::vector<double> forward, backward;  // per stage
   double communication = 0.0;             // added to every message's arrival
   std::vector<double> update;             // per stage, one OptimizerStep (empty: free)
+  // Token-sliced schedules: [stage][slice] costs, since a later slice attends over more
+  // context and costs more (TeraPipe section 3.3). Empty: every slice costs forward[stage]
+  // and backward[stage].
+  std::vector<std::vector<double>> slice_forward, slice_backward;
+  double compute_cost(int stage, const Instruction& instruction) const;  // of a Forward or Backward
   static CostModel uniform(int stages, double forward_cost, double backward_cost);
 };
 
@@ -32,7 +37,8 @@ struct TimedInstruction {
 struct SimulationResult {
   double makespan = 0.0;
   double bubble_fraction = 0.0;          // idle time / total stage time, over all stages
-  std::vector<int> peak_in_flight;       // per stage: most micro-batches forwarded, not yet backwarded
+  std::vector<int> peak_in_flight;       // per stage: most units (micro-batches, or their token slices)
+                                         // forwarded, not yet backwarded
   std::vector<int> peak_weight_versions;  // per stage: most weight versions held at once (1 if synchronous)
   std::vector<TimedInstruction> timeline;  // every instruction, in the order it ran
 };

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <functional>
 #include <stdexcept>
 
 namespace minipipe::pipeline {
@@ -34,17 +35,27 @@ std::vector<TraceEvent> to_trace(const SimulationResult& simulated) {
   return events;
 }
 
+namespace {
+// "m", or "m.i" when the run was token-sliced (some event names a slice past the first).
+std::function<std::string(const Instruction&)> unit_labels(const std::vector<TraceEvent>& events) {
+  Schedule sliced;
+  sliced.token_slices = std::any_of(events.begin(), events.end(), [](const TraceEvent& e) { return e.instruction.slice > 0; }) ? 2 : 1;
+  return [sliced](const Instruction& instruction) { return unit_label(sliced, instruction); };
+}
+}  // namespace
+
 void write_chrome_trace(const std::string& path, const std::vector<TraceEvent>& events) {
+  const auto label = unit_labels(events);
   std::ofstream out = open_for_writing(path);
   out << "{\"traceEvents\":[\n";
   bool first = true;
   for (const TraceEvent& e : events) {
     const std::string name = std::string(op_name(e.instruction.op)) +
-                             (e.instruction.micro_batch >= 0 ? " " + std::to_string(e.instruction.micro_batch) : "");
+                             (e.instruction.micro_batch >= 0 ? " " + label(e.instruction) : "");
     out << (first ? "" : ",\n") << "{\"name\":\"" << name << "\",\"cat\":\"" << op_name(e.instruction.op)
         << "\",\"ph\":\"X\",\"pid\":0,\"tid\":" << e.stage << ",\"ts\":" << e.start_us
         << ",\"dur\":" << std::max(0.0, e.end_us - e.start_us) << ",\"args\":{\"micro_batch\":" << e.instruction.micro_batch
-        << ",\"bytes\":" << e.bytes << "}}";
+        << ",\"slice\":" << e.instruction.slice << ",\"bytes\":" << e.bytes << "}}";
     first = false;
   }
   out << "\n],\"displayTimeUnit\":\"ms\"}\n";
@@ -52,6 +63,7 @@ void write_chrome_trace(const std::string& path, const std::vector<TraceEvent>& 
 
 void write_svg_timeline(const std::string& path, const std::vector<TraceEvent>& events, int stages, const std::string& title) {
   const TraceSummary summary = summarize(events, stages);
+  const auto label = unit_labels(events);
   double origin = events.empty() ? 0 : events.front().start_us;
   for (const TraceEvent& e : events) origin = std::min(origin, e.start_us);
   const double width = 1000, row = 28, left = 70, top = 30;
@@ -71,7 +83,7 @@ void write_svg_timeline(const std::string& path, const std::vector<TraceEvent>& 
         << "\" fill=\"" << (forward ? "#4e79a7" : "#f28e2b") << "\" stroke=\"white\"/>\n";
     if (w > 14)
       out << "<text x=\"" << x + 3 << "\" y=\"" << top + row * e.stage + 17 << "\" fill=\"white\">" << (forward ? "F" : "B")
-          << e.instruction.micro_batch << "</text>\n";
+          << label(e.instruction) << "</text>\n";
   }
   out << "</svg>\n";
 }

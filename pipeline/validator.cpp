@@ -4,6 +4,7 @@
 #include <functional>
 #include <map>
 #include <sstream>
+#include <tuple>
 
 #include "pipeline/weight_versions.h"
 
@@ -86,9 +87,13 @@ ValidationReport validate(const Schedule& schedule) {
   if (static_cast<int>(schedule.programs.size()) != stages)
     throw ScheduleError("schedule '" + schedule.name + "' has " + std::to_string(schedule.programs.size()) +
                         " programs for " + std::to_string(stages) + " stages");
+  const int slices = schedule.token_slices;
+  if (slices < 1) throw ScheduleError("schedule '" + schedule.name + "' has " + std::to_string(slices) + " token slices");
+  if (slices > 1 && schedule.asynchronous())
+    throw ScheduleError("schedule '" + schedule.name + "' is asynchronous and token-sliced, which minipipe does not combine");
   for (int s = 0; s < stages; ++s) {
     const Program& program = schedule.programs[s];
-    std::map<std::pair<Op, int>, std::vector<size_t>> where;  // (op, micro-batch) -> positions
+    std::map<std::tuple<Op, int, int>, std::vector<size_t>> where;  // (op, micro-batch, slice) -> positions
     for (size_t i = 0; i < program.size(); ++i) {
       const Instruction& instruction = program[i];
       const bool names_micro_batch =
@@ -96,38 +101,49 @@ ValidationReport validate(const Schedule& schedule) {
       if (names_micro_batch && (instruction.micro_batch < 0 || instruction.micro_batch >= micro_batches))
         problem(s, std::string(op_name(instruction.op)) + " names micro-batch " + std::to_string(instruction.micro_batch) +
                        " outside 0.." + std::to_string(micro_batches - 1));
-      where[{instruction.op, instruction.micro_batch}].push_back(i);
+      if (instruction.slice < 0 || instruction.slice >= slices)
+        problem(s, std::string(op_name(instruction.op)) + " names token slice " + std::to_string(instruction.slice) +
+                       " outside 0.." + std::to_string(slices - 1));
+      where[{instruction.op, instruction.micro_batch, instruction.slice}].push_back(i);
     }
-    auto count = [&](Op op, int m) { return where.count({op, m}) ? where[{op, m}].size() : size_t{0}; };
-    auto position = [&](Op op, int m) { return where[{op, m}].front(); };
+    auto count = [&](Op op, int m, int i = 0) { return where.count({op, m, i}) ? where[{op, m, i}].size() : size_t{0}; };
+    auto position = [&](Op op, int m, int i = 0) { return where[{op, m, i}].front(); };
     for (int m = 0; m < micro_batches; ++m) {
-      const std::string mb = " of micro-batch " + std::to_string(m);
-      if (count(Op::Forward, m) != 1 || count(Op::Backward, m) != 1) {
-        problem(s, "runs the forward" + mb + " " + std::to_string(count(Op::Forward, m)) + " times and its backward " +
-                       std::to_string(count(Op::Backward, m)) + " times (each must run once)");
-        continue;
-      }
-      const size_t forward = position(Op::Forward, m), backward = position(Op::Backward, m);
-      if (backward < forward) problem(s, "runs the backward" + mb + " before its forward");
-      // Each communication instruction must be there exactly when the stage has that
-      // neighbour, and on the right side of the compute it feeds or drains.
-      struct Expectation {
-        Op op;
-        bool needed;
-        bool before;     // must come before (true) or after (false) the compute
-        size_t compute;  // position of that compute
-      };
-      for (const Expectation& e : {Expectation{Op::ReceiveActivation, s > 0, true, forward},
-                                   Expectation{Op::SendActivation, s < last, false, forward},
-                                   Expectation{Op::ReceiveGradient, s < last, true, backward},
-                                   Expectation{Op::SendGradient, s > 0, false, backward}}) {
-        const size_t n = count(e.op, m);
-        if (n != (e.needed ? 1u : 0u)) {
-          problem(s, std::string("has ") + std::to_string(n) + " " + op_name(e.op) + mb + ", needs " + (e.needed ? "1" : "none") +
-                         (e.needed ? "" : (s == 0 ? " (the first stage has no previous stage)" : " (the last stage has no next stage)")));
-        } else if (e.needed && (position(e.op, m) < e.compute) != e.before) {
-          problem(s, std::string(op_name(e.op)) + mb + " must come " + (e.before ? "before" : "after") + " the " +
-                         (e.op == Op::ReceiveActivation || e.op == Op::SendActivation ? "forward" : "backward"));
+      for (int slice = 0; slice < slices; ++slice) {
+        const std::string mb = " of micro-batch " + unit_label(schedule, {Op::Forward, m, -1, slice});
+        if (count(Op::Forward, m, slice) != 1 || count(Op::Backward, m, slice) != 1) {
+          problem(s, "runs the forward" + mb + " " + std::to_string(count(Op::Forward, m, slice)) + " times and its backward " +
+                         std::to_string(count(Op::Backward, m, slice)) + " times (each must run once)");
+          continue;
+        }
+        const size_t forward = position(Op::Forward, m, slice), backward = position(Op::Backward, m, slice);
+        if (backward < forward) problem(s, "runs the backward" + mb + " before its forward");
+        // A slice attends over the keys and values of the earlier slices, so it runs after
+        // them; its backward hands them their gradients, so theirs run after it.
+        if (slice > 0 && count(Op::Forward, m, slice - 1) == 1 && position(Op::Forward, m, slice - 1) > forward)
+          problem(s, "runs the forward" + mb + " before that of the slice before it");
+        if (slice + 1 < slices && count(Op::Backward, m, slice + 1) == 1 && position(Op::Backward, m, slice + 1) > backward)
+          problem(s, "runs the backward" + mb + " before that of the slice after it");
+        // Each communication instruction must be there exactly when the stage has that
+        // neighbour, and on the right side of the compute it feeds or drains.
+        struct Expectation {
+          Op op;
+          bool needed;
+          bool before;     // must come before (true) or after (false) the compute
+          size_t compute;  // position of that compute
+        };
+        for (const Expectation& e : {Expectation{Op::ReceiveActivation, s > 0, true, forward},
+                                     Expectation{Op::SendActivation, s < last, false, forward},
+                                     Expectation{Op::ReceiveGradient, s < last, true, backward},
+                                     Expectation{Op::SendGradient, s > 0, false, backward}}) {
+          const size_t n = count(e.op, m, slice);
+          if (n != (e.needed ? 1u : 0u)) {
+            problem(s, std::string("has ") + std::to_string(n) + " " + op_name(e.op) + mb + ", needs " + (e.needed ? "1" : "none") +
+                           (e.needed ? "" : (s == 0 ? " (the first stage has no previous stage)" : " (the last stage has no next stage)")));
+          } else if (e.needed && (position(e.op, m, slice) < e.compute) != e.before) {
+            problem(s, std::string(op_name(e.op)) + mb + " must come " + (e.before ? "before" : "after") + " the " +
+                           (e.op == Op::ReceiveActivation || e.op == Op::SendActivation ? "forward" : "backward"));
+          }
         }
       }
     }
@@ -159,15 +175,16 @@ std::string format_grid(const Schedule& schedule) {
     if (i.op == Op::OptimizerStep && last_compute[t.stage] && schedule.asynchronous()) *last_compute[t.stage] += "U";
     if (i.op != Op::Forward && i.op != Op::Backward) continue;
     std::string& cell = cells[t.stage][static_cast<int>(t.start + 0.5)];
-    cell = (i.op == Op::Forward ? "F" : "B") + std::to_string(i.micro_batch) +
+    cell = (i.op == Op::Forward ? "F" : "B") + unit_label(schedule, i) +
            (i.version >= 0 ? "[" + std::to_string(i.version) + "]" : "");
     last_compute[t.stage] = &cell;
   }
   for (const auto& row : cells)
     for (const std::string& cell : row) width = std::max(width, cell.size() + 1);
   std::ostringstream out;
-  out << schedule.name << ", " << schedule.stages << " stages, " << schedule.micro_batches
-      << " micro-batches (unit forward and backward costs";
+  out << schedule.name << ", " << schedule.stages << " stages, " << schedule.micro_batches << " micro-batches";
+  if (schedule.token_slices > 1) out << " x " << schedule.token_slices << " token slices (F<micro-batch>.<slice>)";
+  out << " (unit forward and backward costs";
   if (schedule.asynchronous())
     out << "; weights " << weight_policy_name(schedule.weights) << ", an update per " << schedule.micro_batches_per_update
         << " micro-batch" << (schedule.micro_batches_per_update > 1 ? "es" : "") << ", [version], U = update";

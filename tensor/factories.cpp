@@ -94,9 +94,9 @@ Tensor arange(float start, float end, float step, Device device) {
   return from_vector(values, {n}, device);
 }
 
-Tensor arange_int(int64_t n, Device device) {
+Tensor arange_int(int64_t n, Device device, int64_t first) {
   std::vector<int32_t> values(n);
-  for (int64_t i = 0; i < n; ++i) values[i] = static_cast<int32_t>(i);
+  for (int64_t i = 0; i < n; ++i) values[i] = static_cast<int32_t>(first + i);
   return from_int_vector(values, {n}, device);
 }
 

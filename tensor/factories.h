@@ -18,8 +18,8 @@ Tensor zeros_like(const Tensor& like);
 
 // [start, end) in steps of `step`, float32.
 Tensor arange(float start, float end, float step = 1.0f, Device device = Device::cpu());
-// int32 0..n-1.
-Tensor arange_int(int64_t n, Device device = Device::cpu());
+// int32 first..first+n-1.
+Tensor arange_int(int64_t n, Device device = Device::cpu(), int64_t first = 0);
 
 // From host values; `shape` must hold values.size() elements.
 Tensor from_vector(const std::vector<float>& values, const Shape& shape,

@@ -53,6 +53,20 @@ TEST(Engine, MultiRootBackwardAddsTheRootsContributions) {
   expect_values(x.grad(), {202, 4020});
 }
 
+TEST(Engine, ARootInsideAnotherRootsGraphWaitsForItsEdges) {
+  // TeraPipe hands a slice's keys their gradient as a root while the slice's output, the
+  // other root, also depends on them: h = 3x (root with g_h), y = h^2 (root with g_y).
+  // dx = 3 (g_h + 2h g_y) = 3 (1 + 2 * 6 * 10) for x = 2.
+  const Tensor x = from_vector({2}, {1}).set_requires_grad();
+  const Tensor h = (x * 3.0f) * 1.0f, y = mul(h, h);
+  backward({y, h}, {from_vector({10}, {1}), from_vector({1}, {1})});
+  expect_values(x.grad(), {363});
+  const Tensor x2 = from_vector({2}, {1}).set_requires_grad();
+  const Tensor h2 = (x2 * 3.0f) * 1.0f, y2 = mul(h2, h2);
+  backward({h2, y2}, {from_vector({1}, {1}), from_vector({10}, {1})});  // either order
+  expect_values(x2.grad(), {363});
+}
+
 TEST(Engine, GradOfChosenInputsLeavesDotGradAlone) {
   const Tensor w = from_vector({1, 2}, {2}).set_requires_grad();
   const Tensor x = from_vector({3, 4}, {2}).set_requires_grad();

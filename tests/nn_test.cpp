@@ -5,13 +5,17 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <tuple>
 
 #include "autograd/elementwise.h"
+#include "autograd/engine.h"
+#include "autograd/node.h"
 #include "autograd/matmul.h"
 #include "autograd/reduction.h"
 #include "autograd/shape_ops.h"
 #include "nn/convolutional.h"
 #include "nn/forward_context.h"
+#include "nn/key_value_cache.h"
 #include "nn/losses.h"
 #include "nn/optim/optimizer.h"
 #include "nn/safetensors.h"
@@ -110,15 +114,80 @@ TEST(Layers, DropoutMaskDoesNotDependOnHowTheBatchIsCut) {
 }
 
 TEST(Transformer, AttentionOverTokenSlicesEqualsTheWholeSequence) {
-  // TeraPipe section 3.2: a later slice attends over the keys and values of earlier ones.
+  // TeraPipe section 3.1: a later slice attends over the keys and values of earlier ones;
+  // backwarding the slices in reverse hands those their gradients.
   Generator g(3);
   CausalSelfAttention attention(16, 4, 0.0f, 1, g);
-  const Tensor x = randn({2, 10, 16}, g);
+  Tensor x = randn({2, 10, 16}, g);
+  x.set_requires_grad(true);
+  const Tensor upstream = randn({2, 10, 16}, g);
   const Tensor whole = attention(x);
-  const auto head = attention.attend(x.narrow(1, 0, 6), Tensor(), Tensor());
-  const auto tail = attention.attend(x.narrow(1, 6, 4), head.keys, head.values);
-  EXPECT_EQ(tail.keys.shape(), (Shape{2, 4, 10, 4}));
-  expect_same_values(concat({head.output, tail.output}, 1), whole, 1e-5f);
+  const std::vector<Tensor> expected = grad({whole}, {upstream}, {x, attention.qkv->weight});
+
+  KeyValueCache cache;
+  std::vector<Tensor> slices, outputs;
+  for (auto [slice, first, length] : {std::tuple{0, 0, 6}, {1, 6, 1}, {2, 7, 3}}) {
+    KeyValueCache::Scope scope(cache, slice);
+    slices.push_back(x.detach().narrow(1, first, length).contiguous());
+    slices.back().set_requires_grad(true);
+    outputs.push_back(attention(slices.back()));
+  }
+  expect_same_values(concat(outputs, 1), whole, 1e-5f);
+  attention.zero_grad();
+  for (int slice = 2, end = 10; slice >= 0; --slice) {
+    const int64_t length = outputs[slice].shape()[1];
+    std::vector<Tensor> roots{outputs[slice]}, gradients{upstream.narrow(1, end - length, length).contiguous()};
+    cache.add_backward_roots(slice, roots, gradients);
+    EXPECT_EQ(roots.size(), slice == 2 ? 1u : 3u);  // the output, then keys and values read later
+    backward(roots, gradients);
+    cache.release(slice);
+    end -= length;
+  }
+  expect_same_values(concat({slices[0].grad(), slices[1].grad(), slices[2].grad()}, 1), expected[0], 1e-5f);
+  expect_same_values(attention.qkv->weight.grad(), expected[1], 1e-5f);
+  EXPECT_EQ(cache.bytes(), 0);
+}
+
+TEST(Transformer, TokenSlicesOutOfOrderAreRefused) {
+  Generator g(3);
+  CausalSelfAttention attention(16, 4, 0.0f, 1, g);
+  KeyValueCache cache;
+  EXPECT_THROW_WITH(KeyValueCache::Scope(cache, 1), "slice 1 forwarded before slice 0");
+  Tensor out0, out1;
+  {
+    KeyValueCache::Scope scope(cache, 0);
+    out0 = attention(randn({1, 2, 16}, g));
+  }
+  {
+    KeyValueCache::Scope scope(cache, 1);
+    out1 = attention(randn({1, 2, 16}, g));
+  }
+  std::vector<Tensor> roots, gradients;
+  EXPECT_THROW_WITH(cache.add_backward_roots(0, roots, gradients), "slice 0 backwarded out of order");
+}
+
+TEST(Transformer, SlicedGPTForwardMatchesTheWholeSequenceWithDropout) {
+  // Positions and dropout masks follow the absolute token position (TeraPipe: slicing
+  // changes nothing but the order of work).
+  auto gpt = make_gpt({.vocabulary = 50, .context = 16, .dim = 32, .layers = 2, .heads = 4, .dropout = 0.2f});
+  Generator g(5);
+  const Tensor ids = randint(0, 50, {3, 12}, g);
+  NoGradGuard no_grad;
+  Tensor whole;
+  {
+    ForwardContextGuard context({.seed = 9, .step = 2, .sample_offset = 4});
+    whole = (*gpt)(ids);
+  }
+  KeyValueCache cache;
+  std::vector<Tensor> pieces;
+  int64_t first = 0;
+  for (int64_t length : {5, 1, 6}) {
+    ForwardContextGuard context({.seed = 9, .step = 2, .sample_offset = 4, .token_offset = first, .sequence_tokens = 12});
+    KeyValueCache::Scope scope(cache, static_cast<int>(pieces.size()));
+    pieces.push_back((*gpt)(ids.narrow(1, first, length).contiguous()));
+    first += length;
+  }
+  expect_same_values(concat(pieces, 1), whole, 1e-5f);
 }
 
 TEST(Transformer, GPTIsASequentialOfEmbeddingBlocksAndHead) {
