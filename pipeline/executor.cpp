@@ -3,16 +3,19 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <numeric>
+#include <optional>
 
-#include "autograd/checkpoint.h"
 #include "autograd/elementwise.h"
 #include "autograd/engine.h"
 #include "autograd/node.h"
 #include "kernels/cpu/threads.h"
 #include "kernels/dispatch.h"
 #include "nn/forward_context.h"
+#include "nn/key_value_cache.h"
 #include "pipeline/channel.h"
 #include "pipeline/pipedream.h"
+#include "pipeline/token_slices.h"
 #include "pipeline/validator.h"
 #include "pipeline/weight_versions.h"
 #include "tensor/factories.h"
@@ -38,17 +41,24 @@ const char* recompute_name(Recompute recompute) {
 PipelineError::PipelineError(int stage_, Instruction instruction_, const std::string& what)
     : std::runtime_error("pipeline stage " + std::to_string(stage_) + ", " + op_name(instruction_.op) +
                          (instruction_.micro_batch >= 0 ? " of micro-batch " + std::to_string(instruction_.micro_batch) : "") +
+                         (instruction_.slice > 0 ? ", token slice " + std::to_string(instruction_.slice) : "") +
                          ": " + what),
       stage(stage_), instruction(instruction_) {}
 
 Pipeline::Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, PipelineOptions options, LossFunction loss)
     : model_(std::move(model)), plan_(std::move(plan)), options_(std::move(options)), loss_(std::move(loss)),
       threads_(std::make_unique<StageThreads>(plan_.stages())), weight_versions_(plan_.stages(), 0) {
+  const int token_slices = options_.token_slices.empty() ? 1 : static_cast<int>(options_.token_slices.size());
   if (options_.schedule == "pipedream") {  // the program's length follows each run_async's mini-batches
+    if (token_slices > 1)
+      throw std::invalid_argument("pipeline: token slices run with the synchronous schedules (gpipe, 1f1b), not pipedream");
     schedule_ = pipedream_schedule(stages(), options_.micro_batches, options_.micro_batches, options_.weights);
   } else {
-    schedule_ = make_schedule(options_.schedule, plan_.stages(), options_.micro_batches);
+    schedule_ = make_schedule(options_.schedule, plan_.stages(), options_.micro_batches, token_slices);
   }
+  if (!options_.token_slices.empty())
+    check_token_slices(options_.token_slices,
+                       std::accumulate(options_.token_slices.begin(), options_.token_slices.end(), int64_t{0}));
   validate(schedule_);  // before anything runs
   if (options_.kernel_threads < 1 || options_.kernel_threads > kernels::cpu::kMaxKernelThreads)
     throw std::invalid_argument("pipeline: kernel_threads is " + std::to_string(options_.kernel_threads) +
@@ -106,15 +116,16 @@ thread_local RunState* current_run = nullptr;
 //   sender's stream must not reuse the memory, when the sender drops the tensor last, before
 //   those reads ran.
 // On the CPU work is done when its call returns, and both rules cost nothing.
-Message receive(Channel& channel, int micro_batch) {
-  Message message = channel.receive(micro_batch);
+Message receive(Channel& channel, const Instruction& instruction) {
+  Message message = channel.receive(instruction.micro_batch, instruction.slice);
   message.written.make_current_stream_wait();
   message.value.impl()->storage->hand_over_to_current_stream();
   return message;
 }
 
-void send(Channel& channel, int micro_batch, const Tensor& value, int64_t weight_version = -1) {
-  channel.send({micro_batch, value, kernels::WorkMark::of_queued_work(value.device()), weight_version});
+void send(Channel& channel, const Instruction& instruction, const Tensor& value, int64_t weight_version = -1) {
+  channel.send({instruction.micro_batch, instruction.slice, value, kernels::WorkMark::of_queued_work(value.device()),
+                weight_version});
 }
 
 // A stage's stashed weight versions (PipeDream section 3.3): copies of its parameters, made
@@ -175,6 +186,7 @@ StepResult Pipeline::run(const datasets::Batch& batch, uint64_t step) {
     throw std::invalid_argument("pipeline: the '" + schedule_.name + "' schedule streams several mini-batches: use run_async");
   std::vector<WorkUnit> units;
   add_micro_batches(batch, step, units);
+  check_token_slices_fit(units);
   StepResult result = run_units(units);
   result.losses = {result.loss};
   return result;
@@ -195,6 +207,18 @@ StepResult Pipeline::run_async(const std::vector<datasets::Batch>& mini_batches,
   std::vector<WorkUnit> units;
   for (size_t i = 0; i < mini_batches.size(); ++i) add_micro_batches(mini_batches[i], first_step + i, units);
   return run_units(units);
+}
+
+void Pipeline::check_token_slices_fit(const std::vector<WorkUnit>& units) const {
+  if (options_.token_slices.empty()) return;
+  for (const WorkUnit& unit : units) {
+    const Tensor& inputs = unit.data.inputs;
+    if (inputs.dim() != 2 || unit.data.targets.shape() != inputs.shape())
+      throw std::invalid_argument("pipeline: token slices cut sequences, so inputs and targets must both be [batch, tokens]; "
+                                  "got inputs " + shape_str(inputs.shape()) + " and targets " +
+                                  shape_str(unit.data.targets.shape()) + " (train without --token-slices)");
+    check_token_slices(options_.token_slices, inputs.shape()[1]);
+  }
 }
 
 void Pipeline::add_micro_batches(const datasets::Batch& batch, uint64_t step, std::vector<WorkUnit>& units) const {
@@ -257,12 +281,19 @@ void Pipeline::run_stage(int s, const std::vector<WorkUnit>& units, std::vector<
   const bool recompute = options_.recompute == Recompute::Always || (options_.recompute == Recompute::ExceptLast && !last);
   const Device device = device_of(s);
   nn::Sequential& module = *stage_modules_[s];
-  // Per micro-batch: the stage's input leaf, its output (or weighted loss), the gradient
-  // received for the output and the one to send upstream.
+  // Token slices (TeraPipe): where each starts, and the keys and values of each micro-batch's
+  // earlier slices, kept from its first slice's forward to its first slice's backward.
+  const bool sliced = !options_.token_slices.empty();
+  const int slices = schedule_.token_slices;
+  const std::vector<int64_t> slice_offsets = token_slice_offsets(options_.token_slices);
+  std::map<int, nn::KeyValueCache> caches;
+  // Per unit (micro-batch m, slice i; key m * slices + i): the stage's input leaf, its
+  // output (or weighted loss), the gradient received for the output and the one to send
+  // upstream.
   std::map<int, Tensor> inputs, outputs, output_grads, input_grads;
-  // The last stage's micro-batch losses stay on its device until the stage is done: reading
-  // one on the host would wait for the GPU after every micro-batch.
-  std::map<int, Tensor> micro_batch_losses;
+  // The last stage's unit losses stay on its device until the stage is done: reading one on
+  // the host would wait for the GPU after every unit.
+  std::map<int, Tensor> unit_losses;
   // Weight versions (asynchronous schedules): what the stage holds, the version each
   // micro-batch's forward used here and the one the input stage used (from its message).
   WeightVersionState versions;
@@ -272,25 +303,50 @@ void Pipeline::run_stage(int s, const std::vector<WorkUnit>& units, std::vector<
   const auto origin = std::chrono::steady_clock::now();
   auto now_us = [&] { return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - origin).count(); };
 
+  // The stage's forward of one unit; on the last stage, its loss weighted by the unit's share
+  // of the mini-batch (micro-batch share times slice share of the tokens), so the unit losses
+  // add up to the mini-batch's mean: the same gradients as one device with the whole batch.
+  auto forward_unit = [&](const Instruction& instruction, bool recomputing) {
+    const int m = instruction.micro_batch, key = m * slices + instruction.slice;
+    const WorkUnit& unit = units[m];
+    nn::ForwardContext context{options_.seed, unit.step, unit.data.sample_offset, recomputing};
+    int64_t first = 0, length = 0;
+    if (sliced) {
+      first = slice_offsets[instruction.slice], length = options_.token_slices[instruction.slice];
+      context.token_offset = first;
+      context.sequence_tokens = unit.data.inputs.shape()[1];
+    }
+    nn::ForwardContextGuard guard(context);
+    std::optional<nn::KeyValueCache::Scope> slice_scope;
+    if (sliced) slice_scope.emplace(caches[m], instruction.slice);
+    const Tensor output = module.forward(inputs[key]);
+    if (!last) return output;
+    const Tensor targets = sliced ? unit.data.targets.narrow(1, first, length).contiguous() : unit.data.targets;
+    const float share = sliced ? static_cast<float>(length) / static_cast<float>(context.sequence_tokens) : 1.0f;
+    return loss_(output, targets.to(device)) * (unit.loss_weight * share);
+  };
+
   for (const Instruction& instruction : schedule_.programs[s]) {
-    const int m = instruction.micro_batch;
+    const int m = instruction.micro_batch, key = m * slices + instruction.slice;
     const double start = options_.trace ? now_us() : 0;
     try {
       const int live_before = versions.live();
       versions.apply(instruction);  // throws if the parameters do not hold the version named
-      const WorkUnit* unit = m >= 0 ? &units[m] : nullptr;
-      const nn::ForwardContext context{options_.seed, unit ? unit->step : 0, unit ? unit->data.sample_offset : 0, false};
       switch (instruction.op) {
         case Op::ReceiveActivation: {
-          const Message message = receive(*state.activations[s - 1], m);
+          const Message message = receive(*state.activations[s - 1], instruction);
           Tensor received = message.value;
           if (received.dtype() == DType::Float32) received.set_requires_grad(true);
-          inputs[m] = received;
+          inputs[key] = received;
           input_stage_version[m] = message.weight_version;
           break;
         }
         case Op::Forward: {
-          if (s == 0) inputs[m] = unit->data.inputs.to(device);
+          if (s == 0) {
+            const Tensor& data = units[m].data.inputs;
+            inputs[key] = (sliced ? data.narrow(1, slice_offsets[instruction.slice], options_.token_slices[instruction.slice])
+                                  : data).to(device);
+          }
           forward_version[m] = version_base + versions.live();
           if (s == 0) input_stage_version[m] = forward_version[m];
           if (schedule_.asynchronous() && schedule_.weights == WeightPolicy::VerticalSync &&
@@ -298,32 +354,22 @@ void Pipeline::run_stage(int s, const std::vector<WorkUnit>& units, std::vector<
             throw std::logic_error("vertical sync broken: the forward ran with weight version " +
                                    std::to_string(forward_version[m]) + ", the input stage used " +
                                    std::to_string(input_stage_version[m]));
-          nn::ForwardContextGuard guard(context);
-          const Tensor output = recompute ? checkpoint([&module](const std::vector<Tensor>& in) { return module.forward(in[0]); },
-                                                       {inputs[m]})
-                                          : module.forward(inputs[m]);
-          if (last) {
-            // Weighted by the micro-batch's share, the micro-batch losses add up to the
-            // mini-batch's mean: the same gradients as one device with the whole batch.
-            const Tensor loss = loss_(output, unit->data.targets.to(device)) * unit->loss_weight;
-            micro_batch_losses[m] = loss.detach();
-            outputs[m] = loss;
-          } else {
-            outputs[m] = output;
-          }
-          if (s == 0 && inputs[m].dtype() != DType::Float32) inputs.erase(m);
+          // Re-materialisation (GPipe section 2.3): without a graph, keeping only the input;
+          // the backward runs the forward again.
+          std::optional<NoGradGuard> no_graph;
+          if (recompute) no_graph.emplace();
+          outputs[key] = forward_unit(instruction, false);
+          if (last) unit_losses[key] = outputs[key].detach();
           break;
         }
         case Op::SendActivation:
-          send(*state.activations[s], m, outputs[m].detach().to(device_of(s + 1)), input_stage_version[m]);
+          send(*state.activations[s], instruction, outputs[key].detach().to(device_of(s + 1)), input_stage_version[m]);
+          if (recompute) outputs.erase(key);  // the backward makes it again
           break;
         case Op::ReceiveGradient:
-          output_grads[m] = receive(*state.gradients[s], m).value;
+          output_grads[key] = receive(*state.gradients[s], instruction).value;
           break;
         case Op::Backward: {
-          nn::ForwardContext replay = context;
-          replay.recomputing = true;  // a checkpointed forward runs again in here
-          nn::ForwardContextGuard guard(replay);
           if (schedule_.asynchronous()) {
             // The executor's own check of the policy's promise (DESIGN.md decision 10).
             const int64_t used = version_base + versions.live();
@@ -332,25 +378,36 @@ void Pipeline::run_stage(int s, const std::vector<WorkUnit>& units, std::vector<
               throw std::logic_error(std::string(weight_policy_name(schedule_.weights)) + " broken: the backward ran with weight version " +
                                      std::to_string(used) + ", its forward with " + std::to_string(forward_version[m]));
           }
-          if (outputs[m].requires_grad()) backward({outputs[m]}, {last ? Tensor() : output_grads[m]});
-          outputs.erase(m);
-          output_grads.erase(m);
-          if (s > 0) {
-            const Tensor g = inputs[m].grad();
-            input_grads[m] = g.defined() ? g : zeros_like(inputs[m]);
+          // The roots: the output with the gradient from the next stage (the loss on the last
+          // stage), and a token slice's keys and values with what later slices gave them.
+          std::vector<Tensor> roots{recompute ? forward_unit(instruction, true) : outputs[key]};
+          std::vector<Tensor> root_grads{last ? Tensor() : output_grads[key]};
+          if (sliced) caches[m].add_backward_roots(instruction.slice, roots, root_grads);
+          if (roots.size() > 1 || roots[0].requires_grad()) backward(roots, root_grads);
+          if (sliced) {
+            caches[m].release(instruction.slice);
+            if (instruction.slice == 0) caches.erase(m);
           }
-          inputs.erase(m);
-          forward_version.erase(m);
+          outputs.erase(key);
+          output_grads.erase(key);
+          if (s > 0) {
+            const Tensor g = inputs[key].grad();
+            input_grads[key] = g.defined() ? g : zeros_like(inputs[key]);
+          }
+          inputs.erase(key);
+          if (instruction.slice == 0) forward_version.erase(m);
           break;
         }
         case Op::SendGradient:
-          send(*state.gradients[s - 1], m, input_grads[m].to(device_of(s - 1)));
-          input_grads.erase(m);
+          send(*state.gradients[s - 1], instruction, input_grads[key].to(device_of(s - 1)));
+          input_grads.erase(key);
           break;
-        case Op::OptimizerStep:
+        case Op::OptimizerStep: {
+          const WorkUnit* unit = m >= 0 ? &units[m] : nullptr;
           if (optimizer_step_) optimizer_step_(s, unit ? unit->step : (units.empty() ? 0 : units[0].step));
           if (schedule_.asynchronous()) ++weight_versions_[s];
           break;
+        }
         case Op::StashWeights:
           stash.stash(instruction.version);
           record.peak_stash_bytes = std::max(record.peak_stash_bytes, stash.bytes());
@@ -368,7 +425,7 @@ void Pipeline::run_stage(int s, const std::vector<WorkUnit>& units, std::vector<
       const bool stage_done = &instruction == &schedule_.programs[s].back();
       if (options_.trace || stage_done) kernels::synchronize(device);
       if (stage_done)
-        for (const auto& [i, loss] : micro_batch_losses) losses[i] = loss.item();
+        for (const auto& [k, loss] : unit_losses) losses[k / slices] += loss.item();
     } catch (const ChannelClosed&) {
       stash.restore_latest(versions);
       return;  // another stage failed; it reports

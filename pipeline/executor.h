@@ -2,7 +2,9 @@
 // Runs a schedule on a model cut into stages: one worker thread per stage, kept from step to
 // step, channels between neighbours (DESIGN.md decision 6), one interpreter for every
 // schedule. A stage's input received from its neighbour is a leaf that requires grad; its
-// gradient after the stage's backward is what goes upstream (decision 4).
+// gradient after the stage's backward is what goes upstream (decision 4). The unit of work
+// is a micro-batch, or one token slice of it (TeraPipe), and each stage keeps the keys and
+// values of a micro-batch's earlier slices (nn/key_value_cache.h) until their backward.
 #include <functional>
 #include <memory>
 #include <stdexcept>
@@ -37,6 +39,10 @@ struct PipelineOptions {
   // one core, unless there are cores to spare.
   int kernel_threads = 1;
   WeightPolicy weights = WeightPolicy::Stash;  // pipedream only
+  // TeraPipe: the lengths of the token slices each micro-batch's sequences are cut into,
+  // adding up to the sequence length (pipeline/token_slices.h); empty: whole sequences. The
+  // inputs and targets must then be [batch, tokens], and the loss a mean over the tokens.
+  std::vector<int64_t> token_slices;
 };
 
 // The loss of one micro-batch, averaged over its samples (the executor weights micro-batch
@@ -119,6 +125,7 @@ class Pipeline {
   void add_micro_batches(const datasets::Batch& batch, uint64_t step, std::vector<WorkUnit>& units) const;
   StepResult run_units(const std::vector<WorkUnit>& units);
   void run_stage(int s, const std::vector<WorkUnit>& units, std::vector<double>& losses, StageRecord& record);
+  void check_token_slices_fit(const std::vector<WorkUnit>& units) const;
 
   std::shared_ptr<nn::Sequential> model_;
   StagePlan plan_;
