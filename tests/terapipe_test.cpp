@@ -8,6 +8,10 @@
 #include <cmath>
 #include <optional>
 #include <cstdio>
+#include <functional>
+#include <limits>
+#include <map>
+#include <tuple>
 #include <random>
 
 #include "autograd/elementwise.h"
@@ -21,6 +25,7 @@
 #include "nn/transformer.h"
 #include "pipeline/executor.h"
 #include "pipeline/simulator.h"
+#include "pipeline/slice_planner.h"
 #include "pipeline/token_slices.h"
 #include "pipeline/validator.h"
 #include "tensor/allocator.h"
@@ -327,6 +332,106 @@ TEST(TokenSlices, TheSimulatorChargesEachSliceItsOwnCost) {
   EXPECT_DOUBLE_EQ(simulate(gpipe_schedule(2, 1, 3), costs).makespan, 6 + 3 + 3 + 3 + 2 + 1);
   costs.slice_forward = {{1, 2}};
   EXPECT_THROW_WITH(simulate(gpipe_schedule(2, 1, 3), costs), "2 stages x 3 token slices");
+}
+
+// Every slicing of `tokens` into multiples of `granularity` (the last takes the rest).
+void every_slicing(int64_t tokens, int64_t granularity, std::vector<int64_t>& prefix, int64_t done,
+                   const std::function<void(const std::vector<int64_t>&)>& visit) {
+  if (done == tokens) return visit(prefix);
+  for (int64_t end = done + granularity;; end += granularity) {
+    prefix.push_back(std::min(end, tokens) - done);
+    every_slicing(tokens, granularity, prefix, std::min(end, tokens), visit);
+    prefix.pop_back();
+    if (end >= tokens) break;
+  }
+}
+
+double brute_force_seconds(const SliceCost& cost, int64_t batch, int64_t tokens, int stages, int64_t granularity,
+                           int micro_batches) {
+  double best = std::numeric_limits<double>::infinity();
+  std::vector<int64_t> prefix;
+  every_slicing(tokens, granularity, prefix, 0, [&](const std::vector<int64_t>& lengths) {
+    best = std::min(best, slicing_seconds(cost, batch, lengths, stages, micro_batches));
+  });
+  return best;
+}
+
+TEST(SlicePlanner, EqualsBruteForceOnSmallInstances) {
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<double> coefficient(0.0, 1.0);
+  int instances = 0;
+  for (int trial = 0; trial < 40; ++trial) {
+    // Random cost models, from overhead-dominated to attention-dominated, and one that is no
+    // model at all (a fixed random table), so the planner cannot rely on monotone costs.
+    const SliceCostModel model{coefficient(rng) * 5, coefficient(rng), coefficient(rng) * (trial % 2 ? 1 : 0.01), coefficient(rng) * 0.1};
+    std::map<std::tuple<int64_t, int64_t, int64_t>, double> table;
+    const bool tabulated = trial % 5 == 4;
+    const SliceCost cost = [&](int64_t b, int64_t l, int64_t c) {
+      if (!tabulated) return model(b, l, c);
+      auto [it, fresh] = table.try_emplace({b, l, c}, 0.0);
+      if (fresh) it->second = 0.1 + coefficient(rng);
+      return it->second;
+    };
+    const int64_t tokens = 3 + trial % 9, granularity = 1 + trial % 3, batch = 1 + trial % 4;
+    const int stages = 1 + trial % 6, micro_batches = 1 + trial % 3;
+    const SlicePlan plan = plan_token_slices(cost, batch, tokens, stages, granularity, micro_batches);
+    EXPECT_NEAR(plan.seconds, brute_force_seconds(cost, batch, tokens, stages, granularity, micro_batches), 1e-9)
+        << "trial " << trial;
+    EXPECT_NEAR(plan.seconds, slicing_seconds(cost, batch, plan.lengths, stages, micro_batches), 1e-12);
+    check_token_slices(plan.lengths, tokens);
+    for (size_t i = 0; i + 1 < plan.lengths.size(); ++i) EXPECT_EQ(plan.lengths[i] % granularity, 0);
+    // The outer split: the best over every micro-batch count that divides the batch.
+    double best_split = std::numeric_limits<double>::infinity();
+    for (int64_t m = 1; m <= batch; ++m)
+      if (batch % m == 0) best_split = std::min(best_split, brute_force_seconds(cost, batch / m, tokens, stages, granularity, m));
+    EXPECT_NEAR(plan_batch_and_token_slices(cost, batch, tokens, stages, granularity).seconds, best_split, 1e-9);
+    ++instances;
+  }
+  EXPECT_EQ(instances, 40);
+}
+
+TEST(SlicePlanner, BeatsUniformSlicesWhenLaterSlicesCostMore) {
+  // Attention-dominated: a slice's cost grows with the context before it, so the planner
+  // makes later slices shorter (TeraPipe figure 5).
+  const SliceCostModel attention_heavy{2e-3, 1e-6, 1e-7, 5e-8};
+  const int64_t tokens = 2048;
+  const int stages = 8;
+  const SlicePlan plan = plan_token_slices(attention_heavy, 1, tokens, stages, 16);
+  double best_uniform = std::numeric_limits<double>::infinity();
+  int best_count = 0;
+  for (int n = 1; n <= 128; ++n) {
+    const double seconds = slicing_seconds(attention_heavy, 1, uniform_token_slices(tokens, n), stages);
+    if (seconds < best_uniform) best_uniform = seconds, best_count = n;
+  }
+  std::printf("2048 tokens, 8 stages: planner %s %.4f s, best uniform (%d slices) %.4f s: %.2fx\n",
+              format_token_slices(plan.lengths).c_str(), plan.seconds, best_count, best_uniform, best_uniform / plan.seconds);
+  EXPECT_LT(plan.seconds, best_uniform * 0.95);
+  EXPECT_GT(plan.lengths.front(), plan.lengths.back());
+}
+
+TEST(SlicePlanner, FitsTheCostModelItWasMeasuredFrom) {
+  const SliceCostModel truth{2e-3, 3e-6, 4e-9, 5e-9};
+  std::vector<SliceTiming> timings;
+  for (int64_t l : {16, 64, 256})
+    for (int64_t c : {0, 256, 768}) timings.push_back({2, l, c, truth(2, l, c)});
+  const SliceCostModel fitted = SliceCostModel::fit(timings);
+  for (const SliceTiming& t : timings) EXPECT_NEAR(fitted(t.batch, t.length, t.context), t.seconds, 1e-9);
+  EXPECT_THROW_WITH(SliceCostModel::fit({timings.begin(), timings.begin() + 3}), "3 timings cannot fit");
+}
+
+TEST(SlicePlanner, MeasuresSlicesOnTheRealStages) {
+  auto model = nn::make_gpt(sliced_gpt());
+  const StagePlan plan = partition_uniform(*model, 2);
+  std::vector<std::shared_ptr<nn::Sequential>> stages{stage_module(*model, plan, 0), stage_module(*model, plan, 1)};
+  Generator g(1);
+  const std::vector<SliceTiming> timings = measure_slice_costs(stages, randint(0, 31, {2, 16}, g), {4, 8, 16}, {0, 4, 8}, 1);
+  ASSERT_EQ(timings.size(), 7u);  // length + context <= 16
+  for (const SliceTiming& t : timings) {
+    EXPECT_EQ(t.batch, 2);
+    EXPECT_GT(t.seconds, 0.0);
+    EXPECT_LE(t.length + t.context, 16);
+  }
+  for (const auto& [name, p] : model->named_parameters()) EXPECT_FALSE(p.grad().defined()) << name;
 }
 
 }  // namespace
