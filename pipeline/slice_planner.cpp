@@ -147,6 +147,17 @@ std::vector<SliceTiming> measure_slice_costs(const std::vector<std::shared_ptr<n
   return timings;
 }
 
+SliceCostModel profile_slice_costs(const std::vector<std::shared_ptr<nn::Sequential>>& stages, const Tensor& sample,
+                                   int repeats) {
+  const int64_t tokens = sample.dim() == 2 ? sample.shape()[1] : 0;
+  std::vector<int64_t> lengths, contexts;
+  for (int64_t divisor : {16, 8, 4, 2, 1})
+    if (lengths.empty() || tokens / divisor != lengths.back()) lengths.push_back(std::max<int64_t>(1, tokens / divisor));
+  for (int64_t quarter : {0, 1, 2, 3})
+    if (contexts.empty() || quarter * tokens / 4 != contexts.back()) contexts.push_back(quarter * tokens / 4);
+  return SliceCostModel::fit(measure_slice_costs(stages, sample, lengths, contexts, repeats));
+}
+
 double slicing_seconds(const SliceCost& cost, int64_t batch, const std::vector<int64_t>& lengths, int stages,
                        int micro_batches) {
   double sum = 0, slowest = 0;

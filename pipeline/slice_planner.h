@@ -47,6 +47,11 @@ std::vector<SliceTiming> measure_slice_costs(const std::vector<std::shared_ptr<n
                                              const Tensor& sample, const std::vector<int64_t>& lengths,
                                              const std::vector<int64_t>& contexts, int repeats = 3);
 
+// measure_slice_costs on a default grid (lengths T/16 .. T, contexts 0 .. 3T/4 for T tokens
+// in `sample`), fitted.
+SliceCostModel profile_slice_costs(const std::vector<std::shared_ptr<nn::Sequential>>& stages, const Tensor& sample,
+                                   int repeats = 3);
+
 struct SlicePlan {
   int micro_batches = 1;          // the batch's outer split
   std::vector<int64_t> lengths;   // the token slices of each micro-batch

@@ -38,6 +38,12 @@ expect_error "--threads: Value 0 not in range" "${tiny_gpt[@]}" --threads 0
 expect_error "add --schedule pipedream" "${tiny_gpt[@]}" --stages 2 --weights none
 expect_error "use at least 3" "${tiny_gpt[@]}" --stages 3 --schedule pipedream --weights 2bw --micro-batches 2
 expect_error "--weights: stale not in" "${tiny_gpt[@]}" --schedule pipedream --weights stale
+expect_error "--token-slices: must be a number of slices >= 1 or auto, got '0'" "${tiny_gpt[@]}" --token-slices 0
+expect_error "--token-slices: must be a number of slices >= 1 or auto, got 'many'" "${tiny_gpt[@]}" --token-slices many
+expect_error "exceeds the 16 tokens of a sequence: use at most 16" "${tiny_gpt[@]}" --token-slices 17
+expect_error "not pipedream" "${tiny_gpt[@]}" --stages 2 --schedule pipedream --token-slices 2
+expect_error "--token-slices" train cnn --steps 1 --token-slices 2
+expect_error "pipedream is asynchronous and does not slice" simulate --schedule pipedream --token-slices 2
 
 # A path in the working folder, without a folder part, is fine.
 (cd "$work" && "$minipipe" "${tiny_gpt[@]}" --save gpt.safetensors > /dev/null 2>&1) && [ -f "$work/gpt.safetensors" ] ||

@@ -15,6 +15,7 @@ struct PipelineFlags {
   std::string partition = "uniform";  // uniform | params | time | 3,3,2
   std::string plan;                   // "auto": stages chosen by PipeDream's planner (one replica each)
   std::string recompute = "never";    // never | always | except_last
+  std::string token_slices;           // gpt: N uniform token slices, or "auto" (TeraPipe's planner); empty: none
   std::string stage_devices;          // cpu,cpu,... (empty: every stage on --device)
   int threads = 1;                    // CPU kernel threads per stage
   std::string trace, timeline;        // Chrome-trace JSON and SVG of the last step
@@ -56,7 +57,7 @@ struct SampleOptions {
 };
 
 struct SimulateOptions {
-  int stages = 4, micro_batches = 8;
+  int stages = 4, micro_batches = 8, token_slices = 1;
   std::string schedule = "gpipe";
   int mini_batches = 8;           // pipedream: mini-batches streamed (each of micro_batches)
   std::string weights;            // pipedream: stash (default) | vertical-sync | none | 2bw
@@ -82,6 +83,16 @@ struct PlanOptions {
   int most_replicas = 0;   // per stage; 0: any
 };
 
+// TeraPipe's slice planner on a GPT of the given shape, measured on this machine (section 3.3).
+struct PlanSlicesOptions {
+  std::string model = "gpt";
+  int64_t context = 1024, batch_size = 1, dim = 128, layers = 0, heads = 4;  // layers 0: two per stage
+  int stages = 4;
+  int64_t granularity = 0;  // tokens; 0: context / 64
+  int repeats = 3;
+  bool json = false;
+};
+
 int train_cnn(const CnnOptions& options);
 int train_gpt(const GptOptions& options);
 int sample_gpt(const SampleOptions& options);
@@ -89,6 +100,7 @@ int print_info();
 int simulate(const SimulateOptions& options);
 int partition(const PartitionOptions& options);
 int plan(const PlanOptions& options);
+int plan_slices(const PlanSlicesOptions& options);
 
 // Where the bundled data lives: $MINIPIPE_DATA_DIR, else the source tree's data/, else the
 // installed copy.

@@ -33,6 +33,15 @@ const CLI::Validator kWholeNumber(
     },
     "WHOLE");
 
+// --token-slices: a count of at least 1, or auto.
+const CLI::Validator kSliceCount(
+    [](std::string& value) {
+      const bool count = !value.empty() && value.size() <= 9 && value.find_first_not_of("0123456789") == std::string::npos &&
+                         std::stol(value) > 0;
+      return count || value == "auto" ? std::string() : "must be a number of slices >= 1 or auto, got '" + value + "'";
+    },
+    "N|auto");
+
 // Checkpoints, traces and timelines are written at the end of a run: a path that cannot be
 // written must stop the run before it starts, not after minutes of training.
 const CLI::Validator kOutputFile(
@@ -115,6 +124,10 @@ int main(int argc, char** argv) {
   train_gpt_command->add_option("--context", gpt.context, "tokens per sequence")->check(kPositive)->capture_default_str();
   train_gpt_command->add_option("--dropout", gpt.dropout, "dropout probability")->check(CLI::Range(0.0, 0.99))->capture_default_str();
   train_gpt_command->add_option("--sample-length", gpt.sample_length, "bytes of text to print after training")->capture_default_str();
+  train_gpt_command->add_option("--token-slices", gpt.pipeline.token_slices,
+                                "TeraPipe: cut each sequence into N equal token slices that flow through the stages like "
+                                "micro-batches, or auto (slices chosen by TeraPipe's planner on timings of the stages)")
+      ->check(kSliceCount);
 
   CLI::App* sample = app.add_subcommand("sample", "generate from a trained model");
   sample->require_subcommand(1);
@@ -137,6 +150,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"gpipe", "1f1b", "pipedream"}))->capture_default_str();
   simulate_command->add_option("--weights", sim.weights, "pipedream's weight policy: stash (default), vertical-sync, none or 2bw")
       ->check(CLI::IsMember({"stash", "vertical-sync", "none", "2bw"}));
+  simulate_command->add_option("--token-slices", sim.token_slices, "token slices per micro-batch (TeraPipe; gpipe and 1f1b)")
+      ->check(kPositive)->capture_default_str();
   simulate_command->add_option("--mini-batches", sim.mini_batches, "pipedream: mini-batches streamed, each of --micro-batches")
       ->check(kPositive)->capture_default_str();
   simulate_command->add_option("--forward-cost", sim.forward_cost, "time of one forward on one stage")->check(kPositive)->capture_default_str();
@@ -168,6 +183,23 @@ int main(int argc, char** argv) {
   plan_command->add_option("--most-replicas", plan_options.most_replicas, "replicas per stage at most (0: any)")
       ->check(kWholeNumber)->capture_default_str();
 
+  PlanSlicesOptions slices;
+  CLI::App* plan_slices_command =
+      app.add_subcommand("plan-slices", "choose token slices by TeraPipe's planner (times slices of a GPT on this machine)");
+  plan_slices_command->add_option("model", slices.model, "gpt")->check(CLI::IsMember({"gpt"}))->capture_default_str();
+  plan_slices_command->add_option("--context", slices.context, "tokens per sequence")->check(kPositive)->capture_default_str();
+  plan_slices_command->add_option("--stages", slices.stages, "pipeline stages K")->check(kPositive)->capture_default_str();
+  plan_slices_command->add_option("--batch-size", slices.batch_size, "sequences per mini-batch (split into micro-batches too)")
+      ->check(kPositive)->capture_default_str();
+  plan_slices_command->add_option("--dim", slices.dim, "model width")->check(kPositive)->capture_default_str();
+  plan_slices_command->add_option("--layers", slices.layers, "Transformer blocks (default: two per stage)")->check(kPositive);
+  plan_slices_command->add_option("--heads", slices.heads, "attention heads")->check(kPositive)->capture_default_str();
+  plan_slices_command->add_option("--granularity", slices.granularity, "slice lengths in multiples of this (default: context / 64)")
+      ->check(kPositive);
+  plan_slices_command->add_option("--repeats", slices.repeats, "timings per point (the median counts)")->check(kPositive)
+      ->capture_default_str();
+  plan_slices_command->add_flag("--json", slices.json, "print one JSON object instead of text");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
@@ -181,6 +213,7 @@ int main(int argc, char** argv) {
     if (*simulate_command) return simulate(sim);
     if (*partition_command) return partition(part);
     if (*plan_command) return plan(plan_options);
+    if (*plan_slices_command) return plan_slices(slices);
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "minipipe: error: out of memory; lower the model or batch sizes (or --micro-batches' share)\n");
     return 1;

@@ -2,12 +2,15 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <sstream>
 #include <thread>
 
 #include "kernels/cpu/threads.h"
 #include "pipeline/planner.h"
 #include "pipeline/simulator.h"
+#include "pipeline/slice_planner.h"
+#include "pipeline/token_slices.h"
 #include "tensor/allocator.h"
 
 namespace minipipe::cli {
@@ -45,6 +48,8 @@ PipelinedTraining::PipelinedTraining(std::shared_ptr<nn::Sequential> model, cons
                                     parse_devices(flags.stage_devices, flags.stages, device), seed, true,
                                     flags.threads};
   if (asynchronous()) options.weights = pipeline::parse_weight_policy(flags_.weights);
+  token_slices_ = token_slices(plan, sample);
+  options.token_slices = token_slices_;
   for (const Device& d : options.stage_devices)
     if (std::find(devices_.begin(), devices_.end(), d) == devices_.end()) devices_.push_back(d);
   pipeline_ = std::make_unique<pipeline::Pipeline>(model_, std::move(plan), options, std::move(loss));
@@ -74,6 +79,35 @@ pipeline::StagePlan PipelinedTraining::planned_partition(const Tensor& sample) {
   plan.method = "PipeDream's planner (predicted " + std::to_string(1e3 * planned_seconds_per_mini_batch_) +
                 " ms per mini-batch in the steady state; bottleneck: " + chosen.bottleneck + ")";
   return plan;
+}
+
+std::vector<int64_t> PipelinedTraining::token_slices(const pipeline::StagePlan& plan, const Tensor& sample) {
+  if (flags_.token_slices.empty()) return {};
+  if (sample.dim() != 2)
+    throw std::invalid_argument("--token-slices cuts token sequences: it needs a model fed [batch, tokens] (the gpt)");
+  const int64_t tokens = sample.shape()[1];
+  if (flags_.token_slices != "auto") {
+    const int64_t count = std::stoll(flags_.token_slices);
+    if (count > tokens)
+      throw std::invalid_argument("--token-slices " + flags_.token_slices + " exceeds the " + std::to_string(tokens) +
+                                  " tokens of a sequence: use at most " + std::to_string(tokens));
+    return pipeline::uniform_token_slices(tokens, static_cast<int>(count));
+  }
+  // TeraPipe section 3.3: time slices on the stages as they will run, then plan.
+  std::vector<std::shared_ptr<nn::Sequential>> stages;
+  for (int s = 0; s < plan.stages(); ++s) stages.push_back(pipeline::stage_module(*model_, plan, s));
+  const pipeline::SliceCostModel cost = pipeline::profile_slice_costs(stages, sample);
+  const int64_t batch = sample.shape()[0];
+  const pipeline::SlicePlan chosen = pipeline::plan_token_slices(cost, batch, tokens, plan.stages(),
+                                                                 pipeline::default_slice_granularity(tokens), flags_.micro_batches);
+  const double unsliced = pipeline::slicing_seconds(cost, batch, {tokens}, plan.stages(), flags_.micro_batches);
+  planned_seconds_per_mini_batch_ = chosen.seconds;
+  char note[256];
+  std::snprintf(note, sizeof note, "predicted %.1f ms per mini-batch against %.1f ms unsliced; cost model ",
+                1e3 * chosen.seconds, 1e3 * unsliced);
+  token_slice_note_ = "token slices by TeraPipe's planner: " + pipeline::format_token_slices(chosen.lengths) + ", " + note +
+                      cost.str();
+  return chosen.lengths;
 }
 
 std::vector<float> PipelinedTraining::train(const std::vector<datasets::Batch>& batches, int64_t first_step) {
@@ -156,11 +190,14 @@ std::string PipelinedTraining::peak_memory_text() const {
 
 std::string PipelinedTraining::plan_text() const {
   return pipeline_->plan().str(*model_) + "schedule " + flags_.schedule + ", " + std::to_string(flags_.micro_batches) +
-         " micro-batches" + (asynchronous() ? " per update, weights " + flags_.weights : "") + ", recompute " + flags_.recompute;
+         " micro-batches" + (asynchronous() ? " per update, weights " + flags_.weights : "") +
+         (token_slices_.empty() ? "" : ", token slices " + pipeline::format_token_slices(token_slices_)) + ", recompute " +
+         flags_.recompute;
 }
 
 void PipelinedTraining::log_setup(TrainingLog& log, int64_t end_step, int64_t total_steps, int64_t eval_interval) const {
-  if (flags_.stages > 1 || flags_.micro_batches > 1) log.message(plan_text());
+  if (flags_.stages > 1 || flags_.micro_batches > 1 || !token_slices_.empty()) log.message(plan_text());
+  if (!token_slice_note_.empty()) log.message(token_slice_note_);
   if (asynchronous() && end_step < total_steps && end_step - 1 + steps_per_call(end_step - 1, total_steps, eval_interval) != end_step)
     log.message("note: pipedream drains the pipeline to stop at step " + std::to_string(end_step) +
                 ", where an uninterrupted run would not: resumed, this run's losses will differ slightly from one never "
@@ -185,12 +222,15 @@ JsonObject PipelinedTraining::summary() const {
       .add("schedule", flags_.schedule)
       .add("weights", asynchronous() ? flags_.weights : std::string("synchronous"))
       .add("recompute", flags_.recompute)
+      .add_raw("token_slices", json_list(token_slices_))
       .add("threads_per_stage", static_cast<int64_t>(flags_.threads))
       .add_raw("layers_per_stage", json_list(layers))
       .add("measured_bubble_fraction", steps_ ? bubble_sum_ / static_cast<double>(steps_) : 0.0)
-      // PipeDream fills and drains once per call of train(), not once per mini-batch.
+      // PipeDream fills and drains once per call of train(), not once per mini-batch; token
+      // slices are units of work like micro-batches.
       .add("theoretical_bubble_fraction",
-           pipeline::theoretical_bubble_fraction(flags_.stages, flags_.micro_batches * static_cast<int>(last_call_mini_batches_)))
+           pipeline::theoretical_bubble_fraction(flags_.stages, flags_.micro_batches * static_cast<int>(last_call_mini_batches_) *
+                                                                    std::max<int>(1, static_cast<int>(token_slices_.size()))))
       .add_raw("peak_bytes_per_stage", json_list(peak_bytes_))
       .add_raw("peak_weight_versions_per_stage", json_list(peak_weight_versions_))
       .add_raw("peak_stash_bytes_per_stage", json_list(peak_stash_bytes_))

@@ -61,6 +61,9 @@ class PipelinedTraining {
 
  private:
   pipeline::StagePlan planned_partition(const Tensor& sample);  // --plan auto
+  // --token-slices N or auto (TeraPipe's planner on timings of the stages) for sequences like
+  // `sample`; empty without the flag.
+  std::vector<int64_t> token_slices(const pipeline::StagePlan& plan, const Tensor& sample);
 
   std::shared_ptr<nn::Sequential> model_;
   PipelineFlags flags_;
@@ -73,7 +76,9 @@ class PipelinedTraining {
   std::vector<int64_t> peak_bytes_;
   std::vector<pipeline::TraceEvent> last_trace_;
   int64_t last_call_mini_batches_ = 1;
-  double planned_seconds_per_mini_batch_ = 0;  // --plan auto: the planner's prediction
+  double planned_seconds_per_mini_batch_ = 0;  // --plan auto or --token-slices auto: the planner's prediction
+  std::vector<int64_t> token_slices_;          // the lengths in use (empty: none)
+  std::string token_slice_note_;               // how auto chose them
   double training_seconds_ = 0;                // in train(), for the measured time per mini-batch
   int64_t mini_batches_trained_ = 0;
   double bubble_sum_ = 0;

@@ -21,13 +21,17 @@ int simulate(const SimulateOptions& o) {
   const pipeline::Schedule schedule =
       pipedream ? pipeline::pipedream_schedule(o.stages, o.micro_batches * o.mini_batches, o.micro_batches,
                                                pipeline::parse_weight_policy(weights))
-                : pipeline::make_schedule(o.schedule, o.stages, o.micro_batches);
+                : pipeline::make_schedule(o.schedule, o.stages, o.micro_batches, o.token_slices);
   pipeline::validate(schedule);
   const pipeline::SimulationResult result =
       pipeline::simulate(schedule, pipeline::CostModel::uniform(o.stages, o.forward_cost, o.backward_cost));
   // PipeDream fills and drains once for the whole stream, not once per mini-batch.
-  const double theory = pipeline::theoretical_bubble_fraction(o.stages, schedule.micro_batches);
+  // Token slices are units of work like micro-batches: M * S of them with equal costs.
+  const double theory = pipeline::theoretical_bubble_fraction(o.stages, schedule.micro_batches * schedule.token_slices);
+  if (pipedream && o.token_slices > 1)
+    throw std::invalid_argument("--token-slices runs with gpipe and 1f1b; pipedream is asynchronous and does not slice");
   const std::string shape = std::to_string(o.micro_batches) + " micro-batches" +
+                            (o.token_slices > 1 ? " x " + std::to_string(o.token_slices) + " token slices" : "") +
                             (pipedream ? " per mini-batch, " + std::to_string(o.mini_batches) + " mini-batches streamed, weights " +
                                              weights
                                        : "");
@@ -35,6 +39,7 @@ int simulate(const SimulateOptions& o) {
   if (o.json) {
     std::printf("%s\n", JsonObject().add("schedule", o.schedule).add("stages", static_cast<int64_t>(o.stages))
                             .add("micro_batches", static_cast<int64_t>(o.micro_batches))
+                            .add("token_slices", static_cast<int64_t>(o.token_slices))
                             .add("mini_batches", static_cast<int64_t>(pipedream ? o.mini_batches : 1))
                             .add("weights", pipedream ? weights : std::string("synchronous")).add("forward_cost", o.forward_cost)
                             .add("backward_cost", o.backward_cost).add("makespan", result.makespan)
@@ -45,9 +50,10 @@ int simulate(const SimulateOptions& o) {
     std::printf("%s, %d stages, %s, forward %g, backward %g\n", o.schedule.c_str(), o.stages, shape.c_str(),
                 o.forward_cost, o.backward_cost);
     std::printf("  makespan             %g\n", result.makespan);
-    std::printf("  bubble fraction      %.4f  (formula (K-1)/(M+K-1) = %.4f, M = %d micro-batches in all)\n",
-                result.bubble_fraction, theory, schedule.micro_batches);
-    std::printf("  peak in flight       %s micro-batches per stage\n", in_flight.c_str());
+    std::printf("  bubble fraction      %.4f  (formula (K-1)/(M+K-1) = %.4f, M = %d %s in all)\n", result.bubble_fraction,
+                theory, schedule.micro_batches * schedule.token_slices, o.token_slices > 1 ? "units" : "micro-batches");
+    std::printf("  peak in flight       %s %s per stage\n", in_flight.c_str(),
+                o.token_slices > 1 ? "(micro-batch, slice) units" : "micro-batches");
     if (pipedream) std::printf("  weight versions held %s per stage at most\n", versions.c_str());
   }
   const std::vector<pipeline::TraceEvent> events = pipeline::to_trace(result);
