@@ -19,29 +19,36 @@ namespace minipipe::pipeline {
 
 namespace {
 
-constexpr int kFeatures = 4;
+constexpr int kFeatures = 5;
 using Features = std::array<double, kFeatures>;
 
 Features features(int64_t batch, int64_t length, int64_t context) {
   const double tokens = static_cast<double>(batch) * static_cast<double>(length);
-  return {1.0, tokens, tokens * static_cast<double>(context), tokens * static_cast<double>(length)};
+  return {1.0, tokens, tokens * static_cast<double>(context), tokens * static_cast<double>(length),
+          static_cast<double>(batch) * static_cast<double>(context)};
 }
 
-// Least squares over the features marked active (the others' weights stay 0), by the normal
-// equations on columns scaled to at most 1, solved by Gaussian elimination.
+// Least squares of relative error over the features marked active (the others' weights stay
+// 0): each timing's row divided by its time, by the normal equations on columns scaled to at
+// most 1, solved by Gaussian elimination.
 Features least_squares(const std::vector<SliceTiming>& timings, const std::array<bool, kFeatures>& active) {
+  auto row = [](const SliceTiming& t) {
+    Features f = features(t.batch, t.length, t.context);
+    for (double& x : f) x /= t.seconds;
+    return f;
+  };
   Features scale{};
   for (const SliceTiming& t : timings) {
-    const Features f = features(t.batch, t.length, t.context);
+    const Features f = row(t);
     for (int i = 0; i < kFeatures; ++i) scale[i] = std::max(scale[i], std::fabs(f[i]));
   }
   double a[kFeatures][kFeatures + 1] = {};
   for (const SliceTiming& t : timings) {
-    Features f = features(t.batch, t.length, t.context);
+    Features f = row(t);
     for (int i = 0; i < kFeatures; ++i) f[i] = active[i] && scale[i] > 0 ? f[i] / scale[i] : 0.0;
     for (int i = 0; i < kFeatures; ++i) {
       for (int j = 0; j < kFeatures; ++j) a[i][j] += f[i] * f[j];
-      a[i][kFeatures] += f[i] * t.seconds;
+      a[i][kFeatures] += f[i];  // the target t / t
     }
   }
   for (int i = 0; i < kFeatures; ++i)
@@ -73,16 +80,19 @@ double median(std::vector<double> v) {
 
 double SliceCostModel::operator()(int64_t batch, int64_t length, int64_t context) const {
   const Features f = features(batch, length, context);
-  return overhead * f[0] + per_token * f[1] + per_token_context * f[2] + per_token_squared * f[3];
+  return overhead * f[0] + per_token * f[1] + per_token_context * f[2] + per_token_squared * f[3] + per_context * f[4];
 }
 
 SliceCostModel SliceCostModel::fit(const std::vector<SliceTiming>& timings) {
   if (timings.size() < kFeatures)
     throw std::invalid_argument("slice cost model: " + std::to_string(timings.size()) +
-                                " timings cannot fit 4 coefficients; measure more (length, context) points");
+                                " timings cannot fit 5 coefficients; measure more (length, context) points");
+  for (const SliceTiming& t : timings)
+    if (!(t.seconds > 0)) throw std::invalid_argument("slice cost model: a timing of " + std::to_string(t.seconds) + " s");
   // A time cannot fall as slices grow: drop a term whose weight comes out negative (noise)
   // and fit the rest again.
-  std::array<bool, kFeatures> active{true, true, true, true};
+  std::array<bool, kFeatures> active;
+  active.fill(true);
   Features w{};
   for (int round = 0; round < kFeatures; ++round) {
     w = least_squares(timings, active);
@@ -92,14 +102,14 @@ SliceCostModel SliceCostModel::fit(const std::vector<SliceTiming>& timings) {
     if (!negative) break;
   }
   for (double& x : w) x = std::max(0.0, x);
-  return {w[0], w[1], w[2], w[3]};
+  return {w[0], w[1], w[2], w[3], w[4]};
 }
 
 std::string SliceCostModel::str() const {
   std::ostringstream out;
   out.precision(3);
   out << "t(b, l, c) = " << overhead * 1e3 << " ms + b*l*" << per_token * 1e6 << " us + b*l*c*" << per_token_context * 1e9
-      << " ns + b*l^2*" << per_token_squared * 1e9 << " ns";
+      << " ns + b*l^2*" << per_token_squared * 1e9 << " ns + b*c*" << per_context * 1e9 << " ns";
   return out.str();
 }
 
@@ -151,8 +161,8 @@ SliceCostModel profile_slice_costs(const std::vector<std::shared_ptr<nn::Sequent
                                    int repeats) {
   const int64_t tokens = sample.dim() == 2 ? sample.shape()[1] : 0;
   std::vector<int64_t> lengths, contexts;
-  for (int64_t divisor : {16, 8, 4, 2, 1})
-    if (lengths.empty() || tokens / divisor != lengths.back()) lengths.push_back(std::max<int64_t>(1, tokens / divisor));
+  for (int64_t length = default_slice_granularity(tokens); length < tokens; length *= 2) lengths.push_back(length);
+  lengths.push_back(tokens);
   for (int64_t quarter : {0, 1, 2, 3})
     if (contexts.empty() || quarter * tokens / 4 != contexts.back()) contexts.push_back(quarter * tokens / 4);
   return SliceCostModel::fit(measure_slice_costs(stages, sample, lengths, contexts, repeats));

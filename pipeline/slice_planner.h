@@ -27,13 +27,17 @@ struct SliceTiming {
   double seconds;
 };
 
-// t = a + b * (batch * length) + c * (batch * length * context) + d * (batch * length^2):
-// a per-slice overhead, the per-token layers (projections, MLP), and attention's scores over
-// earlier context and within the slice.
+// t = a + b (batch * length) + c (batch * length * context) + d (batch * length^2)
+//       + e (batch * context):
+// a per-slice overhead (many small kernels), the per-token layers (projections, MLP),
+// attention's scores over the earlier context and within the slice, and reading (and
+// handing gradients back to) the earlier slices' keys and values.
 struct SliceCostModel {
-  double overhead = 0, per_token = 0, per_token_context = 0, per_token_squared = 0;
+  double overhead = 0, per_token = 0, per_token_context = 0, per_token_squared = 0, per_context = 0;
   double operator()(int64_t batch, int64_t length, int64_t context) const;
-  // Least squares over the timings (at least four, spread over lengths and contexts).
+  // Least squares on relative errors (a short slice's time counts as much as a long one's)
+  // over the timings: at least five, spread over lengths and contexts. No term comes out
+  // negative.
   static SliceCostModel fit(const std::vector<SliceTiming>& timings);
   std::string str() const;
 };
@@ -47,8 +51,8 @@ std::vector<SliceTiming> measure_slice_costs(const std::vector<std::shared_ptr<n
                                              const Tensor& sample, const std::vector<int64_t>& lengths,
                                              const std::vector<int64_t>& contexts, int repeats = 3);
 
-// measure_slice_costs on a default grid (lengths T/16 .. T, contexts 0 .. 3T/4 for T tokens
-// in `sample`), fitted.
+// measure_slice_costs on a default grid for T tokens in `sample`: lengths from the default
+// granularity up, doubling, to T; contexts 0, T/4, T/2, 3T/4; fitted.
 SliceCostModel profile_slice_costs(const std::vector<std::shared_ptr<nn::Sequential>>& stages, const Tensor& sample,
                                    int repeats = 3);
 
