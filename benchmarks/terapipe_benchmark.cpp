@@ -187,7 +187,7 @@ int main(int argc, char** argv) {
   for (const Simulated& s : simulated)
     std::printf("%-8lld %-7lld %-7d %7.2fx  %s\n", static_cast<long long>(s.context), static_cast<long long>(s.batch), s.stages,
                 s.gain, s.plan.c_str());
-  std::printf("(TeraPipe, section 5 and figure 6: the gain grows with the sequence length and shrinks as the batch grows, "
+  std::printf("(TeraPipe, section 5: the gain grows with the sequence length and shrinks as the batch grows, "
               "since micro-batches then fill the pipeline too)\n");
   if (!json_path.empty()) {
     std::vector<std::string> objects;

@@ -1,5 +1,5 @@
 #pragma once
-// TeraPipe (Li et al. 2021, section 3.1): in a causal Transformer token t at layer l depends
+// TeraPipe (Li et al. 2021, section 3): in a causal Transformer token t at layer l depends
 // only on tokens <= t at layer l - 1, so a batch of sequences can be cut into token slices
 // that run one after another, and in a pipeline on different stages at once. A slice's
 // attention reads the keys and values of every earlier slice of the same sequences; this

@@ -75,7 +75,7 @@ void check_sizes(const char* name, int stages, int micro_batches, int token_slic
 //   stage 1 | .  F0 F1 F2 F3 .  .  B0 B1 B2 B3 .
 //   stage 2 | .  .  F0 F1 F2 F3 B0 B1 B2 B3 .  .
 //
-// TeraPipe's order, K = 3, one sequence in S = 4 token slices (section 3.2, figure 2):
+// TeraPipe's order, K = 3, one sequence in S = 4 token slices (section 3):
 //
 //   stage 0 | F0.0 F0.1 F0.2 F0.3 .    .    .    .    B0.3 B0.2 B0.1 B0.0
 //   stage 1 | .    F0.0 F0.1 F0.2 F0.3 .    .    B0.3 B0.2 B0.1 B0.0 .

@@ -80,7 +80,7 @@ std::vector<Instruction> forward_units(int micro_batches, int token_slices);
 std::vector<Instruction> backward_units(int micro_batches, int token_slices);
 
 // GPipe (Huang et al. 2019, section 2.2, figure 2c): all forwards, then all backwards.
-// With token slices this is TeraPipe's own order (section 3.2): every slice forward, then
+// With token slices this is TeraPipe's own order (section 3): every slice forward, then
 // every slice backward in reverse.
 Schedule gpipe_schedule(int stages, int micro_batches, int token_slices = 1);
 // 1F1B with a flush per mini-batch (PipeDream-Flush; Narayanan et al. 2021, and the

@@ -114,7 +114,7 @@ TEST(Layers, DropoutMaskDoesNotDependOnHowTheBatchIsCut) {
 }
 
 TEST(Transformer, AttentionOverTokenSlicesEqualsTheWholeSequence) {
-  // TeraPipe section 3.1: a later slice attends over the keys and values of earlier ones;
+  // TeraPipe section 3: a later slice attends over the keys and values of earlier ones;
   // backwarding the slices in reverse hands those their gradients.
   Generator g(3);
   CausalSelfAttention attention(16, 4, 0.0f, 1, g);

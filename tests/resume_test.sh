@@ -34,6 +34,16 @@ check gpt-pipedream gpt --steps 12 --batch-size 4 --dim 32 --layers 2 --heads 2 
   --schedule pipedream --eval-interval 5
 check cnn-2bw cnn --steps 12 --batch-size 16 --width 4 --stages 2 --schedule pipedream --weights 2bw --micro-batches 2 \
   --eval-interval 5
+# TeraPipe: token slices through a 2-stage 1F1B with recomputation resume exactly, and train
+# as the unsliced run does (the same losses up to float rounding).
+check gpt-token-slices gpt --steps 12 --batch-size 4 --dim 32 --layers 2 --heads 2 --context 32 --stages 2 \
+  --token-slices 3 --schedule 1f1b --micro-batches 2 --recompute always
+if ! paste <(losses "$work/gpt-straight.jsonl") <(losses "$work/gpt-token-slices-straight.jsonl") |
+     awk '{ d = $2 - $4; if (d < 0) d = -d; if (d > 1e-4 * $2) { print "step " $1 ": " $2 " vs " $4; bad = 1 } } END { exit bad }'; then
+  echo "FAIL: token-sliced training departs from unsliced training (above)"
+  exit 1
+fi
+echo "ok: gpt-token-slices: 12 steps within 1e-4 of the unsliced run's losses"
 
 # A checkpoint written by minipipe at commit d006953 (before the hardened reader and strict
 # metadata) resumes with the losses that version logged for the uninterrupted run.

@@ -392,7 +392,7 @@ TEST(SlicePlanner, EqualsBruteForceOnSmallInstances) {
 
 TEST(SlicePlanner, BeatsUniformSlicesWhenLaterSlicesCostMore) {
   // Attention-dominated: a slice's cost grows with the context before it, so the planner
-  // makes later slices shorter (TeraPipe figure 5).
+  // makes later slices shorter, as TeraPipe's do.
   const SliceCostModel attention_heavy{2e-3, 1e-6, 1e-7, 5e-8};
   const int64_t tokens = 2048;
   const int stages = 8;
