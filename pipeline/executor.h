@@ -42,7 +42,7 @@ struct PipelineOptions {
   // TeraPipe: the lengths of the token slices each micro-batch's sequences are cut into,
   // adding up to the sequence length (pipeline/token_slices.h); empty: whole sequences. The
   // inputs and targets must then be [batch, tokens], and the loss a mean over the tokens.
-  std::vector<int64_t> token_slices;
+  std::vector<int64_t> token_slices = {};
 };
 
 // The loss of one micro-batch, averaged over its samples (the executor weights micro-batch

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A longer fuzzing campaign over the readers of untrusted files (tests/fuzz/fuzz_readers.cpp):
+# A longer fuzzing campaign over the readers of untrusted input and the command-line parser
+# (tests/fuzz/fuzz_readers.cpp):
 # each reader for RUNS executions (restarted with a new seed after a crash), then a table of
 # executions, crashes and distinct crashing inputs (saved under BUILD_DIR/fuzz-crashes/READER/).
 # Build with -Db_sanitize=address,undefined to catch memory errors too.
@@ -14,7 +15,7 @@ crashes_dir="$build/fuzz-crashes"
 mkdir -p "$crashes_dir"
 printf '%-12s %12s %9s %9s %10s\n' reader executions seconds crashes distinct
 status=0
-for target in safetensors idx cifar csv text; do
+for target in safetensors idx cifar csv text cli; do
   done_runs=0 crashes=0 seed=1 start=$(date +%s.%N)
   mkdir -p "$crashes_dir/$target"
   while [ "$done_runs" -lt "$runs" ]; do

@@ -1,219 +1,38 @@
-// The `minipipe` command line. The only file that includes CLI11 (it costs seconds).
-#include <CLI/CLI.hpp>
-#include <unistd.h>
-
+// `minipipe`: parses the command line (command_line.cpp) and runs the command, turning any
+// error into one line.
 #include <cstdio>
 #include <exception>
-#include <filesystem>
+#include <iostream>
 #include <new>
 
-#include "commands.h"
-#include "kernels/cpu/threads.h"
+#include "command_line.h"
 
 using namespace minipipe::cli;
 
 namespace {
 
-// CLI11's PositiveNumber prints the whole double range in its message; this one says it plainly.
-const CLI::Validator kPositive(
-    [](std::string& value) {
-      try {
-        if (std::stod(value) > 0) return std::string();
-      } catch (const std::exception&) {
-      }
-      return "must be a positive number, got '" + value + "'";
-    },
-    "POSITIVE");
-
-// Seeds and counts that may be 0: digits only (CLI11's own check prints the whole double range).
-const CLI::Validator kWholeNumber(
-    [](std::string& value) {
-      const bool digits = !value.empty() && value.size() <= 19 && value.find_first_not_of("0123456789") == std::string::npos;
-      return digits ? std::string() : "must be a whole number >= 0, got '" + value + "'";
-    },
-    "WHOLE");
-
-// --token-slices: a count of at least 1, or auto.
-const CLI::Validator kSliceCount(
-    [](std::string& value) {
-      const bool count = !value.empty() && value.size() <= 9 && value.find_first_not_of("0123456789") == std::string::npos &&
-                         std::stol(value) > 0;
-      return count || value == "auto" ? std::string() : "must be a number of slices >= 1 or auto, got '" + value + "'";
-    },
-    "N|auto");
-
-// Checkpoints, traces and timelines are written at the end of a run: a path that cannot be
-// written must stop the run before it starts, not after minutes of training.
-const CLI::Validator kOutputFile(
-    [](std::string& value) {
-      const std::filesystem::path path(value);
-      const std::filesystem::path folder = path.has_parent_path() ? path.parent_path() : ".";
-      std::error_code ignored;
-      if (std::filesystem::is_directory(path, ignored)) return "'" + value + "' is a folder: name a file in it";
-      if (!std::filesystem::is_directory(folder, ignored))
-        return "folder '" + folder.string() + "' does not exist: create it first";
-      if (::access(folder.c_str(), W_OK) != 0) return "cannot write into folder '" + folder.string() + "'";
-      return std::string();
-    },
-    "FILE");
-
-void add_training_options(CLI::App& command, TrainOptions& o) {
-  command.add_option("--device", o.device, "cpu or cuda:N")->capture_default_str();
-  command.add_option("--steps", o.steps, "optimizer steps in all (default: the model's)")->check(kPositive);
-  command.add_option("--batch-size", o.batch_size, "samples per step (default: the model's)")->check(kPositive);
-  command.add_option("--lr", o.learning_rate, "peak learning rate (warmup, then cosine decay)")->check(kPositive);
-  command.add_option("--seed", o.seed, "seed of initialisation, data order and dropout")
-      ->check(kWholeNumber)->capture_default_str();
-  command.add_option("--data", o.data, "data file or folder (default: the bundled data)");
-  command.add_option("--save", o.save, "write a checkpoint (safetensors) here at the end")->check(kOutputFile);
-  command.add_option("--resume", o.resume, "continue from this checkpoint (same results as never stopping)");
-  command.add_option("--stop-after", o.stop_after, "stop after this many steps of this run (then --save, --resume later)")
-      ->check(kPositive);
-  command.add_option("--eval-interval", o.eval_interval, "steps between evaluations")->check(kPositive);
-  command.add_option("--memory-limit", o.memory_limit_mib,
-                     "MiB the run may plan to use (default: the machine's available memory); sizes are checked before training")
-      ->check(kPositive);
-  command.add_option("--log-json", o.log_json, "write JSON Lines (one object per step/eval, then a summary) here")->check(kOutputFile);
-  PipelineFlags& p = o.pipeline;
-  command.add_option("--stages", p.stages, "pipeline stages K (a thread each; see --threads)")->check(kPositive)->capture_default_str();
-  command.add_option("--micro-batches", p.micro_batches, "micro-batches M per mini-batch (pipedream: per update)")->check(kPositive)->capture_default_str();
-  command.add_option("--schedule", p.schedule, "gpipe, 1f1b, or pipedream (asynchronous: no flush between mini-batches)")
-      ->check(CLI::IsMember({"gpipe", "1f1b", "pipedream"}))->capture_default_str();
-  command.add_option("--weights", p.weights,
-                     "pipedream's weight versions: stash (backward uses its forward's), vertical-sync (every stage uses the "
-                     "input stage's), none (latest; stale gradients), 2bw (two versions, --micro-batches >= --stages)")
-      ->check(CLI::IsMember({"stash", "vertical-sync", "none", "2bw"}));
-  CLI::Option* partition =
-      command.add_option("--partition", p.partition, "uniform, params, time, or layers per stage like 3,3,2")->capture_default_str();
-  command.add_option("--plan", p.plan, "auto: stages from PipeDream's planner on a profile of the model (see `minipipe plan`)")
-      ->check(CLI::IsMember({"auto"}))->excludes(partition);
-  command.add_option("--recompute", p.recompute, "never, always or except_last")
-      ->check(CLI::IsMember({"never", "always", "except_last"}))->capture_default_str();
-  command.add_option("--stage-devices", p.stage_devices, "one device per stage, e.g. cpu,cpu (default: --device)");
-  command.add_option("--threads", p.threads, "CPU threads per stage for the kernels (same results for any count)")
-      ->check(CLI::Range(1, minipipe::kernels::cpu::kMaxKernelThreads))->capture_default_str();
-  command.add_option("--trace", p.trace, "write a Chrome-trace JSON of the last step (opens in Perfetto)")->check(kOutputFile);
-  command.add_option("--timeline", p.timeline, "write an SVG timeline of the last step")->check(kOutputFile);
+int run(const CommandLine& line) {
+  switch (line.command) {
+    case Command::TrainCnn: return train_cnn(line.cnn);
+    case Command::TrainGpt: return train_gpt(line.gpt);
+    case Command::SampleGpt: return sample_gpt(line.sample);
+    case Command::Info: return print_info();
+    case Command::Simulate: return simulate(line.simulate);
+    case Command::Partition: return partition(line.partition);
+    case Command::Plan: return plan(line.plan);
+    case Command::PlanSlices: return plan_slices(line.plan_slices);
+  }
+  return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"minipipe: a small deep-learning framework for learning and measuring pipeline parallelism"};
-  app.require_subcommand(1);
-  // One line, like every other error of minipipe's.
-  app.failure_message([](const CLI::App*, const CLI::Error& e) {
-    return "minipipe: error: " + std::string(e.what()) + " (see --help)\n";
-  });
-
-  CLI::App* train = app.add_subcommand("train", "train an example model");
-  train->require_subcommand(1);
-  CnnOptions cnn;
-  CLI::App* train_cnn_command = train->add_subcommand("cnn", "a small ResNet on the bundled digits (or MNIST-style IDX files)");
-  add_training_options(*train_cnn_command, cnn);
-  train_cnn_command->add_option("--epochs", cnn.epochs, "passes over the training set (instead of --steps)")->check(kPositive);
-  train_cnn_command->add_option("--width", cnn.width, "channels of the first stage")->check(kPositive)->capture_default_str();
-  train_cnn_command->add_option("--blocks", cnn.blocks_per_stage, "residual blocks per stage")->check(kPositive)->capture_default_str();
-
-  GptOptions gpt;
-  CLI::App* train_gpt_command = train->add_subcommand("gpt", "a byte-level GPT on the bundled novel (or any text file)");
-  add_training_options(*train_gpt_command, gpt);
-  train_gpt_command->add_option("--dim", gpt.dim, "model width")->check(kPositive)->capture_default_str();
-  train_gpt_command->add_option("--layers", gpt.layers, "Transformer blocks")->check(kPositive)->capture_default_str();
-  train_gpt_command->add_option("--heads", gpt.heads, "attention heads")->check(kPositive)->capture_default_str();
-  train_gpt_command->add_option("--context", gpt.context, "tokens per sequence")->check(kPositive)->capture_default_str();
-  train_gpt_command->add_option("--dropout", gpt.dropout, "dropout probability")->check(CLI::Range(0.0, 0.99))->capture_default_str();
-  train_gpt_command->add_option("--sample-length", gpt.sample_length, "bytes of text to print after training")->capture_default_str();
-  train_gpt_command->add_option("--token-slices", gpt.pipeline.token_slices,
-                                "TeraPipe: cut each sequence into N equal token slices that flow through the stages like "
-                                "micro-batches, or auto (slices chosen by TeraPipe's planner on timings of the stages)")
-      ->check(kSliceCount);
-
-  CLI::App* sample = app.add_subcommand("sample", "generate from a trained model");
-  sample->require_subcommand(1);
-  SampleOptions sample_options;
-  CLI::App* sample_gpt_command = sample->add_subcommand("gpt", "text from a checkpoint of `train gpt --save`");
-  sample_gpt_command->add_option("--checkpoint", sample_options.checkpoint, "checkpoint file")->required()->check(CLI::ExistingFile);
-  sample_gpt_command->add_option("--prompt", sample_options.prompt, "text to continue")->capture_default_str();
-  sample_gpt_command->add_option("--length", sample_options.length, "bytes to generate")->check(kPositive)->capture_default_str();
-  sample_gpt_command->add_option("--temperature", sample_options.temperature, "softmax temperature")->check(kPositive)->capture_default_str();
-  sample_gpt_command->add_option("--seed", sample_options.seed, "seed of the draws")->check(kWholeNumber)
-      ->capture_default_str();
-
-  CLI::App* info = app.add_subcommand("info", "print what this build contains");
-
-  SimulateOptions sim;
-  CLI::App* simulate_command = app.add_subcommand("simulate", "time a schedule with a cost model (no training)");
-  simulate_command->add_option("--stages", sim.stages, "stages K")->check(kPositive)->capture_default_str();
-  simulate_command->add_option("--micro-batches", sim.micro_batches, "micro-batches M")->check(kPositive)->capture_default_str();
-  simulate_command->add_option("--schedule", sim.schedule, "gpipe, 1f1b or pipedream (asynchronous)")
-      ->check(CLI::IsMember({"gpipe", "1f1b", "pipedream"}))->capture_default_str();
-  simulate_command->add_option("--weights", sim.weights, "pipedream's weight policy: stash (default), vertical-sync, none or 2bw")
-      ->check(CLI::IsMember({"stash", "vertical-sync", "none", "2bw"}));
-  simulate_command->add_option("--token-slices", sim.token_slices, "token slices per micro-batch (TeraPipe; gpipe and 1f1b)")
-      ->check(kPositive)->capture_default_str();
-  simulate_command->add_option("--mini-batches", sim.mini_batches, "pipedream: mini-batches streamed, each of --micro-batches")
-      ->check(kPositive)->capture_default_str();
-  simulate_command->add_option("--forward-cost", sim.forward_cost, "time of one forward on one stage")->check(kPositive)->capture_default_str();
-  simulate_command->add_option("--backward-cost", sim.backward_cost, "time of one backward on one stage")->check(kPositive)->capture_default_str();
-  simulate_command->add_flag("--grid", sim.grid, "draw the step-by-stage grid");
-  simulate_command->add_flag("--json", sim.json, "print one JSON object instead of text");
-  simulate_command->add_option("--timeline", sim.timeline, "write an SVG timeline")->check(kOutputFile);
-  simulate_command->add_option("--trace", sim.trace, "write a Chrome-trace JSON")->check(kOutputFile);
-
-  PartitionOptions part;
-  CLI::App* partition_command = app.add_subcommand("partition", "print how a model would be cut into stages");
-  partition_command->add_option("model", part.model, "gpt or cnn")->check(CLI::IsMember({"gpt", "cnn"}))->capture_default_str();
-  partition_command->add_option("--stages", part.stages, "stages K")->check(kPositive)->capture_default_str();
-  partition_command->add_option("--method", part.method, "uniform, params, time, or a balance like 2,2,2")->capture_default_str();
-  partition_command->add_option("--batch-size", part.batch_size, "micro-batch size profiled by --method time")->check(kPositive)->capture_default_str();
-
-  PlanOptions plan_options;
-  CLI::App* plan_command = app.add_subcommand("plan", "choose stages and replicas by PipeDream's planner (profiles the model)");
-  plan_command->add_option("model", plan_options.model, "gpt or cnn")->check(CLI::IsMember({"gpt", "cnn"}))->capture_default_str();
-  plan_command->add_option("--workers", plan_options.workers, "workers (threads or devices) to plan for")->check(kPositive)
-      ->capture_default_str();
-  plan_command->add_option("--batch-size", plan_options.batch_size, "mini-batch size profiled")->check(kPositive)->capture_default_str();
-  plan_command->add_option("--bandwidth", plan_options.bandwidth_gb_per_second, "GB/s between two workers")->check(kPositive)
-      ->capture_default_str();
-  plan_command->add_option("--latency", plan_options.latency_us, "microseconds per message")->check(CLI::Range(0.0, 1e9))
-      ->capture_default_str();
-  plan_command->add_option("--memory", plan_options.memory_mib, "MiB per worker (0: no limit)")->check(kWholeNumber)
-      ->capture_default_str();
-  plan_command->add_option("--most-replicas", plan_options.most_replicas, "replicas per stage at most (0: any)")
-      ->check(kWholeNumber)->capture_default_str();
-
-  PlanSlicesOptions slices;
-  CLI::App* plan_slices_command =
-      app.add_subcommand("plan-slices", "choose token slices by TeraPipe's planner (times slices of a GPT on this machine)");
-  plan_slices_command->add_option("model", slices.model, "gpt")->check(CLI::IsMember({"gpt"}))->capture_default_str();
-  plan_slices_command->add_option("--context", slices.context, "tokens per sequence")->check(kPositive)->capture_default_str();
-  plan_slices_command->add_option("--stages", slices.stages, "pipeline stages K")->check(kPositive)->capture_default_str();
-  plan_slices_command->add_option("--batch-size", slices.batch_size, "sequences per mini-batch (split into micro-batches too)")
-      ->check(kPositive)->capture_default_str();
-  plan_slices_command->add_option("--dim", slices.dim, "model width")->check(kPositive)->capture_default_str();
-  plan_slices_command->add_option("--layers", slices.layers, "Transformer blocks (default: two per stage)")->check(kPositive);
-  plan_slices_command->add_option("--heads", slices.heads, "attention heads")->check(kPositive)->capture_default_str();
-  plan_slices_command->add_option("--granularity", slices.granularity, "slice lengths in multiples of this (default: context / 64)")
-      ->check(kPositive);
-  plan_slices_command->add_option("--repeats", slices.repeats, "timings per point (the median counts)")->check(kPositive)
-      ->capture_default_str();
-  plan_slices_command->add_flag("--json", slices.json, "print one JSON object instead of text");
-
+  CommandLine line;
+  int exit_status = 0;
+  if (!parse_command_line(argc, argv, line, exit_status, std::cout, std::cerr)) return exit_status;
   try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& error) {
-    return app.exit(error);
-  }
-  try {
-    if (*train_cnn_command) return train_cnn(cnn);
-    if (*train_gpt_command) return train_gpt(gpt);
-    if (*sample_gpt_command) return sample_gpt(sample_options);
-    if (*info) return print_info();
-    if (*simulate_command) return simulate(sim);
-    if (*partition_command) return partition(part);
-    if (*plan_command) return plan(plan_options);
-    if (*plan_slices_command) return plan_slices(slices);
+    return run(line);
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "minipipe: error: out of memory; lower the model or batch sizes (or --micro-batches' share)\n");
     return 1;
@@ -221,5 +40,4 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "minipipe: error: %s\n", error.what());
     return 1;
   }
-  return 0;
 }

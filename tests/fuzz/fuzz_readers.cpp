@@ -1,5 +1,6 @@
-// A mutation fuzzer for the readers of untrusted files: the safetensors loader, and the IDX,
-// CIFAR-10, digits CSV and text readers. It starts from the seed files under
+// A mutation fuzzer for the readers of untrusted input: the safetensors loader, the IDX,
+// CIFAR-10, digits CSV and text readers, and the command-line parser (a seed there is a
+// command line, one argument per line). It starts from the seed files under
 // tests/fuzz/corpus/<target>/, applies a few random mutations (bit flips, interesting
 // bytes and integers, insertions, deletions, copies, splices with another seed), and feeds
 // the result to the reader in memory. An exception is the expected answer to a bad input;
@@ -8,6 +9,7 @@
 // (scripts/fuzz.sh) can count distinct crashes and a developer can replay one.
 //
 //   fuzz_readers TARGET CORPUS_DIR [--runs N] [--seconds S] [--seed K] [--crash-dir DIR] [--replay FILE]
+#include <algorithm>
 #include <csignal>
 #include <chrono>
 #include <cstdint>
@@ -22,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "command_line.h"
 #include "datasets/readers.h"
 #include "nn/safetensors.h"
 
@@ -55,6 +58,36 @@ extern "C" void write_crashing_input(int) {
 extern "C" void __sanitizer_set_death_callback(void (*)(void)) __attribute__((weak));
 void on_sanitizer_death() { write_crashing_input(0); }
 
+// `minipipe` with the input's lines as arguments, parsed and not run. A refusal must be one
+// line that starts "minipipe: error:" and holds only printable bytes; an exception that
+// escapes the parser (main() would die of it) is a bug, reported as a crash.
+void parse_command_line(const std::string& bytes) {
+  std::vector<std::string> args{"minipipe"};
+  std::istringstream lines(bytes);
+  for (std::string line; std::getline(lines, line) && args.size() < 64;) args.push_back(line);
+  std::vector<const char*> argv;
+  for (const std::string& a : args) argv.push_back(a.c_str());
+  cli::CommandLine parsed;
+  std::ostringstream out, err;
+  int status = 0;
+  bool runs = false;
+  try {
+    runs = cli::parse_command_line(static_cast<int>(argv.size()), argv.data(), parsed, status, out, err);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "an exception escaped the command-line parser: %s\n", e.what());
+    std::abort();
+  }
+  if (runs || status == 0) return;
+  const std::string message = err.str();
+  const bool printable = std::all_of(message.begin(), message.end() - (message.empty() ? 0 : 1),
+                                     [](char c) { return c >= 0x20 && c < 0x7F; });
+  if (message.rfind("minipipe: error: ", 0) != 0 || message.back() != '\n' || !printable) {
+    std::fprintf(stderr, "not one printable line: %s\n", message.c_str());
+    std::abort();
+  }
+  throw std::invalid_argument(message);
+}
+
 // The readers under test, each over one input in memory.
 const std::map<std::string, std::function<void(const std::string&)>> kTargets{
     {"safetensors",
@@ -73,6 +106,7 @@ const std::map<std::string, std::function<void(const std::string&)>> kTargets{
     {"cifar", [](const std::string& bytes) { datasets::parse_cifar10(bytes, "fuzz"); }},
     {"csv", [](const std::string& bytes) { datasets::parse_digits_csv(bytes, "fuzz"); }},
     {"text", [](const std::string& bytes) { datasets::parse_text(bytes, "fuzz"); }},
+    {"cli", [](const std::string& bytes) { parse_command_line(bytes); }},
 };
 
 class Mutator {
@@ -135,7 +169,7 @@ class Mutator {
 
 int main(int argc, char** argv) {
   if (argc < 3 || !kTargets.count(argv[1])) {
-    std::fprintf(stderr, "usage: fuzz_readers safetensors|idx|cifar|csv|text CORPUS_DIR [--runs N] [--seconds S] [--seed K] "
+    std::fprintf(stderr, "usage: fuzz_readers safetensors|idx|cifar|csv|text|cli CORPUS_DIR [--runs N] [--seconds S] [--seed K] "
                          "[--crash-dir DIR] [--replay FILE]\n");
     return 2;
   }
