@@ -187,10 +187,13 @@ SlicePlan plan_token_slices(const SliceCost& cost, int64_t batch, int64_t tokens
   if (tokens < 1 || stages < 1 || granularity < 1 || batch < 1 || micro_batches < 1)
     throw std::invalid_argument("plan_token_slices: tokens, stages, granularity, batch and micro-batches must be positive");
   const int64_t units = (tokens + granularity - 1) / granularity;
-  if (units > 1024)
+  // The program is O(units^4) at worst (candidates x O(units^2) each): keep it to seconds.
+  constexpr int64_t kMostUnits = 256;
+  if (units > kMostUnits)
     throw std::invalid_argument("plan_token_slices: " + std::to_string(tokens) + " tokens at a granularity of " +
                                 std::to_string(granularity) + " make " + std::to_string(units) +
-                                " units; use a granularity of at least " + std::to_string((tokens + 1023) / 1024));
+                                " units; use a granularity of at least " +
+                                std::to_string((tokens + kMostUnits - 1) / kMostUnits));
   auto position = [&](int64_t unit) { return std::min(unit * granularity, tokens); };
   // t[i][j]: the slice from unit i to unit j (exclusive).
   std::vector<std::vector<double>> t(units + 1, std::vector<double>(units + 1, 0.0));

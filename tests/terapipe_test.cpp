@@ -409,6 +409,12 @@ TEST(SlicePlanner, BeatsUniformSlicesWhenLaterSlicesCostMore) {
   EXPECT_GT(plan.lengths.front(), plan.lengths.back());
 }
 
+TEST(SlicePlanner, TooFineAGranularityIsAClearError) {
+  const SliceCostModel cost{1e-3, 1e-6, 0, 0, 0};
+  EXPECT_THROW_WITH(plan_token_slices(cost, 1, 1024, 2, 1), "1024 units", "granularity of at least 4");
+  EXPECT_FALSE(plan_token_slices(cost, 1, 1024, 2, 4).lengths.empty());
+}
+
 TEST(SlicePlanner, FitsTheCostModelItWasMeasuredFrom) {
   const SliceCostModel truth{2e-3, 3e-6, 4e-9, 5e-9, 6e-8};
   std::vector<SliceTiming> timings;
