@@ -99,6 +99,8 @@ expect_one_line_error "Could not convert: --stages = 1000000000000" train gpt --
 expect_one_line_error "cannot cut a model" train gpt --stages 100000 --steps 1
 expect_one_line_error "--seed: must be a whole number >= 0, got '-1'" train gpt --seed -1
 expect_one_line_error "--steps: must be a positive number, got 'abc'" train gpt --steps abc
+expect_one_line_error "lower --stages, --layers" plan-slices gpt --stages 1000000
+expect_one_line_error "lower --stages, --layers" plan-slices gpt --context 100000000
 # A flag value with terminal control bytes is named in the message, escaped.
 expect_one_line_error "--stages: must be a positive number, got '\\x1b[31m'" "${tiny_gpt[@]}" --stages $'\x1b[31m'
 

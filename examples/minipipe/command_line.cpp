@@ -203,6 +203,8 @@ bool parse_command_line(int argc, const char* const* argv, CommandLine& parsed, 
       ->check(kPositive);
   plan_slices_command->add_option("--repeats", slices.repeats, "timings per point (the median counts)")->check(kPositive)
       ->capture_default_str();
+  plan_slices_command->add_option("--memory-limit", slices.memory_limit_mib,
+                                  "MiB the timed model may take (default: the machine's available memory)")->check(kPositive);
   plan_slices_command->add_flag("--json", slices.json, "print one JSON object instead of text");
 
   try {

@@ -90,6 +90,7 @@ struct PlanSlicesOptions {
   int stages = 4;
   int64_t granularity = 0;  // tokens; 0: context / 64
   int repeats = 3;
+  int64_t memory_limit_mib = 0;  // 0: the machine's available memory
   bool json = false;
 };
 

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "commands.h"
+#include "memory_budget.h"
 #include "nn/transformer.h"
 #include "pipeline/partition.h"
 #include "pipeline/slice_planner.h"
@@ -16,6 +17,10 @@ namespace minipipe::cli {
 int plan_slices(const PlanSlicesOptions& o) {
   const int64_t layers = o.layers > 0 ? o.layers : 2 * o.stages;
   const nn::GPTConfig config{256, o.context, o.dim, layers, o.heads, 0.0f, 0};
+  check_memory_budget(gpt_training_bytes(config, o.batch_size), o.memory_limit_mib,
+                      "timing slices of a GPT of " + std::to_string(layers) + " layers of width " + std::to_string(o.dim) +
+                          " on " + std::to_string(o.batch_size) + " x " + std::to_string(o.context) + " tokens",
+                      "lower --stages, --layers, --dim, --context or --batch-size");
   auto model = nn::make_gpt(config);
   if (static_cast<int64_t>(model->size()) < o.stages)
     throw std::invalid_argument(std::to_string(o.stages) + " stages need at least " + std::to_string(o.stages - 2) +
