@@ -20,7 +20,6 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
-#include <sstream>
 #include <thread>
 
 #include "benchmark_stats.h"
@@ -79,34 +78,25 @@ double simulated_seconds(const pipeline::SliceCostModel& cost, int stages, int m
   return pipeline::simulate(schedule, costs).makespan;
 }
 
-std::vector<int64_t> parse_list(const std::string& text) {
-  std::vector<int64_t> values;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) values.push_back(std::stoll(item));
-  return values;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"minipipe: TeraPipe's token slices against no slicing and uniform slices, on CPU stages"};
   GptShape shape{128, 4, 4};
   int stages = 2, repeats = 5;
-  std::string contexts_text = "512,1024,2048", simulate_stages_text = "4,8", simulate_batches_text = "1,4,16", json_path;
-  app.add_option("--contexts", contexts_text, "tokens per sequence, comma-separated")->capture_default_str();
+  std::vector<int64_t> contexts{512, 1024, 2048}, simulate_stages{4, 8}, simulate_batches{1, 4, 16};
+  std::string json_path;
+  app.add_option("--contexts", contexts, "tokens per sequence, comma-separated")->delimiter(',')->capture_default_str();
   app.add_option("--stages", stages, "stages K (a thread each)")->capture_default_str();
   app.add_option("--dim", shape.dim, "model width")->capture_default_str();
   app.add_option("--layers", shape.layers, "Transformer blocks")->capture_default_str();
   app.add_option("--heads", shape.heads, "attention heads")->capture_default_str();
   app.add_option("--repeats", repeats, "timings per row (median reported)")->capture_default_str();
-  app.add_option("--simulate-stages", simulate_stages_text, "deeper pipelines to simulate with the measured cost model")
-      ->capture_default_str();
-  app.add_option("--simulate-batches", simulate_batches_text, "sequences per step to simulate")->capture_default_str();
+  app.add_option("--simulate-stages", simulate_stages, "deeper pipelines to simulate with the measured cost model")
+      ->delimiter(',')->capture_default_str();
+  app.add_option("--simulate-batches", simulate_batches, "sequences per step to simulate")->delimiter(',')->capture_default_str();
   app.add_option("--json", json_path, "also write the rows as JSON here");
   CLI11_PARSE(app, argc, argv);
-  const std::vector<int64_t> contexts = parse_list(contexts_text), simulate_stages = parse_list(simulate_stages_text),
-                             simulate_batches = parse_list(simulate_batches_text);
   if (stages < 2 || stages > shape.layers + 2) {
     std::fprintf(stderr, "--stages must be between 2 and --layers + 2\n");
     return 2;
@@ -129,10 +119,8 @@ int main(int argc, char** argv) {
   for (int64_t context : contexts) {
     auto model = nn::make_gpt(gpt_config(shape, context));
     const pipeline::StagePlan plan = pipeline::partition_uniform(*model, stages);
-    std::vector<std::shared_ptr<nn::Sequential>> stage_modules;
-    for (int s = 0; s < stages; ++s) stage_modules.push_back(pipeline::stage_module(*model, plan, s));
     Generator g(0);
-    const pipeline::SliceCostModel cost = pipeline::profile_slice_costs(stage_modules, randint(0, 256, {1, context}, g));
+    const pipeline::SliceCostModel cost = pipeline::profile_slice_costs(pipeline::stage_modules(*model, plan), randint(0, 256, {1, context}, g));
     const pipeline::SlicePlan planned =
         pipeline::plan_token_slices(cost, 1, context, stages, pipeline::default_slice_granularity(context));
     const int count = static_cast<int>(planned.lengths.size());

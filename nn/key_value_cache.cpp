@@ -9,7 +9,6 @@ namespace minipipe::nn {
 
 namespace {
 thread_local KeyValueCache* current_cache = nullptr;
-thread_local int current_slice = -1;
 
 Tensor leaf_copy(const Tensor& t) {
   Tensor copy = t.detach().clone();
@@ -18,24 +17,21 @@ Tensor leaf_copy(const Tensor& t) {
 }
 }  // namespace
 
-KeyValueCache::Scope::Scope(KeyValueCache& cache, int slice) : previous_cache_(current_cache), previous_slice_(current_slice) {
+KeyValueCache::Scope::Scope(KeyValueCache& cache, int slice) : previous_cache_(current_cache), previous_slice_(cache.current_) {
   if (slice < 0 || slice > cache.forwarded_)
     throw std::logic_error("token slice " + std::to_string(slice) + " forwarded before slice " +
                            std::to_string(cache.forwarded_) + ": slices run in order");
   if (cache.released_ >= 0 && slice >= cache.released_)
     throw std::logic_error("token slice " + std::to_string(slice) + " forwarded after its backward");
   current_cache = &cache;
-  current_slice = slice;
   cache.current_ = slice;
 }
 
 KeyValueCache::Scope::~Scope() {
   KeyValueCache& cache = *current_cache;
   if (cache.current_ == cache.forwarded_) ++cache.forwarded_;
-  cache.current_ = -1;
+  cache.current_ = previous_slice_;
   current_cache = previous_cache_;
-  current_slice = previous_slice_;
-  if (current_cache) current_cache->current_ = current_slice;
 }
 
 KeyValueCache* KeyValueCache::current() { return current_cache; }

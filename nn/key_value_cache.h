@@ -31,8 +31,8 @@ class KeyValueCache {
     Scope& operator=(const Scope&) = delete;
 
    private:
-    KeyValueCache* previous_cache_;
-    int previous_slice_;
+    KeyValueCache* previous_cache_;  // the cache in scope before, and
+    int previous_slice_;             // the slice this cache had in scope before (-1: none)
   };
   // The cache in scope on this thread, or nullptr (then attention sees whole sequences).
   static KeyValueCache* current();
@@ -48,7 +48,6 @@ class KeyValueCache {
   // Slice i's backward ran: frees what it kept. Earlier slices no longer need it.
   void release(int slice);
 
-  int slices_forwarded() const { return forwarded_; }
   int64_t bytes() const;  // of the keys and values kept
 
  private:

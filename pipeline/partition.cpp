@@ -146,4 +146,10 @@ std::shared_ptr<nn::Sequential> stage_module(const nn::Sequential& model, const 
   return out;
 }
 
+std::vector<std::shared_ptr<nn::Sequential>> stage_modules(const nn::Sequential& model, const StagePlan& plan) {
+  std::vector<std::shared_ptr<nn::Sequential>> stages;
+  for (int s = 0; s < plan.stages(); ++s) stages.push_back(stage_module(model, plan, s));
+  return stages;
+}
+
 }  // namespace minipipe::pipeline

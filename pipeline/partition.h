@@ -35,5 +35,7 @@ StagePlan make_partition(nn::Sequential& model, int stages, const std::string& m
 // The layers of one stage as a Sequential sharing the model's modules (and so its
 // parameters, under the same names).
 std::shared_ptr<nn::Sequential> stage_module(const nn::Sequential& model, const StagePlan& plan, int stage);
+// Every stage's, in order.
+std::vector<std::shared_ptr<nn::Sequential>> stage_modules(const nn::Sequential& model, const StagePlan& plan);
 
 }  // namespace minipipe::pipeline

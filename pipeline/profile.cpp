@@ -9,14 +9,15 @@
 namespace minipipe::pipeline {
 
 namespace {
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 }  // namespace
+
+double median_seconds(std::vector<double> timings) {
+  std::sort(timings.begin(), timings.end());
+  return timings[timings.size() / 2];
+}
 
 std::vector<LayerProfile> profile_layers(nn::Sequential& model, const Tensor& sample, int repeats) {
   std::vector<std::vector<double>> forward(model.size()), backward_times(model.size());
@@ -39,8 +40,8 @@ std::vector<LayerProfile> profile_layers(nn::Sequential& model, const Tensor& sa
   }
   model.zero_grad();
   for (size_t i = 0; i < model.size(); ++i) {
-    profiles[i].forward_seconds = median(forward[i]);
-    profiles[i].backward_seconds = median(backward_times[i]);
+    profiles[i].forward_seconds = median_seconds(forward[i]);
+    profiles[i].backward_seconds = median_seconds(backward_times[i]);
     for (const Tensor& p : model[i]->parameters()) profiles[i].parameter_bytes += p.nbytes();
   }
   return profiles;

@@ -20,4 +20,7 @@ struct LayerProfile {
 // gradients it leaves are cleared.
 std::vector<LayerProfile> profile_layers(nn::Sequential& model, const Tensor& sample, int repeats = 3);
 
+// The median of repeated timings (the upper middle one of an even count).
+double median_seconds(std::vector<double> timings);
+
 }  // namespace minipipe::pipeline

@@ -39,9 +39,8 @@ const char* weight_policy_name(WeightPolicy policy) {
   return "?";
 }
 
-std::string unit_label(const Schedule& schedule, const Instruction& instruction) {
-  return std::to_string(instruction.micro_batch) +
-         (schedule.token_slices > 1 ? "." + std::to_string(instruction.slice) : std::string());
+std::string unit_label(const Instruction& instruction, bool sliced) {
+  return std::to_string(instruction.micro_batch) + (sliced ? "." + std::to_string(instruction.slice) : std::string());
 }
 
 std::vector<Instruction> forward_units(int micro_batches, int token_slices) {

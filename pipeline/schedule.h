@@ -69,8 +69,8 @@ struct Schedule {
   bool asynchronous() const { return micro_batches_per_update > 0; }
 };
 
-// "m" or, in a token-sliced schedule, "m.i".
-std::string unit_label(const Schedule& schedule, const Instruction& instruction);
+// "m" or, when sequences are token-sliced, "m.i".
+std::string unit_label(const Instruction& instruction, bool sliced);
 
 // The units of one stage's work in the order every synchronous schedule forwards them
 // (micro-batch by micro-batch, slices in order) and backwards them (micro-batch by

@@ -76,8 +76,8 @@ SimulationResult simulate(const Schedule& schedule, const CostModel& costs) {
           if (channel.empty()) return false;
           if (channel.front().micro_batch != m || channel.front().slice != instruction.slice)
             throw ScheduleError(describe(s, instruction) + " waits for the " + what + " of micro-batch " +
-                                unit_label(schedule, instruction) + ", but the next one its neighbour sends is micro-batch " +
-                                unit_label(schedule, {instruction.op, channel.front().micro_batch, -1, channel.front().slice}) +
+                                unit_label(instruction, schedule.token_slices > 1) + ", but the next one its neighbour sends is micro-batch " +
+                                unit_label({instruction.op, channel.front().micro_batch, -1, channel.front().slice}, schedule.token_slices > 1) +
                                 ": sends and receives are in different orders, which deadlocks");
           start = end = std::max(clock[s], channel.front().arrival);
           channel.pop_front();

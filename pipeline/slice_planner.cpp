@@ -13,6 +13,7 @@
 #include "autograd/node.h"
 #include "nn/forward_context.h"
 #include "nn/key_value_cache.h"
+#include "pipeline/profile.h"
 #include "tensor/factories.h"
 
 namespace minipipe::pipeline {
@@ -69,11 +70,6 @@ Features least_squares(const std::vector<SliceTiming>& timings, const std::array
   for (int i = 0; i < kFeatures; ++i)
     w[i] = std::fabs(a[i][i]) < 1e-300 || scale[i] == 0 ? 0.0 : a[i][kFeatures] / a[i][i] / scale[i];
   return w;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 }  // namespace
@@ -148,7 +144,7 @@ std::vector<SliceTiming> measure_slice_costs(const std::vector<std::shared_ptr<n
         }
         if (r >= 0) seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
       }
-      timing.seconds = std::max(timing.seconds, median(seconds));  // the slowest stage
+      timing.seconds = std::max(timing.seconds, median_seconds(seconds));  // the slowest stage
     }
     stage->zero_grad();
     NoGradGuard no_graph;

@@ -38,9 +38,8 @@ std::vector<TraceEvent> to_trace(const SimulationResult& simulated) {
 namespace {
 // "m", or "m.i" when the run was token-sliced (some event names a slice past the first).
 std::function<std::string(const Instruction&)> unit_labels(const std::vector<TraceEvent>& events) {
-  Schedule sliced;
-  sliced.token_slices = std::any_of(events.begin(), events.end(), [](const TraceEvent& e) { return e.instruction.slice > 0; }) ? 2 : 1;
-  return [sliced](const Instruction& instruction) { return unit_label(sliced, instruction); };
+  const bool sliced = std::any_of(events.begin(), events.end(), [](const TraceEvent& e) { return e.instruction.slice > 0; });
+  return [sliced](const Instruction& instruction) { return unit_label(instruction, sliced); };
 }
 }  // namespace
 

@@ -110,7 +110,7 @@ ValidationReport validate(const Schedule& schedule) {
     auto position = [&](Op op, int m, int i = 0) { return where[{op, m, i}].front(); };
     for (int m = 0; m < micro_batches; ++m) {
       for (int slice = 0; slice < slices; ++slice) {
-        const std::string mb = " of micro-batch " + unit_label(schedule, {Op::Forward, m, -1, slice});
+        const std::string mb = " of micro-batch " + unit_label({Op::Forward, m, -1, slice}, slices > 1);
         if (count(Op::Forward, m, slice) != 1 || count(Op::Backward, m, slice) != 1) {
           problem(s, "runs the forward" + mb + " " + std::to_string(count(Op::Forward, m, slice)) + " times and its backward " +
                          std::to_string(count(Op::Backward, m, slice)) + " times (each must run once)");
@@ -175,7 +175,7 @@ std::string format_grid(const Schedule& schedule) {
     if (i.op == Op::OptimizerStep && last_compute[t.stage] && schedule.asynchronous()) *last_compute[t.stage] += "U";
     if (i.op != Op::Forward && i.op != Op::Backward) continue;
     std::string& cell = cells[t.stage][static_cast<int>(t.start + 0.5)];
-    cell = (i.op == Op::Forward ? "F" : "B") + unit_label(schedule, i) +
+    cell = (i.op == Op::Forward ? "F" : "B") + unit_label(i, schedule.token_slices > 1) +
            (i.version >= 0 ? "[" + std::to_string(i.version) + "]" : "");
     last_compute[t.stage] = &cell;
   }

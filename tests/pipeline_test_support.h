@@ -3,6 +3,7 @@
 // comparison of two training runs.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -31,22 +32,29 @@ struct TrainingRun {
   std::map<std::string, Tensor> weights;
 };
 
-// `steps` AdamW steps of the small GPT (dropout on, seed 7) through a synchronous pipeline,
-// one mini-batch per step: with one stage and one micro-batch, ordinary training.
-inline TrainingRun train(int stages, int micro_batches, const std::string& schedule, pipeline::Recompute recompute,
-                         int steps = 10) {
-  auto model = nn::make_gpt(small_gpt());
-  pipeline::Pipeline pipe(model, pipeline::partition_uniform(*model, stages), {micro_batches, schedule, recompute, {}, 7, false},
+// `steps` AdamW steps of a GPT through a synchronous pipeline of `stages` uniform stages,
+// one mini-batch (`batch(step)`) per step.
+inline TrainingRun train(const nn::GPTConfig& config, int stages, const pipeline::PipelineOptions& options,
+                         const std::function<datasets::Batch(int64_t)>& batch, int steps) {
+  auto model = nn::make_gpt(config);
+  pipeline::Pipeline pipe(model, pipeline::partition_uniform(*model, stages), options,
                           [](const Tensor& logits, const Tensor& targets) { return nn::cross_entropy_loss(logits, targets); });
   nn::AdamW optimizer(model->named_parameters(), {.lr = 1e-2f});
   TrainingRun run;
   for (int step = 0; step < steps; ++step) {
-    run.losses.push_back(pipe.run(gpt_batch(step), step).loss);
+    run.losses.push_back(pipe.run(batch(step), step).loss);
     optimizer.step();
     optimizer.zero_grad();
   }
   run.weights = model->state_dict();
   return run;
+}
+
+// The small GPT (dropout on, seed 7) on gpt_batch: with one stage and one micro-batch,
+// ordinary training.
+inline TrainingRun train(int stages, int micro_batches, const std::string& schedule, pipeline::Recompute recompute,
+                         int steps = 10) {
+  return train(small_gpt(), stages, {micro_batches, schedule, recompute, {}, 7, false}, gpt_batch, steps);
 }
 
 inline void expect_identical(const TrainingRun& a, const TrainingRun& b, const std::string& what) {

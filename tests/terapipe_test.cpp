@@ -183,19 +183,9 @@ testing::TrainingRun sequential_sliced_training(const std::vector<int64_t>& slic
 
 testing::TrainingRun pipelined_sliced_training(const std::vector<int64_t>& slices, int stages, const std::string& schedule,
                                                int micro_batches, Recompute recompute, int steps) {
-  auto model = nn::make_gpt(sliced_gpt());
   PipelineOptions options{micro_batches, schedule, recompute, {}, kSeed};
   options.token_slices = slices;
-  Pipeline pipeline(model, partition_uniform(*model, stages), options, loss_function);
-  nn::AdamW optimizer(model->named_parameters(), {.lr = 1e-2f});
-  testing::TrainingRun run;
-  for (int step = 0; step < steps; ++step) {
-    run.losses.push_back(pipeline.run(batch_of(step), step).loss);
-    optimizer.step();
-    optimizer.zero_grad();
-  }
-  run.weights = model->state_dict();
-  return run;
+  return testing::train(sliced_gpt(), stages, options, batch_of, steps);
 }
 
 TEST(TokenSlices, PipelinedSlicedTrainingEqualsOneDeviceSlicedTrainingBitForBit) {
@@ -428,9 +418,8 @@ TEST(SlicePlanner, FitsTheCostModelItWasMeasuredFrom) {
 TEST(SlicePlanner, MeasuresSlicesOnTheRealStages) {
   auto model = nn::make_gpt(sliced_gpt());
   const StagePlan plan = partition_uniform(*model, 2);
-  std::vector<std::shared_ptr<nn::Sequential>> stages{stage_module(*model, plan, 0), stage_module(*model, plan, 1)};
   Generator g(1);
-  const std::vector<SliceTiming> timings = measure_slice_costs(stages, randint(0, 31, {2, 16}, g), {4, 8, 16}, {0, 4, 8}, 1);
+  const std::vector<SliceTiming> timings = measure_slice_costs(stage_modules(*model, plan), randint(0, 31, {2, 16}, g), {4, 8, 16}, {0, 4, 8}, 1);
   ASSERT_EQ(timings.size(), 7u);  // length + context <= 16
   for (const SliceTiming& t : timings) {
     EXPECT_EQ(t.batch, 2);

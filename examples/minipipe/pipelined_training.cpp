@@ -94,9 +94,7 @@ std::vector<int64_t> PipelinedTraining::token_slices(const pipeline::StagePlan& 
     return pipeline::uniform_token_slices(tokens, static_cast<int>(count));
   }
   // TeraPipe section 3.3: time slices on the stages as they will run, then plan.
-  std::vector<std::shared_ptr<nn::Sequential>> stages;
-  for (int s = 0; s < plan.stages(); ++s) stages.push_back(pipeline::stage_module(*model_, plan, s));
-  const pipeline::SliceCostModel cost = pipeline::profile_slice_costs(stages, sample);
+  const pipeline::SliceCostModel cost = pipeline::profile_slice_costs(pipeline::stage_modules(*model_, plan), sample);
   const int64_t batch = sample.shape()[0];
   const pipeline::SlicePlan chosen = pipeline::plan_token_slices(cost, batch, tokens, plan.stages(),
                                                                  pipeline::default_slice_granularity(tokens), flags_.micro_batches);

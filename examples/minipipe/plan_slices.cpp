@@ -26,8 +26,6 @@ int plan_slices(const PlanSlicesOptions& o) {
     throw std::invalid_argument(std::to_string(o.stages) + " stages need at least " + std::to_string(o.stages - 2) +
                                 " layers (the embedding and the head are layers too): raise --layers");
   const pipeline::StagePlan plan = pipeline::partition_uniform(*model, o.stages);
-  std::vector<std::shared_ptr<nn::Sequential>> stages;
-  for (int s = 0; s < o.stages; ++s) stages.push_back(pipeline::stage_module(*model, plan, s));
   Generator g(0);
   const int64_t granularity = o.granularity > 0 ? o.granularity : pipeline::default_slice_granularity(o.context);
   if (!o.json)
@@ -35,7 +33,7 @@ int plan_slices(const PlanSlicesOptions& o) {
                  static_cast<long long>(layers), static_cast<long long>(o.dim), o.stages, static_cast<long long>(o.batch_size),
                  static_cast<long long>(o.context));
   const pipeline::SliceCostModel cost =
-      pipeline::profile_slice_costs(stages, randint(0, 256, {o.batch_size, o.context}, g), o.repeats);
+      pipeline::profile_slice_costs(pipeline::stage_modules(*model, plan), randint(0, 256, {o.batch_size, o.context}, g), o.repeats);
   const pipeline::SlicePlan chosen =
       pipeline::plan_batch_and_token_slices(cost, o.batch_size, o.context, o.stages, granularity);
   const int64_t micro_batch = o.batch_size / chosen.micro_batches;
