@@ -65,7 +65,7 @@ double seconds_for_units(const Config& config, int stages, const Workload& w) {
     optimizers[s]->step();
     optimizers[s]->zero_grad();
   };
-  pipe.set_optimizer_step([&](int s, uint64_t) { update(s); });
+  pipe.set_optimizer_step([&](int s, int, uint64_t) { update(s); });
   Generator g(1);
   const int mini_batches = w.units / m;
   std::vector<datasets::Batch> batches;

@@ -15,6 +15,7 @@
 #include "nn/key_value_cache.h"
 #include "pipeline/channel.h"
 #include "pipeline/pipedream.h"
+#include "pipeline/replica_all_reduce.h"
 #include "pipeline/token_slices.h"
 #include "pipeline/validator.h"
 #include "pipeline/weight_versions.h"
@@ -38,21 +39,28 @@ const char* recompute_name(Recompute recompute) {
   return "?";
 }
 
-PipelineError::PipelineError(int stage_, Instruction instruction_, const std::string& what)
-    : std::runtime_error("pipeline stage " + std::to_string(stage_) + ", " + op_name(instruction_.op) +
+PipelineError::PipelineError(int stage_, Instruction instruction_, const std::string& what, int replica_)
+    : std::runtime_error("pipeline stage " + std::to_string(stage_) +
+                         (replica_ >= 0 ? " replica " + std::to_string(replica_) : std::string()) + ", " +
+                         op_name(instruction_.op) +
                          (instruction_.micro_batch >= 0 ? " of micro-batch " + std::to_string(instruction_.micro_batch) : "") +
                          (instruction_.slice > 0 ? ", token slice " + std::to_string(instruction_.slice) : "") +
                          ": " + what),
-      stage(stage_), instruction(instruction_) {}
+      stage(stage_), replica(std::max(replica_, 0)), instruction(instruction_) {}
 
 Pipeline::Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, PipelineOptions options, LossFunction loss)
     : model_(std::move(model)), plan_(std::move(plan)), options_(std::move(options)), loss_(std::move(loss)),
-      threads_(std::make_unique<StageThreads>(plan_.stages())), weight_versions_(plan_.stages(), 0) {
+      weight_versions_(plan_.stages(), 0) {
   const int token_slices = options_.token_slices.empty() ? 1 : static_cast<int>(options_.token_slices.size());
+  if (!options_.replicas.empty() && options_.schedule != "pipedream")
+    throw std::invalid_argument("pipeline: replicated stages run under the pipedream schedule, not " + options_.schedule +
+                                " (or give every stage one replica)");
   if (options_.schedule == "pipedream") {  // the program's length follows each run_async's mini-batches
     if (token_slices > 1)
       throw std::invalid_argument("pipeline: token slices run with the synchronous schedules (gpipe, 1f1b), not pipedream");
-    schedule_ = pipedream_schedule(stages(), options_.micro_batches, options_.micro_batches, options_.weights);
+    int round_robin = 1;  // mini-batches that give every replica of every stage one each
+    for (int r : options_.replicas) round_robin = std::lcm(round_robin, std::max(r, 1));
+    schedule_ = make_pipedream_schedule(round_robin * options_.micro_batches);
   } else {
     schedule_ = make_schedule(options_.schedule, plan_.stages(), options_.micro_batches, token_slices);
   }
@@ -66,10 +74,43 @@ Pipeline::Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, Pipeli
   if (!options_.stage_devices.empty() && static_cast<int>(options_.stage_devices.size()) != stages())
     throw std::invalid_argument("pipeline: " + std::to_string(options_.stage_devices.size()) + " stage devices for " +
                                 std::to_string(stages()) + " stages");
+  worker_modules_.resize(workers());
   for (int s = 0; s < stages(); ++s) {
-    stage_modules_.push_back(stage_module(*model_, plan_, s));
-    stage_modules_.back()->to(device_of(s));
-    trackers_.push_back(std::make_shared<MemoryTracker>());
+    worker_modules_[schedule_.first_worker(s)] = stage_module(*model_, plan_, s);
+    worker_modules_[schedule_.first_worker(s)]->to(device_of(s));
+  }
+  make_replicas();
+  for (int w = 0; w < workers(); ++w) trackers_.push_back(std::make_shared<MemoryTracker>());
+  threads_ = std::make_unique<StageThreads>(workers());
+}
+
+Schedule Pipeline::make_pipedream_schedule(int micro_batches) const {
+  return pipedream_schedule(stages(), micro_batches, options_.micro_batches, options_.weights, options_.replicas);
+}
+
+// Replica r of every stage with more than r replicas comes from the r-th model that
+// model_factory builds, loaded with the model's values.
+void Pipeline::make_replicas() {
+  int most = 1;
+  for (int s = 0; s < stages(); ++s) most = std::max(most, replicas(s));
+  if (most > 1 && !options_.model_factory)
+    throw std::invalid_argument("pipeline: replicated stages need PipelineOptions::model_factory, a function that builds the "
+                                "model again, to give each replica its own copy of the stage's layers");
+  for (int r = 1; r < most; ++r) {
+    const std::shared_ptr<nn::Sequential> copy = options_.model_factory();
+    try {
+      if (!copy || copy->size() != model_->size()) throw std::invalid_argument("it has a different number of layers");
+      copy->load_state_dict(model_->state_dict());
+    } catch (const std::exception& e) {
+      throw std::invalid_argument(std::string("pipeline: model_factory must build the pipeline's model again, but ") +
+                                  e.what());
+    }
+    copy->train(model_->is_training());
+    for (int s = 0; s < stages(); ++s) {
+      if (replicas(s) <= r) continue;
+      worker_modules_[schedule_.first_worker(s) + r] = stage_module(*copy, plan_, s);
+      worker_modules_[schedule_.first_worker(s) + r]->to(device_of(s));
+    }
   }
 }
 
@@ -80,28 +121,34 @@ Device Pipeline::device_of(int s) const {
 Tensor Pipeline::forward(const Tensor& x) const {
   kernels::cpu::KernelThreads kernel_threads(options_.kernel_threads);
   Tensor h = x;
-  for (int s = 0; s < stages(); ++s) h = stage_modules_[s]->forward(h.to(device_of(s)));
+  for (int s = 0; s < stages(); ++s) h = stage(s)->forward(h.to(device_of(s)));
   return h;
 }
 
 namespace {
 
-// Everything one run shares between the stage threads.
+// Everything one run shares between the worker threads.
 struct RunState {
-  std::vector<std::unique_ptr<Channel>> activations, gradients;  // [s]: s -> s+1, s+1 -> s
+  // Between workers of neighbouring stages, keyed (gradient?, sender, receiver): activations
+  // go from a worker of stage s to the worker of s + 1 that runs the micro-batch, gradients
+  // back.
+  std::map<std::tuple<bool, int, int>, std::unique_ptr<Channel>> channels;
+  std::vector<std::unique_ptr<ReplicaAllReduce>> all_reduces;  // per stage; null with one replica
   std::mutex error_mutex;
   std::exception_ptr error;
-  int error_stage = -1;
+  int error_worker = -1;
   Instruction error_instruction{Op::OptimizerStep, -1};
 
-  void fail(int stage, Instruction instruction, std::exception_ptr e) {
+  Channel& channel(bool gradient, int from, int to) { return *channels.at({gradient, from, to}); }
+  void fail(int worker, Instruction instruction, std::exception_ptr e) {
     {
       std::lock_guard lock(error_mutex);
       if (error) return;  // the first failure is the one reported
-      error = e, error_stage = stage, error_instruction = instruction;
+      error = e, error_worker = worker, error_instruction = instruction;
     }
-    for (auto& c : activations) c->close();
-    for (auto& c : gradients) c->close();
+    for (auto& [key, c] : channels) c->close();
+    for (auto& a : all_reduces)
+      if (a) a->close();
   }
 };
 
@@ -175,6 +222,7 @@ class WeightStash {
 }  // namespace
 
 struct Pipeline::StageRecord {
+  int updates = 0;  // asynchronous: OptimizerSteps run
   std::vector<TraceEvent> trace;
   std::vector<WeightVersionRecord> versions;
   int peak_versions = 1;
@@ -201,7 +249,7 @@ StepResult Pipeline::run_async(const std::vector<datasets::Batch>& mini_batches,
   const int per_update = options_.micro_batches;
   const int micro_batches = static_cast<int>(mini_batches.size()) * per_update;
   if (schedule_.micro_batches != micro_batches) {
-    schedule_ = pipedream_schedule(stages(), micro_batches, per_update, options_.weights);
+    schedule_ = make_pipedream_schedule(micro_batches);
     validate(schedule_);
   }
   std::vector<WorkUnit> units;
@@ -231,27 +279,43 @@ void Pipeline::add_micro_batches(const datasets::Batch& batch, uint64_t step, st
 
 StepResult Pipeline::run_units(const std::vector<WorkUnit>& units) {
   RunState state;
+  for (int w = 0; w < workers(); ++w) {
+    const int s = schedule_.stage_of(w);
+    for (int r = 0; s + 1 < stages() && r < replicas(s + 1); ++r) {
+      const int next = schedule_.first_worker(s + 1) + r;
+      state.channels[{false, w, next}] = std::make_unique<Channel>();
+      state.channels[{true, next, w}] = std::make_unique<Channel>();
+    }
+    trackers_[w]->reset_peak();
+  }
   for (int s = 0; s < stages(); ++s) {
-    state.activations.push_back(std::make_unique<Channel>());
-    state.gradients.push_back(std::make_unique<Channel>());
-    trackers_[s]->reset_peak();
+    state.all_reduces.push_back(replicas(s) > 1 ? std::make_unique<ReplicaAllReduce>(replicas(s)) : nullptr);
+    // Every replica starts from the model's values (a checkpoint may have been loaded into
+    // it); buffers such as running statistics are the model's too.
+    for (int r = 1; r < replicas(s); ++r) {
+      replica(s, r)->load_state_dict(stage(s)->state_dict());
+      replica(s, r)->train(model_->is_training());
+    }
   }
   // The calling thread's GPU work (moving the model, the last optimizer step) must have run
-  // before the stage threads, on streams of their own, read the parameters.
+  // before the worker threads, on streams of their own, read the parameters.
   for (int s = 0; s < stages(); ++s) kernels::synchronize(device_of(s));
   std::vector<double> losses(units.size(), 0.0);
-  std::vector<StageRecord> records(stages());
-  threads_->run([&](int s) {
+  std::vector<StageRecord> records(workers());
+  threads_->run([&](int w) {
     current_run = &state;
     kernels::cpu::KernelThreads kernel_threads(options_.kernel_threads);
-    run_stage(s, units, losses, records[s]);
+    run_worker(w, units, losses, records[w]);
     current_run = nullptr;
   });
+  for (int s = 0; s < stages(); ++s) weight_versions_[s] += records[schedule_.first_worker(s)].updates;
   if (state.error) {
     try {
       std::rethrow_exception(state.error);
     } catch (const std::exception& e) {
-      throw PipelineError(state.error_stage, state.error_instruction, e.what());
+      const int s = schedule_.stage_of(state.error_worker);
+      throw PipelineError(s, state.error_instruction, e.what(),
+                          replicas(s) > 1 ? schedule_.replica_of(state.error_worker) : -1);
     }
   }
   StepResult result;
@@ -273,14 +337,15 @@ StepResult Pipeline::run_units(const std::vector<WorkUnit>& units) {
   return result;
 }
 
-void Pipeline::run_stage(int s, const std::vector<WorkUnit>& units, std::vector<double>& losses, StageRecord& record) {
+void Pipeline::run_worker(int w, const std::vector<WorkUnit>& units, std::vector<double>& losses, StageRecord& record) {
   RunState& state = *current_run;
-  MemoryTrackerScope memory(trackers_[s]);
+  const int s = schedule_.stage_of(w), replica = schedule_.replica_of(w);
+  MemoryTrackerScope memory(trackers_[w]);
   GradModeGuard grad_on(true);
   const bool last = s + 1 == stages();
   const bool recompute = options_.recompute == Recompute::Always || (options_.recompute == Recompute::ExceptLast && !last);
   const Device device = device_of(s);
-  nn::Sequential& module = *stage_modules_[s];
+  nn::Sequential& module = *worker_modules_[w];
   // Token slices (TeraPipe): where each starts, and the keys and values of each micro-batch's
   // earlier slices, kept from its first slice's forward to its first slice's backward.
   const bool sliced = !options_.token_slices.empty();
@@ -326,7 +391,7 @@ void Pipeline::run_stage(int s, const std::vector<WorkUnit>& units, std::vector<
     return loss_(output, targets.to(device)) * (unit.loss_weight * share);
   };
 
-  for (const Instruction& instruction : schedule_.programs[s]) {
+  for (const Instruction& instruction : schedule_.programs[w]) {
     const int m = instruction.micro_batch, key = m * slices + instruction.slice;
     const double start = options_.trace ? now_us() : 0;
     try {
@@ -334,7 +399,7 @@ void Pipeline::run_stage(int s, const std::vector<WorkUnit>& units, std::vector<
       versions.apply(instruction);  // throws if the parameters do not hold the version named
       switch (instruction.op) {
         case Op::ReceiveActivation: {
-          const Message message = receive(*state.activations[s - 1], instruction);
+          const Message message = receive(state.channel(false, schedule_.worker_for(s - 1, m), w), instruction);
           Tensor received = message.value;
           if (received.dtype() == DType::Float32) received.set_requires_grad(true);
           inputs[key] = received;
@@ -363,17 +428,18 @@ void Pipeline::run_stage(int s, const std::vector<WorkUnit>& units, std::vector<
           break;
         }
         case Op::SendActivation:
-          send(*state.activations[s], instruction, outputs[key].detach().to(device_of(s + 1)), input_stage_version[m]);
+          send(state.channel(false, w, schedule_.worker_for(s + 1, m)), instruction, outputs[key].detach().to(device_of(s + 1)),
+               input_stage_version[m]);
           if (recompute) outputs.erase(key);  // the backward makes it again
           break;
         case Op::ReceiveGradient:
-          output_grads[key] = receive(*state.gradients[s], instruction).value;
+          output_grads[key] = receive(state.channel(true, schedule_.worker_for(s + 1, m), w), instruction).value;
           break;
         case Op::Backward: {
           if (schedule_.asynchronous()) {
             // The executor's own check of the policy's promise (DESIGN.md decision 10).
             const int64_t used = version_base + versions.live();
-            record.versions.push_back({s, m, forward_version[m], used, input_stage_version[m]});
+            record.versions.push_back({s, replica, m, forward_version[m], used, input_stage_version[m]});
             if (schedule_.weights != WeightPolicy::None && used != forward_version[m])
               throw std::logic_error(std::string(weight_policy_name(schedule_.weights)) + " broken: the backward ran with weight version " +
                                      std::to_string(used) + ", its forward with " + std::to_string(forward_version[m]));
@@ -399,13 +465,16 @@ void Pipeline::run_stage(int s, const std::vector<WorkUnit>& units, std::vector<
           break;
         }
         case Op::SendGradient:
-          send(*state.gradients[s - 1], instruction, input_grads[key].to(device_of(s - 1)));
+          send(state.channel(true, w, schedule_.worker_for(s - 1, m)), instruction, input_grads[key].to(device_of(s - 1)));
           input_grads.erase(key);
+          break;
+        case Op::AllReduce:
+          state.all_reduces[s]->run(replica, module.parameters());
           break;
         case Op::OptimizerStep: {
           const WorkUnit* unit = m >= 0 ? &units[m] : nullptr;
-          if (optimizer_step_) optimizer_step_(s, unit ? unit->step : (units.empty() ? 0 : units[0].step));
-          if (schedule_.asynchronous()) ++weight_versions_[s];
+          if (optimizer_step_) optimizer_step_(s, replica, unit ? unit->step : (units.empty() ? 0 : units[0].step));
+          if (schedule_.asynchronous()) ++record.updates;
           break;
         }
         case Op::StashWeights:
@@ -422,7 +491,7 @@ void Pipeline::run_stage(int s, const std::vector<WorkUnit>& units, std::vector<
       record.peak_versions = std::max(record.peak_versions, versions.versions_held());
       // A GPU runs kernels after their launch returns: a traced instruction waits for its
       // own, and the stage's last one for all, since the caller's thread reads the gradients.
-      const bool stage_done = &instruction == &schedule_.programs[s].back();
+      const bool stage_done = &instruction == &schedule_.programs[w].back();
       if (options_.trace || stage_done) kernels::synchronize(device);
       if (stage_done)
         for (const auto& [k, loss] : unit_losses) losses[k / slices] += loss.item();
@@ -431,10 +500,10 @@ void Pipeline::run_stage(int s, const std::vector<WorkUnit>& units, std::vector<
       return;  // another stage failed; it reports
     } catch (...) {
       stash.restore_latest(versions);  // the run failed, but the parameters keep the newest weights
-      state.fail(s, instruction, std::current_exception());
+      state.fail(w, instruction, std::current_exception());
       return;
     }
-    if (options_.trace) record.trace.push_back({s, instruction, start, now_us(), trackers_[s]->current_bytes.load()});
+    if (options_.trace) record.trace.push_back({w, instruction, start, now_us(), trackers_[w]->current_bytes.load()});
   }
 }
 

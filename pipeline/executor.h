@@ -43,6 +43,12 @@ struct PipelineOptions {
   // adding up to the sequence length (pipeline/token_slices.h); empty: whole sequences. The
   // inputs and targets must then be [batch, tokens], and the loss a mean over the tokens.
   std::vector<int64_t> token_slices = {};
+  // PipeDream's replicated stages (section 3.1), pipedream only: replicas per stage (empty:
+  // one each; pipeline/pipedream.h says how they share the work). Replica 0 of every stage
+  // runs on the model's own layers; each further replica runs on a copy made from a model
+  // that model_factory builds (the same architecture; its initial values are overwritten).
+  std::vector<int> replicas = {};
+  std::function<std::shared_ptr<nn::Sequential>()> model_factory = {};
 };
 
 // The loss of one micro-batch, averaged over its samples (the executor weights micro-batch
@@ -53,28 +59,30 @@ using LossFunction = std::function<Tensor(const Tensor& output, const Tensor& ta
 // one micro-batch's forward and backward ran with on one stage, and, under vertical sync,
 // the version the input stage used.
 struct WeightVersionRecord {
-  int stage, micro_batch;
+  int stage, replica, micro_batch;
   int64_t forward_version, backward_version, input_stage_version;
 };
 
 struct StepResult {
   float loss = 0;                    // mean over the mini-batch (run_async: over all its mini-batches)
   std::vector<float> losses;         // per mini-batch
-  std::vector<int64_t> peak_bytes;   // per stage: the most its tracker held during the step
+  // Per worker (the stages, or with replicated stages their replicas, stage by stage).
+  std::vector<int64_t> peak_bytes;   // the most its tracker held during the step
   std::vector<TraceEvent> trace;     // when options.trace
-  // Asynchronous schedules, per stage: the most weight versions held at once, and the most
+  // Asynchronous schedules, per worker: the most weight versions held at once, and the most
   // bytes of stashed copies (counted in peak_bytes too).
   std::vector<int> peak_weight_versions;
   std::vector<int64_t> peak_stash_bytes;
   std::vector<WeightVersionRecord> weight_versions;  // one per stage and micro-batch
 };
 
-// A failure in a stage: every stage was stopped; the message names the stage, the
-// micro-batch and the instruction, then the original error.
+// A failure in a stage: every stage was stopped; the message names the stage (and its
+// replica, when replicated; -1 otherwise), the micro-batch and the instruction, then the
+// original error.
 class PipelineError : public std::runtime_error {
  public:
-  PipelineError(int stage, Instruction instruction, const std::string& what);
-  int stage;
+  PipelineError(int stage, Instruction instruction, const std::string& what, int replica = -1);
+  int stage, replica;
   Instruction instruction;
 };
 
@@ -93,7 +101,10 @@ class Pipeline {
   // first_step + 1, ..., through the stages without a flush between them; each is cut into
   // `micro_batches` micro-batches, and each stage calls the optimizer step function on its
   // own thread after every mini-batch's backwards, with the weight versions the policy names.
-  // The pipeline drains at the end of the call, so the caller can evaluate or save.
+  // A replicated stage's replicas take the mini-batches round-robin and average their
+  // gradients before each update (the number of mini-batches must be a multiple of every
+  // stage's replicas). The pipeline drains at the end of the call, so the caller can evaluate
+  // or save; the replicas of a stage then hold the same weights as the model.
   StepResult run_async(const std::vector<datasets::Batch>& mini_batches, uint64_t first_step);
 
   // The whole model on the calling thread, stage after stage on each stage's device (the
@@ -101,13 +112,19 @@ class Pipeline {
   // the stages' kernel threads. The output is on the last stage's device.
   Tensor forward(const Tensor& x) const;
 
-  // Called as step(stage, training step) to update one stage's parameters.
-  void set_optimizer_step(std::function<void(int stage, uint64_t step)> step) { optimizer_step_ = std::move(step); }
+  // Called as step(stage, replica, training step) to update the parameters of one replica of
+  // a stage (replica 0 unless stages are replicated), on that replica's thread.
+  using OptimizerStepFunction = std::function<void(int stage, int replica, uint64_t step)>;
+  void set_optimizer_step(OptimizerStepFunction step) { optimizer_step_ = std::move(step); }
   const Schedule& schedule() const { return schedule_; }
   const StagePlan& plan() const { return plan_; }
   int stages() const { return plan_.stages(); }
-  Device device_of(int s) const;  // where stage s runs
-  const std::shared_ptr<nn::Sequential>& stage(int s) const { return stage_modules_[s]; }
+  int replicas(int s) const { return schedule_.replicas_of(s); }
+  int workers() const { return schedule_.workers(); }
+  Device device_of(int s) const;  // where stage s (every replica of it) runs
+  // The layers of stage s (replica 0's: the model's own), and those of one replica.
+  const std::shared_ptr<nn::Sequential>& stage(int s) const { return worker_modules_[schedule_.first_worker(s)]; }
+  const std::shared_ptr<nn::Sequential>& replica(int s, int r) const { return worker_modules_.at(schedule_.first_worker(s) + r); }
   // Updates stage s has made under run_async, which is the version its weights have.
   int64_t weight_version(int s) const { return weight_versions_[s]; }
 
@@ -124,18 +141,20 @@ class Pipeline {
   // Cuts `batch` into options.micro_batches units of training step `step`.
   void add_micro_batches(const datasets::Batch& batch, uint64_t step, std::vector<WorkUnit>& units) const;
   StepResult run_units(const std::vector<WorkUnit>& units);
-  void run_stage(int s, const std::vector<WorkUnit>& units, std::vector<double>& losses, StageRecord& record);
+  void run_worker(int w, const std::vector<WorkUnit>& units, std::vector<double>& losses, StageRecord& record);
   void check_token_slices_fit(const std::vector<WorkUnit>& units) const;
+  Schedule make_pipedream_schedule(int micro_batches) const;
+  void make_replicas();
 
   std::shared_ptr<nn::Sequential> model_;
   StagePlan plan_;
   PipelineOptions options_;
   LossFunction loss_;
   Schedule schedule_;
-  std::vector<std::shared_ptr<nn::Sequential>> stage_modules_;
-  std::vector<std::shared_ptr<MemoryTracker>> trackers_;
-  std::unique_ptr<StageThreads> threads_;
-  std::function<void(int, uint64_t)> optimizer_step_;
+  std::vector<std::shared_ptr<nn::Sequential>> worker_modules_;  // per worker
+  std::vector<std::shared_ptr<MemoryTracker>> trackers_;         // per worker
+  std::unique_ptr<StageThreads> threads_;                        // one per worker
+  OptimizerStepFunction optimizer_step_;
   std::vector<int64_t> weight_versions_;  // per stage
 };
 

@@ -1,5 +1,6 @@
 #include "pipeline/pipedream.h"
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -19,7 +20,37 @@ namespace minipipe::pipeline {
 // The order is 1F1B's; what differs from PipeDream-Flush is that nobody waits for the end of
 // a mini-batch to update: stage 0 runs forward 3 with version 1 while mini-batches 1 and 2,
 // forwarded with version 0, are still in flight, and their backwards must find version 0.
-Schedule pipedream_schedule(int stages, int micro_batches, int micro_batches_per_update, WeightPolicy weights) {
+namespace {
+void check_replicas(int stages, int micro_batches, int micro_batches_per_update, WeightPolicy weights,
+                    const std::vector<int>& replicas) {
+  if (replicas.empty()) return;
+  if (static_cast<int>(replicas.size()) != stages)
+    throw std::invalid_argument("pipedream: " + std::to_string(replicas.size()) + " replica counts for " +
+                                std::to_string(stages) + " stages");
+  const int groups = micro_batches / micro_batches_per_update;
+  for (int s = 0; s < stages; ++s) {
+    if (replicas[s] < 1)
+      throw std::invalid_argument("pipedream: stage " + std::to_string(s) + " has " + std::to_string(replicas[s]) +
+                                  " replicas; every stage needs at least 1");
+    if (groups % replicas[s] != 0)
+      throw std::invalid_argument("pipedream: stage " + std::to_string(s) + "'s " + std::to_string(replicas[s]) +
+                                  " replicas take the " + std::to_string(groups) +
+                                  " mini-batches round-robin and must get as many each: stream a multiple of " +
+                                  std::to_string(replicas[s]) + " mini-batches");
+  }
+  const bool replicated = std::any_of(replicas.begin(), replicas.end(), [](int r) { return r > 1; });
+  const bool uniform = std::all_of(replicas.begin(), replicas.end(), [&](int r) { return r == replicas[0]; });
+  if (replicated && weights == WeightPolicy::TwoBuffered)
+    throw std::invalid_argument("pipedream: 2bw does not run with replicated stages (PipeDream-2BW replicates whole "
+                                "pipelines); use --weights stash, or one replica per stage");
+  if (replicated && weights == WeightPolicy::VerticalSync && !uniform)
+    throw std::invalid_argument("pipedream: vertical sync needs every stage to update as often as the input stage, so every "
+                                "stage must have the same number of replicas; use --weights stash");
+}
+}  // namespace
+
+Schedule pipedream_schedule(int stages, int micro_batches, int micro_batches_per_update, WeightPolicy weights,
+                            const std::vector<int>& replicas) {
   if (stages < 1 || micro_batches < 1 || micro_batches_per_update < 1)
     throw std::invalid_argument("pipedream: need at least 1 stage, 1 micro-batch and 1 micro-batch per update, got " +
                                 std::to_string(stages) + ", " + std::to_string(micro_batches) + " and " +
@@ -32,17 +63,38 @@ Schedule pipedream_schedule(int stages, int micro_batches, int micro_batches_per
                                 "as there are stages (PipeDream-2BW, section 3.1): " + std::to_string(micro_batches_per_update) +
                                 " micro-batches per update for " + std::to_string(stages) + " stages; use at least " +
                                 std::to_string(stages));
-  Schedule s{"pipedream", stages, micro_batches, std::vector<Program>(stages), micro_batches_per_update, weights};
+  check_replicas(stages, micro_batches, micro_batches_per_update, weights, replicas);
+  Schedule s{"pipedream", stages, micro_batches, {}, micro_batches_per_update, weights};
+  if (std::any_of(replicas.begin(), replicas.end(), [](int r) { return r > 1; })) s.replicas = replicas;
+  int workers_downstream = 0;  // W_s: the workers of stages s..K-1
+  for (int stage = 0; stage < stages; ++stage) workers_downstream += s.replicas_of(stage);
   for (int stage = 0; stage < stages; ++stage) {
-    for (const Instruction& compute : one_f_one_b_order(stage, stages, micro_batches)) {
-      s.programs[stage].push_back(compute);
-      if (compute.op == Op::Backward && (compute.micro_batch + 1) % micro_batches_per_update == 0)
-        s.programs[stage].push_back({Op::OptimizerStep, compute.micro_batch});
+    const int r = s.replicas_of(stage);
+    const int in_flight = (workers_downstream + r - 1) / r;  // K - s without replicas
+    for (int replica = 0; replica < r; ++replica) {
+      std::vector<Instruction> forwards, backwards;
+      for (int m = 0; m < micro_batches; ++m)
+        if (s.replica_for(stage, m) == replica) forwards.push_back({Op::Forward, m}), backwards.push_back({Op::Backward, m});
+      Program& program = s.programs.emplace_back();
+      for (const Instruction& compute : one_f_one_b_order(forwards, backwards, in_flight - 1)) {
+        program.push_back(compute);
+        if (compute.op == Op::Backward && (compute.micro_batch + 1) % micro_batches_per_update == 0) {
+          if (r > 1) program.push_back({Op::AllReduce, compute.micro_batch});
+          program.push_back({Op::OptimizerStep, compute.micro_batch});
+        }
+      }
     }
+    workers_downstream -= r;
   }
   add_communication(s);
   assign_weight_versions(s);
   return s;
+}
+
+std::string format_replicas(const std::vector<int>& replicas) {
+  std::string out;
+  for (size_t s = 0; s < replicas.size(); ++s) out += (s ? "," : "") + std::to_string(replicas[s]);
+  return out;
 }
 
 }  // namespace minipipe::pipeline

@@ -17,6 +17,7 @@ const char* op_name(Op op) {
     case Op::StashWeights: return "StashWeights";
     case Op::LoadWeights: return "LoadWeights";
     case Op::DropWeights: return "DropWeights";
+    case Op::AllReduce: return "AllReduce";
   }
   return "?";
 }
@@ -37,6 +38,42 @@ const char* weight_policy_name(WeightPolicy policy) {
     case WeightPolicy::TwoBuffered: return "2bw";
   }
   return "?";
+}
+
+bool Schedule::replicated() const {
+  return std::any_of(replicas.begin(), replicas.end(), [](int r) { return r > 1; });
+}
+
+int Schedule::first_worker(int stage) const {
+  if (replicas.empty()) return stage;
+  int worker = 0;
+  for (int s = 0; s < stage; ++s) worker += replicas.at(s);
+  return worker;
+}
+
+int Schedule::stage_of(int worker) const {
+  if (replicas.empty()) return worker;
+  for (int s = 0; s < stages; ++s) {
+    if (worker < replicas.at(s)) return s;
+    worker -= replicas.at(s);
+  }
+  throw std::out_of_range("schedule '" + name + "' has no worker " + std::to_string(worker));
+}
+
+int Schedule::replica_for(int stage, int micro_batch) const {
+  return (micro_batch / std::max(1, micro_batches_per_update)) % replicas_of(stage);
+}
+
+std::string Schedule::worker_name(int worker) const {
+  const int stage = stage_of(worker);
+  return "stage " + std::to_string(stage) +
+         (replicas_of(stage) > 1 ? " replica " + std::to_string(replica_of(worker)) : std::string());
+}
+
+std::vector<std::string> Schedule::worker_names() const {
+  std::vector<std::string> names;
+  for (int w = 0; w < workers(); ++w) names.push_back(worker_name(w));
+  return names;
 }
 
 std::string unit_label(const Instruction& instruction, bool sliced) {
@@ -104,10 +141,13 @@ Schedule gpipe_schedule(int stages, int micro_batches, int token_slices) {
 //   stage 0 | F0.0 F0.1 F1.0 .    B0.1 F1.1 B0.0 .    B1.1 B1.0
 //   stage 1 | .    F0.0 F0.1 B0.1 F1.0 B0.0 F1.1 B1.1 B1.0 .
 Program one_f_one_b_order(int stage, int stages, int micro_batches, int token_slices) {
-  const std::vector<Instruction> forwards = forward_units(micro_batches, token_slices),
-                                 backwards = backward_units(micro_batches, token_slices);
+  return one_f_one_b_order(forward_units(micro_batches, token_slices), backward_units(micro_batches, token_slices),
+                           stages - stage - 1 + token_slices - 1);
+}
+
+Program one_f_one_b_order(const std::vector<Instruction>& forwards, const std::vector<Instruction>& backwards, size_t warmup) {
   const size_t units = forwards.size();
-  const size_t warmup = std::min<size_t>(stages - stage - 1 + token_slices - 1, units);
+  warmup = std::min(warmup, units);
   Program program(forwards.begin(), forwards.begin() + static_cast<std::ptrdiff_t>(warmup));
   size_t next_forward = warmup, next_backward = 0;
   while (next_forward < units) {  // steady state: one forward, one backward
@@ -139,9 +179,10 @@ Schedule make_schedule(const std::string& name, int stages, int micro_batches, i
 
 void add_communication(Schedule& schedule) {
   const int last = schedule.stages - 1;
-  for (int stage = 0; stage <= last; ++stage) {
+  for (int worker = 0; worker < schedule.workers(); ++worker) {
+    const int stage = schedule.stage_of(worker);
     Program with_communication;
-    for (const Instruction& instruction : schedule.programs[stage]) {
+    for (const Instruction& instruction : schedule.programs[worker]) {
       auto message = [&](Op op) { return Instruction{op, instruction.micro_batch, -1, instruction.slice}; };
       if (instruction.op == Op::Forward) {
         if (stage > 0) with_communication.push_back(message(Op::ReceiveActivation));
@@ -151,15 +192,15 @@ void add_communication(Schedule& schedule) {
         if (stage < last) with_communication.push_back(message(Op::ReceiveGradient));
         with_communication.push_back(instruction);
         if (stage > 0) with_communication.push_back(message(Op::SendGradient));
-      } else if (instruction.op == Op::OptimizerStep && schedule.asynchronous()) {
+      } else if ((instruction.op == Op::OptimizerStep || instruction.op == Op::AllReduce) && schedule.asynchronous()) {
         with_communication.push_back(instruction);
       } else if (instruction.op != Op::OptimizerStep) {
-        throw std::invalid_argument(
-            "add_communication: a generator's program may hold only Forward, Backward and (asynchronous) OptimizerStep");
+        throw std::invalid_argument("add_communication: a generator's program may hold only Forward, Backward and "
+                                    "(asynchronous) AllReduce and OptimizerStep");
       }
     }
     if (!schedule.asynchronous()) with_communication.push_back({Op::OptimizerStep, -1});
-    schedule.programs[stage] = std::move(with_communication);
+    schedule.programs[worker] = std::move(with_communication);
   }
 }
 

@@ -21,6 +21,9 @@ enum class Op {
   LoadWeights,        // exchange the parameters with the stashed copy of version v: the
                       // parameters now hold v, the stash the version they held
   DropWeights,        // free the stashed copy of version v: nothing later reads it
+  AllReduce,          // replicated stage (PipeDream section 3.1): replace the gradients of the
+                      // update that follows with their mean over the stage's replicas; the
+                      // k-th AllReduce of every replica of a stage meets the others' k-th
 };
 
 const char* op_name(Op op);
@@ -28,6 +31,7 @@ const char* op_name(Op op);
 struct Instruction {
   Op op;
   int micro_batch = -1;  // -1 for the weight instructions and a synchronous OptimizerStep
+                         // (AllReduce: the micro-batch whose backward completed the update)
   // Asynchronous schedules: the weight version a Forward or Backward must run with, the one
   // an OptimizerStep makes, the one a Stash/Load/Drop moves. Versions count the stage's
   // updates since the run began; -1 in synchronous schedules, which have one version.
@@ -66,7 +70,26 @@ struct Schedule {
   // a micro-batch in order (each attends over the keys and values of the earlier ones) and
   // backwards them in reverse (each hands those keys and values their gradients).
   int token_slices = 1;
+  // PipeDream's replicated stages (section 3.1): stage s runs on replicas[s] workers, each
+  // with its own copy of the stage's weights. Update group g (micro-batches g * per-update
+  // .. (g + 1) * per-update - 1) goes to replica g mod replicas[s], round-robin, and the
+  // replicas all-reduce their gradients before each update, so their weights stay equal.
+  // Empty: one worker per stage. `programs` holds one program per worker, stage by stage.
+  std::vector<int> replicas;
+
   bool asynchronous() const { return micro_batches_per_update > 0; }
+  bool replicated() const;  // some stage has more than one replica
+  int workers() const { return static_cast<int>(programs.size()); }
+  int replicas_of(int stage) const { return replicas.empty() ? 1 : replicas.at(stage); }
+  int first_worker(int stage) const;  // the worker of the stage's replica 0
+  int stage_of(int worker) const;
+  int replica_of(int worker) const { return worker - first_worker(stage_of(worker)); }
+  // The replica of `stage` that runs micro-batch m (always 0 when the stage has one).
+  int replica_for(int stage, int micro_batch) const;
+  int worker_for(int stage, int micro_batch) const { return first_worker(stage) + replica_for(stage, micro_batch); }
+  // "stage 2", or "stage 2 replica 1" when stage 2 is replicated.
+  std::string worker_name(int worker) const;
+  std::vector<std::string> worker_names() const;
 };
 
 // "m" or, when sequences are token-sliced, "m.i".
@@ -93,6 +116,9 @@ Schedule one_f_one_b_schedule(int stages, int micro_batches, int token_slices = 
 // The compute order of 1F1B on one stage (Forward and Backward only), which PipeDream's
 // asynchronous schedule shares.
 Program one_f_one_b_order(int stage, int stages, int micro_batches, int token_slices = 1);
+// The same order over given units: `warmup` forwards, then one forward and one backward in
+// turn, then the remaining backwards.
+Program one_f_one_b_order(const std::vector<Instruction>& forwards, const std::vector<Instruction>& backwards, size_t warmup);
 // By name: "gpipe" or "1f1b" (synchronous); "pipedream" is built by pipedream_schedule().
 Schedule make_schedule(const std::string& name, int stages, int micro_batches, int token_slices = 1);
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <deque>
+#include <map>
+#include <tuple>
 #include <string>
 
 #include "pipeline/weight_versions.h"
@@ -30,22 +32,31 @@ struct Message {
   double arrival;
 };
 
-std::string describe(int stage, const Instruction& instruction) {
-  return "stage " + std::to_string(stage) + " " + op_name(instruction.op) +
+std::string describe(const Schedule& schedule, int worker, const Instruction& instruction) {
+  return schedule.worker_name(worker) + " " + op_name(instruction.op) +
          (instruction.micro_batch >= 0 ? "(micro-batch " + std::to_string(instruction.micro_batch) +
                                              (instruction.slice > 0 ? ", slice " + std::to_string(instruction.slice) : "") + ")"
                                        : "") +
          (instruction.version >= 0 ? "[version " + std::to_string(instruction.version) + "]" : "");
 }
 
+// The AllReduces of one replicated stage: when each replica reached its k-th (-1: not yet).
+struct AllReduceRounds {
+  std::vector<std::vector<double>> arrival;  // [round][replica]
+  double arrive(int round, int replica, int replicas, double clock) {  // the latest arrival, or -1 while one is missing
+    if (static_cast<int>(arrival.size()) <= round) arrival.resize(round + 1, std::vector<double>(replicas, -1.0));
+    std::vector<double>& r = arrival[round];
+    if (r[replica] < 0) r[replica] = clock;
+    return std::find(r.begin(), r.end(), -1.0) != r.end() ? -1.0 : *std::max_element(r.begin(), r.end());
+  }
+};
+
 }  // namespace
 
 SimulationResult simulate(const Schedule& schedule, const CostModel& costs) {
-  const int stages = schedule.stages;
-  if (static_cast<int>(schedule.programs.size()) != stages || static_cast<int>(costs.forward.size()) != stages ||
-      static_cast<int>(costs.backward.size()) != stages)
-    throw ScheduleError("simulate: the schedule, its programs and the cost model must all have " +
-                        std::to_string(stages) + " stages");
+  const int stages = schedule.stages, workers = schedule.workers();
+  if (static_cast<int>(costs.forward.size()) != stages || static_cast<int>(costs.backward.size()) != stages)
+    throw ScheduleError("simulate: the schedule and its cost model must both have " + std::to_string(stages) + " stages");
   for (const auto* per_slice : {&costs.slice_forward, &costs.slice_backward})
     if (!per_slice->empty() && (static_cast<int>(per_slice->size()) != stages ||
                                 std::any_of(per_slice->begin(), per_slice->end(), [&](const std::vector<double>& row) {
@@ -53,35 +64,45 @@ SimulationResult simulate(const Schedule& schedule, const CostModel& costs) {
                                 })))
       throw ScheduleError("simulate: per-slice costs must be given for " + std::to_string(stages) + " stages x " +
                           std::to_string(schedule.token_slices) + " token slices");
-  // activations[s]: stage s -> s + 1; gradients[s]: stage s + 1 -> s.
-  std::vector<std::deque<Message>> activations(stages), gradients(stages);
-  std::vector<size_t> next(stages, 0);
-  std::vector<double> clock(stages, 0.0), busy(stages, 0.0);
-  std::vector<int> in_flight(stages, 0);
-  std::vector<WeightVersionState> versions(stages);
+  // Activations flow from a worker of stage s to the worker of stage s + 1 that runs the
+  // micro-batch, gradients back: one first-in first-out channel per (kind, sender, receiver).
+  std::map<std::tuple<bool, int, int>, std::deque<Message>> channels;
+  auto channel = [&](bool gradient, int from, int to) -> std::deque<Message>& { return channels[{gradient, from, to}]; };
+  std::vector<AllReduceRounds> all_reduces(stages);
+  std::vector<int> all_reduces_done(workers, 0);
+  std::vector<size_t> next(workers, 0);
+  std::vector<double> clock(workers, 0.0), busy(workers, 0.0);
+  std::vector<int> in_flight(workers, 0);
+  std::vector<WeightVersionState> versions(workers);
   SimulationResult result;
-  result.peak_in_flight.assign(stages, 0);
-  result.peak_weight_versions.assign(stages, 1);
+  result.peak_in_flight.assign(workers, 0);
+  result.peak_weight_versions.assign(workers, 1);
 
-  auto done = [&](int s) { return next[s] >= schedule.programs[s].size(); };
+  auto done = [&](int w) { return next[w] >= schedule.programs[w].size(); };
   bool progress = true;
   while (progress) {
     progress = false;
-    for (int s = 0; s < stages; ++s) {
-      while (!done(s)) {
-        const Instruction& instruction = schedule.programs[s][next[s]];
+    for (int w = 0; w < workers; ++w) {
+      const int s = schedule.stage_of(w);
+      while (!done(w)) {
+        const Instruction& instruction = schedule.programs[w][next[w]];
         const int m = instruction.micro_batch;
-        double start = clock[s], end = clock[s];
-        auto receive = [&](std::deque<Message>& channel, const char* what) {
-          if (channel.empty()) return false;
-          if (channel.front().micro_batch != m || channel.front().slice != instruction.slice)
-            throw ScheduleError(describe(s, instruction) + " waits for the " + what + " of micro-batch " +
+        double start = clock[w], end = clock[w];
+        auto receive = [&](std::deque<Message>& from, const char* what) {
+          if (from.empty()) return false;
+          if (from.front().micro_batch != m || from.front().slice != instruction.slice)
+            throw ScheduleError(describe(schedule, w, instruction) + " waits for the " + what + " of micro-batch " +
                                 unit_label(instruction, schedule.token_slices > 1) + ", but the next one its neighbour sends is micro-batch " +
-                                unit_label({instruction.op, channel.front().micro_batch, -1, channel.front().slice}, schedule.token_slices > 1) +
+                                unit_label({instruction.op, from.front().micro_batch, -1, from.front().slice}, schedule.token_slices > 1) +
                                 ": sends and receives are in different orders, which deadlocks");
-          start = end = std::max(clock[s], channel.front().arrival);
-          channel.pop_front();
+          start = end = std::max(clock[w], from.front().arrival);
+          from.pop_front();
           return true;
+        };
+        auto check_neighbour = [&](bool next_stage) {
+          if (next_stage ? s + 1 >= stages : s == 0)
+            throw ScheduleError(describe(schedule, w, instruction) +
+                                (next_stage ? ": the last stage has no next stage" : ": the first stage has no previous stage"));
         };
         bool ran = true;
         switch (instruction.op) {
@@ -89,64 +110,75 @@ SimulationResult simulate(const Schedule& schedule, const CostModel& costs) {
           case Op::Backward: {
             const double cost = costs.compute_cost(s, instruction);
             end = start + cost;
-            busy[s] += cost;
+            busy[w] += cost;
             if (instruction.op == Op::Forward)
-              result.peak_in_flight[s] = std::max(result.peak_in_flight[s], ++in_flight[s]);
+              result.peak_in_flight[w] = std::max(result.peak_in_flight[w], ++in_flight[w]);
             else
-              --in_flight[s];
+              --in_flight[w];
             break;
           }
           case Op::SendActivation:
-            if (s + 1 >= stages) throw ScheduleError(describe(s, instruction) + ": the last stage has no next stage");
-            activations[s].push_back({m, instruction.slice, clock[s] + costs.communication});
+            check_neighbour(true);
+            channel(false, w, schedule.worker_for(s + 1, m)).push_back({m, instruction.slice, clock[w] + costs.communication});
             break;
           case Op::SendGradient:
-            if (s == 0) throw ScheduleError(describe(s, instruction) + ": the first stage has no previous stage");
-            gradients[s - 1].push_back({m, instruction.slice, clock[s] + costs.communication});
+            check_neighbour(false);
+            channel(true, w, schedule.worker_for(s - 1, m)).push_back({m, instruction.slice, clock[w] + costs.communication});
             break;
           case Op::ReceiveActivation:
-            if (s == 0) throw ScheduleError(describe(s, instruction) + ": the first stage has no previous stage");
-            ran = receive(activations[s - 1], "activation");
+            check_neighbour(false);
+            ran = receive(channel(false, schedule.worker_for(s - 1, m), w), "activation");
             break;
           case Op::ReceiveGradient:
-            if (s + 1 >= stages) throw ScheduleError(describe(s, instruction) + ": the last stage has no next stage");
-            ran = receive(gradients[s], "gradient");
+            check_neighbour(true);
+            ran = receive(channel(true, schedule.worker_for(s + 1, m), w), "gradient");
             break;
+          case Op::AllReduce: {
+            const double all_arrived =
+                all_reduces[s].arrive(all_reduces_done[w], schedule.replica_of(w), schedule.replicas_of(s), clock[w]);
+            ran = all_arrived >= 0;
+            if (!ran) break;
+            start = all_arrived;
+            end = start + (costs.all_reduce.empty() ? 0.0 : costs.all_reduce.at(s));
+            ++all_reduces_done[w];
+            break;
+          }
           case Op::OptimizerStep:
             if (!costs.update.empty()) {
               end = start + costs.update.at(s);
-              busy[s] += costs.update.at(s);
+              busy[w] += costs.update.at(s);
             }
             [[fallthrough]];
           case Op::StashWeights:
           case Op::LoadWeights:
           case Op::DropWeights:
             try {
-              versions[s].apply(instruction);
+              versions[w].apply(instruction);
             } catch (const std::logic_error& e) {
-              throw ScheduleError(describe(s, instruction) + ": " + e.what());
+              throw ScheduleError(describe(schedule, w, instruction) + ": " + e.what());
             }
-            result.peak_weight_versions[s] = std::max(result.peak_weight_versions[s], versions[s].versions_held());
+            result.peak_weight_versions[w] = std::max(result.peak_weight_versions[w], versions[w].versions_held());
             break;
         }
-        if (!ran) break;  // blocked on a receive; try the other stages
-        clock[s] = end;
-        result.timeline.push_back({s, instruction, start, end});
-        ++next[s];
+        if (!ran) break;  // blocked on a receive or an AllReduce; try the other workers
+        clock[w] = end;
+        result.timeline.push_back({w, instruction, start, end});
+        ++next[w];
         progress = true;
       }
     }
   }
   std::string blocked;
-  for (int s = 0; s < stages; ++s)
-    if (!done(s)) blocked += (blocked.empty() ? "" : "; ") + describe(s, schedule.programs[s][next[s]]);
+  for (int w = 0; w < workers; ++w)
+    if (!done(w)) blocked += (blocked.empty() ? "" : "; ") + describe(schedule, w, schedule.programs[w][next[w]]);
   if (!blocked.empty())
-    throw ScheduleError("deadlock: every unfinished stage waits on a message that is never sent (" + blocked + ")");
+    throw ScheduleError("deadlock: every unfinished worker waits on a message that is never sent or an AllReduce that a "
+                        "replica never reaches (" + blocked + ")");
 
   result.makespan = *std::max_element(clock.begin(), clock.end());
   double total_busy = 0.0;
   for (double b : busy) total_busy += b;
-  result.bubble_fraction = result.makespan > 0 ? 1.0 - total_busy / (stages * result.makespan) : 0.0;
+  result.bubble_fraction = result.makespan > 0 ? 1.0 - total_busy / (workers * result.makespan) : 0.0;
   return result;
 }
 

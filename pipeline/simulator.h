@@ -1,7 +1,8 @@
 #pragma once
-// A discrete-event simulator of schedules: each stage runs its program in order; a compute
-// instruction takes its stage's cost; a receive waits for the matching send (channels are
-// first-in first-out). The same programs run on the executor, so predicted and measured
+// A discrete-event simulator of schedules: each worker (a stage, or one replica of a
+// replicated stage) runs its program in order; a compute instruction takes its stage's cost; a
+// receive waits for the matching send (channels between two workers are first-in first-out);
+// an AllReduce waits for the same AllReduce on every replica of its stage. The same programs run on the executor, so predicted and measured
 // timelines can be laid side by side.
 #include <stdexcept>
 #include <vector>
@@ -20,6 +21,7 @@ struct CostModel {
   std::vector<double> forward, backward;  // per stage
   double communication = 0.0;             // added to every message's arrival
   std::vector<double> update;             // per stage, one OptimizerStep (empty: free)
+  std::vector<double> all_reduce;         // per stage, one AllReduce among its replicas (empty: free)
   // Token-sliced schedules: [stage][slice] costs, since a later slice attends over more
   // context and costs more (TeraPipe section 3.3). Empty: every slice costs forward[stage]
   // and backward[stage].
@@ -29,22 +31,22 @@ struct CostModel {
 };
 
 struct TimedInstruction {
-  int stage;
+  int worker;  // the stage, unless stages are replicated (Schedule::stage_of)
   Instruction instruction;
   double start, end;
 };
 
 struct SimulationResult {
   double makespan = 0.0;
-  double bubble_fraction = 0.0;          // idle time / total stage time, over all stages
-  std::vector<int> peak_in_flight;       // per stage: most units (micro-batches, or their token slices)
+  double bubble_fraction = 0.0;          // idle time / total worker time, over all workers
+  std::vector<int> peak_in_flight;       // per worker: most units (micro-batches, or their token slices)
                                          // forwarded, not yet backwarded
-  std::vector<int> peak_weight_versions;  // per stage: most weight versions held at once (1 if synchronous)
+  std::vector<int> peak_weight_versions;  // per worker: most weight versions held at once (1 if synchronous)
   std::vector<TimedInstruction> timeline;  // every instruction, in the order it ran
 };
 
 // Throws ScheduleError on a receive whose sender sends another micro-batch first, or on a
-// deadlock (every unfinished stage waits on a receive).
+// deadlock (every unfinished worker waits on a receive or an AllReduce).
 SimulationResult simulate(const Schedule& schedule, const CostModel& costs);
 
 // GPipe's formula (section 2.2): with K stages, M micro-batches and equal costs the

@@ -14,12 +14,14 @@ namespace {
 
 bool is_weight_instruction(Op op) { return op == Op::StashWeights || op == Op::LoadWeights || op == Op::DropWeights; }
 
-// An asynchronous stage updates after the backward of each micro-batch that completes an
-// update's group, runs its weight instructions without breaking WeightVersionState's rules,
-// ends with its latest weights and no stashed copy, and keeps its policy's promise.
-void check_weight_versions(const Schedule& schedule, int s, const std::function<void(const std::string&)>& problem) {
-  const Program& program = schedule.programs[s];
-  const int per_update = schedule.micro_batches_per_update;
+// An asynchronous worker updates after the backward of each of its micro-batches that
+// completes an update's group (a replica of a replicated stage all-reduces just before), runs
+// its weight instructions without breaking WeightVersionState's rules, ends with its latest
+// weights and no stashed copy, and keeps its policy's promise.
+void check_weight_versions(const Schedule& schedule, int worker, const std::function<void(const std::string&)>& problem) {
+  const Program& program = schedule.programs[worker];
+  const int per_update = schedule.micro_batches_per_update, stage = schedule.stage_of(worker);
+  const bool replicated = schedule.replicas_of(stage) > 1;
   std::map<int, size_t> backward_at, update_at;
   std::map<int, int> forward_version;
   WeightVersionState state;
@@ -35,6 +37,11 @@ void check_weight_versions(const Schedule& schedule, int s, const std::function<
     const std::string mb = " of micro-batch " + std::to_string(m);
     if (instruction.op == Op::Backward) backward_at[m] = i;
     if (instruction.op == Op::OptimizerStep) update_at[m] = i;
+    if (instruction.op == Op::AllReduce && !replicated) problem("all-reduces" + mb + ", but its stage has one replica");
+    if (instruction.op == Op::OptimizerStep && replicated &&
+        (i == 0 || program[i - 1].op != Op::AllReduce || program[i - 1].micro_batch != m))
+      problem("updates after micro-batch " + std::to_string(m) + " without an AllReduce of it just before: the replicas' "
+              "weights would drift apart");
     if (instruction.op == Op::Forward) {
       forward_version[m] = instruction.version;
       if (schedule.weights != WeightPolicy::VerticalSync && instruction.version != state.latest())
@@ -51,6 +58,7 @@ void check_weight_versions(const Schedule& schedule, int s, const std::function<
     }
   }
   for (int m = 0; m < schedule.micro_batches; ++m) {
+    if (schedule.worker_for(stage, m) != worker) continue;
     const bool updates = (m + 1) % per_update == 0;
     if (updates != static_cast<bool>(update_at.count(m)))
       problem(std::string(updates ? "needs" : "must not have") + " an OptimizerStep after the backward of micro-batch " +
@@ -66,12 +74,13 @@ void check_weight_versions(const Schedule& schedule, int s, const std::function<
 // Under vertical sync every stage runs a micro-batch with the version the input stage used.
 void check_vertical_sync(const Schedule& schedule, const std::function<void(int, const std::string&)>& problem) {
   std::map<int, int> input_stage_version;
-  for (const Instruction& i : schedule.programs[0])
-    if (i.op == Op::Forward) input_stage_version[i.micro_batch] = i.version;
-  for (int s = 1; s < schedule.stages; ++s)
-    for (const Instruction& i : schedule.programs[s])
+  for (int w = 0; w < schedule.workers(); ++w)
+    for (const Instruction& i : schedule.programs[w])
+      if (i.op == Op::Forward && schedule.stage_of(w) == 0) input_stage_version[i.micro_batch] = i.version;
+  for (int w = 0; w < schedule.workers(); ++w)
+    for (const Instruction& i : schedule.programs[w])
       if (i.op == Op::Forward && input_stage_version.count(i.micro_batch) && i.version != input_stage_version[i.micro_batch])
-        problem(s, "vertical sync: the forward of micro-batch " + std::to_string(i.micro_batch) + " runs with version " +
+        problem(w, "vertical sync: the forward of micro-batch " + std::to_string(i.micro_batch) + " runs with version " +
                        std::to_string(i.version) + ", the input stage used " +
                        std::to_string(input_stage_version[i.micro_batch]));
 }
@@ -80,50 +89,63 @@ void check_vertical_sync(const Schedule& schedule, const std::function<void(int,
 
 ValidationReport validate(const Schedule& schedule) {
   std::vector<std::string> problems;
-  auto problem = [&](int stage, const std::string& text) {
-    problems.push_back("stage " + std::to_string(stage) + ": " + text);
-  };
+  auto problem = [&](int worker, const std::string& text) { problems.push_back(schedule.worker_name(worker) + ": " + text); };
   const int stages = schedule.stages, last = stages - 1, micro_batches = schedule.micro_batches;
-  if (static_cast<int>(schedule.programs.size()) != stages)
+  if (!schedule.replicas.empty() &&
+      (static_cast<int>(schedule.replicas.size()) != stages ||
+       std::any_of(schedule.replicas.begin(), schedule.replicas.end(), [](int r) { return r < 1; })))
+    throw ScheduleError("schedule '" + schedule.name + "' needs one replica count of at least 1 per stage");
+  int workers = 0;
+  for (int s = 0; s < stages; ++s) workers += schedule.replicas_of(s);
+  if (static_cast<int>(schedule.programs.size()) != workers)
     throw ScheduleError("schedule '" + schedule.name + "' has " + std::to_string(schedule.programs.size()) +
-                        " programs for " + std::to_string(stages) + " stages");
+                        " programs for " + std::to_string(workers) + " workers (" + std::to_string(stages) + " stages)");
+  if (schedule.replicated() && !schedule.asynchronous())
+    throw ScheduleError("schedule '" + schedule.name + "' replicates stages, which only the asynchronous schedule does");
   const int slices = schedule.token_slices;
   if (slices < 1) throw ScheduleError("schedule '" + schedule.name + "' has " + std::to_string(slices) + " token slices");
   if (slices > 1 && schedule.asynchronous())
     throw ScheduleError("schedule '" + schedule.name + "' is asynchronous and token-sliced, which minipipe does not combine");
-  for (int s = 0; s < stages; ++s) {
-    const Program& program = schedule.programs[s];
+  for (int w = 0; w < workers; ++w) {
+    const int s = schedule.stage_of(w);
+    const Program& program = schedule.programs[w];
     std::map<std::tuple<Op, int, int>, std::vector<size_t>> where;  // (op, micro-batch, slice) -> positions
     for (size_t i = 0; i < program.size(); ++i) {
       const Instruction& instruction = program[i];
       const bool names_micro_batch =
           !is_weight_instruction(instruction.op) && (instruction.op != Op::OptimizerStep || schedule.asynchronous());
       if (names_micro_batch && (instruction.micro_batch < 0 || instruction.micro_batch >= micro_batches))
-        problem(s, std::string(op_name(instruction.op)) + " names micro-batch " + std::to_string(instruction.micro_batch) +
+        problem(w, std::string(op_name(instruction.op)) + " names micro-batch " + std::to_string(instruction.micro_batch) +
                        " outside 0.." + std::to_string(micro_batches - 1));
       if (instruction.slice < 0 || instruction.slice >= slices)
-        problem(s, std::string(op_name(instruction.op)) + " names token slice " + std::to_string(instruction.slice) +
+        problem(w, std::string(op_name(instruction.op)) + " names token slice " + std::to_string(instruction.slice) +
                        " outside 0.." + std::to_string(slices - 1));
       where[{instruction.op, instruction.micro_batch, instruction.slice}].push_back(i);
     }
     auto count = [&](Op op, int m, int i = 0) { return where.count({op, m, i}) ? where[{op, m, i}].size() : size_t{0}; };
     auto position = [&](Op op, int m, int i = 0) { return where[{op, m, i}].front(); };
     for (int m = 0; m < micro_batches; ++m) {
+      const int runner = schedule.worker_for(s, m);
+      if (runner != w) {  // another replica's micro-batch
+        if (count(Op::Forward, m) + count(Op::Backward, m) > 0)
+          problem(w, "runs micro-batch " + std::to_string(m) + ", which belongs to " + schedule.worker_name(runner));
+        continue;
+      }
       for (int slice = 0; slice < slices; ++slice) {
         const std::string mb = " of micro-batch " + unit_label({Op::Forward, m, -1, slice}, slices > 1);
         if (count(Op::Forward, m, slice) != 1 || count(Op::Backward, m, slice) != 1) {
-          problem(s, "runs the forward" + mb + " " + std::to_string(count(Op::Forward, m, slice)) + " times and its backward " +
+          problem(w, "runs the forward" + mb + " " + std::to_string(count(Op::Forward, m, slice)) + " times and its backward " +
                          std::to_string(count(Op::Backward, m, slice)) + " times (each must run once)");
           continue;
         }
         const size_t forward = position(Op::Forward, m, slice), backward = position(Op::Backward, m, slice);
-        if (backward < forward) problem(s, "runs the backward" + mb + " before its forward");
+        if (backward < forward) problem(w, "runs the backward" + mb + " before its forward");
         // A slice attends over the keys and values of the earlier slices, so it runs after
         // them; its backward hands them their gradients, so theirs run after it.
         if (slice > 0 && count(Op::Forward, m, slice - 1) == 1 && position(Op::Forward, m, slice - 1) > forward)
-          problem(s, "runs the forward" + mb + " before that of the slice before it");
+          problem(w, "runs the forward" + mb + " before that of the slice before it");
         if (slice + 1 < slices && count(Op::Backward, m, slice + 1) == 1 && position(Op::Backward, m, slice + 1) > backward)
-          problem(s, "runs the backward" + mb + " before that of the slice after it");
+          problem(w, "runs the backward" + mb + " before that of the slice after it");
         // Each communication instruction must be there exactly when the stage has that
         // neighbour, and on the right side of the compute it feeds or drains.
         struct Expectation {
@@ -138,19 +160,19 @@ ValidationReport validate(const Schedule& schedule) {
                                      Expectation{Op::SendGradient, s > 0, false, backward}}) {
           const size_t n = count(e.op, m, slice);
           if (n != (e.needed ? 1u : 0u)) {
-            problem(s, std::string("has ") + std::to_string(n) + " " + op_name(e.op) + mb + ", needs " + (e.needed ? "1" : "none") +
+            problem(w, std::string("has ") + std::to_string(n) + " " + op_name(e.op) + mb + ", needs " + (e.needed ? "1" : "none") +
                            (e.needed ? "" : (s == 0 ? " (the first stage has no previous stage)" : " (the last stage has no next stage)")));
           } else if (e.needed && (position(e.op, m, slice) < e.compute) != e.before) {
-            problem(s, std::string(op_name(e.op)) + mb + " must come " + (e.before ? "before" : "after") + " the " +
+            problem(w, std::string(op_name(e.op)) + mb + " must come " + (e.before ? "before" : "after") + " the " +
                            (e.op == Op::ReceiveActivation || e.op == Op::SendActivation ? "forward" : "backward"));
           }
         }
       }
     }
     if (schedule.asynchronous())
-      check_weight_versions(schedule, s, [&](const std::string& text) { problem(s, text); });
+      check_weight_versions(schedule, w, [&](const std::string& text) { problem(w, text); });
     else if (count(Op::OptimizerStep, -1) != 1 || program.empty() || program.back().op != Op::OptimizerStep)
-      problem(s, "must end with exactly one OptimizerStep");
+      problem(w, "must end with exactly one OptimizerStep");
   }
   if (schedule.asynchronous() && schedule.weights == WeightPolicy::VerticalSync) check_vertical_sync(schedule, problem);
   if (!problems.empty()) {
@@ -167,31 +189,38 @@ std::string format_grid(const Schedule& schedule) {
   const int slots = static_cast<int>(simulated.makespan + 0.5);
   // Asynchronous schedules add each compute's weight version in brackets and a U on the
   // backward an update follows: F3[1], B1[0]U.
-  std::vector<std::vector<std::string>> cells(schedule.stages, std::vector<std::string>(slots, "."));
-  std::vector<std::string*> last_compute(schedule.stages, nullptr);
+  std::vector<std::vector<std::string>> cells(schedule.workers(), std::vector<std::string>(slots, "."));
+  std::vector<std::string*> last_compute(schedule.workers(), nullptr);
   size_t width = 2;
   for (const TimedInstruction& t : simulated.timeline) {
     const Instruction& i = t.instruction;
-    if (i.op == Op::OptimizerStep && last_compute[t.stage] && schedule.asynchronous()) *last_compute[t.stage] += "U";
+    if (i.op == Op::OptimizerStep && last_compute[t.worker] && schedule.asynchronous()) *last_compute[t.worker] += "U";
     if (i.op != Op::Forward && i.op != Op::Backward) continue;
-    std::string& cell = cells[t.stage][static_cast<int>(t.start + 0.5)];
+    std::string& cell = cells[t.worker][static_cast<int>(t.start + 0.5)];
     cell = (i.op == Op::Forward ? "F" : "B") + unit_label(i, schedule.token_slices > 1) +
            (i.version >= 0 ? "[" + std::to_string(i.version) + "]" : "");
-    last_compute[t.stage] = &cell;
+    last_compute[t.worker] = &cell;
   }
   for (const auto& row : cells)
     for (const std::string& cell : row) width = std::max(width, cell.size() + 1);
   std::ostringstream out;
   out << schedule.name << ", " << schedule.stages << " stages, " << schedule.micro_batches << " micro-batches";
+  if (schedule.replicated()) {
+    out << ", replicas";
+    for (int s = 0; s < schedule.stages; ++s) out << (s ? "," : " ") << schedule.replicas_of(s);
+  }
   if (schedule.token_slices > 1) out << " x " << schedule.token_slices << " token slices (F<micro-batch>.<slice>)";
   out << " (unit forward and backward costs";
   if (schedule.asynchronous())
     out << "; weights " << weight_policy_name(schedule.weights) << ", an update per " << schedule.micro_batches_per_update
         << " micro-batch" << (schedule.micro_batches_per_update > 1 ? "es" : "") << ", [version], U = update";
   out << ")\n";
-  for (int s = 0; s < schedule.stages; ++s) {
-    std::string row = "stage " + std::to_string(s) + " |";
-    for (const std::string& cell : cells[s]) row += ' ' + cell + std::string(width - 1 - cell.size(), ' ');
+  size_t name_width = 0;
+  for (const std::string& name : schedule.worker_names()) name_width = std::max(name_width, name.size());
+  for (int w = 0; w < schedule.workers(); ++w) {
+    const std::string name = schedule.worker_name(w);
+    std::string row = name + std::string(name_width - name.size(), ' ') + " |";
+    for (const std::string& cell : cells[w]) row += ' ' + cell + std::string(width - 1 - cell.size(), ' ');
     out << row.substr(0, row.find_last_not_of(' ') + 1) << '\n';
   }
   return out.str();

@@ -1,6 +1,7 @@
 #include "pipeline/weight_versions.h"
 
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -17,10 +18,11 @@ bool is_compute(Op op) { return op == Op::Forward || op == Op::Backward; }
 // backward runs with its forward's version, except under `none`, where it takes the latest.
 void decide_versions(Schedule& schedule) {
   std::vector<int> input_stage_version(schedule.micro_batches, -1);
-  for (int s = 0; s < schedule.stages; ++s) {
+  for (int worker = 0; worker < schedule.workers(); ++worker) {  // stage by stage
+    const int s = schedule.stage_of(worker);
     std::map<int, int> forward_version;
     int latest = 0;
-    for (Instruction& instruction : schedule.programs[s]) {
+    for (Instruction& instruction : schedule.programs[worker]) {
       const int m = instruction.micro_batch;
       if (instruction.op == Op::Forward) {
         const bool follow_input_stage = schedule.weights == WeightPolicy::VerticalSync && s > 0;
@@ -47,6 +49,7 @@ int version_read(const Instruction& instruction) {
 // of it (the one copy a version costs); before an instruction that reads a version the
 // parameters do not hold, exchange it in (LoadWeights keeps what the parameters held in the
 // stash, at no cost); after each instruction, drop the stashed versions nothing later reads.
+// An update's AllReduce (replicated stages) stays right before it, after these.
 Program with_stash_load_drop(const Program& program) {
   std::map<int, size_t> last_read;  // version -> position of its last reader
   for (size_t i = 0; i < program.size(); ++i)
@@ -66,8 +69,13 @@ Program with_stash_load_drop(const Program& program) {
       }
     }
   };
+  std::optional<Instruction> all_reduce;  // held back to stay just before its update
   for (size_t i = 0; i < program.size(); ++i) {
     const Instruction& instruction = program[i];
+    if (instruction.op == Op::AllReduce) {
+      all_reduce = instruction;
+      continue;
+    }
     const int needed = version_read(instruction);
     if (needed >= 0 && needed != live) {
       if (!stashed.count(needed))
@@ -82,6 +90,7 @@ Program with_stash_load_drop(const Program& program) {
       out.push_back({Op::StashWeights, -1, live});
       stashed.insert(live);
     }
+    if (all_reduce) out.push_back(*all_reduce), all_reduce.reset();
     out.push_back(instruction);
     if (instruction.op == Op::OptimizerStep) live = instruction.version;
     drop_unless_read_from(i + 1);

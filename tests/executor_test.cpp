@@ -133,7 +133,7 @@ TEST(Executor, EachStageRunsOnOneThreadOfItsOwnEveryStep) {
   Pipeline pipeline(model, partition_uniform(*model, 3), {2, "1f1b", Recompute::Never, {}, 0, false},
                     [](const Tensor& out, const Tensor& target) { return nn::mse_loss(out, target); });
   std::vector<std::set<std::thread::id>> threads(3);
-  pipeline.set_optimizer_step([&](int stage, uint64_t) { threads[stage].insert(std::this_thread::get_id()); });
+  pipeline.set_optimizer_step([&](int stage, int, uint64_t) { threads[stage].insert(std::this_thread::get_id()); });
   Generator g(2);
   const datasets::Batch batch{randn({8, 8}, g), randn({8, 8}, g), 0};
   for (int step = 0; step < 4; ++step) pipeline.run(batch, step);
@@ -155,7 +155,7 @@ TEST(Executor, KernelThreadsPerStageChangeNoResult) {
                       [](const Tensor& out, const Tensor& target) { return nn::mse_loss(out, target); });
     nn::AdamW optimizer(model->named_parameters(), {.lr = 1e-3f});
     std::mutex mutex;
-    pipeline.set_optimizer_step([&](int, uint64_t) {
+    pipeline.set_optimizer_step([&](int, int, uint64_t) {
       std::lock_guard lock(mutex);
       seen_in_stages->insert(kernels::cpu::kernel_threads());
     });

@@ -45,6 +45,7 @@ struct AsyncRun : testing::TrainingRun {
   std::vector<WeightVersionRecord> versions;
   std::vector<int> peak_weight_versions;
   std::vector<int64_t> peak_stash_bytes;
+  std::vector<std::map<std::string, Tensor>> replica_weights;  // every further replica's, stage by stage
 };
 
 struct AsyncSetup {
@@ -52,9 +53,11 @@ struct AsyncSetup {
   WeightPolicy weights;
   Recompute recompute;
   int micro_batches_per_update;
+  std::vector<int> replicas = {};  // per stage; empty: one each
+  int replicas_of(int s) const { return replicas.empty() ? 1 : replicas[s]; }
   std::string str() const {
     return "K=" + std::to_string(stages) + " " + weight_policy_name(weights) + " recompute " + recompute_name(recompute) +
-           " m=" + std::to_string(micro_batches_per_update);
+           " m=" + std::to_string(micro_batches_per_update) + (replicas.empty() ? "" : " replicas " + format_replicas(replicas));
   }
 };
 
@@ -63,11 +66,16 @@ AsyncRun run_pipeline(const AsyncSetup& setup, int mini_batches_per_run = kMiniB
   auto model = nn::make_gpt(small_gpt());
   const StagePlan plan = partition_uniform(*model, setup.stages);
   PipelineOptions options{setup.micro_batches_per_update, "pipedream", setup.recompute, {}, kSeed, false, 1, setup.weights};
+  options.replicas = setup.replicas;
+  options.model_factory = [] { return nn::make_gpt(small_gpt()); };
   Pipeline pipeline(model, plan, options, loss_function);
-  auto optimizers = stage_optimizers(*model, plan);
-  pipeline.set_optimizer_step([&](int s, uint64_t) {
-    optimizers[s]->step();
-    optimizers[s]->zero_grad();
+  std::vector<std::vector<std::unique_ptr<nn::Optimizer>>> optimizers(setup.stages);  // [stage][replica]
+  for (int s = 0; s < setup.stages; ++s)
+    for (int r = 0; r < setup.replicas_of(s); ++r)
+      optimizers[s].push_back(std::make_unique<nn::AdamW>(pipeline.replica(s, r)->named_parameters(), AdamWOptions{.lr = 1e-2f}));
+  pipeline.set_optimizer_step([&](int s, int r, uint64_t) {
+    optimizers[s][r]->step();
+    optimizers[s][r]->zero_grad();
   });
   AsyncRun run;
   for (int r = 0; r < runs; ++r) {
@@ -80,23 +88,42 @@ AsyncRun run_pipeline(const AsyncSetup& setup, int mini_batches_per_run = kMiniB
     run.peak_stash_bytes = result.peak_stash_bytes;
   }
   run.weights = model->state_dict();
+  for (int s = 0; s < setup.stages; ++s)
+    for (int r = 1; r < setup.replicas_of(s); ++r) run.replica_weights.push_back(pipeline.replica(s, r)->state_dict());
   return run;
 }
 
 // The asynchronous semantics written out directly, on one thread, without schedules,
 // channels or the version pass: every stage keeps every version it has made, and micro-batch
 // u of a run goes forward through the stages, then backward, each stage loading the version
-// that PipeDream's rules name for it (1F1B order, NOAM = K: before its forward of u, stage s
-// has run the backwards of micro-batches 0 .. u - (K - s) of this run).
-int updates_before_forward(int stage, int stages, int u, int per_update) {
-  return std::max(0, u - (stages - stage) + 1) / per_update;
-}
+// that PipeDream's rules name for it. Update group g = u / m of a stage with r replicas goes
+// to replica g mod r, where it is local micro-batch `local` below; each replica runs 1F1B over
+// its own micro-batches with `in_flight` = ceil(W_s / r) of them in flight (W_s: the workers
+// of stages s..K-1; K - s without replicas), so before its forward of local micro-batch i it
+// has run the backwards of 0 .. i - in_flight, and before its backward of i those of
+// 0 .. i - 1. A version is one round: the r replicas' groups g = k r .. k r + r - 1, their
+// gradients averaged.
+struct ReplayStage {
+  int replicas, in_flight;
+  int local(int u, int m) const { return (u / m / replicas) * m + u % m; }
+  int updates_before_forward(int u, int m) const { return std::max(0, local(u, m) - in_flight + 1) / m; }
+  int updates_before_backward(int u, int m) const { return local(u, m) / m; }
+};
 
 AsyncRun replay(const AsyncSetup& setup, int mini_batches_per_run = kMiniBatchesPerRun, int runs = kRuns) {
   const int K = setup.stages, m = setup.micro_batches_per_update;
   auto model = nn::make_gpt(small_gpt());
   const StagePlan plan = partition_uniform(*model, K);
-  auto optimizers = stage_optimizers(*model, plan);
+  auto optimizers = stage_optimizers(*model, plan);  // the replicas of a stage take the same steps
+  std::vector<ReplayStage> replay_stages;
+  int workers_downstream = 0;
+  for (int s = 0; s < K; ++s) workers_downstream += setup.replicas_of(s);
+  for (int s = 0; s < K; ++s) {
+    const int r = setup.replicas_of(s);
+    replay_stages.push_back({r, (workers_downstream + r - 1) / r});
+    workers_downstream -= r;
+  }
+  std::vector<std::vector<std::vector<Tensor>>> replica_gradients(K);  // [stage][replica] of the round under way
   std::vector<std::shared_ptr<nn::Sequential>> stages;
   std::vector<std::vector<std::vector<Tensor>>> history(K);  // [stage][version] -> parameter values
   auto keep_version = [&](int s) {
@@ -115,7 +142,8 @@ AsyncRun replay(const AsyncSetup& setup, int mini_batches_per_run = kMiniBatches
   }
   AsyncRun run;
   for (int r = 0; r < runs; ++r) {
-    const int base = r * mini_batches_per_run;  // each earlier run made one version per mini-batch
+    std::vector<int> base;  // the versions each stage made in earlier runs: one per round
+    for (int s = 0; s < K; ++s) base.push_back(static_cast<int>(history[s].size()) - 1);
     for (int u = 0; u < mini_batches_per_run * m; ++u) {
       const int64_t step = r * mini_batches_per_run + u / m;
       const datasets::Batch whole = gpt_batch(step);
@@ -124,9 +152,10 @@ AsyncRun replay(const AsyncSetup& setup, int mini_batches_per_run = kMiniBatches
       if (u % m == 0) run.losses.push_back(0.0f);
       std::vector<int> forward_version(K), backward_version(K);
       for (int s = 0; s < K; ++s) {
-        const int own = updates_before_forward(s, K, u, m), input_stage = updates_before_forward(0, K, u, m);
-        forward_version[s] = base + (setup.weights == WeightPolicy::VerticalSync ? input_stage : own);
-        backward_version[s] = setup.weights == WeightPolicy::None ? base + u / m : forward_version[s];
+        const int own = replay_stages[s].updates_before_forward(u, m), input_stage = replay_stages[0].updates_before_forward(u, m);
+        forward_version[s] = base[s] + (setup.weights == WeightPolicy::VerticalSync ? input_stage : own);
+        backward_version[s] =
+            setup.weights == WeightPolicy::None ? base[s] + replay_stages[s].updates_before_backward(u, m) : forward_version[s];
       }
       std::vector<Tensor> inputs(K), outputs(K);
       const nn::ForwardContext context{kSeed, static_cast<uint64_t>(step), micro.sample_offset, false};
@@ -148,13 +177,29 @@ AsyncRun replay(const AsyncSetup& setup, int mini_batches_per_run = kMiniBatches
         nn::ForwardContextGuard guard(recomputing);
         backward({outputs[s]}, {s + 1 == K ? Tensor() : inputs[s + 1].grad()});
       }
-      if ((u + 1) % m == 0)
-        for (int s = 0; s < K; ++s) {
-          load(s, history[s].size() - 1);  // an update starts from the latest weights
-          optimizers[s]->step();
-          optimizers[s]->zero_grad();
-          keep_version(s);
+      if ((u + 1) % m != 0) continue;
+      for (int s = 0; s < K; ++s) {  // the group is complete: its replica's gradients are ready
+        const int replicas = replay_stages[s].replicas, group = u / m;
+        if (replicas > 1) {
+          std::vector<Tensor> gradients;
+          for (const Tensor& p : stages[s]->parameters()) gradients.push_back(p.grad());
+          replica_gradients[s].push_back(gradients);
+          stages[s]->zero_grad();
+          if ((group + 1) % replicas != 0) continue;  // the round waits for its other replicas
+          NoGradGuard no_grad;
+          const std::vector<Tensor> params = stages[s]->parameters();
+          for (size_t i = 0; i < params.size(); ++i) {  // the mean, added up in replica order
+            Tensor sum = replica_gradients[s][0][i];
+            for (int k = 1; k < replicas; ++k) sum = sum + replica_gradients[s][k][i];
+            params[i].set_grad(sum * (1.0f / static_cast<float>(replicas)));
+          }
+          replica_gradients[s].clear();
         }
+        load(s, history[s].size() - 1);  // an update starts from the latest weights
+        optimizers[s]->step();
+        optimizers[s]->zero_grad();
+        keep_version(s);
+      }
     }
   }
   run.weights = model->state_dict();
@@ -180,6 +225,53 @@ TEST(PipeDream, AccumulatingSeveralMicroBatchesPerUpdateMatchesTheReplay) {
     const AsyncSetup setup{3, weights, Recompute::ExceptLast, 2};
     expect_identical(run_pipeline(setup), replay(setup), setup.str());
   }
+}
+
+// PipeDream section 3.1: a replicated stage's replicas take the mini-batches round-robin and
+// average their gradients before each update; the replay does the same bookkeeping by formula.
+TEST(PipeDream, ReplicatedStagesMatchTheReplayBitForBitAndKeepTheirReplicasEqual) {
+  const std::vector<AsyncSetup> setups = {
+      {2, WeightPolicy::Stash, Recompute::Never, 1, {2, 1}},       {2, WeightPolicy::Stash, Recompute::Always, 1, {1, 2}},
+      {2, WeightPolicy::None, Recompute::Never, 1, {2, 1}},        {2, WeightPolicy::VerticalSync, Recompute::Never, 1, {2, 2}},
+      {3, WeightPolicy::Stash, Recompute::ExceptLast, 1, {1, 2, 1}}, {2, WeightPolicy::Stash, Recompute::Never, 2, {2, 1}},
+      {1, WeightPolicy::Stash, Recompute::Never, 1, {2}},          {2, WeightPolicy::Stash, Recompute::Never, 1, {3, 1}},
+  };
+  for (const AsyncSetup& setup : setups) {
+    const int mini_batches = setup.replicas_of(0) == 3 ? 12 : 8;  // several rounds per replica: the steady state
+    const AsyncRun pipelined = run_pipeline(setup, mini_batches);
+    expect_identical(pipelined, replay(setup, mini_batches), setup.str());
+    ASSERT_FALSE(pipelined.replica_weights.empty());
+    for (const std::map<std::string, Tensor>& replica : pipelined.replica_weights)
+      for (const auto& [name, t] : replica)  // a replica holds one stage: its names are the model's
+        ASSERT_EQ(t.to_vector<float>(), pipelined.weights.at(name).to_vector<float>()) << setup.str() << ": " << name;
+  }
+}
+
+TEST(PipeDream, ReplicatedStagesDifferFromUnreplicatedOnesAndExplainTheirLimits) {
+  // Averaging two mini-batches' gradients per update is not one update per mini-batch.
+  const AsyncRun replicated = run_pipeline({2, WeightPolicy::Stash, Recompute::Never, 1, {2, 1}});
+  const AsyncRun plain = run_pipeline({2, WeightPolicy::Stash, Recompute::Never, 1});
+  EXPECT_EQ(replicated.losses.front(), plain.losses.front());
+  EXPECT_NE(replicated.losses, plain.losses);
+
+  auto model = nn::make_gpt(small_gpt());
+  const StagePlan plan = partition_uniform(*model, 2);
+  PipelineOptions options{1, "pipedream", Recompute::Never, {}, kSeed, false};
+  options.replicas = {2, 1};
+  EXPECT_THROW_WITH(Pipeline(model, plan, options, loss_function), "model_factory");
+  options.model_factory = [] { return nn::make_gpt({.vocabulary = 31, .context = 8, .dim = 8, .layers = 4, .heads = 2}); };
+  EXPECT_THROW_WITH(Pipeline(model, plan, options, loss_function), "model_factory must build the pipeline's model again");
+  options.model_factory = [] { return nn::make_gpt(small_gpt()); };
+  Pipeline pipeline(model, plan, options, loss_function);
+  pipeline.set_optimizer_step([](int, int, uint64_t) {});
+  EXPECT_THROW_WITH(pipeline.run_async({gpt_batch(0), gpt_batch(1), gpt_batch(2)}, 0), "round-robin", "multiple of 2");
+  options.weights = WeightPolicy::TwoBuffered;
+  options.micro_batches = 2;
+  EXPECT_THROW_WITH(Pipeline(model, plan, options, loss_function), "2bw", "replicated");
+  options.weights = WeightPolicy::VerticalSync;
+  EXPECT_THROW_WITH(Pipeline(model, plan, options, loss_function), "vertical sync", "same number of replicas");
+  options.schedule = "1f1b";
+  EXPECT_THROW_WITH(Pipeline(model, plan, options, loss_function), "pipedream");
 }
 
 TEST(PipeDream, WithOneStageOrOneMiniBatchInFlightEveryPolicyIsOrdinaryTraining) {
@@ -280,7 +372,7 @@ TEST(PipeDream, AFailingStageStopsTheStreamAndLeavesEachStageItsNewestWeights) {
     for (const Tensor& p : pipeline.stage(s)->parameters()) newest[s].push_back(p.to_vector<float>());
   };
   for (int s = 0; s < 3; ++s) remember(s);
-  pipeline.set_optimizer_step([&](int s, uint64_t) {
+  pipeline.set_optimizer_step([&](int s, int, uint64_t) {
     optimizers[s]->step();
     optimizers[s]->zero_grad();
     remember(s);
@@ -298,6 +390,32 @@ TEST(PipeDream, AFailingStageStopsTheStreamAndLeavesEachStageItsNewestWeights) {
   }
   *failing->armed = false;
   EXPECT_NO_THROW(pipeline.run_async(batches, 8));  // and the pipeline still runs afterwards
+}
+
+TEST(PipeDream, AFailingReplicaStopsEveryWorker) {
+  auto gpt = nn::make_gpt(small_gpt());
+  auto failing = std::make_shared<FailingBackward>();
+  auto build = [](const std::shared_ptr<nn::Sequential>& from, const std::shared_ptr<nn::Module>& extra) {
+    auto model = std::make_shared<nn::Sequential>();
+    for (size_t i = 0; i < from->size(); ++i) {
+      model->add((*from)[i], from->name_of(i));
+      if (i == 0) model->add(extra, "failing");
+    }
+    return model;
+  };
+  auto model = build(gpt, failing);
+  const StagePlan plan = partition_explicit(*model, {3, 4});
+  PipelineOptions options{1, "pipedream", Recompute::Never, {}, kSeed, false};
+  options.replicas = {2, 1};
+  options.model_factory = [&] { return build(nn::make_gpt(small_gpt()), std::make_shared<FailingBackward>()); };
+  Pipeline pipeline(model, plan, options, loss_function);
+  pipeline.set_optimizer_step([](int, int, uint64_t) {});
+  std::vector<datasets::Batch> batches;
+  for (int i = 0; i < 8; ++i) batches.push_back(gpt_batch(i));
+  *failing->armed = true;  // replica 0 of stage 0 fails; replica 1 waits in an AllReduce for it
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_THROW_WITH(pipeline.run_async(batches, 0), "pipeline stage 0 replica 0", "the backward exploded");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
 }
 
 TEST(PipeDream, RunAsyncExplainsWhatItNeeds) {

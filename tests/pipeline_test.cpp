@@ -140,6 +140,73 @@ TEST(PipeDream, ValidatorRejectsBrokenWeightBookkeeping) {
   EXPECT_THROW_WITH(pipedream_schedule(2, 5, 2, WeightPolicy::Stash), "whole updates");
 }
 
+TEST(PipeDream, ReplicatedStagesShareTheWorkRoundRobinAndAllReduceBeforeEachUpdate) {
+  // Stage 0 on two replicas (PipeDream section 3.1, figure 8's configuration 2-1).
+  EXPECT_EQ(format_grid(pipedream_schedule(2, 6, 1, WeightPolicy::Stash, {2, 1})),
+            "pipedream, 2 stages, 6 micro-batches, replicas 2,1 (unit forward and backward costs; weights stash, an update "
+            "per 1 micro-batch, [version], U = update)\n"
+            "stage 0 replica 0 | F0[0]  F2[0]  .      B0[0]U .      .      F4[1]  B2[0]U .      .      .      B4[1]U .      .\n"
+            "stage 0 replica 1 | F1[0]  F3[0]  .      .      .      B1[0]U F5[1]  .      .      B3[0]U .      .      .      "
+            "B5[1]U\n"
+            "stage 1           | .      F0[0]  B0[0]U F1[1]  B1[1]U F2[2]  B2[2]U F3[3]  B3[3]U F4[4]  B4[4]U F5[5]  B5[5]U .\n");
+  // Every configuration of up to 5 workers on up to 3 stages validates (no deadlock, each
+  // micro-batch on the one replica that owns it), keeps ceil(W_s / r_s) micro-batches in
+  // flight per replica (NOAM = ceil(workers / r_0) on the input stage) and, under stash, at
+  // most that many weight versions.
+  const std::vector<std::vector<int>> configurations = {{2, 1}, {1, 2}, {2, 2}, {3, 1}, {1, 3}, {2, 1, 1}, {1, 2, 1},
+                                                        {1, 1, 2}, {2, 2, 1}, {1, 2, 2}, {3, 1, 1}, {4, 1}, {2, 3}};
+  for (const std::vector<int>& replicas : configurations) {
+    for (int per_update : {1, 2}) {
+      const int stages = static_cast<int>(replicas.size());
+      const Schedule schedule = pipedream_schedule(stages, 24 * per_update, per_update, WeightPolicy::Stash, replicas);
+      const std::string what = "replicas " + format_replicas(replicas) + ", m=" + std::to_string(per_update);
+      const ValidationReport report = validate(schedule);
+      const SimulationResult simulated = simulate(schedule, CostModel::uniform(stages, 1, 2));
+      int workers_downstream = 0;
+      for (int r : replicas) workers_downstream += r;
+      for (int s = 0; s < stages; ++s) {
+        const int r = replicas[s], in_flight = (workers_downstream + r - 1) / r;
+        for (int k = 0; k < r; ++k) {
+          const int w = schedule.first_worker(s) + k;
+          EXPECT_EQ(report.peak_in_flight[w], in_flight) << what << ", " << schedule.worker_name(w);
+          EXPECT_LE(simulated.peak_weight_versions[w], in_flight) << what << ", " << schedule.worker_name(w);
+          int all_reduces = 0, updates = 0;
+          for (const Instruction& i : schedule.programs[w]) {
+            all_reduces += i.op == Op::AllReduce;
+            updates += i.op == Op::OptimizerStep;
+            if (i.op == Op::Forward) EXPECT_EQ(i.micro_batch / per_update % r, k) << what;
+          }
+          EXPECT_EQ(updates, 24 / r) << what;
+          EXPECT_EQ(all_reduces, r > 1 ? updates : 0) << what;
+        }
+        workers_downstream -= r;
+      }
+    }
+  }
+}
+
+TEST(PipeDream, ValidatorRejectsBrokenReplication) {
+  const Schedule good = pipedream_schedule(2, 8, 1, WeightPolicy::Stash, {2, 1});
+  validate(good);
+  Schedule no_all_reduce = good;
+  Program& p = no_all_reduce.programs[1];
+  p.erase(std::find(p.begin(), p.end(), Instruction{Op::AllReduce, 3}));
+  EXPECT_THROW_WITH(validate(no_all_reduce), "stage 0 replica 1", "without an AllReduce", "drift apart");
+  Schedule stolen = good;  // replica 0 also forwards micro-batch 1, which replica 1 owns
+  stolen.programs[0].insert(stolen.programs[0].begin(), Instruction{Op::Forward, 1});
+  EXPECT_THROW_WITH(validate(stolen), "stage 0 replica 0", "runs micro-batch 1, which belongs to stage 0 replica 1");
+  Schedule missing_program = good;
+  missing_program.programs.pop_back();
+  EXPECT_THROW_WITH(validate(missing_program), "2 programs for 3 workers");
+  Schedule synchronous = one_f_one_b_schedule(2, 4);
+  synchronous.replicas = {2, 1};
+  synchronous.programs.insert(synchronous.programs.begin(), synchronous.programs[0]);
+  EXPECT_THROW_WITH(validate(synchronous), "only the asynchronous schedule");
+  EXPECT_THROW_WITH(pipedream_schedule(2, 6, 1, WeightPolicy::Stash, {4, 1}), "multiple of 4");
+  EXPECT_THROW_WITH(pipedream_schedule(2, 6, 1, WeightPolicy::Stash, {1}), "1 replica counts for 2 stages");
+  EXPECT_THROW_WITH(pipedream_schedule(2, 6, 1, WeightPolicy::Stash, {0, 1}), "at least 1");
+}
+
 // Every way to cut the layers into contiguous stages and share the workers among them
 // (each stage at least one), scored as section 3.1 scores a pipeline: its slowest stage or
 // boundary.

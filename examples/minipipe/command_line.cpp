@@ -87,8 +87,11 @@ void add_training_options(CLI::App& command, TrainOptions& o) {
       ->check(CLI::IsMember({"stash", "vertical-sync", "none", "2bw"}));
   CLI::Option* partition =
       command.add_option("--partition", p.partition, "uniform, params, time, or layers per stage like 3,3,2")->capture_default_str();
-  command.add_option("--plan", p.plan, "auto: stages from PipeDream's planner on a profile of the model (see `minipipe plan`)")
+  CLI::Option* plan = command.add_option("--plan", p.plan, "auto: stages (and under pipedream, replicas) from PipeDream's "
+                                         "planner on a profile of the model for --stages workers (see `minipipe plan`)")
       ->check(CLI::IsMember({"auto"}))->excludes(partition);
+  command.add_option("--replicas", p.replicas, "pipedream: replicas per stage like 2,1 (a thread each; the mini-batches go "
+                     "round-robin, gradients are averaged before each update)")->excludes(plan);
   command.add_option("--recompute", p.recompute, "never, always or except_last")
       ->check(CLI::IsMember({"never", "always", "except_last"}))->capture_default_str();
   command.add_option("--stage-devices", p.stage_devices, "one device per stage, e.g. cpu,cpu (default: --device)");
@@ -157,6 +160,7 @@ bool parse_command_line(int argc, const char* const* argv, CommandLine& parsed, 
       ->check(CLI::IsMember({"stash", "vertical-sync", "none", "2bw"}));
   simulate_command->add_option("--token-slices", sim.token_slices, "token slices per micro-batch (TeraPipe; gpipe and 1f1b)")
       ->check(kPositive)->capture_default_str();
+  simulate_command->add_option("--replicas", sim.replicas, "pipedream: replicas per stage like 2,1 (the mini-batches go round-robin)");
   simulate_command->add_option("--mini-batches", sim.mini_batches, "pipedream: mini-batches streamed, each of --micro-batches")
       ->check(kPositive)->capture_default_str();
   simulate_command->add_option("--forward-cost", sim.forward_cost, "time of one forward on one stage")->check(kPositive)->capture_default_str();

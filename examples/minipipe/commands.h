@@ -13,7 +13,8 @@ struct PipelineFlags {
   std::string schedule = "gpipe";     // gpipe | 1f1b | pipedream
   std::string weights;                // pipedream: stash (default) | vertical-sync | none | 2bw
   std::string partition = "uniform";  // uniform | params | time | 3,3,2
-  std::string plan;                   // "auto": stages chosen by PipeDream's planner (one replica each)
+  std::string plan;                   // "auto": stages (and, under pipedream, replicas) by PipeDream's planner
+  std::string replicas;               // pipedream: replicas per stage, like 2,1 (empty: one each)
   std::string recompute = "never";    // never | always | except_last
   std::string token_slices;           // gpt: N uniform token slices, or "auto" (TeraPipe's planner); empty: none
   std::string stage_devices;          // cpu,cpu,... (empty: every stage on --device)
@@ -61,6 +62,7 @@ struct SimulateOptions {
   std::string schedule = "gpipe";
   int mini_batches = 8;           // pipedream: mini-batches streamed (each of micro_batches)
   std::string weights;            // pipedream: stash (default) | vertical-sync | none | 2bw
+  std::string replicas;           // pipedream: replicas per stage, like 2,1
   double forward_cost = 1.0, backward_cost = 2.0;
   bool grid = false, json = false;
   std::string timeline, trace;

@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <numeric>
 #include <cstdio>
 #include <sstream>
 #include <thread>
 
 #include "kernels/cpu/threads.h"
+#include "pipeline/pipedream.h"
 #include "pipeline/planner.h"
 #include "pipeline/simulator.h"
 #include "pipeline/slice_planner.h"
@@ -39,45 +41,87 @@ std::vector<Device> parse_devices(const std::string& list, int stages, Device fa
 
 PipelinedTraining::PipelinedTraining(std::shared_ptr<nn::Sequential> model, const PipelineFlags& flags, Device device,
                                      uint64_t seed, pipeline::LossFunction loss, const Tensor& sample,
-                                     const OptimizerSetup& optimizer)
+                                     const OptimizerSetup& optimizer, ModelFactory model_factory)
     : model_(std::move(model)), flags_(flags), optimizer_setup_(optimizer) {
   flags_.weights = weight_policy_flag(flags.schedule, flags.weights);
+  if (!flags.replicas.empty() && flags.schedule != "pipedream")
+    throw std::invalid_argument("--replicas replicates stages of PipeDream's asynchronous pipeline: add --schedule pipedream");
+  replicas_ = parse_replicas(flags.replicas, flags.stages);
   pipeline::StagePlan plan = flags.plan.empty() ? pipeline::make_partition(*model_, flags.stages, flags.partition, sample)
-                                                 : planned_partition(sample);
-  pipeline::PipelineOptions options{flags.micro_batches, flags.schedule, pipeline::parse_recompute(flags.recompute),
-                                    parse_devices(flags.stage_devices, flags.stages, device), seed, true,
-                                    flags.threads};
+                                                 : planned_partition(sample);  // may choose fewer stages, replicated
+  pipeline::PipelineOptions options{flags_.micro_batches, flags_.schedule, pipeline::parse_recompute(flags_.recompute),
+                                    parse_devices(flags_.stage_devices, flags_.stages, device), seed, true,
+                                    flags_.threads};
   if (asynchronous()) options.weights = pipeline::parse_weight_policy(flags_.weights);
   token_slices_ = token_slices(plan, sample);
   options.token_slices = token_slices_;
+  options.replicas = replicas_;
+  options.model_factory = [model_factory, device] {
+    auto copy = model_factory();
+    copy->to(device);
+    return copy;
+  };
   for (const Device& d : options.stage_devices)
     if (std::find(devices_.begin(), devices_.end(), d) == devices_.end()) devices_.push_back(d);
   pipeline_ = std::make_unique<pipeline::Pipeline>(model_, std::move(plan), options, std::move(loss));
-  peak_bytes_.assign(flags.stages, 0);
-  peak_weight_versions_.assign(flags.stages, 1);
-  peak_stash_bytes_.assign(flags.stages, 0);
+  peak_bytes_.assign(pipeline_->workers(), 0);
+  peak_weight_versions_.assign(pipeline_->workers(), 1);
+  peak_stash_bytes_.assign(pipeline_->workers(), 0);
   if (!asynchronous()) {
     optimizers_.push_back(optimizer.make(model_->named_parameters()));
     return;
   }
-  for (int s = 0; s < pipeline_->stages(); ++s) optimizers_.push_back(optimizer.make(pipeline_->stage(s)->named_parameters()));
-  pipeline_->set_optimizer_step([this](int s, uint64_t step) {  // on stage s's thread
-    nn::Optimizer& stage_optimizer = *optimizers_[s];
-    stage_optimizer.set_learning_rate(learning_rate(static_cast<int64_t>(step)));
-    if (optimizer_setup_.clip_norm > 0) nn::clip_grad_norm(pipeline_->stage(s)->parameters(), optimizer_setup_.clip_norm);
-    stage_optimizer.step();
-    stage_optimizer.zero_grad();
+  for (int s = 0; s < pipeline_->stages(); ++s)
+    for (int r = 0; r < pipeline_->replicas(s); ++r) optimizers_.push_back(optimizer.make(pipeline_->replica(s, r)->named_parameters()));
+  pipeline_->set_optimizer_step([this](int s, int r, uint64_t step) {  // on the replica's thread
+    nn::Optimizer& own = *optimizers_[pipeline_->schedule().first_worker(s) + r];
+    own.set_learning_rate(learning_rate(static_cast<int64_t>(step)));
+    if (optimizer_setup_.clip_norm > 0) nn::clip_grad_norm(pipeline_->replica(s, r)->parameters(), optimizer_setup_.clip_norm);
+    own.step();
+    own.zero_grad();
   });
 }
 
+std::vector<int> parse_replicas(const std::string& list, int stages) {
+  if (list.empty()) return {};
+  std::vector<int> replicas;
+  std::stringstream in(list);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    size_t used = 0;
+    int count = 0;
+    try {
+      count = std::stoi(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size() || count < 1 || count > 64)
+      throw std::invalid_argument("--replicas " + list + ": '" + item +
+                                  "' is not a replica count; give one count from 1 to 64 per stage, like 2,1");
+    replicas.push_back(count);
+  }
+  if (static_cast<int>(replicas.size()) != stages)
+    throw std::invalid_argument("--replicas " + list + " names " + std::to_string(replicas.size()) + " stages, --stages is " +
+                                std::to_string(stages) + ": give one count per stage");
+  return replicas;
+}
+
 pipeline::StagePlan PipelinedTraining::planned_partition(const Tensor& sample) {
-  // Stages only: replicated stages do not run yet. The planner's time is per micro-batch.
-  const pipeline::PipelinePlan chosen =
-      pipeline::plan_pipeline(pipeline::profile_layers(*model_, sample, 5), {flags_.stages, {}, 0, 1});
+  // --stages counts workers: PipeDream's planner chooses the stages among them and, under
+  // pipedream with stash or none, how many replicas each gets. Its time is per micro-batch.
+  const bool replicas_may_run = asynchronous() && (flags_.weights == "stash" || flags_.weights == "none");
+  const pipeline::PipelinePlan chosen = pipeline::plan_pipeline(pipeline::profile_layers(*model_, sample, 5),
+                                                                {flags_.stages, {}, 0, replicas_may_run ? 0 : 1});
   planned_seconds_per_mini_batch_ = chosen.seconds_per_mini_batch * flags_.micro_batches;
   pipeline::StagePlan plan = pipeline::partition_explicit(*model_, chosen.balance());
   plan.method = "PipeDream's planner (predicted " + std::to_string(1e3 * planned_seconds_per_mini_batch_) +
                 " ms per mini-batch in the steady state; bottleneck: " + chosen.bottleneck + ")";
+  if (chosen.replicated()) replicas_ = chosen.replicas();
+  if (!flags_.stage_devices.empty() && plan.stages() != flags_.stages)
+    throw std::invalid_argument("--plan auto chose " + std::to_string(plan.stages()) + " stages for " +
+                                std::to_string(flags_.stages) + " workers, so --stage-devices cannot name one device per "
+                                "stage in advance: drop --stage-devices or --plan");
+  flags_.stages = plan.stages();
   return plan;
 }
 
@@ -126,7 +170,7 @@ std::vector<float> PipelinedTraining::train(const std::vector<datasets::Batch>& 
       peak_weight_versions_[s] = std::max(peak_weight_versions_[s], result.peak_weight_versions[s]);
       peak_stash_bytes_[s] = std::max(peak_stash_bytes_[s], result.peak_stash_bytes[s]);
     }
-    bubble_sum_ += pipeline::summarize(result.trace, pipeline_->stages()).bubble_fraction;
+    bubble_sum_ += pipeline::summarize(result.trace, pipeline_->workers()).bubble_fraction;
     ++steps_;
     last_trace_ = std::move(result.trace);
     losses.insert(losses.end(), result.losses.begin(), result.losses.end());
@@ -152,9 +196,19 @@ std::vector<float> PipelinedTraining::train(const std::vector<datasets::Batch>& 
 
 int64_t PipelinedTraining::steps_per_call(int64_t step, int64_t end_step, int64_t eval_interval) const {
   if (!asynchronous()) return 1;
-  constexpr int64_t kDrainEvery = 64;
+  // Replicated stages take the mini-batches round-robin, so every call streams a multiple of
+  // the replica counts' least common multiple.
+  int64_t round_robin = 1;
+  for (int r : replicas_) round_robin = std::lcm(round_robin, static_cast<int64_t>(r));
+  const int64_t drain_every = (64 + round_robin - 1) / round_robin * round_robin;
   auto next_multiple = [step](int64_t n) { return (step / n + 1) * n; };
-  return std::min({next_multiple(kDrainEvery), next_multiple(eval_interval), end_step}) - step;
+  const int64_t count = std::min({next_multiple(drain_every), next_multiple(eval_interval), end_step}) - step;
+  if (count % round_robin != 0)
+    throw std::invalid_argument("replicas " + pipeline::format_replicas(replicas_) + " take the mini-batches round-robin, so the " +
+                                "pipeline drains only after multiples of " + std::to_string(round_robin) + " steps; step " +
+                                std::to_string(step + count) + " is not one: make --steps, --eval-interval and "
+                                "--stop-after (and the step resumed from) multiples of " + std::to_string(round_robin));
+  return count;
 }
 
 std::vector<float> PipelinedTraining::learning_rates(int64_t first_step, int64_t count) const {
@@ -187,7 +241,8 @@ std::string PipelinedTraining::peak_memory_text() const {
 }
 
 std::string PipelinedTraining::plan_text() const {
-  return pipeline_->plan().str(*model_) + "schedule " + flags_.schedule + ", " + std::to_string(flags_.micro_batches) +
+  return pipeline_->plan().str(*model_) + (replicas_.empty() ? "" : "replicas per stage " + pipeline::format_replicas(replicas_) + "\n") +
+         "schedule " + flags_.schedule + ", " + std::to_string(flags_.micro_batches) +
          " micro-batches" + (asynchronous() ? " per update, weights " + flags_.weights : "") +
          (token_slices_.empty() ? "" : ", token slices " + pipeline::format_token_slices(token_slices_)) + ", recompute " +
          flags_.recompute;
@@ -203,7 +258,7 @@ void PipelinedTraining::log_setup(TrainingLog& log, int64_t end_step, int64_t to
   if (flags_.threads > 1 && !kernels::cpu::kernel_threads_supported())
     log.message("note: this build has no OpenMP, so every stage runs on one thread whatever --threads says");
   int threads = 0;  // a thread per stage, --threads per stage on the CPU
-  for (int s = 0; s < pipeline_->stages(); ++s) threads += pipeline_->device_of(s).is_cpu() ? flags_.threads : 1;
+  for (int s = 0; s < pipeline_->stages(); ++s) threads += pipeline_->replicas(s) * (pipeline_->device_of(s).is_cpu() ? flags_.threads : 1);
   const unsigned cores = std::thread::hardware_concurrency();
   if (cores > 0 && threads > static_cast<int>(cores))
     log.message("note: the stages want " + std::to_string(threads) + " threads and this machine has " +
@@ -216,6 +271,7 @@ JsonObject PipelinedTraining::summary() const {
   std::vector<int64_t> layers(pipeline_->plan().layers_per_stage.begin(), pipeline_->plan().layers_per_stage.end());
   return JsonObject()
       .add("stages", static_cast<int64_t>(flags_.stages))
+      .add_raw("replicas_per_stage", json_list(std::vector<int64_t>(replicas_.begin(), replicas_.end())))
       .add("micro_batches", static_cast<int64_t>(flags_.micro_batches))
       .add("schedule", flags_.schedule)
       .add("weights", asynchronous() ? flags_.weights : std::string("synchronous"))
@@ -239,7 +295,7 @@ JsonObject PipelinedTraining::summary() const {
 void PipelinedTraining::write_trace_files() const {
   if (!flags_.trace.empty()) pipeline::write_chrome_trace(flags_.trace, last_trace_);
   if (!flags_.timeline.empty())
-    pipeline::write_svg_timeline(flags_.timeline, last_trace_, flags_.stages,
+    pipeline::write_svg_timeline(flags_.timeline, last_trace_, pipeline_->schedule().worker_names(),
                                  flags_.schedule + ", " + std::to_string(flags_.stages) + " stages, " +
                                      std::to_string(flags_.micro_batches * last_call_mini_batches_) +
                                      " micro-batches (measured, last call)");

@@ -25,14 +25,21 @@ struct OptimizerSetup {
 // when a synchronous schedule has one.
 std::string weight_policy_flag(const std::string& schedule, const std::string& weights);
 
+// --replicas: one count per stage, like "2,1" (empty: none).
+std::vector<int> parse_replicas(const std::string& list, int stages);
+
 class PipelinedTraining {
  public:
   // Synchronous schedules get one optimizer over the whole model, stepped after each
-  // mini-batch with the global gradient norm clipped; pipedream gets one per stage, stepped
-  // on the stage's thread with the stage's own gradient norm clipped (no stage sees the
-  // others' gradients: PipeDream's stages update independently).
+  // mini-batch with the global gradient norm clipped; pipedream gets one per stage (per
+  // replica of a replicated stage), stepped on its thread with the stage's own gradient norm
+  // clipped (no stage sees the others' gradients: PipeDream's stages update independently).
+  // `model_factory` builds the model again (its values do not matter): replicated stages
+  // (--replicas, or --plan auto under pipedream) run their further replicas on copies.
+  using ModelFactory = std::function<std::shared_ptr<nn::Sequential>()>;
   PipelinedTraining(std::shared_ptr<nn::Sequential> model, const PipelineFlags& flags, Device device, uint64_t seed,
-                    pipeline::LossFunction loss, const Tensor& sample_micro_batch, const OptimizerSetup& optimizer);
+                    pipeline::LossFunction loss, const Tensor& sample_micro_batch, const OptimizerSetup& optimizer,
+                    ModelFactory model_factory);
   bool asynchronous() const { return flags_.schedule == "pipedream"; }
   // Mini-batches `first_step`, `first_step` + 1, ... trained, their losses returned: one after
   // another for synchronous schedules, streamed through the pipeline for pipedream.
@@ -41,6 +48,7 @@ class PipelinedTraining {
   // pipedream streams up to the next drain point (an evaluation, a multiple of 64 steps, so
   // that the progress shown stays fresh) or the end, and drains there.
   int64_t steps_per_call(int64_t step, int64_t end_step, int64_t eval_interval) const;
+  // Every optimizer (the replicas of a stage hold equal states after a drain).
   std::vector<nn::Optimizer*> optimizers() const;
   float learning_rate(int64_t step) const { return optimizer_setup_.learning_rate.at(step); }
   std::vector<float> learning_rates(int64_t first_step, int64_t count) const;
@@ -69,7 +77,8 @@ class PipelinedTraining {
   PipelineFlags flags_;
   std::unique_ptr<pipeline::Pipeline> pipeline_;
   OptimizerSetup optimizer_setup_;
-  std::vector<std::unique_ptr<nn::Optimizer>> optimizers_;  // one, or one per stage (pipedream)
+  std::vector<std::unique_ptr<nn::Optimizer>> optimizers_;  // one, or one per worker (pipedream)
+  std::vector<int> replicas_;                               // per stage; empty: one each
   std::vector<int> peak_weight_versions_;
   std::vector<int64_t> peak_stash_bytes_;
   std::vector<Device> devices_;  // distinct, in stage order

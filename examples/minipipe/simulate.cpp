@@ -18,9 +18,11 @@ namespace minipipe::cli {
 int simulate(const SimulateOptions& o) {
   const bool pipedream = o.schedule == "pipedream";
   const std::string weights = weight_policy_flag(o.schedule, o.weights);
+  if (!o.replicas.empty() && !pipedream)
+    throw std::invalid_argument("--replicas replicates stages of PipeDream's asynchronous pipeline: add --schedule pipedream");
   const pipeline::Schedule schedule =
       pipedream ? pipeline::pipedream_schedule(o.stages, o.micro_batches * o.mini_batches, o.micro_batches,
-                                               pipeline::parse_weight_policy(weights))
+                                               pipeline::parse_weight_policy(weights), parse_replicas(o.replicas, o.stages))
                 : pipeline::make_schedule(o.schedule, o.stages, o.micro_batches, o.token_slices);
   pipeline::validate(schedule);
   const pipeline::SimulationResult result =
@@ -34,14 +36,17 @@ int simulate(const SimulateOptions& o) {
                             (o.token_slices > 1 ? " x " + std::to_string(o.token_slices) + " token slices" : "") +
                             (pipedream ? " per mini-batch, " + std::to_string(o.mini_batches) + " mini-batches streamed, weights " +
                                              weights
-                                       : "");
+                                       : "") +
+                            (schedule.replicated() ? ", replicas " + pipeline::format_replicas(schedule.replicas) : "");
   const std::string in_flight = json_list(result.peak_in_flight), versions = json_list(result.peak_weight_versions);
   if (o.json) {
     std::printf("%s\n", JsonObject().add("schedule", o.schedule).add("stages", static_cast<int64_t>(o.stages))
                             .add("micro_batches", static_cast<int64_t>(o.micro_batches))
                             .add("token_slices", static_cast<int64_t>(o.token_slices))
                             .add("mini_batches", static_cast<int64_t>(pipedream ? o.mini_batches : 1))
-                            .add("weights", pipedream ? weights : std::string("synchronous")).add("forward_cost", o.forward_cost)
+                            .add("weights", pipedream ? weights : std::string("synchronous"))
+                            .add_raw("replicas", json_list(std::vector<int64_t>(schedule.replicas.begin(), schedule.replicas.end())))
+                            .add("forward_cost", o.forward_cost)
                             .add("backward_cost", o.backward_cost).add("makespan", result.makespan)
                             .add("bubble_fraction", result.bubble_fraction).add("theoretical_bubble_fraction", theory)
                             .add_raw("peak_in_flight", in_flight).add_raw("peak_weight_versions", versions).str().c_str());
@@ -52,14 +57,15 @@ int simulate(const SimulateOptions& o) {
     std::printf("  makespan             %g\n", result.makespan);
     std::printf("  bubble fraction      %.4f  (formula (K-1)/(M+K-1) = %.4f, M = %d %s in all)\n", result.bubble_fraction,
                 theory, schedule.micro_batches * schedule.token_slices, o.token_slices > 1 ? "units" : "micro-batches");
-    std::printf("  peak in flight       %s %s per stage\n", in_flight.c_str(),
-                o.token_slices > 1 ? "(micro-batch, slice) units" : "micro-batches");
-    if (pipedream) std::printf("  weight versions held %s per stage at most\n", versions.c_str());
+    const char* per = schedule.replicated() ? "per worker (stage by stage, replica by replica)" : "per stage";
+    std::printf("  peak in flight       %s %s %s\n", in_flight.c_str(),
+                o.token_slices > 1 ? "(micro-batch, slice) units" : "micro-batches", per);
+    if (pipedream) std::printf("  weight versions held %s %s at most\n", versions.c_str(), per);
   }
   const std::vector<pipeline::TraceEvent> events = pipeline::to_trace(result);
   if (!o.trace.empty()) pipeline::write_chrome_trace(o.trace, events);
   if (!o.timeline.empty())
-    pipeline::write_svg_timeline(o.timeline, events, o.stages,
+    pipeline::write_svg_timeline(o.timeline, events, schedule.worker_names(),
                                  o.schedule + ", " + std::to_string(o.stages) + " stages, " + shape + " (simulated)");
   return 0;
 }
@@ -96,8 +102,8 @@ int plan(const PlanOptions& o) {
               o.bandwidth_gb_per_second, o.latency_us, chosen.str(model.get()).c_str());
   std::printf("  predicted speedup over one worker %.2fx (ideal %d)\n", total / chosen.seconds_per_mini_batch, o.workers);
   if (chosen.replicated())
-    std::printf("  note: replicated stages are planned but do not run yet; `--most-replicas 1` plans stages only, which "
-                "`train --plan auto` runs\n");
+    std::printf("  replicated stages run under `train --schedule pipedream --plan auto` (or --replicas %s)\n",
+                pipeline::format_replicas(chosen.replicas()).c_str());
   return 0;
 }
 

@@ -119,7 +119,7 @@ int train_cnn(const CnnOptions& options) {
   PipelinedTraining training(model, options.pipeline, device, options.seed,
                              [](const Tensor& out, const Tensor& targets) { return nn::cross_entropy_loss(out, targets); },
                              datasets::split_into_micro_batches(first, options.pipeline.micro_batches)[0].inputs.to(device),
-                             optimizer);
+                             optimizer, [config] { return nn::make_resnet(config); });
   if (!options.resume.empty()) load_training_state(options.resume, *model, training.optimizers());
   const ModelForward forward = [&training](const Tensor& x) { return training.forward(x); };
   TrainingLog log(options.log_json, start_step, end_step, "samples");
