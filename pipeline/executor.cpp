@@ -472,7 +472,11 @@ void Pipeline::run_worker(int w, const std::vector<WorkUnit>& units, std::vector
           state.all_reduces[s]->run(replica, module.parameters());
           break;
         case Op::OptimizerStep: {
-          const WorkUnit* unit = m >= 0 ? &units[m] : nullptr;
+          // The replicas of a stage take each update together, at the step of the round's
+          // last mini-batch, so that a learning-rate schedule gives them all the same rate.
+          const int r = replicas(s), per_update = schedule_.micro_batches_per_update;
+          const int round_last = r > 1 ? (m / per_update / r + 1) * r * per_update - 1 : m;
+          const WorkUnit* unit = m >= 0 ? &units[round_last] : nullptr;
           if (optimizer_step_) optimizer_step_(s, replica, unit ? unit->step : (units.empty() ? 0 : units[0].step));
           if (schedule_.asynchronous()) ++record.updates;
           break;

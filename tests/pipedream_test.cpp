@@ -41,6 +41,9 @@ std::vector<std::unique_ptr<nn::Optimizer>> stage_optimizers(const nn::Sequentia
   return optimizers;
 }
 
+// A learning rate that changes every step, so that an update taken at the wrong step shows.
+float learning_rate(uint64_t step) { return 1e-2f / static_cast<float>(1 + step % 3); }
+
 struct AsyncRun : testing::TrainingRun {
   std::vector<WeightVersionRecord> versions;
   std::vector<int> peak_weight_versions;
@@ -54,6 +57,8 @@ struct AsyncSetup {
   Recompute recompute;
   int micro_batches_per_update;
   std::vector<int> replicas = {};  // per stage; empty: one each
+  bool constant_learning_rate = false;  // 1e-2, as testing::train's ordinary training has
+  float rate(uint64_t step) const { return constant_learning_rate ? 1e-2f : learning_rate(step); }
   int replicas_of(int s) const { return replicas.empty() ? 1 : replicas[s]; }
   std::string str() const {
     return "K=" + std::to_string(stages) + " " + weight_policy_name(weights) + " recompute " + recompute_name(recompute) +
@@ -73,7 +78,8 @@ AsyncRun run_pipeline(const AsyncSetup& setup, int mini_batches_per_run = kMiniB
   for (int s = 0; s < setup.stages; ++s)
     for (int r = 0; r < setup.replicas_of(s); ++r)
       optimizers[s].push_back(std::make_unique<nn::AdamW>(pipeline.replica(s, r)->named_parameters(), AdamWOptions{.lr = 1e-2f}));
-  pipeline.set_optimizer_step([&](int s, int r, uint64_t) {
+  pipeline.set_optimizer_step([&](int s, int r, uint64_t step) {
+    optimizers[s][r]->set_learning_rate(setup.rate(step));
     optimizers[s][r]->step();
     optimizers[s][r]->zero_grad();
   });
@@ -196,6 +202,7 @@ AsyncRun replay(const AsyncSetup& setup, int mini_batches_per_run = kMiniBatches
           replica_gradients[s].clear();
         }
         load(s, history[s].size() - 1);  // an update starts from the latest weights
+        optimizers[s]->set_learning_rate(setup.rate(step));  // the step of the round's last mini-batch
         optimizers[s]->step();
         optimizers[s]->zero_grad();
         keep_version(s);
@@ -278,11 +285,11 @@ TEST(PipeDream, WithOneStageOrOneMiniBatchInFlightEveryPolicyIsOrdinaryTraining)
   // Ordinary training: one stage, one micro-batch, an optimizer step after each mini-batch.
   const testing::TrainingRun ordinary = testing::train(1, 1, "gpipe", Recompute::Never, kMiniBatchesPerRun * kRuns);
   for (WeightPolicy weights : {WeightPolicy::Stash, WeightPolicy::VerticalSync, WeightPolicy::None, WeightPolicy::TwoBuffered}) {
-    const AsyncSetup one_stage{1, weights, Recompute::Never, 1};
+    const AsyncSetup one_stage{1, weights, Recompute::Never, 1, {}, true};
     expect_identical(ordinary, run_pipeline(one_stage), "one stage: " + one_stage.str());
     if (weights == WeightPolicy::TwoBuffered) continue;  // 2bw needs m >= K micro-batches per update
     // One mini-batch per run_async: it drains before the next enters, nothing is stale.
-    const AsyncSetup three_stages{3, weights, Recompute::Always, 1};
+    const AsyncSetup three_stages{3, weights, Recompute::Always, 1, {}, true};
     expect_identical(ordinary, run_pipeline(three_stages, 1, kMiniBatchesPerRun * kRuns),
                      "one mini-batch in flight: " + three_stages.str());
   }

@@ -12,18 +12,18 @@ losses() {  # "step loss" of every step event
   grep '"event":"step"' "$1" | sed -E 's/.*"step":([0-9]+),"loss":([^,]+),.*/\1 \2/'
 }
 
-check() {
-  local name=$1; shift
+check() {  # STOP=n: the step to stop at and resume from (default 5)
+  local name=$1 stop=${STOP:-5}; shift
   "$minipipe" train "$@" --log-json "$work/$name-straight.jsonl" --sample-length 0 >/dev/null 2>&1 ||
     "$minipipe" train "$@" --log-json "$work/$name-straight.jsonl" >/dev/null
-  "$minipipe" train "$@" --stop-after 5 --save "$work/$name.safetensors" --log-json "$work/$name-parts.jsonl" >/dev/null 2>&1 ||
-    "$minipipe" train "$@" --stop-after 5 --save "$work/$name.safetensors" --log-json "$work/$name-parts.jsonl" >/dev/null
+  "$minipipe" train "$@" --stop-after "$stop" --save "$work/$name.safetensors" --log-json "$work/$name-parts.jsonl" >/dev/null 2>&1 ||
+    "$minipipe" train "$@" --stop-after "$stop" --save "$work/$name.safetensors" --log-json "$work/$name-parts.jsonl" >/dev/null
   "$minipipe" train "$@" --resume "$work/$name.safetensors" --log-json "$work/$name-parts.jsonl" >/dev/null 2>&1
   if ! diff <(losses "$work/$name-straight.jsonl") <(losses "$work/$name-parts.jsonl"); then
     echo "FAIL: $name: resumed losses differ from the uninterrupted run (above)"
     exit 1
   fi
-  echo "ok: $name: $(losses "$work/$name-straight.jsonl" | wc -l) steps identical after resuming at step 5"
+  echo "ok: $name: $(losses "$work/$name-straight.jsonl" | wc -l) steps identical after resuming at step $stop"
 }
 
 check cnn cnn --steps 12 --batch-size 16 --width 4
@@ -32,6 +32,9 @@ check gpt gpt --steps 12 --batch-size 4 --dim 32 --layers 2 --heads 2 --context 
 # stage in the run, one file).
 check gpt-pipedream gpt --steps 12 --batch-size 4 --dim 32 --layers 2 --heads 2 --context 32 --stages 2 \
   --schedule pipedream --eval-interval 5
+# Replicated stages (two replicas of stage 0, each with its own optimizer) drain every 2 steps.
+STOP=6 check gpt-replicas gpt --steps 12 --batch-size 4 --dim 32 --layers 2 --heads 2 --context 32 --stages 2 \
+  --schedule pipedream --replicas 2,1 --eval-interval 6
 check cnn-2bw cnn --steps 12 --batch-size 16 --width 4 --stages 2 --schedule pipedream --weights 2bw --micro-batches 2 \
   --eval-interval 5
 # TeraPipe: token slices through a 2-stage 1F1B with recomputation resume exactly, and train

@@ -194,20 +194,26 @@ std::vector<float> PipelinedTraining::train(const std::vector<datasets::Batch>& 
   return losses;
 }
 
+int64_t PipelinedTraining::round_robin() const {
+  int64_t steps = 1;
+  for (int r : replicas_) steps = std::lcm(steps, static_cast<int64_t>(r));
+  return steps;
+}
+
+int64_t PipelinedTraining::drain_every() const {
+  const int64_t steps = round_robin();
+  return (64 + steps - 1) / steps * steps;
+}
+
 int64_t PipelinedTraining::steps_per_call(int64_t step, int64_t end_step, int64_t eval_interval) const {
   if (!asynchronous()) return 1;
-  // Replicated stages take the mini-batches round-robin, so every call streams a multiple of
-  // the replica counts' least common multiple.
-  int64_t round_robin = 1;
-  for (int r : replicas_) round_robin = std::lcm(round_robin, static_cast<int64_t>(r));
-  const int64_t drain_every = (64 + round_robin - 1) / round_robin * round_robin;
   auto next_multiple = [step](int64_t n) { return (step / n + 1) * n; };
-  const int64_t count = std::min({next_multiple(drain_every), next_multiple(eval_interval), end_step}) - step;
-  if (count % round_robin != 0)
+  const int64_t count = std::min({next_multiple(drain_every()), next_multiple(eval_interval), end_step}) - step;
+  if (count % round_robin() != 0)
     throw std::invalid_argument("replicas " + pipeline::format_replicas(replicas_) + " take the mini-batches round-robin, so the " +
-                                "pipeline drains only after multiples of " + std::to_string(round_robin) + " steps; step " +
+                                "pipeline drains only after multiples of " + std::to_string(round_robin()) + " steps; step " +
                                 std::to_string(step + count) + " is not one: make --steps, --eval-interval and "
-                                "--stop-after (and the step resumed from) multiples of " + std::to_string(round_robin));
+                                "--stop-after (and the step resumed from) multiples of " + std::to_string(round_robin()));
   return count;
 }
 
@@ -249,9 +255,10 @@ std::string PipelinedTraining::plan_text() const {
 }
 
 void PipelinedTraining::log_setup(TrainingLog& log, int64_t end_step, int64_t total_steps, int64_t eval_interval) const {
-  if (flags_.stages > 1 || flags_.micro_batches > 1 || !token_slices_.empty()) log.message(plan_text());
+  if (flags_.stages > 1 || !replicas_.empty() || flags_.micro_batches > 1 || !token_slices_.empty()) log.message(plan_text());
   if (!token_slice_note_.empty()) log.message(token_slice_note_);
-  if (asynchronous() && end_step < total_steps && end_step - 1 + steps_per_call(end_step - 1, total_steps, eval_interval) != end_step)
+  const bool drains_at_end = end_step % drain_every() == 0 || end_step % eval_interval == 0;  // an uninterrupted run
+  if (asynchronous() && end_step < total_steps && !drains_at_end)
     log.message("note: pipedream drains the pipeline to stop at step " + std::to_string(end_step) +
                 ", where an uninterrupted run would not: resumed, this run's losses will differ slightly from one never "
                 "stopped (stop at an evaluation step for an exact resume)");

@@ -47,6 +47,7 @@ class PipelinedTraining {
   // How many steps the next train() should take from `step`: 1 for synchronous schedules;
   // pipedream streams up to the next drain point (an evaluation, a multiple of 64 steps, so
   // that the progress shown stays fresh) or the end, and drains there.
+  // Replicated stages (round_robin() > 1) need every drain point at a multiple of it.
   int64_t steps_per_call(int64_t step, int64_t end_step, int64_t eval_interval) const;
   // Every optimizer (the replicas of a stage hold equal states after a drain).
   std::vector<nn::Optimizer*> optimizers() const;
@@ -72,6 +73,8 @@ class PipelinedTraining {
   // --token-slices N or auto (TeraPipe's planner on timings of the stages) for sequences like
   // `sample`; empty without the flag.
   std::vector<int64_t> token_slices(const pipeline::StagePlan& plan, const Tensor& sample);
+  int64_t round_robin() const;  // steps that give every replica of every stage one mini-batch
+  int64_t drain_every() const;  // pipedream drains at least this often: 64 steps, or a multiple of round_robin()
 
   std::shared_ptr<nn::Sequential> model_;
   PipelineFlags flags_;

@@ -13,13 +13,26 @@ namespace minipipe::cli {
 
 namespace {
 const std::string kOptimizerPrefix = "optimizer.";
+
+// "step@<its first parameter's name>": one optimizer's own step count.
+std::string step_key(const nn::Optimizer& optimizer) {
+  const nn::NamedTensors& parameters = optimizer.named_parameters();
+  return "step@" + (parameters.empty() ? std::string() : parameters.front().first);
+}
 }  // namespace
 
 void save_training_state(const std::string& path, const nn::Module& model,
                          const std::vector<nn::Optimizer*>& optimizers, const Metadata& metadata) {
   std::map<std::string, Tensor> tensors = model.state_dict();
-  for (const nn::Optimizer* optimizer : optimizers)  // per-stage optimizers have taken the same steps
-    for (const auto& [name, t] : optimizer->state_dict()) tensors[kOptimizerPrefix + name] = t;
+  for (const nn::Optimizer* optimizer : optimizers) {
+    // Per-stage optimizers hold their own parameters' state. Their step counts differ when
+    // stages are replicated (a replicated stage updates once per round), so each is also kept
+    // under its first parameter's name; "step" alone is what older checkpoints have.
+    for (const auto& [name, t] : optimizer->state_dict()) {
+      tensors[kOptimizerPrefix + name] = t;
+      if (name == "step" && optimizers.size() > 1) tensors[kOptimizerPrefix + step_key(*optimizer)] = t;
+    }
+  }
   Metadata with_format = metadata;
   with_format["format"] = "minipipe-training-state-1";
   nn::save_safetensors(path, tensors, with_format);
@@ -42,6 +55,8 @@ Metadata load_training_state(const std::string& path, nn::Module& model, const s
       std::map<std::string, Tensor> own;
       for (const auto& [key, t] : optimizer_state)
         if (key == "step" || parameters.count(key.substr(0, key.rfind('.')))) own[key] = t, taken.insert(key);
+      if (auto own_step = optimizer_state.find(step_key(*optimizer)); own_step != optimizer_state.end())
+        own["step"] = own_step->second, taken.insert(own_step->first);
       optimizer->load_state_dict(own);
     }
     for (const auto& [key, t] : optimizer_state)
