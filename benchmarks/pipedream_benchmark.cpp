@@ -3,10 +3,13 @@
 // same micro-batches (--micro-batch rows each, --units of them per timing) with SGD:
 //   gpipe, 1f1b      M micro-batches per mini-batch, an update and a flush after each;
 //   pipedream stash, vertical-sync, none   one update per micro-batch, no flush until the end;
-//   pipedream 2bw    an update per M micro-batches, no flush until the end.
-// Each row is timed with K = 1 and with K stages (the same work on one stage is ordinary
-// training); speedup = K-stage rate / 1-stage rate, ideal = what the bubble allows:
-// K M / (M + K - 1) for a flush per mini-batch, K U / (U + K - 1) for U streamed micro-batches.
+//   pipedream 2bw    an update per M micro-batches, no flush until the end;
+//   pipedream stash, K replicas   one stage on K replicas (data parallelism, section 3.1):
+//                    round-robin micro-batches, gradients averaged before each update.
+// Each row is timed with K = 1 and with K workers (the same work on one stage is ordinary
+// training); speedup = K-worker rate / 1-worker rate, ideal = what the bubble allows:
+// K M / (M + K - 1) for a flush per mini-batch, K U / (U + K - 1) for U streamed micro-batches
+// (K for the replicas, which have no bubble).
 // Median of --repeats timings; ratios come from the same run.
 //
 //   pipedream_benchmark [--stages 2] [--width 384] [--layers 8] [--micro-batch 128] [--micro-batches 8]
@@ -31,7 +34,10 @@ namespace {
 struct Config {
   std::string schedule, weights;  // weights: empty for the synchronous schedules
   int micro_batches_per_update;
-  std::string label() const { return weights.empty() ? schedule : schedule + " " + weights; }
+  bool replicated = false;  // one stage on K replicas instead of K stages
+  std::string label() const {
+    return (weights.empty() ? schedule : schedule + " " + weights) + (replicated ? ", K replicas" : "");
+  }
 };
 
 struct Workload {
@@ -49,23 +55,29 @@ std::shared_ptr<nn::Sequential> make_model(const Workload& w) {
   return model;
 }
 
-// Seconds to train w.units micro-batches with `config` on `stages` stages (after a warm-up).
-double seconds_for_units(const Config& config, int stages, const Workload& w) {
+// Seconds to train w.units micro-batches with `config` on `workers` stages, or replicas of one
+// stage (after a warm-up).
+double seconds_for_units(const Config& config, int workers, const Workload& w) {
   auto model = make_model(w);
   const int m = config.micro_batches_per_update;
   const bool asynchronous = !config.weights.empty();
   pipeline::PipelineOptions options{m, config.schedule, pipeline::Recompute::Never, {}, 0, false};
   if (asynchronous) options.weights = pipeline::parse_weight_policy(config.weights);
+  const int stages = config.replicated ? 1 : workers;
+  if (config.replicated) {
+    options.replicas = {workers};
+    options.model_factory = [w] { return make_model(w); };
+  }
   const pipeline::StagePlan plan = pipeline::partition_uniform(*model, stages);
   pipeline::Pipeline pipe(model, plan, options, [](const Tensor& out, const Tensor& target) { return nn::mse_loss(out, target); });
-  std::vector<std::unique_ptr<nn::SGD>> optimizers;  // one per stage, as PipeDream's stages update alone
+  std::vector<std::vector<std::unique_ptr<nn::SGD>>> optimizers(stages);  // per replica, as PipeDream's stages update alone
   for (int s = 0; s < stages; ++s)
-    optimizers.push_back(std::make_unique<nn::SGD>(pipe.stage(s)->named_parameters(), SgdOptions{.lr = 1e-4f}));
-  auto update = [&](int s) {
-    optimizers[s]->step();
-    optimizers[s]->zero_grad();
-  };
-  pipe.set_optimizer_step([&](int s, int, uint64_t) { update(s); });
+    for (int r = 0; r < pipe.replicas(s); ++r)
+      optimizers[s].push_back(std::make_unique<nn::SGD>(pipe.replica(s, r)->named_parameters(), SgdOptions{.lr = 1e-4f}));
+  pipe.set_optimizer_step([&](int s, int r, uint64_t) {
+    optimizers[s][r]->step();
+    optimizers[s][r]->zero_grad();
+  });
   Generator g(1);
   const int mini_batches = w.units / m;
   std::vector<datasets::Batch> batches;
@@ -102,14 +114,16 @@ int main(int argc, char** argv) {
   app.add_option("--repeats", repeats, "timings per row (median reported)")->capture_default_str();
   app.add_option("--json", json_path, "also write the rows as JSON here");
   CLI11_PARSE(app, argc, argv);
-  if (w.units % micro_batches != 0 || stages < 2 || 2 * stages > 2 * w.layers) {
-    std::fprintf(stderr, "--units must be a multiple of --micro-batches, and 2 <= --stages <= 2 x --layers\n");
+  if (w.units % micro_batches != 0 || w.units % stages != 0 || stages < 2 || 2 * stages > 2 * w.layers) {
+    std::fprintf(stderr, "--units must be a multiple of --micro-batches and of --stages (the replicas' round-robin), and "
+                 "2 <= --stages <= 2 x --layers\n");
     return 2;
   }
 
   const std::vector<Config> configs{{"gpipe", "", micro_batches},          {"1f1b", "", micro_batches},
                                     {"pipedream", "stash", 1},             {"pipedream", "vertical-sync", 1},
-                                    {"pipedream", "none", 1},              {"pipedream", "2bw", micro_batches}};
+                                    {"pipedream", "none", 1},              {"pipedream", "2bw", micro_batches},
+                                    {"pipedream", "stash", 1, true}};
   struct Row {
     Config config;
     double one_stage, k_stages, speedup, ideal;
@@ -125,7 +139,7 @@ int main(int argc, char** argv) {
     const double rows_per_run = static_cast<double>(w.units * w.micro_batch);
     const double flushed_units = c.weights.empty() ? c.micro_batches_per_update : w.units;
     Row row{c, rows_per_run / benchmarks::median(one), rows_per_run / benchmarks::median(many), 0,
-            stages * flushed_units / (flushed_units + stages - 1)};
+            c.replicated ? stages : stages * flushed_units / (flushed_units + stages - 1)};
     row.speedup = row.k_stages / row.one_stage;
     rows.push_back(row);
     std::fprintf(stderr, "measured %s\n", c.label().c_str());
@@ -133,9 +147,9 @@ int main(int argc, char** argv) {
   double flush_rate = 0;  // 1f1b with K stages
   for (const Row& r : rows)
     if (r.config.schedule == "1f1b") flush_rate = r.k_stages;
-  std::printf("%-24s %14s %14s %9s %7s %11s\n", "schedule", "1 stage /s", "K stages /s", "speedup", "ideal", "vs 1f1b");
+  std::printf("%-34s %14s %14s %9s %7s %11s\n", "schedule", "1 worker /s", "K workers /s", "speedup", "ideal", "vs 1f1b");
   for (const Row& r : rows)
-    std::printf("%-24s %14.0f %14.0f %8.2fx %6.2fx %10.2fx\n", r.config.label().c_str(), r.one_stage, r.k_stages, r.speedup,
+    std::printf("%-34s %14.0f %14.0f %8.2fx %6.2fx %10.2fx\n", r.config.label().c_str(), r.one_stage, r.k_stages, r.speedup,
                 r.ideal, r.k_stages / flush_rate);
   std::printf("(samples/s, median of %d; K = %d; %d x Linear(%lld) + GELU; micro-batches of %lld rows, %d per timing; "
               "M = %d; SGD; %u hardware threads)\n",
@@ -145,7 +159,9 @@ int main(int argc, char** argv) {
     std::vector<std::string> objects;
     for (const Row& r : rows)
       objects.push_back("{\"schedule\": \"" + r.config.schedule + "\", \"weights\": \"" + r.config.weights +
-                        "\", \"stages\": " + std::to_string(stages) + ", \"one_stage_samples_per_second\": " +
+                        "\", \"stages\": " + std::to_string(r.config.replicated ? 1 : stages) +
+                        ", \"replicas\": " + std::to_string(r.config.replicated ? stages : 1) +
+                        ", \"one_stage_samples_per_second\": " +
                         std::to_string(r.one_stage) + ", \"samples_per_second\": " + std::to_string(r.k_stages) +
                         ", \"speedup\": " + std::to_string(r.speedup) + ", \"ideal\": " + std::to_string(r.ideal) +
                         ", \"versus_1f1b\": " + std::to_string(r.k_stages / flush_rate) + "}");

@@ -58,9 +58,7 @@ Pipeline::Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, Pipeli
   if (options_.schedule == "pipedream") {  // the program's length follows each run_async's mini-batches
     if (token_slices > 1)
       throw std::invalid_argument("pipeline: token slices run with the synchronous schedules (gpipe, 1f1b), not pipedream");
-    int round_robin = 1;  // mini-batches that give every replica of every stage one each
-    for (int r : options_.replicas) round_robin = std::lcm(round_robin, std::max(r, 1));
-    schedule_ = make_pipedream_schedule(round_robin * options_.micro_batches);
+    schedule_ = make_pipedream_schedule(round_robin_groups(options_.replicas) * options_.micro_batches);
   } else {
     schedule_ = make_schedule(options_.schedule, plan_.stages(), options_.micro_batches, token_slices);
   }

@@ -1,6 +1,7 @@
 #include "pipeline/pipedream.h"
 
 #include <algorithm>
+#include <numeric>
 #include <stdexcept>
 #include <string>
 
@@ -89,6 +90,12 @@ Schedule pipedream_schedule(int stages, int micro_batches, int micro_batches_per
   add_communication(s);
   assign_weight_versions(s);
   return s;
+}
+
+int round_robin_groups(const std::vector<int>& replicas) {
+  int groups = 1;
+  for (int r : replicas) groups = std::lcm(groups, std::max(r, 1));
+  return groups;
 }
 
 std::string format_replicas(const std::vector<int>& replicas) {

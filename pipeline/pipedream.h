@@ -27,6 +27,10 @@ namespace minipipe::pipeline {
 Schedule pipedream_schedule(int stages, int micro_batches, int micro_batches_per_update, WeightPolicy weights,
                             const std::vector<int>& replicas = {});
 
+// Update groups that give every replica of every stage one each: the least common multiple
+// of the replica counts (1 without replicas). A run streams a multiple of it.
+int round_robin_groups(const std::vector<int>& replicas);
+
 // "2,1": replicas per stage, as --replicas takes them.
 std::string format_replicas(const std::vector<int>& replicas);
 

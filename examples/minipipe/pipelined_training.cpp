@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <numeric>
 #include <cstdio>
 #include <sstream>
 #include <thread>
@@ -194,11 +193,7 @@ std::vector<float> PipelinedTraining::train(const std::vector<datasets::Batch>& 
   return losses;
 }
 
-int64_t PipelinedTraining::round_robin() const {
-  int64_t steps = 1;
-  for (int r : replicas_) steps = std::lcm(steps, static_cast<int64_t>(r));
-  return steps;
-}
+int64_t PipelinedTraining::round_robin() const { return pipeline::round_robin_groups(replicas_); }
 
 int64_t PipelinedTraining::drain_every() const {
   const int64_t steps = round_robin();
