@@ -38,6 +38,16 @@ expect_error "--threads: Value 0 not in range" "${tiny_gpt[@]}" --threads 0
 expect_error "add --schedule pipedream" "${tiny_gpt[@]}" --stages 2 --weights none
 expect_error "use at least 3" "${tiny_gpt[@]}" --stages 3 --schedule pipedream --weights 2bw --micro-batches 2
 expect_error "--weights: stale not in" "${tiny_gpt[@]}" --schedule pipedream --weights stale
+expect_error "--replicas replicates stages of PipeDream's asynchronous pipeline: add --schedule pipedream" \
+  "${tiny_gpt[@]}" --stages 2 --replicas 2,1
+expect_error "give one count per stage" "${tiny_gpt[@]}" --stages 2 --schedule pipedream --replicas 2
+expect_error "'x' is not a replica count" "${tiny_gpt[@]}" --stages 2 --schedule pipedream --replicas 2,x
+expect_error "make --steps, --eval-interval and --stop-after (and the step resumed from) multiples of 3" \
+  "${tiny_gpt[@]}" --stages 2 --schedule pipedream --replicas 3,1
+expect_error "2bw does not run with replicated stages" "${tiny_gpt[@]}" --stages 2 --schedule pipedream \
+  --weights 2bw --micro-batches 2 --replicas 2,2
+expect_error "excludes" "${tiny_gpt[@]}" --stages 2 --schedule pipedream --replicas 2,1 --plan auto
+expect_error "add --schedule pipedream" simulate --stages 2 --replicas 2,1
 expect_error "--token-slices: must be a number of slices >= 1 or auto, got '0'" "${tiny_gpt[@]}" --token-slices 0
 expect_error "--token-slices: must be a number of slices >= 1 or auto, got 'many'" "${tiny_gpt[@]}" --token-slices many
 expect_error "exceeds the 16 tokens of a sequence: use at most 16" "${tiny_gpt[@]}" --token-slices 17
