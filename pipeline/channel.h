@@ -22,6 +22,7 @@ class ChannelClosed : public std::runtime_error {
 struct Message {
   int micro_batch;
   int slice;  // token slice (TeraPipe); 0 when sequences are whole
+  int chunk;  // the receiver's model chunk (interleaved 1F1B); 0 when stages hold one
   Tensor value;
   kernels::WorkMark written;  // the receiver's stream waits for it before reading `value`
   int64_t weight_version = -1;  // asynchronous schedules: the input stage's version for this micro-batch
@@ -38,17 +39,19 @@ class Channel {
   }
 
   // Waits for the next message, which must be micro-batch `expected`, token slice
-  // `expected_slice` (the validator makes sure of that for every schedule that runs).
-  Message receive(int expected, int expected_slice) {
+  // `expected_slice`, chunk `expected_chunk` (the validator makes sure of that for every
+  // schedule that runs).
+  Message receive(int expected, int expected_slice, int expected_chunk) {
     std::unique_lock lock(mutex_);
     ready_.wait(lock, [&] { return closed_ || !queue_.empty(); });
     if (closed_) throw ChannelClosed();
     Message message = std::move(queue_.front());
     queue_.pop_front();
-    if (message.micro_batch != expected || message.slice != expected_slice)
+    if (message.micro_batch != expected || message.slice != expected_slice || message.chunk != expected_chunk)
       throw std::logic_error("received micro-batch " + std::to_string(message.micro_batch) + ", slice " +
-                             std::to_string(message.slice) + " while expecting " + std::to_string(expected) + ", slice " +
-                             std::to_string(expected_slice));
+                             std::to_string(message.slice) + ", chunk " + std::to_string(message.chunk) + " while expecting " +
+                             std::to_string(expected) + ", slice " + std::to_string(expected_slice) + ", chunk " +
+                             std::to_string(expected_chunk));
     return message;
   }
 

@@ -49,9 +49,13 @@ PipelineError::PipelineError(int stage_, Instruction instruction_, const std::st
       stage(stage_), replica(std::max(replica_, 0)), instruction(instruction_) {}
 
 Pipeline::Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, PipelineOptions options, LossFunction loss)
-    : model_(std::move(model)), plan_(std::move(plan)), options_(std::move(options)), loss_(std::move(loss)),
-      weight_versions_(plan_.stages(), 0) {
+    : model_(std::move(model)), plan_(std::move(plan)), options_(std::move(options)), loss_(std::move(loss)) {
   const int token_slices = options_.token_slices.empty() ? 1 : static_cast<int>(options_.token_slices.size());
+  const int chunks = options_.virtual_stages;
+  if (chunks < 1 || plan_.stages() % chunks != 0)
+    throw std::invalid_argument("pipeline: " + std::to_string(chunks) + " virtual stages per stage need a plan of a multiple of " +
+                                std::to_string(chunks) + " pieces; the plan has " + std::to_string(plan_.stages()) +
+                                " (cut the model into stages x virtual stages)");
   if (!options_.replicas.empty() && options_.schedule != "pipedream")
     throw std::invalid_argument("pipeline: replicated stages run under the pipedream schedule, not " + options_.schedule +
                                 " (or give every stage one replica)");
@@ -60,8 +64,9 @@ Pipeline::Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, Pipeli
       throw std::invalid_argument("pipeline: token slices run with the synchronous schedules (gpipe, 1f1b), not pipedream");
     schedule_ = make_pipedream_schedule(round_robin_groups(options_.replicas) * options_.micro_batches);
   } else {
-    schedule_ = make_schedule(options_.schedule, plan_.stages(), options_.micro_batches, token_slices);
+    schedule_ = make_schedule(options_.schedule, plan_.stages() / chunks, options_.micro_batches, token_slices, chunks);
   }
+  weight_versions_.assign(stages(), 0);
   if (!options_.token_slices.empty())
     check_token_slices(options_.token_slices,
                        std::accumulate(options_.token_slices.begin(), options_.token_slices.end(), int64_t{0}));
@@ -72,10 +77,12 @@ Pipeline::Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, Pipeli
   if (!options_.stage_devices.empty() && static_cast<int>(options_.stage_devices.size()) != stages())
     throw std::invalid_argument("pipeline: " + std::to_string(options_.stage_devices.size()) + " stage devices for " +
                                 std::to_string(stages()) + " stages");
-  worker_modules_.resize(workers());
-  for (int s = 0; s < stages(); ++s) {
-    worker_modules_[schedule_.first_worker(s)] = stage_module(*model_, plan_, s);
-    worker_modules_[schedule_.first_worker(s)]->to(device_of(s));
+  worker_modules_.assign(workers(), std::vector<std::shared_ptr<nn::Sequential>>(chunks));
+  for (int piece = 0; piece < schedule_.pieces(); ++piece) {
+    const int s = schedule_.stage_of_piece(piece);
+    auto& module = worker_modules_[schedule_.first_worker(s)][schedule_.chunk_of_piece(piece)];
+    module = stage_module(*model_, plan_, piece);
+    module->to(device_of(s));
   }
   make_replicas();
   for (int w = 0; w < workers(); ++w) trackers_.push_back(std::make_shared<MemoryTracker>());
@@ -83,7 +90,8 @@ Pipeline::Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, Pipeli
 }
 
 Schedule Pipeline::make_pipedream_schedule(int micro_batches) const {
-  return pipedream_schedule(stages(), micro_batches, options_.micro_batches, options_.weights, options_.replicas);
+  // plan_'s pieces are the stages: pipedream does not interleave (the validator says so).
+  return pipedream_schedule(plan_.stages(), micro_batches, options_.micro_batches, options_.weights, options_.replicas);
 }
 
 // Replica r of every stage with more than r replicas comes from the r-th model that
@@ -104,10 +112,11 @@ void Pipeline::make_replicas() {
                                   e.what());
     }
     copy->train(model_->is_training());
-    for (int s = 0; s < stages(); ++s) {
+    for (int s = 0; s < stages(); ++s) {  // replicas run under pipedream, which has one chunk per stage
       if (replicas(s) <= r) continue;
-      worker_modules_[schedule_.first_worker(s) + r] = stage_module(*copy, plan_, s);
-      worker_modules_[schedule_.first_worker(s) + r]->to(device_of(s));
+      auto& module = worker_modules_[schedule_.first_worker(s) + r][0];
+      module = stage_module(*copy, plan_, s);
+      module->to(device_of(s));
     }
   }
 }
@@ -119,7 +128,10 @@ Device Pipeline::device_of(int s) const {
 Tensor Pipeline::forward(const Tensor& x) const {
   kernels::cpu::KernelThreads kernel_threads(options_.kernel_threads);
   Tensor h = x;
-  for (int s = 0; s < stages(); ++s) h = stage(s)->forward(h.to(device_of(s)));
+  for (int piece = 0; piece < schedule_.pieces(); ++piece) {
+    const int s = schedule_.stage_of_piece(piece);
+    h = chunk(s, schedule_.chunk_of_piece(piece))->forward(h.to(device_of(s)));
+  }
   return h;
 }
 
@@ -162,14 +174,15 @@ thread_local RunState* current_run = nullptr;
 //   those reads ran.
 // On the CPU work is done when its call returns, and both rules cost nothing.
 Message receive(Channel& channel, const Instruction& instruction) {
-  Message message = channel.receive(instruction.micro_batch, instruction.slice);
+  Message message = channel.receive(instruction.micro_batch, instruction.slice, instruction.chunk);
   message.written.make_current_stream_wait();
   message.value.impl()->storage->hand_over_to_current_stream();
   return message;
 }
 
-void send(Channel& channel, const Instruction& instruction, const Tensor& value, int64_t weight_version = -1) {
-  channel.send({instruction.micro_batch, instruction.slice, value, kernels::WorkMark::of_queued_work(value.device()),
+// `chunk`: the receiver's chunk the message is for.
+void send(Channel& channel, const Instruction& instruction, int chunk, const Tensor& value, int64_t weight_version = -1) {
+  channel.send({instruction.micro_batch, instruction.slice, chunk, value, kernels::WorkMark::of_queued_work(value.device()),
                 weight_version});
 }
 
@@ -277,15 +290,19 @@ void Pipeline::add_micro_batches(const datasets::Batch& batch, uint64_t step, st
 
 StepResult Pipeline::run_units(const std::vector<WorkUnit>& units) {
   RunState state;
-  for (int w = 0; w < workers(); ++w) {
-    const int s = schedule_.stage_of(w);
-    for (int r = 0; s + 1 < stages() && r < replicas(s + 1); ++r) {
-      const int next = schedule_.first_worker(s + 1) + r;
-      state.channels[{false, w, next}] = std::make_unique<Channel>();
-      state.channels[{true, next, w}] = std::make_unique<Channel>();
-    }
-    trackers_[w]->reset_peak();
+  // A channel each way between every worker of a piece's stage and every worker of the next
+  // piece's stage (under interleaving, the last stage also feeds stage 0's next chunk).
+  for (int piece = 0; piece + 1 < schedule_.pieces(); ++piece) {
+    const int s = schedule_.stage_of_piece(piece), next = schedule_.stage_of_piece(piece + 1);
+    for (int r = 0; r < replicas(s); ++r)
+      for (int q = 0; q < replicas(next); ++q) {
+        const int from = schedule_.first_worker(s) + r, to = schedule_.first_worker(next) + q;
+        if (state.channels.count({false, from, to})) continue;
+        state.channels[{false, from, to}] = std::make_unique<Channel>();
+        state.channels[{true, to, from}] = std::make_unique<Channel>();
+      }
   }
+  for (int w = 0; w < workers(); ++w) trackers_[w]->reset_peak();
   for (int s = 0; s < stages(); ++s) {
     state.all_reduces.push_back(replicas(s) > 1 ? std::make_unique<ReplicaAllReduce>(replicas(s)) : nullptr);
     // Every replica starts from the model's values (a checkpoint may have been loaded into
@@ -340,19 +357,31 @@ void Pipeline::run_worker(int w, const std::vector<WorkUnit>& units, std::vector
   const int s = schedule_.stage_of(w), replica = schedule_.replica_of(w);
   MemoryTrackerScope memory(trackers_[w]);
   GradModeGuard grad_on(true);
-  const bool last = s + 1 == stages();
-  const bool recompute = options_.recompute == Recompute::Always || (options_.recompute == Recompute::ExceptLast && !last);
   const Device device = device_of(s);
-  nn::Sequential& module = *worker_modules_[w];
+  // The worker's model chunks (one unless interleaved); the first piece of the model reads the
+  // data, the last computes the loss, and `except_last` spares the last from recomputing.
+  const int chunks = schedule_.virtual_stages;
+  auto piece = [&](const Instruction& i) { return schedule_.piece_of(s, i.chunk); };
+  auto is_first = [&](const Instruction& i) { return piece(i) == 0; };
+  auto is_last = [&](const Instruction& i) { return piece(i) == schedule_.pieces() - 1; };
+  auto recomputes = [&](const Instruction& i) {
+    return options_.recompute == Recompute::Always || (options_.recompute == Recompute::ExceptLast && !is_last(i));
+  };
+  // The worker that runs the next (previous) piece for micro-batch m, and that piece's stage.
+  auto neighbour = [&](const Instruction& i, bool next) {
+    const int other = schedule_.stage_of_piece(piece(i) + (next ? 1 : -1));
+    return std::pair{schedule_.worker_for(other, i.micro_batch), other};
+  };
+  nn::Sequential& module = *worker_modules_[w][0];  // the asynchronous schedule's (one chunk)
   // Token slices (TeraPipe): where each starts, and the keys and values of each micro-batch's
   // earlier slices, kept from its first slice's forward to its first slice's backward.
   const bool sliced = !options_.token_slices.empty();
   const int slices = schedule_.token_slices;
   const std::vector<int64_t> slice_offsets = token_slice_offsets(options_.token_slices);
   std::map<int, nn::KeyValueCache> caches;
-  // Per unit (micro-batch m, slice i; key m * slices + i): the stage's input leaf, its
-  // output (or weighted loss), the gradient received for the output and the one to send
-  // upstream.
+  // Per unit (micro-batch m, slice i, chunk c; key (m * slices + i) * chunks + c): the
+  // chunk's input leaf, its output (or weighted loss), the gradient received for the output
+  // and the one to send upstream.
   std::map<int, Tensor> inputs, outputs, output_grads, input_grads;
   // The last stage's unit losses stay on its device until the stage is done: reading one on
   // the host would wait for the GPU after every unit.
@@ -370,7 +399,7 @@ void Pipeline::run_worker(int w, const std::vector<WorkUnit>& units, std::vector
   // of the mini-batch (micro-batch share times slice share of the tokens), so the unit losses
   // add up to the mini-batch's mean: the same gradients as one device with the whole batch.
   auto forward_unit = [&](const Instruction& instruction, bool recomputing) {
-    const int m = instruction.micro_batch, key = m * slices + instruction.slice;
+    const int m = instruction.micro_batch, key = (m * slices + instruction.slice) * chunks + instruction.chunk;
     const WorkUnit& unit = units[m];
     nn::ForwardContext context{options_.seed, unit.step, unit.data.sample_offset, recomputing};
     int64_t first = 0, length = 0;
@@ -382,22 +411,23 @@ void Pipeline::run_worker(int w, const std::vector<WorkUnit>& units, std::vector
     nn::ForwardContextGuard guard(context);
     std::optional<nn::KeyValueCache::Scope> slice_scope;
     if (sliced) slice_scope.emplace(caches[m], instruction.slice);
-    const Tensor output = module.forward(inputs[key]);
-    if (!last) return output;
+    const Tensor output = worker_modules_[w][instruction.chunk]->forward(inputs[key]);
+    if (!is_last(instruction)) return output;
     const Tensor targets = sliced ? unit.data.targets.narrow(1, first, length).contiguous() : unit.data.targets;
     const float share = sliced ? static_cast<float>(length) / static_cast<float>(context.sequence_tokens) : 1.0f;
     return loss_(output, targets.to(device)) * (unit.loss_weight * share);
   };
 
   for (const Instruction& instruction : schedule_.programs[w]) {
-    const int m = instruction.micro_batch, key = m * slices + instruction.slice;
+    const int m = instruction.micro_batch, key = (m * slices + instruction.slice) * chunks + instruction.chunk;
+    const bool first = is_first(instruction), last = is_last(instruction), recompute = recomputes(instruction);
     const double start = options_.trace ? now_us() : 0;
     try {
       const int live_before = versions.live();
       versions.apply(instruction);  // throws if the parameters do not hold the version named
       switch (instruction.op) {
         case Op::ReceiveActivation: {
-          const Message message = receive(state.channel(false, schedule_.worker_for(s - 1, m), w), instruction);
+          const Message message = receive(state.channel(false, neighbour(instruction, false).first, w), instruction);
           Tensor received = message.value;
           if (received.dtype() == DType::Float32) received.set_requires_grad(true);
           inputs[key] = received;
@@ -405,13 +435,13 @@ void Pipeline::run_worker(int w, const std::vector<WorkUnit>& units, std::vector
           break;
         }
         case Op::Forward: {
-          if (s == 0) {
+          if (first) {
             const Tensor& data = units[m].data.inputs;
             inputs[key] = (sliced ? data.narrow(1, slice_offsets[instruction.slice], options_.token_slices[instruction.slice])
                                   : data).to(device);
           }
           forward_version[m] = version_base + versions.live();
-          if (s == 0) input_stage_version[m] = forward_version[m];
+          if (first) input_stage_version[m] = forward_version[m];
           if (schedule_.asynchronous() && schedule_.weights == WeightPolicy::VerticalSync &&
               forward_version[m] != input_stage_version[m])
             throw std::logic_error("vertical sync broken: the forward ran with weight version " +
@@ -425,13 +455,15 @@ void Pipeline::run_worker(int w, const std::vector<WorkUnit>& units, std::vector
           if (last) unit_losses[key] = outputs[key].detach();
           break;
         }
-        case Op::SendActivation:
-          send(state.channel(false, w, schedule_.worker_for(s + 1, m)), instruction, outputs[key].detach().to(device_of(s + 1)),
-               input_stage_version[m]);
+        case Op::SendActivation: {
+          const auto [to, stage] = neighbour(instruction, true);
+          send(state.channel(false, w, to), instruction, schedule_.chunk_of_piece(piece(instruction) + 1),
+               outputs[key].detach().to(device_of(stage)), input_stage_version[m]);
           if (recompute) outputs.erase(key);  // the backward makes it again
           break;
+        }
         case Op::ReceiveGradient:
-          output_grads[key] = receive(state.channel(true, schedule_.worker_for(s + 1, m), w), instruction).value;
+          output_grads[key] = receive(state.channel(true, neighbour(instruction, true).first, w), instruction).value;
           break;
         case Op::Backward: {
           if (schedule_.asynchronous()) {
@@ -454,7 +486,7 @@ void Pipeline::run_worker(int w, const std::vector<WorkUnit>& units, std::vector
           }
           outputs.erase(key);
           output_grads.erase(key);
-          if (s > 0) {
+          if (!first) {
             const Tensor g = inputs[key].grad();
             input_grads[key] = g.defined() ? g : zeros_like(inputs[key]);
           }
@@ -462,10 +494,13 @@ void Pipeline::run_worker(int w, const std::vector<WorkUnit>& units, std::vector
           if (instruction.slice == 0) forward_version.erase(m);
           break;
         }
-        case Op::SendGradient:
-          send(state.channel(true, w, schedule_.worker_for(s - 1, m)), instruction, input_grads[key].to(device_of(s - 1)));
+        case Op::SendGradient: {
+          const auto [to, stage] = neighbour(instruction, false);
+          send(state.channel(true, w, to), instruction, schedule_.chunk_of_piece(piece(instruction) - 1),
+               input_grads[key].to(device_of(stage)));
           input_grads.erase(key);
           break;
+        }
         case Op::AllReduce:
           state.all_reduces[s]->run(replica, module.parameters());
           break;
@@ -496,7 +531,7 @@ void Pipeline::run_worker(int w, const std::vector<WorkUnit>& units, std::vector
       const bool stage_done = &instruction == &schedule_.programs[w].back();
       if (options_.trace || stage_done) kernels::synchronize(device);
       if (stage_done)
-        for (const auto& [k, loss] : unit_losses) losses[k / slices] += loss.item();
+        for (const auto& [k, loss] : unit_losses) losses[k / (slices * chunks)] += loss.item();
     } catch (const ChannelClosed&) {
       stash.restore_latest(versions);
       return;  // another stage failed; it reports

@@ -49,6 +49,9 @@ struct PipelineOptions {
   // that model_factory builds (the same architecture; its initial values are overwritten).
   std::vector<int> replicas = {};
   std::function<std::shared_ptr<nn::Sequential>()> model_factory = {};
+  // Interleaved 1F1B (schedule "interleaved"): model chunks per stage. The plan then cuts
+  // the model into stages x virtual_stages pieces, and stage s runs pieces s, s + K, ...
+  int virtual_stages = 1;
 };
 
 // The loss of one micro-batch, averaged over its samples (the executor weights micro-batch
@@ -118,13 +121,15 @@ class Pipeline {
   void set_optimizer_step(OptimizerStepFunction step) { optimizer_step_ = std::move(step); }
   const Schedule& schedule() const { return schedule_; }
   const StagePlan& plan() const { return plan_; }
-  int stages() const { return plan_.stages(); }
+  int stages() const { return schedule_.stages; }  // the plan's pieces / virtual stages
   int replicas(int s) const { return schedule_.replicas_of(s); }
   int workers() const { return schedule_.workers(); }
   Device device_of(int s) const;  // where stage s (every replica of it) runs
-  // The layers of stage s (replica 0's: the model's own), and those of one replica.
-  const std::shared_ptr<nn::Sequential>& stage(int s) const { return worker_modules_[schedule_.first_worker(s)]; }
-  const std::shared_ptr<nn::Sequential>& replica(int s, int r) const { return worker_modules_.at(schedule_.first_worker(s) + r); }
+  // The layers of stage s (replica 0's: the model's own), those of one replica, and, under
+  // interleaving, those of one chunk (stage(s) is chunk 0).
+  const std::shared_ptr<nn::Sequential>& stage(int s) const { return chunk(s, 0); }
+  const std::shared_ptr<nn::Sequential>& replica(int s, int r) const { return worker_modules_.at(schedule_.first_worker(s) + r)[0]; }
+  const std::shared_ptr<nn::Sequential>& chunk(int s, int c) const { return worker_modules_.at(schedule_.first_worker(s)).at(c); }
   // Updates stage s has made under run_async, which is the version its weights have.
   int64_t weight_version(int s) const { return weight_versions_[s]; }
 
@@ -151,7 +156,7 @@ class Pipeline {
   PipelineOptions options_;
   LossFunction loss_;
   Schedule schedule_;
-  std::vector<std::shared_ptr<nn::Sequential>> worker_modules_;  // per worker
+  std::vector<std::vector<std::shared_ptr<nn::Sequential>>> worker_modules_;  // [worker][chunk]
   std::vector<std::shared_ptr<MemoryTracker>> trackers_;         // per worker
   std::unique_ptr<StageThreads> threads_;                        // one per worker
   OptimizerStepFunction optimizer_step_;

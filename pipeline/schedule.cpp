@@ -76,8 +76,13 @@ std::vector<std::string> Schedule::worker_names() const {
   return names;
 }
 
-std::string unit_label(const Instruction& instruction, bool sliced) {
-  return std::to_string(instruction.micro_batch) + (sliced ? "." + std::to_string(instruction.slice) : std::string());
+std::string unit_label(const Instruction& instruction, bool sliced, bool chunked) {
+  return std::to_string(instruction.micro_batch) + (sliced ? "." + std::to_string(instruction.slice) : std::string()) +
+         (chunked ? ":" + std::to_string(instruction.chunk) : std::string());
+}
+
+std::string unit_label(const Instruction& instruction, const Schedule& schedule) {
+  return unit_label(instruction, schedule.token_slices > 1, schedule.virtual_stages > 1);
 }
 
 std::vector<Instruction> forward_units(int micro_batches, int token_slices) {
@@ -168,30 +173,79 @@ Schedule one_f_one_b_schedule(int stages, int micro_batches, int token_slices) {
   return s;
 }
 
-Schedule make_schedule(const std::string& name, int stages, int micro_batches, int token_slices) {
+// K = 2 stages of v = 2 chunks each (the model in 4 pieces: stage 0 holds pieces 0 and 2,
+// stage 1 pieces 1 and 3), M = 4, unit costs; F1:0 is micro-batch 1 on chunk 0. Forwards go
+// in groups of K micro-batches per chunk, chunk 0 first; backwards mirror them, last chunk
+// first. Stage s runs 2 (K - s - 1) + (v - 1) K warm-up forwards (all of them when M = K;
+// Megatron-LM's order). The grid counts one step per chunk's forward or backward; the 2
+// empty steps per stage are the bubble, against (K - 1) (F + B) = 4 chunk steps for 1F1B:
+//
+//   stage 0 | F0:0 F1:0 F0:1 F1:1 F2:0 B0:1 F3:0 B1:1 F2:1 B0:0 F3:1 B1:0 .    B2:1 .    B3:1 B2:0 B3:0
+//   stage 1 | .    F0:0 F1:0 F0:1 B0:1 F1:1 B1:1 F2:0 B0:0 F3:0 B1:0 F2:1 B2:1 F3:1 B3:1 B2:0 B3:0 .
+//
+// Each chunk does 1/v of a stage's work, so the fill and drain cost (K - 1) chunk steps
+// instead of (K - 1) stage steps: the bubble shrinks to (K - 1) / (v M) of the ideal time
+// (section 2.2), for v times the messages.
+Schedule interleaved_schedule(int stages, int micro_batches, int virtual_stages) {
+  check_sizes("interleaved", stages, micro_batches);
+  if (stages < 2 || virtual_stages < 2)
+    throw std::invalid_argument("interleaved: needs at least 2 stages and 2 virtual stages (model chunks) per stage, got " +
+                                std::to_string(stages) + " and " + std::to_string(virtual_stages) +
+                                "; with fewer, use 1f1b");
+  if (micro_batches % stages != 0)
+    throw std::invalid_argument("interleaved: the micro-batches go through the chunks in groups of K = " +
+                                std::to_string(stages) + ", so M must be a multiple of " + std::to_string(stages) + "; got " +
+                                std::to_string(micro_batches) + " (use " +
+                                std::to_string((micro_batches + stages - 1) / stages * stages) + ")");
+  Schedule s{"interleaved", stages, micro_batches, std::vector<Program>(stages)};
+  s.virtual_stages = virtual_stages;
+  const int group = stages * virtual_stages, units = micro_batches * virtual_stages;
+  // The k-th forward (backward) of every stage: micro-batch and chunk.
+  auto unit = [&](Op op, int k) {
+    const int chunk = k % group / stages;
+    return Instruction{op, k / group * stages + k % stages, -1, 0, op == Op::Forward ? chunk : virtual_stages - 1 - chunk};
+  };
+  for (int stage = 0; stage < stages; ++stage) {
+    std::vector<Instruction> forwards, backwards;
+    for (int k = 0; k < units; ++k) forwards.push_back(unit(Op::Forward, k)), backwards.push_back(unit(Op::Backward, k));
+    const int warmup = micro_batches == stages ? units : 2 * (stages - stage - 1) + (virtual_stages - 1) * stages;
+    s.programs[stage] = one_f_one_b_order(forwards, backwards, static_cast<size_t>(warmup));
+  }
+  add_communication(s);
+  return s;
+}
+
+Schedule make_schedule(const std::string& name, int stages, int micro_batches, int token_slices, int virtual_stages) {
+  const bool interleaved = name == "interleaved";
+  if (virtual_stages != 1 && !interleaved)
+    throw std::invalid_argument("virtual stages (model chunks per stage) are for the interleaved schedule, not " + name);
+  if (interleaved && token_slices > 1)
+    throw std::invalid_argument("the interleaved schedule does not cut sequences into token slices; use gpipe or 1f1b");
+  if (interleaved) return interleaved_schedule(stages, micro_batches, virtual_stages);
   if (name == "gpipe") return gpipe_schedule(stages, micro_batches, token_slices);
   if (name == "1f1b") return one_f_one_b_schedule(stages, micro_batches, token_slices);
   if (name == "pipedream")
     throw std::invalid_argument("the pipedream schedule is asynchronous: build it with pipedream_schedule(), which needs "
                                 "the weight policy and the micro-batches per update");
-  throw std::invalid_argument("unknown schedule '" + name + "': use gpipe, 1f1b or pipedream");
+  throw std::invalid_argument("unknown schedule '" + name + "': use gpipe, 1f1b, interleaved or pipedream");
 }
 
 void add_communication(Schedule& schedule) {
-  const int last = schedule.stages - 1;
+  const int last = schedule.pieces() - 1;
   for (int worker = 0; worker < schedule.workers(); ++worker) {
     const int stage = schedule.stage_of(worker);
     Program with_communication;
     for (const Instruction& instruction : schedule.programs[worker]) {
-      auto message = [&](Op op) { return Instruction{op, instruction.micro_batch, -1, instruction.slice}; };
+      const int piece = schedule.piece_of(stage, instruction.chunk);
+      auto message = [&](Op op) { return Instruction{op, instruction.micro_batch, -1, instruction.slice, instruction.chunk}; };
       if (instruction.op == Op::Forward) {
-        if (stage > 0) with_communication.push_back(message(Op::ReceiveActivation));
+        if (piece > 0) with_communication.push_back(message(Op::ReceiveActivation));
         with_communication.push_back(instruction);
-        if (stage < last) with_communication.push_back(message(Op::SendActivation));
+        if (piece < last) with_communication.push_back(message(Op::SendActivation));
       } else if (instruction.op == Op::Backward) {
-        if (stage < last) with_communication.push_back(message(Op::ReceiveGradient));
+        if (piece < last) with_communication.push_back(message(Op::ReceiveGradient));
         with_communication.push_back(instruction);
-        if (stage > 0) with_communication.push_back(message(Op::SendGradient));
+        if (piece > 0) with_communication.push_back(message(Op::SendGradient));
       } else if ((instruction.op == Op::OptimizerStep || instruction.op == Op::AllReduce) && schedule.asynchronous()) {
         with_communication.push_back(instruction);
       } else if (instruction.op != Op::OptimizerStep) {

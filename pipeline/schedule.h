@@ -40,6 +40,9 @@ struct Instruction {
   // message carries; always 0 when sequences are not sliced. Micro-batch m, slice i is one
   // unit of work, printed "m.i".
   int slice = 0;
+  // Interleaved 1F1B: which of the stage's model chunks (virtual stages) the instruction
+  // runs or whose message it carries; always 0 when stages hold one chunk.
+  int chunk = 0;
   bool operator==(const Instruction&) const = default;
 };
 
@@ -76,7 +79,16 @@ struct Schedule {
   // replicas all-reduce their gradients before each update, so their weights stay equal.
   // Empty: one worker per stage. `programs` holds one program per worker, stage by stage.
   std::vector<int> replicas;
+  // Interleaved 1F1B (Narayanan et al. SC 2021): the model is cut into stages x
+  // virtual_stages pieces, and stage s holds chunks c = 0 .. virtual_stages - 1, which are
+  // pieces c * stages + s (round-robin). Activations go from piece p to p + 1: to the next
+  // stage, and from the last stage back to stage 0's next chunk.
+  int virtual_stages = 1;
 
+  int pieces() const { return stages * virtual_stages; }
+  int piece_of(int stage, int chunk) const { return chunk * stages + stage; }
+  int stage_of_piece(int piece) const { return piece % stages; }
+  int chunk_of_piece(int piece) const { return piece / stages; }
   bool asynchronous() const { return micro_batches_per_update > 0; }
   bool replicated() const;  // some stage has more than one replica
   int workers() const { return static_cast<int>(programs.size()); }
@@ -92,8 +104,9 @@ struct Schedule {
   std::vector<std::string> worker_names() const;
 };
 
-// "m" or, when sequences are token-sliced, "m.i".
-std::string unit_label(const Instruction& instruction, bool sliced);
+// "m"; "m.i" when sequences are token-sliced; "m:c" for chunk c when stages hold several.
+std::string unit_label(const Instruction& instruction, bool sliced, bool chunked = false);
+std::string unit_label(const Instruction& instruction, const Schedule& schedule);
 
 // The units of one stage's work in the order every synchronous schedule forwards them
 // (micro-batch by micro-batch, slices in order) and backwards them (micro-batch by
@@ -119,11 +132,16 @@ Program one_f_one_b_order(int stage, int stages, int micro_batches, int token_sl
 // The same order over given units: `warmup` forwards, then one forward and one backward in
 // turn, then the remaining backwards.
 Program one_f_one_b_order(const std::vector<Instruction>& forwards, const std::vector<Instruction>& backwards, size_t warmup);
-// By name: "gpipe" or "1f1b" (synchronous); "pipedream" is built by pipedream_schedule().
-Schedule make_schedule(const std::string& name, int stages, int micro_batches, int token_slices = 1);
+// Interleaved 1F1B (Narayanan et al. SC 2021, section 2.2, figure 4): each stage holds v
+// chunks; see the figure in schedule.cpp. M must be a multiple of K.
+Schedule interleaved_schedule(int stages, int micro_batches, int virtual_stages);
+// By name: "gpipe", "1f1b" or "interleaved" (synchronous; interleaved needs
+// virtual_stages >= 2, the others 1); "pipedream" is built by pipedream_schedule().
+Schedule make_schedule(const std::string& name, int stages, int micro_batches, int token_slices = 1, int virtual_stages = 1);
 
 // Inserts ReceiveActivation before and SendActivation after each Forward, ReceiveGradient
-// before and SendGradient after each Backward (none across the pipeline's two ends), and,
+// before and SendGradient after each Backward (none across the pipeline's two ends: the
+// first piece's input and the last piece's output), and,
 // in a synchronous schedule, an OptimizerStep at the end of every program (an asynchronous
 // generator places its own).
 void add_communication(Schedule& schedule);

@@ -21,14 +21,14 @@ double CostModel::compute_cost(int stage, const Instruction& instruction) const 
   return forward_op ? forward[stage] : backward[stage];
 }
 
-double theoretical_bubble_fraction(int stages, int micro_batches) {
-  return static_cast<double>(stages - 1) / static_cast<double>(micro_batches + stages - 1);
+double theoretical_bubble_fraction(int stages, int micro_batches, int virtual_stages) {
+  return static_cast<double>(stages - 1) / static_cast<double>(virtual_stages * micro_batches + stages - 1);
 }
 
 namespace {
 
 struct Message {
-  int micro_batch, slice;
+  int micro_batch, slice, chunk;  // chunk: the receiver's
   double arrival;
 };
 
@@ -90,19 +90,26 @@ SimulationResult simulate(const Schedule& schedule, const CostModel& costs) {
         double start = clock[w], end = clock[w];
         auto receive = [&](std::deque<Message>& from, const char* what) {
           if (from.empty()) return false;
-          if (from.front().micro_batch != m || from.front().slice != instruction.slice)
+          const Message& next_message = from.front();
+          if (next_message.micro_batch != m || next_message.slice != instruction.slice || next_message.chunk != instruction.chunk)
             throw ScheduleError(describe(schedule, w, instruction) + " waits for the " + what + " of micro-batch " +
-                                unit_label(instruction, schedule.token_slices > 1) + ", but the next one its neighbour sends is micro-batch " +
-                                unit_label({instruction.op, from.front().micro_batch, -1, from.front().slice}, schedule.token_slices > 1) +
+                                unit_label(instruction, schedule) + ", but the next one its neighbour sends is micro-batch " +
+                                unit_label({instruction.op, next_message.micro_batch, -1, next_message.slice, next_message.chunk},
+                                           schedule) +
                                 ": sends and receives are in different orders, which deadlocks");
           start = end = std::max(clock[w], from.front().arrival);
           from.pop_front();
           return true;
         };
-        auto check_neighbour = [&](bool next_stage) {
-          if (next_stage ? s + 1 >= stages : s == 0)
+        // The neighbouring piece of the model (the next or previous stage, or under
+        // interleaving another chunk), checked to exist, and the worker that runs it for m.
+        const int piece = schedule.piece_of(s, instruction.chunk);
+        auto neighbour = [&](bool next_piece) {
+          const int other = next_piece ? piece + 1 : piece - 1;
+          if (other < 0 || other >= schedule.pieces())
             throw ScheduleError(describe(schedule, w, instruction) +
-                                (next_stage ? ": the last stage has no next stage" : ": the first stage has no previous stage"));
+                                (next_piece ? ": the last stage has no next stage" : ": the first stage has no previous stage"));
+          return std::pair{schedule.worker_for(schedule.stage_of_piece(other), m), schedule.chunk_of_piece(other)};
         };
         bool ran = true;
         switch (instruction.op) {
@@ -118,21 +125,18 @@ SimulationResult simulate(const Schedule& schedule, const CostModel& costs) {
             break;
           }
           case Op::SendActivation:
-            check_neighbour(true);
-            channel(false, w, schedule.worker_for(s + 1, m)).push_back({m, instruction.slice, clock[w] + costs.communication});
+          case Op::SendGradient: {
+            const bool gradient = instruction.op == Op::SendGradient;
+            const auto [to, chunk] = neighbour(!gradient);
+            channel(gradient, w, to).push_back({m, instruction.slice, chunk, clock[w] + costs.communication});
             break;
-          case Op::SendGradient:
-            check_neighbour(false);
-            channel(true, w, schedule.worker_for(s - 1, m)).push_back({m, instruction.slice, clock[w] + costs.communication});
-            break;
+          }
           case Op::ReceiveActivation:
-            check_neighbour(false);
-            ran = receive(channel(false, schedule.worker_for(s - 1, m), w), "activation");
+          case Op::ReceiveGradient: {
+            const bool gradient = instruction.op == Op::ReceiveGradient;
+            ran = receive(channel(gradient, neighbour(gradient).first, w), gradient ? "gradient" : "activation");
             break;
-          case Op::ReceiveGradient:
-            check_neighbour(true);
-            ran = receive(channel(true, schedule.worker_for(s + 1, m), w), "gradient");
-            break;
+          }
           case Op::AllReduce: {
             const double all_arrived =
                 all_reduces[s].arrive(all_reduces_done[w], schedule.replica_of(w), schedule.replicas_of(s), clock[w]);

@@ -50,7 +50,9 @@ struct SimulationResult {
 SimulationResult simulate(const Schedule& schedule, const CostModel& costs);
 
 // GPipe's formula (section 2.2): with K stages, M micro-batches and equal costs the
-// bubble is (K - 1) / (M + K - 1).
-double theoretical_bubble_fraction(int stages, int micro_batches);
+// bubble is (K - 1) / (M + K - 1). Interleaved over v chunks per stage (Narayanan et al.
+// SC 2021, section 2.2), the bubble is (K - 1) / (v M) of the ideal time, so its fraction of
+// all stage time is (K - 1) / (v M + K - 1).
+double theoretical_bubble_fraction(int stages, int micro_batches, int virtual_stages = 1);
 
 }  // namespace minipipe::pipeline

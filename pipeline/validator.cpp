@@ -90,7 +90,8 @@ void check_vertical_sync(const Schedule& schedule, const std::function<void(int,
 ValidationReport validate(const Schedule& schedule) {
   std::vector<std::string> problems;
   auto problem = [&](int worker, const std::string& text) { problems.push_back(schedule.worker_name(worker) + ": " + text); };
-  const int stages = schedule.stages, last = stages - 1, micro_batches = schedule.micro_batches;
+  const int stages = schedule.stages, last = schedule.pieces() - 1, micro_batches = schedule.micro_batches;
+  const int chunks = schedule.virtual_stages;
   if (!schedule.replicas.empty() &&
       (static_cast<int>(schedule.replicas.size()) != stages ||
        std::any_of(schedule.replicas.begin(), schedule.replicas.end(), [](int r) { return r < 1; })))
@@ -106,10 +107,14 @@ ValidationReport validate(const Schedule& schedule) {
   if (slices < 1) throw ScheduleError("schedule '" + schedule.name + "' has " + std::to_string(slices) + " token slices");
   if (slices > 1 && schedule.asynchronous())
     throw ScheduleError("schedule '" + schedule.name + "' is asynchronous and token-sliced, which minipipe does not combine");
+  if (chunks < 1) throw ScheduleError("schedule '" + schedule.name + "' has " + std::to_string(chunks) + " virtual stages");
+  if (chunks > 1 && (slices > 1 || schedule.asynchronous()))
+    throw ScheduleError("schedule '" + schedule.name + "' has virtual stages and is " +
+                        (slices > 1 ? "token-sliced" : "asynchronous") + ", which minipipe does not combine");
   for (int w = 0; w < workers; ++w) {
     const int s = schedule.stage_of(w);
     const Program& program = schedule.programs[w];
-    std::map<std::tuple<Op, int, int>, std::vector<size_t>> where;  // (op, micro-batch, slice) -> positions
+    std::map<std::tuple<Op, int, int, int>, std::vector<size_t>> where;  // (op, micro-batch, slice, chunk) -> positions
     for (size_t i = 0; i < program.size(); ++i) {
       const Instruction& instruction = program[i];
       const bool names_micro_batch =
@@ -120,10 +125,15 @@ ValidationReport validate(const Schedule& schedule) {
       if (instruction.slice < 0 || instruction.slice >= slices)
         problem(w, std::string(op_name(instruction.op)) + " names token slice " + std::to_string(instruction.slice) +
                        " outside 0.." + std::to_string(slices - 1));
-      where[{instruction.op, instruction.micro_batch, instruction.slice}].push_back(i);
+      if (instruction.chunk < 0 || instruction.chunk >= chunks)
+        problem(w, std::string(op_name(instruction.op)) + " names chunk " + std::to_string(instruction.chunk) +
+                       " outside 0.." + std::to_string(chunks - 1));
+      where[{instruction.op, instruction.micro_batch, instruction.slice, instruction.chunk}].push_back(i);
     }
-    auto count = [&](Op op, int m, int i = 0) { return where.count({op, m, i}) ? where[{op, m, i}].size() : size_t{0}; };
-    auto position = [&](Op op, int m, int i = 0) { return where[{op, m, i}].front(); };
+    auto count = [&](Op op, int m, int i = 0, int c = 0) {
+      return where.count({op, m, i, c}) ? where[{op, m, i, c}].size() : size_t{0};
+    };
+    auto position = [&](Op op, int m, int i = 0, int c = 0) { return where[{op, m, i, c}].front(); };
     for (int m = 0; m < micro_batches; ++m) {
       const int runner = schedule.worker_for(s, m);
       if (runner != w) {  // another replica's micro-batch
@@ -131,14 +141,16 @@ ValidationReport validate(const Schedule& schedule) {
           problem(w, "runs micro-batch " + std::to_string(m) + ", which belongs to " + schedule.worker_name(runner));
         continue;
       }
-      for (int slice = 0; slice < slices; ++slice) {
-        const std::string mb = " of micro-batch " + unit_label({Op::Forward, m, -1, slice}, slices > 1);
-        if (count(Op::Forward, m, slice) != 1 || count(Op::Backward, m, slice) != 1) {
-          problem(w, "runs the forward" + mb + " " + std::to_string(count(Op::Forward, m, slice)) + " times and its backward " +
-                         std::to_string(count(Op::Backward, m, slice)) + " times (each must run once)");
+      for (int unit = 0; unit < slices * chunks; ++unit) {  // slices and chunks do not combine
+        const int slice = unit % slices, chunk = unit / slices, piece = schedule.piece_of(s, chunk);
+        const std::string mb = " of micro-batch " + unit_label({Op::Forward, m, -1, slice, chunk}, schedule);
+        if (count(Op::Forward, m, slice, chunk) != 1 || count(Op::Backward, m, slice, chunk) != 1) {
+          problem(w, "runs the forward" + mb + " " + std::to_string(count(Op::Forward, m, slice, chunk)) +
+                         " times and its backward " + std::to_string(count(Op::Backward, m, slice, chunk)) +
+                         " times (each must run once)");
           continue;
         }
-        const size_t forward = position(Op::Forward, m, slice), backward = position(Op::Backward, m, slice);
+        const size_t forward = position(Op::Forward, m, slice, chunk), backward = position(Op::Backward, m, slice, chunk);
         if (backward < forward) problem(w, "runs the backward" + mb + " before its forward");
         // A slice attends over the keys and values of the earlier slices, so it runs after
         // them; its backward hands them their gradients, so theirs run after it.
@@ -146,7 +158,7 @@ ValidationReport validate(const Schedule& schedule) {
           problem(w, "runs the forward" + mb + " before that of the slice before it");
         if (slice + 1 < slices && count(Op::Backward, m, slice + 1) == 1 && position(Op::Backward, m, slice + 1) > backward)
           problem(w, "runs the backward" + mb + " before that of the slice after it");
-        // Each communication instruction must be there exactly when the stage has that
+        // Each communication instruction must be there exactly when the piece has that
         // neighbour, and on the right side of the compute it feeds or drains.
         struct Expectation {
           Op op;
@@ -154,15 +166,15 @@ ValidationReport validate(const Schedule& schedule) {
           bool before;     // must come before (true) or after (false) the compute
           size_t compute;  // position of that compute
         };
-        for (const Expectation& e : {Expectation{Op::ReceiveActivation, s > 0, true, forward},
-                                     Expectation{Op::SendActivation, s < last, false, forward},
-                                     Expectation{Op::ReceiveGradient, s < last, true, backward},
-                                     Expectation{Op::SendGradient, s > 0, false, backward}}) {
-          const size_t n = count(e.op, m, slice);
+        for (const Expectation& e : {Expectation{Op::ReceiveActivation, piece > 0, true, forward},
+                                     Expectation{Op::SendActivation, piece < last, false, forward},
+                                     Expectation{Op::ReceiveGradient, piece < last, true, backward},
+                                     Expectation{Op::SendGradient, piece > 0, false, backward}}) {
+          const size_t n = count(e.op, m, slice, chunk);
           if (n != (e.needed ? 1u : 0u)) {
             problem(w, std::string("has ") + std::to_string(n) + " " + op_name(e.op) + mb + ", needs " + (e.needed ? "1" : "none") +
-                           (e.needed ? "" : (s == 0 ? " (the first stage has no previous stage)" : " (the last stage has no next stage)")));
-          } else if (e.needed && (position(e.op, m, slice) < e.compute) != e.before) {
+                           (e.needed ? "" : (piece == 0 ? " (the first stage has no previous stage)" : " (the last stage has no next stage)")));
+          } else if (e.needed && (position(e.op, m, slice, chunk) < e.compute) != e.before) {
             problem(w, std::string(op_name(e.op)) + mb + " must come " + (e.before ? "before" : "after") + " the " +
                            (e.op == Op::ReceiveActivation || e.op == Op::SendActivation ? "forward" : "backward"));
           }
@@ -197,7 +209,7 @@ std::string format_grid(const Schedule& schedule) {
     if (i.op == Op::OptimizerStep && last_compute[t.worker] && schedule.asynchronous()) *last_compute[t.worker] += "U";
     if (i.op != Op::Forward && i.op != Op::Backward) continue;
     std::string& cell = cells[t.worker][static_cast<int>(t.start + 0.5)];
-    cell = (i.op == Op::Forward ? "F" : "B") + unit_label(i, schedule.token_slices > 1) +
+    cell = (i.op == Op::Forward ? "F" : "B") + unit_label(i, schedule) +
            (i.version >= 0 ? "[" + std::to_string(i.version) + "]" : "");
     last_compute[t.worker] = &cell;
   }
@@ -210,6 +222,7 @@ std::string format_grid(const Schedule& schedule) {
     for (int s = 0; s < schedule.stages; ++s) out << (s ? "," : " ") << schedule.replicas_of(s);
   }
   if (schedule.token_slices > 1) out << " x " << schedule.token_slices << " token slices (F<micro-batch>.<slice>)";
+  if (schedule.virtual_stages > 1) out << ", " << schedule.virtual_stages << " chunks per stage (F<micro-batch>:<chunk>)";
   out << " (unit forward and backward costs";
   if (schedule.asynchronous())
     out << "; weights " << weight_policy_name(schedule.weights) << ", an update per " << schedule.micro_batches_per_update

@@ -15,6 +15,7 @@
 #include "nn/losses.h"
 #include "nn/optim/optimizer.h"
 #include "nn/transformer.h"
+#include "nn/convolutional.h"
 #include "pipeline/executor.h"
 #include "tensor/factories.h"
 #include "pipeline_test_support.h"
@@ -37,6 +38,49 @@ TEST(Executor, SameLossesAndWeightsBitForBitForAnyStagesScheduleAndRecompute) {
       for (Recompute recompute : {Recompute::Never, Recompute::Always, Recompute::ExceptLast})
         expect_identical(reference, train(stages, 4, schedule, recompute),
                          "K=" + std::to_string(stages) + " " + schedule + " recompute " + recompute_name(recompute));
+}
+
+// Interleaved 1F1B (Narayanan et al. SC 2021): the model in K x v pieces, stage s running
+// pieces s, s + K, ...; the same micro-batches in another order, so the same bits.
+TEST(Executor, InterleavedTrainsTheGptBitForBitLikeOneDevice) {
+  struct Case {
+    int stages, virtual_stages, micro_batches;
+  };
+  for (const Case& c : {Case{2, 2, 4}, Case{2, 3, 4}, Case{3, 2, 6}}) {
+    const TrainingRun reference = train(1, c.micro_batches, "gpipe", Recompute::Never);
+    for (Recompute recompute : {Recompute::Never, Recompute::Always, Recompute::ExceptLast})
+      expect_identical(reference, train(c.stages, c.micro_batches, "interleaved", recompute, 10, c.virtual_stages),
+                       "K=" + std::to_string(c.stages) + " v=" + std::to_string(c.virtual_stages) + " M=" +
+                           std::to_string(c.micro_batches) + " recompute " + recompute_name(recompute));
+  }
+}
+
+// The CNN (convolutions, BatchNorm with its running statistics, pooling) through 1F1B and
+// interleaved stages, against one device with the same micro-batches.
+TEST(Executor, InterleavedAndOneFOneBTrainTheCnnBitForBitLikeOneDevice) {
+  auto cnn_run = [](int pieces, const PipelineOptions& options) {
+    auto model = nn::make_resnet({.in_channels = 1, .classes = 10, .width = 4, .blocks_per_stage = 1, .stages = 2, .seed = 5});
+    Pipeline pipe(model, partition_uniform(*model, pieces), options,
+                  [](const Tensor& logits, const Tensor& labels) { return nn::cross_entropy_loss(logits, labels); });
+    nn::AdamW optimizer(model->named_parameters(), {.lr = 1e-2f});
+    TrainingRun run;
+    for (int step = 0; step < 5; ++step) {
+      Generator g(200 + step);
+      const datasets::Batch batch{randn({8, 1, 8, 8}, g), randint(0, 10, {8}, g), 0};
+      run.losses.push_back(pipe.run(batch, step).loss);
+      optimizer.step();
+      optimizer.zero_grad();
+    }
+    run.weights = model->state_dict();  // buffers too: BatchNorm's running statistics
+    return run;
+  };
+  const TrainingRun reference = cnn_run(1, {4, "gpipe", Recompute::Never, {}, 7, false});
+  for (Recompute recompute : {Recompute::Never, Recompute::Always, Recompute::ExceptLast}) {
+    expect_identical(reference, cnn_run(2, {4, "1f1b", recompute, {}, 7, false}), std::string("1f1b ") + recompute_name(recompute));
+    PipelineOptions interleaved{4, "interleaved", recompute, {}, 7, false};
+    interleaved.virtual_stages = 2;
+    expect_identical(reference, cnn_run(4, interleaved), std::string("interleaved ") + recompute_name(recompute));
+  }
 }
 
 TEST(Executor, MicroBatchingMatchesOneDeviceWithTheWholeBatch) {

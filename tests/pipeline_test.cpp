@@ -33,7 +33,7 @@ TEST(Schedules, CommunicationIsInsertedAroundCompute) {
                                     {Op::Backward, 0}, {Op::OptimizerStep, -1}}));
   EXPECT_EQ(s.programs[1], (Program{{Op::ReceiveActivation, 0}, {Op::Forward, 0}, {Op::Backward, 0},
                                     {Op::SendGradient, 0}, {Op::OptimizerStep, -1}}));
-  EXPECT_THROW_WITH(make_schedule("zigzag", 2, 2), "'zigzag'", "gpipe, 1f1b or pipedream");
+  EXPECT_THROW_WITH(make_schedule("zigzag", 2, 2), "'zigzag'", "gpipe, 1f1b, interleaved or pipedream");
   EXPECT_THROW_WITH(gpipe_schedule(0, 2), "at least 1 stage");
 }
 
@@ -58,6 +58,25 @@ TEST(Simulator, BubbleMatchesTheFormulaForUniformCosts) {
           ASSERT_NEAR(r.bubble_fraction, theoretical_bubble_fraction(k, m), 1e-12) << name << " K=" << k << " M=" << m;
           ASSERT_NEAR(r.makespan, (m + k - 1) * (1.0 + backward), 1e-9);
         }
+}
+
+TEST(Interleaved, BubbleIsKMinusOneOverVMOfTheIdealTime) {
+  // Narayanan et al. SC 2021, section 2.2: each of the v chunks does 1/v of a stage's work
+  // (costs 1 and 2 per chunk here), and the fill and drain shrink to K - 1 chunk steps.
+  for (int k = 2; k <= 8; ++k)
+    for (int v = 2; v <= 4; ++v)
+      for (int m = k; m <= 32; m += k) {
+        const Schedule schedule = interleaved_schedule(k, m, v);
+        validate(schedule);  // no deadlock, every (micro-batch, chunk) once, messages in order
+        const SimulationResult r = simulate(schedule, CostModel::uniform(k, 1.0, 2.0));
+        const double ideal = m * v * 3.0;
+        ASSERT_NEAR(r.makespan, ideal + (k - 1) * 3.0, 1e-9) << "K=" << k << " v=" << v << " M=" << m;
+        ASSERT_NEAR(r.bubble_fraction, theoretical_bubble_fraction(k, m, v), 1e-12) << "K=" << k << " v=" << v << " M=" << m;
+      }
+  EXPECT_THROW_WITH(interleaved_schedule(4, 6, 2), "multiple of 4", "use 8");
+  EXPECT_THROW_WITH(interleaved_schedule(1, 4, 2), "at least 2 stages");
+  EXPECT_THROW_WITH(make_schedule("1f1b", 2, 4, 1, 2), "virtual stages", "interleaved");
+  EXPECT_THROW_WITH(make_schedule("interleaved", 2, 4, 2, 2), "token slices");
 }
 
 TEST(Validator, RejectsBrokenPrograms) {

@@ -37,7 +37,7 @@ struct TrainingRun {
 inline TrainingRun train(const nn::GPTConfig& config, int stages, const pipeline::PipelineOptions& options,
                          const std::function<datasets::Batch(int64_t)>& batch, int steps) {
   auto model = nn::make_gpt(config);
-  pipeline::Pipeline pipe(model, pipeline::partition_uniform(*model, stages), options,
+  pipeline::Pipeline pipe(model, pipeline::partition_uniform(*model, stages * options.virtual_stages), options,
                           [](const Tensor& logits, const Tensor& targets) { return nn::cross_entropy_loss(logits, targets); });
   nn::AdamW optimizer(model->named_parameters(), {.lr = 1e-2f});
   TrainingRun run;
@@ -53,8 +53,10 @@ inline TrainingRun train(const nn::GPTConfig& config, int stages, const pipeline
 // The small GPT (dropout on, seed 7) on gpt_batch: with one stage and one micro-batch,
 // ordinary training.
 inline TrainingRun train(int stages, int micro_batches, const std::string& schedule, pipeline::Recompute recompute,
-                         int steps = 10) {
-  return train(small_gpt(), stages, {micro_batches, schedule, recompute, {}, 7, false}, gpt_batch, steps);
+                         int steps = 10, int virtual_stages = 1) {
+  pipeline::PipelineOptions options{micro_batches, schedule, recompute, {}, 7, false};
+  options.virtual_stages = virtual_stages;
+  return train(small_gpt(), stages, options, gpt_batch, steps);
 }
 
 inline void expect_identical(const TrainingRun& a, const TrainingRun& b, const std::string& what) {

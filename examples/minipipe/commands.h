@@ -10,7 +10,8 @@ namespace minipipe::cli {
 struct PipelineFlags {
   int stages = 1;
   int micro_batches = 1;
-  std::string schedule = "gpipe";     // gpipe | 1f1b | pipedream
+  std::string schedule = "gpipe";     // gpipe | 1f1b | interleaved | pipedream
+  int virtual_stages = 1;             // interleaved: model chunks per stage (the model is cut into stages x this)
   std::string weights;                // pipedream: stash (default) | vertical-sync | none | 2bw
   std::string partition = "uniform";  // uniform | params | time | 3,3,2
   std::string plan;                   // "auto": stages (and, under pipedream, replicas) by PipeDream's planner
@@ -59,6 +60,7 @@ struct SampleOptions {
 
 struct SimulateOptions {
   int stages = 4, micro_batches = 8, token_slices = 1;
+  int virtual_stages = 1;         // interleaved: model chunks per stage
   std::string schedule = "gpipe";
   int mini_batches = 8;           // pipedream: mini-batches streamed (each of micro_batches)
   std::string weights;            // pipedream: stash (default) | vertical-sync | none | 2bw

@@ -46,7 +46,16 @@ PipelinedTraining::PipelinedTraining(std::shared_ptr<nn::Sequential> model, cons
   if (!flags.replicas.empty() && flags.schedule != "pipedream")
     throw std::invalid_argument("--replicas replicates stages of PipeDream's asynchronous pipeline: add --schedule pipedream");
   replicas_ = parse_replicas(flags.replicas, flags.stages);
-  pipeline::StagePlan plan = flags.plan.empty() ? pipeline::make_partition(*model_, flags.stages, flags.partition, sample)
+  const bool interleaved = flags.schedule == "interleaved";
+  if (interleaved && !flags.plan.empty())
+    throw std::invalid_argument("--plan auto chooses stages, not the chunks of the interleaved schedule: use --partition");
+  if (!interleaved && flags.virtual_stages != 1)
+    throw std::invalid_argument("--virtual-stages cuts each stage into chunks for --schedule interleaved, not " + flags.schedule);
+  if (interleaved && flags.virtual_stages < 2)
+    throw std::invalid_argument("--schedule interleaved needs --virtual-stages 2 or more (model chunks per stage)");
+  // Interleaved: the model in stages x v pieces, stage s running pieces s, s + K, ...
+  pipeline::StagePlan plan = flags.plan.empty() ? pipeline::make_partition(*model_, flags.stages * flags.virtual_stages,
+                                                                           flags.partition, sample)
                                                  : planned_partition(sample);  // may choose fewer stages, replicated
   pipeline::PipelineOptions options{flags_.micro_batches, flags_.schedule, pipeline::parse_recompute(flags_.recompute),
                                     parse_devices(flags_.stage_devices, flags_.stages, device), seed, true,
@@ -55,6 +64,7 @@ PipelinedTraining::PipelinedTraining(std::shared_ptr<nn::Sequential> model, cons
   token_slices_ = token_slices(plan, sample);
   options.token_slices = token_slices_;
   options.replicas = replicas_;
+  options.virtual_stages = flags.virtual_stages;
   options.model_factory = [model_factory, device] {
     auto copy = model_factory();
     copy->to(device);
@@ -243,7 +253,9 @@ std::string PipelinedTraining::peak_memory_text() const {
 
 std::string PipelinedTraining::plan_text() const {
   return pipeline_->plan().str(*model_) + (replicas_.empty() ? "" : "replicas per stage " + pipeline::format_replicas(replicas_) + "\n") +
-         "schedule " + flags_.schedule + ", " + std::to_string(flags_.micro_batches) +
+         "schedule " + flags_.schedule +
+         (flags_.virtual_stages > 1 ? " (" + std::to_string(flags_.virtual_stages) + " chunks per stage)" : "") + ", " +
+         std::to_string(flags_.micro_batches) +
          " micro-batches" + (asynchronous() ? " per update, weights " + flags_.weights : "") +
          (token_slices_.empty() ? "" : ", token slices " + pipeline::format_token_slices(token_slices_)) + ", recompute " +
          flags_.recompute;
@@ -276,6 +288,7 @@ JsonObject PipelinedTraining::summary() const {
       .add_raw("replicas_per_stage", json_list(std::vector<int64_t>(replicas_.begin(), replicas_.end())))
       .add("micro_batches", static_cast<int64_t>(flags_.micro_batches))
       .add("schedule", flags_.schedule)
+      .add("virtual_stages", static_cast<int64_t>(flags_.virtual_stages))
       .add("weights", asynchronous() ? flags_.weights : std::string("synchronous"))
       .add("recompute", flags_.recompute)
       .add_raw("token_slices", json_list(token_slices_))
@@ -286,7 +299,8 @@ JsonObject PipelinedTraining::summary() const {
       // slices are units of work like micro-batches.
       .add("theoretical_bubble_fraction",
            pipeline::theoretical_bubble_fraction(flags_.stages, flags_.micro_batches * static_cast<int>(last_call_mini_batches_) *
-                                                                    std::max<int>(1, static_cast<int>(token_slices_.size()))))
+                                                                    std::max<int>(1, static_cast<int>(token_slices_.size())),
+                                                 flags_.virtual_stages))
       .add_raw("peak_bytes_per_stage", json_list(peak_bytes_))
       .add_raw("peak_weight_versions_per_stage", json_list(peak_weight_versions_))
       .add_raw("peak_stash_bytes_per_stage", json_list(peak_stash_bytes_))

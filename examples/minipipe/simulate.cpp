@@ -23,13 +23,15 @@ int simulate(const SimulateOptions& o) {
   const pipeline::Schedule schedule =
       pipedream ? pipeline::pipedream_schedule(o.stages, o.micro_batches * o.mini_batches, o.micro_batches,
                                                pipeline::parse_weight_policy(weights), parse_replicas(o.replicas, o.stages))
-                : pipeline::make_schedule(o.schedule, o.stages, o.micro_batches, o.token_slices);
+                : pipeline::make_schedule(o.schedule, o.stages, o.micro_batches, o.token_slices, o.virtual_stages);
   pipeline::validate(schedule);
-  const pipeline::SimulationResult result =
-      pipeline::simulate(schedule, pipeline::CostModel::uniform(o.stages, o.forward_cost, o.backward_cost));
+  const double chunk_share = 1.0 / o.virtual_stages;  // a chunk does 1/v of its stage's layers
+  const pipeline::SimulationResult result = pipeline::simulate(
+      schedule, pipeline::CostModel::uniform(o.stages, o.forward_cost * chunk_share, o.backward_cost * chunk_share));
   // PipeDream fills and drains once for the whole stream, not once per mini-batch.
   // Token slices are units of work like micro-batches: M * S of them with equal costs.
-  const double theory = pipeline::theoretical_bubble_fraction(o.stages, schedule.micro_batches * schedule.token_slices);
+  const double theory =
+      pipeline::theoretical_bubble_fraction(o.stages, schedule.micro_batches * schedule.token_slices, schedule.virtual_stages);
   if (pipedream && o.token_slices > 1)
     throw std::invalid_argument("--token-slices runs with gpipe and 1f1b; pipedream is asynchronous and does not slice");
   const std::string shape = std::to_string(o.micro_batches) + " micro-batches" +
@@ -55,8 +57,9 @@ int simulate(const SimulateOptions& o) {
     std::printf("%s, %d stages, %s, forward %g, backward %g\n", o.schedule.c_str(), o.stages, shape.c_str(),
                 o.forward_cost, o.backward_cost);
     std::printf("  makespan             %g\n", result.makespan);
-    std::printf("  bubble fraction      %.4f  (formula (K-1)/(M+K-1) = %.4f, M = %d %s in all)\n", result.bubble_fraction,
-                theory, schedule.micro_batches * schedule.token_slices, o.token_slices > 1 ? "units" : "micro-batches");
+    std::printf("  bubble fraction      %.4f  (formula (K-1)/(%sM+K-1) = %.4f, M = %d %s in all)\n", result.bubble_fraction,
+                schedule.virtual_stages > 1 ? "v" : "", theory, schedule.micro_batches * schedule.token_slices,
+                o.token_slices > 1 ? "units" : "micro-batches");
     const char* per = schedule.replicated() ? "per worker (stage by stage, replica by replica)" : "per stage";
     std::printf("  peak in flight       %s %s %s\n", in_flight.c_str(),
                 o.token_slices > 1 ? "(micro-batch, slice) units" : "micro-batches", per);
