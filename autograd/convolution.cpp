@@ -253,19 +253,24 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 s
   if (!any_requires_grad({x, weight, bias})) return out;
   const Tensor saved_x = input.detach(), saved_w = wt.detach();
   const bool need_x = x.requires_grad(), has_bias = bias.defined();
-  return record("conv2d", out, {x, weight, bias}, [=](const Tensor& g) {
+  // On the CPU with stride 1, dX is a convolution of its own, apart from dW (below), so a
+  // zero-bubble split (autograd/engine.h) computes each once. Otherwise one pass makes both,
+  // and the op does not split.
+  const bool dx_by_convolution = !x.device().is_cuda() && win.stride_h == 1 && win.stride_w == 1 &&
+                                 win.pad_h < win.kernel_h && win.pad_w < win.kernel_w;
+  auto gradients = [=](const Tensor& g, bool want_x, bool want_weights) {
     const Tensor dy = g.contiguous();
-    Tensor dw = zeros(saved_w.shape(), DType::Float32, dy.device()), dx;
+    Tensor dw, dx;
+    if (want_weights) dw = zeros(saved_w.shape(), DType::Float32, dy.device());
     if (dy.device().is_cuda()) {
-      if (need_x) dx = zeros(saved_x.shape(), DType::Float32, dy.device());
+      if (want_x) dx = zeros(saved_x.shape(), DType::Float32, dy.device());
       add_gradients_on_gpu(forward, saved_x, saved_w, dy, dw, dx);
     } else {
-      const bool dx_by_convolution =
-          need_x && win.stride_h == 1 && win.stride_w == 1 && win.pad_h < win.kernel_h && win.pad_w < win.kernel_w;
-      if (need_x && !dx_by_convolution) dx = zeros(saved_x.shape(), DType::Float32, dy.device());
-      add_gradients(forward, saved_x.data<float>(), saved_w.data<float>(), dy.data<float>(), dw.data<float>(),
-                    dx.defined() ? dx.data<float>() : nullptr);
-      if (dx_by_convolution) {
+      if (want_x && !dx_by_convolution) dx = zeros(saved_x.shape(), DType::Float32, dy.device());
+      if (want_weights || dx.defined())
+        add_gradients(forward, saved_x.data<float>(), saved_w.data<float>(), dy.data<float>(), dw.data<float>(),
+                      dx.defined() ? dx.data<float>() : nullptr);
+      if (want_x && dx_by_convolution) {
         // Stride 1: dX is itself a convolution, of dY with the flipped, transposed weight and
         // padding kernel - 1 - pad. That is im2col plus one GEMM with K = O * kh * kw, cheaper
         // than a GEMM with K = O followed by col2im's scattered adds.
@@ -276,14 +281,19 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Size2 s
       }
     }
     Tensor db;
-    if (has_bias) {  // sum over images and pixels: reduce [N, O, P] over P, then over N
+    if (has_bias && want_weights) {  // sum over images and pixels: reduce [N, O, P] over P, then over N
       Tensor per_image = empty({n, out_channels}, DType::Float32, dy.device());
       kernels::sum_dim(dy.device(), dy.data<float>(), per_image.data<float>(), n * out_channels, pixels, 1);
       db = empty({out_channels}, DType::Float32, dy.device());
       kernels::sum_dim(dy.device(), per_image.data<float>(), db.data<float>(), 1, n, out_channels);
     }
     return std::vector<Tensor>{dx, dw, db};
-  });
+  };
+  if (dx_by_convolution)
+    return record("conv2d", out, {x, weight, bias}, PartialBackwardFunction([=](const Tensor& g, const std::vector<bool>& wanted) {
+                    return gradients(g, need_x && wanted[0], wanted[1] || wanted[2]);
+                  }));
+  return record("conv2d", out, {x, weight, bias}, BackwardFunction([=](const Tensor& g) { return gradients(g, need_x, true); }));
 }
 
 Tensor max_pool2d(const Tensor& x, Size2 kernel, Size2 stride, Size2 padding) {

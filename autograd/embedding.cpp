@@ -32,7 +32,9 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
   Tensor out = empty(out_shape, DType::Float32, weight.device());
   kernels::embedding_forward(out.device(), w.data<float>(), idx.data<int32_t>(), out.data<float>(), count, dim);
   const Shape weight_shape = weight.shape();
-  return record("embedding", out, {weight}, [idx, weight_shape, count, dim](const Tensor& g) {
+  // The table is the only input: under a zero-bubble split the whole backward is W.
+  return record("embedding", out, {weight}, [idx, weight_shape, count, dim](const Tensor& g, const std::vector<bool>& wanted) {
+    if (!wanted[0]) return std::vector<Tensor>{Tensor()};
     const Tensor dy = g.contiguous();
     Tensor dw = zeros(weight_shape, DType::Float32, dy.device());
     kernels::embedding_backward(dy.device(), dy.data<float>(), idx.data<int32_t>(), dw.data<float>(), count, dim);

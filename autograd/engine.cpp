@@ -22,19 +22,47 @@ void check_gradient_shape(const Tensor& g, const Shape& expected, const std::str
 }
 
 // What the engine does with the gradient that reaches a leaf or a chosen input.
+// A fresh copy on first arrival, so that two leaves never share a gradient buffer.
+void accumulate_into_leaf(const std::shared_ptr<TensorImpl>& impl, const Tensor& g) {
+  check_gradient_shape(g, impl->shape, "a leaf");
+  impl->grad = impl->grad ? add(Tensor(impl->grad), g).impl_ptr() : g.clone().impl_ptr();
+}
+
+}  // namespace
+
+// Filled by backward_inputs (engine.h), in the order a fused backward would reach them.
+struct DeferredWeightGradients::Entry {
+  std::shared_ptr<Node> node;  // an op that computes its weight gradients alone, later
+  Tensor gradient;             // its output gradient, or a weight's finished gradient
+  std::vector<bool> weights;   // which of the node's inputs are weights
+  std::shared_ptr<TensorImpl> leaf;  // without a node: the weight `gradient` is for
+};
+
+namespace {
+
 struct Sink {
   bool accumulate_into_leaves = true;
   std::unordered_map<const TensorImpl*, size_t> chosen_leaves;
   std::unordered_map<const Node*, size_t> chosen_nodes;
   std::vector<Tensor> captured;
+  // backward_inputs: the leaves whose gradients are wanted now; every other leaf is a weight,
+  // whose gradient waits in `deferred`.
+  DeferredWeightGradients* deferred = nullptr;
+  std::unordered_set<const TensorImpl*> input_leaves;
 
+  bool is_weight(const std::shared_ptr<TensorImpl>& leaf) const {
+    return deferred && leaf && !input_leaves.count(leaf.get());
+  }
   void leaf(const std::shared_ptr<TensorImpl>& impl, const Tensor& g) {
     check_gradient_shape(g, impl->shape, "a leaf");
     if (auto it = chosen_leaves.find(impl.get()); it != chosen_leaves.end())
       captured[it->second] = sum_of(captured[it->second], g);
     if (!accumulate_into_leaves) return;
-    // A fresh copy on first arrival, so that two leaves never share a gradient buffer.
-    impl->grad = impl->grad ? add(Tensor(impl->grad), g).impl_ptr() : g.clone().impl_ptr();
+    if (is_weight(impl)) {
+      deferred->defer(impl, g);
+      return;
+    }
+    accumulate_into_leaf(impl, g);
   }
 };
 
@@ -47,7 +75,7 @@ void run(const std::vector<Tensor>& roots, const std::vector<Tensor>& root_grads
 
   std::unordered_map<Node*, Tensor> pending;
   std::unordered_map<Node*, int> dependencies;
-  std::vector<std::shared_ptr<Node>> reachable;  // every node the roots reach, kept alive during the run
+  std::unordered_map<Node*, std::shared_ptr<Node>> reachable;  // every node the roots reach, kept alive during the run
 
   // Seed the roots.
   std::vector<Node*> root_nodes;
@@ -93,7 +121,7 @@ void run(const std::vector<Tensor>& roots, const std::vector<Tensor>& root_grads
   while (!stack.empty()) {
     std::shared_ptr<Node> node = stack.back();
     stack.pop_back();
-    reachable.push_back(node);
+    reachable[node.get()] = node;
     for (const Edge& edge : node->edges()) {
       if (!edge.node) continue;
       ++dependencies[edge.node.get()];
@@ -119,8 +147,24 @@ void run(const std::vector<Tensor>& roots, const std::vector<Tensor>& root_grads
     std::vector<Tensor> input_grads;
     if (g.defined()) {
       check_gradient_shape(g, node->output_shape(), "the output of '" + node->name() + "'");
-      input_grads = node->apply(g);
-      if (!retain_graph) node->release();
+      // Zero-bubble's B (backward_inputs): an op that can leave its weight gradients for
+      // later computes the others now and waits, with its output gradient, for W.
+      std::vector<bool> weights(node->edges().size()), wanted(node->edges().size());
+      bool has_weight = false, wants_other = false;
+      for (size_t i = 0; i < weights.size(); ++i) {
+        const Edge& edge = node->edges()[i];
+        weights[i] = sink.is_weight(edge.leaf);
+        wanted[i] = !weights[i] && (edge.leaf || edge.node);
+        has_weight = has_weight || weights[i];
+        wants_other = wants_other || wanted[i];
+      }
+      if (has_weight && node->splits()) {
+        if (wants_other) input_grads = node->apply(g, wanted);
+        sink.deferred->defer(reachable.at(node), g, weights);
+      } else {
+        input_grads = node->apply(g);
+        if (!retain_graph) node->release();
+      }
     }
     for (size_t i = 0; i < node->edges().size(); ++i) {
       const Edge& edge = node->edges()[i];
@@ -159,6 +203,50 @@ std::vector<Tensor> grad(const std::vector<Tensor>& roots, const std::vector<Ten
   for (size_t i = 0; i < inputs.size(); ++i)
     if (!sink.captured[i].defined()) sink.captured[i] = zeros_like(inputs[i]);
   return sink.captured;
+}
+
+DeferredWeightGradients::DeferredWeightGradients() = default;
+DeferredWeightGradients::DeferredWeightGradients(DeferredWeightGradients&&) noexcept = default;
+DeferredWeightGradients& DeferredWeightGradients::operator=(DeferredWeightGradients&&) noexcept = default;
+DeferredWeightGradients::~DeferredWeightGradients() = default;
+
+void DeferredWeightGradients::defer(std::shared_ptr<Node> node, Tensor grad_output, std::vector<bool> weights) {
+  entries_.push_back({std::move(node), std::move(grad_output), std::move(weights), nullptr});
+}
+
+void DeferredWeightGradients::defer(std::shared_ptr<TensorImpl> weight, Tensor gradient) {
+  entries_.push_back({nullptr, std::move(gradient), {}, std::move(weight)});
+}
+
+void DeferredWeightGradients::run() {
+  NoGradGuard no_grad;
+  for (Entry& entry : entries_) {
+    if (!entry.node) {
+      accumulate_into_leaf(entry.leaf, entry.gradient);
+      continue;
+    }
+    const std::vector<Tensor> grads = entry.node->apply(entry.gradient, entry.weights);
+    for (size_t i = 0; i < grads.size(); ++i)
+      if (entry.weights[i] && grads[i].defined()) accumulate_into_leaf(entry.node->edges()[i].leaf, grads[i]);
+    entry.node->release();
+  }
+  entries_.clear();
+}
+
+DeferredWeightGradients backward_inputs(const std::vector<Tensor>& roots, const std::vector<Tensor>& root_grads,
+                                        const std::vector<Tensor>& inputs) {
+  DeferredWeightGradients deferred;
+  Sink sink;
+  sink.deferred = &deferred;
+  for (const Tensor& input : inputs) {
+    check_defined("backward_inputs", "an input", input);
+    if (!input.is_leaf() || !input.requires_grad())
+      throw std::invalid_argument("backward_inputs: an input (shape " + shape_str(input.shape()) +
+                                  ") must be a leaf that requires grad, like a stage's received activation");
+    sink.input_leaves.insert(input.impl());
+  }
+  run(roots, root_grads, /*retain_graph=*/false, sink);
+  return deferred;
 }
 
 void Tensor::backward(const Tensor& gradient, bool retain_graph) const {

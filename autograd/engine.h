@@ -4,6 +4,7 @@
 // the next stage, and TeraPipe adds the gradients of keys/values used by later slices.
 // The engine keeps no global state, so several threads may run it at once and a backward
 // formula may call it again (checkpoint() does).
+#include <memory>
 #include <vector>
 
 #include "tensor/tensor.h"
@@ -19,5 +20,39 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& root_
 // touching any .grad. An input the roots do not depend on gets zeros.
 std::vector<Tensor> grad(const std::vector<Tensor>& roots, const std::vector<Tensor>& root_grads,
                          const std::vector<Tensor>& inputs, bool retain_graph = false);
+
+class Node;
+
+// Zero-bubble pipelines (Qi et al. ICLR 2024) split a stage's backward in two: B, the
+// gradients that flow to the stage's input (on the critical path to the previous stage),
+// and W, the weight gradients, which can wait to fill a bubble. backward_inputs runs B: it
+// accumulates the gradients of `inputs` (leaves, like a stage's received activation) and
+// returns the weight gradients (every other leaf's) still to do. An op that can compute its
+// weight gradients alone (Node::splits: linear, matmul, conv2d, embedding) computes only its
+// other gradients now and keeps what it saved until W; the other ops compute everything now
+// and only their weight gradients' accumulation waits. Each gradient is computed once, and
+// run() accumulates into the weights in the order backward() would, so B then W gives
+// exactly backward()'s gradients.
+class DeferredWeightGradients {
+ public:
+  DeferredWeightGradients();
+  DeferredWeightGradients(DeferredWeightGradients&&) noexcept;
+  DeferredWeightGradients& operator=(DeferredWeightGradients&&) noexcept;
+  ~DeferredWeightGradients();
+  void run();  // W: compute and accumulate every weight gradient, once
+  bool empty() const { return entries_.empty(); }
+
+  // What the engine records during B, in order: an op whose weight gradients (inputs marked
+  // in `weights`) are to be computed from `grad_output`, or one weight's finished gradient.
+  void defer(std::shared_ptr<Node> node, Tensor grad_output, std::vector<bool> weights);
+  void defer(std::shared_ptr<TensorImpl> weight, Tensor gradient);
+
+ private:
+  struct Entry;
+  std::vector<Entry> entries_;
+};
+
+DeferredWeightGradients backward_inputs(const std::vector<Tensor>& roots, const std::vector<Tensor>& root_grads,
+                                        const std::vector<Tensor>& inputs);
 
 }  // namespace minipipe

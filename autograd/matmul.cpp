@@ -100,12 +100,12 @@ Tensor matmul(const Tensor& a, const Tensor& b, float alpha) {
   if (!any_requires_grad({a, b})) return out;
   const Tensor sa = a.detach(), sb = b.detach();
   const bool need_a = a.requires_grad(), need_b = b.requires_grad();
-  return record("matmul", out, {a, b}, [sa, sb, need_a, need_b, alpha](const Tensor& g) {
+  return record("matmul", out, {a, b}, [sa, sb, need_a, need_b, alpha](const Tensor& g, const std::vector<bool>& wanted) {
     // dA = alpha g B^T, dB = alpha A^T g; with a 2-D B shared across the batch, dB sums over
     // the batch.
     Tensor ga, gb;
-    if (need_a) ga = matmul(g, sb.transpose(-1, -2), alpha);
-    if (need_b) {
+    if (need_a && wanted[0]) ga = matmul(g, sb.transpose(-1, -2), alpha);
+    if (need_b && wanted[1]) {
       if (sb.dim() == 2 && sa.dim() > 2) {
         // The rows of every batch entry, counted from the shape: reshape cannot infer a -1
         // when the other dim is 0.
@@ -146,20 +146,20 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   if (!any_requires_grad({x, weight, bias})) return y;
   const Tensor sx = xc.detach(), sw = wc.detach();
   const bool need_x = x.requires_grad(), need_w = weight.requires_grad(), need_b = bias.defined() && bias.requires_grad();
-  return record("linear", y, {x, weight, bias}, [=](const Tensor& g) {
+  return record("linear", y, {x, weight, bias}, [=](const Tensor& g, const std::vector<bool>& wanted) {
     const Tensor dy = g.contiguous();
     Tensor dx, dw, db;
-    if (need_x) {  // dX = dY W
+    if (need_x && wanted[0]) {  // dX = dY W
       dx = empty(sx.shape(), DType::Float32, dy.device());
       kernels::gemm(dy.device(), false, false, rows, in, out_features, 1.0f, dy.data<float>(), out_features,
                     sw.data<float>(), in, 0.0f, dx.data<float>(), in);
     }
-    if (need_w) {  // dW = dY^T X over all rows
+    if (need_w && wanted[1]) {  // dW = dY^T X over all rows
       dw = empty(sw.shape(), DType::Float32, dy.device());
       kernels::gemm(dy.device(), true, false, out_features, in, rows, 1.0f, dy.data<float>(), out_features,
                     sx.data<float>(), in, 0.0f, dw.data<float>(), in);
     }
-    if (need_b) {
+    if (need_b && wanted[2]) {
       db = empty({out_features}, DType::Float32, dy.device());
       kernels::sum_dim(dy.device(), dy.data<float>(), db.data<float>(), 1, rows, out_features);
     }

@@ -20,12 +20,19 @@ struct Edge {
 
 // Returns one gradient per input (an undefined Tensor where an input needs none).
 using BackwardFunction = std::function<std::vector<Tensor>(const Tensor& grad_output)>;
+// The same, computing only the gradients of the inputs marked in `wanted` (undefined
+// elsewhere). Ops whose inputs include weights (linear, matmul, conv2d, embedding) give one,
+// so that a zero-bubble schedule can run a backward's input part (B) and its weight part (W)
+// at different times without computing anything twice (autograd/engine.h).
+using PartialBackwardFunction =
+    std::function<std::vector<Tensor>(const Tensor& grad_output, const std::vector<bool>& wanted)>;
 
 class Node {
  public:
   Node(std::string name, std::vector<Edge> edges, BackwardFunction backward, Shape output_shape)
       : name_(std::move(name)), edges_(std::move(edges)), backward_(std::move(backward)),
         output_shape_(std::move(output_shape)) {}
+  Node(std::string name, std::vector<Edge> edges, PartialBackwardFunction partial, Shape output_shape);
 
   const std::string& name() const { return name_; }
   const std::vector<Edge>& edges() const { return edges_; }
@@ -33,14 +40,20 @@ class Node {
 
   // Runs the backward formula and checks that it returned one gradient per input.
   std::vector<Tensor> apply(const Tensor& grad_output);
+  // Whether the op can compute some of its inputs' gradients alone, and that computation.
+  bool splits() const { return static_cast<bool>(partial_); }
+  std::vector<Tensor> apply(const Tensor& grad_output, const std::vector<bool>& wanted);
   // Drops the backward formula and the tensors it saved (after a backward without
   // retain_graph), so activations are freed as soon as they are used.
-  void release() { backward_ = nullptr; }
+  void release() { backward_ = nullptr, partial_ = nullptr; }
 
  private:
+  std::vector<Tensor> checked(std::vector<Tensor> grads) const;
+
   std::string name_;
   std::vector<Edge> edges_;
   BackwardFunction backward_;
+  PartialBackwardFunction partial_;
   Shape output_shape_;
 };
 
@@ -65,6 +78,8 @@ class NoGradGuard : public GradModeGuard {
 // grad (or `always` is set), output gets a Node with `backward`. Returns output.
 Tensor record(const char* name, Tensor output, const std::vector<Tensor>& inputs,
               BackwardFunction backward, bool always = false);
+// The same for an op that can compute its inputs' gradients separately.
+Tensor record(const char* name, Tensor output, const std::vector<Tensor>& inputs, PartialBackwardFunction backward);
 
 // True when recording would happen for these inputs: ops use it to skip saving tensors.
 bool any_requires_grad(const std::vector<Tensor>& inputs);

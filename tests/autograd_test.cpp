@@ -2,6 +2,7 @@
 // checkpoint(), concurrent training on threads, and the optimizer updates.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <thread>
 
 #include "autograd/checkpoint.h"
@@ -13,6 +14,11 @@
 #include "autograd/random_ops.h"
 #include "autograd/reduction.h"
 #include "autograd/softmax.h"
+#include "kernels/cpu/gemm.h"
+#include "nn/convolutional.h"
+#include "nn/layers.h"
+#include "nn/losses.h"
+#include "nn/transformer.h"
 #include "tensor/factories.h"
 #include "test_helpers.h"
 
@@ -214,6 +220,81 @@ std::vector<float> train_small_model(uint64_t seed, int steps) {
     losses.push_back(loss.item());
   }
   return losses;
+}
+
+// Zero-bubble's split (autograd/engine.h): B now, W later, against one fused backward, on a
+// GPT stage (embedding, layer norms, attention, MLPs, head: the blocks' input is the stage's
+// received activation) and on the CNN (convolutions, BatchNorm). Same bits, and the GEMMs
+// of B and W add up to those of the fused backward: nothing is computed twice.
+struct SplitCase {
+  std::string name;
+  std::function<std::shared_ptr<nn::Sequential>()> model;
+  std::function<Tensor(nn::Sequential&, const Tensor& input)> loss;
+  std::function<Tensor()> input;  // a float leaf that requires grad: the "stage input"
+};
+
+void expect_split_equals_fused(const SplitCase& c) {
+  auto fused_model = c.model(), split_model = c.model();
+  const Tensor fused_input = c.input(), split_input = c.input();
+  const Tensor fused_loss = c.loss(*fused_model, fused_input);
+  const int64_t before_fused = kernels::cpu::multiply_adds_done();
+  fused_loss.backward();
+  const int64_t fused = kernels::cpu::multiply_adds_done() - before_fused;
+
+  const Tensor loss = c.loss(*split_model, split_input);
+  const int64_t before_b = kernels::cpu::multiply_adds_done();
+  DeferredWeightGradients weights = backward_inputs({loss}, {Tensor()}, {split_input});
+  const int64_t b = kernels::cpu::multiply_adds_done() - before_b;
+  ASSERT_FALSE(weights.empty()) << c.name;
+  ASSERT_TRUE(split_input.grad().defined()) << c.name;
+  EXPECT_EQ(split_input.grad().to_vector<float>(), fused_input.grad().to_vector<float>()) << c.name << ": input";
+  int waiting = 0;  // weights without a gradient until W
+  for (const auto& [name, p] : split_model->named_parameters()) waiting += !p.grad().defined();
+  EXPECT_GT(waiting, 0) << c.name;
+  const int64_t before_w = kernels::cpu::multiply_adds_done();
+  weights.run();
+  const int64_t w = kernels::cpu::multiply_adds_done() - before_w;
+  EXPECT_GT(b, 0) << c.name;
+  EXPECT_GT(w, 0) << c.name;
+  EXPECT_EQ(b + w, fused) << c.name << ": B and W together must do the fused backward's multiply-adds, no more";
+  const auto fused_parameters = fused_model->named_parameters();
+  const auto split_parameters = split_model->named_parameters();
+  for (size_t i = 0; i < fused_parameters.size(); ++i) {
+    ASSERT_TRUE(split_parameters[i].second.grad().defined()) << c.name << ": " << split_parameters[i].first;
+    EXPECT_EQ(split_parameters[i].second.grad().to_vector<float>(), fused_parameters[i].second.grad().to_vector<float>())
+        << c.name << ": " << fused_parameters[i].first;
+  }
+}
+
+TEST(Engine, InputThenWeightGradientsEqualOneFusedBackwardWithoutExtraWork) {
+  const nn::GPTConfig config{.vocabulary = 31, .context = 8, .dim = 16, .layers = 2, .heads = 2, .dropout = 0.0f, .seed = 3};
+  Generator g(1);
+  const Tensor tokens = randint(0, 31, {4, 8}, g), targets = randint(0, 31, {4, 8}, g);
+  expect_split_equals_fused({"gpt blocks and head", [&] {
+                               auto gpt = nn::make_gpt(config);
+                               auto stage = std::make_shared<nn::Sequential>();
+                               for (size_t i = 1; i < gpt->size(); ++i) stage->add((*gpt)[i], gpt->name_of(i));
+                               return stage;
+                             },
+                             [&](nn::Sequential& m, const Tensor& x) { return nn::cross_entropy_loss(m.forward(x), targets); },
+                             [&] {
+                               Generator h(2);
+                               return randn({4, 8, 16}, h).set_requires_grad();
+                             }});
+  // The whole GPT: the embedding's table is its only weight input, so its backward is all W.
+  expect_split_equals_fused({"gpt with its embedding", [&] { return nn::make_gpt(config); },
+                             [&](nn::Sequential& m, const Tensor& x) {
+                               return nn::cross_entropy_loss(m.forward(tokens), targets) + sum(x);
+                             },
+                             [&] { return zeros({1}).set_requires_grad(); }});
+  Generator label_generator(5);
+  const Tensor labels = randint(0, 10, {4}, label_generator);
+  expect_split_equals_fused({"cnn", [&] { return nn::make_resnet({.in_channels = 1, .width = 4, .stages = 2, .seed = 4}); },
+                             [&](nn::Sequential& m, const Tensor& x) { return nn::cross_entropy_loss(m.forward(x), labels); },
+                             [&] {
+                               Generator h(3);
+                               return randn({4, 1, 8, 8}, h).set_requires_grad();
+                             }});
 }
 
 TEST(Threads, TwoModelsTrainedAtOnceMatchOneAfterTheOther) {

@@ -1,5 +1,7 @@
 #include "kernels/cpu/gemm.h"
 
+#include <atomic>
+
 #include "kernels/cpu/threads.h"
 
 // Eigen must not start threads of its own: kernel_threads() decides (threads.h).
@@ -265,10 +267,17 @@ void gemm_on_one_thread(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_
 // than tall, of whole columns), one GEMM each. Every element of C is still one thread's sum
 // over k, in the same order with our AVX-512 kernel (Eigen's blocking may change with the
 // band's size, and with it the last bits).
+namespace {
+std::atomic<int64_t> multiply_adds{0};
+}  // namespace
+
+int64_t multiply_adds_done() { return multiply_adds.load(); }
+
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
           int64_t ldc) {
   if (m == 0 || n == 0) return;
+  multiply_adds.fetch_add(m * n * k, std::memory_order_relaxed);
   const int threads = kernel_threads();
   if (threads == 1 || m * n * k < kParallelMultiplyAdds) {
     gemm_on_one_thread(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);

@@ -19,6 +19,10 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
           int64_t ldc);
 
+// Multiply-adds (m n k) of every gemm call so far, on every thread: tests measure the work of
+// a computation by the difference before and after it.
+int64_t multiply_adds_done();
+
 // C_i = alpha * op(A_i) * op(B_i) + beta * C_i for i in [0, batch), X_i = X + i * stride_x.
 void gemm_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                   int64_t lda, int64_t stride_a, const float* b, int64_t ldb, int64_t stride_b, float beta, float* c,
