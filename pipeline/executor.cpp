@@ -383,6 +383,7 @@ void Pipeline::run_worker(int w, const std::vector<WorkUnit>& units, std::vector
   // chunk's input leaf, its output (or weighted loss), the gradient received for the output
   // and the one to send upstream.
   std::map<int, Tensor> inputs, outputs, output_grads, input_grads;
+  std::map<int, DeferredWeightGradients> weight_gradients;  // zero-bubble: left by B for W
   // The last stage's unit losses stay on its device until the stage is done: reading one on
   // the host would wait for the GPU after every unit.
   std::map<int, Tensor> unit_losses;
@@ -465,7 +466,8 @@ void Pipeline::run_worker(int w, const std::vector<WorkUnit>& units, std::vector
         case Op::ReceiveGradient:
           output_grads[key] = receive(state.channel(true, neighbour(instruction, true).first, w), instruction).value;
           break;
-        case Op::Backward: {
+        case Op::Backward:
+        case Op::BackwardInput: {
           if (schedule_.asynchronous()) {
             // The executor's own check of the policy's promise (DESIGN.md decision 10).
             const int64_t used = version_base + versions.live();
@@ -479,7 +481,12 @@ void Pipeline::run_worker(int w, const std::vector<WorkUnit>& units, std::vector
           std::vector<Tensor> roots{recompute ? forward_unit(instruction, true) : outputs[key]};
           std::vector<Tensor> root_grads{last ? Tensor() : output_grads[key]};
           if (sliced) caches[m].add_backward_roots(instruction.slice, roots, root_grads);
-          if (roots.size() > 1 || roots[0].requires_grad()) backward(roots, root_grads);
+          if (roots.size() > 1 || roots[0].requires_grad()) {
+            if (instruction.op == Op::Backward)
+              backward(roots, root_grads);
+            else  // zero-bubble's B: the input's gradient now, the weights' at this unit's W
+              weight_gradients[key] = backward_inputs(roots, root_grads, first ? std::vector<Tensor>{} : std::vector<Tensor>{inputs[key]});
+          }
           if (sliced) {
             caches[m].release(instruction.slice);
             if (instruction.slice == 0) caches.erase(m);
@@ -494,6 +501,10 @@ void Pipeline::run_worker(int w, const std::vector<WorkUnit>& units, std::vector
           if (instruction.slice == 0) forward_version.erase(m);
           break;
         }
+        case Op::BackwardWeight:
+          weight_gradients[key].run();
+          weight_gradients.erase(key);
+          break;
         case Op::SendGradient: {
           const auto [to, stage] = neighbour(instruction, false);
           send(state.channel(true, w, to), instruction, schedule_.chunk_of_piece(piece(instruction) - 1),

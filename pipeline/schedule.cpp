@@ -9,6 +9,8 @@ const char* op_name(Op op) {
   switch (op) {
     case Op::Forward: return "Forward";
     case Op::Backward: return "Backward";
+    case Op::BackwardInput: return "BackwardInput";
+    case Op::BackwardWeight: return "BackwardWeight";
     case Op::SendActivation: return "SendActivation";
     case Op::ReceiveActivation: return "ReceiveActivation";
     case Op::SendGradient: return "SendGradient";
@@ -21,6 +23,12 @@ const char* op_name(Op op) {
   }
   return "?";
 }
+
+bool is_compute(Op op) {
+  return op == Op::Forward || op == Op::Backward || op == Op::BackwardInput || op == Op::BackwardWeight;
+}
+
+bool is_backward(Op op) { return op == Op::Backward || op == Op::BackwardInput; }
 
 WeightPolicy parse_weight_policy(const std::string& name) {
   if (name == "stash") return WeightPolicy::Stash;
@@ -215,6 +223,55 @@ Schedule interleaved_schedule(int stages, int micro_batches, int virtual_stages)
   return s;
 }
 
+// Zero-bubble (Qi et al. ICLR 2024, sections 3 and 4). Each backward is split into B, the
+// gradient of the stage's input, which the previous stage waits for, and W, the weight
+// gradients, which nobody waits for. The order comes from the paper's greedy rule, run on
+// unit costs (F = B = W): a stage that is free does a B if one is ready (it is on the
+// critical path), else an F if one is ready and fewer than `limit` micro-batches are in
+// flight on the stage (forwarded, not yet B), else its oldest pending W; the pending Ws
+// fill what would be bubbles, and run in micro-batch order. ZB-H1 keeps 1F1B's limit,
+// K - s, and its bubble shrinks from (K - 1)(F + B + W) to (K - 1)(F + B - W); ZB-H2 allows
+// 2 (K - s) - 1 and leaves only the fill, (K - 1) F. K = 4, M = 8:
+//
+//   zb-h1
+//   stage 0 | F0 F1 F2 F3 .  .  .  B0 F4 .  B1 F5 W0 B2 F6 W1 B3 F7 W2 B4 W3 W4 B5 W5 B6 W6 B7 W7
+//   ...
+Schedule zero_bubble_schedule(const std::string& name, int stages, int micro_batches) {
+  check_sizes(name.c_str(), stages, micro_batches);
+  const bool h2 = name == "zb-h2";
+  if (!h2 && name != "zb-h1") throw std::invalid_argument("zero_bubble_schedule: '" + name + "' is not zb-h1 or zb-h2");
+  Schedule s{name, stages, micro_batches, std::vector<Program>(stages)};
+  const int never = -1;  // the step an op ended at, or never
+  std::vector<std::vector<int>> forward_done(stages, std::vector<int>(micro_batches, never)),
+      input_done(stages, std::vector<int>(micro_batches, never));  // B
+  std::vector<int> next_forward(stages, 0), next_backward(stages, 0), next_weight(stages, 0);
+  auto ready = [](int done, int step) { return done != never && done <= step; };
+  int finished = 0;
+  for (int step = 0; finished < stages; ++step) {
+    for (int stage = 0; stage < stages; ++stage) {
+      Program& program = s.programs[stage];
+      int &f = next_forward[stage], &b = next_backward[stage], &w = next_weight[stage];
+      if (w == micro_batches) continue;
+      const int limit = h2 ? 2 * (stages - stage) - 1 : stages - stage;
+      const bool backward_ready =
+          b < f && (stage + 1 == stages ? ready(forward_done[stage][b], step) : ready(input_done[stage + 1][b], step));
+      const bool forward_ready = f < micro_batches && f - b < limit && (stage == 0 || ready(forward_done[stage - 1][f], step));
+      if (backward_ready) {
+        program.push_back({Op::BackwardInput, b});
+        input_done[stage][b++] = step + 1;
+      } else if (forward_ready) {
+        program.push_back({Op::Forward, f});
+        forward_done[stage][f++] = step + 1;
+      } else if (w < b) {
+        program.push_back({Op::BackwardWeight, w++});
+        if (w == micro_batches) ++finished;
+      }
+    }
+  }
+  add_communication(s);
+  return s;
+}
+
 Schedule make_schedule(const std::string& name, int stages, int micro_batches, int token_slices, int virtual_stages) {
   const bool interleaved = name == "interleaved";
   if (virtual_stages != 1 && !interleaved)
@@ -222,12 +279,17 @@ Schedule make_schedule(const std::string& name, int stages, int micro_batches, i
   if (interleaved && token_slices > 1)
     throw std::invalid_argument("the interleaved schedule does not cut sequences into token slices; use gpipe or 1f1b");
   if (interleaved) return interleaved_schedule(stages, micro_batches, virtual_stages);
+  if (name == "zb-h1" || name == "zb-h2") {
+    if (token_slices > 1)
+      throw std::invalid_argument("the zero-bubble schedules do not cut sequences into token slices; use gpipe or 1f1b");
+    return zero_bubble_schedule(name, stages, micro_batches);
+  }
   if (name == "gpipe") return gpipe_schedule(stages, micro_batches, token_slices);
   if (name == "1f1b") return one_f_one_b_schedule(stages, micro_batches, token_slices);
   if (name == "pipedream")
     throw std::invalid_argument("the pipedream schedule is asynchronous: build it with pipedream_schedule(), which needs "
                                 "the weight policy and the micro-batches per update");
-  throw std::invalid_argument("unknown schedule '" + name + "': use gpipe, 1f1b, interleaved or pipedream");
+  throw std::invalid_argument("unknown schedule '" + name + "': use gpipe, 1f1b, interleaved, zb-h1, zb-h2 or pipedream");
 }
 
 void add_communication(Schedule& schedule) {
@@ -242,15 +304,17 @@ void add_communication(Schedule& schedule) {
         if (piece > 0) with_communication.push_back(message(Op::ReceiveActivation));
         with_communication.push_back(instruction);
         if (piece < last) with_communication.push_back(message(Op::SendActivation));
-      } else if (instruction.op == Op::Backward) {
+      } else if (is_backward(instruction.op)) {
         if (piece < last) with_communication.push_back(message(Op::ReceiveGradient));
         with_communication.push_back(instruction);
         if (piece > 0) with_communication.push_back(message(Op::SendGradient));
+      } else if (instruction.op == Op::BackwardWeight) {
+        with_communication.push_back(instruction);
       } else if ((instruction.op == Op::OptimizerStep || instruction.op == Op::AllReduce) && schedule.asynchronous()) {
         with_communication.push_back(instruction);
       } else if (instruction.op != Op::OptimizerStep) {
-        throw std::invalid_argument("add_communication: a generator's program may hold only Forward, Backward and "
-                                    "(asynchronous) AllReduce and OptimizerStep");
+        throw std::invalid_argument("add_communication: a generator's program may hold only Forward, Backward (or "
+                                    "BackwardInput and BackwardWeight) and (asynchronous) AllReduce and OptimizerStep");
       }
     }
     if (!schedule.asynchronous()) with_communication.push_back({Op::OptimizerStep, -1});

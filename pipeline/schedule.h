@@ -11,6 +11,9 @@ namespace minipipe::pipeline {
 enum class Op {
   Forward,            // run the stage's layers on micro-batch m
   Backward,           // backpropagate micro-batch m through the stage
+  BackwardInput,      // zero-bubble's B: only the gradient of m's stage input (and what leads
+                      // to it); the weight gradients wait for BackwardWeight
+  BackwardWeight,     // zero-bubble's W: m's weight gradients, left by its BackwardInput
   SendActivation,     // stage output of m -> next stage
   ReceiveActivation,  // stage input of m <- previous stage
   SendGradient,       // gradient of the stage input of m -> previous stage
@@ -27,6 +30,8 @@ enum class Op {
 };
 
 const char* op_name(Op op);
+bool is_compute(Op op);   // Forward, Backward, BackwardInput, BackwardWeight
+bool is_backward(Op op);  // Backward or BackwardInput: the one that sends the input's gradient
 
 struct Instruction {
   Op op;
@@ -132,15 +137,20 @@ Program one_f_one_b_order(int stage, int stages, int micro_batches, int token_sl
 // The same order over given units: `warmup` forwards, then one forward and one backward in
 // turn, then the remaining backwards.
 Program one_f_one_b_order(const std::vector<Instruction>& forwards, const std::vector<Instruction>& backwards, size_t warmup);
+// Zero-bubble schedules (Qi et al. ICLR 2024, section 3.1): each backward split into B
+// (BackwardInput) and W (BackwardWeight), W filling what would be bubbles. "zb-h1" keeps
+// 1F1B's K - s micro-batches in flight (until B); "zb-h2" allows up to 2 (K - s) - 1 and
+// leaves no bubble after the fill when F = B = W. Figures in schedule.cpp.
+Schedule zero_bubble_schedule(const std::string& name, int stages, int micro_batches);
 // Interleaved 1F1B (Narayanan et al. SC 2021, section 2.2, figure 4): each stage holds v
 // chunks; see the figure in schedule.cpp. M must be a multiple of K.
 Schedule interleaved_schedule(int stages, int micro_batches, int virtual_stages);
-// By name: "gpipe", "1f1b" or "interleaved" (synchronous; interleaved needs
-// virtual_stages >= 2, the others 1); "pipedream" is built by pipedream_schedule().
+// By name: "gpipe", "1f1b", "interleaved", "zb-h1" or "zb-h2" (synchronous; interleaved
+// needs virtual_stages >= 2, the others 1); "pipedream" is built by pipedream_schedule().
 Schedule make_schedule(const std::string& name, int stages, int micro_batches, int token_slices = 1, int virtual_stages = 1);
 
 // Inserts ReceiveActivation before and SendActivation after each Forward, ReceiveGradient
-// before and SendGradient after each Backward (none across the pipeline's two ends: the
+// before and SendGradient after each Backward or BackwardInput (none across the pipeline's two ends: the
 // first piece's input and the last piece's output), and,
 // in a synchronous schedule, an OptimizerStep at the end of every program (an asynchronous
 // generator places its own).

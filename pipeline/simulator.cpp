@@ -16,6 +16,10 @@ CostModel CostModel::uniform(int stages, double forward_cost, double backward_co
 
 double CostModel::compute_cost(int stage, const Instruction& instruction) const {
   const bool forward_op = instruction.op == Op::Forward;
+  if (instruction.op == Op::BackwardInput || instruction.op == Op::BackwardWeight) {
+    const double weight = backward_weight.empty() ? backward[stage] / 2 : backward_weight.at(stage);
+    return instruction.op == Op::BackwardWeight ? weight : backward[stage] - weight;
+  }
   const auto& per_slice = forward_op ? slice_forward : slice_backward;
   if (!per_slice.empty()) return per_slice.at(stage).at(instruction.slice);
   return forward_op ? forward[stage] : backward[stage];
@@ -114,13 +118,15 @@ SimulationResult simulate(const Schedule& schedule, const CostModel& costs) {
         bool ran = true;
         switch (instruction.op) {
           case Op::Forward:
-          case Op::Backward: {
+          case Op::Backward:
+          case Op::BackwardInput:
+          case Op::BackwardWeight: {
             const double cost = costs.compute_cost(s, instruction);
             end = start + cost;
             busy[w] += cost;
             if (instruction.op == Op::Forward)
               result.peak_in_flight[w] = std::max(result.peak_in_flight[w], ++in_flight[w]);
-            else
+            else if (is_backward(instruction.op))
               --in_flight[w];
             break;
           }

@@ -18,7 +18,7 @@ class ScheduleError : public std::runtime_error {
 };
 
 struct CostModel {
-  std::vector<double> forward, backward;  // per stage
+  std::vector<double> forward, backward;  // per stage (backward: B and W together)
   double communication = 0.0;             // added to every message's arrival
   std::vector<double> update;             // per stage, one OptimizerStep (empty: free)
   std::vector<double> all_reduce;         // per stage, one AllReduce among its replicas (empty: free)
@@ -26,7 +26,10 @@ struct CostModel {
   // context and costs more (TeraPipe section 3.3). Empty: every slice costs forward[stage]
   // and backward[stage].
   std::vector<std::vector<double>> slice_forward, slice_backward;
-  double compute_cost(int stage, const Instruction& instruction) const;  // of a Forward or Backward
+  // Zero-bubble: per stage, the part of `backward` that is W (the weight gradients); B costs
+  // the rest. Empty: half of it.
+  std::vector<double> backward_weight;
+  double compute_cost(int stage, const Instruction& instruction) const;  // of a compute instruction
   static CostModel uniform(int stages, double forward_cost, double backward_cost);
 };
 

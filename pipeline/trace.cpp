@@ -8,7 +8,6 @@
 namespace minipipe::pipeline {
 
 namespace {
-bool is_compute(const Instruction& i) { return i.op == Op::Forward || i.op == Op::Backward; }
 
 std::ofstream open_for_writing(const std::string& path) {
   std::ofstream out(path);
@@ -23,7 +22,7 @@ TraceSummary summarize(const std::vector<TraceEvent>& events, int workers) {
   for (const TraceEvent& e : events) {
     first = std::min(first, e.start_us);
     last = std::max(last, e.end_us);
-    if (is_compute(e.instruction)) compute += e.end_us - e.start_us;
+    if (is_compute(e.instruction.op)) compute += e.end_us - e.start_us;
   }
   const double makespan = last - first;
   return {makespan, makespan > 0 ? 1.0 - compute / (workers * makespan) : 0.0};
@@ -78,13 +77,13 @@ void write_svg_timeline(const std::string& path, const std::vector<TraceEvent>& 
       << "%)</text>\n";
   for (int w = 0; w < rows; ++w) out << "<text x=\"4\" y=\"" << top + row * w + 18 << "\">" << worker_names[w] << "</text>\n";
   for (const TraceEvent& e : events) {
-    if (!is_compute(e.instruction)) continue;
-    const bool forward = e.instruction.op == Op::Forward;
+    if (!is_compute(e.instruction.op)) continue;
+    const bool forward = e.instruction.op == Op::Forward, weight = e.instruction.op == Op::BackwardWeight;
     const double x = left + (e.start_us - origin) * scale, w = std::max(1.0, (e.end_us - e.start_us) * scale);
     out << "<rect x=\"" << x << "\" y=\"" << top + row * e.worker << "\" width=\"" << w << "\" height=\"" << row - 4
-        << "\" fill=\"" << (forward ? "#4e79a7" : "#f28e2b") << "\" stroke=\"white\"/>\n";
+        << "\" fill=\"" << (forward ? "#4e79a7" : weight ? "#59a14f" : "#f28e2b") << "\" stroke=\"white\"/>\n";
     if (w > 14)
-      out << "<text x=\"" << x + 3 << "\" y=\"" << top + row * e.worker + 17 << "\" fill=\"white\">" << (forward ? "F" : "B")
+      out << "<text x=\"" << x + 3 << "\" y=\"" << top + row * e.worker + 17 << "\" fill=\"white\">" << (forward ? "F" : weight ? "W" : "B")
           << label(e.instruction) << "</text>\n";
   }
   out << "</svg>\n";

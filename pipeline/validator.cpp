@@ -111,6 +111,12 @@ ValidationReport validate(const Schedule& schedule) {
   if (chunks > 1 && (slices > 1 || schedule.asynchronous()))
     throw ScheduleError("schedule '" + schedule.name + "' has virtual stages and is " +
                         (slices > 1 ? "token-sliced" : "asynchronous") + ", which minipipe does not combine");
+  for (const Program& program : schedule.programs)
+    for (const Instruction& i : program)
+      if ((i.op == Op::BackwardInput || i.op == Op::BackwardWeight) && (slices > 1 || chunks > 1 || schedule.asynchronous()))
+        throw ScheduleError("schedule '" + schedule.name + "' splits backwards into B and W and is " +
+                            (slices > 1 ? "token-sliced" : chunks > 1 ? "interleaved" : "asynchronous") +
+                            ", which minipipe does not combine");
   for (int w = 0; w < workers; ++w) {
     const int s = schedule.stage_of(w);
     const Program& program = schedule.programs[w];
@@ -144,14 +150,22 @@ ValidationReport validate(const Schedule& schedule) {
       for (int unit = 0; unit < slices * chunks; ++unit) {  // slices and chunks do not combine
         const int slice = unit % slices, chunk = unit / slices, piece = schedule.piece_of(s, chunk);
         const std::string mb = " of micro-batch " + unit_label({Op::Forward, m, -1, slice, chunk}, schedule);
-        if (count(Op::Forward, m, slice, chunk) != 1 || count(Op::Backward, m, slice, chunk) != 1) {
+        // The backward runs once: whole (Backward), or split into B then W (zero-bubble).
+        const size_t fused = count(Op::Backward, m, slice, chunk), b = count(Op::BackwardInput, m, slice, chunk),
+                     w_count = count(Op::BackwardWeight, m, slice, chunk);
+        const bool split = b + w_count > 0;
+        if (count(Op::Forward, m, slice, chunk) != 1 || (split ? b != 1 || w_count != 1 || fused != 0 : fused != 1)) {
           problem(w, "runs the forward" + mb + " " + std::to_string(count(Op::Forward, m, slice, chunk)) +
-                         " times and its backward " + std::to_string(count(Op::Backward, m, slice, chunk)) +
-                         " times (each must run once)");
+                         " times and its backward " + std::to_string(fused) + " times, B " + std::to_string(b) +
+                         " times and W " + std::to_string(w_count) + " times (the forward once, and the backward once, "
+                         "whole or as one B and one W)");
           continue;
         }
-        const size_t forward = position(Op::Forward, m, slice, chunk), backward = position(Op::Backward, m, slice, chunk);
+        const size_t forward = position(Op::Forward, m, slice, chunk),
+                     backward = position(split ? Op::BackwardInput : Op::Backward, m, slice, chunk);
         if (backward < forward) problem(w, "runs the backward" + mb + " before its forward");
+        if (split && position(Op::BackwardWeight, m, slice, chunk) < backward)
+          problem(w, "runs the W" + mb + " before its B (W uses what B leaves)");
         // A slice attends over the keys and values of the earlier slices, so it runs after
         // them; its backward hands them their gradients, so theirs run after it.
         if (slice > 0 && count(Op::Forward, m, slice - 1) == 1 && position(Op::Forward, m, slice - 1) > forward)
@@ -197,7 +211,11 @@ ValidationReport validate(const Schedule& schedule) {
 }
 
 std::string format_grid(const Schedule& schedule) {
-  const SimulationResult simulated = simulate(schedule, CostModel::uniform(schedule.stages, 1.0, 1.0));
+  // One step per compute instruction: a split backward's B and W take one each.
+  bool split = false;
+  for (const Program& program : schedule.programs)
+    for (const Instruction& i : program) split = split || i.op == Op::BackwardWeight;
+  const SimulationResult simulated = simulate(schedule, CostModel::uniform(schedule.stages, 1.0, split ? 2.0 : 1.0));
   const int slots = static_cast<int>(simulated.makespan + 0.5);
   // Asynchronous schedules add each compute's weight version in brackets and a U on the
   // backward an update follows: F3[1], B1[0]U.
@@ -207,9 +225,9 @@ std::string format_grid(const Schedule& schedule) {
   for (const TimedInstruction& t : simulated.timeline) {
     const Instruction& i = t.instruction;
     if (i.op == Op::OptimizerStep && last_compute[t.worker] && schedule.asynchronous()) *last_compute[t.worker] += "U";
-    if (i.op != Op::Forward && i.op != Op::Backward) continue;
+    if (!is_compute(i.op)) continue;
     std::string& cell = cells[t.worker][static_cast<int>(t.start + 0.5)];
-    cell = (i.op == Op::Forward ? "F" : "B") + unit_label(i, schedule) +
+    cell = (i.op == Op::Forward ? "F" : i.op == Op::BackwardWeight ? "W" : "B") + unit_label(i, schedule) +
            (i.version >= 0 ? "[" + std::to_string(i.version) + "]" : "");
     last_compute[t.worker] = &cell;
   }
@@ -223,7 +241,7 @@ std::string format_grid(const Schedule& schedule) {
   }
   if (schedule.token_slices > 1) out << " x " << schedule.token_slices << " token slices (F<micro-batch>.<slice>)";
   if (schedule.virtual_stages > 1) out << ", " << schedule.virtual_stages << " chunks per stage (F<micro-batch>:<chunk>)";
-  out << " (unit forward and backward costs";
+  out << (split ? " (unit forward, B and W costs" : " (unit forward and backward costs");
   if (schedule.asynchronous())
     out << "; weights " << weight_policy_name(schedule.weights) << ", an update per " << schedule.micro_batches_per_update
         << " micro-batch" << (schedule.micro_batches_per_update > 1 ? "es" : "") << ", [version], U = update";

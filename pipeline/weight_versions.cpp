@@ -10,7 +10,6 @@ namespace minipipe::pipeline {
 
 namespace {
 
-bool is_compute(Op op) { return op == Op::Forward || op == Op::Backward; }
 
 // Step 1: the version each Forward and Backward runs with, and the one each OptimizerStep
 // makes. A forward runs with the stage's latest weights, except under vertical sync, where

@@ -34,7 +34,7 @@ TEST(Executor, SameLossesAndWeightsBitForBitForAnyStagesScheduleAndRecompute) {
   const TrainingRun reference = train(1, 4, "gpipe", Recompute::Never);
   EXPECT_LT(reference.losses.back(), reference.losses.front());
   for (int stages : {1, 2, 3, 4})
-    for (const char* schedule : {"gpipe", "1f1b"})
+    for (const char* schedule : {"gpipe", "1f1b", "zb-h1", "zb-h2"})  // zb: backwards split into B and W
       for (Recompute recompute : {Recompute::Never, Recompute::Always, Recompute::ExceptLast})
         expect_identical(reference, train(stages, 4, schedule, recompute),
                          "K=" + std::to_string(stages) + " " + schedule + " recompute " + recompute_name(recompute));
@@ -55,9 +55,9 @@ TEST(Executor, InterleavedTrainsTheGptBitForBitLikeOneDevice) {
   }
 }
 
-// The CNN (convolutions, BatchNorm with its running statistics, pooling) through 1F1B and
-// interleaved stages, against one device with the same micro-batches.
-TEST(Executor, InterleavedAndOneFOneBTrainTheCnnBitForBitLikeOneDevice) {
+// The CNN (convolutions, BatchNorm with its running statistics, pooling) through 1F1B,
+// interleaved and zero-bubble stages, against one device with the same micro-batches.
+TEST(Executor, OneFOneBInterleavedAndZeroBubbleTrainTheCnnBitForBitLikeOneDevice) {
   auto cnn_run = [](int pieces, const PipelineOptions& options) {
     auto model = nn::make_resnet({.in_channels = 1, .classes = 10, .width = 4, .blocks_per_stage = 1, .stages = 2, .seed = 5});
     Pipeline pipe(model, partition_uniform(*model, pieces), options,
@@ -76,7 +76,9 @@ TEST(Executor, InterleavedAndOneFOneBTrainTheCnnBitForBitLikeOneDevice) {
   };
   const TrainingRun reference = cnn_run(1, {4, "gpipe", Recompute::Never, {}, 7, false});
   for (Recompute recompute : {Recompute::Never, Recompute::Always, Recompute::ExceptLast}) {
-    expect_identical(reference, cnn_run(2, {4, "1f1b", recompute, {}, 7, false}), std::string("1f1b ") + recompute_name(recompute));
+    for (const char* schedule : {"1f1b", "zb-h1", "zb-h2"})
+      expect_identical(reference, cnn_run(2, {4, schedule, recompute, {}, 7, false}),
+                       std::string(schedule) + " " + recompute_name(recompute));
     PipelineOptions interleaved{4, "interleaved", recompute, {}, 7, false};
     interleaved.virtual_stages = 2;
     expect_identical(reference, cnn_run(4, interleaved), std::string("interleaved ") + recompute_name(recompute));

@@ -79,6 +79,27 @@ TEST(Interleaved, BubbleIsKMinusOneOverVMOfTheIdealTime) {
   EXPECT_THROW_WITH(make_schedule("interleaved", 2, 4, 2, 2), "token slices");
 }
 
+TEST(ZeroBubble, BubbleIsKMinusOneTimesFPlusBMinusW) {
+  // Qi et al. 2024, section 3.1, with F = B = W = 1 (backward = B + W = 2): 1F1B's bubble
+  // is (K - 1)(F + B + W) per stage; ZB-H1's, (K - 1)(F + B - W); ZB-H2 also fills the
+  // middle, and with a flush at the end of every step (no overlap with the next step's
+  // forwards, the paper's section 5) keeps only the fill and drain, (K - 1) F.
+  for (const char* name : {"zb-h1", "zb-h2"})
+    for (int k = 2; k <= 8; ++k)
+      for (int m = 1; m <= 32; ++m) {
+        const Schedule schedule = make_schedule(name, k, m);
+        validate(schedule);
+        const SimulationResult r = simulate(schedule, CostModel::uniform(k, 1.0, 2.0));
+        const double one_f_one_b = 3.0 * (m + k - 1);
+        if (m < k) {  // no steady state: the papers' forms do not apply; never worse than 1F1B
+          EXPECT_LE(r.makespan, one_f_one_b) << name << " K=" << k << " M=" << m;
+          continue;
+        }
+        EXPECT_NEAR(r.makespan, 3.0 * m + (k - 1), 1e-9) << name << " K=" << k << " M=" << m;
+        EXPECT_NEAR(r.bubble_fraction, (k - 1) / (3.0 * m + k - 1), 1e-12) << name << " K=" << k << " M=" << m;
+      }
+}
+
 TEST(Validator, RejectsBrokenPrograms) {
   Schedule backward_first = gpipe_schedule(1, 2);
   std::swap(backward_first.programs[0][0], backward_first.programs[0][2]);  // B0 before F0

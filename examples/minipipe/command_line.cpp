@@ -81,7 +81,7 @@ void add_training_options(CLI::App& command, TrainOptions& o) {
   command.add_option("--micro-batches", p.micro_batches, "micro-batches M per mini-batch (pipedream: per update)")->check(kPositive)->capture_default_str();
   command.add_option("--schedule", p.schedule, "gpipe, 1f1b, interleaved (1F1B over --virtual-stages chunks per stage), or "
                      "pipedream (asynchronous: no flush between mini-batches)")
-      ->check(CLI::IsMember({"gpipe", "1f1b", "interleaved", "pipedream"}))->capture_default_str();
+      ->check(CLI::IsMember({"gpipe", "1f1b", "interleaved", "zb-h1", "zb-h2", "pipedream"}))->capture_default_str();
   command.add_option("--virtual-stages", p.virtual_stages, "interleaved: model chunks per stage v (the model is cut into "
                      "stages x v pieces, placed round-robin; M must be a multiple of --stages)")
       ->check(kPositive)->capture_default_str();
@@ -159,7 +159,7 @@ bool parse_command_line(int argc, const char* const* argv, CommandLine& parsed, 
   simulate_command->add_option("--stages", sim.stages, "stages K")->check(kPositive)->capture_default_str();
   simulate_command->add_option("--micro-batches", sim.micro_batches, "micro-batches M")->check(kPositive)->capture_default_str();
   simulate_command->add_option("--schedule", sim.schedule, "gpipe, 1f1b, interleaved (see --virtual-stages) or pipedream (asynchronous)")
-      ->check(CLI::IsMember({"gpipe", "1f1b", "interleaved", "pipedream"}))->capture_default_str();
+      ->check(CLI::IsMember({"gpipe", "1f1b", "interleaved", "zb-h1", "zb-h2", "pipedream"}))->capture_default_str();
   simulate_command->add_option("--virtual-stages", sim.virtual_stages, "interleaved: model chunks per stage v (each costs 1/v of "
                                "--forward-cost and --backward-cost)")->check(kPositive)->capture_default_str();
   simulate_command->add_option("--weights", sim.weights, "pipedream's weight policy: stash (default), vertical-sync, none or 2bw")
