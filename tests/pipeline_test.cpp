@@ -33,7 +33,7 @@ TEST(Schedules, CommunicationIsInsertedAroundCompute) {
                                     {Op::Backward, 0}, {Op::OptimizerStep, -1}}));
   EXPECT_EQ(s.programs[1], (Program{{Op::ReceiveActivation, 0}, {Op::Forward, 0}, {Op::Backward, 0},
                                     {Op::SendGradient, 0}, {Op::OptimizerStep, -1}}));
-  EXPECT_THROW_WITH(make_schedule("zigzag", 2, 2), "'zigzag'", "gpipe, 1f1b, interleaved or pipedream");
+  EXPECT_THROW_WITH(make_schedule("zigzag", 2, 2), "'zigzag'", "gpipe, 1f1b, interleaved, zb-h1, zb-h2 or pipedream");
   EXPECT_THROW_WITH(gpipe_schedule(0, 2), "at least 1 stage");
 }
 
