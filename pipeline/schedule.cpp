@@ -231,11 +231,21 @@ Schedule interleaved_schedule(int stages, int micro_batches, int virtual_stages)
 // flight on the stage (forwarded, not yet B), else its oldest pending W; the pending Ws
 // fill what would be bubbles, and run in micro-batch order. ZB-H1 keeps 1F1B's limit,
 // K - s, and its bubble shrinks from (K - 1)(F + B + W) to (K - 1)(F + B - W); ZB-H2 allows
-// 2 (K - s) - 1 and leaves only the fill, (K - 1) F. K = 4, M = 8:
+// 2 (K - s) - 1 and fills the middle too: with a flush at the end of the step only the
+// fill and drain are left, (K - 1) F per stage, which F = B = W makes the same. K = 4, M = 8
+// (`minipipe simulate --schedule zb-h1 --stages 4 --micro-batches 8 --backward-cost 2 --grid`):
 //
 //   zb-h1
-//   stage 0 | F0 F1 F2 F3 .  .  .  B0 F4 .  B1 F5 W0 B2 F6 W1 B3 F7 W2 B4 W3 W4 B5 W5 B6 W6 B7 W7
-//   ...
+//   stage 0 | F0 F1 F2 F3 .  .  .  B0 F4 B1 F5 B2 F6 B3 F7 B4 W0 B5 W1 B6 W2 B7 W3 W4 W5 W6 W7
+//   stage 1 | .  F0 F1 F2 .  .  B0 F3 B1 F4 B2 F5 B3 F6 B4 F7 B5 W0 B6 W1 B7 W2 W3 W4 W5 W6 W7
+//   stage 2 | .  .  F0 F1 .  B0 F2 B1 F3 B2 F4 B3 F5 B4 F6 B5 F7 B6 W0 B7 W1 W2 W3 W4 W5 W6 W7
+//   stage 3 | .  .  .  F0 B0 F1 B1 F2 B2 F3 B3 F4 B4 F5 B5 F6 B6 F7 B7 W0 W1 W2 W3 W4 W5 W6 W7
+//
+//   zb-h2
+//   stage 0 | F0 F1 F2 F3 F4 F5 F6 B0 F7 B1 W0 B2 W1 B3 W2 B4 W3 B5 W4 B6 W5 B7 W6 W7 .  .  .
+//   stage 1 | .  F0 F1 F2 F3 F4 B0 F5 B1 F6 B2 F7 B3 W0 B4 W1 B5 W2 B6 W3 B7 W4 W5 W6 W7 .  .
+//   stage 2 | .  .  F0 F1 F2 B0 F3 B1 F4 B2 F5 B3 F6 B4 F7 B5 W0 B6 W1 B7 W2 W3 W4 W5 W6 W7 .
+//   stage 3 | .  .  .  F0 B0 F1 B1 F2 B2 F3 B3 F4 B4 F5 B5 F6 B6 F7 B7 W0 W1 W2 W3 W4 W5 W6 W7
 Schedule zero_bubble_schedule(const std::string& name, int stages, int micro_batches) {
   check_sizes(name.c_str(), stages, micro_batches);
   const bool h2 = name == "zb-h2";
