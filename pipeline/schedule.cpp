@@ -227,25 +227,26 @@ Schedule interleaved_schedule(int stages, int micro_batches, int virtual_stages)
 // gradient of the stage's input, which the previous stage waits for, and W, the weight
 // gradients, which nobody waits for. The order comes from the paper's greedy rule, run on
 // unit costs (F = B = W): a stage that is free does a B if one is ready (it is on the
-// critical path), else an F if one is ready and fewer than `limit` micro-batches are in
-// flight on the stage (forwarded, not yet B), else its oldest pending W; the pending Ws
-// fill what would be bubbles, and run in micro-batch order. ZB-H1 keeps 1F1B's limit,
-// K - s, and its bubble shrinks from (K - 1)(F + B + W) to (K - 1)(F + B - W); ZB-H2 allows
-// 2 (K - s) - 1 and fills the middle too: with a flush at the end of the step only the
-// fill and drain are left, (K - 1) F per stage, which F = B = W makes the same. K = 4, M = 8
+// critical path), else its oldest pending W if K - 1 already wait, else an F if one is
+// ready and fewer than `limit` micro-batches are in flight on the stage (forwarded, not yet
+// B), else its oldest pending W; the pending Ws fill what would be bubbles, and run in
+// micro-batch order. ZB-H1 keeps 1F1B's limit, K - s, and its bubble shrinks from (K - 1)(F + B + W) to (K - 1)(F + B - W); ZB-H2 allows
+// 2 (K - s) - 1 and fills the middle too (the paper's zero bubble also overlaps one step's
+// drain with the next step's fill, which a flush at every step rules out): with F = B = W
+// both leave (K - 1) of the 3 M steps idle. K = 4, M = 8
 // (`minipipe simulate --schedule zb-h1 --stages 4 --micro-batches 8 --backward-cost 2 --grid`):
 //
 //   zb-h1
-//   stage 0 | F0 F1 F2 F3 .  .  .  B0 F4 B1 F5 B2 F6 B3 F7 B4 W0 B5 W1 B6 W2 B7 W3 W4 W5 W6 W7
-//   stage 1 | .  F0 F1 F2 .  .  B0 F3 B1 F4 B2 F5 B3 F6 B4 F7 B5 W0 B6 W1 B7 W2 W3 W4 W5 W6 W7
-//   stage 2 | .  .  F0 F1 .  B0 F2 B1 F3 B2 F4 B3 F5 B4 F6 B5 F7 B6 W0 B7 W1 W2 W3 W4 W5 W6 W7
-//   stage 3 | .  .  .  F0 B0 F1 B1 F2 B2 F3 B3 F4 B4 F5 B5 F6 B6 F7 B7 W0 W1 W2 W3 W4 W5 W6 W7
+//   stage 0 | F0 F1 F2 F3 .  .  .  B0 F4 B1 F5 B2 F6 B3 W0 F7 B4 W1 W2 B5 W3 W4 B6 W5 W6 B7 W7
+//   stage 1 | .  F0 F1 F2 .  .  B0 F3 B1 F4 B2 F5 B3 W0 F6 B4 W1 F7 B5 W2 W3 B6 W4 W5 B7 W6 W7
+//   stage 2 | .  .  F0 F1 .  B0 F2 B1 F3 B2 F4 B3 W0 F5 B4 W1 F6 B5 W2 F7 B6 W3 W4 B7 W5 W6 W7
+//   stage 3 | .  .  .  F0 B0 F1 B1 F2 B2 F3 B3 W0 F4 B4 W1 F5 B5 W2 F6 B6 W3 F7 B7 W4 W5 W6 W7
 //
 //   zb-h2
-//   stage 0 | F0 F1 F2 F3 F4 F5 F6 B0 F7 B1 W0 B2 W1 B3 W2 B4 W3 B5 W4 B6 W5 B7 W6 W7 .  .  .
-//   stage 1 | .  F0 F1 F2 F3 F4 B0 F5 B1 F6 B2 F7 B3 W0 B4 W1 B5 W2 B6 W3 B7 W4 W5 W6 W7 .  .
-//   stage 2 | .  .  F0 F1 F2 B0 F3 B1 F4 B2 F5 B3 F6 B4 F7 B5 W0 B6 W1 B7 W2 W3 W4 W5 W6 W7 .
-//   stage 3 | .  .  .  F0 B0 F1 B1 F2 B2 F3 B3 F4 B4 F5 B5 F6 B6 F7 B7 W0 W1 W2 W3 W4 W5 W6 W7
+//   stage 0 | F0 F1 F2 F3 F4 F5 F6 B0 F7 B1 W0 B2 W1 B3 W2 W3 B4 W4 .  B5 W5 .  B6 W6 .  B7 W7
+//   stage 1 | .  F0 F1 F2 F3 F4 B0 F5 B1 F6 B2 F7 B3 W0 W1 B4 W2 W3 B5 W4 W5 B6 W6 .  B7 W7 .
+//   stage 2 | .  .  F0 F1 F2 B0 F3 B1 F4 B2 F5 B3 W0 F6 B4 W1 F7 B5 W2 W3 B6 W4 W5 B7 W6 W7 .
+//   stage 3 | .  .  .  F0 B0 F1 B1 F2 B2 F3 B3 W0 F4 B4 W1 F5 B5 W2 F6 B6 W3 F7 B7 W4 W5 W6 W7
 Schedule zero_bubble_schedule(const std::string& name, int stages, int micro_batches) {
   check_sizes(name.c_str(), stages, micro_batches);
   const bool h2 = name == "zb-h2";
@@ -266,9 +267,17 @@ Schedule zero_bubble_schedule(const std::string& name, int stages, int micro_bat
       const bool backward_ready =
           b < f && (stage + 1 == stages ? ready(forward_done[stage][b], step) : ready(input_done[stage + 1][b], step));
       const bool forward_ready = f < micro_batches && f - b < limit && (stage == 0 || ready(forward_done[stage - 1][f], step));
+      // Pending Ws keep what the weight gradients need (each linear layer's input and output
+      // gradient), so at most K - 1 wait: one more goes before any forward. K - 1 is the
+      // fewest that still fill the drain: with a smaller cap some M gets a larger bubble
+      // than the one above (tried for K = 2..8, M = K..32).
+      const bool weights_due = b - w > stages - 1;
       if (backward_ready) {
         program.push_back({Op::BackwardInput, b});
         input_done[stage][b++] = step + 1;
+      } else if (weights_due) {
+        program.push_back({Op::BackwardWeight, w++});
+        if (w == micro_batches) ++finished;
       } else if (forward_ready) {
         program.push_back({Op::Forward, f});
         forward_done[stage][f++] = step + 1;

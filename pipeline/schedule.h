@@ -139,8 +139,9 @@ Program one_f_one_b_order(int stage, int stages, int micro_batches, int token_sl
 Program one_f_one_b_order(const std::vector<Instruction>& forwards, const std::vector<Instruction>& backwards, size_t warmup);
 // Zero-bubble schedules (Qi et al. ICLR 2024, section 3.1): each backward split into B
 // (BackwardInput) and W (BackwardWeight), W filling what would be bubbles. "zb-h1" keeps
-// 1F1B's K - s micro-batches in flight (until B); "zb-h2" allows up to 2 (K - s) - 1 and
-// leaves no bubble after the fill when F = B = W. Figures in schedule.cpp.
+// 1F1B's K - s micro-batches in flight until B, "zb-h2" up to 2 (K - s) - 1; both keep at
+// most K - 1 waiting for W. With F = B = W the bubble is (K - 1)(F + B - W), a third of
+// 1F1B's. Figures in schedule.cpp.
 Schedule zero_bubble_schedule(const std::string& name, int stages, int micro_batches);
 // Interleaved 1F1B (Narayanan et al. SC 2021, section 2.2, figure 4): each stage holds v
 // chunks; see the figure in schedule.cpp. M must be a multiple of K.

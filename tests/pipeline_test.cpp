@@ -81,9 +81,10 @@ TEST(Interleaved, BubbleIsKMinusOneOverVMOfTheIdealTime) {
 
 TEST(ZeroBubble, BubbleIsKMinusOneTimesFPlusBMinusW) {
   // Qi et al. 2024, section 3.1, with F = B = W = 1 (backward = B + W = 2): 1F1B's bubble
-  // is (K - 1)(F + B + W) per stage; ZB-H1's, (K - 1)(F + B - W); ZB-H2 also fills the
-  // middle, and with a flush at the end of every step (no overlap with the next step's
-  // forwards, the paper's section 5) keeps only the fill and drain, (K - 1) F.
+  // is (K - 1)(F + B + W) per stage; ZB-H1's, (K - 1)(F + B - W). ZB-H2 also fills the
+  // middle but, with a flush at the end of every step (no overlap with the next step's
+  // forwards, as the paper's section 5 allows), keeps the fill and drain, (K - 1) F: the
+  // same with these costs.
   for (const char* name : {"zb-h1", "zb-h2"})
     for (int k = 2; k <= 8; ++k)
       for (int m = 1; m <= 32; ++m) {
