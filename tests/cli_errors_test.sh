@@ -48,6 +48,13 @@ expect_error "2bw does not run with replicated stages" "${tiny_gpt[@]}" --stages
   --weights 2bw --micro-batches 2 --replicas 2,2
 expect_error "excludes" "${tiny_gpt[@]}" --stages 2 --schedule pipedream --replicas 2,1 --plan auto
 expect_error "add --schedule pipedream" simulate --stages 2 --replicas 2,1
+expect_error "M must be a multiple of 2; got 3 (use 4)" "${tiny_gpt[@]}" --batch-size 6 --stages 2 --micro-batches 3 --schedule interleaved \
+  --virtual-stages 2
+expect_error "for --schedule interleaved, not zb-h1" "${tiny_gpt[@]}" --stages 2 --schedule zb-h1 --virtual-stages 2
+expect_error "needs --virtual-stages 2 or more" "${tiny_gpt[@]}" --stages 2 --schedule interleaved
+expect_error "lower --stages or --virtual-stages" "${tiny_gpt[@]}" --stages 2 --micro-batches 2 --schedule interleaved \
+  --virtual-stages 3
+expect_error "do not cut sequences into token slices" "${tiny_gpt[@]}" --stages 2 --schedule zb-h2 --token-slices 2
 expect_error "--token-slices: must be a number of slices >= 1 or auto, got '0'" "${tiny_gpt[@]}" --token-slices 0
 expect_error "--token-slices: must be a number of slices >= 1 or auto, got 'many'" "${tiny_gpt[@]}" --token-slices many
 expect_error "exceeds the 16 tokens of a sequence: use at most 16" "${tiny_gpt[@]}" --token-slices 17

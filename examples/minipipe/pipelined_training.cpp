@@ -53,6 +53,10 @@ PipelinedTraining::PipelinedTraining(std::shared_ptr<nn::Sequential> model, cons
     throw std::invalid_argument("--virtual-stages cuts each stage into chunks for --schedule interleaved, not " + flags.schedule);
   if (interleaved && flags.virtual_stages < 2)
     throw std::invalid_argument("--schedule interleaved needs --virtual-stages 2 or more (model chunks per stage)");
+  if (interleaved && flags.stages * flags.virtual_stages > static_cast<int>(model_->size()))
+    throw std::invalid_argument("--stages " + std::to_string(flags.stages) + " x --virtual-stages " +
+                                std::to_string(flags.virtual_stages) + " pieces do not fit a model of " +
+                                std::to_string(model_->size()) + " layers: lower --stages or --virtual-stages");
   // Interleaved: the model in stages x v pieces, stage s running pieces s, s + K, ...
   pipeline::StagePlan plan = flags.plan.empty() ? pipeline::make_partition(*model_, flags.stages * flags.virtual_stages,
                                                                            flags.partition, sample)
