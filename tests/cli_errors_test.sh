@@ -48,7 +48,7 @@ expect_error "2bw does not run with replicated stages" "${tiny_gpt[@]}" --stages
   --weights 2bw --micro-batches 2 --replicas 2,2
 expect_error "excludes" "${tiny_gpt[@]}" --stages 2 --schedule pipedream --replicas 2,1 --plan auto
 expect_error "add --schedule pipedream" simulate --stages 2 --replicas 2,1
-expect_error "M must be a multiple of 2; got 3 (use 4)" train gpt --steps 1 --dim 16 --layers 1 --heads 2 --context 16 \
+expect_error "M must be a multiple of 2; got 3 (use 4)" train gpt --steps 1 --dim 16 --layers 2 --heads 2 --context 16 \
   --batch-size 6 --sample-length 0 --stages 2 --micro-batches 3 --schedule interleaved --virtual-stages 2
 expect_error "for --schedule interleaved, not zb-h1" "${tiny_gpt[@]}" --stages 2 --schedule zb-h1 --virtual-stages 2
 expect_error "needs --virtual-stages 2 or more" "${tiny_gpt[@]}" --stages 2 --schedule interleaved
