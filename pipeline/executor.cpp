@@ -45,7 +45,7 @@ PipelineError::PipelineError(int stage_, Instruction instruction_, const std::st
                          op_name(instruction_.op) +
                          (instruction_.micro_batch >= 0 ? " of micro-batch " + std::to_string(instruction_.micro_batch) : "") +
                          (instruction_.slice > 0 ? ", token slice " + std::to_string(instruction_.slice) : "") +
-                         ": " + what),
+                         (instruction_.chunk > 0 ? ", chunk " + std::to_string(instruction_.chunk) : "") + ": " + what),
       stage(stage_), replica(std::max(replica_, 0)), instruction(instruction_) {}
 
 Pipeline::Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, PipelineOptions options, LossFunction loss)

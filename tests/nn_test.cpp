@@ -17,6 +17,7 @@
 #include "nn/forward_context.h"
 #include "nn/key_value_cache.h"
 #include "nn/losses.h"
+#include "nn/model_file.h"
 #include "nn/optim/optimizer.h"
 #include "nn/safetensors.h"
 #include "nn/transformer.h"
@@ -269,6 +270,34 @@ TEST(Safetensors, RoundTripsTensorsAndMetadata) {
   uint64_t size = 0;
   for (int i = 0; i < 8; ++i) size |= static_cast<uint64_t>(size_bytes[i]) << (8 * i);
   EXPECT_EQ(size % 8, 0u);
+}
+
+TEST(ModelFile, LoadsTheModelWithoutTheTrainingStateAndRebuildsItFromTheMetadata) {
+  const GPTConfig config{.vocabulary = 31, .context = 8, .dim = 16, .layers = 2, .heads = 2, .dropout = 0.0f, .seed = 9};
+  auto trained = make_gpt(config);
+  std::map<std::string, Tensor> tensors = trained->state_dict();
+  tensors["optimizer.step"] = full({}, 3.0f);  // training state, as `minipipe train --save` adds it
+  Metadata metadata = gpt_metadata(config);
+  metadata["step"] = "3";
+  const std::string path = temporary_path("model_file.safetensors");
+  save_safetensors(path, tensors, metadata);
+
+  auto fresh = make_gpt({.vocabulary = 31, .context = 8, .dim = 16, .layers = 2, .heads = 2, .seed = 1});
+  load_model(path, *fresh);
+  for (const auto& [name, t] : trained->state_dict()) EXPECT_EQ(fresh->state_dict().at(name).to_vector<float>(), t.to_vector<float>()) << name;
+  auto rebuilt = make_gpt_from(path);  // configuration from the file's metadata
+  EXPECT_EQ(rebuilt->parameter_count(), trained->parameter_count());
+  for (const auto& [name, t] : trained->state_dict()) EXPECT_EQ(rebuilt->state_dict().at(name).to_vector<float>(), t.to_vector<float>()) << name;
+
+  auto deeper = make_gpt({.vocabulary = 31, .context = 8, .dim = 16, .layers = 3, .heads = 2});
+  EXPECT_THROW_WITH(load_model(path, *deeper), "does not fit this model", "missing", "block2.", "make_gpt_from");
+  auto resnet = make_resnet({.width = 4, .stages = 2});
+  EXPECT_THROW_WITH(load_model(path, *resnet), "32 missing (", "classifier.weight", "29 unexpected (", "block0.ln1.weight");
+  EXPECT_THROW_WITH(make_resnet_from(path), "holds a gpt model, not a cnn");
+  metadata["layers"] = "two";
+  save_safetensors(path, tensors, metadata);
+  EXPECT_THROW_WITH(make_gpt_from(path), "metadata 'layers' is 'two', not a whole number");
+  std::remove(path.c_str());
 }
 
 TEST(Safetensors, TruncatedOrCorruptFilesAreRefused) {

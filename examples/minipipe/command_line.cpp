@@ -141,6 +141,17 @@ bool parse_command_line(int argc, const char* const* argv, CommandLine& parsed, 
                                 "micro-batches, or auto (slices chosen by TeraPipe's planner on timings of the stages)")
       ->check(kSliceCount);
 
+  EvalOptions& eval = parsed.eval;
+  CLI::App* eval_command = app.add_subcommand("eval", "the validation loss of a model saved by `train --save`, as training "
+                                              "computes it");
+  eval_command->add_option("model", eval.model, "gpt or cnn")->check(CLI::IsMember({"gpt", "cnn"}))->required();
+  eval_command->add_option("--checkpoint", eval.checkpoint, "checkpoint file")->required()->check(CLI::ExistingFile);
+  eval_command->add_option("--data", eval.data, "the data trained on (default: the bundled text or digits)");
+  eval_command->add_option("--device", eval.device, "cpu or cuda:N")->capture_default_str();
+  eval_command->add_option("--batch-size", eval.batch_size, "gpt: windows per batch (default: the training batch size, "
+                           "recorded in the file)")->check(kPositive);
+  eval_command->add_flag("--json", eval.json, "print one JSON object instead of text");
+
   CLI::App* sample = app.add_subcommand("sample", "generate from a trained model");
   sample->require_subcommand(1);
   SampleOptions& sample_options = parsed.sample;
@@ -225,7 +236,7 @@ bool parse_command_line(int argc, const char* const* argv, CommandLine& parsed, 
   }
   const std::pair<const CLI::App*, Command> commands[] = {
       {train_cnn_command, Command::TrainCnn}, {train_gpt_command, Command::TrainGpt},  {sample_gpt_command, Command::SampleGpt},
-      {info, Command::Info},                  {simulate_command, Command::Simulate},   {partition_command, Command::Partition},
+      {eval_command, Command::Eval},          {info, Command::Info},                  {simulate_command, Command::Simulate},   {partition_command, Command::Partition},
       {plan_command, Command::Plan},          {plan_slices_command, Command::PlanSlices}};
   for (const auto& [command, which] : commands)
     if (*command) {

@@ -7,13 +7,14 @@
 
 namespace minipipe::cli {
 
-enum class Command { TrainCnn, TrainGpt, SampleGpt, Info, Simulate, Partition, Plan, PlanSlices };
+enum class Command { TrainCnn, TrainGpt, SampleGpt, Eval, Info, Simulate, Partition, Plan, PlanSlices };
 
 struct CommandLine {
   Command command = Command::Info;
   CnnOptions cnn;
   GptOptions gpt;
   SampleOptions sample;
+  EvalOptions eval;
   SimulateOptions simulate;
   PartitionOptions partition;
   PlanOptions plan;

@@ -58,6 +58,14 @@ struct SampleOptions {
   uint64_t seed = 0;
 };
 
+// `minipipe eval`: a saved model's validation loss, as training computes it.
+struct EvalOptions {
+  std::string model = "gpt";  // gpt | cnn
+  std::string checkpoint, data, device = "cpu";
+  int64_t batch_size = 0;     // gpt: windows per batch (0: what training used, from the file)
+  bool json = false;
+};
+
 struct SimulateOptions {
   int stages = 4, micro_batches = 8, token_slices = 1;
   int virtual_stages = 1;         // interleaved: model chunks per stage
@@ -101,6 +109,7 @@ struct PlanSlicesOptions {
 int train_cnn(const CnnOptions& options);
 int train_gpt(const GptOptions& options);
 int sample_gpt(const SampleOptions& options);
+int evaluate(const EvalOptions& options);
 int print_info();
 int simulate(const SimulateOptions& options);
 int partition(const PartitionOptions& options);

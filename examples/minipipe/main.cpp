@@ -16,6 +16,7 @@ int run(const CommandLine& line) {
     case Command::TrainCnn: return train_cnn(line.cnn);
     case Command::TrainGpt: return train_gpt(line.gpt);
     case Command::SampleGpt: return sample_gpt(line.sample);
+    case Command::Eval: return evaluate(line.eval);
     case Command::Info: return print_info();
     case Command::Simulate: return simulate(line.simulate);
     case Command::Partition: return partition(line.partition);

@@ -6,8 +6,9 @@
 #include "autograd/node.h"
 #include "autograd/softmax.h"
 #include "commands.h"
-#include "gpt_metadata.h"
 #include "kernels/philox.h"
+#include "nn/model_file.h"
+#include "nn/safetensors.h"
 #include "tensor/factories.h"
 #include "text_generation.h"
 
@@ -90,9 +91,8 @@ std::string printable_text(const std::string& bytes) {
 }
 
 int sample_gpt(const SampleOptions& options) {
-  const nn::GPTConfig config = gpt_config_from(read_metadata(options.checkpoint), options.checkpoint);
-  auto model = nn::make_gpt(config);
-  load_training_state(options.checkpoint, *model, {});
+  const nn::GPTConfig config = nn::gpt_config_from(nn::load_safetensors(options.checkpoint).metadata, options.checkpoint);
+  auto model = nn::make_gpt_from(options.checkpoint);
   const ModelForward forward = [&model](const Tensor& ids) { return (*model)(ids); };
   const std::string text =
       generate_text(*model, forward, config, options.prompt, options.length, options.temperature, options.seed);

@@ -6,6 +6,7 @@
 #include "autograd/node.h"
 #include "autograd/reduction.h"
 #include "commands.h"
+#include "evaluation.h"
 #include "datasets/readers.h"
 #include "model_forward.h"
 #include "nn/convolutional.h"
@@ -19,55 +20,9 @@
 
 namespace minipipe::cli {
 
-namespace {
-
-struct ImageData {
-  datasets::TensorDataset train, test;
-  std::string name;
-};
-
-ImageData load_images(const std::string& path) {
-  namespace fs = std::filesystem;
-  if (fs::is_directory(path)) {
-    auto find = [&](const std::string& stem) {
-      for (const char* suffix : {"", ".gz"})
-        if (fs::exists(path + "/" + stem + suffix)) return path + "/" + stem + suffix;
-      throw std::runtime_error("'" + path + "' has no " + stem + "[.gz]; expected an MNIST-style folder "
-                               "(see scripts/fetch-fashion-mnist.sh)");
-    };
-    return {datasets::load_idx(find("train-images-idx3-ubyte"), find("train-labels-idx1-ubyte")),
-            datasets::load_idx(find("t10k-images-idx3-ubyte"), find("t10k-labels-idx1-ubyte")), path};
-  }
-  // The digits set has no test split of its own: hold out 20%, always the same 20%.
-  auto [train, test] = datasets::train_test_split(datasets::load_digits_csv(path), 0.2, 2024);
-  return {train, test, path};
-}
-
-struct Evaluation {
-  double loss = 0, accuracy = 0;
-};
-
-Evaluation evaluate(nn::Module& model, const ModelForward& forward, const datasets::TensorDataset& test) {
-  NoGradGuard no_grad;
-  model.eval();
-  double loss_sum = 0;
-  int64_t correct = 0;
-  for (const datasets::Batch& batch : datasets::DataLoader(test, 256, false, 0, false).sequential_batches()) {
-    const Tensor logits = forward(batch.inputs);
-    const Tensor targets = batch.targets.to(logits.device());
-    loss_sum += nn::cross_entropy_loss(logits, targets).item() * static_cast<double>(batch.inputs.shape()[0]);
-    const std::vector<int32_t> predicted = argmax(logits, 1).to_vector<int32_t>(), truth = batch.targets.to_vector<int32_t>();
-    for (size_t i = 0; i < truth.size(); ++i) correct += predicted[i] == truth[i];
-  }
-  model.train();
-  return {loss_sum / static_cast<double>(test.size()), static_cast<double>(correct) / static_cast<double>(test.size())};
-}
-
-}  // namespace
-
 int train_cnn(const CnnOptions& options) {
   const Device device = Device::parse(options.device);
-  const ImageData data = load_images(options.data.empty() ? data_directory() + "/digits.csv.gz" : options.data);
+  const ImageData data = load_image_data(options.data);
 
   nn::ResNetConfig config;
   config.in_channels = data.train.inputs.shape()[1];
@@ -77,13 +32,9 @@ int train_cnn(const CnnOptions& options) {
   config.seed = options.seed;
   int64_t start_step = 0;
   if (!options.resume.empty()) {  // the checkpoint's architecture wins
-    const Metadata m = read_metadata(options.resume);
-    if (required(m, "model", options.resume) != "cnn")
-      throw std::runtime_error("checkpoint '" + options.resume + "' holds a " + m.at("model") + " model, not a cnn");
-    config.width = required_integer(m, "width", options.resume, 1, 1 << 12);
-    config.blocks_per_stage = required_integer(m, "blocks_per_stage", options.resume, 1, 1 << 10);
-    config.stages = required_integer(m, "stages", options.resume, 1, 8);
-    config.in_channels = required_integer(m, "in_channels", options.resume, 1, 1 << 10);
+    const nn::ResNetConfig saved = nn::resnet_config_from(read_metadata(options.resume), options.resume);
+    config.width = saved.width, config.blocks_per_stage = saved.blocks_per_stage, config.stages = saved.stages;
+    config.in_channels = saved.in_channels;
   }
   const int64_t batch_size = options.batch_size > 0 ? options.batch_size : 64;
   check_memory_budget(resnet_training_bytes(config, batch_size, data.train.inputs.shape()[2], data.train.inputs.shape()[3]),
@@ -109,7 +60,7 @@ int train_cnn(const CnnOptions& options) {
       {nn::LearningRateSchedule::Kind::WarmupCosine, peak_learning_rate, total_steps / 20, total_steps, 0.05f},
       0.0f};
   if (!options.resume.empty())
-    start_step = required_integer(read_metadata(options.resume), "step", options.resume, 0, int64_t{1} << 50);
+    start_step = nn::metadata_integer(read_metadata(options.resume), "step", options.resume, 0, int64_t{1} << 50);
   int64_t end_step = options.stop_after > 0 ? std::min(total_steps, start_step + options.stop_after) : total_steps;
   if (start_step >= total_steps)
     throw std::runtime_error("nothing to do: the run is already at step " + std::to_string(start_step) + " of " +
@@ -131,7 +82,7 @@ int train_cnn(const CnnOptions& options) {
   training.reset_peak_memory();
   training.log_setup(log, end_step, total_steps, eval_interval);
   float last_loss = 0.0f;
-  Evaluation last_eval;
+  CnnEvaluation last_eval;
   const StopRequests stop;  // from here on, Ctrl-C ends the run after its step and saves
   for (int64_t step = start_step; step < end_step;) {
     const int64_t count = training.steps_per_call(step, end_step, eval_interval);  // 1 unless pipedream
@@ -142,21 +93,20 @@ int train_cnn(const CnnOptions& options) {
     last_loss = losses.back();
     step += count;
     if (step % eval_interval == 0 || step == end_step) {
-      last_eval = evaluate(*model, forward, data.test);
-      log.evaluation(step - 1, JsonObject().add("validation_loss", last_eval.loss).add("accuracy", last_eval.accuracy),
+      last_eval = evaluate_cnn(*model, forward, data.test);
+      log.evaluation(step - 1, JsonObject().add_exact("validation_loss", last_eval.loss).add("accuracy", last_eval.accuracy),
                      "test loss " + std::to_string(last_eval.loss) + ", accuracy " + std::to_string(100 * last_eval.accuracy) + "%");
     }
     if (stop.ends_run_after(step - 1, end_step, log, options.save)) break;
   }
   if (!options.save.empty()) {
-    save_training_state(options.save, *model, training.optimizers(),
-                        {{"model", "cnn"}, {"step", std::to_string(end_step)}, {"width", std::to_string(config.width)},
-                         {"blocks_per_stage", std::to_string(config.blocks_per_stage)}, {"stages", std::to_string(config.stages)},
-                         {"in_channels", std::to_string(config.in_channels)}, {"classes", std::to_string(config.classes)}});
+    Metadata metadata = nn::resnet_metadata(config);
+    metadata["step"] = std::to_string(end_step);
+    save_training_state(options.save, *model, training.optimizers(), metadata);
     log.message("saved " + options.save + " at step " + std::to_string(end_step));
   }
   log.summary(JsonObject().add("event", std::string("summary")).add("model", std::string("cnn")).add("steps", end_step)
-                  .add("final_train_loss", static_cast<double>(last_loss)).add("final_validation_loss", last_eval.loss)
+                  .add("final_train_loss", static_cast<double>(last_loss)).add_exact("final_validation_loss", last_eval.loss)
                   .add("accuracy", last_eval.accuracy).add("wall_seconds", log.elapsed_seconds())
                   .add_raw("pipeline", training.summary().str())
                   .add_raw("peak_bytes", training.peak_memory_json()));

@@ -6,42 +6,28 @@
 
 #include "autograd/node.h"
 #include "commands.h"
+#include "evaluation.h"
 #include "datasets/readers.h"
-#include "gpt_metadata.h"
 #include "memory_budget.h"
 #include "nn/losses.h"
 #include "tensor/allocator.h"
 #include "text_generation.h"
 #include "pipelined_training.h"
+#include "training_state.h"
 #include "stop_requests.h"
 #include "training_log.h"
 
 namespace minipipe::cli {
 
-namespace {
-
-double validation_loss(nn::Module& model, const ModelForward& forward, const std::vector<datasets::Batch>& batches) {
-  NoGradGuard no_grad;
-  model.eval();
-  double total = 0;
-  for (const datasets::Batch& batch : batches) {
-    const Tensor logits = forward(batch.inputs);
-    total += nn::cross_entropy_loss(logits, batch.targets.to(logits.device())).item();
-  }
-  model.train();
-  return total / static_cast<double>(batches.size());
-}
-
-}  // namespace
-
 int train_gpt(const GptOptions& options) {
   const Device device = Device::parse(options.device);
-  const std::string path = options.data.empty() ? data_directory() + "/tom-sawyer.txt.gz" : options.data;
-  const auto [train_text, validation_text] = datasets::load_text(path).split(0.1);
+  const TextData text = load_text_data(options.data);
+  const datasets::TextCorpus &train_text = text.train, &validation_text = text.validation;
+  const std::string& path = text.path;
 
   nn::GPTConfig config{256, options.context, options.dim, options.layers, options.heads, options.dropout, options.seed};
   if (!options.resume.empty()) {
-    config = gpt_config_from(read_metadata(options.resume), options.resume);
+    config = nn::gpt_config_from(read_metadata(options.resume), options.resume);
     config.seed = options.seed;
   }
   const int64_t batch_size = options.batch_size > 0 ? options.batch_size : 16;
@@ -64,12 +50,12 @@ int train_gpt(const GptOptions& options) {
       {nn::LearningRateSchedule::Kind::WarmupCosine, peak_learning_rate, std::max<int64_t>(1, total_steps / 20), total_steps, 0.1f},
       1.0f};
   const int64_t start_step =
-      options.resume.empty() ? 0 : required_integer(read_metadata(options.resume), "step", options.resume, 0, int64_t{1} << 50);
+      options.resume.empty() ? 0 : nn::metadata_integer(read_metadata(options.resume), "step", options.resume, 0, int64_t{1} << 50);
   int64_t end_step = options.stop_after > 0 ? std::min(total_steps, start_step + options.stop_after) : total_steps;
   if (start_step >= total_steps)
     throw std::runtime_error("nothing to do: the run is already at step " + std::to_string(start_step) + " of " +
                              std::to_string(total_steps) + " (raise --steps)");
-  const std::vector<datasets::Batch> validation_batches = validation_text.evaluation_batches(batch_size, config.context, 8);
+  const std::vector<datasets::Batch> validation_batches = gpt_validation_batches(validation_text, batch_size, config.context);
 
   const datasets::Batch first = train_text.sample(batch_size, config.context, options.seed, start_step);
   PipelinedTraining training(model, options.pipeline, device, options.seed,
@@ -100,20 +86,21 @@ int train_gpt(const GptOptions& options) {
     last_loss = losses.back();
     step += count;
     if (step % eval_interval == 0 || step == end_step) {
-      last_validation = validation_loss(*model, forward, validation_batches);
-      log.evaluation(step - 1, JsonObject().add("validation_loss", last_validation),
+      last_validation = gpt_validation_loss(*model, forward, validation_batches);
+      log.evaluation(step - 1, JsonObject().add_exact("validation_loss", last_validation),
                      "validation loss " + std::to_string(last_validation) + " nats/byte");
     }
     if (stop.ends_run_after(step - 1, end_step, log, options.save)) break;
   }
   if (!options.save.empty()) {
-    Metadata metadata = gpt_metadata(config);
+    Metadata metadata = nn::gpt_metadata(config);
     metadata["step"] = std::to_string(end_step);
+    metadata["validation_batch_size"] = std::to_string(batch_size);  // `minipipe eval` evaluates the same windows
     save_training_state(options.save, *model, training.optimizers(), metadata);
     log.message("saved " + options.save + " at step " + std::to_string(end_step));
   }
   log.summary(JsonObject().add("event", std::string("summary")).add("model", std::string("gpt")).add("steps", end_step)
-                  .add("final_train_loss", static_cast<double>(last_loss)).add("final_validation_loss", last_validation)
+                  .add("final_train_loss", static_cast<double>(last_loss)).add_exact("final_validation_loss", last_validation)
                   .add("wall_seconds", log.elapsed_seconds())
                   .add_raw("pipeline", training.summary().str())
                   .add_raw("peak_bytes", training.peak_memory_json()));

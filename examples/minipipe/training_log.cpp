@@ -11,12 +11,23 @@ void JsonObject::key(const std::string& k) {
   if (!body_.empty()) body_ += ",";
   body_ += "\"" + k + "\":";
 }
+namespace {
+std::string json_number(double value, const char* format) {
+  char buffer[40];
+  if (std::isfinite(value)) std::snprintf(buffer, sizeof buffer, format, value);
+  else std::snprintf(buffer, sizeof buffer, "null");
+  return buffer;
+}
+}  // namespace
+
 JsonObject& JsonObject::add(const std::string& k, double value) {
   key(k);
-  char buffer[32];
-  if (std::isfinite(value)) std::snprintf(buffer, sizeof buffer, "%.6g", value);
-  else std::snprintf(buffer, sizeof buffer, "null");
-  body_ += buffer;
+  body_ += json_number(value, "%.6g");
+  return *this;
+}
+JsonObject& JsonObject::add_exact(const std::string& k, double value) {
+  key(k);
+  body_ += json_number(value, "%.17g");
   return *this;
 }
 JsonObject& JsonObject::add(const std::string& k, int64_t value) {

@@ -12,7 +12,8 @@ namespace minipipe::cli {
 // A flat JSON object built field by field.
 class JsonObject {
  public:
-  JsonObject& add(const std::string& key, double value);
+  JsonObject& add(const std::string& key, double value);        // 6 significant digits
+  JsonObject& add_exact(const std::string& key, double value);  // every digit (%.17g): reads back bit for bit
   JsonObject& add(const std::string& key, int64_t value);
   JsonObject& add(const std::string& key, const std::string& value);
   JsonObject& add_raw(const std::string& key, const std::string& json);  // an already-encoded value

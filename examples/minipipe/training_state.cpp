@@ -78,35 +78,4 @@ std::string stale_temporary_note(const std::string& path) {
 
 Metadata read_metadata(const std::string& path) { return nn::load_safetensors(path).metadata; }
 
-std::string required(const Metadata& metadata, const std::string& key, const std::string& path) {
-  auto it = metadata.find(key);
-  if (it == metadata.end())
-    throw std::runtime_error("checkpoint '" + path + "' lacks metadata '" + key + "' (not written by minipipe train?)");
-  return it->second;
-}
-
-int64_t required_integer(const Metadata& metadata, const std::string& key, const std::string& path, int64_t lowest,
-                         int64_t highest) {
-  const std::string text = required(metadata, key, path);
-  size_t digits = text.size() > 0 && text[0] == '-' ? 1 : 0;
-  bool whole = text.size() > digits && text.size() - digits <= 18;  // 18 digits cannot overflow
-  for (size_t i = digits; i < text.size(); ++i) whole = whole && text[i] >= '0' && text[i] <= '9';
-  const int64_t value = whole ? std::stoll(text) : 0;
-  if (!whole || value < lowest || value > highest)
-    throw std::runtime_error("checkpoint '" + path + "': metadata '" + key + "' is '" + nn::printable_excerpt(text, 40) +
-                             "', not a whole number from " + std::to_string(lowest) + " to " + std::to_string(highest));
-  return value;
-}
-
-double required_number(const Metadata& metadata, const std::string& key, const std::string& path, double lowest,
-                       double highest) {
-  const std::string text = required(metadata, key, path);
-  char* end = nullptr;
-  const double value = text.empty() ? 0 : std::strtod(text.c_str(), &end);
-  if (text.empty() || end != text.c_str() + text.size() || !(value >= lowest && value <= highest))
-    throw std::runtime_error("checkpoint '" + path + "': metadata '" + key + "' is '" + nn::printable_excerpt(text, 40) +
-                             "', not a number from " + std::to_string(lowest) + " to " + std::to_string(highest));
-  return value;
-}
-
 }  // namespace minipipe::cli

@@ -6,12 +6,13 @@
 #include <string>
 #include <vector>
 
+#include "nn/model_file.h"
 #include "nn/module.h"
 #include "nn/optim/optimizer.h"
 
 namespace minipipe::cli {
 
-using Metadata = std::map<std::string, std::string>;
+using Metadata = nn::Metadata;
 
 // The optimizers may be one over the whole model or one per pipeline stage (PipeDream): the
 // file holds the same tensors either way, so a run may resume under another schedule.
@@ -25,13 +26,4 @@ Metadata load_training_state(const std::string& path, nn::Module& model, const s
 std::string stale_temporary_note(const std::string& path);
 // Only the metadata (to rebuild the model before loading into it).
 Metadata read_metadata(const std::string& path);
-// metadata[key], or an error naming the file and the key.
-std::string required(const Metadata& metadata, const std::string& key, const std::string& path);
-// metadata[key] read strictly as a whole number (digits, an optional '-', nothing else) in
-// [lowest, highest], or as a number in that range; else an error naming file, key and value.
-int64_t required_integer(const Metadata& metadata, const std::string& key, const std::string& path, int64_t lowest,
-                         int64_t highest);
-double required_number(const Metadata& metadata, const std::string& key, const std::string& path, double lowest,
-                       double highest);
-
 }  // namespace minipipe::cli
