@@ -1,6 +1,10 @@
 #include "pipeline/executor.h"
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <thread>
 #include <map>
 #include <mutex>
 #include <numeric>
@@ -16,6 +20,7 @@
 #include "pipeline/channel.h"
 #include "pipeline/pipedream.h"
 #include "pipeline/replica_all_reduce.h"
+#include "pipeline/status.h"
 #include "pipeline/token_slices.h"
 #include "pipeline/validator.h"
 #include "pipeline/weight_versions.h"
@@ -137,8 +142,17 @@ Tensor Pipeline::forward(const Tensor& x) const {
 
 namespace {
 
+// Where one worker is, for status reports (pipeline/status.h); written by the worker only.
+struct WorkerProgress {
+  std::atomic<int> position{-1};     // the instruction under way, or -1 before the first
+  std::atomic<bool> waiting{false};  // blocked in a receive or an AllReduce
+  std::atomic<int> in_flight{0};     // units forwarded and not yet backwarded
+  std::atomic<bool> done{false};
+};
+
 // Everything one run shares between the worker threads.
 struct RunState {
+  std::vector<std::unique_ptr<WorkerProgress>> progress;  // per worker
   // Between workers of neighbouring stages, keyed (gradient?, sender, receiver): activations
   // go from a worker of stage s to the worker of s + 1 that runs the micro-batch, gradients
   // back.
@@ -163,6 +177,42 @@ struct RunState {
 };
 
 thread_local RunState* current_run = nullptr;
+
+// "stage 1: instruction 7 of 20, ReceiveGradient of micro-batch 2, waiting for stage 2; 2 in flight".
+std::string describe_progress(const Schedule& schedule, const RunState& state, double seconds) {
+  char header[96];
+  std::snprintf(header, sizeof header, "pipeline status, %.2f s into the run:\n", seconds);
+  std::string out = header;
+  for (int w = 0; w < schedule.workers(); ++w) {
+    const WorkerProgress& p = *state.progress[w];
+    const Program& program = schedule.programs[w];
+    out += "  " + schedule.worker_name(w) + ": ";
+    const int at = p.position.load();
+    if (p.done.load()) {
+      out += "done\n";
+      continue;
+    }
+    if (at < 0) {
+      out += "not started\n";
+      continue;
+    }
+    const Instruction& i = program[at];
+    out += "instruction " + std::to_string(at + 1) + " of " + std::to_string(program.size()) + ", " + op_name(i.op) +
+           (i.micro_batch >= 0 ? " of micro-batch " + unit_label(i, schedule) : "");
+    if (p.waiting.load()) {
+      const int s = schedule.stage_of(w), piece = schedule.piece_of(s, i.chunk);
+      if (i.op == Op::AllReduce) {
+        out += ", waiting for the stage's other replicas";
+      } else {
+        const int from = schedule.stage_of_piece(i.op == Op::ReceiveActivation ? piece - 1 : piece + 1);
+        out += ", waiting for the " + std::string(i.op == Op::ReceiveActivation ? "activation" : "gradient") + " from " +
+               schedule.worker_name(schedule.worker_for(from, i.micro_batch));
+      }
+    }
+    out += "; " + std::to_string(p.in_flight.load()) + " in flight\n";
+  }
+  return out;
+}
 
 // A stage's hand-offs. On a GPU each stage thread queues its work on a stream of its own,
 // and a tensor crosses streams safely by two rules (tensor/cuda_allocator.cpp):
@@ -302,7 +352,10 @@ StepResult Pipeline::run_units(const std::vector<WorkUnit>& units) {
         state.channels[{true, to, from}] = std::make_unique<Channel>();
       }
   }
-  for (int w = 0; w < workers(); ++w) trackers_[w]->reset_peak();
+  for (int w = 0; w < workers(); ++w) {
+    trackers_[w]->reset_peak();
+    state.progress.push_back(std::make_unique<WorkerProgress>());
+  }
   for (int s = 0; s < stages(); ++s) {
     state.all_reduces.push_back(replicas(s) > 1 ? std::make_unique<ReplicaAllReduce>(replicas(s)) : nullptr);
     // Every replica starts from the model's values (a checkpoint may have been loaded into
@@ -317,12 +370,40 @@ StepResult Pipeline::run_units(const std::vector<WorkUnit>& units) {
   for (int s = 0; s < stages(); ++s) kernels::synchronize(device_of(s));
   std::vector<double> losses(units.size(), 0.0);
   std::vector<StageRecord> records(workers());
+  // The watcher: a report when asked (a signal, request_status) or when the run is slow.
+  std::mutex watch_mutex;
+  std::condition_variable run_over_signal;
+  bool run_over = false;
+  std::thread watcher([&] {
+    const auto start = std::chrono::steady_clock::now();
+    uint64_t seen = status_requests();
+    bool reported_slow = false;
+    std::unique_lock lock(watch_mutex);
+    while (!run_over_signal.wait_for(lock, std::chrono::milliseconds(50), [&] { return run_over; })) {
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const bool asked = status_requests() != seen;
+      const bool slow = options_.status_after_seconds > 0 && seconds > options_.status_after_seconds && !reported_slow;
+      if (!asked && !slow) continue;
+      seen = status_requests();
+      reported_slow = reported_slow || slow;
+      const std::string report = describe_progress(schedule_, state, seconds);
+      if (options_.status_output) options_.status_output(report);
+      else std::fputs(report.c_str(), stderr);
+    }
+  });
   threads_->run([&](int w) {
     current_run = &state;
     kernels::cpu::KernelThreads kernel_threads(options_.kernel_threads);
     run_worker(w, units, losses, records[w]);
+    state.progress[w]->done = true;
     current_run = nullptr;
   });
+  {
+    std::lock_guard lock(watch_mutex);
+    run_over = true;
+  }
+  run_over_signal.notify_all();
+  watcher.join();
   for (int s = 0; s < stages(); ++s) weight_versions_[s] += records[schedule_.first_worker(s)].updates;
   if (state.error) {
     try {
@@ -419,8 +500,18 @@ void Pipeline::run_worker(int w, const std::vector<WorkUnit>& units, std::vector
     return loss_(output, targets.to(device)) * (unit.loss_weight * share);
   };
 
+  WorkerProgress& progress = *state.progress[w];
+  // Marks the worker as waiting while a receive or an AllReduce blocks.
+  struct Waiting {
+    WorkerProgress& progress;
+    explicit Waiting(WorkerProgress& p) : progress(p) { progress.waiting = true; }
+    ~Waiting() { progress.waiting = false; }
+  };
   for (const Instruction& instruction : schedule_.programs[w]) {
     const int m = instruction.micro_batch, key = (m * slices + instruction.slice) * chunks + instruction.chunk;
+    progress.position = static_cast<int>(&instruction - schedule_.programs[w].data());
+    if (instruction.op == Op::Forward) ++progress.in_flight;
+    if (is_backward(instruction.op)) --progress.in_flight;
     const bool first = is_first(instruction), last = is_last(instruction), recompute = recomputes(instruction);
     const double start = options_.trace ? now_us() : 0;
     try {
@@ -428,7 +519,10 @@ void Pipeline::run_worker(int w, const std::vector<WorkUnit>& units, std::vector
       versions.apply(instruction);  // throws if the parameters do not hold the version named
       switch (instruction.op) {
         case Op::ReceiveActivation: {
-          const Message message = receive(state.channel(false, neighbour(instruction, false).first, w), instruction);
+          const Message message = [&] {
+            Waiting waiting(progress);
+            return receive(state.channel(false, neighbour(instruction, false).first, w), instruction);
+          }();
           Tensor received = message.value;
           if (received.dtype() == DType::Float32) received.set_requires_grad(true);
           inputs[key] = received;
@@ -463,9 +557,11 @@ void Pipeline::run_worker(int w, const std::vector<WorkUnit>& units, std::vector
           if (recompute) outputs.erase(key);  // the backward makes it again
           break;
         }
-        case Op::ReceiveGradient:
+        case Op::ReceiveGradient: {
+          Waiting waiting(progress);
           output_grads[key] = receive(state.channel(true, neighbour(instruction, true).first, w), instruction).value;
           break;
+        }
         case Op::Backward:
         case Op::BackwardInput: {
           if (schedule_.asynchronous()) {
@@ -512,9 +608,11 @@ void Pipeline::run_worker(int w, const std::vector<WorkUnit>& units, std::vector
           input_grads.erase(key);
           break;
         }
-        case Op::AllReduce:
+        case Op::AllReduce: {
+          Waiting waiting(progress);
           state.all_reduces[s]->run(replica, module.parameters());
           break;
+        }
         case Op::OptimizerStep: {
           // The replicas of a stage take each update together, at the step of the round's
           // last mini-batch, so that a learning-rate schedule gives them all the same rate.

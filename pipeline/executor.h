@@ -52,6 +52,10 @@ struct PipelineOptions {
   // Interleaved 1F1B (schedule "interleaved"): model chunks per stage. The plan then cuts
   // the model into stages x virtual_stages pieces, and stage s runs pieces s, s + K, ...
   int virtual_stages = 1;
+  // Status reports (pipeline/status.h): also print one when a run takes longer than this
+  // (0: only on request), through status_output (default: standard error).
+  double status_after_seconds = 0;
+  std::function<void(const std::string&)> status_output = {};
 };
 
 // The loss of one micro-batch, averaged over its samples (the executor weights micro-batch

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <csignal>
+#include <utility>
 #include <functional>
 #include <mutex>
 #include <set>
@@ -17,6 +19,7 @@
 #include "nn/transformer.h"
 #include "nn/convolutional.h"
 #include "pipeline/executor.h"
+#include "pipeline/status.h"
 #include "tensor/factories.h"
 #include "pipeline_test_support.h"
 #include "test_helpers.h"
@@ -170,6 +173,74 @@ TEST(Executor, AFailingStageStopsEveryStageAndReportsWhere) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
   *exploding->armed = false;
   EXPECT_NO_THROW(pipeline.run(batch, 2));  // and the pipeline still works afterwards
+}
+
+// A layer that, once armed, sleeps in its first forward: a stalled stage.
+struct Stalling : nn::Module {
+  std::shared_ptr<double> seconds = std::make_shared<double>(0.0);
+  Tensor forward(const Tensor& x) override {
+    if (*seconds > 0) std::this_thread::sleep_for(std::chrono::duration<double>(std::exchange(*seconds, 0.0)));
+    return x;
+  }
+  std::string type_name() const override { return "Stalling"; }
+};
+
+TEST(Executor, AStalledPipelineReportsWhereEveryStageIsAndGoesOn) {
+  auto model = tanh_stack(4, 8);
+  auto stalling = std::make_shared<Stalling>();
+  auto stalled = std::make_shared<nn::Sequential>();
+  for (size_t i = 0; i < model->size(); ++i) {
+    if (i == 2) stalled->add(stalling);  // the first layer of stage 1
+    stalled->add((*model)[i]);
+  }
+  std::mutex mutex;
+  std::vector<std::pair<std::chrono::steady_clock::time_point, std::string>> reports;
+  PipelineOptions options{2, "1f1b", Recompute::Never, {}, 0, false};
+  options.status_output = [&](const std::string& report) {
+    std::lock_guard lock(mutex);
+    reports.push_back({std::chrono::steady_clock::now(), report});
+  };
+  Pipeline pipeline(stalled, partition_explicit(*stalled, {2, 7}), options,
+                    [](const Tensor& out, const Tensor& target) { return nn::mse_loss(out, target); });
+  Generator g(2);
+  const datasets::Batch batch{randn({8, 8}, g), randn({8, 8}, g), 0};
+  const float unstalled = pipeline.run(batch, 0).loss;
+  model->zero_grad();
+
+  // SIGUSR1 while stage 1 sleeps in its first forward and stage 0 waits for its gradient.
+  install_status_signal(SIGUSR1);
+  *stalling->seconds = 1.5;
+  std::chrono::steady_clock::time_point asked;
+  std::thread asker([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    asked = std::chrono::steady_clock::now();
+    std::raise(SIGUSR1);
+  });
+  const float loss = pipeline.run(batch, 0).loss;
+  asker.join();
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_LT(reports[0].first - asked, std::chrono::seconds(2));
+  const std::string& report = reports[0].second;
+  EXPECT_NE(report.find("stage 0: instruction"), std::string::npos) << report;
+  EXPECT_NE(report.find("ReceiveGradient of micro-batch 0, waiting for the gradient from stage 1"), std::string::npos) << report;
+  EXPECT_NE(report.find("stage 1: instruction 2 of"), std::string::npos) << report;
+  EXPECT_NE(report.find("Forward of micro-batch 0; 1 in flight"), std::string::npos) << report;
+  EXPECT_EQ(loss, unstalled);  // and the run went on to the same result
+  model->zero_grad();
+
+  // A run slower than status_after_seconds reports by itself, once.
+  reports.clear();
+  Pipeline watched(stalled, partition_explicit(*stalled, {2, 7}),
+                   [&] {
+                     PipelineOptions o = options;
+                     o.status_after_seconds = 0.3;
+                     return o;
+                   }(),
+                   [](const Tensor& out, const Tensor& target) { return nn::mse_loss(out, target); });
+  *stalling->seconds = 1.0;
+  EXPECT_EQ(watched.run(batch, 0).loss, unstalled);
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_NE(reports[0].second.find("waiting for the gradient from stage 1"), std::string::npos) << reports[0].second;
 }
 
 // A stage keeps its thread from step to step: on a GPU the thread's stream, cuBLAS handles

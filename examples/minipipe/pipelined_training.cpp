@@ -10,6 +10,7 @@
 #include "pipeline/pipedream.h"
 #include "pipeline/planner.h"
 #include "pipeline/simulator.h"
+#include "pipeline/status.h"
 #include "pipeline/slice_planner.h"
 #include "pipeline/token_slices.h"
 #include "tensor/allocator.h"
@@ -68,6 +69,8 @@ PipelinedTraining::PipelinedTraining(std::shared_ptr<nn::Sequential> model, cons
   token_slices_ = token_slices(plan, sample);
   options.token_slices = token_slices_;
   options.replicas = replicas_;
+  options.status_after_seconds = flags.status_after;
+  pipeline::install_status_signal(SIGUSR1);  // kill -USR1 <pid>: where is every stage?
   options.virtual_stages = flags.virtual_stages;
   options.model_factory = [model_factory, device] {
     auto copy = model_factory();
