@@ -29,12 +29,17 @@ TensorDataset TensorDataset::gather(const std::vector<int64_t>& indices) const {
   in_shape[0] = tg_shape[0] = static_cast<int64_t>(indices.size());
   TensorDataset out{empty(in_shape, in.dtype()), empty(tg_shape, tg.dtype())};
   const int64_t target_per_sample = size() ? tg.numel() / size() : 0;
+  // Samples are copied as bytes, so inputs and targets may be of any dtype (class labels,
+  // regression targets).
+  const int64_t input_bytes = per_sample * static_cast<int64_t>(dtype_size(in.dtype())),
+                target_bytes = target_per_sample * static_cast<int64_t>(dtype_size(tg.dtype()));
+  const char *from_inputs = static_cast<const char*>(in.raw_data()), *from_targets = static_cast<const char*>(tg.raw_data());
+  char *to_inputs = static_cast<char*>(out.inputs.raw_data()), *to_targets = static_cast<char*>(out.targets.raw_data());
   for (size_t i = 0; i < indices.size(); ++i) {
     const int64_t s = indices[i];
     if (s < 0 || s >= size()) throw std::out_of_range("dataset: sample " + std::to_string(s) + " of " + std::to_string(size()));
-    std::memcpy(out.inputs.data<float>() + i * per_sample, in.data<float>() + s * per_sample, per_sample * 4);
-    std::memcpy(out.targets.data<int32_t>() + i * target_per_sample, tg.data<int32_t>() + s * target_per_sample,
-                target_per_sample * 4);
+    std::memcpy(to_inputs + i * input_bytes, from_inputs + s * input_bytes, input_bytes);
+    std::memcpy(to_targets + i * target_bytes, from_targets + s * target_bytes, target_bytes);
   }
   return out;
 }

@@ -124,6 +124,18 @@ TEST(DataLoader, SeededShuffleVisitsEverySampleOncePerEpoch) {
   EXPECT_THROW_WITH(DataLoader(numbered(2), 3, true, 0), "2 samples", "batch of 3");
 }
 
+TEST(DataLoader, TargetsAndInputsOfAnyDtype) {
+  // Regression targets (float) and integer inputs (token ids) batch like images and labels.
+  const TensorDataset regression{from_vector({0, 1, 2, 3, 4, 5}, {3, 2}), from_vector({10, 11, 12}, {3, 1})};
+  const Batch batch = DataLoader(regression, 2, false, 0).batch_at(1);  // drop_last: batch 1 is batch 0 of epoch 1
+  EXPECT_EQ(batch.targets.dtype(), DType::Float32);
+  EXPECT_EQ(batch.targets.to_vector<float>(), (std::vector<float>{10, 11}));
+  EXPECT_EQ(batch.inputs.to_vector<float>(), (std::vector<float>{0, 1, 2, 3}));
+  const TensorDataset tokens{from_int_vector({5, 6, 7, 8}, {2, 2}), from_int_vector({1, 2}, {2})};
+  const std::vector<Batch> all = DataLoader(tokens, 2, false, 0, false).sequential_batches();
+  EXPECT_EQ(all.at(0).inputs.to_vector<int32_t>(), (std::vector<int32_t>{5, 6, 7, 8}));
+}
+
 TEST(DataLoader, MicroBatchesKnowWhereTheyStart) {
   const Batch batch{numbered(7).inputs, numbered(7).targets, 0};
   const std::vector<Batch> parts = split_into_micro_batches(batch, 3);
