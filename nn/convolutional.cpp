@@ -1,9 +1,11 @@
 #include "nn/convolutional.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
 #include "autograd/elementwise.h"
+#include "autograd/node.h"
 #include "autograd/normalization.h"
 #include "autograd/reduction.h"
 #include "nn/forward_context.h"
@@ -30,9 +32,41 @@ BatchNorm2d::BatchNorm2d(int64_t channels, float momentum_, float eps_) : moment
 
 Tensor BatchNorm2d::forward(const Tensor& x) {
   // A recomputed forward (checkpointing) must not move the running statistics a second
-  // time: with momentum 0 they stay exactly as they are.
-  const float update = forward_context().recomputing ? 0.0f : momentum;
-  return batch_norm(x, weight, bias, running_mean, running_var, is_training(), update, eps);
+  // time: with momentum 0 they stay exactly as they are. Deferred, they move at the
+  // mini-batch's last micro-batch instead.
+  const ForwardContext& context = forward_context();
+  const bool deferred = context.deferred_batch_norm && context.micro_batches > 1 && is_training();
+  const float update = context.recomputing || deferred ? 0.0f : momentum;
+  const Tensor out = batch_norm(x, weight, bias, running_mean, running_var, is_training(), update, eps);
+  if (deferred && !context.recomputing) add_to_deferred_statistics(x, context.micro_batch + 1 == context.micro_batches);
+  return out;
+}
+
+// torchgpipe's DeferredBatchNorm: per-channel sums and sums of squares, in double, over the
+// mini-batch's micro-batches; at the last one, the running statistics move as they would
+// have for the whole mini-batch at once (mean, and the unbiased variance).
+void BatchNorm2d::add_to_deferred_statistics(const Tensor& x, bool last_micro_batch) {
+  const int64_t n = x.shape()[0], channels = x.shape()[1], spatial = x.shape()[2] * x.shape()[3];
+  const std::vector<float> values = x.detach().to(Device::cpu()).contiguous().to_vector<float>();
+  sums_.resize(channels, 0.0), squares_.resize(channels, 0.0);
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t c = 0; c < channels; ++c)
+      for (int64_t s = 0; s < spatial; ++s) {
+        const double v = values[(b * channels + c) * spatial + s];
+        sums_[c] += v, squares_[c] += v * v;
+      }
+  count_ += static_cast<double>(n * spatial);
+  if (!last_micro_batch) return;
+  std::vector<float> mean = running_mean.to(Device::cpu()).to_vector<float>(), var = running_var.to(Device::cpu()).to_vector<float>();
+  for (int64_t c = 0; c < channels; ++c) {
+    const double mu = sums_[c] / count_, variance = std::max(0.0, squares_[c] / count_ - mu * mu);
+    mean[c] = static_cast<float>((1.0 - momentum) * mean[c] + momentum * mu);
+    var[c] = static_cast<float>((1.0 - momentum) * var[c] + momentum * variance * count_ / (count_ - 1.0));
+  }
+  NoGradGuard no_grad;
+  copy_(running_mean, from_vector(mean, {channels}).to(running_mean.device()));
+  copy_(running_var, from_vector(var, {channels}).to(running_var.device()));
+  sums_.clear(), squares_.clear(), count_ = 0;
 }
 
 Tensor GlobalAvgPool::forward(const Tensor& x) {

@@ -2,6 +2,7 @@
 // Convolutional layers and a small ResNet (He et al. 2016), built as a Sequential of
 // blocks so that a pipeline can cut it.
 #include <memory>
+#include <vector>
 
 #include "autograd/convolution.h"
 #include "nn/layers.h"
@@ -21,7 +22,9 @@ class Conv2d : public Module {
 };
 
 // Per-channel batch normalisation with running statistics as buffers. In a pipeline the
-// training statistics are those of one micro-batch (see docs).
+// training statistics are those of one micro-batch (see docs). The running statistics move
+// once per micro-batch, or, when the forward context asks for deferred_batch_norm, once per
+// mini-batch by the statistics of all its micro-batches together.
 class BatchNorm2d : public Module {
  public:
   explicit BatchNorm2d(int64_t channels, float momentum = 0.1f, float eps = 1e-5f);
@@ -29,6 +32,11 @@ class BatchNorm2d : public Module {
   std::string type_name() const override { return "BatchNorm2d"; }
   Tensor weight, bias, running_mean, running_var;
   float momentum, eps;
+
+ private:
+  void add_to_deferred_statistics(const Tensor& x, bool last_micro_batch);
+  std::vector<double> sums_, squares_;  // per channel, over the micro-batches so far
+  double count_ = 0;
 };
 
 // The window of a pooling layer (square kernel, stride, padding).

@@ -20,6 +20,12 @@ struct ForwardContext {
   // follow the absolute position, so slicing changes nothing but the order of work.
   int64_t token_offset = 0;
   int64_t sequence_tokens = 0;
+  // Which of the mini-batch's micro-batches this is. With deferred_batch_norm (torchgpipe's
+  // DeferredBatchNorm), BatchNorm normalises each micro-batch by its own statistics but
+  // moves its running statistics once per mini-batch, by the whole mini-batch's, as one
+  // device would.
+  int micro_batch = 0, micro_batches = 1;
+  bool deferred_batch_norm = false;
 };
 
 const ForwardContext& forward_context();

@@ -484,6 +484,9 @@ void Pipeline::run_worker(int w, const std::vector<WorkUnit>& units, std::vector
     const int m = instruction.micro_batch, key = (m * slices + instruction.slice) * chunks + instruction.chunk;
     const WorkUnit& unit = units[m];
     nn::ForwardContext context{options_.seed, unit.step, unit.data.sample_offset, recomputing};
+    context.micro_batch = m % options_.micro_batches;
+    context.micro_batches = options_.micro_batches;
+    context.deferred_batch_norm = options_.deferred_batch_norm;
     int64_t first = 0, length = 0;
     if (sliced) {
       first = slice_offsets[instruction.slice], length = options_.token_slices[instruction.slice];

@@ -52,6 +52,10 @@ struct PipelineOptions {
   // Interleaved 1F1B (schedule "interleaved"): model chunks per stage. The plan then cuts
   // the model into stages x virtual_stages pieces, and stage s runs pieces s, s + K, ...
   int virtual_stages = 1;
+  // torchgpipe's deferred BatchNorm: running statistics move once per mini-batch, by the
+  // statistics of all its micro-batches, as with the whole mini-batch on one device (each
+  // micro-batch is still normalised by its own statistics).
+  bool deferred_batch_norm = false;
   // Status reports (pipeline/status.h): also print one when a run takes longer than this
   // (0: only on request), through status_output (default: standard error).
   double status_after_seconds = 0;

@@ -5,7 +5,9 @@
 #include <chrono>
 #include <csignal>
 #include <utility>
+#include <cmath>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -86,6 +88,43 @@ TEST(Executor, OneFOneBInterleavedAndZeroBubbleTrainTheCnnBitForBitLikeOneDevice
     interleaved.virtual_stages = 2;
     expect_identical(reference, cnn_run(4, interleaved), std::string("interleaved ") + recompute_name(recompute));
   }
+}
+
+// torchgpipe's deferred BatchNorm: with 4 micro-batches through 2 stages, the running
+// statistics after a step are those one device computes from the whole mini-batch. The
+// stem's BatchNorm is compared: it sees the same values either way, while every later one
+// sees activations normalised by micro-batch statistics upstream, which are not the whole
+// batch's. Not bit for bit: one device adds the whole batch's values in float lanes, the
+// deferral adds the micro-batches' sums in double, so they agree to float rounding.
+TEST(Executor, DeferredBatchNormMovesRunningStatisticsByTheWholeMiniBatch) {
+  auto running_statistics = [](int stages, int micro_batches, bool deferred, Recompute recompute) {
+    auto model = nn::make_resnet({.in_channels = 1, .classes = 10, .width = 4, .blocks_per_stage = 1, .stages = 2, .seed = 5});
+    PipelineOptions options{micro_batches, "1f1b", recompute, {}, 7, false};
+    options.deferred_batch_norm = deferred;
+    Pipeline pipe(model, partition_uniform(*model, stages), options,
+                  [](const Tensor& logits, const Tensor& labels) { return nn::cross_entropy_loss(logits, labels); });
+    Generator g(200);
+    const datasets::Batch batch{randn({16, 1, 8, 8}, g), randint(0, 10, {16}, g), 0};
+    pipe.run(batch, 0);
+    std::map<std::string, std::vector<float>> statistics;
+    for (const auto& [name, t] : model->named_buffers()) statistics[name] = t.to_vector<float>();
+    return statistics;
+  };
+  auto whole = running_statistics(1, 1, false, Recompute::Never);
+  std::erase_if(whole, [](const auto& entry) { return entry.first.rfind("stem.", 0) != 0; });
+  ASSERT_EQ(whole.size(), 2u);  // the stem BatchNorm's running mean and variance
+  for (Recompute recompute : {Recompute::Never, Recompute::Always}) {
+    const auto deferred = running_statistics(2, 4, true, recompute);
+    for (const auto& [name, values] : whole)
+      for (size_t i = 0; i < values.size(); ++i)
+        ASSERT_NEAR(deferred.at(name)[i], values[i], 1e-6f * (1 + std::abs(values[i]))) << name << "[" << i << "]";
+  }
+  // Without the deferral the statistics move once per micro-batch, by each one's statistics.
+  const auto per_micro_batch = running_statistics(2, 4, false, Recompute::Never);
+  int differing = 0;
+  for (const auto& [name, values] : whole)
+    for (size_t i = 0; i < values.size(); ++i) differing += std::abs(per_micro_batch.at(name)[i] - values[i]) > 1e-4f;
+  EXPECT_GT(differing, 0);
 }
 
 TEST(Executor, MicroBatchingMatchesOneDeviceWithTheWholeBatch) {

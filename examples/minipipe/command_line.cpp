@@ -101,6 +101,8 @@ void add_training_options(CLI::App& command, TrainOptions& o) {
   command.add_option("--stage-devices", p.stage_devices, "one device per stage, e.g. cpu,cpu (default: --device)");
   command.add_option("--threads", p.threads, "CPU threads per stage for the kernels (same results for any count)")
       ->check(CLI::Range(1, minipipe::kernels::cpu::kMaxKernelThreads))->capture_default_str();
+  command.add_flag("--deferred-batch-norm", p.deferred_batch_norm, "move BatchNorm's running statistics once per "
+                   "mini-batch, by all its micro-batches, as one device would (torchgpipe's DeferredBatchNorm)");
   command.add_option("--status-after", p.status_after, "print where every stage is (its instruction, what it waits for) when "
                      "a step runs longer than this many seconds; 0: never (kill -USR1 asks any time)")
       ->check(CLI::Range(0.0, 1e9))->capture_default_str();

@@ -19,6 +19,7 @@ struct PipelineFlags {
   std::string recompute = "never";    // never | always | except_last
   std::string token_slices;           // gpt: N uniform token slices, or "auto" (TeraPipe's planner); empty: none
   std::string stage_devices;          // cpu,cpu,... (empty: every stage on --device)
+  bool deferred_batch_norm = false;   // BatchNorm's running statistics by the whole mini-batch (torchgpipe)
   double status_after = 600;          // seconds: print where every stage is when a call runs longer (0: never)
   int threads = 1;                    // CPU kernel threads per stage
   std::string trace, timeline;        // Chrome-trace JSON and SVG of the last step

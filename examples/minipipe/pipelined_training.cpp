@@ -70,6 +70,7 @@ PipelinedTraining::PipelinedTraining(std::shared_ptr<nn::Sequential> model, cons
   options.token_slices = token_slices_;
   options.replicas = replicas_;
   options.status_after_seconds = flags.status_after;
+  options.deferred_batch_norm = flags.deferred_batch_norm;
   pipeline::install_status_signal(SIGUSR1);  // kill -USR1 <pid>: where is every stage?
   options.virtual_stages = flags.virtual_stages;
   options.model_factory = [model_factory, device] {
