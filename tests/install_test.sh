@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the build into a temporary prefix and compiles a program against it using only
-# the installed headers and the pkg-config file, as a user outside this tree would.
+# the installed headers and the pkg-config file, as a user outside this tree would; the
+# program then runs against the installed library, found by its SONAME.
 set -euo pipefail
 build_dir=$1
 source_file=$2
@@ -18,7 +19,10 @@ sanitize_flags=""
 if [ "$sanitize" != "none" ]; then sanitize_flags="-fsanitize=$sanitize"; fi
 pc_file=$(find "$stage" -name minipipe.pc | head -n 1)
 export PKG_CONFIG_PATH=$(dirname "$pc_file")${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}  # and where its requirements are
-flags=$(${PKG_CONFIG:-pkg-config} --define-variable=prefix="$stage$prefix" --cflags --libs minipipe)
+# The .pc file is relocatable: it finds the staged prefix from its own place, multiarch
+# library folder and all, with no --define-variable.
+flags=$(${PKG_CONFIG:-pkg-config} --cflags --libs minipipe)
+[[ "$flags" == *"$stage"* ]] || { echo "FAIL: pkg-config gave '$flags', outside the staged install $stage"; exit 1; }
 program="$stage/$(basename "$source_file" .cpp)"
 g++ -std=c++20 -O2 $sanitize_flags "$source_file" $flags -o "$program"
 lib_dir=$(dirname "$(find "$stage" -name 'libminipipe.so' | head -n 1)")
