@@ -32,5 +32,13 @@ inline Tensor operator*(float s, const Tensor& x) { return scale(x, s); }
 inline Tensor operator/(const Tensor& x, float s) { return scale(x, 1.0f / s); }
 inline Tensor operator+(const Tensor& x, float s) { return add_scalar(x, s); }
 inline Tensor operator-(const Tensor& x, float s) { return add_scalar(x, -s); }
+inline Tensor operator+(float s, const Tensor& x) { return add_scalar(x, s); }
+inline Tensor operator-(float s, const Tensor& x) { return add_scalar(neg(x), s); }
+// The same as named functions, with a number on either side where it reads naturally.
+inline Tensor add(const Tensor& x, float s) { return add_scalar(x, s); }
+inline Tensor sub(const Tensor& x, float s) { return add_scalar(x, -s); }
+inline Tensor mul(const Tensor& x, float s) { return scale(x, s); }
+inline Tensor mul(float s, const Tensor& x) { return scale(x, s); }
+inline Tensor div(const Tensor& x, float s) { return scale(x, 1.0f / s); }
 
 }  // namespace minipipe

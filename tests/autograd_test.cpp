@@ -28,6 +28,17 @@ namespace {
 using testing::expect_same_values;
 using testing::expect_values;
 
+TEST(Elementwise, NumbersOnEitherSide) {
+  const Tensor x = from_vector({1, 2, 4}, {3});
+  expect_values(mul(x, 2.0f), {2, 4, 8});
+  expect_values(mul(3.0f, x), {3, 6, 12});
+  expect_values(add(x, 1.0f), {2, 3, 5});
+  expect_values(sub(x, 1.0f), {0, 1, 3});
+  expect_values(div(x, 2.0f), {0.5f, 1, 2});
+  expect_values(1.0f - x, {0, -1, -3});
+  expect_values(1.0f + x, {2, 3, 5});
+}
+
 TEST(Engine, BackwardFromAScalarAccumulatesIntoLeaves) {
   // y = sum(w * x), dy/dw = x; a second backward adds to the first.
   const Tensor w = from_vector({1, 2, 3}, {3}).set_requires_grad();
