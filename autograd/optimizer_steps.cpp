@@ -21,7 +21,7 @@ void check_state(const char* op, const char* name, const Tensor& t, const Tensor
 }  // namespace
 
 void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer,
-               const SgdOptions& o, bool first_step) {
+               const nn::SgdOptions& o, bool first_step) {
   check_state("sgd_step_", "param", param, param);
   const Tensor g = grad.defined() ? grad.contiguous() : grad;
   check_state("sgd_step_", "grad", g, param);
@@ -34,7 +34,7 @@ void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& momentum_b
 }
 
 void adamw_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
-                 const AdamWOptions& o, int64_t step) {
+                 const nn::AdamWOptions& o, int64_t step) {
   check_state("adamw_step_", "param", param, param);
   const Tensor g = grad.defined() ? grad.contiguous() : grad;
   check_state("adamw_step_", "grad", g, param);

@@ -73,7 +73,7 @@ double seconds_for_units(const Config& config, int workers, const Workload& w) {
   std::vector<std::vector<std::unique_ptr<nn::SGD>>> optimizers(stages);  // per replica, as PipeDream's stages update alone
   for (int s = 0; s < stages; ++s)
     for (int r = 0; r < pipe.replicas(s); ++r)
-      optimizers[s].push_back(std::make_unique<nn::SGD>(pipe.replica(s, r)->named_parameters(), SgdOptions{.lr = 1e-4f}));
+      optimizers[s].push_back(std::make_unique<nn::SGD>(pipe.replica(s, r)->named_parameters(), nn::SgdOptions{.lr = 1e-4f}));
   pipe.set_optimizer_step([&](int s, int r, uint64_t) {
     optimizers[s][r]->step();
     optimizers[s][r]->zero_grad();

@@ -27,7 +27,7 @@ struct Layer {
         exp_avg_w(zeros({in, out})), exp_avg_sq_w(zeros({in, out})),
         exp_avg_b(zeros({out})), exp_avg_sq_b(zeros({out})) {}
   Tensor operator()(const Tensor& x) const { return matmul(x, weight) + bias; }
-  void step(const AdamWOptions& options, int64_t t) {
+  void step(const nn::AdamWOptions& options, int64_t t) {
     adamw_step_(weight, weight.grad(), exp_avg_w, exp_avg_sq_w, options, t);
     adamw_step_(bias, bias.grad(), exp_avg_b, exp_avg_sq_b, options, t);
     weight.zero_grad();
@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
 
   Generator generator(seed);
   std::vector<Layer> layers{Layer(1, 32, generator), Layer(32, 32, generator), Layer(32, 1, generator)};
-  const AdamWOptions options{.lr = 0.01f, .weight_decay = 0.0f};
+  const nn::AdamWOptions options{.lr = 0.01f, .weight_decay = 0.0f};
   float loss_value = 0.0f;
   for (int step = 1; step <= steps; ++step) {
     Tensor h = x;

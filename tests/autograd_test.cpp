@@ -225,7 +225,7 @@ std::vector<float> train_small_model(uint64_t seed, int steps) {
     loss.backward();
     NoGradGuard no_grad;
     for (const Tensor& w : {w1, w2}) {
-      sgd_step_(w, w.grad(), Tensor(), SgdOptions{.lr = 0.1f}, step == 0);
+      sgd_step_(w, w.grad(), Tensor(), nn::SgdOptions{.lr = 0.1f}, step == 0);
       w.zero_grad();
     }
     losses.push_back(loss.item());
@@ -325,18 +325,18 @@ TEST(Threads, TwoModelsTrainedAtOnceMatchOneAfterTheOther) {
 TEST(OptimizerSteps, SgdMomentumAndNesterovMatchHandComputedSteps) {
   // p = 1, g = 0.5, lr 0.1, momentum 0.9: buf = 0.5 -> p = 0.95; buf = 0.95 -> p = 0.855.
   const Tensor p = full({1}, 1.0f), g = full({1}, 0.5f), buf = zeros({1});
-  const SgdOptions momentum{.lr = 0.1f, .momentum = 0.9f};
+  const nn::SgdOptions momentum{.lr = 0.1f, .momentum = 0.9f};
   sgd_step_(p, g, buf, momentum, true);
   expect_values(p, {0.95f});
   sgd_step_(p, g, buf, momentum, false);
   expect_values(p, {0.855f});
   // Nesterov: step = g + 0.9 * buf = 0.95 -> p = 1 - 0.095.
   const Tensor q = full({1}, 1.0f), qbuf = zeros({1});
-  sgd_step_(q, g, qbuf, SgdOptions{.lr = 0.1f, .momentum = 0.9f, .nesterov = true}, true);
+  sgd_step_(q, g, qbuf, nn::SgdOptions{.lr = 0.1f, .momentum = 0.9f, .nesterov = true}, true);
   expect_values(q, {0.905f});
   // Weight decay adds wd * p to the gradient: 1 - 0.1 * (0.5 + 0.1) = 0.94.
   const Tensor r = full({1}, 1.0f);
-  sgd_step_(r, g, Tensor(), SgdOptions{.lr = 0.1f, .weight_decay = 0.1f}, true);
+  sgd_step_(r, g, Tensor(), nn::SgdOptions{.lr = 0.1f, .weight_decay = 0.1f}, true);
   expect_values(r, {0.94f});
   EXPECT_THROW_WITH(sgd_step_(p, zeros({2}), buf, momentum, false), "grad", "[2]", "[1]");
 }
@@ -346,7 +346,7 @@ TEST(OptimizerSteps, AdamWMatchesHandComputedStep) {
   // so p = 0.999 - 0.1 = 0.899. Second step with the same gradient: m = 0.095,
   // v = 0.00049975; corrected m = 0.5, sqrt(corrected v) = 0.5 -> p = 0.899*0.999 - 0.1.
   const Tensor p = full({1}, 1.0f), g = full({1}, 0.5f), m = zeros({1}), v = zeros({1});
-  const AdamWOptions options{.lr = 0.1f, .weight_decay = 0.01f};
+  const nn::AdamWOptions options{.lr = 0.1f, .weight_decay = 0.01f};
   adamw_step_(p, g, m, v, options, 1);
   expect_values(p, {0.899f});
   expect_values(m, {0.05f});

@@ -322,8 +322,8 @@ TEST_F(CudaOps, OptimizerStepsMatchTheCpu) {
   Generator g(16);
   const Tensor start = randn({1027}, g);
   const std::vector<Tensor> grads{randn({1027}, g), randn({1027}, g), randn({1027}, g)};
-  const SgdOptions sgd{.lr = 0.1f, .momentum = 0.9f, .weight_decay = 0.01f, .nesterov = true};
-  const AdamWOptions adamw{.lr = 0.01f, .weight_decay = 0.1f};
+  const nn::SgdOptions sgd{.lr = 0.1f, .momentum = 0.9f, .weight_decay = 0.01f, .nesterov = true};
+  const nn::AdamWOptions adamw{.lr = 0.01f, .weight_decay = 0.1f};
   std::vector<Tensor> sgd_params, adamw_params;
   for (const Device& device : {Device::cpu(), kGpu}) {
     const Tensor p = start.to(device).clone(), buffer = zeros({1027}, DType::Float32, device);

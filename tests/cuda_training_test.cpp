@@ -71,7 +71,7 @@ TEST_F(CudaTraining, AGptTrainsToTheCpuLossesFor50Steps) {
                              .seed = 3};
   const auto make_model = [&] { return std::static_pointer_cast<nn::Module>(nn::make_gpt(config)); };
   const auto make_optimizer = [](nn::Module& m) -> std::unique_ptr<nn::Optimizer> {
-    return std::make_unique<nn::AdamW>(m.named_parameters(), AdamWOptions{.lr = 3e-3f, .weight_decay = 0.1f});
+    return std::make_unique<nn::AdamW>(m.named_parameters(), nn::AdamWOptions{.lr = 3e-3f, .weight_decay = 0.1f});
   };
   const auto batch_at = [](int64_t step) {
     Generator g(100 + static_cast<uint64_t>(step));
@@ -94,7 +94,7 @@ TEST_F(CudaTraining, AResNetTrainsToTheCpuLossesFor50Steps) {
                                 .seed = 4};
   const auto make_model = [&] { return std::static_pointer_cast<nn::Module>(nn::make_resnet(config)); };
   const auto make_optimizer = [](nn::Module& m) -> std::unique_ptr<nn::Optimizer> {
-    return std::make_unique<nn::SGD>(m.named_parameters(), SgdOptions{.lr = 0.05f, .momentum = 0.9f});
+    return std::make_unique<nn::SGD>(m.named_parameters(), nn::SgdOptions{.lr = 0.05f, .momentum = 0.9f});
   };
   const auto batch_at = [](int64_t step) {
     Generator g(200 + static_cast<uint64_t>(step));

@@ -499,8 +499,8 @@ TEST(KernelThreads, OptimizerStepsGiveTheSameBitsOnOneAndThreeThreads) {
     const Tensor adam_param = param.clone(), sgd_param = param.clone();
     const Tensor exp_avg = zeros({100003}), exp_avg_sq = zeros({100003}), momentum = zeros({100003});
     for (int64_t step = 1; step <= 3; ++step) {
-      adamw_step_(adam_param, grad, exp_avg, exp_avg_sq, AdamWOptions{}, step);
-      sgd_step_(sgd_param, grad, momentum, SgdOptions{.lr = 0.1f, .momentum = 0.9f, .nesterov = true}, step == 1);
+      adamw_step_(adam_param, grad, exp_avg, exp_avg_sq, nn::AdamWOptions{}, step);
+      sgd_step_(sgd_param, grad, momentum, nn::SgdOptions{.lr = 0.1f, .momentum = 0.9f, .nesterov = true}, step == 1);
     }
     return std::vector<Tensor>{adam_param, exp_avg, exp_avg_sq, sgd_param, momentum};
   };

@@ -37,7 +37,7 @@ Tensor loss_function(const Tensor& logits, const Tensor& targets) { return nn::c
 std::vector<std::unique_ptr<nn::Optimizer>> stage_optimizers(const nn::Sequential& model, const StagePlan& plan) {
   std::vector<std::unique_ptr<nn::Optimizer>> optimizers;
   for (int s = 0; s < plan.stages(); ++s)
-    optimizers.push_back(std::make_unique<nn::AdamW>(stage_module(model, plan, s)->named_parameters(), AdamWOptions{.lr = 1e-2f}));
+    optimizers.push_back(std::make_unique<nn::AdamW>(stage_module(model, plan, s)->named_parameters(), nn::AdamWOptions{.lr = 1e-2f}));
   return optimizers;
 }
 
@@ -77,7 +77,7 @@ AsyncRun run_pipeline(const AsyncSetup& setup, int mini_batches_per_run = kMiniB
   std::vector<std::vector<std::unique_ptr<nn::Optimizer>>> optimizers(setup.stages);  // [stage][replica]
   for (int s = 0; s < setup.stages; ++s)
     for (int r = 0; r < setup.replicas_of(s); ++r)
-      optimizers[s].push_back(std::make_unique<nn::AdamW>(pipeline.replica(s, r)->named_parameters(), AdamWOptions{.lr = 1e-2f}));
+      optimizers[s].push_back(std::make_unique<nn::AdamW>(pipeline.replica(s, r)->named_parameters(), nn::AdamWOptions{.lr = 1e-2f}));
   pipeline.set_optimizer_step([&](int s, int r, uint64_t step) {
     optimizers[s][r]->set_learning_rate(setup.rate(step));
     optimizers[s][r]->step();

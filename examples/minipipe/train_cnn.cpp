@@ -55,7 +55,7 @@ int train_cnn(const CnnOptions& options) {
   const float peak_learning_rate = options.learning_rate > 0 ? options.learning_rate : 3e-3f;
   const OptimizerSetup optimizer{
       [peak_learning_rate](nn::NamedTensors parameters) {
-        return std::make_unique<nn::AdamW>(std::move(parameters), AdamWOptions{.lr = peak_learning_rate, .weight_decay = 1e-4f});
+        return std::make_unique<nn::AdamW>(std::move(parameters), nn::AdamWOptions{.lr = peak_learning_rate, .weight_decay = 1e-4f});
       },
       {nn::LearningRateSchedule::Kind::WarmupCosine, peak_learning_rate, total_steps / 20, total_steps, 0.05f},
       0.0f};

@@ -45,7 +45,7 @@ int train_gpt(const GptOptions& options) {
   const OptimizerSetup optimizer{
       [peak_learning_rate](nn::NamedTensors parameters) {
         return std::make_unique<nn::AdamW>(std::move(parameters),
-                                           AdamWOptions{.lr = peak_learning_rate, .beta2 = 0.99f, .weight_decay = 0.1f});
+                                           nn::AdamWOptions{.lr = peak_learning_rate, .beta2 = 0.99f, .weight_decay = 0.1f});
       },
       {nn::LearningRateSchedule::Kind::WarmupCosine, peak_learning_rate, std::max<int64_t>(1, total_steps / 20), total_steps, 0.1f},
       1.0f};

@@ -65,7 +65,7 @@ void Optimizer::load_state_dict(const std::map<std::string, Tensor>& state) {
     if (name != "step") state_[name] = t.clone();
 }
 
-SGD::SGD(NamedTensors parameters, const SgdOptions& o) : Optimizer(std::move(parameters)), options(o) {
+SGD::SGD(NamedTensors parameters, const nn::SgdOptions& o) : Optimizer(std::move(parameters)), options(o) {
   learning_rate_ = o.lr;
 }
 
@@ -75,7 +75,7 @@ std::vector<std::string> SGD::state_names() const {
 
 void SGD::step() {
   NoGradGuard no_grad;
-  SgdOptions o = options;
+  nn::SgdOptions o = options;
   o.lr = learning_rate_;
   for (size_t i = 0; i < parameters_.size(); ++i) {
     const Tensor& p = parameters_[i].second;
@@ -88,20 +88,20 @@ void SGD::step() {
   ++steps_;
 }
 
-AdamW::AdamW(NamedTensors parameters, const AdamWOptions& o) : Optimizer(std::move(parameters)), options(o) {
+AdamW::AdamW(NamedTensors parameters, const nn::AdamWOptions& o) : Optimizer(std::move(parameters)), options(o) {
   learning_rate_ = o.lr;
 }
 
 void AdamW::step() {
   NoGradGuard no_grad;
-  AdamWOptions o = options;
+  nn::AdamWOptions o = options;
   o.lr = learning_rate_;
   ++steps_;
   for (size_t i = 0; i < parameters_.size(); ++i) {
     const Tensor& p = parameters_[i].second;
     if (!p.grad().defined()) continue;
     // Biases and normalisation gains (1-D) are not decayed, as is usual for Transformers.
-    AdamWOptions per_parameter = o;
+    nn::AdamWOptions per_parameter = o;
     if (p.dim() < 2) per_parameter.weight_decay = 0.0f;
     adamw_step_(p, p.grad(), state(i, "exp_avg"), state(i, "exp_avg_sq"), per_parameter, steps_);
   }

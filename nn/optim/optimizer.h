@@ -44,18 +44,18 @@ class Optimizer {
 
 class SGD : public Optimizer {
  public:
-  SGD(NamedTensors parameters, const SgdOptions& options);
+  SGD(NamedTensors parameters, const nn::SgdOptions& options);
   void step() override;
   std::vector<std::string> state_names() const override;
-  SgdOptions options;
+  nn::SgdOptions options;
 };
 
 class AdamW : public Optimizer {
  public:
-  AdamW(NamedTensors parameters, const AdamWOptions& options);
+  AdamW(NamedTensors parameters, const nn::AdamWOptions& options);
   void step() override;
   std::vector<std::string> state_names() const override { return {"exp_avg", "exp_avg_sq"}; }
-  AdamWOptions options;
+  nn::AdamWOptions options;
 };
 
 // Learning rate at a step: constant, or linear warmup from 0 over `warmup_steps` followed
