@@ -10,7 +10,6 @@ namespace minipipe::pipeline {
 
 namespace {
 
-
 // Step 1: the version each Forward and Backward runs with, and the one each OptimizerStep
 // makes. A forward runs with the stage's latest weights, except under vertical sync, where
 // every stage uses the version the input stage's forward used (so stage 0 goes first). The
