@@ -204,9 +204,9 @@ std::string describe_progress(const Schedule& schedule, const RunState& state, d
       if (i.op == Op::AllReduce) {
         out += ", waiting for the stage's other replicas";
       } else {
-        const int from = schedule.stage_of_piece(i.op == Op::ReceiveActivation ? piece - 1 : piece + 1);
+        const int from = schedule.worker_of_piece(i.op == Op::ReceiveActivation ? piece - 1 : piece + 1, i.micro_batch);
         out += ", waiting for the " + std::string(i.op == Op::ReceiveActivation ? "activation" : "gradient") + " from " +
-               schedule.worker_name(schedule.worker_for(from, i.micro_batch));
+               schedule.worker_name(from);
       }
     }
     out += "; " + std::to_string(p.in_flight.load()) + " in flight\n";
@@ -450,8 +450,8 @@ void Pipeline::run_worker(int w, const std::vector<WorkUnit>& units, std::vector
   };
   // The worker that runs the next (previous) piece for micro-batch m, and that piece's stage.
   auto neighbour = [&](const Instruction& i, bool next) {
-    const int other = schedule_.stage_of_piece(piece(i) + (next ? 1 : -1));
-    return std::pair{schedule_.worker_for(other, i.micro_batch), other};
+    const int other = piece(i) + (next ? 1 : -1);
+    return std::pair{schedule_.worker_of_piece(other, i.micro_batch), schedule_.stage_of_piece(other)};
   };
   nn::Sequential& module = *worker_modules_[w][0];  // the asynchronous schedule's (one chunk)
   // Token slices (TeraPipe): where each starts, and the keys and values of each micro-batch's

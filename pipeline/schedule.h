@@ -94,6 +94,8 @@ struct Schedule {
   int piece_of(int stage, int chunk) const { return chunk * stages + stage; }
   int stage_of_piece(int piece) const { return piece % stages; }
   int chunk_of_piece(int piece) const { return piece / stages; }
+  // The worker that runs piece p of the model for micro-batch m (its stage's replica for m).
+  int worker_of_piece(int piece, int micro_batch) const { return worker_for(stage_of_piece(piece), micro_batch); }
   bool asynchronous() const { return micro_batches_per_update > 0; }
   bool replicated() const;  // some stage has more than one replica
   int workers() const { return static_cast<int>(programs.size()); }

@@ -113,7 +113,7 @@ SimulationResult simulate(const Schedule& schedule, const CostModel& costs) {
           if (other < 0 || other >= schedule.pieces())
             throw ScheduleError(describe(schedule, w, instruction) +
                                 (next_piece ? ": the last stage has no next stage" : ": the first stage has no previous stage"));
-          return std::pair{schedule.worker_for(schedule.stage_of_piece(other), m), schedule.chunk_of_piece(other)};
+          return std::pair{schedule.worker_of_piece(other, m), schedule.chunk_of_piece(other)};
         };
         bool ran = true;
         switch (instruction.op) {
