@@ -21,14 +21,27 @@ void check_gradient_shape(const Tensor& g, const Shape& expected, const std::str
                            " of shape " + shape_str(expected));
 }
 
+// This thread's GradientRedirects: parameter -> the leaf whose .grad stands in for its.
+thread_local std::unordered_map<const TensorImpl*, std::shared_ptr<TensorImpl>> redirected;
+
 // What the engine does with the gradient that reaches a leaf or a chosen input.
 // A fresh copy on first arrival, so that two leaves never share a gradient buffer.
-void accumulate_into_leaf(const std::shared_ptr<TensorImpl>& impl, const Tensor& g) {
+void accumulate_into_leaf(std::shared_ptr<TensorImpl> impl, const Tensor& g) {
   check_gradient_shape(g, impl->shape, "a leaf");
+  if (auto it = redirected.find(impl.get()); it != redirected.end()) impl = it->second;
   impl->grad = impl->grad ? add(Tensor(impl->grad), g).impl_ptr() : g.clone().impl_ptr();
 }
 
 }  // namespace
+
+GradientRedirect::GradientRedirect(const Tensor& parameter, const Tensor& stand_in) : parameter_(parameter.impl()) {
+  if (parameter.shape() != stand_in.shape() || parameter.device() != stand_in.device())
+    throw std::invalid_argument("GradientRedirect: the stand-in must have the parameter's shape and device");
+  if (!redirected.emplace(parameter_, stand_in.impl_ptr()).second)
+    throw std::logic_error("GradientRedirect: this parameter's gradients are already redirected on this thread");
+}
+
+GradientRedirect::~GradientRedirect() { redirected.erase(parameter_); }
 
 // Filled by backward_inputs (engine.h), in the order a fused backward would reach them.
 struct DeferredWeightGradients::Entry {

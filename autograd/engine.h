@@ -21,6 +21,22 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& root_
 std::vector<Tensor> grad(const std::vector<Tensor>& roots, const std::vector<Tensor>& root_grads,
                          const std::vector<Tensor>& inputs, bool retain_graph = false);
 
+// Tied weights across pipeline stages: two stages' threads must not add into one .grad at
+// once. While a GradientRedirect lives on a thread, every gradient that would accumulate
+// into `parameter`'s .grad on that thread (backward, and W of backward_inputs) accumulates
+// into `stand_in`'s instead; the pipeline adds the stand-in's into the parameter's after
+// the stages are done. Nests; other threads are unaffected.
+class GradientRedirect {
+ public:
+  GradientRedirect(const Tensor& parameter, const Tensor& stand_in);
+  ~GradientRedirect();
+  GradientRedirect(const GradientRedirect&) = delete;
+  GradientRedirect& operator=(const GradientRedirect&) = delete;
+
+ private:
+  const TensorImpl* parameter_;
+};
+
 class Node;
 
 // Zero-bubble pipelines (Qi et al. ICLR 2024) split a stage's backward in two: B, the

@@ -22,6 +22,17 @@ Linear::Linear(int64_t in_features, int64_t out_features, Generator& generator, 
   if (with_bias) bias = register_parameter("bias", rand({out_features}, generator, -bound, bound));
 }
 
+Linear::Linear(Tensor weight_, Tensor bias_) {
+  if (!weight_.defined() || weight_.dim() != 2 || weight_.dtype() != DType::Float32)
+    throw std::invalid_argument("Linear: the weight must be a float32 [out, in] tensor" +
+                                (weight_.defined() ? ", got " + shape_str(weight_.shape()) : std::string()));
+  if (bias_.defined() && bias_.shape() != Shape{weight_.shape()[0]})
+    throw std::invalid_argument("Linear: the bias must be [" + std::to_string(weight_.shape()[0]) + "], got " +
+                                shape_str(bias_.shape()));
+  weight = register_parameter("weight", weight_);
+  if (bias_.defined()) bias = register_parameter("bias", bias_);
+}
+
 Tensor Linear::forward(const Tensor& x) {
   if (x.dim() < 1 || x.shape().back() != weight.shape()[1])
     throw std::invalid_argument("Linear: input " + shape_str(x.shape()) + " must end in " +

@@ -12,6 +12,9 @@ namespace minipipe::nn {
 class Linear : public Module {
  public:
   Linear(int64_t in_features, int64_t out_features, Generator& generator, bool bias = true);
+  // On existing tensors: weight [out, in] and an optional bias [out]. A weight that another
+  // layer holds too is tied to it (one tensor, one gradient).
+  explicit Linear(Tensor weight, Tensor bias = Tensor());
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "Linear"; }
   Tensor weight, bias;

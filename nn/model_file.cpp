@@ -61,6 +61,8 @@ GPTConfig gpt_config_from(const Metadata& m, const std::string& path) {
   c.layers = metadata_integer(m, "layers", path, 1, 1 << 12);
   c.heads = metadata_integer(m, "heads", path, 1, c.dim);
   c.dropout = static_cast<float>(metadata_number(m, "dropout", path, 0.0, 0.99));
+  // Files from before tying was offered hold untied models.
+  if (m.count("tie_embeddings")) c.tie_embeddings = metadata_integer(m, "tie_embeddings", path, 0, 1) == 1;
   return c;
 }
 
@@ -91,7 +93,7 @@ std::shared_ptr<Sequential> make_resnet_from(const std::string& path) {
 Metadata gpt_metadata(const GPTConfig& c) {
   return {{"model", "gpt"}, {"vocabulary", std::to_string(c.vocabulary)}, {"context", std::to_string(c.context)},
           {"dim", std::to_string(c.dim)}, {"layers", std::to_string(c.layers)}, {"heads", std::to_string(c.heads)},
-          {"dropout", std::to_string(c.dropout)}};
+          {"dropout", std::to_string(c.dropout)}, {"tie_embeddings", c.tie_embeddings ? "1" : "0"}};
 }
 
 Metadata resnet_metadata(const ResNetConfig& c) {

@@ -32,16 +32,31 @@ void Module::collect(const std::string& prefix, bool buffers, NamedTensors& out)
   for (const auto& [name, child] : children_) child->collect(prefix + name + ".", buffers, out);
 }
 
+namespace {
+
+// A tensor registered twice (tied weights: a language model's head sharing the token
+// embedding) is listed once, under the name it was first reached by, so that optimizers,
+// norms and checkpoints see it once.
+NamedTensors without_repeats(NamedTensors all) {
+  std::set<const TensorImpl*> seen;
+  NamedTensors out;
+  for (auto& entry : all)
+    if (seen.insert(entry.second.impl()).second) out.push_back(std::move(entry));
+  return out;
+}
+
+}  // namespace
+
 NamedTensors Module::named_parameters() const {
   NamedTensors out;
   collect("", false, out);
-  return out;
+  return without_repeats(std::move(out));
 }
 
 NamedTensors Module::named_buffers() const {
   NamedTensors out;
   collect("", true, out);
-  return out;
+  return without_repeats(std::move(out));
 }
 
 std::vector<Tensor> Module::parameters() const {

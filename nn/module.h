@@ -24,6 +24,7 @@ class Module {
   virtual std::string type_name() const = 0;
 
   // Recursive, in registration order; names are dotted paths ("blocks.0.attention.qkv.weight").
+  // A tensor registered in two places (tied weights) is listed once, by its first name.
   NamedTensors named_parameters() const;
   NamedTensors named_buffers() const;
   std::vector<Tensor> parameters() const;

@@ -79,9 +79,13 @@ Tensor TokenAndPositionEmbedding::forward(const Tensor& ids) {
   return (*dropout)(add((*tokens)(ids), (*positions)(position_ids)));
 }
 
-LanguageModelHead::LanguageModelHead(int64_t dim, int64_t vocabulary, Generator& g) {
+LanguageModelHead::LanguageModelHead(int64_t dim, int64_t vocabulary, Generator& g, Tensor tied_weight) {
   norm = register_module("norm", std::make_shared<LayerNorm>(dim));
-  logits = register_module("logits", std::make_shared<Linear>(dim, vocabulary, g, false));
+  if (tied_weight.defined() && tied_weight.shape() != Shape{vocabulary, dim})
+    throw std::invalid_argument("LanguageModelHead: a tied weight must be [" + std::to_string(vocabulary) + ", " +
+                                std::to_string(dim) + "] like the token embedding, got " + shape_str(tied_weight.shape()));
+  logits = register_module("logits", tied_weight.defined() ? std::make_shared<Linear>(tied_weight)
+                                                           : std::make_shared<Linear>(dim, vocabulary, g, false));
 }
 
 Tensor LanguageModelHead::forward(const Tensor& x) { return (*logits)((*norm)(x)); }
@@ -91,10 +95,13 @@ std::shared_ptr<Sequential> make_gpt(const GPTConfig& c) {
     throw std::invalid_argument("make_gpt: vocabulary, context, dim and layers must be positive");
   Generator g(c.seed);
   auto model = std::make_shared<Sequential>();
-  model->add(std::make_shared<TokenAndPositionEmbedding>(c.vocabulary, c.context, c.dim, c.dropout, g), "embedding");
+  auto embedding = std::make_shared<TokenAndPositionEmbedding>(c.vocabulary, c.context, c.dim, c.dropout, g);
+  model->add(embedding, "embedding");
   for (int64_t b = 0; b < c.layers; ++b)
     model->add(std::make_shared<TransformerBlock>(c.dim, c.heads, c.dropout, b, g), "block" + std::to_string(b));
-  model->add(std::make_shared<LanguageModelHead>(c.dim, c.vocabulary, g), "head");
+  model->add(std::make_shared<LanguageModelHead>(c.dim, c.vocabulary, g,
+                                                 c.tie_embeddings ? embedding->tokens->weight : Tensor()),
+             "head");
   // GPT-2 initialisation, redrawn in place.
   const float residual_std = 0.02f / std::sqrt(2.0f * static_cast<float>(c.layers));
   for (auto& [name, t] : model->named_parameters()) {

@@ -52,11 +52,12 @@ class TokenAndPositionEmbedding : public Module {
   std::shared_ptr<Dropout> dropout;
 };
 
-// Final LayerNorm and the projection to vocabulary logits (no bias; not tied to the token
-// embedding, so that the first and last pipeline stages share no weight).
+// Final LayerNorm and the projection to vocabulary logits (no bias). Given the token
+// embedding's weight [vocabulary, dim], the projection uses it (tied weights, as GPT-2
+// does); a pipeline then sums the gradients the two stages give it (pipeline/executor.h).
 class LanguageModelHead : public Module {
  public:
-  LanguageModelHead(int64_t dim, int64_t vocabulary, Generator& generator);
+  LanguageModelHead(int64_t dim, int64_t vocabulary, Generator& generator, Tensor tied_weight = Tensor());
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "LanguageModelHead"; }
   std::shared_ptr<LayerNorm> norm;
@@ -71,6 +72,7 @@ struct GPTConfig {
   int64_t heads = 4;
   float dropout = 0.1f;
   uint64_t seed = 0;
+  bool tie_embeddings = false;  // the head's projection is the token embedding's weight
 };
 
 // Weights N(0, 0.02), the residual projections N(0, 0.02 / sqrt(2 layers)), biases 0 (GPT-2).

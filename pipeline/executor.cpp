@@ -4,6 +4,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <list>
 #include <thread>
 #include <map>
 #include <mutex>
@@ -90,6 +91,7 @@ Pipeline::Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, Pipeli
     module->to(device_of(s));
   }
   make_replicas();
+  find_tied_parameters();
   for (int w = 0; w < workers(); ++w) trackers_.push_back(std::make_shared<MemoryTracker>());
   threads_ = std::make_unique<StageThreads>(workers());
 }
@@ -124,6 +126,48 @@ void Pipeline::make_replicas() {
       module->to(device_of(s));
     }
   }
+}
+
+void Pipeline::find_tied_parameters() {
+  std::map<const TensorImpl*, std::vector<int>> holders;  // parameter -> the stages holding it
+  std::map<const TensorImpl*, Tensor> tensors;
+  for (int s = 0; s < stages(); ++s)
+    for (int c = 0; c < schedule_.virtual_stages; ++c)
+      for (const Tensor& p : chunk(s, c)->parameters()) {
+        std::vector<int>& stages_holding = holders[p.impl()];
+        if (stages_holding.empty() || stages_holding.back() != s) stages_holding.push_back(s);
+        tensors[p.impl()] = p;
+      }
+  for (const auto& [name, p] : model_->named_parameters()) {
+    const std::vector<int>& holding = holders[p.impl()];
+    if (holding.size() < 2) continue;
+    const std::string where = "tied parameter '" + name + "' is held by stages " + std::to_string(holding.front()) +
+                              " and " + std::to_string(holding.back());
+    if (schedule_.asynchronous())
+      throw std::invalid_argument("pipeline: " + where + ", whose weights would be updated at different times under " +
+                                  schedule_.name + "; untie it or use a synchronous schedule (gpipe, 1f1b, ...)");
+    for (int s : holding)
+      if (device_of(s) != device_of(holding.front()))
+        throw std::invalid_argument("pipeline: " + where + ", on different devices (" + device_of(holding.front()).str() +
+                                    ", " + device_of(s).str() + "); put those stages on one device or untie it");
+    tied_.push_back({name, holding});
+    tied_tensors_.push_back(tensors.at(p.impl()));
+    std::vector<Tensor> stand_ins;
+    for (size_t i = 1; i < holding.size(); ++i) stand_ins.push_back(zeros_like(p));
+    tied_stand_ins_.push_back(std::move(stand_ins));
+  }
+}
+
+// Each later stage's share of a tied parameter's gradient, added in stage order to what the
+// first stage accumulated.
+void Pipeline::add_tied_gradients() const {
+  NoGradGuard no_grad;
+  for (size_t t = 0; t < tied_.size(); ++t)
+    for (const Tensor& stand_in : tied_stand_ins_[t]) {
+      const Tensor share = stand_in.grad(), own = tied_tensors_[t].grad();
+      if (!share.defined()) continue;
+      tied_tensors_[t].set_grad(own.defined() ? add(own, share) : share);
+    }
 }
 
 Device Pipeline::device_of(int s) const {
@@ -339,6 +383,9 @@ void Pipeline::add_micro_batches(const datasets::Batch& batch, uint64_t step, st
 }
 
 StepResult Pipeline::run_units(const std::vector<WorkUnit>& units) {
+  if (!tied_.empty() && optimizer_step_)
+    throw std::invalid_argument("pipeline: " + tied_[0].name + " is tied across stages, and its gradient is complete only "
+                                "when run() returns: step the optimizer after run(), not through set_optimizer_step");
   RunState state;
   // A channel each way between every worker of a piece's stage and every worker of the next
   // piece's stage (under interleaving, the last stage also feeds stage 0's next chunk).
@@ -405,6 +452,9 @@ StepResult Pipeline::run_units(const std::vector<WorkUnit>& units) {
   run_over_signal.notify_all();
   watcher.join();
   for (int s = 0; s < stages(); ++s) weight_versions_[s] += records[schedule_.first_worker(s)].updates;
+  if (!state.error) add_tied_gradients();
+  for (const auto& stand_ins : tied_stand_ins_)
+    for (const Tensor& stand_in : stand_ins) stand_in.zero_grad();  // added, or a failed run's
   if (state.error) {
     try {
       std::rethrow_exception(state.error);
@@ -439,6 +489,12 @@ void Pipeline::run_worker(int w, const std::vector<WorkUnit>& units, std::vector
   MemoryTrackerScope memory(trackers_[w]);
   GradModeGuard grad_on(true);
   const Device device = device_of(s);
+  // Tied parameters: a later stage's gradients go to its stand-in, never into the .grad the
+  // first stage adds to at the same time.
+  std::list<GradientRedirect> tied_redirects;
+  for (size_t t = 0; t < tied_.size(); ++t)
+    for (size_t i = 1; i < tied_[t].stages.size(); ++i)
+      if (tied_[t].stages[i] == s) tied_redirects.emplace_back(tied_tensors_[t], tied_stand_ins_[t][i - 1]);
   // The worker's model chunks (one unless interleaved); the first piece of the model reads the
   // data, the last computes the loss, and `except_last` spares the last from recomputing.
   const int chunks = schedule_.virtual_stages;

@@ -138,6 +138,16 @@ class Pipeline {
   const std::shared_ptr<nn::Sequential>& stage(int s) const { return chunk(s, 0); }
   const std::shared_ptr<nn::Sequential>& replica(int s, int r) const { return worker_modules_.at(schedule_.first_worker(s) + r)[0]; }
   const std::shared_ptr<nn::Sequential>& chunk(int s, int c) const { return worker_modules_.at(schedule_.first_worker(s)).at(c); }
+  // Tied weights (DeepSpeed's TiedLayerSpec, Megatron's shared embedding): a parameter the
+  // layers of several stages hold, like a GPT head on the token embedding. Each stage adds
+  // its gradient on its own (the later stages into a stand-in), and run() sums them, in
+  // stage order, into the parameter's .grad before it returns, ready for the caller's step.
+  // Synchronous schedules only, with the stages holding it on one device.
+  struct TiedParameter {
+    std::string name;         // the model's name for it
+    std::vector<int> stages;  // the stages whose layers hold it, in order
+  };
+  const std::vector<TiedParameter>& tied_parameters() const { return tied_; }
   // Updates stage s has made under run_async, which is the version its weights have.
   int64_t weight_version(int s) const { return weight_versions_[s]; }
 
@@ -158,6 +168,8 @@ class Pipeline {
   void check_token_slices_fit(const std::vector<WorkUnit>& units) const;
   Schedule make_pipedream_schedule(int micro_batches) const;
   void make_replicas();
+  void find_tied_parameters();
+  void add_tied_gradients() const;
 
   std::shared_ptr<nn::Sequential> model_;
   StagePlan plan_;
@@ -169,6 +181,11 @@ class Pipeline {
   std::unique_ptr<StageThreads> threads_;                        // one per worker
   OptimizerStepFunction optimizer_step_;
   std::vector<int64_t> weight_versions_;  // per stage
+  std::vector<TiedParameter> tied_;
+  // Per tied parameter: the parameter, and per stage after its first, the leaf whose .grad
+  // collects that stage's share (autograd/engine.h, GradientRedirect).
+  std::vector<Tensor> tied_tensors_;
+  std::vector<std::vector<Tensor>> tied_stand_ins_;
 };
 
 }  // namespace minipipe::pipeline

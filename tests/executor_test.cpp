@@ -135,6 +135,61 @@ TEST(Executor, MicroBatchingMatchesOneDeviceWithTheWholeBatch) {
   for (const auto& [name, t] : whole.weights) testing::expect_same_values(micro.weights.at(name), t, 1e-4f, 1e-4f);
 }
 
+// A GPT whose head reuses the token embedding (GPT-2's tied weights), cut so that the two
+// sit on different stages: each stage adds its share of the gradient, and run() sums them.
+TEST(Executor, TiedEmbeddingAcrossStagesTrainsLikeOneDevice) {
+  nn::GPTConfig config = small_gpt();
+  config.tie_embeddings = true;
+  auto tied = nn::make_gpt(config);
+  auto head = std::dynamic_pointer_cast<nn::LanguageModelHead>((*tied)[tied->size() - 1]);
+  auto embedding = std::dynamic_pointer_cast<nn::TokenAndPositionEmbedding>((*tied)[0]);
+  ASSERT_EQ(head->logits->weight.impl(), embedding->tokens->weight.impl());
+  EXPECT_EQ(tied->parameter_count() + config.vocabulary * config.dim, nn::make_gpt(small_gpt())->parameter_count());
+  EXPECT_FALSE(tied->state_dict().count("head.logits.weight"));  // listed once, by its first name
+
+  auto run = [&](int stages, int micro_batches, const char* schedule, Recompute recompute) {
+    PipelineOptions options{micro_batches, schedule, recompute, {}, 7, false};
+    return train(config, stages, options, gpt_batch, 6);
+  };
+  // One micro-batch: the tied gradient is the embedding's share plus the head's, one
+  // addition on one device as in the pipeline, so the same bits.
+  const TrainingRun one_device = run(1, 1, "gpipe", Recompute::Never);
+  for (int stages : {2, 3, 6})
+    for (Recompute recompute : {Recompute::Never, Recompute::Always})
+      expect_identical(one_device, run(stages, 1, "1f1b", recompute),
+                       "M=1 K=" + std::to_string(stages) + " recompute " + recompute_name(recompute));
+  // Four micro-batches: one device adds head, embedding, head, embedding, ... into one
+  // gradient; the pipeline adds the embedding's four, the head's four, then the two sums. The
+  // order of the additions differs, so the values agree to rounding (AdamW magnifies it in
+  // near-zero gradients, as in MicroBatchingMatchesOneDeviceWithTheWholeBatch).
+  const TrainingRun micro_batched = run(1, 4, "gpipe", Recompute::Never);
+  for (const char* schedule : {"gpipe", "1f1b", "zb-h1"}) {
+    const TrainingRun pipelined = run(3, 4, schedule, Recompute::Never);
+    for (size_t i = 0; i < pipelined.losses.size(); ++i)
+      EXPECT_NEAR(pipelined.losses[i], micro_batched.losses[i], 1e-5f) << schedule << " step " << i;
+    for (const auto& [name, t] : micro_batched.weights)
+      testing::expect_same_values(pipelined.weights.at(name), t, 1e-4f, 1e-4f);
+  }
+  // Without the head's share the tied weight would train differently: the sum is needed.
+  const TrainingRun untied = train(small_gpt(), 3, PipelineOptions{1, "1f1b", Recompute::Never, {}, 7, false}, gpt_batch, 6);
+  EXPECT_NE(untied.losses.back(), one_device.losses.back());
+}
+
+TEST(Executor, TiedParametersNeedASynchronousScheduleOnOneDevice) {
+  nn::GPTConfig config = small_gpt();
+  config.tie_embeddings = true;
+  auto model = nn::make_gpt(config);
+  auto loss = [](const Tensor& logits, const Tensor& targets) { return nn::cross_entropy_loss(logits, targets); };
+  Pipeline pipe(model, partition_uniform(*model, 2), PipelineOptions{2, "1f1b"}, loss);
+  ASSERT_EQ(pipe.tied_parameters().size(), 1u);
+  EXPECT_EQ(pipe.tied_parameters()[0].name, "embedding.tokens.weight");
+  EXPECT_EQ(pipe.tied_parameters()[0].stages, (std::vector<int>{0, 1}));
+  pipe.set_optimizer_step([](int, int, uint64_t) {});
+  EXPECT_THROW_WITH(pipe.run(gpt_batch(0), 0), "embedding.tokens.weight", "step the optimizer after run()");
+  EXPECT_THROW_WITH(Pipeline(model, partition_uniform(*model, 2), PipelineOptions{1, "pipedream"}, loss),
+                    "held by stages 0 and 1", "untie it");
+}
+
 TEST(Executor, ForwardRunsTheStagesInOrderLikeTheWholeModel) {
   auto model = nn::make_gpt(small_gpt());
   model->eval();  // no dropout: the two passes must agree exactly

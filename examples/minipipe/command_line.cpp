@@ -140,6 +140,9 @@ bool parse_command_line(int argc, const char* const* argv, CommandLine& parsed, 
   train_gpt_command->add_option("--heads", gpt.heads, "attention heads")->check(kPositive)->capture_default_str();
   train_gpt_command->add_option("--context", gpt.context, "tokens per sequence")->check(kPositive)->capture_default_str();
   train_gpt_command->add_option("--dropout", gpt.dropout, "dropout probability")->check(CLI::Range(0.0, 0.99))->capture_default_str();
+  train_gpt_command->add_flag("--tie-embeddings", gpt.tie_embeddings,
+                              "the head's projection reuses the token embedding (GPT-2); on different stages, their "
+                              "gradients are summed before each step");
   train_gpt_command->add_option("--sample-length", gpt.sample_length, "bytes of text to print after training")->capture_default_str();
   train_gpt_command->add_option("--token-slices", gpt.pipeline.token_slices,
                                 "TeraPipe: cut each sequence into N equal token slices that flow through the stages like "

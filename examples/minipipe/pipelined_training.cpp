@@ -260,7 +260,14 @@ std::string PipelinedTraining::peak_memory_text() const {
 }
 
 std::string PipelinedTraining::plan_text() const {
-  return pipeline_->plan().str(*model_) + (replicas_.empty() ? "" : "replicas per stage " + pipeline::format_replicas(replicas_) + "\n") +
+  std::string tied;
+  for (const auto& t : pipeline_->tied_parameters()) {
+    tied += "tied across stages";
+    for (int s : t.stages) tied += " " + std::to_string(s);
+    tied += ": " + t.name + " (gradients summed before each step)\n";
+  }
+  return pipeline_->plan().str(*model_) + tied +
+         (replicas_.empty() ? "" : "replicas per stage " + pipeline::format_replicas(replicas_) + "\n") +
          "schedule " + flags_.schedule +
          (flags_.virtual_stages > 1 ? " (" + std::to_string(flags_.virtual_stages) + " chunks per stage)" : "") + ", " +
          std::to_string(flags_.micro_batches) +

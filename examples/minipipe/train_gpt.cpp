@@ -25,7 +25,8 @@ int train_gpt(const GptOptions& options) {
   const datasets::TextCorpus &train_text = text.train, &validation_text = text.validation;
   const std::string& path = text.path;
 
-  nn::GPTConfig config{256, options.context, options.dim, options.layers, options.heads, options.dropout, options.seed};
+  nn::GPTConfig config{256, options.context, options.dim, options.layers, options.heads, options.dropout, options.seed,
+                       options.tie_embeddings};
   if (!options.resume.empty()) {
     config = nn::gpt_config_from(read_metadata(options.resume), options.resume);
     config.seed = options.seed;
