@@ -5,8 +5,11 @@
 // instead of hanging them.
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <stdexcept>
+#include <string>
+#include <tuple>
 #include <utility>
 
 #include "kernels/dispatch.h"
@@ -67,6 +70,52 @@ class Channel {
   std::mutex mutex_;
   std::condition_variable ready_;
   std::deque<Message> queue_;
+  bool closed_ = false;
+};
+
+// Skip connections across stages (nn/skip.h): messages addressed by what they carry rather
+// than by order, since a skip joins two stages that are not neighbours. A receive waits for
+// its message, or for the mailbox to close.
+class Mailbox {
+ public:
+  struct Address {
+    bool gradient;     // false: the stashed tensor, going forward; true: its gradient, going back
+    std::string name;  // the skip connection's
+    int micro_batch, slice;
+    auto operator<=>(const Address&) const = default;
+  };
+
+  void send(const Address& to, Message message) {
+    {
+      std::lock_guard lock(mutex_);
+      if (!messages_.emplace(to, std::move(message)).second)
+        throw std::logic_error("skip '" + to.name + "': micro-batch " + std::to_string(to.micro_batch) + " sent twice");
+    }
+    arrived_.notify_all();
+  }
+
+  Message receive(const Address& from) {
+    std::unique_lock lock(mutex_);
+    arrived_.wait(lock, [&] { return closed_ || messages_.count(from); });
+    if (closed_) throw ChannelClosed();
+    auto it = messages_.find(from);
+    Message message = std::move(it->second);
+    messages_.erase(it);
+    return message;
+  }
+
+  void close() {
+    {
+      std::lock_guard lock(mutex_);
+      closed_ = true;
+    }
+    arrived_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable arrived_;
+  std::map<Address, Message> messages_;
   bool closed_ = false;
 };
 

@@ -18,6 +18,7 @@
 #include "kernels/dispatch.h"
 #include "nn/forward_context.h"
 #include "nn/key_value_cache.h"
+#include "nn/skip.h"
 #include "pipeline/channel.h"
 #include "pipeline/pipedream.h"
 #include "pipeline/replica_all_reduce.h"
@@ -92,6 +93,7 @@ Pipeline::Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, Pipeli
   }
   make_replicas();
   find_tied_parameters();
+  find_skip_routes();
   for (int w = 0; w < workers(); ++w) trackers_.push_back(std::make_shared<MemoryTracker>());
   threads_ = std::make_unique<StageThreads>(workers());
 }
@@ -158,6 +160,29 @@ void Pipeline::find_tied_parameters() {
   }
 }
 
+void Pipeline::find_skip_routes() {
+  std::map<std::string, int> stashed_in, popped_in;  // name -> piece
+  for (int piece = 0; piece < schedule_.pieces(); ++piece) {
+    const nn::Sequential& layers = *chunk(schedule_.stage_of_piece(piece), schedule_.chunk_of_piece(piece));
+    for (const std::string& name : nn::skips_stashed(layers))
+      if (!stashed_in.emplace(name, piece).second)
+        throw std::invalid_argument("pipeline: the model stashes skip '" + name + "' twice; give each SkipStash its own name");
+    for (const std::string& name : nn::skips_popped(layers)) {
+      if (!popped_in.emplace(name, piece).second)
+        throw std::invalid_argument("pipeline: the model pops skip '" + name + "' twice; give each SkipPop its own name");
+      if (!stashed_in.count(name))
+        throw std::invalid_argument("pipeline: the model pops skip '" + name + "' (piece " + std::to_string(piece) +
+                                    ") without stashing it before; put a SkipStash '" + name + "' earlier");
+    }
+  }
+  for (const auto& [name, from] : stashed_in) {
+    if (!popped_in.count(name))
+      throw std::invalid_argument("pipeline: the model stashes skip '" + name + "' and never pops it; add a SkipPop '" +
+                                  name + "' after it, or remove the SkipStash");
+    if (popped_in.at(name) != from) skip_routes_.push_back({name, from, popped_in.at(name)});
+  }
+}
+
 // Each later stage's share of a tied parameter's gradient, added in stage order to what the
 // first stage accumulated.
 void Pipeline::add_tied_gradients() const {
@@ -202,6 +227,7 @@ struct RunState {
   // back.
   std::map<std::tuple<bool, int, int>, std::unique_ptr<Channel>> channels;
   std::vector<std::unique_ptr<ReplicaAllReduce>> all_reduces;  // per stage; null with one replica
+  Mailbox skips;  // skip connections across stages
   std::mutex error_mutex;
   std::exception_ptr error;
   int error_worker = -1;
@@ -215,6 +241,7 @@ struct RunState {
       error = e, error_worker = worker, error_instruction = instruction;
     }
     for (auto& [key, c] : channels) c->close();
+    skips.close();
     for (auto& a : all_reduces)
       if (a) a->close();
   }
@@ -247,6 +274,8 @@ std::string describe_progress(const Schedule& schedule, const RunState& state, d
       const int s = schedule.stage_of(w), piece = schedule.piece_of(s, i.chunk);
       if (i.op == Op::AllReduce) {
         out += ", waiting for the stage's other replicas";
+      } else if (i.op != Op::ReceiveActivation && i.op != Op::ReceiveGradient) {
+        out += ", waiting for a skip connection's " + std::string(i.op == Op::Forward ? "tensor" : "gradient");
       } else {
         const int from = schedule.worker_of_piece(i.op == Op::ReceiveActivation ? piece - 1 : piece + 1, i.micro_batch);
         out += ", waiting for the " + std::string(i.op == Op::ReceiveActivation ? "activation" : "gradient") + " from " +
@@ -267,17 +296,24 @@ std::string describe_progress(const Schedule& schedule, const RunState& state, d
 //   sender's stream must not reuse the memory, when the sender drops the tensor last, before
 //   those reads ran.
 // On the CPU work is done when its call returns, and both rules cost nothing.
-Message receive(Channel& channel, const Instruction& instruction) {
-  Message message = channel.receive(instruction.micro_batch, instruction.slice, instruction.chunk);
+Message take_over(Message message) {
   message.written.make_current_stream_wait();
-  message.value.impl()->storage->hand_over_to_current_stream();
+  if (message.value.defined()) message.value.impl()->storage->hand_over_to_current_stream();
   return message;
 }
 
-// `chunk`: the receiver's chunk the message is for.
+Message receive(Channel& channel, const Instruction& instruction) {
+  return take_over(channel.receive(instruction.micro_batch, instruction.slice, instruction.chunk));
+}
+
+// `chunk`: the receiver's chunk the message is for. `value` is on the receiver's device, or,
+// for a skip connection's gradient that does not exist, undefined.
+Message message_for(const Instruction& instruction, int chunk, const Tensor& value, Device device, int64_t weight_version = -1) {
+  return {instruction.micro_batch, instruction.slice, chunk, value, kernels::WorkMark::of_queued_work(device), weight_version};
+}
+
 void send(Channel& channel, const Instruction& instruction, int chunk, const Tensor& value, int64_t weight_version = -1) {
-  channel.send({instruction.micro_batch, instruction.slice, chunk, value, kernels::WorkMark::of_queued_work(value.device()),
-                weight_version});
+  channel.send(message_for(instruction, chunk, value, value.device(), weight_version));
 }
 
 // A stage's stashed weight versions (PipeDream section 3.3): copies of its parameters, made
@@ -521,6 +557,15 @@ void Pipeline::run_worker(int w, const std::vector<WorkUnit>& units, std::vector
   // and the one to send upstream.
   std::map<int, Tensor> inputs, outputs, output_grads, input_grads;
   std::map<int, DeferredWeightGradients> weight_gradients;  // zero-bubble: left by B for W
+  // Skip connections into and out of the unit's piece (find_skip_routes): per unit, the
+  // tensors received (leaves) and those its layers stashed for a later piece.
+  std::map<int, std::map<std::string, Tensor>> skips_in, skips_out;
+  auto skip_routes_of = [&](const Instruction& i, bool into) {
+    std::vector<const SkipRoute*> routes;
+    for (const SkipRoute& r : skip_routes_)
+      if ((into ? r.to_piece : r.from_piece) == piece(i)) routes.push_back(&r);
+    return routes;
+  };
   // The last stage's unit losses stay on its device until the stage is done: reading one on
   // the host would wait for the GPU after every unit.
   std::map<int, Tensor> unit_losses;
@@ -552,7 +597,20 @@ void Pipeline::run_worker(int w, const std::vector<WorkUnit>& units, std::vector
     nn::ForwardContextGuard guard(context);
     std::optional<nn::KeyValueCache::Scope> slice_scope;
     if (sliced) slice_scope.emplace(caches[m], instruction.slice);
-    const Tensor output = worker_modules_[w][instruction.chunk]->forward(inputs[key]);
+    nn::SkipStore skips;  // what earlier pieces stashed for this one; what this one stashes for later ones
+    for (const auto& [name, t] : skips_in[key]) skips.stash(name, t);
+    const Tensor output = [&] {
+      nn::SkipStore::Scope skip_scope(skips);
+      return worker_modules_[w][instruction.chunk]->forward(inputs[key]);
+    }();
+    skips_out[key] = skips.take_all();
+    const auto outgoing = skip_routes_of(instruction, false);
+    bool as_routed = skips_out[key].size() == outgoing.size();
+    for (const SkipRoute* r : outgoing) as_routed = as_routed && skips_out[key].count(r->name);
+    if (!as_routed)
+      throw std::logic_error("the layers left " + std::to_string(skips_out[key].size()) + " skip tensors for later stages, where " +
+                             std::to_string(outgoing.size()) + " were expected: a SkipStash or SkipPop that does not run on "
+                             "every forward cannot cross stages");
     if (!is_last(instruction)) return output;
     const Tensor targets = sliced ? unit.data.targets.narrow(1, first, length).contiguous() : unit.data.targets;
     const float share = sliced ? static_cast<float>(length) / static_cast<float>(context.sequence_tokens) : 1.0f;
@@ -589,6 +647,12 @@ void Pipeline::run_worker(int w, const std::vector<WorkUnit>& units, std::vector
           break;
         }
         case Op::Forward: {
+          for (const SkipRoute* r : skip_routes_of(instruction, true)) {
+            Waiting waiting(progress);
+            Tensor received = take_over(state.skips.receive({false, r->name, m, instruction.slice})).value;
+            if (received.dtype() == DType::Float32) received.set_requires_grad(true);
+            skips_in[key][r->name] = received;
+          }
           if (first) {
             const Tensor& data = units[m].data.inputs;
             inputs[key] = (sliced ? data.narrow(1, slice_offsets[instruction.slice], options_.token_slices[instruction.slice])
@@ -607,6 +671,12 @@ void Pipeline::run_worker(int w, const std::vector<WorkUnit>& units, std::vector
           if (recompute) no_graph.emplace();
           outputs[key] = forward_unit(instruction, false);
           if (last) unit_losses[key] = outputs[key].detach();
+          for (const SkipRoute* r : skip_routes_of(instruction, false)) {
+            const Device to = device_of(schedule_.stage_of_piece(r->to_piece));
+            state.skips.send({false, r->name, m, instruction.slice},
+                             message_for(instruction, 0, skips_out[key].at(r->name).detach().to(to), to));
+          }
+          if (recompute) skips_out.erase(key);  // the backward stashes them again
           break;
         }
         case Op::SendActivation: {
@@ -635,13 +705,38 @@ void Pipeline::run_worker(int w, const std::vector<WorkUnit>& units, std::vector
           // stage), and a token slice's keys and values with what later slices gave them.
           std::vector<Tensor> roots{recompute ? forward_unit(instruction, true) : outputs[key]};
           std::vector<Tensor> root_grads{last ? Tensor() : output_grads[key]};
+          // Skip connections out of this piece: what was stashed, with the gradient its pop
+          // gave it.
+          for (const SkipRoute* r : skip_routes_of(instruction, false)) {
+            const Tensor gradient = [&] {
+              Waiting waiting(progress);
+              return take_over(state.skips.receive({true, r->name, m, instruction.slice})).value;
+            }();
+            const Tensor& stashed = skips_out[key].at(r->name);
+            if (gradient.defined() && stashed.requires_grad()) roots.push_back(stashed), root_grads.push_back(gradient);
+          }
           if (sliced) caches[m].add_backward_roots(instruction.slice, roots, root_grads);
           if (roots.size() > 1 || roots[0].requires_grad()) {
-            if (instruction.op == Op::Backward)
+            if (instruction.op == Op::Backward) {
               backward(roots, root_grads);
-            else  // zero-bubble's B: the input's gradient now, the weights' at this unit's W
-              weight_gradients[key] = backward_inputs(roots, root_grads, first ? std::vector<Tensor>{} : std::vector<Tensor>{inputs[key]});
+            } else {  // zero-bubble's B: the gradients of the input and skips now, the weights' at this unit's W
+              std::vector<Tensor> wanted;
+              if (!first) wanted.push_back(inputs[key]);
+              for (const auto& [name, t] : skips_in[key])
+                if (t.requires_grad()) wanted.push_back(t);
+              weight_gradients[key] = backward_inputs(roots, root_grads, wanted);
+            }
           }
+          // Skip connections into this piece: each received tensor's gradient goes straight back.
+          for (const SkipRoute* r : skip_routes_of(instruction, true)) {
+            const Tensor& received = skips_in[key].at(r->name);
+            const Device to = device_of(schedule_.stage_of_piece(r->from_piece));
+            Tensor gradient;
+            if (received.requires_grad()) gradient = (received.grad().defined() ? received.grad() : zeros_like(received)).to(to);
+            state.skips.send({true, r->name, m, instruction.slice}, message_for(instruction, 0, gradient, to));
+          }
+          skips_in.erase(key);
+          skips_out.erase(key);
           if (sliced) {
             caches[m].release(instruction.slice);
             if (instruction.slice == 0) caches.erase(m);

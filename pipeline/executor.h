@@ -148,6 +148,15 @@ class Pipeline {
     std::vector<int> stages;  // the stages whose layers hold it, in order
   };
   const std::vector<TiedParameter>& tied_parameters() const { return tied_; }
+  // Skip connections across stages (nn/skip.h, torchgpipe's portals): the piece of the model
+  // that stashes a tensor sends it straight to the piece that pops it, after its forward, and
+  // the gradient comes straight back before the stashing piece's backward; the stages in
+  // between never see it. (Pieces are the stages, or under interleaving the chunks.)
+  struct SkipRoute {
+    std::string name;
+    int from_piece, to_piece;
+  };
+  const std::vector<SkipRoute>& skip_routes() const { return skip_routes_; }
   // Updates stage s has made under run_async, which is the version its weights have.
   int64_t weight_version(int s) const { return weight_versions_[s]; }
 
@@ -169,6 +178,7 @@ class Pipeline {
   Schedule make_pipedream_schedule(int micro_batches) const;
   void make_replicas();
   void find_tied_parameters();
+  void find_skip_routes();
   void add_tied_gradients() const;
 
   std::shared_ptr<nn::Sequential> model_;
@@ -186,6 +196,7 @@ class Pipeline {
   // collects that stage's share (autograd/engine.h, GradientRedirect).
   std::vector<Tensor> tied_tensors_;
   std::vector<std::vector<Tensor>> tied_stand_ins_;
+  std::vector<SkipRoute> skip_routes_;
 };
 
 }  // namespace minipipe::pipeline

@@ -2,6 +2,7 @@
 // stages, schedule and recomputation mode; activation memory per stage; failures.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <utility>
@@ -18,6 +19,7 @@
 #include "nn/forward_context.h"
 #include "nn/losses.h"
 #include "nn/optim/optimizer.h"
+#include "nn/skip.h"
 #include "nn/transformer.h"
 #include "nn/convolutional.h"
 #include "pipeline/executor.h"
@@ -188,6 +190,97 @@ TEST(Executor, TiedParametersNeedASynchronousScheduleOnOneDevice) {
   EXPECT_THROW_WITH(pipe.run(gpt_batch(0), 0), "embedding.tokens.weight", "step the optimizer after run()");
   EXPECT_THROW_WITH(Pipeline(model, partition_uniform(*model, 2), PipelineOptions{1, "pipedream"}, loss),
                     "held by stages 0 and 1", "untie it");
+}
+
+// Records whether a skip tensor was in its thread's store when it ran (on one device the
+// stashed tensor waits there until its pop; in a pipeline it must not pass through).
+class SkipProbe : public nn::Module {
+ public:
+  Tensor forward(const Tensor& x) override {
+    if (!nn::skip_store().empty()) saw_a_skip = true;
+    return x;
+  }
+  std::string type_name() const override { return "SkipProbe"; }
+  std::atomic<bool> saw_a_skip{false};
+};
+
+// A skip from layer 2 to layer 8, with dropout on the main path and the probe between; cut
+// {3, 3, 2, 2} it jumps from stage 0 to stage 3.
+std::shared_ptr<nn::Sequential> skip_model(std::shared_ptr<SkipProbe>& probe) {
+  Generator g(11);
+  auto tanh = [] { return std::make_shared<nn::Activation>(nn::ActivationKind::Tanh); };
+  probe = std::make_shared<SkipProbe>();
+  return std::make_shared<nn::Sequential>(std::initializer_list<nn::ModulePtr>{
+      std::make_shared<nn::Linear>(6, 12, g), tanh(), std::make_shared<nn::SkipStash>("around"),
+      std::make_shared<nn::Linear>(12, 12, g), std::make_shared<nn::Dropout>(0.2f, 1), probe,
+      std::make_shared<nn::Linear>(12, 12, g), tanh(), std::make_shared<nn::SkipPop>("around"),
+      std::make_shared<nn::Linear>(12, 3, g)});
+}
+
+struct SkipRun {
+  TrainingRun run;
+  bool probe_saw_a_skip;
+};
+
+SkipRun train_with_skip(std::vector<int> balance, PipelineOptions options) {
+  std::shared_ptr<SkipProbe> probe;
+  auto model = skip_model(probe);
+  Pipeline pipe(model, partition_explicit(*model, balance), options, nn::mse_loss);
+  nn::AdamW optimizer(model->named_parameters(), {.lr = 1e-2f});
+  SkipRun out;
+  for (int step = 0; step < 6; ++step) {
+    Generator g(50 + step);
+    out.run.losses.push_back(pipe.run({randn({8, 6}, g), randn({8, 3}, g), 0}, step).loss);
+    optimizer.step();
+    optimizer.zero_grad();
+  }
+  out.run.weights = model->state_dict();
+  out.probe_saw_a_skip = probe->saw_a_skip;
+  return out;
+}
+
+// torchgpipe's portals: the stashed tensor goes from the stage that stashes it straight to the
+// one that pops it, its gradient straight back; the sums of two gradients (the skip's and
+// the main path's) are single additions either way, so the bits are one device's.
+TEST(Executor, SkipConnectionsAcrossStagesTravelDirectlyAndTrainLikeOneDevice) {
+  const SkipRun one_device = train_with_skip({10}, PipelineOptions{4, "gpipe", Recompute::Never, {}, 7, false});
+  EXPECT_TRUE(one_device.probe_saw_a_skip);  // the probe can tell
+  EXPECT_LT(one_device.run.losses.back(), one_device.run.losses.front());
+  for (const char* schedule : {"gpipe", "1f1b", "zb-h1"})
+    for (Recompute recompute : {Recompute::Never, Recompute::Always}) {
+      const SkipRun pipelined = train_with_skip({3, 3, 2, 2}, PipelineOptions{4, schedule, recompute, {}, 7, false});
+      const std::string what = std::string(schedule) + " recompute " + recompute_name(recompute);
+      expect_identical(one_device.run, pipelined.run, what);
+      EXPECT_FALSE(pipelined.probe_saw_a_skip) << what << ": the skip passed through the stage in between";
+    }
+  PipelineOptions interleaved{4, "interleaved", Recompute::Never, {}, 7, false};
+  interleaved.virtual_stages = 2;  // pieces 0 and 3 on stage 0 and stage 1
+  expect_identical(one_device.run, train_with_skip({3, 3, 2, 2}, interleaved).run, "interleaved");
+
+  std::shared_ptr<SkipProbe> probe;
+  auto model = skip_model(probe);
+  Pipeline pipe(model, partition_explicit(*model, {3, 3, 2, 2}), PipelineOptions{2, "1f1b"}, nn::mse_loss);
+  ASSERT_EQ(pipe.skip_routes().size(), 1u);
+  EXPECT_EQ(pipe.skip_routes()[0].name, "around");
+  EXPECT_EQ(pipe.skip_routes()[0].from_piece, 0);
+  EXPECT_EQ(pipe.skip_routes()[0].to_piece, 3);
+}
+
+TEST(Executor, SkipConnectionsThatDoNotPairUpAreRefused) {
+  Generator g(1);
+  auto build = [&](std::initializer_list<nn::ModulePtr> layers) { return std::make_shared<nn::Sequential>(layers); };
+  auto linear = [&] { return std::make_shared<nn::Linear>(4, 4, g); };
+  auto stash = [](const char* name) { return std::make_shared<nn::SkipStash>(name); };
+  auto pop = [](const char* name) { return std::make_shared<nn::SkipPop>(name); };
+  auto make = [](const std::shared_ptr<nn::Sequential>& model) {
+    return Pipeline(model, partition_uniform(*model, 2), PipelineOptions{1, "gpipe"}, nn::mse_loss);
+  };
+  EXPECT_THROW_WITH(make(build({linear(), pop("a"), linear(), stash("a")})), "pops skip 'a'", "put a SkipStash 'a' earlier");
+  EXPECT_THROW_WITH(make(build({stash("a"), linear(), linear(), linear()})), "never pops it", "add a SkipPop 'a'");
+  EXPECT_THROW_WITH(make(build({stash("a"), stash("a"), pop("a"), linear()})), "stashes skip 'a' twice");
+  // On one device, the store says the same.
+  auto lone_pop = build({linear(), pop("b")});
+  EXPECT_THROW_WITH(lone_pop->forward(ones({2, 4})), "SkipPop 'b'", "nothing is stashed under that name");
 }
 
 TEST(Executor, ForwardRunsTheStagesInOrderLikeTheWholeModel) {
