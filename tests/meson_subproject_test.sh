@@ -6,6 +6,12 @@
 set -euo pipefail
 build_dir=$1
 source_root=$2
+sanitize=$(meson introspect "$build_dir" --buildoptions | python3 -c \
+  'import json,sys; print(next(o["value"] for o in json.load(sys.stdin) if o["name"] == "b_sanitize"))')
+if [ "$sanitize" != "none" ]; then
+  echo "a build-system check: it runs with the plain build, not under the sanitizers"
+  exit 77
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 example() {  # a fresh copy of the example, as a user's own project
