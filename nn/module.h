@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "tensor/factories.h"  // a model's users make tensors (from_int_vector, zeros, ...) too
 #include "tensor/tensor.h"
 
 namespace minipipe::nn {

@@ -3,13 +3,7 @@
 #include <cstdio>
 #include <memory>
 
-#include "autograd/reduction.h"
-#include "minipipe_config.h"
-#include "nn/layers.h"
-#include "nn/losses.h"
-#include "nn/optim/optimizer.h"
-#include "pipeline/executor.h"
-#include "tensor/factories.h"
+#include "minipipe.h"  // the whole API
 
 using namespace minipipe;
 

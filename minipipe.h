@@ -1,0 +1,51 @@
+#pragma once
+// The whole public API in one include: tensors and their factories, the differentiable ops
+// and the engine, modules, models, optimizers, checkpoints, datasets and the pipeline. The
+// headers can also be included one by one; each pulls in what it needs.
+#include "minipipe_config.h"
+
+#include "tensor/factories.h"
+#include "tensor/random.h"
+#include "tensor/tensor.h"
+
+#include "autograd/attention.h"
+#include "autograd/checkpoint.h"
+#include "autograd/convolution.h"
+#include "autograd/elementwise.h"
+#include "autograd/embedding.h"
+#include "autograd/engine.h"
+#include "autograd/gradcheck.h"
+#include "autograd/matmul.h"
+#include "autograd/normalization.h"
+#include "autograd/random_ops.h"
+#include "autograd/reduction.h"
+#include "autograd/shape_ops.h"
+#include "autograd/softmax.h"
+
+#include "nn/convolutional.h"
+#include "nn/forward_context.h"
+#include "nn/layers.h"
+#include "nn/losses.h"
+#include "nn/model_file.h"
+#include "nn/module.h"
+#include "nn/optim/optimizer.h"
+#include "nn/safetensors.h"
+#include "nn/sequential.h"
+#include "nn/skip.h"
+#include "nn/transformer.h"
+
+#include "datasets/dataset.h"
+#include "datasets/readers.h"
+
+#include "pipeline/executor.h"
+#include "pipeline/partition.h"
+#include "pipeline/pipedream.h"
+#include "pipeline/planner.h"
+#include "pipeline/profile.h"
+#include "pipeline/schedule.h"
+#include "pipeline/simulator.h"
+#include "pipeline/slice_planner.h"
+#include "pipeline/status.h"
+#include "pipeline/token_slices.h"
+#include "pipeline/trace.h"
+#include "pipeline/validator.h"
