@@ -41,6 +41,7 @@
 #include "pipeline/partition.h"
 #include "pipeline/pipedream.h"
 #include "pipeline/planner.h"
+#include "pipeline/process_group.h"
 #include "pipeline/profile.h"
 #include "pipeline/schedule.h"
 #include "pipeline/simulator.h"

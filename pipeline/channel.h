@@ -1,11 +1,12 @@
 #pragma once
-// A channel between neighbouring stages: a blocking first-in first-out queue of
+// A channel between neighbouring stages: a blocking first-in first-out sequence of
 // (micro-batch, tensor, mark of the work that wrote it) that can be closed, which wakes
 // every waiting receiver with an error; that is how a failure in one stage stops the others
 // instead of hanging them.
 #include <condition_variable>
 #include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -31,9 +32,32 @@ struct Message {
   int64_t weight_version = -1;  // asynchronous schedules: the input stage's version for this micro-batch
 };
 
+// Where a stage's messages to one neighbour go. The executor knows only this interface: the
+// in-process queue below, or a channel to another process (pipeline/process_group.h).
 class Channel {
  public:
-  void send(Message message) {
+  virtual ~Channel() = default;
+  virtual void send(Message message) = 0;  // never waits for the receiver
+  // Waits for the next message, which must be micro-batch `expected`, token slice
+  // `expected_slice`, chunk `expected_chunk` (the validator makes sure of that for every
+  // schedule that runs); throws ChannelClosed once the channel is closed.
+  virtual Message receive(int expected, int expected_slice, int expected_chunk) = 0;
+  virtual void close() = 0;
+
+ protected:
+  static void check_expected(const Message& message, int expected, int expected_slice, int expected_chunk) {
+    if (message.micro_batch != expected || message.slice != expected_slice || message.chunk != expected_chunk)
+      throw std::logic_error("received micro-batch " + std::to_string(message.micro_batch) + ", slice " +
+                             std::to_string(message.slice) + ", chunk " + std::to_string(message.chunk) + " while expecting " +
+                             std::to_string(expected) + ", slice " + std::to_string(expected_slice) + ", chunk " +
+                             std::to_string(expected_chunk));
+  }
+};
+
+// Between two stages of one process: a queue.
+class QueueChannel : public Channel {
+ public:
+  void send(Message message) override {
     {
       std::lock_guard lock(mutex_);
       queue_.push_back(std::move(message));
@@ -41,24 +65,17 @@ class Channel {
     ready_.notify_one();
   }
 
-  // Waits for the next message, which must be micro-batch `expected`, token slice
-  // `expected_slice`, chunk `expected_chunk` (the validator makes sure of that for every
-  // schedule that runs).
-  Message receive(int expected, int expected_slice, int expected_chunk) {
+  Message receive(int expected, int expected_slice, int expected_chunk) override {
     std::unique_lock lock(mutex_);
     ready_.wait(lock, [&] { return closed_ || !queue_.empty(); });
     if (closed_) throw ChannelClosed();
     Message message = std::move(queue_.front());
     queue_.pop_front();
-    if (message.micro_batch != expected || message.slice != expected_slice || message.chunk != expected_chunk)
-      throw std::logic_error("received micro-batch " + std::to_string(message.micro_batch) + ", slice " +
-                             std::to_string(message.slice) + ", chunk " + std::to_string(message.chunk) + " while expecting " +
-                             std::to_string(expected) + ", slice " + std::to_string(expected_slice) + ", chunk " +
-                             std::to_string(expected_chunk));
+    check_expected(message, expected, expected_slice, expected_chunk);
     return message;
   }
 
-  void close() {
+  void close() override {
     {
       std::lock_guard lock(mutex_);
       closed_ = true;
@@ -71,6 +88,17 @@ class Channel {
   std::condition_variable ready_;
   std::deque<Message> queue_;
   bool closed_ = false;
+};
+
+// Multi-process pipelines (pipeline/process_group.h): this process runs one stage, and the
+// channels between it and its neighbours in other processes come from here.
+class RemoteStages {
+ public:
+  virtual ~RemoteStages() = default;
+  virtual int local_stage() const = 0;
+  // Activations (gradient false) or gradients from stage `from` to stage `to`, one of which
+  // is the local stage.
+  virtual std::unique_ptr<Channel> channel(bool gradient, int from, int to) const = 0;
 };
 
 // Skip connections across stages (nn/skip.h): messages addressed by what they carry rather

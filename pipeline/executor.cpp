@@ -94,6 +94,7 @@ Pipeline::Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, Pipeli
   make_replicas();
   find_tied_parameters();
   find_skip_routes();
+  if (options_.remote_stages) check_remote_stages();
   for (int w = 0; w < workers(); ++w) trackers_.push_back(std::make_shared<MemoryTracker>());
   threads_ = std::make_unique<StageThreads>(workers());
 }
@@ -158,6 +159,20 @@ void Pipeline::find_tied_parameters() {
     for (size_t i = 1; i < holding.size(); ++i) stand_ins.push_back(zeros_like(p));
     tied_stand_ins_.push_back(std::move(stand_ins));
   }
+}
+
+void Pipeline::check_remote_stages() const {
+  const int local = options_.remote_stages->local_stage();
+  auto refuse = [](const std::string& what) {
+    throw std::invalid_argument("pipeline: stages in separate processes do not run " + what + " yet");
+  };
+  if (local < 0 || local >= stages())
+    throw std::invalid_argument("pipeline: this process runs stage " + std::to_string(local) + ", but there are " +
+                                std::to_string(stages()) + " stages");
+  if (schedule_.asynchronous()) refuse("the asynchronous " + schedule_.name + " schedule; use gpipe, 1f1b, zb-h1 or zb-h2");
+  if (schedule_.virtual_stages > 1) refuse("interleaved chunks");
+  if (!tied_.empty()) refuse("tied weights across stages (" + tied_[0].name + ")");
+  if (!skip_routes_.empty()) refuse("skip connections across stages ('" + skip_routes_[0].name + "')");
 }
 
 void Pipeline::find_skip_routes() {
@@ -425,14 +440,21 @@ StepResult Pipeline::run_units(const std::vector<WorkUnit>& units) {
   RunState state;
   // A channel each way between every worker of a piece's stage and every worker of the next
   // piece's stage (under interleaving, the last stage also feeds stage 0's next chunk).
+  // With stages in other processes, only the local stage's channels, and those to its
+  // neighbours go to their processes.
+  const int local = options_.remote_stages ? options_.remote_stages->local_stage() : -1;
   for (int piece = 0; piece + 1 < schedule_.pieces(); ++piece) {
     const int s = schedule_.stage_of_piece(piece), next = schedule_.stage_of_piece(piece + 1);
     for (int r = 0; r < replicas(s); ++r)
       for (int q = 0; q < replicas(next); ++q) {
         const int from = schedule_.first_worker(s) + r, to = schedule_.first_worker(next) + q;
         if (state.channels.count({false, from, to})) continue;
-        state.channels[{false, from, to}] = std::make_unique<Channel>();
-        state.channels[{true, to, from}] = std::make_unique<Channel>();
+        if (local >= 0 && s != local && next != local) continue;
+        for (bool gradient : {false, true}) {
+          const auto key = gradient ? std::tuple{true, to, from} : std::tuple{false, from, to};
+          state.channels[key] = local >= 0 ? options_.remote_stages->channel(gradient, gradient ? next : s, gradient ? s : next)
+                                           : std::make_unique<QueueChannel>();
+        }
       }
   }
   for (int w = 0; w < workers(); ++w) {
@@ -475,6 +497,10 @@ StepResult Pipeline::run_units(const std::vector<WorkUnit>& units) {
     }
   });
   threads_->run([&](int w) {
+    if (local >= 0 && w != local) {  // another process runs it
+      state.progress[w]->done = true;
+      return;
+    }
     current_run = &state;
     kernels::cpu::KernelThreads kernel_threads(options_.kernel_threads);
     run_worker(w, units, losses, records[w]);

@@ -12,6 +12,7 @@
 
 #include "datasets/dataset.h"
 #include "nn/sequential.h"
+#include "pipeline/channel.h"
 #include "pipeline/partition.h"
 #include "pipeline/schedule.h"
 #include "pipeline/stage_threads.h"
@@ -60,6 +61,11 @@ struct PipelineOptions {
   // (0: only on request), through status_output (default: standard error).
   double status_after_seconds = 0;
   std::function<void(const std::string&)> status_output = {};
+  // Multi-process runs (pipeline/process_group.h): this process runs only the local stage's
+  // program, through channels to the other stages' processes. run() then returns the local
+  // stage's share: the losses on the last stage, gradients in the local stage's parameters.
+  // Synchronous schedules, one chunk per stage, no tied weights or skips across stages.
+  std::shared_ptr<RemoteStages> remote_stages = {};
 };
 
 // The loss of one micro-batch, averaged over its samples (the executor weights micro-batch
@@ -179,6 +185,7 @@ class Pipeline {
   void make_replicas();
   void find_tied_parameters();
   void find_skip_routes();
+  void check_remote_stages() const;
   void add_tied_gradients() const;
 
   std::shared_ptr<nn::Sequential> model_;

@@ -2,7 +2,9 @@
 # Installs what minipipe needs to build and test on Debian 12, from Debian's packages.
 # CUDA is optional: with nvcc in /usr/local/cuda (or on PATH) the CUDA code builds too.
 set -euo pipefail
-packages=(meson ninja-build g++ pkg-config python3 zlib1g-dev libeigen3-dev libgtest-dev libgmock-dev libcli11-dev)
+# Open MPI (libopenmpi-dev, openmpi-bin): pipelines across processes under mpirun.
+packages=(meson ninja-build g++ pkg-config python3 zlib1g-dev libeigen3-dev libgtest-dev libgmock-dev libcli11-dev
+          libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -53,7 +53,8 @@ echo "ok: gpt-token-slices: 12 steps within 1e-4 of the unsliced run's losses"
 reference=$(dirname "$0")/reference/gpt_checkpoint_d006953
 "$minipipe" train gpt --steps 8 --batch-size 4 --dim 16 --layers 1 --heads 2 --context 16 --sample-length 0 \
   --eval-interval 4 --resume "$reference.safetensors" --log-json "$work/old-version.jsonl" >/dev/null 2>&1
-if ! diff <(losses "$work/old-version.jsonl") "$reference.losses"; then
+# That version logged 6 significant digits; this one logs every digit.
+if ! diff <(losses "$work/old-version.jsonl" | awk '{ printf "%s %.6g\n", $1, $2 }') "$reference.losses"; then
   echo "FAIL: a checkpoint of an earlier minipipe resumes with other losses than that version's run (above)"
   exit 1
 fi

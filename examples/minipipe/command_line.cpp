@@ -78,6 +78,11 @@ void add_training_options(CLI::App& command, TrainOptions& o) {
   command.add_option("--log-json", o.log_json, "write JSON Lines (one object per step/eval, then a summary) here")->check(kOutputFile);
   PipelineFlags& p = o.pipeline;
   command.add_option("--stages", p.stages, "pipeline stages K (a thread each; see --threads)")->check(kPositive)->capture_default_str();
+  command.add_option("--data-parallel", p.data_parallel,
+                     "under mpirun -np K x D: D pipeline replicas, each training on its share of every mini-batch, "
+                     "their gradients averaged before each step")
+      ->check(kPositive)
+      ->capture_default_str();
   command.add_option("--micro-batches", p.micro_batches, "micro-batches M per mini-batch (pipedream: per update)")->check(kPositive)->capture_default_str();
   command.add_option("--schedule", p.schedule, "gpipe, 1f1b, interleaved (1F1B over --virtual-stages chunks per stage), or "
                      "pipedream (asynchronous: no flush between mini-batches)")

@@ -23,6 +23,8 @@ struct PipelineFlags {
   double status_after = 600;          // seconds: print where every stage is when a call runs longer (0: never)
   int threads = 1;                    // CPU kernel threads per stage
   std::string trace, timeline;        // Chrome-trace JSON and SVG of the last step
+  int data_parallel = 1;              // under mpirun: pipeline replicas, each on a shard of every mini-batch
+  std::string command_line;           // the whole command, which every process of an mpirun must share
 };
 
 struct TrainOptions {

@@ -47,6 +47,7 @@ PipelinedTraining::PipelinedTraining(std::shared_ptr<nn::Sequential> model, cons
   if (!flags.replicas.empty() && flags.schedule != "pipedream")
     throw std::invalid_argument("--replicas replicates stages of PipeDream's asynchronous pipeline: add --schedule pipedream");
   replicas_ = parse_replicas(flags.replicas, flags.stages);
+  join_process_group();
   const bool interleaved = flags.schedule == "interleaved";
   if (interleaved && !flags.plan.empty())
     throw std::invalid_argument("--plan auto chooses stages, not the chunks of the interleaved schedule: use --partition");
@@ -73,6 +74,7 @@ PipelinedTraining::PipelinedTraining(std::shared_ptr<nn::Sequential> model, cons
   options.deferred_batch_norm = flags.deferred_batch_norm;
   pipeline::install_status_signal(SIGUSR1);  // kill -USR1 <pid>: where is every stage?
   options.virtual_stages = flags.virtual_stages;
+  if (group_) options.remote_stages = group_->remote_stages();
   options.model_factory = [model_factory, device] {
     auto copy = model_factory();
     copy->to(device);
@@ -121,6 +123,55 @@ std::vector<int> parse_replicas(const std::string& list, int stages) {
     throw std::invalid_argument("--replicas " + list + " names " + std::to_string(replicas.size()) + " stages, --stages is " +
                                 std::to_string(stages) + ": give one count per stage");
   return replicas;
+}
+
+// Multi-process runs: every process builds the same model and plan from the same command
+// line, runs its own stage, and then holds every stage's gradient, so that each takes the
+// same optimizer step as one process would (the weights and optimizer state stay whole on
+// every rank: evaluation, checkpoints and resuming work unchanged).
+void PipelinedTraining::join_process_group() {
+  if (!pipeline::launched_by_mpirun()) {
+    if (flags_.data_parallel > 1)
+      throw std::invalid_argument("--data-parallel " + std::to_string(flags_.data_parallel) + " runs pipeline replicas in "
+                                  "separate processes: start with mpirun -np " +
+                                  std::to_string(flags_.stages * flags_.data_parallel) + " (stages x replicas)");
+    return;
+  }
+  group_ = std::make_unique<pipeline::ProcessGroup>(flags_.stages, flags_.data_parallel);
+  group_->check_same_on_every_rank("a command line", flags_.command_line);
+  rank_map_ = group_->rank_map();
+  auto refuse = [](const std::string& what, const std::string& instead) {
+    throw std::invalid_argument(what + " is not available across processes yet: " + instead);
+  };
+  if (flags_.schedule == "pipedream" || flags_.schedule == "interleaved")
+    refuse("--schedule " + flags_.schedule, "use gpipe, 1f1b, zb-h1 or zb-h2");
+  // Each process would time the layers itself and might choose differently.
+  if (!flags_.plan.empty() || flags_.partition == "time" || flags_.token_slices == "auto")
+    refuse("planning from measured times (--plan auto, --partition time, --token-slices auto)",
+           "give --partition uniform, params or explicit layer counts, and --token-slices N");
+  if (!flags_.trace.empty() || !flags_.timeline.empty())
+    refuse("--trace and --timeline", "each process would hold only its own stage's events");
+  if (!flags_.stage_devices.empty()) refuse("--stage-devices", "the stages' tensors travel over MPI from the CPU");
+}
+
+datasets::Batch PipelinedTraining::data_parallel_shard(const datasets::Batch& batch) const {
+  const int64_t size = batch.inputs.shape()[0], replicas = group_->replicas();
+  if (size % replicas != 0)
+    throw std::invalid_argument("--data-parallel " + std::to_string(replicas) + " shares each mini-batch of " +
+                                std::to_string(size) + " samples equally: make --batch-size a multiple of " +
+                                std::to_string(replicas));
+  const int64_t share = size / replicas, first = group_->replica() * share;
+  // The shard keeps its place in the mini-batch, which keys its dropout masks.
+  return {batch.inputs.narrow(0, first, share).contiguous(), batch.targets.narrow(0, first, share).contiguous(),
+          batch.sample_offset + first};
+}
+
+float PipelinedTraining::gather_step(const pipeline::StepResult& result) const {
+  group_->average_over_replicas(pipeline_->stage(group_->stage())->parameters());
+  for (int s = 0; s < pipeline_->stages(); ++s) group_->share_gradients_from_stage(s, pipeline_->stage(s)->parameters());
+  // The last stage of each replica holds its shard's mean loss; the shards are equal.
+  const bool last = group_->stage() == pipeline_->stages() - 1;
+  return static_cast<float>(group_->sum(last ? result.loss : 0.0) / group_->replicas());
 }
 
 pipeline::StagePlan PipelinedTraining::planned_partition(const Tensor& sample) {
@@ -187,7 +238,7 @@ std::vector<float> PipelinedTraining::train(const std::vector<datasets::Batch>& 
       peak_weight_versions_[s] = std::max(peak_weight_versions_[s], result.peak_weight_versions[s]);
       peak_stash_bytes_[s] = std::max(peak_stash_bytes_[s], result.peak_stash_bytes[s]);
     }
-    bubble_sum_ += pipeline::summarize(result.trace, pipeline_->workers()).bubble_fraction;
+    if (!group_) bubble_sum_ += pipeline::summarize(result.trace, pipeline_->workers()).bubble_fraction;  // one stage's trace says nothing
     ++steps_;
     last_trace_ = std::move(result.trace);
     losses.insert(losses.end(), result.losses.begin(), result.losses.end());
@@ -202,7 +253,8 @@ std::vector<float> PipelinedTraining::train(const std::vector<datasets::Batch>& 
   for (size_t i = 0; i < batches.size(); ++i) {
     const int64_t step = first_step + static_cast<int64_t>(i);
     optimizer.set_learning_rate(learning_rate(step));
-    pipeline::StepResult result = pipeline_->run(batches[i], static_cast<uint64_t>(step));
+    pipeline::StepResult result = pipeline_->run(group_ ? data_parallel_shard(batches[i]) : batches[i], static_cast<uint64_t>(step));
+    if (group_) result.losses = {gather_step(result)};
     record(result);
     if (optimizer_setup_.clip_norm > 0) nn::clip_grad_norm(model_->parameters(), optimizer_setup_.clip_norm);
     optimizer.step();
@@ -277,6 +329,8 @@ std::string PipelinedTraining::plan_text() const {
 }
 
 void PipelinedTraining::log_setup(TrainingLog& log, int64_t end_step, int64_t total_steps, int64_t eval_interval) const {
+  if (group_) log.message(std::to_string(group_->size()) + " processes (mpirun): " + std::to_string(group_->stages()) +
+                          " stages x " + std::to_string(group_->replicas()) + " data-parallel replicas\n" + rank_map_);
   if (flags_.stages > 1 || !replicas_.empty() || flags_.micro_batches > 1 || !token_slices_.empty()) log.message(plan_text());
   if (!token_slice_note_.empty()) log.message(token_slice_note_);
   const bool drains_at_end = end_step % drain_every() == 0 || end_step % eval_interval == 0;  // an uninterrupted run

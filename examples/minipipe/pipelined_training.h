@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "nn/optim/optimizer.h"
 #include "pipeline/executor.h"
+#include "pipeline/process_group.h"
 #include "training_log.h"
 
 namespace minipipe::cli {
@@ -70,6 +71,11 @@ class PipelinedTraining {
 
  private:
   pipeline::StagePlan planned_partition(const Tensor& sample);  // --plan auto
+  void join_process_group();                                     // under mpirun
+  // Under mpirun: this replica's share of `batch`, and, after its run, every stage's gradient
+  // (averaged over the replicas) on every rank and the mini-batch's loss.
+  datasets::Batch data_parallel_shard(const datasets::Batch& batch) const;
+  float gather_step(const pipeline::StepResult& result) const;
   // --token-slices N or auto (TeraPipe's planner on timings of the stages) for sequences like
   // `sample`; empty without the flag.
   std::vector<int64_t> token_slices(const pipeline::StagePlan& plan, const Tensor& sample);
@@ -78,6 +84,8 @@ class PipelinedTraining {
 
   std::shared_ptr<nn::Sequential> model_;
   PipelineFlags flags_;
+  std::unique_ptr<pipeline::ProcessGroup> group_;  // under mpirun: this process's place in the run
+  std::string rank_map_;                           // which rank runs which stage of which replica
   std::unique_ptr<pipeline::Pipeline> pipeline_;
   OptimizerSetup optimizer_setup_;
   std::vector<std::unique_ptr<nn::Optimizer>> optimizers_;  // one, or one per worker (pipedream)

@@ -93,7 +93,7 @@ void TrainingLog::steps(int64_t first_step, const std::vector<float>& losses, co
   const double rate = elapsed > 0 ? items_ / elapsed : 0.0;
   for (int64_t i = 0; i < count; ++i)
     write_json(JsonObject().add("event", std::string("step")).add("step", first_step + i + 1)
-                   .add("loss", static_cast<double>(losses[i])).add("lr", static_cast<double>(learning_rates[i]))
+                   .add_exact("loss", static_cast<double>(losses[i])).add("lr", static_cast<double>(learning_rates[i]))
                    .add(unit_ + "_per_second", rate));
   const int64_t step = first_step + count - 1;
   const float loss = losses.back(), learning_rate = learning_rates.back();

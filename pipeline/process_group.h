@@ -1,0 +1,74 @@
+#pragma once
+// Multi-process pipelines over MPI. `mpirun -np P` with P = K x D starts one process per
+// stage of each of D pipeline replicas: rank r runs stage r % K of replica r / K. Every
+// process builds the whole model the same way; it runs only its stage's program, with MPI
+// channels to its neighbours (the executor does not know the difference), and the D
+// replicas of a stage average their gradients before the step (data parallelism).
+//
+// The processes agree on everything before the first step (check_same_on_every_rank). A
+// process whose stage fails prints what failed and calls abort(), and mpirun then ends every
+// other process: nothing waits for a message that will not come.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "pipeline/channel.h"
+#include "tensor/tensor.h"
+
+namespace minipipe::pipeline {
+
+// True when this process was started by mpirun (Open MPI, or a PMI launcher such as MPICH's).
+bool launched_by_mpirun();
+// This process's rank as the launcher tells it before MPI starts (0 without mpirun).
+int rank_from_launcher();
+// After a failure has been printed: if MPI runs, ends every process of the run (MPI_Abort).
+void abort_every_process_if_launched(int code);
+
+class ProcessGroup {
+ public:
+  // Starts MPI. Throws, on every rank alike, if the build has no MPI or the number of
+  // processes is not stages x replicas.
+  ProcessGroup(int stages, int replicas);
+  ~ProcessGroup();  // ends MPI, unless an exception is on its way out (see abort)
+  ProcessGroup(const ProcessGroup&) = delete;
+  ProcessGroup& operator=(const ProcessGroup&) = delete;
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  int stages() const { return stages_; }
+  int replicas() const { return replicas_; }
+  int stage() const { return rank_ % stages_; }
+  int replica() const { return rank_ / stages_; }
+  int rank_of(int stage, int replica) const { return replica * stages_ + stage; }
+  std::string rank_map() const;  // one line per rank: "rank 2: stage 0 of replica 1 on host"
+
+  // Channels between this rank and the neighbouring stages of its replica.
+  std::shared_ptr<RemoteStages> remote_stages() const;
+
+  // Throws on every rank if `value` is not the same on all of them, naming `what` and the
+  // first rank that differs from rank 0.
+  void check_same_on_every_rank(const std::string& what, const std::string& value) const;
+  double sum(double value) const;  // over every rank
+  // The local stage's gradients, averaged over its replicas (in place).
+  void average_over_replicas(const std::vector<Tensor>& parameters) const;
+  // nn::clip_grad_norm over the whole model, whose stages' gradients are on their own ranks:
+  // the sum of squares goes from stage to stage in model order, as one process adds them.
+  float clip_grad_norm(const std::vector<Tensor>& local_parameters, float max_norm) const;
+  // `tensors` (the same list on every rank) take the values they have on stage `stage`'s
+  // rank of replica 0.
+  void share_from_stage(int stage, const std::vector<Tensor>& tensors) const;
+  // The gradients of `parameters` (the same list on every rank) as stage `stage`'s rank of
+  // replica 0 holds them, a missing gradient staying missing.
+  void share_gradients_from_stage(int stage, const std::vector<Tensor>& parameters) const;
+  void barrier() const;
+  // Ends every process of the run (MPI_Abort); call after printing why.
+  [[noreturn]] void abort(int code) const;
+
+  struct Communicators;
+
+ private:
+  int rank_ = 0, size_ = 1, stages_ = 1, replicas_ = 1;
+  std::unique_ptr<Communicators> comms_;
+};
+
+}  // namespace minipipe::pipeline

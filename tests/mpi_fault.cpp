@@ -1,0 +1,75 @@
+// A pipeline across processes in which one rank fails at a chosen step, by an exception in a
+// layer or by being killed: run under mpirun by mpi_test.sh, which checks that every
+// process ends soon, with a non-zero status and a message naming the failed rank.
+//   mpi_fault STAGES FAILING_RANK FAILING_STEP throw|kill
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "minipipe.h"
+
+using namespace minipipe;
+
+namespace {
+
+// Fails on its rank when the step it is in comes.
+class Failing : public nn::Module {
+ public:
+  Failing(bool armed, int64_t step, bool kill) : armed_(armed), step_(step), kill_(kill) {}
+  Tensor forward(const Tensor& x) override {
+    if (armed_ && static_cast<int64_t>(nn::forward_context().step) == step_) {
+      if (kill_) std::raise(SIGKILL);
+      throw std::runtime_error("this layer failed on purpose");
+    }
+    return x;
+  }
+  std::string type_name() const override { return "Failing"; }
+
+ private:
+  bool armed_;
+  int64_t step_;
+  bool kill_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 5) {
+    std::fprintf(stderr, "usage: mpi_fault STAGES FAILING_RANK FAILING_STEP throw|kill\n");
+    return 2;
+  }
+  const int stages = std::atoi(argv[1]), failing_rank = std::atoi(argv[2]);
+  const int64_t failing_step = std::atoll(argv[3]);
+  const bool kill = std::string(argv[4]) == "kill";
+  const int rank = pipeline::rank_from_launcher();
+  try {
+    pipeline::ProcessGroup group(stages, 1);
+    Generator g(1);
+    auto model = std::make_shared<nn::Sequential>();
+    for (int s = 0; s < stages; ++s) {
+      model->add(std::make_shared<nn::Linear>(16, 16, g));
+      model->add(std::make_shared<Failing>(s == group.stage() && rank == failing_rank, failing_step, kill));
+    }
+    pipeline::PipelineOptions options;
+    options.micro_batches = 4;
+    options.schedule = "1f1b";
+    options.remote_stages = group.remote_stages();
+    pipeline::Pipeline pipe(model, pipeline::partition_uniform(*model, stages), options, nn::mse_loss);
+    nn::SGD optimizer(model->named_parameters(), {.lr = 0.01f});
+    for (int64_t step = 0; step < 1000; ++step) {
+      pipe.run({randn({32, 16}, g), randn({32, 16}, g), 0}, static_cast<uint64_t>(step));
+      for (int s = 0; s < stages; ++s) group.share_gradients_from_stage(s, pipe.stage(s)->parameters());
+      optimizer.step();
+      optimizer.zero_grad();
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mpi_fault: error (rank %d): %s\n", rank, e.what());
+    std::fflush(stderr);
+    pipeline::abort_every_process_if_launched(1);
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Pipelines across processes (mpirun), on the CPU:
+# - the losses of mpirun -np K runs equal the in-process run's bit for bit (GPipe and 1F1B,
+#   K = 2 and 4), and 2 stages x 2 data-parallel replicas agree with one process on the
+#   whole batch to float rounding (the replicas' average adds the gradients in another order);
+# - a bad launch fails before the first step, naming the fix;
+# - a rank that throws or is killed ends every rank within 10 s, naming the rank, in 20
+#   randomized trials.
+# Skips (77) where mpirun or this build's MPI is missing. -np 4 oversubscribes 2 cores.
+set -uo pipefail
+minipipe=$(realpath "$1")
+fault=$(realpath "$2")
+command -v mpirun > /dev/null || { echo "no mpirun: install openmpi-bin"; exit 77; }
+"$minipipe" info | grep -q "MPI *found" || { echo "this minipipe was built without MPI"; exit 77; }
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1  # CI runs as root
+export OMPI_MCA_rmaps_base_oversubscribe=1                       # more ranks than cores
+# Open MPI keeps allocations from MPI_Init to the end, which LeakSanitizer would report.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+train="train gpt --layers 4 --dim 32 --context 32 --batch-size 8 --steps 6 --eval-interval 3 --sample-length 0"
+losses() {  # every step's and evaluation's loss in a JSON log, all digits
+  python3 -c 'import json,sys
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    if "loss" in e or "validation_loss" in e: print(e.get("loss", e.get("validation_loss")))' "$1"
+}
+
+for schedule in gpipe 1f1b; do
+  for stages in 2 4; do
+    name="$schedule-K$stages"
+    "$minipipe" $train --stages "$stages" --micro-batches 4 --schedule "$schedule" --log-json "$name-threads.jsonl" \
+      > /dev/null 2>&1 || fail "$name: the in-process run failed"
+    timeout 120 mpirun -np "$stages" "$minipipe" $train --stages "$stages" --micro-batches 4 --schedule "$schedule" \
+      --log-json "$name-mpi.jsonl" > "$name.out" 2>&1 || { cat "$name.out"; fail "$name: mpirun failed"; continue; }
+    grep -q "rank $((stages - 1)): stage $((stages - 1)) of replica 0" "$name.out" || fail "$name: no rank map"
+    if [ "$(losses "$name-threads.jsonl")" == "$(losses "$name-mpi.jsonl")" ]; then
+      echo "ok: $name over MPI equals the threads bit for bit ($(losses "$name-mpi.jsonl" | wc -l) losses)"
+    else
+      fail "$name: losses differ"; paste <(losses "$name-threads.jsonl") <(losses "$name-mpi.jsonl")
+    fi
+  done
+done
+
+# Data parallel: each replica trains on half of every mini-batch.
+"$minipipe" $train --log-json one.jsonl > /dev/null 2>&1 || fail "the one-process run failed"
+timeout 120 mpirun -np 4 "$minipipe" $train --stages 2 --data-parallel 2 --micro-batches 2 --schedule 1f1b \
+  --log-json dp.jsonl > dp.out 2>&1 || { cat dp.out; fail "2 stages x 2 replicas: mpirun failed"; }
+python3 - one.jsonl dp.jsonl <<'PY' || fail "2 stages x 2 replicas: losses differ from one process beyond 1e-5"
+import json, sys
+def losses(path):
+    return [e.get("loss", e.get("validation_loss")) for e in map(json.loads, open(path)) if "loss" in e or "validation_loss" in e]
+one, dp = losses(sys.argv[1]), losses(sys.argv[2])
+worst = max(abs(a - b) / abs(a) for a, b in zip(one, dp))
+print(f"ok: 2 stages x 2 replicas against one process: {len(dp)} losses, largest relative difference {worst:.1e}")
+sys.exit(0 if len(one) == len(dp) and worst <= 1e-5 else 1)
+PY
+
+# A bad launch: the wrong number of processes, or ranks with different flags.
+expect_refusal() {  # name, text expected, command...
+  local name=$1 text=$2
+  shift 2
+  local start=$SECONDS
+  if timeout 60 "$@" > "$work/refusal.out" 2>&1; then fail "$name: succeeded"; return; fi
+  if grep -q -- "$text" "$work/refusal.out"; then echo "ok: $name refused in $((SECONDS - start)) s"; else
+    cat "$work/refusal.out"; fail "$name: no '$text'"; fi
+}
+expect_refusal "3 processes for 2 stages" "start mpirun -np 2" mpirun -np 3 "$minipipe" $train --stages 2
+expect_refusal "ranks with other flags" "rank 1 was started with other a command line" \
+  mpirun -np 1 "$minipipe" $train --stages 2 --seed 1 : -np 1 "$minipipe" $train --stages 2 --seed 2
+expect_refusal "--data-parallel without mpirun" "start with mpirun -np 4" "$minipipe" $train --stages 2 --data-parallel 2
+
+# Failures: 20 trials of a random rank failing at a random step, by an exception or SIGKILL.
+RANDOM=7
+for trial in $(seq 1 20); do
+  stages=$((RANDOM % 2 == 0 ? 2 : 4)); rank=$((RANDOM % stages)); step=$((RANDOM % 4))
+  mode=$([ $((RANDOM % 2)) -eq 0 ] && echo throw || echo kill)
+  start=$(date +%s.%N)
+  timeout 30 mpirun -np "$stages" "$fault" "$stages" "$rank" "$step" "$mode" > fault.out 2>&1
+  status=$?
+  seconds=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$start" "$(date +%s.%N)")
+  what="trial $trial: rank $rank of $stages fails ($mode) at step $step"
+  if [ "$status" -eq 0 ] || [ "$status" -eq 124 ]; then cat fault.out; fail "$what: status $status after $seconds s"; continue; fi
+  if ! python3 -c "import sys; sys.exit(float(sys.argv[1]) > 10)" "$seconds"; then fail "$what: took $seconds s"; continue; fi
+  if [ "$mode" = throw ]; then named="error (rank $rank)"; else named="rank $rank with PID"; fi
+  grep -q "$named" fault.out || { cat fault.out; fail "$what: the output does not name rank $rank"; continue; }
+  echo "ok: $what: every rank ended in $seconds s (status $status)"
+done
+
+[ "$failures" -eq 0 ] || { echo "$failures failures"; exit 1; }
