@@ -61,6 +61,18 @@ print(f"ok: 2 stages x 2 replicas against one process: {len(dp)} losses, largest
 sys.exit(0 if len(one) == len(dp) and worst <= 1e-5 else 1)
 PY
 
+# Save and resume across processes: rank 0 writes the checkpoint, every rank reads it, and the
+# second half's losses are those of the uninterrupted run (1f1b-K2 above).
+timeout 120 mpirun -np 2 "$minipipe" $train --stages 2 --micro-batches 4 --schedule 1f1b --stop-after 3 --save half.safetensors \
+  --log-json first-half.jsonl > half.out 2>&1 || { cat half.out; fail "the first half failed"; }
+timeout 120 mpirun -np 2 "$minipipe" $train --stages 2 --micro-batches 4 --schedule 1f1b --resume half.safetensors \
+  --log-json second-half.jsonl > half.out 2>&1 || { cat half.out; fail "the resumed half failed"; }
+if [ "$(cat <(losses first-half.jsonl) <(losses second-half.jsonl))" == "$(losses 1f1b-K2-threads.jsonl)" ]; then
+  echo "ok: saved at step 3 and resumed across processes: the same losses as the run in one go"
+else
+  fail "resumed across processes: losses differ"; paste <(losses 1f1b-K2-threads.jsonl) <(cat <(losses first-half.jsonl) <(losses second-half.jsonl))
+fi
+
 # A bad launch: the wrong number of processes, or ranks with different flags.
 expect_refusal() {  # name, text expected, command...
   local name=$1 text=$2
