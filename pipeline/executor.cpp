@@ -236,6 +236,7 @@ struct WorkerProgress {
 
 // Everything one run shares between the worker threads.
 struct RunState {
+  std::chrono::steady_clock::time_point origin = std::chrono::steady_clock::now();  // traces count from here
   std::vector<std::unique_ptr<WorkerProgress>> progress;  // per worker
   // Between workers of neighbouring stages, keyed (gradient?, sender, receiver): activations
   // go from a worker of stage s to the worker of s + 1 that runs the micro-batch, gradients
@@ -527,6 +528,7 @@ StepResult Pipeline::run_units(const std::vector<WorkUnit>& units) {
     }
   }
   StepResult result;
+  result.trace_origin_us = std::chrono::duration<double, std::micro>(state.origin.time_since_epoch()).count();
   for (double l : losses) result.loss += static_cast<float>(l);
   if (schedule_.asynchronous()) {
     // Each mini-batch's loss is the sum of its micro-batches' weighted losses; the run's is
@@ -601,8 +603,7 @@ void Pipeline::run_worker(int w, const std::vector<WorkUnit>& units, std::vector
   WeightStash stash(module.parameters());
   const int64_t version_base = weight_versions_[s];
   std::map<int, int64_t> forward_version, input_stage_version;
-  const auto origin = std::chrono::steady_clock::now();
-  auto now_us = [&] { return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - origin).count(); };
+  auto now_us = [&] { return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - state.origin).count(); };
 
   // The stage's forward of one unit; on the last stage, its loss weighted by the unit's share
   // of the mini-batch (micro-batch share times slice share of the tokens), so the unit losses

@@ -86,6 +86,9 @@ struct StepResult {
   // Per worker (the stages, or with replicated stages their replicas, stage by stage).
   std::vector<int64_t> peak_bytes;   // the most its tracker held during the step
   std::vector<TraceEvent> trace;     // when options.trace
+  // When the run began, on the steady clock (microseconds since its epoch, which processes on
+  // one machine share): the trace's times count from here.
+  double trace_origin_us = 0;
   // Asynchronous schedules, per worker: the most weight versions held at once, and the most
   // bytes of stashed copies (counted in peak_bytes too).
   std::vector<int> peak_weight_versions;

@@ -48,6 +48,7 @@ float ProcessGroup::clip_grad_norm(const std::vector<Tensor>& parameters, float 
 }
 void ProcessGroup::share_from_stage(int, const std::vector<Tensor>&) const {}
 void ProcessGroup::share_gradients_from_stage(int, const std::vector<Tensor>&) const {}
+std::vector<std::string> ProcessGroup::gather_to_rank_zero(const std::string& bytes) const { return {bytes}; }
 void ProcessGroup::barrier() const {}
 void abort_every_process_if_launched(int) {}
 void ProcessGroup::abort(int code) const { std::exit(code); }
@@ -295,6 +296,20 @@ void ProcessGroup::share_gradients_from_stage(int stage, const std::vector<Tenso
     check(MPI_Bcast(g.raw_data(), static_cast<int>(g.nbytes()), MPI_BYTE, rank_of(stage, 0), comms_->world), "MPI_Bcast");
     p.set_grad(g);
   }
+}
+
+std::vector<std::string> ProcessGroup::gather_to_rank_zero(const std::string& bytes) const {
+  const int length = static_cast<int>(bytes.size());
+  std::vector<int> lengths(size_), offsets(size_, 0);
+  check(MPI_Gather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, 0, comms_->world), "MPI_Gather");
+  for (int r = 1; r < size_; ++r) offsets[r] = offsets[r - 1] + lengths[r - 1];
+  std::string all(rank_ == 0 ? offsets.back() + lengths.back() : 0, '\0');
+  check(MPI_Gatherv(bytes.data(), length, MPI_CHAR, all.data(), lengths.data(), offsets.data(), MPI_CHAR, 0, comms_->world),
+        "MPI_Gatherv");
+  std::vector<std::string> out;
+  if (rank_ == 0)
+    for (int r = 0; r < size_; ++r) out.push_back(all.substr(offsets[r], lengths[r]));
+  return out;
 }
 
 void ProcessGroup::barrier() const { MPI_Barrier(comms_->world); }

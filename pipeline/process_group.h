@@ -60,6 +60,8 @@ class ProcessGroup {
   // The gradients of `parameters` (the same list on every rank) as stage `stage`'s rank of
   // replica 0 holds them, a missing gradient staying missing.
   void share_gradients_from_stage(int stage, const std::vector<Tensor>& parameters) const;
+  // Every rank's `bytes`, on rank 0 in rank order (empty on the others).
+  std::vector<std::string> gather_to_rank_zero(const std::string& bytes) const;
   void barrier() const;
   // Ends every process of the run (MPI_Abort); call after printing why.
   [[noreturn]] void abort(int code) const;

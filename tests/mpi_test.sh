@@ -37,8 +37,10 @@ for schedule in gpipe 1f1b zb-h1; do
     "$minipipe" $train --stages "$stages" --micro-batches 4 --schedule "$schedule" --log-json "$name-threads.jsonl" \
       > /dev/null 2>&1 || fail "$name: the in-process run failed"
     timeout 120 mpirun -np "$stages" "$minipipe" $train --stages "$stages" --micro-batches 4 --schedule "$schedule" \
-      --log-json "$name-mpi.jsonl" > "$name.out" 2>&1 || { cat "$name.out"; fail "$name: mpirun failed"; continue; }
+      --log-json "$name-mpi.jsonl" --timeline "$name.svg" > "$name.out" 2>&1 || { cat "$name.out"; fail "$name: mpirun failed"; continue; }
     grep -q "rank $((stages - 1)): stage $((stages - 1)) of replica 0" "$name.out" || fail "$name: no rank map"
+    # Every rank's events, gathered on rank 0: one timeline row per rank.
+    [ "$(grep -c '<text x="4" y="[0-9]*">rank [0-9]*: stage' "$name.svg")" -eq "$stages" ] || fail "$name: not one timeline row per rank"
     if [ "$(losses "$name-threads.jsonl")" == "$(losses "$name-mpi.jsonl")" ]; then
       echo "ok: $name over MPI equals the threads bit for bit ($(losses "$name-mpi.jsonl" | wc -l) losses)"
     else

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
+#include <type_traits>
 #include <cstdio>
 #include <sstream>
 #include <thread>
@@ -149,8 +151,6 @@ void PipelinedTraining::join_process_group() {
   if (!flags_.plan.empty() || flags_.partition == "time" || flags_.token_slices == "auto")
     refuse("planning from measured times (--plan auto, --partition time, --token-slices auto)",
            "give --partition uniform, params or explicit layer counts, and --token-slices N");
-  if (!flags_.trace.empty() || !flags_.timeline.empty())
-    refuse("--trace and --timeline", "each process would hold only its own stage's events");
   if (!flags_.stage_devices.empty()) refuse("--stage-devices", "the stages' tensors travel over MPI from the CPU");
 }
 
@@ -241,6 +241,7 @@ std::vector<float> PipelinedTraining::train(const std::vector<datasets::Batch>& 
     if (!group_) bubble_sum_ += pipeline::summarize(result.trace, pipeline_->workers()).bubble_fraction;  // one stage's trace says nothing
     ++steps_;
     last_trace_ = std::move(result.trace);
+    last_trace_origin_us_ = result.trace_origin_us;
     losses.insert(losses.end(), result.losses.begin(), result.losses.end());
   };
   last_call_mini_batches_ = static_cast<int64_t>(batches.size());
@@ -377,10 +378,46 @@ JsonObject PipelinedTraining::summary() const {
       .add("planned_seconds_per_mini_batch", planned_seconds_per_mini_batch_);
 }
 
+// Under mpirun, every rank's events of the last call on rank 0, one row per rank, on rank 0's
+// clock (exact on one machine; across machines, as far as their clocks agree).
+std::vector<pipeline::TraceEvent> PipelinedTraining::gather_trace(std::vector<std::string>& row_names) const {
+  static_assert(std::is_trivially_copyable_v<pipeline::TraceEvent>);
+  std::string bytes(sizeof(double) + last_trace_.size() * sizeof(pipeline::TraceEvent), '\0');
+  std::memcpy(bytes.data(), &last_trace_origin_us_, sizeof(double));
+  if (!last_trace_.empty()) std::memcpy(bytes.data() + sizeof(double), last_trace_.data(), last_trace_.size() * sizeof(pipeline::TraceEvent));
+  const std::vector<std::string> ranks = group_->gather_to_rank_zero(bytes);
+  std::vector<pipeline::TraceEvent> events;
+  for (size_t r = 0; r < ranks.size(); ++r) {
+    double origin = 0;
+    std::memcpy(&origin, ranks[r].data(), sizeof(double));
+    const size_t count = (ranks[r].size() - sizeof(double)) / sizeof(pipeline::TraceEvent);
+    for (size_t i = 0; i < count; ++i) {
+      pipeline::TraceEvent e;
+      std::memcpy(&e, ranks[r].data() + sizeof(double) + i * sizeof(pipeline::TraceEvent), sizeof e);
+      e.worker = static_cast<int>(r);
+      e.start_us += origin - last_trace_origin_us_;
+      e.end_us += origin - last_trace_origin_us_;
+      events.push_back(e);
+    }
+    const int stage = static_cast<int>(r) % group_->stages(), replica = static_cast<int>(r) / group_->stages();
+    row_names.push_back("rank " + std::to_string(r) + ": stage " + std::to_string(stage) +
+                        (group_->replicas() > 1 ? " replica " + std::to_string(replica) : ""));
+  }
+  return events;
+}
+
 void PipelinedTraining::write_trace_files() const {
-  if (!flags_.trace.empty()) pipeline::write_chrome_trace(flags_.trace, last_trace_);
+  if (flags_.trace.empty() && flags_.timeline.empty()) return;
+  std::vector<std::string> rows = pipeline_->schedule().worker_names();
+  std::vector<pipeline::TraceEvent> events = last_trace_;
+  if (group_) {
+    rows.clear();
+    events = gather_trace(rows);  // every rank takes part; rank 0 writes
+    if (group_->rank() != 0) return;
+  }
+  if (!flags_.trace.empty()) pipeline::write_chrome_trace(flags_.trace, events);
   if (!flags_.timeline.empty())
-    pipeline::write_svg_timeline(flags_.timeline, last_trace_, pipeline_->schedule().worker_names(),
+    pipeline::write_svg_timeline(flags_.timeline, events, rows,
                                  flags_.schedule + ", " + std::to_string(flags_.stages) + " stages, " +
                                      std::to_string(flags_.micro_batches * last_call_mini_batches_) +
                                      " micro-batches (measured, last call)");

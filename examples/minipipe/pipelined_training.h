@@ -76,6 +76,7 @@ class PipelinedTraining {
   // (averaged over the replicas) on every rank and the mini-batch's loss.
   datasets::Batch data_parallel_shard(const datasets::Batch& batch) const;
   float gather_step(const pipeline::StepResult& result) const;
+  std::vector<pipeline::TraceEvent> gather_trace(std::vector<std::string>& row_names) const;
   // --token-slices N or auto (TeraPipe's planner on timings of the stages) for sequences like
   // `sample`; empty without the flag.
   std::vector<int64_t> token_slices(const pipeline::StagePlan& plan, const Tensor& sample);
@@ -95,6 +96,7 @@ class PipelinedTraining {
   std::vector<Device> devices_;  // distinct, in stage order
   std::vector<int64_t> peak_bytes_;
   std::vector<pipeline::TraceEvent> last_trace_;
+  double last_trace_origin_us_ = 0;
   int64_t last_call_mini_batches_ = 1;
   double planned_seconds_per_mini_batch_ = 0;  // --plan auto or --token-slices auto: the planner's prediction
   std::vector<int64_t> token_slices_;          // the lengths in use (empty: none)
