@@ -3,17 +3,21 @@
 // (micro-batch, tensor, mark of the work that wrote it) that can be closed, which wakes
 // every waiting receiver with an error; that is how a failure in one stage stops the others
 // instead of hanging them.
+#include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
+#include <thread>
 #include <string>
 #include <tuple>
 #include <utility>
 
 #include "kernels/dispatch.h"
+#include "pipeline/link.h"
 #include "tensor/tensor.h"
 
 namespace minipipe::pipeline {
@@ -30,7 +34,14 @@ struct Message {
   Tensor value;
   kernels::WorkMark written;  // the receiver's stream waits for it before reading `value`
   int64_t weight_version = -1;  // asynchronous schedules: the input stage's version for this micro-batch
+  // An injected link (LinkChannel): when the message may be read, on the steady clock
+  // (microseconds since its epoch, shared by the processes of one machine); 0: at once.
+  double deliver_at_us = 0;
 };
+
+inline double steady_now_us() {
+  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 
 // Where a stage's messages to one neighbour go. The executor knows only this interface: the
 // in-process queue below, or a channel to another process (pipeline/process_group.h).
@@ -88,6 +99,33 @@ class QueueChannel : public Channel {
   std::condition_variable ready_;
   std::deque<Message> queue_;
   bool closed_ = false;
+};
+
+// Wraps a channel in a slower link (link.h): the sender stamps when the message will have crossed the
+// link (after the messages before it, the bandwidth being shared), and the receiver waits
+// until then. Neither side blocks the other longer than the link would.
+class LinkChannel : public Channel {
+ public:
+  LinkChannel(std::unique_ptr<Channel> inner, LinkModel link) : inner_(std::move(inner)), link_(link) {}
+  void send(Message message) override {
+    const double start = std::max(steady_now_us(), link_free_at_us_);
+    const double bytes = message.value.defined() ? static_cast<double>(message.value.nbytes()) : 0.0;
+    link_free_at_us_ = start + 1e6 * link_.transfer_seconds(bytes);
+    message.deliver_at_us = link_free_at_us_ + 1e6 * link_.latency_seconds;
+    inner_->send(std::move(message));
+  }
+  Message receive(int expected, int expected_slice, int expected_chunk) override {
+    Message message = inner_->receive(expected, expected_slice, expected_chunk);
+    const double wait_us = message.deliver_at_us - steady_now_us();
+    if (wait_us > 0) std::this_thread::sleep_for(std::chrono::duration<double, std::micro>(wait_us));
+    return message;
+  }
+  void close() override { inner_->close(); }
+
+ private:
+  std::unique_ptr<Channel> inner_;
+  LinkModel link_;
+  double link_free_at_us_ = 0;  // the sender's side: when the link has sent what it was given
 };
 
 // Multi-process pipelines (pipeline/process_group.h): this process runs one stage, and the

@@ -453,8 +453,10 @@ StepResult Pipeline::run_units(const std::vector<WorkUnit>& units) {
         if (local >= 0 && s != local && next != local) continue;
         for (bool gradient : {false, true}) {
           const auto key = gradient ? std::tuple{true, to, from} : std::tuple{false, from, to};
-          state.channels[key] = local >= 0 ? options_.remote_stages->channel(gradient, gradient ? next : s, gradient ? s : next)
-                                           : std::make_unique<QueueChannel>();
+          std::unique_ptr<Channel> channel = local >= 0 ? options_.remote_stages->channel(gradient, gradient ? next : s, gradient ? s : next)
+                                                        : std::make_unique<QueueChannel>();
+          if (options_.link.slows()) channel = std::make_unique<LinkChannel>(std::move(channel), options_.link);
+          state.channels[key] = std::move(channel);
         }
       }
   }

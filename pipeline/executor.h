@@ -66,6 +66,10 @@ struct PipelineOptions {
   // stage's share: the losses on the last stage, gradients in the local stage's parameters.
   // Synchronous schedules, one chunk per stage, no tied weights or skips across stages.
   std::shared_ptr<RemoteStages> remote_stages = {};
+  // A slower link between stages than the machine's, injected into every channel (in-process
+  // or to other processes), to see communication's share of a step; the simulator takes the
+  // same model (CostModel::communication).
+  LinkModel link = {};
 };
 
 // The loss of one micro-batch, averaged over its samples (the executor weights micro-batch

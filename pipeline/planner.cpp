@@ -58,7 +58,7 @@ double weight_sync_seconds(const std::vector<LayerProfile>& layers, int first, i
   double parameter_bytes = 0;
   for (int l = first; l < first + count; ++l) parameter_bytes += static_cast<double>(layers[l].parameter_bytes);
   const double m = replicas;
-  return 4.0 * (m - 1) * parameter_bytes / (m * link.bytes_per_second) + link.latency_seconds;
+  return link.message_seconds(4.0 * (m - 1) * parameter_bytes / m);
 }
 
 double stage_seconds(const std::vector<LayerProfile>& layers, int first, int count, int replicas, const LinkModel& link) {
@@ -66,7 +66,7 @@ double stage_seconds(const std::vector<LayerProfile>& layers, int first, int cou
 }
 
 double boundary_seconds(const std::vector<LayerProfile>& layers, int layer, const LinkModel& link) {
-  return static_cast<double>(layers[layer].output_bytes) / link.bytes_per_second + link.latency_seconds;
+  return link.message_seconds(static_cast<double>(layers[layer].output_bytes));
 }
 
 int64_t stage_memory_bytes(const std::vector<LayerProfile>& layers, int first, int count, int workers) {

@@ -6,18 +6,14 @@
 #include <string>
 #include <vector>
 
+#include "pipeline/link.h"
 #include "pipeline/profile.h"
 
 namespace minipipe::pipeline {
 
-struct LinkModel {
-  double bytes_per_second = 5e9;  // between two workers (default: a memory copy on one machine)
-  double latency_seconds = 0;     // per message
-};
-
 struct PlannerOptions {
   int workers = 1;
-  LinkModel link;
+  LinkModel link{5e9, 0};  // between two workers (default: a memory copy on one machine)
   int64_t memory_per_worker = 0;  // bytes; 0: no limit
   int most_replicas = 0;          // per stage; 0: any (1: stages only, no data parallelism)
 };

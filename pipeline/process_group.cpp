@@ -76,6 +76,7 @@ struct Header {
   int32_t micro_batch, slice, chunk, dtype, dims;
   int32_t has_value;  // a skip's missing gradient travels as no tensor
   int64_t weight_version;
+  double deliver_at_us;
   int64_t shape[8];
 };
 
@@ -97,7 +98,8 @@ class MpiChannel : public Channel {
   }
 
   void send(Message message) override {
-    Header header{message.micro_batch, message.slice, message.chunk, 0, 0, message.value.defined(), message.weight_version, {}};
+    Header header{message.micro_batch, message.slice, message.chunk, 0,  0, message.value.defined(), message.weight_version,
+                  message.deliver_at_us, {}};
     Tensor value;
     if (message.value.defined()) {
       if (!message.value.device().is_cpu())
@@ -134,7 +136,8 @@ class MpiChannel : public Channel {
     check(MPI_Mrecv(buffer.data(), bytes, MPI_BYTE, &handle, MPI_STATUS_IGNORE), "MPI_Mrecv");
     Header header;
     std::memcpy(&header, buffer.data(), sizeof header);
-    Message message{header.micro_batch, header.slice, header.chunk, Tensor(), kernels::WorkMark(), header.weight_version};
+    Message message{header.micro_batch, header.slice, header.chunk, Tensor(), kernels::WorkMark(), header.weight_version,
+                    header.deliver_at_us};
     if (header.has_value) {
       message.value = empty(Shape(header.shape, header.shape + header.dims), static_cast<DType>(header.dtype));
       std::memcpy(message.value.raw_data(), buffer.data() + sizeof header, message.value.nbytes());

@@ -283,6 +283,25 @@ TEST(Executor, SkipConnectionsThatDoNotPairUpAreRefused) {
   EXPECT_THROW_WITH(lone_pop->forward(ones({2, 4})), "SkipPop 'b'", "nothing is stashed under that name");
 }
 
+// An injected link delays delivery by its latency plus bytes over bandwidth, one message at
+// a time (only lower bounds are checked: a loaded machine may add to them), and changes no
+// result.
+TEST(Executor, AnInjectedLinkDelaysMessagesAndChangesNoResult) {
+  LinkChannel link(std::make_unique<QueueChannel>(), LinkModel{1e6, 0.01});  // 1 MB/s, 10 ms
+  const Tensor payload = zeros({2500});                                      // 10 kB: 10 ms at 1 MB/s
+  const auto start = std::chrono::steady_clock::now();
+  for (int m = 0; m < 2; ++m) link.send({m, 0, 0, payload, kernels::WorkMark(), -1});
+  link.receive(0, 0, 0);
+  const double first = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  link.receive(1, 0, 0);
+  const double second = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_GE(first, 0.020);   // 10 ms on the wire, 10 ms of latency
+  EXPECT_GE(second, 0.030);  // waited for the first to cross
+  PipelineOptions slow{4, "1f1b", Recompute::Never, {}, 7, false};
+  slow.link = {5e8, 1e-4};
+  expect_identical(train(2, 4, "1f1b", Recompute::Never, 3), testing::train(small_gpt(), 2, slow, gpt_batch, 3), "slow link");
+}
+
 TEST(Executor, ForwardRunsTheStagesInOrderLikeTheWholeModel) {
   auto model = nn::make_gpt(small_gpt());
   model->eval();  // no dropout: the two passes must agree exactly

@@ -83,6 +83,11 @@ void add_training_options(CLI::App& command, TrainOptions& o) {
                      "their gradients averaged before each step")
       ->check(kPositive)
       ->capture_default_str();
+  command.add_option("--link-latency-us", p.link_latency_us,
+                     "slow every message between stages by this latency (microseconds), to see communication's share")
+      ->check(CLI::Range(0.0, 1e7));
+  command.add_option("--link-gbps", p.link_gbps, "and limit each direction between two stages to this bandwidth (gigabits/s)")
+      ->check(CLI::Range(0.0, 1e6));
   command.add_option("--micro-batches", p.micro_batches, "micro-batches M per mini-batch (pipedream: per update)")->check(kPositive)->capture_default_str();
   command.add_option("--schedule", p.schedule, "gpipe, 1f1b, interleaved (1F1B over --virtual-stages chunks per stage), or "
                      "pipedream (asynchronous: no flush between mini-batches)")
@@ -195,6 +200,10 @@ bool parse_command_line(int argc, const char* const* argv, CommandLine& parsed, 
       ->check(kPositive)->capture_default_str();
   simulate_command->add_option("--forward-cost", sim.forward_cost, "time of one forward on one stage")->check(kPositive)->capture_default_str();
   simulate_command->add_option("--backward-cost", sim.backward_cost, "time of one backward on one stage")->check(kPositive)->capture_default_str();
+  simulate_command->add_option("--communication-cost", sim.communication_cost,
+                               "time of one message between stages (a link's latency plus bytes over bandwidth)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   simulate_command->add_flag("--grid", sim.grid, "draw the step-by-stage grid");
   simulate_command->add_flag("--json", sim.json, "print one JSON object instead of text");
   simulate_command->add_option("--timeline", sim.timeline, "write an SVG timeline")->check(kOutputFile);

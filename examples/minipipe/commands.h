@@ -24,6 +24,8 @@ struct PipelineFlags {
   int threads = 1;                    // CPU kernel threads per stage
   std::string trace, timeline;        // Chrome-trace JSON and SVG of the last step
   int data_parallel = 1;              // under mpirun: pipeline replicas, each on a shard of every mini-batch
+  double link_latency_us = 0;         // an injected link between stages: latency per message,
+  double link_gbps = 0;               // and bandwidth (0: the machine's)
   std::string command_line;           // the whole command, which every process of an mpirun must share
 };
 
@@ -79,6 +81,7 @@ struct SimulateOptions {
   std::string weights;            // pipedream: stash (default) | vertical-sync | none | 2bw
   std::string replicas;           // pipedream: replicas per stage, like 2,1
   double forward_cost = 1.0, backward_cost = 2.0;
+  double communication_cost = 0.0;  // of one message between stages, in the costs' unit
   bool grid = false, json = false;
   std::string timeline, trace;
 };

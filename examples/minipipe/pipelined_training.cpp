@@ -77,6 +77,7 @@ PipelinedTraining::PipelinedTraining(std::shared_ptr<nn::Sequential> model, cons
   pipeline::install_status_signal(SIGUSR1);  // kill -USR1 <pid>: where is every stage?
   options.virtual_stages = flags.virtual_stages;
   if (group_) options.remote_stages = group_->remote_stages();
+  options.link = {flags.link_gbps * 1e9 / 8, flags.link_latency_us * 1e-6};
   options.model_factory = [model_factory, device] {
     auto copy = model_factory();
     copy->to(device);

@@ -26,8 +26,9 @@ int simulate(const SimulateOptions& o) {
                 : pipeline::make_schedule(o.schedule, o.stages, o.micro_batches, o.token_slices, o.virtual_stages);
   pipeline::validate(schedule);
   const double chunk_share = 1.0 / o.virtual_stages;  // a chunk does 1/v of its stage's layers
-  const pipeline::SimulationResult result = pipeline::simulate(
-      schedule, pipeline::CostModel::uniform(o.stages, o.forward_cost * chunk_share, o.backward_cost * chunk_share));
+  pipeline::CostModel costs = pipeline::CostModel::uniform(o.stages, o.forward_cost * chunk_share, o.backward_cost * chunk_share);
+  costs.communication = o.communication_cost;
+  const pipeline::SimulationResult result = pipeline::simulate(schedule, costs);
   // PipeDream fills and drains once for the whole stream, not once per mini-batch.
   // Token slices are units of work like micro-batches: M * S of them with equal costs.
   const double theory =
@@ -49,13 +50,14 @@ int simulate(const SimulateOptions& o) {
                             .add("weights", pipedream ? weights : std::string("synchronous"))
                             .add_raw("replicas", json_list(std::vector<int64_t>(schedule.replicas.begin(), schedule.replicas.end())))
                             .add("forward_cost", o.forward_cost)
-                            .add("backward_cost", o.backward_cost).add("makespan", result.makespan)
+                            .add("backward_cost", o.backward_cost).add("communication_cost", o.communication_cost)
+                            .add("makespan", result.makespan)
                             .add("bubble_fraction", result.bubble_fraction).add("theoretical_bubble_fraction", theory)
                             .add_raw("peak_in_flight", in_flight).add_raw("peak_weight_versions", versions).str().c_str());
   } else {
     if (o.grid) std::printf("%s\n", pipeline::format_grid(schedule).c_str());
-    std::printf("%s, %d stages, %s, forward %g, backward %g\n", o.schedule.c_str(), o.stages, shape.c_str(),
-                o.forward_cost, o.backward_cost);
+    std::printf("%s, %d stages, %s, forward %g, backward %g, message %g\n", o.schedule.c_str(), o.stages, shape.c_str(),
+                o.forward_cost, o.backward_cost, o.communication_cost);
     std::printf("  makespan             %g\n", result.makespan);
     std::printf("  bubble fraction      %.4f  (formula (K-1)/(%sM+K-1) = %.4f, M = %d %s in all)\n", result.bubble_fraction,
                 schedule.virtual_stages > 1 ? "v" : "", theory, schedule.micro_batches * schedule.token_slices,
