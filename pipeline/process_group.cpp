@@ -39,7 +39,7 @@ ProcessGroup::ProcessGroup(int, int) {
 }
 ProcessGroup::~ProcessGroup() = default;
 std::string ProcessGroup::rank_map() const { return ""; }
-std::shared_ptr<RemoteStages> ProcessGroup::remote_stages() const { return nullptr; }
+std::shared_ptr<RemoteStages> ProcessGroup::remote_stages(double) const { return nullptr; }
 void ProcessGroup::check_same_on_every_rank(const std::string&, const std::string&) const {}
 double ProcessGroup::sum(double value) const { return value; }
 void ProcessGroup::average_over_replicas(const std::vector<Tensor>&) const {}
@@ -86,7 +86,8 @@ struct Header {
 // (another local failure) wakes it.
 class MpiChannel : public Channel {
  public:
-  MpiChannel(MPI_Comm comm, int peer, int tag) : comm_(comm), peer_(peer), tag_(tag) {}
+  MpiChannel(MPI_Comm comm, int peer, int tag, double timeout_seconds)
+      : comm_(comm), peer_(peer), tag_(tag), timeout_seconds_(timeout_seconds) {}
   ~MpiChannel() override {
     // After a failure the peer may never receive what is pending: its buffers are left to
     // the process, which is about to end (waiting here would hang it).
@@ -122,11 +123,22 @@ class MpiChannel : public Channel {
   Message receive(int expected, int expected_slice, int expected_chunk) override {
     MPI_Message handle;
     MPI_Status status;
+    const auto start = std::chrono::steady_clock::now();
     for (int polls = 0;; ++polls) {
       int arrived = 0;
       check(MPI_Improbe(peer_, tag_, comm_, &arrived, &handle, &status), "MPI_Improbe");
       if (arrived) break;
       if (closed_) throw ChannelClosed();
+      if (timeout_seconds_ > 0 && std::chrono::steady_clock::now() - start > std::chrono::duration<double>(timeout_seconds_)) {
+        int rank = 0;
+        MPI_Group group, world;
+        MPI_Comm_group(comm_, &group);
+        MPI_Comm_group(MPI_COMM_WORLD, &world);
+        MPI_Group_translate_ranks(group, 1, &peer_, world, &rank);
+        throw std::runtime_error("waited " + std::to_string(static_cast<int>(timeout_seconds_)) + " s for micro-batch " +
+                                 std::to_string(expected) + " from rank " + std::to_string(rank) +
+                                 ", which hangs or is slower than that (raise --rank-timeout)");
+      }
       if (polls < 200) std::this_thread::yield();
       else std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
@@ -164,22 +176,25 @@ class MpiChannel : public Channel {
 
   MPI_Comm comm_;
   int peer_, tag_;
+  double timeout_seconds_;
   std::atomic<bool> closed_{false};
   std::list<Pending> pending_;
 };
 
 class MpiRemoteStages : public RemoteStages {
  public:
-  MpiRemoteStages(MPI_Comm pipeline, int stage) : pipeline_(pipeline), stage_(stage) {}
+  MpiRemoteStages(MPI_Comm pipeline, int stage, double timeout_seconds)
+      : pipeline_(pipeline), stage_(stage), timeout_seconds_(timeout_seconds) {}
   int local_stage() const override { return stage_; }
   std::unique_ptr<Channel> channel(bool gradient, int from, int to) const override {
     // In the replica's communicator a stage's rank is the stage; one tag per direction.
-    return std::make_unique<MpiChannel>(pipeline_, from == stage_ ? to : from, gradient ? 2 : 1);
+    return std::make_unique<MpiChannel>(pipeline_, from == stage_ ? to : from, gradient ? 2 : 1, timeout_seconds_);
   }
 
  private:
   MPI_Comm pipeline_;
   int stage_;
+  double timeout_seconds_;
 };
 
 }  // namespace
@@ -227,8 +242,8 @@ std::string ProcessGroup::rank_map() const {
   return out;
 }
 
-std::shared_ptr<RemoteStages> ProcessGroup::remote_stages() const {
-  return std::make_shared<MpiRemoteStages>(comms_->pipeline, stage());
+std::shared_ptr<RemoteStages> ProcessGroup::remote_stages(double timeout_seconds) const {
+  return std::make_shared<MpiRemoteStages>(comms_->pipeline, stage(), timeout_seconds);
 }
 
 void ProcessGroup::check_same_on_every_rank(const std::string& what, const std::string& value) const {

@@ -42,8 +42,10 @@ class ProcessGroup {
   int rank_of(int stage, int replica) const { return replica * stages_ + stage; }
   std::string rank_map() const;  // one line per rank: "rank 2: stage 0 of replica 1 on host"
 
-  // Channels between this rank and the neighbouring stages of its replica.
-  std::shared_ptr<RemoteStages> remote_stages() const;
+  // Channels between this rank and the neighbouring stages of its replica. A receive that
+  // waits longer than `timeout_seconds` (0: no limit) fails, naming the rank it waited for:
+  // a rank that hangs, rather than dies, then ends the run too.
+  std::shared_ptr<RemoteStages> remote_stages(double timeout_seconds = 0) const;
 
   // Throws on every rank if `value` is not the same on all of them, naming `what` and the
   // first rank that differs from rank 0.

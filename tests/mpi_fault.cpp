@@ -1,13 +1,16 @@
 // A pipeline across processes in which one rank fails at a chosen step, by an exception in a
-// layer or by being killed: run under mpirun by mpi_test.sh, which checks that every
-// process ends soon, with a non-zero status and a message naming the failed rank.
-//   mpi_fault STAGES FAILING_RANK FAILING_STEP throw|kill
+// layer, by being killed, or by hanging (its neighbours give up after 3 s): run under mpirun
+// by mpi_test.sh, which checks that every process ends soon, with a non-zero status and a
+// message naming the failed rank.
+//   mpi_fault STAGES FAILING_RANK FAILING_STEP throw|kill|hang
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "minipipe.h"
 
@@ -18,10 +21,11 @@ namespace {
 // Fails on its rank when the step it is in comes.
 class Failing : public nn::Module {
  public:
-  Failing(bool armed, int64_t step, bool kill) : armed_(armed), step_(step), kill_(kill) {}
+  Failing(bool armed, int64_t step, std::string how) : armed_(armed), step_(step), how_(std::move(how)) {}
   Tensor forward(const Tensor& x) override {
     if (armed_ && static_cast<int64_t>(nn::forward_context().step) == step_) {
-      if (kill_) std::raise(SIGKILL);
+      if (how_ == "kill") std::raise(SIGKILL);
+      if (how_ == "hang") std::this_thread::sleep_for(std::chrono::hours(1));
       throw std::runtime_error("this layer failed on purpose");
     }
     return x;
@@ -31,19 +35,19 @@ class Failing : public nn::Module {
  private:
   bool armed_;
   int64_t step_;
-  bool kill_;
+  std::string how_;
 };
 
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc != 5) {
-    std::fprintf(stderr, "usage: mpi_fault STAGES FAILING_RANK FAILING_STEP throw|kill\n");
+    std::fprintf(stderr, "usage: mpi_fault STAGES FAILING_RANK FAILING_STEP throw|kill|hang\n");
     return 2;
   }
   const int stages = std::atoi(argv[1]), failing_rank = std::atoi(argv[2]);
   const int64_t failing_step = std::atoll(argv[3]);
-  const bool kill = std::string(argv[4]) == "kill";
+  const std::string how = argv[4];
   const int rank = pipeline::rank_from_launcher();
   try {
     pipeline::ProcessGroup group(stages, 1);
@@ -51,12 +55,12 @@ int main(int argc, char** argv) {
     auto model = std::make_shared<nn::Sequential>();
     for (int s = 0; s < stages; ++s) {
       model->add(std::make_shared<nn::Linear>(16, 16, g));
-      model->add(std::make_shared<Failing>(s == group.stage() && rank == failing_rank, failing_step, kill));
+      model->add(std::make_shared<Failing>(s == group.stage() && rank == failing_rank, failing_step, how));
     }
     pipeline::PipelineOptions options;
     options.micro_batches = 4;
     options.schedule = "1f1b";
-    options.remote_stages = group.remote_stages();
+    options.remote_stages = group.remote_stages(3.0);
     pipeline::Pipeline pipe(model, pipeline::partition_uniform(*model, stages), options, nn::mse_loss);
     nn::SGD optimizer(model->named_parameters(), {.lr = 0.01f});
     for (int64_t step = 0; step < 1000; ++step) {

@@ -4,7 +4,7 @@
 #   K = 2 and 4; zero bubble, K = 2), and 2 stages x 2 data-parallel replicas agree with one process on the
 #   whole batch to float rounding (the replicas' average adds the gradients in another order);
 # - a bad launch fails before the first step, naming the fix;
-# - a rank that throws or is killed ends every rank within 10 s, naming the rank, in 20
+# - a rank that throws, is killed or hangs ends every rank within 10 s, naming the rank, in 20
 #   randomized trials.
 # Skips (77) where mpirun or this build's MPI is missing. -np 4 oversubscribes 2 cores.
 set -uo pipefail
@@ -89,11 +89,12 @@ expect_refusal "ranks with other flags" "rank 1 was started with other a command
   mpirun -np 1 "$minipipe" $train --stages 2 --seed 1 : -np 1 "$minipipe" $train --stages 2 --seed 2
 expect_refusal "--data-parallel without mpirun" "start with mpirun -np 4" "$minipipe" $train --stages 2 --data-parallel 2
 
-# Failures: 20 trials of a random rank failing at a random step, by an exception or SIGKILL.
+# Failures: 20 trials of a random rank failing at a random step, by an exception, SIGKILL or
+# hanging (its neighbours stop waiting after 3 s and name it).
 RANDOM=7
 for trial in $(seq 1 20); do
   stages=$((RANDOM % 2 == 0 ? 2 : 4)); rank=$((RANDOM % stages)); step=$((RANDOM % 4))
-  mode=$([ $((RANDOM % 2)) -eq 0 ] && echo throw || echo kill)
+  modes=(throw kill hang); mode=${modes[$((RANDOM % 3))]}
   start=$(date +%s.%N)
   timeout 30 mpirun -np "$stages" "$fault" "$stages" "$rank" "$step" "$mode" > fault.out 2>&1
   status=$?
@@ -101,7 +102,11 @@ for trial in $(seq 1 20); do
   what="trial $trial: rank $rank of $stages fails ($mode) at step $step"
   if [ "$status" -eq 0 ] || [ "$status" -eq 124 ]; then cat fault.out; fail "$what: status $status after $seconds s"; continue; fi
   if ! python3 -c "import sys; sys.exit(float(sys.argv[1]) > 10)" "$seconds"; then fail "$what: took $seconds s"; continue; fi
-  if [ "$mode" = throw ]; then named="error (rank $rank)"; else named="rank $rank with PID"; fi
+  case $mode in
+    throw) named="error (rank $rank)" ;;
+    kill) named="rank $rank with PID" ;;
+    hang) named="from rank $rank, which hangs" ;;
+  esac
   grep -q "$named" fault.out || { cat fault.out; fail "$what: the output does not name rank $rank"; continue; }
   echo "ok: $what: every rank ended in $seconds s (status $status)"
 done

@@ -83,6 +83,11 @@ void add_training_options(CLI::App& command, TrainOptions& o) {
                      "their gradients averaged before each step")
       ->check(kPositive)
       ->capture_default_str();
+  command.add_option("--rank-timeout", p.rank_timeout,
+                     "under mpirun: seconds a stage waits for a neighbouring rank's message before it fails and ends the "
+                     "run (0: no limit)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   command.add_option("--link-latency-us", p.link_latency_us,
                      "slow every message between stages by this latency (microseconds), to see communication's share")
       ->check(CLI::Range(0.0, 1e7));

@@ -24,6 +24,7 @@ struct PipelineFlags {
   int threads = 1;                    // CPU kernel threads per stage
   std::string trace, timeline;        // Chrome-trace JSON and SVG of the last step
   int data_parallel = 1;              // under mpirun: pipeline replicas, each on a shard of every mini-batch
+  double rank_timeout = 600;          // under mpirun: seconds a stage waits for a neighbour before failing (0: forever)
   double link_latency_us = 0;         // an injected link between stages: latency per message,
   double link_gbps = 0;               // and bandwidth (0: the machine's)
   std::string command_line;           // the whole command, which every process of an mpirun must share

@@ -76,7 +76,7 @@ PipelinedTraining::PipelinedTraining(std::shared_ptr<nn::Sequential> model, cons
   options.deferred_batch_norm = flags.deferred_batch_norm;
   pipeline::install_status_signal(SIGUSR1);  // kill -USR1 <pid>: where is every stage?
   options.virtual_stages = flags.virtual_stages;
-  if (group_) options.remote_stages = group_->remote_stages();
+  if (group_) options.remote_stages = group_->remote_stages(flags.rank_timeout);
   options.link = {flags.link_gbps * 1e9 / 8, flags.link_latency_us * 1e-6};
   options.model_factory = [model_factory, device] {
     auto copy = model_factory();
