@@ -50,6 +50,9 @@ PipelinedTraining::PipelinedTraining(std::shared_ptr<nn::Sequential> model, cons
     throw std::invalid_argument("--replicas replicates stages of PipeDream's asynchronous pipeline: add --schedule pipedream");
   replicas_ = parse_replicas(flags.replicas, flags.stages);
   join_process_group();
+  if (group_ && !device.is_cpu())
+    throw std::invalid_argument("stages on " + device.str() + " across processes need NCCL channels, which minipipe does not "
+                                "have yet: train on the CPU (--device cpu) under mpirun");
   const bool interleaved = flags.schedule == "interleaved";
   if (interleaved && !flags.plan.empty())
     throw std::invalid_argument("--plan auto chooses stages, not the chunks of the interleaved schedule: use --partition");
