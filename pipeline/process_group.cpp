@@ -256,9 +256,9 @@ void ProcessGroup::check_same_on_every_rank(const std::string& what, const std::
   MPI_Allgatherv(value.data(), length, MPI_CHAR, all.data(), lengths.data(), offsets.data(), MPI_CHAR, comms_->world);
   for (int r = 1; r < size_; ++r)
     if (all.compare(offsets[r], lengths[r], all, 0, lengths[0]) != 0)
-      throw std::invalid_argument("rank " + std::to_string(r) + " was started with other " + what + " than rank 0 ('" +
+      throw std::invalid_argument("rank " + std::to_string(r) + "'s " + what + " differs from rank 0's ('" +
                                   all.substr(offsets[r], lengths[r]) + "' against '" + all.substr(0, lengths[0]) +
-                                  "'): give every rank the same command line");
+                                  "'): give every rank the same one");
 }
 
 double ProcessGroup::sum(double value) const {

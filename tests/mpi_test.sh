@@ -85,7 +85,7 @@ expect_refusal() {  # name, text expected, command...
     cat "$work/refusal.out"; fail "$name: no '$text'"; fi
 }
 expect_refusal "3 processes for 2 stages" "start mpirun -np 2" mpirun -np 3 "$minipipe" $train --stages 2
-expect_refusal "ranks with other flags" "rank 1 was started with other a command line" \
+expect_refusal "ranks with other flags" "rank 1's command line differs from rank 0's" \
   mpirun -np 1 "$minipipe" $train --stages 2 --seed 1 : -np 1 "$minipipe" $train --stages 2 --seed 2
 expect_refusal "--data-parallel without mpirun" "start with mpirun -np 4" "$minipipe" $train --stages 2 --data-parallel 2
 

@@ -144,7 +144,7 @@ void PipelinedTraining::join_process_group() {
     return;
   }
   group_ = std::make_unique<pipeline::ProcessGroup>(flags_.stages, flags_.data_parallel);
-  group_->check_same_on_every_rank("a command line", flags_.command_line);
+  group_->check_same_on_every_rank("command line", flags_.command_line);
   rank_map_ = group_->rank_map();
   auto refuse = [](const std::string& what, const std::string& instead) {
     throw std::invalid_argument(what + " is not available across processes yet: " + instead);
