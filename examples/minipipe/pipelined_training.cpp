@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstring>
-#include <type_traits>
 #include <cstdio>
+#include <cstring>
 #include <sstream>
 #include <thread>
+#include <type_traits>
 
 #include "kernels/cpu/threads.h"
 #include "pipeline/pipedream.h"
@@ -242,7 +242,7 @@ std::vector<float> PipelinedTraining::train(const std::vector<datasets::Batch>& 
       peak_weight_versions_[s] = std::max(peak_weight_versions_[s], result.peak_weight_versions[s]);
       peak_stash_bytes_[s] = std::max(peak_stash_bytes_[s], result.peak_stash_bytes[s]);
     }
-    if (!group_) bubble_sum_ += pipeline::summarize(result.trace, pipeline_->workers()).bubble_fraction;  // one stage's trace says nothing
+    if (!group_) bubble_sum_ += pipeline::summarize(result.trace, pipeline_->workers()).bubble_fraction;
     ++steps_;
     last_trace_ = std::move(result.trace);
     last_trace_origin_us_ = result.trace_origin_us;
@@ -368,7 +368,8 @@ JsonObject PipelinedTraining::summary() const {
       .add_raw("token_slices", json_list(token_slices_))
       .add("threads_per_stage", static_cast<int64_t>(flags_.threads))
       .add_raw("layers_per_stage", json_list(layers))
-      .add("measured_bubble_fraction", steps_ ? bubble_sum_ / static_cast<double>(steps_) : 0.0)
+      // Across processes each rank sees one stage's events: null, not a false number.
+      .add_raw("measured_bubble_fraction", group_ ? "null" : std::to_string(steps_ ? bubble_sum_ / static_cast<double>(steps_) : 0.0))
       // PipeDream fills and drains once per call of train(), not once per mini-batch; token
       // slices are units of work like micro-batches.
       .add("theoretical_bubble_fraction",
