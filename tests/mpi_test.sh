@@ -75,6 +75,23 @@ else
   fail "resumed across processes: losses differ"; paste <(losses 1f1b-K2-threads.jsonl) <(cat <(losses first-half.jsonl) <(losses second-half.jsonl))
 fi
 
+# Ctrl-C reaching one rank only (mpirun forwards it to all, but not always at the same moment):
+# every rank stops after the same step, and rank 0 saves.
+timeout 120 mpirun -np 2 "$minipipe" ${train/--steps 6/--steps 100000} --stages 2 --micro-batches 4 --schedule 1f1b \
+  --save stopped.safetensors --log-json stopped.jsonl > stopped.out 2>&1 &
+launcher=$!
+for _ in $(seq 1 300); do grep -q '"event": *"step"' stopped.jsonl 2>/dev/null && break; sleep 0.1; done
+for pid in $(pgrep -f "minipipe train gpt"); do
+  if tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1"; then kill -INT "$pid"; fi
+done
+start=$SECONDS
+wait "$launcher"
+if grep -q "stopped by a signal to another process after step" stopped.out && [ -f stopped.safetensors ] && [ $((SECONDS - start)) -le 10 ]; then
+  echo "ok: Ctrl-C on rank 1 alone stopped both ranks after one step, in $((SECONDS - start)) s, and rank 0 saved"
+else
+  cat stopped.out; fail "Ctrl-C on one rank did not stop the run together"
+fi
+
 # A bad launch: the wrong number of processes, or ranks with different flags.
 expect_refusal() {  # name, text expected, command...
   local name=$1 text=$2

@@ -68,6 +68,9 @@ class PipelinedTraining {
   std::string peak_memory_text() const;  // "6 MiB on cpu, 3 MiB on cuda:0"
   JsonObject summary() const;  // the "pipeline" object of the summary line
   void write_trace_files() const;
+  // Whether this process, or under mpirun any process, was asked to stop (after each step, on
+  // every process, so that all stop after the same step).
+  bool any_process(bool here) const { return group_ ? group_->sum(here ? 1.0 : 0.0) > 0 : here; }
 
  private:
   pipeline::StagePlan planned_partition(const Tensor& sample);  // --plan auto

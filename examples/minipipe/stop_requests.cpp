@@ -36,10 +36,13 @@ StopRequests::~StopRequests() {
 
 bool StopRequests::requested() const { return received_signal != 0; }
 
-bool StopRequests::ends_run_after(int64_t step, int64_t& end_step, TrainingLog& log, const std::string& save) const {
-  if (!requested()) return false;
+bool StopRequests::ends_run_after(int64_t step, int64_t& end_step, TrainingLog& log, const std::string& save,
+                                  const std::function<bool(bool)>& any_process) const {
+  const bool here = requested();
+  if (!(any_process ? any_process(here) : here)) return false;
   end_step = step + 1;
-  const std::string stopped = std::string("stopped by ") + (received_signal == SIGINT ? "Ctrl-C" : "SIGTERM") +
+  const std::string stopped = std::string("stopped by ") +
+                              (!here ? "a signal to another process" : received_signal == SIGINT ? "Ctrl-C" : "SIGTERM") +
                               " after step " + std::to_string(end_step);
   log.message(stopped + (save.empty() ? "; nothing saved (pass --save FILE to keep a run that may be stopped)"
                                       : "; continue with --resume " + save));

@@ -4,6 +4,7 @@
 // the losses of a run never stopped. A second signal ends the program at once: the handler
 // gives way to the default action after its first signal.
 #include <cstdint>
+#include <functional>
 #include <signal.h>
 #include <string>
 
@@ -21,8 +22,10 @@ class StopRequests {
   bool requested() const;
   // Called after each step of the loop: when a stop was requested, sets end_step to the
   // steps taken (for saving and the summary), tells the user how to go on (`save` is
-  // --save) and returns true, for the loop to break.
-  bool ends_run_after(int64_t step, int64_t& end_step, TrainingLog& log, const std::string& save) const;
+  // --save) and returns true, for the loop to break. Under mpirun, `any_process` says
+  // whether any process was asked (given whether this one was), so that all stop together.
+  bool ends_run_after(int64_t step, int64_t& end_step, TrainingLog& log, const std::string& save,
+                      const std::function<bool(bool)>& any_process = {}) const;
   // The exit status: 0 for a run that was not stopped, else 128 + the signal (as a shell does).
   int exit_status() const;
 

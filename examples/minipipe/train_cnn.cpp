@@ -97,7 +97,7 @@ int train_cnn(const CnnOptions& options) {
       log.evaluation(step - 1, JsonObject().add_exact("validation_loss", last_eval.loss).add("accuracy", last_eval.accuracy),
                      "test loss " + std::to_string(last_eval.loss) + ", accuracy " + std::to_string(100 * last_eval.accuracy) + "%");
     }
-    if (stop.ends_run_after(step - 1, end_step, log, options.save)) break;
+    if (stop.ends_run_after(step - 1, end_step, log, options.save, [&](bool here) { return training.any_process(here); })) break;
   }
   if (!options.save.empty()) {
     Metadata metadata = nn::resnet_metadata(config);

@@ -91,7 +91,7 @@ int train_gpt(const GptOptions& options) {
       log.evaluation(step - 1, JsonObject().add_exact("validation_loss", last_validation),
                      "validation loss " + std::to_string(last_validation) + " nats/byte");
     }
-    if (stop.ends_run_after(step - 1, end_step, log, options.save)) break;
+    if (stop.ends_run_after(step - 1, end_step, log, options.save, [&](bool here) { return training.any_process(here); })) break;
   }
   if (!options.save.empty()) {
     Metadata metadata = nn::gpt_metadata(config);
