@@ -12,7 +12,6 @@
 #include "autograd/elementwise.h"
 #include "autograd/node.h"
 #include "minipipe_config.h"
-#include "nn/optim/optimizer.h"
 #include "tensor/factories.h"
 
 #if MINIPIPE_HAS_MPI
@@ -43,15 +42,9 @@ std::shared_ptr<RemoteStages> ProcessGroup::remote_stages(double) const { return
 void ProcessGroup::check_same_on_every_rank(const std::string&, const std::string&) const {}
 double ProcessGroup::sum(double value) const { return value; }
 void ProcessGroup::average_over_replicas(const std::vector<Tensor>&) const {}
-float ProcessGroup::clip_grad_norm(const std::vector<Tensor>& parameters, float max_norm) const {
-  return nn::clip_grad_norm(parameters, max_norm);
-}
-void ProcessGroup::share_from_stage(int, const std::vector<Tensor>&) const {}
 void ProcessGroup::share_gradients_from_stage(int, const std::vector<Tensor>&) const {}
 std::vector<std::string> ProcessGroup::gather_to_rank_zero(const std::string& bytes) const { return {bytes}; }
-void ProcessGroup::barrier() const {}
 void abort_every_process_if_launched(int) {}
-void ProcessGroup::abort(int code) const { std::exit(code); }
 
 #else
 
@@ -279,24 +272,6 @@ void ProcessGroup::average_over_replicas(const std::vector<Tensor>& parameters) 
   }
 }
 
-float ProcessGroup::clip_grad_norm(const std::vector<Tensor>& local_parameters, float max_norm) const {
-  double squares = 0;
-  if (stage() > 0) check(MPI_Recv(&squares, 1, MPI_DOUBLE, stage() - 1, 3, comms_->pipeline, MPI_STATUS_IGNORE), "MPI_Recv");
-  squares = nn::add_squared_gradients(local_parameters, squares);
-  if (stage() + 1 < stages_) check(MPI_Send(&squares, 1, MPI_DOUBLE, stage() + 1, 3, comms_->pipeline), "MPI_Send");
-  check(MPI_Bcast(&squares, 1, MPI_DOUBLE, stages_ - 1, comms_->pipeline), "MPI_Bcast");
-  return nn::clip_to_norm(local_parameters, squares, max_norm);
-}
-
-void ProcessGroup::share_from_stage(int stage, const std::vector<Tensor>& tensors) const {
-  NoGradGuard no_grad;
-  for (const Tensor& t : tensors) {
-    if (!t.device().is_cpu() || !t.is_contiguous())
-      throw std::invalid_argument("sharing weights over MPI needs contiguous CPU tensors");
-    check(MPI_Bcast(t.raw_data(), static_cast<int>(t.nbytes()), MPI_BYTE, rank_of(stage, 0), comms_->world), "MPI_Bcast");
-  }
-}
-
 void ProcessGroup::share_gradients_from_stage(int stage, const std::vector<Tensor>& parameters) const {
   NoGradGuard no_grad;
   const bool owner = rank_ == rank_of(stage, 0);
@@ -330,18 +305,11 @@ std::vector<std::string> ProcessGroup::gather_to_rank_zero(const std::string& by
   return out;
 }
 
-void ProcessGroup::barrier() const { MPI_Barrier(comms_->world); }
-
 void abort_every_process_if_launched(int code) {
   int initialised = 0, finalised = 0;
   MPI_Initialized(&initialised);
   MPI_Finalized(&finalised);
   if (initialised && !finalised) MPI_Abort(MPI_COMM_WORLD, code);
-}
-
-void ProcessGroup::abort(int code) const {
-  MPI_Abort(MPI_COMM_WORLD, code);
-  std::exit(code);
 }
 
 #endif

@@ -6,8 +6,8 @@
 // replicas of a stage average their gradients before the step (data parallelism).
 //
 // The processes agree on everything before the first step (check_same_on_every_rank). A
-// process whose stage fails prints what failed and calls abort(), and mpirun then ends every
-// other process: nothing waits for a message that will not come.
+// process whose stage fails prints what failed and calls abort_every_process_if_launched(),
+// and mpirun then ends every other process: nothing waits for a message that will not come.
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,7 +29,7 @@ class ProcessGroup {
   // Starts MPI. Throws, on every rank alike, if the build has no MPI or the number of
   // processes is not stages x replicas.
   ProcessGroup(int stages, int replicas);
-  ~ProcessGroup();  // ends MPI, unless an exception is on its way out (see abort)
+  ~ProcessGroup();  // ends MPI, unless an exception is on its way out (then it is left to the abort)
   ProcessGroup(const ProcessGroup&) = delete;
   ProcessGroup& operator=(const ProcessGroup&) = delete;
 
@@ -53,20 +53,11 @@ class ProcessGroup {
   double sum(double value) const;  // over every rank
   // The local stage's gradients, averaged over its replicas (in place).
   void average_over_replicas(const std::vector<Tensor>& parameters) const;
-  // nn::clip_grad_norm over the whole model, whose stages' gradients are on their own ranks:
-  // the sum of squares goes from stage to stage in model order, as one process adds them.
-  float clip_grad_norm(const std::vector<Tensor>& local_parameters, float max_norm) const;
-  // `tensors` (the same list on every rank) take the values they have on stage `stage`'s
-  // rank of replica 0.
-  void share_from_stage(int stage, const std::vector<Tensor>& tensors) const;
   // The gradients of `parameters` (the same list on every rank) as stage `stage`'s rank of
   // replica 0 holds them, a missing gradient staying missing.
   void share_gradients_from_stage(int stage, const std::vector<Tensor>& parameters) const;
   // Every rank's `bytes`, on rank 0 in rank order (empty on the others).
   std::vector<std::string> gather_to_rank_zero(const std::string& bytes) const;
-  void barrier() const;
-  // Ends every process of the run (MPI_Abort); call after printing why.
-  [[noreturn]] void abort(int code) const;
 
   struct Communicators;
 

@@ -117,19 +117,11 @@ float LearningRateSchedule::at(int64_t step) const {
 }
 
 float clip_grad_norm(const std::vector<Tensor>& parameters, float max_norm) {
-  return clip_to_norm(parameters, add_squared_gradients(parameters), max_norm);
-}
-
-double add_squared_gradients(const std::vector<Tensor>& parameters, double start) {
-  double squares = start;
+  NoGradGuard no_grad;
+  double squares = 0.0;
   for (const Tensor& p : parameters)
     if (p.grad().defined())
       for (float g : p.grad().to_vector<float>()) squares += static_cast<double>(g) * g;
-  return squares;
-}
-
-float clip_to_norm(const std::vector<Tensor>& parameters, double squares, float max_norm) {
-  NoGradGuard no_grad;
   const float norm = static_cast<float>(std::sqrt(squares));
   if (norm > max_norm && norm > 0.0f) {
     const float factor = max_norm / norm;

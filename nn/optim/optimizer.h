@@ -72,10 +72,6 @@ struct LearningRateSchedule {
 // Scales all gradients so that their global L2 norm is at most max_norm; returns the norm
 // before clipping.
 float clip_grad_norm(const std::vector<Tensor>& parameters, float max_norm);
-// clip_grad_norm in two parts, for a model whose gradients are spread over processes: the
-// running sum of squares, in double, continued from `start` (the earlier stages' sum), then
-// the scaling of `parameters` by the norm of that whole sum. Returns the norm.
-double add_squared_gradients(const std::vector<Tensor>& parameters, double start = 0.0);
-float clip_to_norm(const std::vector<Tensor>& parameters, double squares, float max_norm);
+
 
 }  // namespace minipipe::nn
