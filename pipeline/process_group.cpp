@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -17,6 +18,14 @@
 #if MINIPIPE_HAS_MPI
 #include <mpi.h>
 #endif
+#if MINIPIPE_HAS_CUDA
+#include "kernels/cuda/runtime.h"
+#endif
+#if MINIPIPE_HAS_NCCL
+#include <map>
+
+#include "pipeline/nccl_link.h"
+#endif
 
 namespace minipipe::pipeline {
 
@@ -28,11 +37,41 @@ int rank_from_launcher() {
   return 0;
 }
 
+namespace {
+int local_rank_from_launcher(int* ranks_on_host) {
+  *ranks_on_host = 1;
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"})
+    if (const char* value = std::getenv(name)) *ranks_on_host = std::atoi(value);
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID"})
+    if (const char* value = std::getenv(name)) return std::atoi(value);
+  return 0;
+}
+}  // namespace
+
+Device device_of_rank(Device requested) {
+  if (requested.is_cpu() || !launched_by_mpirun()) return requested;
+  if (requested.index != 0)
+    throw std::invalid_argument("under mpirun every rank takes the GPU of its place on its host (local rank i on cuda:i), "
+                                "so --device " + requested.str() + " would put every rank on one GPU: write --device cuda");
+  int ranks_on_host = 1;
+  const int local_rank = local_rank_from_launcher(&ranks_on_host);
+  int gpus = 0;
+#if MINIPIPE_HAS_CUDA
+  gpus = kernels::cuda::device_count();
+#endif
+  if (ranks_on_host > gpus)
+    throw std::invalid_argument(std::to_string(ranks_on_host) + " ranks on this host share " + std::to_string(gpus) +
+                                " GPUs, but NCCL needs one GPU per rank: start at most " + std::to_string(gpus) +
+                                " ranks per host (mpirun --map-by ppr:" + std::to_string(std::max(gpus, 1)) +
+                                ":node), or train on the CPU (--device cpu)");
+  return Device::cuda(local_rank);
+}
+
 #if !MINIPIPE_HAS_MPI
 
 struct ProcessGroup::Communicators {};
 
-ProcessGroup::ProcessGroup(int, int) {
+ProcessGroup::ProcessGroup(int, int, Device) {
   throw std::invalid_argument("this minipipe was built without MPI, so it cannot run a pipeline across processes: install "
                               "Open MPI (Debian: libopenmpi-dev openmpi-bin) and build again, or run without mpirun");
 }
@@ -48,10 +87,26 @@ void abort_every_process_if_launched(int) {}
 
 #else
 
+#if MINIPIPE_HAS_NCCL
+using GpuLink = nccl::PeerLink;
+// NCCL's side of a process group on a GPU, made in the same order on every rank.
+struct NcclCommunicators {
+  std::unique_ptr<nccl::Communicator> world, stage;  // stage: only with replicas
+  // Between stage s and s + 1 of this rank's replica: {s, false} carries activations,
+  // {s, true} gradients.
+  std::map<std::pair<int, bool>, std::shared_ptr<nccl::PeerLink>> links;
+};
+#else
+struct GpuLink {};
+struct NcclCommunicators {};
+#endif
+
 struct ProcessGroup::Communicators {
   MPI_Comm world = MPI_COMM_NULL;    // the run's own copy of MPI_COMM_WORLD
   MPI_Comm pipeline = MPI_COMM_NULL;  // the stages of this rank's replica, ranked by stage
   MPI_Comm stage = MPI_COMM_NULL;     // the replicas of this rank's stage, ranked by replica
+  std::vector<MPI_Comm> pairs;        // NCCL's: stages s and s + 1, where this rank is one of them
+  std::unique_ptr<NcclCommunicators> nccl;  // with a GPU device
 };
 
 namespace {
@@ -68,6 +123,7 @@ void check(int code, const char* what) {
 struct Header {
   int32_t micro_batch, slice, chunk, dtype, dims;
   int32_t has_value;  // a skip's missing gradient travels as no tensor
+  int32_t on_gpu;     // the bytes travel over NCCL, after the header
   int64_t weight_version;
   double deliver_at_us;
   int64_t shape[8];
@@ -79,8 +135,9 @@ struct Header {
 // (another local failure) wakes it.
 class MpiChannel : public Channel {
  public:
-  MpiChannel(MPI_Comm comm, int peer, int tag, double timeout_seconds)
-      : comm_(comm), peer_(peer), tag_(tag), timeout_seconds_(timeout_seconds) {}
+  // `gpu`: where GPU tensors' bytes go (none: the channel carries CPU tensors only).
+  MpiChannel(MPI_Comm comm, int peer, int tag, double timeout_seconds, std::shared_ptr<GpuLink> gpu)
+      : comm_(comm), peer_(peer), tag_(tag), timeout_seconds_(timeout_seconds), gpu_(std::move(gpu)) {}
   ~MpiChannel() override {
     // After a failure the peer may never receive what is pending: its buffers are left to
     // the process, which is about to end (waiting here would hang it).
@@ -92,24 +149,29 @@ class MpiChannel : public Channel {
   }
 
   void send(Message message) override {
-    Header header{message.micro_batch, message.slice, message.chunk, 0,  0, message.value.defined(), message.weight_version,
+    Header header{message.micro_batch, message.slice, message.chunk, 0, 0, message.value.defined(), 0, message.weight_version,
                   message.deliver_at_us, {}};
     Tensor value;
     if (message.value.defined()) {
-      if (!message.value.device().is_cpu())
+      header.on_gpu = !message.value.device().is_cpu();
+      if (header.on_gpu && !gpu_)
         throw std::invalid_argument("MPI channels carry CPU tensors; this one is on " + message.value.device().str() +
-                                    " (run the stages on the CPU)");
-      value = message.value.contiguous();
+                                    " (run the stages on the CPU, or build with NCCL)");
+      value = header.on_gpu ? message.value : message.value.contiguous();
       if (value.dim() > 8) throw std::invalid_argument("MPI channels carry tensors of at most 8 dimensions");
       header.dtype = static_cast<int32_t>(value.dtype());
       header.dims = static_cast<int32_t>(value.dim());
       for (int d = 0; d < value.dim(); ++d) header.shape[d] = value.shape()[d];
     }
+    const bool bytes_here = value.defined() && !header.on_gpu;
     Pending& p = pending_.emplace_back();
-    p.buffer.resize(sizeof header + (value.defined() ? value.nbytes() : 0));
+    p.buffer.resize(sizeof header + (bytes_here ? value.nbytes() : 0));
     std::memcpy(p.buffer.data(), &header, sizeof header);
-    if (value.defined()) std::memcpy(p.buffer.data() + sizeof header, value.raw_data(), value.nbytes());
+    if (bytes_here) std::memcpy(p.buffer.data() + sizeof header, value.raw_data(), value.nbytes());
     check(MPI_Isend(p.buffer.data(), static_cast<int>(p.buffer.size()), MPI_BYTE, peer_, tag_, comm_, &p.request), "MPI_Isend");
+#if MINIPIPE_HAS_NCCL
+    if (header.on_gpu) gpu_->send(value);
+#endif
     drop_completed();
   }
 
@@ -143,8 +205,16 @@ class MpiChannel : public Channel {
     std::memcpy(&header, buffer.data(), sizeof header);
     Message message{header.micro_batch, header.slice, header.chunk, Tensor(), kernels::WorkMark(), header.weight_version,
                     header.deliver_at_us};
-    if (header.has_value) {
-      message.value = empty(Shape(header.shape, header.shape + header.dims), static_cast<DType>(header.dtype));
+    const Shape shape(header.shape, header.shape + header.dims);
+    if (header.has_value && header.on_gpu) {
+#if MINIPIPE_HAS_NCCL
+      if (!gpu_) throw std::logic_error("a GPU tensor arrived on a channel without NCCL");
+      message.value = gpu_->receive(shape, static_cast<DType>(header.dtype), &message.written);
+#else
+      throw std::logic_error("a GPU tensor arrived, but this build has no NCCL");
+#endif
+    } else if (header.has_value) {
+      message.value = empty(shape, static_cast<DType>(header.dtype));
       std::memcpy(message.value.raw_data(), buffer.data() + sizeof header, message.value.nbytes());
     }
     check_expected(message, expected, expected_slice, expected_chunk);
@@ -170,29 +240,36 @@ class MpiChannel : public Channel {
   MPI_Comm comm_;
   int peer_, tag_;
   double timeout_seconds_;
+  std::shared_ptr<GpuLink> gpu_;
   std::atomic<bool> closed_{false};
   std::list<Pending> pending_;
 };
 
 class MpiRemoteStages : public RemoteStages {
  public:
-  MpiRemoteStages(MPI_Comm pipeline, int stage, double timeout_seconds)
-      : pipeline_(pipeline), stage_(stage), timeout_seconds_(timeout_seconds) {}
+  MpiRemoteStages(MPI_Comm pipeline, int stage, double timeout_seconds, const NcclCommunicators* nccl)
+      : pipeline_(pipeline), stage_(stage), timeout_seconds_(timeout_seconds), nccl_(nccl) {}
   int local_stage() const override { return stage_; }
   std::unique_ptr<Channel> channel(bool gradient, int from, int to) const override {
+    std::shared_ptr<GpuLink> gpu;
+#if MINIPIPE_HAS_NCCL
+    if (nccl_) gpu = nccl_->links.at({std::min(from, to), gradient});
+#endif
     // In the replica's communicator a stage's rank is the stage; one tag per direction.
-    return std::make_unique<MpiChannel>(pipeline_, from == stage_ ? to : from, gradient ? 2 : 1, timeout_seconds_);
+    return std::make_unique<MpiChannel>(pipeline_, from == stage_ ? to : from, gradient ? 2 : 1, timeout_seconds_, gpu);
   }
 
  private:
   MPI_Comm pipeline_;
   int stage_;
   double timeout_seconds_;
+  const NcclCommunicators* nccl_;  // null: CPU tensors only
 };
 
 }  // namespace
 
-ProcessGroup::ProcessGroup(int stages, int replicas) : stages_(stages), replicas_(replicas), comms_(std::make_unique<Communicators>()) {
+ProcessGroup::ProcessGroup(int stages, int replicas, Device device)
+    : stages_(stages), replicas_(replicas), device_(device), comms_(std::make_unique<Communicators>()) {
   int initialised = 0;
   MPI_Initialized(&initialised);
   int provided = 0;
@@ -209,12 +286,40 @@ ProcessGroup::ProcessGroup(int stages, int replicas) : stages_(stages), replicas
                                 ": start mpirun -np " + std::to_string(stages * replicas) + ", or change --stages or --data-parallel");
   MPI_Comm_split(comms_->world, replica(), stage(), &comms_->pipeline);
   MPI_Comm_split(comms_->world, stage(), replica(), &comms_->stage);
+  if (!device.is_cpu()) start_nccl(device.index);
+}
+
+// Every rank makes the same communicators in the same order (each is collective): the world,
+// its stage's replicas, then for each pair of neighbouring stages in its replica, in stage
+// order, the pair's two links. A rank waits in pair s only for ranks that have finished
+// pair s - 1, so the order cannot deadlock.
+void ProcessGroup::start_nccl(int device) {
+#if MINIPIPE_HAS_NCCL
+  auto& nccl = comms_->nccl = std::make_unique<NcclCommunicators>();
+  nccl->world = std::make_unique<nccl::Communicator>(comms_->world, device);
+  if (replicas_ > 1) nccl->stage = std::make_unique<nccl::Communicator>(comms_->stage, device);
+  for (int s = 0; s + 1 < stages_; ++s) {
+    const bool member = stage() == s || stage() == s + 1;
+    MPI_Comm pair = MPI_COMM_NULL;
+    MPI_Comm_split(comms_->pipeline, member ? 0 : MPI_UNDEFINED, stage(), &pair);
+    if (!member) continue;
+    comms_->pairs.push_back(pair);
+    for (bool gradient : {false, true}) nccl->links[{s, gradient}] = std::make_shared<nccl::PeerLink>(pair, device);
+  }
+#else
+  (void)device;
+  throw std::invalid_argument("stages on a GPU across processes send their tensors over NCCL, which this build does not "
+                              "have: build where NCCL is installed (nccl.h and libnccl beside CUDA), or train on the "
+                              "CPU (--device cpu)");
+#endif
 }
 
 ProcessGroup::~ProcessGroup() {
   // Leaving on an exception, the other processes may be waiting for this one: finalising
   // (a collective) would hang, so MPI is left to whoever handles the error (abort).
   if (std::uncaught_exceptions() > 0) return;
+  comms_->nccl.reset();
+  for (MPI_Comm& pair : comms_->pairs) MPI_Comm_free(&pair);
   for (MPI_Comm* c : {&comms_->stage, &comms_->pipeline, &comms_->world})
     if (*c != MPI_COMM_NULL) MPI_Comm_free(c);
   int finalised = 0;
@@ -223,20 +328,22 @@ ProcessGroup::~ProcessGroup() {
 }
 
 std::string ProcessGroup::rank_map() const {
-  char host[MPI_MAX_PROCESSOR_NAME] = {};
+  constexpr int width = MPI_MAX_PROCESSOR_NAME + 16;
+  char where[width] = {};
   int length = 0;
-  MPI_Get_processor_name(host, &length);
-  std::vector<char> hosts(static_cast<size_t>(size_) * MPI_MAX_PROCESSOR_NAME);
-  MPI_Allgather(host, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, hosts.data(), MPI_MAX_PROCESSOR_NAME, MPI_CHAR, comms_->world);
+  MPI_Get_processor_name(where, &length);
+  if (!device_.is_cpu()) std::snprintf(where + length, width - length, " (%s)", device_.str().c_str());
+  std::vector<char> all(static_cast<size_t>(size_) * width);
+  MPI_Allgather(where, width, MPI_CHAR, all.data(), width, MPI_CHAR, comms_->world);
   std::string out;
   for (int r = 0; r < size_; ++r)
     out += "rank " + std::to_string(r) + ": stage " + std::to_string(r % stages_) + " of replica " + std::to_string(r / stages_) +
-           " on " + std::string(hosts.data() + static_cast<size_t>(r) * MPI_MAX_PROCESSOR_NAME) + "\n";
+           " on " + std::string(all.data() + static_cast<size_t>(r) * width) + "\n";
   return out;
 }
 
 std::shared_ptr<RemoteStages> ProcessGroup::remote_stages(double timeout_seconds) const {
-  return std::make_shared<MpiRemoteStages>(comms_->pipeline, stage(), timeout_seconds);
+  return std::make_shared<MpiRemoteStages>(comms_->pipeline, stage(), timeout_seconds, comms_->nccl.get());
 }
 
 void ProcessGroup::check_same_on_every_rank(const std::string& what, const std::string& value) const {
@@ -260,33 +367,59 @@ double ProcessGroup::sum(double value) const {
   return total;
 }
 
+namespace {
+// The NCCL communicators that move GPU tensor `t`.
+const NcclCommunicators& nccl_of(const ProcessGroup::Communicators& comms, const Tensor& t) {
+  if (!comms.nccl)
+    throw std::invalid_argument("a tensor on " + t.device().str() + " in a process group made for the CPU: give "
+                                "ProcessGroup the GPU (device_of_rank), which starts NCCL");
+  return *comms.nccl;
+}
+}  // namespace
+
 void ProcessGroup::average_over_replicas(const std::vector<Tensor>& parameters) const {
   if (replicas_ == 1) return;
   NoGradGuard no_grad;
   for (const Tensor& p : parameters) {
     Tensor g = p.grad().defined() ? p.grad().contiguous() : zeros_like(p);
-    if (!g.device().is_cpu()) throw std::invalid_argument("data-parallel replicas average CPU gradients over MPI");
-    check(MPI_Allreduce(MPI_IN_PLACE, g.raw_data(), static_cast<int>(g.numel()), MPI_FLOAT, MPI_SUM, comms_->stage),
-          "MPI_Allreduce");
+    if (!g.device().is_cpu()) {
+#if MINIPIPE_HAS_NCCL
+      const kernels::cuda::DeviceGuard on(g.device().index);
+      nccl_of(*comms_, g).stage->all_reduce_sum(static_cast<float*>(g.raw_data()), static_cast<size_t>(g.numel()));
+#else
+      nccl_of(*comms_, g);
+#endif
+    } else {
+      check(MPI_Allreduce(MPI_IN_PLACE, g.raw_data(), static_cast<int>(g.numel()), MPI_FLOAT, MPI_SUM, comms_->stage),
+            "MPI_Allreduce");
+    }
     p.set_grad(scale(g, 1.0f / static_cast<float>(replicas_)));
   }
 }
 
 void ProcessGroup::share_gradients_from_stage(int stage, const std::vector<Tensor>& parameters) const {
   NoGradGuard no_grad;
-  const bool owner = rank_ == rank_of(stage, 0);
+  const int owner = rank_of(stage, 0);
   std::vector<char> present(parameters.size());
-  for (size_t i = 0; i < parameters.size(); ++i) present[i] = owner && parameters[i].grad().defined();
-  check(MPI_Bcast(present.data(), static_cast<int>(present.size()), MPI_CHAR, rank_of(stage, 0), comms_->world), "MPI_Bcast");
+  for (size_t i = 0; i < parameters.size(); ++i) present[i] = rank_ == owner && parameters[i].grad().defined();
+  check(MPI_Bcast(present.data(), static_cast<int>(present.size()), MPI_CHAR, owner, comms_->world), "MPI_Bcast");
   for (size_t i = 0; i < parameters.size(); ++i) {
     const Tensor& p = parameters[i];
     if (!present[i]) {
       p.zero_grad();
       continue;
     }
-    Tensor g = owner ? p.grad().contiguous() : empty(p.shape(), p.dtype());
-    if (!g.device().is_cpu()) throw std::invalid_argument("sharing gradients over MPI needs CPU tensors");
-    check(MPI_Bcast(g.raw_data(), static_cast<int>(g.nbytes()), MPI_BYTE, rank_of(stage, 0), comms_->world), "MPI_Bcast");
+    Tensor g = rank_ == owner ? p.grad().contiguous() : empty(p.shape(), p.dtype(), p.device());
+    if (!g.device().is_cpu()) {
+#if MINIPIPE_HAS_NCCL
+      const kernels::cuda::DeviceGuard on(g.device().index);
+      nccl_of(*comms_, g).world->broadcast(g.raw_data(), g.nbytes(), owner);
+#else
+      nccl_of(*comms_, g);
+#endif
+    } else {
+      check(MPI_Bcast(g.raw_data(), static_cast<int>(g.nbytes()), MPI_BYTE, owner, comms_->world), "MPI_Bcast");
+    }
     p.set_grad(g);
   }
 }

@@ -23,12 +23,18 @@ bool launched_by_mpirun();
 int rank_from_launcher();
 // After a failure has been printed: if MPI runs, ends every process of the run (MPI_Abort).
 void abort_every_process_if_launched(int code);
+// The device this process trains on when the command line names `requested`. Under mpirun,
+// `cuda` is the GPU of the rank's place on its host (local rank i takes cuda:i), since NCCL
+// needs a GPU of its own for every rank; throws if the host has fewer GPUs than ranks, or
+// for cuda:N, which would put every rank on one GPU. Otherwise `requested` itself.
+Device device_of_rank(Device requested);
 
 class ProcessGroup {
  public:
   // Starts MPI. Throws, on every rank alike, if the build has no MPI or the number of
-  // processes is not stages x replicas.
-  ProcessGroup(int stages, int replicas);
+  // processes is not stages x replicas. With `device` a GPU (device_of_rank), stages send
+  // their tensors and replicas reduce their gradients over NCCL, which the build must have.
+  ProcessGroup(int stages, int replicas, Device device = Device::cpu());
   ~ProcessGroup();  // ends MPI, unless an exception is on its way out (then it is left to the abort)
   ProcessGroup(const ProcessGroup&) = delete;
   ProcessGroup& operator=(const ProcessGroup&) = delete;
@@ -40,7 +46,7 @@ class ProcessGroup {
   int stage() const { return rank_ % stages_; }
   int replica() const { return rank_ / stages_; }
   int rank_of(int stage, int replica) const { return replica * stages_ + stage; }
-  std::string rank_map() const;  // one line per rank: "rank 2: stage 0 of replica 1 on host"
+  std::string rank_map() const;  // one line per rank: "rank 2: stage 0 of replica 1 on host (cuda:0)"
 
   // Channels between this rank and the neighbouring stages of its replica. A receive that
   // waits longer than `timeout_seconds` (0: no limit) fails, naming the rank it waited for:
@@ -62,7 +68,10 @@ class ProcessGroup {
   struct Communicators;
 
  private:
+  void start_nccl(int device);
+
   int rank_ = 0, size_ = 1, stages_ = 1, replicas_ = 1;
+  Device device_ = Device::cpu();
   std::unique_ptr<Communicators> comms_;
 };
 

@@ -1,8 +1,11 @@
 // A pipeline across processes in which one rank fails at a chosen step, by an exception in a
 // layer, by being killed, or by hanging (its neighbours give up after 3 s): run under mpirun
 // by mpi_test.sh, which checks that every process ends soon, with a non-zero status and a
-// message naming the failed rank.
-//   mpi_fault STAGES FAILING_RANK FAILING_STEP throw|kill|hang
+// message naming the failed rank. With `none`, nothing fails: rank 0 prints 6 steps' losses.
+//   mpi_fault STAGES FAILING_RANK FAILING_STEP throw|kill|hang|none [cpu|cuda]
+// cuda: each rank on its own GPU, over NCCL (nccl_test.sh). Unlike `minipipe train`, this
+// records no trace, so no stage waits for its GPU after each instruction: the hand-offs
+// between streams alone order the work, as the emulated GPU's race check requires.
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -41,8 +44,8 @@ class Failing : public nn::Module {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 5) {
-    std::fprintf(stderr, "usage: mpi_fault STAGES FAILING_RANK FAILING_STEP throw|kill|hang\n");
+  if (argc != 5 && argc != 6) {
+    std::fprintf(stderr, "usage: mpi_fault STAGES FAILING_RANK FAILING_STEP throw|kill|hang|none [cpu|cuda]\n");
     return 2;
   }
   const int stages = std::atoi(argv[1]), failing_rank = std::atoi(argv[2]);
@@ -50,21 +53,28 @@ int main(int argc, char** argv) {
   const std::string how = argv[4];
   const int rank = pipeline::rank_from_launcher();
   try {
-    pipeline::ProcessGroup group(stages, 1);
+    const Device device = pipeline::device_of_rank(Device::parse(argc == 6 ? argv[5] : "cpu"));
+    pipeline::ProcessGroup group(stages, 1, device);
     Generator g(1);
     auto model = std::make_shared<nn::Sequential>();
     for (int s = 0; s < stages; ++s) {
       model->add(std::make_shared<nn::Linear>(16, 16, g));
-      model->add(std::make_shared<Failing>(s == group.stage() && rank == failing_rank, failing_step, how));
+      model->add(std::make_shared<Failing>(how != "none" && s == group.stage() && rank == failing_rank, failing_step, how));
     }
+    model->to(device);
     pipeline::PipelineOptions options;
+    options.stage_devices.assign(stages, device);
     options.micro_batches = 4;
     options.schedule = "1f1b";
     options.remote_stages = group.remote_stages(3.0);
     pipeline::Pipeline pipe(model, pipeline::partition_uniform(*model, stages), options, nn::mse_loss);
     nn::SGD optimizer(model->named_parameters(), {.lr = 0.01f});
-    for (int64_t step = 0; step < 1000; ++step) {
-      pipe.run({randn({32, 16}, g), randn({32, 16}, g), 0}, static_cast<uint64_t>(step));
+    const int64_t steps = how == "none" ? 6 : 1000;
+    for (int64_t step = 0; step < steps; ++step) {
+      const pipeline::StepResult result =
+          pipe.run({randn({32, 16}, g).to(device), randn({32, 16}, g).to(device), 0}, static_cast<uint64_t>(step));
+      const double loss = group.sum(group.stage() == stages - 1 ? result.loss : 0.0);
+      if (how == "none" && group.rank() == 0) std::printf("step %lld loss %.9g\n", static_cast<long long>(step), loss);
       for (int s = 0; s < stages; ++s) group.share_gradients_from_stage(s, pipe.stage(s)->parameters());
       optimizer.step();
       optimizer.zero_grad();

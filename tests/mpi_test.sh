@@ -104,6 +104,10 @@ expect_refusal() {  # name, text expected, command...
 expect_refusal "3 processes for 2 stages" "start mpirun -np 2" mpirun -np 3 "$minipipe" $train --stages 2
 expect_refusal "ranks with other flags" "rank 1's command line differs from rank 0's" \
   mpirun -np 1 "$minipipe" $train --stages 2 --seed 1 : -np 1 "$minipipe" $train --stages 2 --seed 2
+expect_refusal "--device cuda:1 under mpirun" "write --device cuda" mpirun -np 2 "$minipipe" $train --stages 2 --device cuda:1
+if ! "$minipipe" info | grep -qE "GPUs seen: [1-9]"; then
+  expect_refusal "GPU ranks without GPUs" "2 ranks on this host share 0 GPUs" mpirun -np 2 "$minipipe" $train --stages 2 --device cuda
+fi
 expect_refusal "--data-parallel without mpirun" "start with mpirun -np 4" "$minipipe" $train --stages 2 --data-parallel 2
 
 # Failures: 20 trials of a random rank failing at a random step, by an exception, SIGKILL or

@@ -45,6 +45,7 @@ int print_info() {
   std::printf("  CUDA           not built (no nvcc or CUDA toolkit, or -Dcuda=disabled)\n");
 #endif
   std::printf("  MPI            %s\n", MINIPIPE_HAS_MPI ? "found" : "not built");
+  std::printf("  NCCL           %s\n", MINIPIPE_HAS_NCCL ? "found (GPU tensors between processes)" : "not built");
   std::printf("  data directory %s\n", data_directory().c_str());
   return 0;
 }

@@ -49,10 +49,7 @@ PipelinedTraining::PipelinedTraining(std::shared_ptr<nn::Sequential> model, cons
   if (!flags.replicas.empty() && flags.schedule != "pipedream")
     throw std::invalid_argument("--replicas replicates stages of PipeDream's asynchronous pipeline: add --schedule pipedream");
   replicas_ = parse_replicas(flags.replicas, flags.stages);
-  join_process_group();
-  if (group_ && !device.is_cpu())
-    throw std::invalid_argument("stages on " + device.str() + " across processes need NCCL channels, which minipipe does not "
-                                "have yet: train on the CPU (--device cpu) under mpirun");
+  join_process_group(device);
   const bool interleaved = flags.schedule == "interleaved";
   if (interleaved && !flags.plan.empty())
     throw std::invalid_argument("--plan auto chooses stages, not the chunks of the interleaved schedule: use --partition");
@@ -135,7 +132,7 @@ std::vector<int> parse_replicas(const std::string& list, int stages) {
 // line, runs its own stage, and then holds every stage's gradient, so that each takes the
 // same optimizer step as one process would (the weights and optimizer state stay whole on
 // every rank: evaluation, checkpoints and resuming work unchanged).
-void PipelinedTraining::join_process_group() {
+void PipelinedTraining::join_process_group(Device device) {
   if (!pipeline::launched_by_mpirun()) {
     if (flags_.data_parallel > 1)
       throw std::invalid_argument("--data-parallel " + std::to_string(flags_.data_parallel) + " runs pipeline replicas in "
@@ -143,7 +140,7 @@ void PipelinedTraining::join_process_group() {
                                   std::to_string(flags_.stages * flags_.data_parallel) + " (stages x replicas)");
     return;
   }
-  group_ = std::make_unique<pipeline::ProcessGroup>(flags_.stages, flags_.data_parallel);
+  group_ = std::make_unique<pipeline::ProcessGroup>(flags_.stages, flags_.data_parallel, device);
   group_->check_same_on_every_rank("command line", flags_.command_line);
   rank_map_ = group_->rank_map();
   auto refuse = [](const std::string& what, const std::string& instead) {
@@ -155,7 +152,7 @@ void PipelinedTraining::join_process_group() {
   if (!flags_.plan.empty() || flags_.partition == "time" || flags_.token_slices == "auto")
     refuse("planning from measured times (--plan auto, --partition time, --token-slices auto)",
            "give --partition uniform, params or explicit layer counts, and --token-slices N");
-  if (!flags_.stage_devices.empty()) refuse("--stage-devices", "the stages' tensors travel over MPI from the CPU");
+  if (!flags_.stage_devices.empty()) refuse("--stage-devices", "each rank runs its stage on --device (cuda: the rank's own GPU)");
 }
 
 datasets::Batch PipelinedTraining::data_parallel_shard(const datasets::Batch& batch) const {

@@ -74,7 +74,7 @@ class PipelinedTraining {
 
  private:
   pipeline::StagePlan planned_partition(const Tensor& sample);  // --plan auto
-  void join_process_group();                                     // under mpirun
+  void join_process_group(Device device);                                     // under mpirun
   // Under mpirun: this replica's share of `batch`, and, after its run, every stage's gradient
   // (averaged over the replicas) on every rank and the mini-batch's loss.
   datasets::Batch data_parallel_shard(const datasets::Batch& batch) const;

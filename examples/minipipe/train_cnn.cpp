@@ -13,6 +13,7 @@
 #include "nn/losses.h"
 #include "tensor/allocator.h"
 #include "memory_budget.h"
+#include "pipeline/process_group.h"
 #include "pipelined_training.h"
 #include "stop_requests.h"
 #include "training_log.h"
@@ -21,7 +22,7 @@
 namespace minipipe::cli {
 
 int train_cnn(const CnnOptions& options) {
-  const Device device = Device::parse(options.device);
+  const Device device = pipeline::device_of_rank(Device::parse(options.device));  // under mpirun: the rank's GPU
   const ImageData data = load_image_data(options.data);
 
   nn::ResNetConfig config;

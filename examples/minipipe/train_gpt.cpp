@@ -12,6 +12,7 @@
 #include "nn/losses.h"
 #include "tensor/allocator.h"
 #include "text_generation.h"
+#include "pipeline/process_group.h"
 #include "pipelined_training.h"
 #include "training_state.h"
 #include "stop_requests.h"
@@ -20,7 +21,7 @@
 namespace minipipe::cli {
 
 int train_gpt(const GptOptions& options) {
-  const Device device = Device::parse(options.device);
+  const Device device = pipeline::device_of_rank(Device::parse(options.device));  // under mpirun: the rank's GPU
   const TextData text = load_text_data(options.data);
   const datasets::TextCorpus &train_text = text.train, &validation_text = text.validation;
   const std::string& path = text.path;

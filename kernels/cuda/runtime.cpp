@@ -76,6 +76,12 @@ Event::~Event() {
 void Event::record(cudaStream_t stream) { MINIPIPE_CUDA_CHECK(cudaEventRecord(event_, stream)); }
 void Event::wait_on(cudaStream_t stream) const { MINIPIPE_CUDA_CHECK(cudaStreamWaitEvent(stream, event_, 0)); }
 void Event::synchronize() const { MINIPIPE_CUDA_CHECK(cudaEventSynchronize(event_)); }
+bool Event::done() const {
+  const cudaError_t status = cudaEventQuery(event_);
+  if (status == cudaErrorNotReady) return false;
+  MINIPIPE_CUDA_CHECK(status);
+  return true;
+}
 float Event::elapsed_ms(const Event& start, const Event& end) {
   float ms = 0.0f;
   MINIPIPE_CUDA_CHECK(cudaEventElapsedTime(&ms, start.event_, end.event_));

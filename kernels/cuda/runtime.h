@@ -72,6 +72,7 @@ class Event {
   void record(cudaStream_t stream);
   void wait_on(cudaStream_t stream) const;  // work queued on `stream` later waits for this event
   void synchronize() const;
+  bool done() const;  // whether the work before its latest record has run; the host does not wait
   static float elapsed_ms(const Event& start, const Event& end);
 
  private:

@@ -524,6 +524,11 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   state->wait_for(record);
   return cudaSuccess;
 }
+cudaError_t cudaEventQuery(cudaEvent_t event) {
+  EventState& state = *event_of(event);
+  std::lock_guard lock(state.mutex);
+  return state.completed >= state.recorded ? cudaSuccess : cudaErrorNotReady;  // not sticky, as on a GPU
+}
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
   EventState &from = *event_of(start), &to = *event_of(end);
   std::scoped_lock lock(from.mutex, to.mutex);

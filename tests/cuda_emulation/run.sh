@@ -21,6 +21,9 @@ ln -sfn /usr/local/cuda/include "$toolkit/include"
 echo "CUDA Version 13.0" > "$toolkit/version.txt"
 g++ -std=c++20 -O2 -fPIC -shared -I/usr/local/cuda/include "$here/fake_runtime.cpp" -o "$toolkit/lib64/libcudart.so"
 ln -sf libcudart.so "$toolkit/lib64/libcublas.so"
+# NCCL between processes of this machine (named pipes), on the emulated streams.
+g++ -std=c++20 -O2 -fPIC -shared -I/usr/local/cuda/include "$here/fake_nccl.cpp" -o "$toolkit/lib64/libnccl.so" \
+  -L"$toolkit/lib64" -lcudart
 printf "[binaries]\nnvcc = '%s'\n" "$here/nvcc" > "$build/emulated-native.ini"
 # The emulator's own hazard check, on hand-made races and orderings.
 g++ -std=c++20 -O1 -I/usr/local/cuda/include "$here/emulator_test.cpp" -o "$build/emulator_test" \
@@ -31,10 +34,15 @@ LD_LIBRARY_PATH=$toolkit/lib64 "$build/emulator_test"
 # setup and whenever it reconfigures.
 export CUDA_PATH=$toolkit CUDA_HOME=$toolkit CUDA_ROOT=$toolkit
 if [ ! -f "$build/build.ninja" ]; then
-  meson setup "$build" "$root" -Dcuda=enabled --native-file "$build/emulated-native.ini"
+  nccl=disabled  # NCCL needs MPI too
+  command -v mpirun > /dev/null && nccl=enabled
+  meson setup "$build" "$root" -Dcuda=enabled -Dnccl=$nccl --native-file "$build/emulated-native.ini"
 fi
 meson compile -C "$build" -j "${JOBS:-2}"
 # Every allocation starts as NaNs: reading memory that no kernel wrote then fails the tests.
 # A block still held at exit fails the suite that leaked it (the caches are given back then).
-MINIPIPE_CUDA_POISON=1 MINIPIPE_EMULATED_LEAK_CHECK=1 LD_LIBRARY_PATH=$toolkit/lib64 meson test -C "$build" cuda cuda_ops cuda_training train_on_gpu cuda_ops_benchmark_smoke \
-  --print-errorlogs
+# Four emulated GPUs per process: nccl's run of 2 stages x 2 replicas needs one per rank.
+suites="cuda cuda_ops cuda_training train_on_gpu cuda_ops_benchmark_smoke"
+meson introspect --tests "$build" | grep -q '"name": "nccl"' && suites="$suites nccl"
+MINIPIPE_EMULATED_GPUS=4 MINIPIPE_CUDA_POISON=1 MINIPIPE_EMULATED_LEAK_CHECK=1 LD_LIBRARY_PATH=$toolkit/lib64 \
+  meson test -C "$build" $suites --print-errorlogs
