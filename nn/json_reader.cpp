@@ -2,6 +2,8 @@
 
 #include <cctype>
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
 namespace minipipe::nn {
 
@@ -11,6 +13,8 @@ const char* JsonValue::kind_name() const {
     case Kind::Array: return "an array";
     case Kind::String: return "a string";
     case Kind::Number: return "a number";
+    case Kind::Boolean: return "a boolean";
+    case Kind::Null: return "null";
   }
   return "?";
 }
@@ -43,7 +47,7 @@ namespace {
 
 class Reader {
  public:
-  explicit Reader(const std::string& text) : text_(text) {}
+  Reader(const std::string& text, bool fractions) : text_(text), fractions_(fractions) {}
 
   JsonValue document() {
     JsonValue v = value(1);
@@ -84,29 +88,59 @@ class Reader {
       v.kind = JsonValue::Kind::String;
       v.string = string();
     } else if (c == '-' || std::isdigit(static_cast<unsigned char>(c))) {
-      v.number = number();
+      number(v);
+    } else if (fractions_ && (c == 't' || c == 'f')) {
+      v.kind = JsonValue::Kind::Boolean;
+      v.boolean = word("true");
+      if (!v.boolean && !word("false")) error("a malformed literal");
+    } else if (fractions_ && c == 'n') {
+      v.kind = JsonValue::Kind::Null;
+      if (!word("null")) error("a malformed literal");
     } else if (pos_ >= text_.size()) {
       error("an unexpected end");
     } else {
       error(std::string("an unexpected character (byte ") + std::to_string(static_cast<unsigned char>(c)) +
-            "): only objects, arrays, strings and whole numbers belong in a safetensors header");
+            "): only objects, arrays, strings and " + (fractions_ ? "numbers, true, false and null are read" : "whole numbers belong in a safetensors header"));
     }
     return v;
   }
 
-  int64_t number() {
+  void number(JsonValue& v) {
     const size_t start = pos_;
     const bool negative = next_is('-');
     if (!std::isdigit(static_cast<unsigned char>(peek()))) error("a malformed number");
     uint64_t magnitude = 0;
     const uint64_t limit = negative ? uint64_t{1} << 63 : (uint64_t{1} << 63) - 1;
+    bool fits = true;
     while (std::isdigit(static_cast<unsigned char>(peek()))) {
       const uint64_t digit = static_cast<uint64_t>(text_[pos_++] - '0');
-      if (magnitude > (limit - digit) / 10) error_at(start, "a number too large for 64 bits");
-      magnitude = magnitude * 10 + digit;
+      if (magnitude > (limit - digit) / 10) fits = false;
+      if (fits) magnitude = magnitude * 10 + digit;
     }
-    if (peek() == '.' || peek() == 'e' || peek() == 'E') error_at(start, "a number that is not whole");
-    return negative ? static_cast<int64_t>(0 - magnitude) : static_cast<int64_t>(magnitude);
+    const bool whole = peek() != '.' && peek() != 'e' && peek() != 'E';
+    if (!whole && !fractions_) error_at(start, "a number that is not whole");
+    if (!whole) {
+      if (next_is('.')) digits(start);
+      if (next_is('e') || next_is('E')) {
+        if (!next_is('+')) next_is('-');
+        digits(start);
+      }
+    } else if (!fits) {
+      if (!fractions_) error_at(start, "a number too large for 64 bits");
+    } else {
+      v.number = negative ? static_cast<int64_t>(0 - magnitude) : static_cast<int64_t>(magnitude);
+    }
+    v.real = std::strtod(text_.substr(start, pos_ - start).c_str(), nullptr);
+  }
+  bool word(const char* literal) {  // consumes `literal` if it comes next
+    const size_t n = std::char_traits<char>::length(literal);
+    if (text_.compare(pos_, n, literal) != 0) return false;
+    pos_ += n;
+    return true;
+  }
+  void digits(size_t start) {  // one or more, after a decimal point or an exponent's sign
+    if (!std::isdigit(static_cast<unsigned char>(peek()))) error_at(start, "a malformed number");
+    while (std::isdigit(static_cast<unsigned char>(peek()))) ++pos_;
   }
 
   std::string string() {
@@ -219,11 +253,12 @@ class Reader {
   }
 
   const std::string& text_;
+  const bool fractions_;
   size_t pos_ = 0;
 };
 
 }  // namespace
 
-JsonValue parse_json(const std::string& text) { return Reader(text).document(); }
+JsonValue parse_json(const std::string& text, bool fractions) { return Reader(text, fractions).document(); }
 
 }  // namespace minipipe::nn

@@ -1,6 +1,7 @@
 #pragma once
 // A strict reader for the JSON of a safetensors header: objects, arrays, strings and whole
-// numbers, nothing else. Untrusted input, so it bounds its own work: nesting deeper than
+// numbers, nothing else; or, where the caller asks for all of JSON (traces and logs), fractions,
+// true, false and null too. Untrusted input, so it bounds its own work: nesting deeper than
 // kMaxJsonDepth is refused (no recursion can overflow the stack), every string must be valid
 // UTF-8, numbers must fit in 64 bits, and an object may not repeat a key. Each violation
 // throws JsonError saying what and at which byte.
@@ -20,15 +21,19 @@ class JsonError : public std::runtime_error {
 constexpr int kMaxJsonDepth = 64;
 
 struct JsonValue {
-  enum class Kind { Object, Array, String, Number } kind = Kind::Number;
+  enum class Kind { Object, Array, String, Number, Boolean, Null } kind = Kind::Number;
   std::map<std::string, JsonValue> object;
   std::vector<JsonValue> array;
   std::string string;
-  int64_t number = 0;
-  const char* kind_name() const;  // "an object", "an array", "a string", "a number"
+  int64_t number = 0;  // a whole number
+  double real = 0;     // any number (the whole one too)
+  bool boolean = false;
+  const char* kind_name() const;  // "an object", "an array", "a string", "a number", "a boolean", "null"
 };
 
-JsonValue parse_json(const std::string& text);
+// `all_of_json`: numbers with a fraction or an exponent (into `real`), true, false and null are
+// read instead of refused.
+JsonValue parse_json(const std::string& text, bool all_of_json = false);
 
 // "text" with control bytes written as \xNN, for messages about untrusted names.
 std::string printable_quoted(const std::string& text);

@@ -24,12 +24,31 @@ struct TraceSummary {
 };
 TraceSummary summarize(const std::vector<TraceEvent>& events, int workers);
 
+// Where one worker's time went during a traced step (`minipipe explain`); the parts add up to
+// the step's makespan (from the first event's start to the last event's end, over all workers).
+struct WorkerTime {
+  double compute_us = 0;              // Forward, Backward, B and W
+  double waiting_activation_us = 0;   // in ReceiveActivation: the previous stage was not done
+  double waiting_gradient_us = 0;     // in ReceiveGradient: the next stage was not done
+  double idle_at_flush_us = 0;        // before its first instruction and after its last: fill and flush
+  double other_us = 0;                // sends, optimizer and weight instructions, and the gaps between instructions
+};
+std::vector<WorkerTime> where_time_went(const std::vector<TraceEvent>& events, int workers);
+
 // Simulated timelines in the same form (one cost unit = one microsecond).
 std::vector<TraceEvent> to_trace(const SimulationResult& simulated);
 
 void write_chrome_trace(const std::string& path, const std::vector<TraceEvent>& events);
+// Reads what write_chrome_trace wrote (a file from `minipipe train --trace`), in file order;
+// throws naming the file and what is wrong with it.
+std::vector<TraceEvent> read_chrome_trace(const std::string& path);
 // One row per worker, labelled with its name (Schedule::worker_names).
 void write_svg_timeline(const std::string& path, const std::vector<TraceEvent>& events,
                         const std::vector<std::string>& worker_names, const std::string& title);
+// Two timelines of one schedule on one time axis, each row split: measured above (filled),
+// predicted below (outlined); each starts at its own first event.
+void write_svg_comparison(const std::string& path, const std::vector<TraceEvent>& measured,
+                          const std::vector<TraceEvent>& predicted, const std::vector<std::string>& worker_names,
+                          const std::string& title);
 
 }  // namespace minipipe::pipeline

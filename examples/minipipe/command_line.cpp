@@ -213,6 +213,17 @@ bool parse_command_line(int argc, const char* const* argv, CommandLine& parsed, 
   simulate_command->add_flag("--json", sim.json, "print one JSON object instead of text");
   simulate_command->add_option("--timeline", sim.timeline, "write an SVG timeline")->check(kOutputFile);
   simulate_command->add_option("--trace", sim.trace, "write a Chrome-trace JSON")->check(kOutputFile);
+  simulate_command->add_option("--compare", sim.compare,
+                               "a trace of `train --trace` with this schedule: predict it from its own per-stage times "
+                               "(microseconds) and list each instruction's error; --timeline then draws both")
+      ->check(CLI::ExistingFile);
+
+  ExplainOptions& explain_options = parsed.explain;
+  CLI::App* explain_command =
+      app.add_subcommand("explain", "where each stage's time went in a traced step (train --log-json and --trace)");
+  explain_command->add_option("log", explain_options.log, "the run's --log-json file")->required()->check(CLI::ExistingFile);
+  explain_command->add_option("trace", explain_options.trace, "the run's --trace file")->required()->check(CLI::ExistingFile);
+  explain_command->add_flag("--json", explain_options.json, "print one JSON object instead of a table");
 
   PartitionOptions& part = parsed.partition;
   CLI::App* partition_command = app.add_subcommand("partition", "print how a model would be cut into stages");
@@ -263,7 +274,8 @@ bool parse_command_line(int argc, const char* const* argv, CommandLine& parsed, 
   }
   const std::pair<const CLI::App*, Command> commands[] = {
       {train_cnn_command, Command::TrainCnn}, {train_gpt_command, Command::TrainGpt},  {sample_gpt_command, Command::SampleGpt},
-      {eval_command, Command::Eval},          {info, Command::Info},                  {simulate_command, Command::Simulate},   {partition_command, Command::Partition},
+      {eval_command, Command::Eval},          {info, Command::Info},                  {simulate_command, Command::Simulate},   {explain_command, Command::Explain},
+      {partition_command, Command::Partition},
       {plan_command, Command::Plan},          {plan_slices_command, Command::PlanSlices}};
   for (const auto& [command, which] : commands)
     if (*command) {

@@ -7,7 +7,7 @@
 
 namespace minipipe::cli {
 
-enum class Command { TrainCnn, TrainGpt, SampleGpt, Eval, Info, Simulate, Partition, Plan, PlanSlices };
+enum class Command { TrainCnn, TrainGpt, SampleGpt, Eval, Info, Simulate, Explain, Partition, Plan, PlanSlices };
 
 struct CommandLine {
   Command command = Command::Info;
@@ -16,6 +16,7 @@ struct CommandLine {
   SampleOptions sample;
   EvalOptions eval;
   SimulateOptions simulate;
+  ExplainOptions explain;
   PartitionOptions partition;
   PlanOptions plan;
   PlanSlicesOptions plan_slices;

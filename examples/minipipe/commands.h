@@ -85,6 +85,13 @@ struct SimulateOptions {
   double communication_cost = 0.0;  // of one message between stages, in the costs' unit
   bool grid = false, json = false;
   std::string timeline, trace;
+  std::string compare;  // a trace of `train --trace` to predict from its own costs and compare with
+};
+
+// `minipipe explain RUN.jsonl TRACE.json`: where each stage's time went in the traced step.
+struct ExplainOptions {
+  std::string log, trace;
+  bool json = false;
 };
 
 struct PartitionOptions {
@@ -121,6 +128,7 @@ int sample_gpt(const SampleOptions& options);
 int evaluate(const EvalOptions& options);
 int print_info();
 int simulate(const SimulateOptions& options);
+int explain(const ExplainOptions& options);
 int partition(const PartitionOptions& options);
 int plan(const PlanOptions& options);
 int plan_slices(const PlanSlicesOptions& options);

@@ -7,6 +7,7 @@
 #include "pipeline/partition.h"
 #include "pipeline/pipedream.h"
 #include "pipeline/planner.h"
+#include "pipeline/prediction.h"
 #include "pipeline/trace.h"
 #include "pipelined_training.h"
 #include "pipeline/validator.h"
@@ -14,6 +15,62 @@
 #include "training_log.h"
 
 namespace minipipe::cli {
+
+namespace {
+
+// `simulate --compare TRACE`: the schedule costed from the trace's own per-stage medians,
+// predicted against measured, step time, bubble and every compute instruction.
+int compare_with_trace(const SimulateOptions& o, const pipeline::Schedule& schedule) {
+  const std::vector<pipeline::TraceEvent> measured = pipeline::read_chrome_trace(o.compare);
+  const pipeline::CostModel costs = pipeline::costs_from_trace(measured, schedule, o.communication_cost);
+  const std::vector<pipeline::TraceEvent> predicted = pipeline::to_trace(pipeline::simulate(schedule, costs));
+  const std::vector<pipeline::InstructionTimes> times = pipeline::match_instructions(measured, predicted);
+  const pipeline::TraceSummary was = pipeline::summarize(measured, schedule.workers()),
+                               would = pipeline::summarize(predicted, schedule.workers());
+  const double step_error = was.makespan_us > 0 ? would.makespan_us / was.makespan_us - 1 : 0;
+  if (!o.timeline.empty())
+    pipeline::write_svg_comparison(o.timeline, measured, predicted, schedule.worker_names(),
+                                   o.schedule + ", " + std::to_string(o.stages) + " stages, " + std::to_string(o.micro_batches) +
+                                       " micro-batches: measured and predicted");
+  if (o.json) {
+    std::string instructions = "[";
+    for (const pipeline::InstructionTimes& t : times)
+      instructions += (instructions.size() > 1 ? "," : "") +
+                      JsonObject().add("worker", static_cast<int64_t>(t.worker)).add("op", std::string(pipeline::op_name(t.instruction.op)))
+                          .add("micro_batch", static_cast<int64_t>(t.instruction.micro_batch))
+                          .add("slice", static_cast<int64_t>(t.instruction.slice))
+                          .add("measured_start_ms", t.measured_start_us / 1e3).add("measured_end_ms", t.measured_end_us / 1e3)
+                          .add("predicted_start_ms", t.predicted_start_us / 1e3).add("predicted_end_ms", t.predicted_end_us / 1e3)
+                          .str();
+    std::printf("%s\n", JsonObject().add("schedule", o.schedule).add("stages", static_cast<int64_t>(o.stages))
+                            .add("micro_batches", static_cast<int64_t>(o.micro_batches))
+                            .add("measured_step_ms", was.makespan_us / 1e3).add("predicted_step_ms", would.makespan_us / 1e3)
+                            .add("measured_bubble_fraction", was.bubble_fraction).add("predicted_bubble_fraction", would.bubble_fraction)
+                            .add_raw("instructions", instructions + "]").str().c_str());
+    return 0;
+  }
+  std::printf("%s, %d stages, %d micro-batches, predicted from the trace's per-stage median times:\n", o.schedule.c_str(),
+              o.stages, o.micro_batches);
+  for (int s = 0; s < schedule.stages; ++s)
+    std::printf("  stage %d: forward %.3f ms, backward %.3f ms\n", s, costs.forward[s] / 1e3, costs.backward[s] / 1e3);
+  std::printf("\n%-12s %12s %12s %9s\n", "", "measured", "predicted", "error");
+  std::printf("%-12s %9.3f ms %9.3f ms %+8.1f%%\n", "step time", was.makespan_us / 1e3, would.makespan_us / 1e3, 100 * step_error);
+  std::printf("%-12s %12.3f %12.3f %+9.3f\n", "bubble", was.bubble_fraction, would.bubble_fraction,
+              would.bubble_fraction - was.bubble_fraction);
+  std::printf("\nevery compute instruction, in ms from the step's start:\n%-10s %-8s %17s %17s %10s\n", "worker", "", "measured",
+              "predicted", "end error");
+  for (const pipeline::InstructionTimes& t : times) {
+    const pipeline::Instruction& i = t.instruction;
+    const std::string name = std::string(i.op == pipeline::Op::Forward ? "F" : i.op == pipeline::Op::BackwardWeight ? "W" : "B") +
+                             pipeline::unit_label(i, schedule);
+    std::printf("%-10s %-8s %7.3f - %7.3f %7.3f - %7.3f %+9.3f\n", schedule.worker_name(t.worker).c_str(), name.c_str(),
+                t.measured_start_us / 1e3, t.measured_end_us / 1e3, t.predicted_start_us / 1e3, t.predicted_end_us / 1e3,
+                (t.predicted_end_us - t.measured_end_us) / 1e3);
+  }
+  return 0;
+}
+
+}  // namespace
 
 int simulate(const SimulateOptions& o) {
   const bool pipedream = o.schedule == "pipedream";
@@ -25,6 +82,7 @@ int simulate(const SimulateOptions& o) {
                                                pipeline::parse_weight_policy(weights), parse_replicas(o.replicas, o.stages))
                 : pipeline::make_schedule(o.schedule, o.stages, o.micro_batches, o.token_slices, o.virtual_stages);
   pipeline::validate(schedule);
+  if (!o.compare.empty()) return compare_with_trace(o, schedule);
   const double chunk_share = 1.0 / o.virtual_stages;  // a chunk does 1/v of its stage's layers
   pipeline::CostModel costs = pipeline::CostModel::uniform(o.stages, o.forward_cost * chunk_share, o.backward_cost * chunk_share);
   costs.communication = o.communication_cost;

@@ -1,0 +1,109 @@
+// `minipipe explain RUN.jsonl TRACE.json`: where each stage's time went in the traced step of
+// a run: computing, waiting for the previous stage's activations, waiting for the next
+// stage's gradients, idle while the pipeline fills and flushes, and the rest.
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+
+#include "commands.h"
+#include "nn/json_reader.h"
+#include "pipeline/simulator.h"
+#include "pipeline/trace.h"
+#include "training_log.h"
+
+namespace minipipe::cli {
+
+namespace {
+
+// The run's pipeline, from the summary line `train --log-json` writes last.
+struct RunShape {
+  std::string schedule = "?";
+  int stages = 1, micro_batches = 1, virtual_stages = 1, token_slices = 1;
+};
+
+RunShape read_run_shape(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot read the log '" + path + "'");
+  std::string line, summary;
+  while (std::getline(in, line))
+    if (line.find("\"event\":\"summary\"") != std::string::npos) summary = line;
+  if (summary.empty())
+    throw std::runtime_error("'" + path + "' has no summary line: give the --log-json of a `minipipe train` that finished");
+  using Kind = nn::JsonValue::Kind;
+  try {
+    const nn::JsonValue run = nn::parse_json(summary, true);
+    const auto pipeline = run.object.find("pipeline");
+    if (pipeline == run.object.end() || pipeline->second.kind != Kind::Object)
+      throw std::invalid_argument("the summary has no pipeline");
+    const auto& fields = pipeline->second.object;
+    auto whole = [&](const char* name, int fallback) {
+      const auto it = fields.find(name);
+      return it != fields.end() && it->second.kind == Kind::Number ? static_cast<int>(std::clamp<int64_t>(it->second.number, 1, 1 << 20))
+                                                                    : fallback;
+    };
+    RunShape shape;
+    shape.stages = whole("stages", 1);
+    shape.micro_batches = whole("micro_batches", 1);
+    shape.virtual_stages = whole("virtual_stages", 1);
+    if (const auto it = fields.find("schedule"); it != fields.end() && it->second.kind == Kind::String)
+      shape.schedule = nn::printable_excerpt(it->second.string, 32);
+    if (const auto it = fields.find("token_slices"); it != fields.end() && it->second.kind == Kind::Array)
+      shape.token_slices = std::max<int>(1, static_cast<int>(it->second.array.size()));
+    return shape;
+  } catch (const std::exception& e) {
+    throw std::runtime_error("'" + path + "': its summary line cannot be read: " + e.what());
+  }
+}
+
+}  // namespace
+
+int explain(const ExplainOptions& o) {
+  const RunShape run = read_run_shape(o.log);
+  const std::vector<pipeline::TraceEvent> events = pipeline::read_chrome_trace(o.trace);
+  int workers = 0;
+  for (const pipeline::TraceEvent& e : events) workers = std::max(workers, e.worker + 1);
+  const std::vector<pipeline::WorkerTime> times = pipeline::where_time_went(events, workers);
+  const pipeline::TraceSummary summary = pipeline::summarize(events, workers);
+  const double formula = pipeline::theoretical_bubble_fraction(run.stages, run.micro_batches * run.token_slices, run.virtual_stages);
+  const std::string row_name = workers == run.stages ? "stage" : "worker";
+  if (o.json) {
+    std::vector<double> compute, activations, gradients, flush, other;
+    for (const pipeline::WorkerTime& t : times) {
+      compute.push_back(t.compute_us / 1e3), activations.push_back(t.waiting_activation_us / 1e3);
+      gradients.push_back(t.waiting_gradient_us / 1e3), flush.push_back(t.idle_at_flush_us / 1e3), other.push_back(t.other_us / 1e3);
+    }
+    std::printf("%s\n", JsonObject().add("schedule", run.schedule).add("stages", static_cast<int64_t>(run.stages))
+                            .add("micro_batches", static_cast<int64_t>(run.micro_batches))
+                            .add("step_ms", summary.makespan_us / 1e3)
+                            .add_raw("compute_ms", json_list(compute)).add_raw("waiting_for_activations_ms", json_list(activations))
+                            .add_raw("waiting_for_gradients_ms", json_list(gradients)).add_raw("idle_at_fill_and_flush_ms", json_list(flush))
+                            .add_raw("other_ms", json_list(other))
+                            .add("measured_bubble_fraction", summary.bubble_fraction).add("formula_bubble_fraction", formula)
+                            .str().c_str());
+    return 0;
+  }
+  const double step = summary.makespan_us;
+  std::printf("%s, %d stages, %d micro-batches%s: the traced step took %.2f ms\n\n", run.schedule.c_str(), run.stages,
+              run.micro_batches, run.token_slices > 1 ? (" x " + std::to_string(run.token_slices) + " token slices").c_str() : "",
+              step / 1e3);
+  std::printf("%-9s %18s %18s %18s %18s %18s\n", row_name.c_str(), "compute", "waiting for", "waiting for", "idle at fill", "other");
+  std::printf("%-9s %18s %18s %18s %18s %18s\n", "", "", "activations", "gradients", "and flush", "(sends, host)");
+  auto cell = [step](double us) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%8.2f ms %5.1f%%", us / 1e3, step > 0 ? 100 * us / step : 0.0);
+    return std::string(text);
+  };
+  for (int w = 0; w < workers; ++w) {
+    const pipeline::WorkerTime& t = times[w];
+    std::printf("%-9s %18s %18s %18s %18s %18s\n", (row_name + " " + std::to_string(w)).c_str(), cell(t.compute_us).c_str(),
+                cell(t.waiting_activation_us).c_str(), cell(t.waiting_gradient_us).c_str(), cell(t.idle_at_flush_us).c_str(),
+                cell(t.other_us).c_str());
+  }
+  std::printf("\nbubble: measured %.3f (the share of stage time not computing), formula (K-1)/(%sM+K-1) = %.3f\n",
+              summary.bubble_fraction, run.virtual_stages > 1 ? "v" : "", formula);
+  return 0;
+}
+
+}  // namespace minipipe::cli
