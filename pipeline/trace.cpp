@@ -138,8 +138,8 @@ std::vector<TraceEvent> read_chrome_trace(const std::string& path) {
 namespace {
 // One or two timelines on one time axis, a row per worker: `events` fill each row, or its top
 // half when `predicted` is given too, drawn below as outlines.
-void write_svg(const std::string& path, const std::vector<TraceEvent>& events, const std::vector<TraceEvent>* predicted,
-               const std::vector<std::string>& worker_names, const std::string& title) {
+std::string svg(const std::vector<TraceEvent>& events, const std::vector<TraceEvent>* predicted,
+                const std::vector<std::string>& worker_names, const std::string& title) {
   const int rows = static_cast<int>(worker_names.size());
   const TraceSummary summary = summarize(events, rows);
   double makespan = summary.makespan_us;
@@ -148,7 +148,7 @@ void write_svg(const std::string& path, const std::vector<TraceEvent>& events, c
   for (const std::string& name : worker_names) longest_name = std::max(longest_name, name.size());
   const double width = 1000, row = predicted ? 44 : 28, left = 10 + 7.0 * static_cast<double>(longest_name), top = 30;
   const double scale = makespan > 0 ? width / makespan : 1;
-  std::ofstream out = open_for_writing(path);
+  std::ostringstream out;
   out << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << left + width + 20 << "\" height=\""
       << top + row * rows + 30 << "\" font-family=\"monospace\" font-size=\"11\">\n";
   auto percent = [](double fraction) { return static_cast<int>(fraction * 1000) / 10.0; };
@@ -185,18 +185,29 @@ void write_svg(const std::string& path, const std::vector<TraceEvent>& events, c
         << "\">filled: measured; outlined: predicted from the measured per-stage costs</text>\n";
   }
   out << "</svg>\n";
+  return out.str();
 }
 }  // namespace
 
+std::string timeline_svg(const std::vector<TraceEvent>& events, const std::vector<std::string>& worker_names,
+                         const std::string& title) {
+  return svg(events, nullptr, worker_names, title);
+}
+
+std::string comparison_svg(const std::vector<TraceEvent>& measured, const std::vector<TraceEvent>& predicted,
+                           const std::vector<std::string>& worker_names, const std::string& title) {
+  return svg(measured, &predicted, worker_names, title);
+}
+
 void write_svg_timeline(const std::string& path, const std::vector<TraceEvent>& events,
                         const std::vector<std::string>& worker_names, const std::string& title) {
-  write_svg(path, events, nullptr, worker_names, title);
+  open_for_writing(path) << timeline_svg(events, worker_names, title);
 }
 
 void write_svg_comparison(const std::string& path, const std::vector<TraceEvent>& measured,
                           const std::vector<TraceEvent>& predicted, const std::vector<std::string>& worker_names,
                           const std::string& title) {
-  write_svg(path, measured, &predicted, worker_names, title);
+  open_for_writing(path) << comparison_svg(measured, predicted, worker_names, title);
 }
 
 }  // namespace minipipe::pipeline

@@ -45,6 +45,11 @@ std::vector<TraceEvent> read_chrome_trace(const std::string& path);
 // One row per worker, labelled with its name (Schedule::worker_names).
 void write_svg_timeline(const std::string& path, const std::vector<TraceEvent>& events,
                         const std::vector<std::string>& worker_names, const std::string& title);
+// The same pictures as text, to put in a page (`minipipe report`).
+std::string timeline_svg(const std::vector<TraceEvent>& events, const std::vector<std::string>& worker_names,
+                         const std::string& title);
+std::string comparison_svg(const std::vector<TraceEvent>& measured, const std::vector<TraceEvent>& predicted,
+                           const std::vector<std::string>& worker_names, const std::string& title);
 // Two timelines of one schedule on one time axis, each row split: measured above (filled),
 // predicted below (outlined); each starts at its own first event.
 void write_svg_comparison(const std::string& path, const std::vector<TraceEvent>& measured,

@@ -3,8 +3,9 @@
 # CUDA is optional: with nvcc in /usr/local/cuda (or on PATH) the CUDA code builds too.
 set -euo pipefail
 # Open MPI (libopenmpi-dev, openmpi-bin): pipelines across processes under mpirun.
+# chromium-headless-shell: the test that opens `minipipe report`'s page and screenshots it.
 packages=(meson ninja-build g++ pkg-config python3 zlib1g-dev libeigen3-dev libgtest-dev libgmock-dev libcli11-dev
-          libopenmpi-dev openmpi-bin)
+          libopenmpi-dev openmpi-bin chromium-headless-shell)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -225,6 +225,13 @@ bool parse_command_line(int argc, const char* const* argv, CommandLine& parsed, 
   explain_command->add_option("trace", explain_options.trace, "the run's --trace file")->required()->check(CLI::ExistingFile);
   explain_command->add_flag("--json", explain_options.json, "print one JSON object instead of a table");
 
+  ReportOptions& report_options = parsed.report;
+  CLI::App* report_command = app.add_subcommand(
+      "report", "one self-contained HTML page about a run: loss, measured and predicted timeline, bubble, memory");
+  report_command->add_option("log", report_options.log, "the run's --log-json file")->required()->check(CLI::ExistingFile);
+  report_command->add_option("trace", report_options.trace, "the run's --trace file (for the timeline)")->check(CLI::ExistingFile);
+  report_command->add_option("-o,--output", report_options.output, "the page to write")->check(kOutputFile)->capture_default_str();
+
   PartitionOptions& part = parsed.partition;
   CLI::App* partition_command = app.add_subcommand("partition", "print how a model would be cut into stages");
   partition_command->add_option("model", part.model, "gpt or cnn")->check(CLI::IsMember({"gpt", "cnn"}))->capture_default_str();
@@ -274,7 +281,7 @@ bool parse_command_line(int argc, const char* const* argv, CommandLine& parsed, 
   }
   const std::pair<const CLI::App*, Command> commands[] = {
       {train_cnn_command, Command::TrainCnn}, {train_gpt_command, Command::TrainGpt},  {sample_gpt_command, Command::SampleGpt},
-      {eval_command, Command::Eval},          {info, Command::Info},                  {simulate_command, Command::Simulate},   {explain_command, Command::Explain},
+      {eval_command, Command::Eval},          {info, Command::Info},                  {simulate_command, Command::Simulate},   {explain_command, Command::Explain},     {report_command, Command::Report},
       {partition_command, Command::Partition},
       {plan_command, Command::Plan},          {plan_slices_command, Command::PlanSlices}};
   for (const auto& [command, which] : commands)

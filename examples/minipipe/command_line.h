@@ -7,7 +7,7 @@
 
 namespace minipipe::cli {
 
-enum class Command { TrainCnn, TrainGpt, SampleGpt, Eval, Info, Simulate, Explain, Partition, Plan, PlanSlices };
+enum class Command { TrainCnn, TrainGpt, SampleGpt, Eval, Info, Simulate, Explain, Report, Partition, Plan, PlanSlices };
 
 struct CommandLine {
   Command command = Command::Info;
@@ -17,6 +17,7 @@ struct CommandLine {
   EvalOptions eval;
   SimulateOptions simulate;
   ExplainOptions explain;
+  ReportOptions report;
   PartitionOptions partition;
   PlanOptions plan;
   PlanSlicesOptions plan_slices;

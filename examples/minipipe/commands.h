@@ -94,6 +94,11 @@ struct ExplainOptions {
   bool json = false;
 };
 
+// `minipipe report RUN.jsonl [TRACE.json] -o report.html`: one self-contained HTML page.
+struct ReportOptions {
+  std::string log, trace, output = "report.html";
+};
+
 struct PartitionOptions {
   std::string model = "gpt";
   int stages = 2;
@@ -129,6 +134,7 @@ int evaluate(const EvalOptions& options);
 int print_info();
 int simulate(const SimulateOptions& options);
 int explain(const ExplainOptions& options);
+int report(const ReportOptions& options);
 int partition(const PartitionOptions& options);
 int plan(const PlanOptions& options);
 int plan_slices(const PlanSlicesOptions& options);

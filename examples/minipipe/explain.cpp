@@ -3,64 +3,19 @@
 // stage's gradients, idle while the pipeline fills and flushes, and the rest.
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 #include <stdexcept>
 #include <string>
 
 #include "commands.h"
-#include "nn/json_reader.h"
 #include "pipeline/simulator.h"
 #include "pipeline/trace.h"
+#include "run_log.h"
 #include "training_log.h"
 
 namespace minipipe::cli {
 
-namespace {
-
-// The run's pipeline, from the summary line `train --log-json` writes last.
-struct RunShape {
-  std::string schedule = "?";
-  int stages = 1, micro_batches = 1, virtual_stages = 1, token_slices = 1;
-};
-
-RunShape read_run_shape(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error("cannot read the log '" + path + "'");
-  std::string line, summary;
-  while (std::getline(in, line))
-    if (line.find("\"event\":\"summary\"") != std::string::npos) summary = line;
-  if (summary.empty())
-    throw std::runtime_error("'" + path + "' has no summary line: give the --log-json of a `minipipe train` that finished");
-  using Kind = nn::JsonValue::Kind;
-  try {
-    const nn::JsonValue run = nn::parse_json(summary, true);
-    const auto pipeline = run.object.find("pipeline");
-    if (pipeline == run.object.end() || pipeline->second.kind != Kind::Object)
-      throw std::invalid_argument("the summary has no pipeline");
-    const auto& fields = pipeline->second.object;
-    auto whole = [&](const char* name, int fallback) {
-      const auto it = fields.find(name);
-      return it != fields.end() && it->second.kind == Kind::Number ? static_cast<int>(std::clamp<int64_t>(it->second.number, 1, 1 << 20))
-                                                                    : fallback;
-    };
-    RunShape shape;
-    shape.stages = whole("stages", 1);
-    shape.micro_batches = whole("micro_batches", 1);
-    shape.virtual_stages = whole("virtual_stages", 1);
-    if (const auto it = fields.find("schedule"); it != fields.end() && it->second.kind == Kind::String)
-      shape.schedule = nn::printable_excerpt(it->second.string, 32);
-    if (const auto it = fields.find("token_slices"); it != fields.end() && it->second.kind == Kind::Array)
-      shape.token_slices = std::max<int>(1, static_cast<int>(it->second.array.size()));
-    return shape;
-  } catch (const std::exception& e) {
-    throw std::runtime_error("'" + path + "': its summary line cannot be read: " + e.what());
-  }
-}
-
-}  // namespace
-
 int explain(const ExplainOptions& o) {
-  const RunShape run = read_run_shape(o.log);
+  const RunLog run = read_run_log(o.log);
   const std::vector<pipeline::TraceEvent> events = pipeline::read_chrome_trace(o.trace);
   int workers = 0;
   for (const pipeline::TraceEvent& e : events) workers = std::max(workers, e.worker + 1);

@@ -23,6 +23,7 @@ int run(const CommandLine& line) {
     case Command::Info: return print_info();
     case Command::Simulate: return simulate(line.simulate);
     case Command::Explain: return explain(line.explain);
+    case Command::Report: return report(line.report);
     case Command::Partition: return partition(line.partition);
     case Command::Plan: return plan(line.plan);
     case Command::PlanSlices: return plan_slices(line.plan_slices);

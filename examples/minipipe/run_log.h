@@ -1,0 +1,30 @@
+#pragma once
+// A run's `--log-json` file read back, for `minipipe explain` and `minipipe report`: the step
+// and validation losses, and the summary line's pipeline.
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "nn/json_reader.h"
+
+namespace minipipe::cli {
+
+struct RunLog {
+  std::vector<std::pair<int64_t, double>> losses;             // (step, training loss)
+  std::vector<std::pair<int64_t, double>> validation_losses;  // (step, validation loss)
+  nn::JsonValue summary;                                      // the last summary line
+  // The pipeline, from the summary (one stage and micro-batch when it has none).
+  std::string schedule = "none";
+  int stages = 1, micro_batches = 1, virtual_stages = 1, token_slices = 1;
+  bool asynchronous = false;
+};
+
+// Throws, naming the file, when it cannot be read or has no summary line (the run did not finish).
+RunLog read_run_log(const std::string& path);
+
+// The summary's value at `key`, then `more` keys down, or null (a JsonValue of kind Null).
+const nn::JsonValue& summary_field(const RunLog& log, std::initializer_list<const char*> keys);
+
+}  // namespace minipipe::cli
