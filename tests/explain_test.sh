@@ -47,7 +47,7 @@ expect_refusal() {  # name, text expected, command...
 expect_refusal "a trace of another schedule" "give simulate the traced run's" \
   "$minipipe" simulate --stages 2 --micro-batches 8 --schedule 1f1b --compare run.json
 expect_refusal "a log for a trace" "is not a trace of" "$minipipe" explain run.jsonl run.jsonl
-expect_refusal "a trace for a log" "has no summary line" "$minipipe" explain run.json run.json
+expect_refusal "a trace for a log" "give the --log-json file" "$minipipe" explain run.json run.json
 
 [ "$failures" -eq 0 ] || { echo "$failures failures"; exit 1; }
 echo "explain and compare: all checks passed"

@@ -21,7 +21,7 @@ int explain(const ExplainOptions& o) {
   for (const pipeline::TraceEvent& e : events) workers = std::max(workers, e.worker + 1);
   const std::vector<pipeline::WorkerTime> times = pipeline::where_time_went(events, workers);
   const pipeline::TraceSummary summary = pipeline::summarize(events, workers);
-  const double formula = pipeline::theoretical_bubble_fraction(run.stages, run.micro_batches * run.token_slices, run.virtual_stages);
+  const double formula = run.formula_bubble;
   const std::string row_name = workers == run.stages ? "stage" : "worker";
   if (o.json) {
     std::vector<double> compute, activations, gradients, flush, other;
@@ -56,8 +56,9 @@ int explain(const ExplainOptions& o) {
                 cell(t.waiting_activation_us).c_str(), cell(t.waiting_gradient_us).c_str(), cell(t.idle_at_flush_us).c_str(),
                 cell(t.other_us).c_str());
   }
-  std::printf("\nbubble: measured %.3f (the share of stage time not computing), formula (K-1)/(%sM+K-1) = %.3f\n",
-              summary.bubble_fraction, run.virtual_stages > 1 ? "v" : "", formula);
+  std::printf("\nbubble: measured %.3f (the share of stage time not computing), formula %s = %.3f\n", summary.bubble_fraction,
+              run.asynchronous ? "(K-1)/(all micro-batches of the call + K-1)" : run.virtual_stages > 1 ? "(K-1)/(vM+K-1)" : "(K-1)/(M+K-1)",
+              formula);
   return 0;
 }
 

@@ -117,7 +117,7 @@ std::string timeline_section(const RunLog& run, const std::string& trace_path) {
   std::vector<std::string> names;
   for (int w = 0; w < workers; ++w) names.push_back((workers == run.stages ? "stage " : "worker ") + std::to_string(w));
   const pipeline::TraceSummary was = pipeline::summarize(measured, workers);
-  const double formula = pipeline::theoretical_bubble_fraction(run.stages, run.micro_batches * run.token_slices, run.virtual_stages);
+  const double formula = run.formula_bubble;
   std::string out;
   std::string predicted_step = "&ndash;", predicted_bubble = "&ndash;";
   if (run.asynchronous || workers != run.stages) {
@@ -140,7 +140,8 @@ std::string timeline_section(const RunLog& run, const std::string& trace_path) {
   out += "<table class=\"numbers\"><tr><th></th><th>measured</th><th>predicted</th><th>formula</th></tr>\n";
   out += "<tr><th>step time</th><td>" + format("%.2f ms", was.makespan_us / 1e3) + "</td><td>" + predicted_step + "</td><td></td></tr>\n";
   out += "<tr><th>bubble</th><td>" + format("%.3f", was.bubble_fraction) + "</td><td>" + predicted_bubble + "</td><td>" +
-         format("%.3f", formula) + " = (K-1)/(" + (run.virtual_stages > 1 ? "v" : "") + "M+K-1)</td></tr>\n</table>\n";
+         format("%.3f", formula) + (run.asynchronous ? "" : std::string(" = (K-1)/(") + (run.virtual_stages > 1 ? "v" : "") + "M+K-1)") +
+         "</td></tr>\n</table>\n";
   out += "<h3>Where each stage's time went</h3>\n<table class=\"numbers\"><tr><th></th><th>compute</th><th>waiting for "
          "activations</th><th>waiting for gradients</th><th>idle at fill and flush</th><th>other</th></tr>\n";
   const std::vector<pipeline::WorkerTime> times = pipeline::where_time_went(measured, workers);

@@ -1,5 +1,7 @@
 #include "run_log.h"
 
+#include "pipeline/simulator.h"
+
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -65,6 +67,10 @@ RunLog read_run_log(const std::string& path) {
   if (schedule.kind == Kind::String) log.schedule = nn::printable_excerpt(schedule.string, 32);
   const nn::JsonValue& weights = summary_field(log, {"pipeline", "weights"});
   log.asynchronous = weights.kind == Kind::String && weights.string != "synchronous";
+  const nn::JsonValue& formula = summary_field(log, {"pipeline", "theoretical_bubble_fraction"});
+  log.formula_bubble = formula.kind == Kind::Number ? formula.real
+                                                    : pipeline::theoretical_bubble_fraction(log.stages, log.micro_batches * log.token_slices,
+                                                                                            log.virtual_stages);
   return log;
 }
 

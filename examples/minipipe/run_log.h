@@ -19,6 +19,9 @@ struct RunLog {
   std::string schedule = "none";
   int stages = 1, micro_batches = 1, virtual_stages = 1, token_slices = 1;
   bool asynchronous = false;
+  // The bubble by formula, as the run worked it out: (K-1)/(vMS+K-1) for a synchronous step;
+  // PipeDream fills and drains once per streamed call, not once per mini-batch.
+  double formula_bubble = 0;
 };
 
 // Throws, naming the file, when it cannot be read or has no summary line (the run did not finish).

@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Runs the commands of the course's lessons (docs/course/*.md) as a student would.
+
+A lesson's runnable block is a ```sh block whose first line is
+    # lesson command (writes: FILE FILE ...)
+It runs with bash (-e -o pipefail) in a fresh folder with the given minipipe first on PATH,
+must finish within --timeout seconds and must write every FILE named. The course test
+(tests/meson.build) runs every lesson this way; --pictures DIR copies the SVG files the
+lessons write into DIR, which is how docs/course/img is made:
+
+    python3 scripts/run_lessons.py --minipipe build/examples/minipipe/minipipe --pictures docs/course/img
+"""
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HEADER = re.compile(r"^# lesson command \(writes: ([^)]*)\)$")
+
+
+def lesson_blocks(path: Path):
+    """(files, script) for each runnable block of one lesson, in order."""
+    blocks, inside, lines = [], False, []
+    for line in path.read_text().splitlines():
+        if not inside and line.strip() == "```sh":
+            inside, lines = True, []
+        elif inside and line.strip() == "```":
+            inside = False
+            if lines and HEADER.match(lines[0]):
+                blocks.append((HEADER.match(lines[0]).group(1).split(), "\n".join(lines)))
+        elif inside:
+            lines.append(line)
+    return blocks
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minipipe", required=True, help="the minipipe executable")
+    parser.add_argument("--lessons", default=str(Path(__file__).resolve().parent.parent / "docs" / "course"))
+    parser.add_argument("--timeout", type=float, default=60, help="seconds each block may take")
+    parser.add_argument("--pictures", help="copy the SVG files the lessons write here")
+    args = parser.parse_args()
+    minipipe = Path(args.minipipe).resolve()
+    env = dict(os.environ, PATH=f"{minipipe.parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    failures = count = 0
+    for lesson in sorted(Path(args.lessons).glob("[0-9][0-9]-*.md")):
+        for files, script in lesson_blocks(lesson):
+            count += 1
+            with tempfile.TemporaryDirectory() as folder:
+                start = time.monotonic()
+                try:
+                    run = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=folder, env=env,
+                                         capture_output=True, text=True, timeout=args.timeout)
+                    status, output = run.returncode, run.stdout + run.stderr
+                except subprocess.TimeoutExpired as e:
+                    status, output = "timeout", f"{e.stdout or ''}{e.stderr or ''}"
+                seconds = time.monotonic() - start
+                missing = [f for f in files if not (Path(folder) / f).is_file() or (Path(folder) / f).stat().st_size == 0]
+                if status != 0 or missing:
+                    failures += 1
+                    print(f"FAIL: {lesson.name}: status {status} after {seconds:.1f} s, missing {missing}\n{output[-3000:]}")
+                    continue
+                print(f"ok: {lesson.name}: {len(script.splitlines()) - 1} lines in {seconds:.1f} s, wrote {' '.join(files)}")
+                if args.pictures:
+                    for f in files:
+                        if f.endswith(".svg") or f.endswith(".png"):
+                            shutil.copy(Path(folder) / f, Path(args.pictures) / f)
+    if count == 0:
+        print(f"FAIL: no lesson commands under {args.lessons}")
+        return 1
+    print(f"{count - failures} of {count} lesson blocks ran within {args.timeout:.0f} s and wrote their files")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
