@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what minipipe needs to build and test on Debian 12, from Debian's packages.
 # CUDA is optional: with nvcc in /usr/local/cuda (or on PATH) the CUDA code builds too.
+#   scripts/install-deps.sh [--tests]   (--tests: also what only the tests use)
 set -euo pipefail
 # Open MPI (libopenmpi-dev, openmpi-bin): pipelines across processes under mpirun.
-# chromium-headless-shell: the test that opens `minipipe report`'s page and screenshots it.
 packages=(meson ninja-build g++ pkg-config python3 zlib1g-dev libeigen3-dev libgtest-dev libgmock-dev libcli11-dev
-          libopenmpi-dev openmpi-bin chromium-headless-shell)
+          libopenmpi-dev openmpi-bin)
+# chromium-headless-shell: the test that opens `minipipe report`'s page and screenshots it.
+if [ "${1:-}" = "--tests" ]; then packages+=(chromium-headless-shell); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${1:-build}
 shift || true
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh --tests
 if [ ! -f "$build_dir/build.ninja" ]; then
   meson setup "$build_dir" "$@"
 fi
