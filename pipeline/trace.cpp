@@ -106,33 +106,39 @@ const nn::JsonValue& member(const nn::JsonValue& object, const std::string& key,
 }
 }  // namespace
 
+std::vector<TraceEvent> parse_chrome_trace(const std::string& text) {
+  using Kind = nn::JsonValue::Kind;
+  const nn::JsonValue document = nn::parse_json(text, true);
+  if (document.kind != Kind::Object) throw std::invalid_argument("the file is " + std::string(document.kind_name()));
+  std::vector<TraceEvent> events;
+  for (const nn::JsonValue& e : member(document, "traceEvents", Kind::Array).array) {
+    const nn::JsonValue& args = member(e, "args", Kind::Object);
+    Instruction instruction{op_named(member(e, "cat", Kind::String).string)};
+    instruction.micro_batch = static_cast<int>(std::clamp<int64_t>(member(args, "micro_batch", Kind::Number).number, -1, 1 << 30));
+    instruction.slice = static_cast<int>(std::clamp<int64_t>(member(args, "slice", Kind::Number).number, 0, 1 << 30));
+    if (args.object.count("chunk"))
+      instruction.chunk = static_cast<int>(std::clamp<int64_t>(member(args, "chunk", Kind::Number).number, 0, 1 << 30));
+    const int64_t worker = member(e, "tid", Kind::Number).number;
+    const double start = member(e, "ts", Kind::Number).real, duration = member(e, "dur", Kind::Number).real;
+    if (worker < 0 || worker > 4096 || !std::isfinite(start) || !std::isfinite(duration) || duration < 0 ||
+        !std::isfinite(start + duration))
+      throw std::invalid_argument("an event has a worker or times out of range");
+    events.push_back({static_cast<int>(worker), instruction, start, start + duration, member(args, "bytes", Kind::Number).number});
+  }
+  if (events.empty()) throw std::invalid_argument("it has no events");
+  return events;
+}
+
 std::vector<TraceEvent> read_chrome_trace(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error("cannot read the trace '" + path + "'");
   std::stringstream text;
   text << in.rdbuf();
-  std::vector<TraceEvent> events;
   try {
-    using Kind = nn::JsonValue::Kind;
-    const nn::JsonValue document = nn::parse_json(text.str(), true);
-    if (document.kind != Kind::Object) throw std::invalid_argument("the file is " + std::string(document.kind_name()));
-    for (const nn::JsonValue& e : member(document, "traceEvents", Kind::Array).array) {
-      const nn::JsonValue& args = member(e, "args", Kind::Object);
-      Instruction instruction{op_named(member(e, "cat", Kind::String).string)};
-      instruction.micro_batch = static_cast<int>(member(args, "micro_batch", Kind::Number).number);
-      instruction.slice = static_cast<int>(member(args, "slice", Kind::Number).number);
-      if (args.object.count("chunk")) instruction.chunk = static_cast<int>(member(args, "chunk", Kind::Number).number);
-      const int64_t worker = member(e, "tid", Kind::Number).number;
-      const double start = member(e, "ts", Kind::Number).real, duration = member(e, "dur", Kind::Number).real;
-      if (worker < 0 || worker > 4096 || !std::isfinite(start) || !std::isfinite(duration) || duration < 0)
-        throw std::invalid_argument("an event has a worker or times out of range");
-      events.push_back({static_cast<int>(worker), instruction, start, start + duration, member(args, "bytes", Kind::Number).number});
-    }
+    return parse_chrome_trace(text.str());
   } catch (const std::exception& e) {
     throw std::runtime_error("'" + path + "' is not a trace of `minipipe train --trace`: " + e.what());
   }
-  if (events.empty()) throw std::runtime_error("the trace '" + path + "' has no events");
-  return events;
 }
 
 namespace {

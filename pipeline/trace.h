@@ -40,8 +40,10 @@ std::vector<TraceEvent> to_trace(const SimulationResult& simulated);
 
 void write_chrome_trace(const std::string& path, const std::vector<TraceEvent>& events);
 // Reads what write_chrome_trace wrote (a file from `minipipe train --trace`), in file order;
-// throws naming the file and what is wrong with it.
+// throws naming the file and what is wrong with it. Untrusted input: parse_chrome_trace is
+// the in-memory reader under it, which the fuzzer (tests/fuzz) drives.
 std::vector<TraceEvent> read_chrome_trace(const std::string& path);
+std::vector<TraceEvent> parse_chrome_trace(const std::string& text);
 // One row per worker, labelled with its name (Schedule::worker_names).
 void write_svg_timeline(const std::string& path, const std::vector<TraceEvent>& events,
                         const std::vector<std::string>& worker_names, const std::string& title);

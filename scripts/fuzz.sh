@@ -15,7 +15,7 @@ crashes_dir="$build/fuzz-crashes"
 mkdir -p "$crashes_dir"
 printf '%-12s %12s %9s %9s %10s\n' reader executions seconds crashes distinct
 status=0
-for target in safetensors idx cifar csv text cli; do
+for target in safetensors idx cifar csv text cli trace; do
   done_runs=0 crashes=0 seed=1 start=$(date +%s.%N)
   mkdir -p "$crashes_dir/$target"
   while [ "$done_runs" -lt "$runs" ]; do

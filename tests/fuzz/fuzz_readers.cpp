@@ -27,6 +27,7 @@
 #include "command_line.h"
 #include "datasets/readers.h"
 #include "nn/safetensors.h"
+#include "pipeline/trace.h"
 
 using namespace minipipe;
 
@@ -107,6 +108,14 @@ const std::map<std::string, std::function<void(const std::string&)>> kTargets{
     {"csv", [](const std::string& bytes) { datasets::parse_digits_csv(bytes, "fuzz"); }},
     {"text", [](const std::string& bytes) { datasets::parse_text(bytes, "fuzz"); }},
     {"cli", [](const std::string& bytes) { parse_command_line(bytes); }},
+    {"trace",  // a Chrome trace, then what `minipipe explain` computes from it
+     [](const std::string& bytes) {
+       const std::vector<pipeline::TraceEvent> events = pipeline::parse_chrome_trace(bytes);
+       int workers = 0;
+       for (const pipeline::TraceEvent& e : events) workers = std::max(workers, e.worker + 1);
+       pipeline::where_time_went(events, workers);
+       pipeline::summarize(events, workers);
+     }},
 };
 
 class Mutator {
