@@ -30,6 +30,8 @@ bool is_compute(Op op) {
 
 bool is_backward(Op op) { return op == Op::Backward || op == Op::BackwardInput; }
 
+const char* compute_letter(Op op) { return op == Op::Forward ? "F" : op == Op::BackwardWeight ? "W" : "B"; }
+
 WeightPolicy parse_weight_policy(const std::string& name) {
   if (name == "stash") return WeightPolicy::Stash;
   if (name == "vertical-sync") return WeightPolicy::VerticalSync;

@@ -32,6 +32,7 @@ enum class Op {
 const char* op_name(Op op);
 bool is_compute(Op op);   // Forward, Backward, BackwardInput, BackwardWeight
 bool is_backward(Op op);  // Backward or BackwardInput: the one that sends the input's gradient
+const char* compute_letter(Op op);  // F, B or W, as the grids and timelines label compute instructions
 
 struct Instruction {
   Op op;

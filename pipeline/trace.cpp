@@ -33,6 +33,12 @@ TraceSummary summarize(const std::vector<TraceEvent>& events, int workers) {
   return {makespan, makespan > 0 ? 1.0 - compute / (workers * makespan) : 0.0};
 }
 
+int workers_in(const std::vector<TraceEvent>& events) {
+  int workers = 0;
+  for (const TraceEvent& e : events) workers = std::max(workers, e.worker + 1);
+  return workers;
+}
+
 std::vector<WorkerTime> where_time_went(const std::vector<TraceEvent>& events, int workers) {
   std::vector<WorkerTime> out(workers);
   if (events.empty()) return out;
@@ -179,7 +185,7 @@ std::string svg(const std::vector<TraceEvent>& events, const std::vector<TraceEv
           << "/>\n";
       if (w > 14)
         out << "<text x=\"" << x + 3 << "\" y=\"" << y + std::min(17.0, height - 3) << "\" fill=\"" << (outline ? colour : "white")
-            << "\">" << (forward ? "F" : weight ? "W" : "B") << label(e.instruction) << "</text>\n";
+            << "\">" << compute_letter(e.instruction.op) << label(e.instruction) << "</text>\n";
     }
   };
   if (!predicted) {

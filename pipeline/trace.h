@@ -23,6 +23,8 @@ struct TraceSummary {
   double bubble_fraction = 0;  // idle time / total worker time: 1 - compute / (workers * makespan)
 };
 TraceSummary summarize(const std::vector<TraceEvent>& events, int workers);
+// The rows a trace has: one more than its highest worker (0 for no events).
+int workers_in(const std::vector<TraceEvent>& events);
 
 // Where one worker's time went during a traced step (`minipipe explain`); the parts add up to
 // the step's makespan (from the first event's start to the last event's end, over all workers).

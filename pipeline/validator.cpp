@@ -227,7 +227,7 @@ std::string format_grid(const Schedule& schedule) {
     if (i.op == Op::OptimizerStep && last_compute[t.worker] && schedule.asynchronous()) *last_compute[t.worker] += "U";
     if (!is_compute(i.op)) continue;
     std::string& cell = cells[t.worker][static_cast<int>(t.start + 0.5)];
-    cell = (i.op == Op::Forward ? "F" : i.op == Op::BackwardWeight ? "W" : "B") + unit_label(i, schedule) +
+    cell = compute_letter(i.op) + unit_label(i, schedule) +
            (i.version >= 0 ? "[" + std::to_string(i.version) + "]" : "");
     last_compute[t.worker] = &cell;
   }

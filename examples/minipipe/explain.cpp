@@ -17,8 +17,7 @@ namespace minipipe::cli {
 int explain(const ExplainOptions& o) {
   const RunLog run = read_run_log(o.log);
   const std::vector<pipeline::TraceEvent> events = pipeline::read_chrome_trace(o.trace);
-  int workers = 0;
-  for (const pipeline::TraceEvent& e : events) workers = std::max(workers, e.worker + 1);
+  const int workers = pipeline::workers_in(events);
   const std::vector<pipeline::WorkerTime> times = pipeline::where_time_went(events, workers);
   const pipeline::TraceSummary summary = pipeline::summarize(events, workers);
   const double formula = run.formula_bubble;

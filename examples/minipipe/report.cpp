@@ -112,8 +112,7 @@ std::string loss_curve(const RunLog& run) {
 std::string timeline_section(const RunLog& run, const std::string& trace_path) {
   if (trace_path.empty()) return "<p>No trace given: train with <code>--trace FILE</code> and pass it to see the timeline.</p>\n";
   const std::vector<pipeline::TraceEvent> measured = pipeline::read_chrome_trace(trace_path);
-  int workers = 0;
-  for (const pipeline::TraceEvent& e : measured) workers = std::max(workers, e.worker + 1);
+  const int workers = pipeline::workers_in(measured);
   std::vector<std::string> names;
   for (int w = 0; w < workers; ++w) names.push_back((workers == run.stages ? "stage " : "worker ") + std::to_string(w));
   const pipeline::TraceSummary was = pipeline::summarize(measured, workers);

@@ -61,8 +61,7 @@ int compare_with_trace(const SimulateOptions& o, const pipeline::Schedule& sched
               "predicted", "end error");
   for (const pipeline::InstructionTimes& t : times) {
     const pipeline::Instruction& i = t.instruction;
-    const std::string name = std::string(i.op == pipeline::Op::Forward ? "F" : i.op == pipeline::Op::BackwardWeight ? "W" : "B") +
-                             pipeline::unit_label(i, schedule);
+    const std::string name = pipeline::compute_letter(i.op) + pipeline::unit_label(i, schedule);
     std::printf("%-10s %-8s %7.3f - %7.3f %7.3f - %7.3f %+9.3f\n", schedule.worker_name(t.worker).c_str(), name.c_str(),
                 t.measured_start_us / 1e3, t.measured_end_us / 1e3, t.predicted_start_us / 1e3, t.predicted_end_us / 1e3,
                 (t.predicted_end_us - t.measured_end_us) / 1e3);

@@ -111,8 +111,7 @@ const std::map<std::string, std::function<void(const std::string&)>> kTargets{
     {"trace",  // a Chrome trace, then what `minipipe explain` computes from it
      [](const std::string& bytes) {
        const std::vector<pipeline::TraceEvent> events = pipeline::parse_chrome_trace(bytes);
-       int workers = 0;
-       for (const pipeline::TraceEvent& e : events) workers = std::max(workers, e.worker + 1);
+       const int workers = pipeline::workers_in(events);
        pipeline::where_time_went(events, workers);
        pipeline::summarize(events, workers);
      }},
