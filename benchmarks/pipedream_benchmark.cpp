@@ -5,12 +5,18 @@
 //   pipedream stash, vertical-sync, none   one update per micro-batch, no flush until the end;
 //   pipedream 2bw    an update per M micro-batches, no flush until the end;
 //   pipedream stash, K replicas   one stage on K replicas (data parallelism, section 3.1):
-//                    round-robin micro-batches, gradients averaged before each update.
+//                    round-robin micro-batches, gradients averaged before each update;
+//   K independent stages   thread k trains stage k's layers alone on every micro-batch: the
+//                    pipeline's work per worker with no messages, no bubble and no waiting. Its
+//                    speedup is the most this machine gives K threads of this work (cores shared
+//                    with other tenants, caches, memory bandwidth); "of ceiling" divides every
+//                    row's speedup by it.
 // Each row is timed with K = 1 and with K workers (the same work on one stage is ordinary
 // training); speedup = K-worker rate / 1-worker rate, ideal = what the bubble allows:
 // K M / (M + K - 1) for a flush per mini-batch, K U / (U + K - 1) for U streamed micro-batches
-// (K for the replicas, which have no bubble).
-// Median of --repeats timings; ratios come from the same run.
+// (K for the replicas and the independent stages, which have no bubble).
+// Rates are medians of --repeats timings. Repeats go round all rows in turn, and every ratio is
+// the median of the ratios within each repeat, so a drift of the machine hits both sides.
 //
 //   pipedream_benchmark [--stages 2] [--width 384] [--layers 8] [--micro-batch 128] [--micro-batches 8]
 //                       [--units 64] [--repeats 5] [--only stash] [--json FILE]
@@ -34,8 +40,10 @@ namespace {
 struct Config {
   std::string schedule, weights;  // weights: empty for the synchronous schedules
   int micro_batches_per_update;
-  bool replicated = false;  // one stage on K replicas instead of K stages
+  bool replicated = false;   // one stage on K replicas instead of K stages
+  bool independent = false;  // K stages trained apart, without a pipeline: what the machine allows
   std::string label() const {
+    if (independent) return "K independent stages (ceiling)";
     return (weights.empty() ? schedule : schedule + " " + weights) + (replicated ? ", K replicas" : "");
   }
 };
@@ -55,44 +63,73 @@ std::shared_ptr<nn::Sequential> make_model(const Workload& w) {
   return model;
 }
 
-// Seconds to train w.units micro-batches with `config` on `workers` stages, or replicas of one
-// stage (after a warm-up).
-double seconds_for_units(const Config& config, int workers, const Workload& w) {
+// One pipeline with its optimizers and `units` micro-batches, ready to train: on `workers`
+// stages, or on replicas of one stage.
+struct Run {
+  std::unique_ptr<pipeline::Pipeline> pipe;
+  std::vector<std::vector<std::unique_ptr<nn::SGD>>> optimizers;  // per replica, as PipeDream's stages update alone
+  std::vector<datasets::Batch> batches;
+  bool asynchronous = false;
+
+  void train() {
+    if (asynchronous) {
+      pipe->run_async(batches, 0);
+      return;
+    }
+    for (size_t i = 0; i < batches.size(); ++i) pipe->run(batches[i], static_cast<int64_t>(i));  // each stage updates at its OptimizerStep
+  }
+};
+
+std::unique_ptr<Run> prepare(const Config& config, int workers, const Workload& w, int units) {
+  auto run = std::make_unique<Run>();
   auto model = make_model(w);
   const int m = config.micro_batches_per_update;
-  const bool asynchronous = !config.weights.empty();
+  run->asynchronous = !config.weights.empty();
   pipeline::PipelineOptions options{m, config.schedule, pipeline::Recompute::Never, {}, 0, false};
-  if (asynchronous) options.weights = pipeline::parse_weight_policy(config.weights);
+  if (run->asynchronous) options.weights = pipeline::parse_weight_policy(config.weights);
   const int stages = config.replicated ? 1 : workers;
   if (config.replicated) {
     options.replicas = {workers};
     options.model_factory = [w] { return make_model(w); };
   }
   const pipeline::StagePlan plan = pipeline::partition_uniform(*model, stages);
-  pipeline::Pipeline pipe(model, plan, options, [](const Tensor& out, const Tensor& target) { return nn::mse_loss(out, target); });
-  std::vector<std::vector<std::unique_ptr<nn::SGD>>> optimizers(stages);  // per replica, as PipeDream's stages update alone
+  run->pipe = std::make_unique<pipeline::Pipeline>(
+      model, plan, options, [](const Tensor& out, const Tensor& target) { return nn::mse_loss(out, target); });
+  run->optimizers.resize(stages);
   for (int s = 0; s < stages; ++s)
-    for (int r = 0; r < pipe.replicas(s); ++r)
-      optimizers[s].push_back(std::make_unique<nn::SGD>(pipe.replica(s, r)->named_parameters(), nn::SgdOptions{.lr = 1e-4f}));
-  pipe.set_optimizer_step([&](int s, int r, uint64_t) {
-    optimizers[s][r]->step();
-    optimizers[s][r]->zero_grad();
+    for (int r = 0; r < run->pipe->replicas(s); ++r)
+      run->optimizers[s].push_back(
+          std::make_unique<nn::SGD>(run->pipe->replica(s, r)->named_parameters(), nn::SgdOptions{.lr = 1e-4f}));
+  Run* self = run.get();
+  run->pipe->set_optimizer_step([self](int s, int r, uint64_t) {
+    self->optimizers[s][r]->step();
+    self->optimizers[s][r]->zero_grad();
   });
   Generator g(1);
-  const int mini_batches = w.units / m;
-  std::vector<datasets::Batch> batches;
-  for (int i = 0; i < mini_batches; ++i)
-    batches.push_back({randn({w.micro_batch * m, w.width}, g), randn({w.micro_batch * m, w.width}, g), 0});
-  auto train = [&] {
-    if (asynchronous) {
-      pipe.run_async(batches, 0);
-      return;
+  for (int i = 0; i < units / m; ++i)
+    run->batches.push_back({randn({w.micro_batch * m, w.width}, g), randn({w.micro_batch * m, w.width}, g), 0});
+  return run;
+}
+
+// Seconds to train w.units micro-batches with `config` on `workers` workers, after a warm-up
+// (allocations, first touches). Independent stages: worker k trains, alone, the layers that
+// stage k of the pipeline would hold, on every micro-batch.
+double seconds_for_units(const Config& config, int workers, const Workload& w) {
+  std::vector<std::unique_ptr<Run>> runs;
+  if (config.independent) {
+    for (int k = 0; k < workers; ++k) {
+      Workload share = w;
+      share.layers = w.layers * (k + 1) / workers - w.layers * k / workers;
+      runs.push_back(prepare(config, 1, share, w.units));
     }
-    for (int i = 0; i < mini_batches; ++i) pipe.run(batches[i], i);  // each stage updates at its OptimizerStep
-  };
-  train();  // warm-up: allocations, first touches
+  } else {
+    runs.push_back(prepare(config, workers, w, w.units));
+  }
+  for (auto& run : runs) run->train();  // warm-up
   const auto start = std::chrono::steady_clock::now();
-  train();
+  std::vector<std::thread> threads;
+  for (auto& run : runs) threads.emplace_back([&run] { run->train(); });
+  for (auto& t : threads) t.join();
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
@@ -123,35 +160,56 @@ int main(int argc, char** argv) {
   const std::vector<Config> configs{{"gpipe", "", micro_batches},          {"1f1b", "", micro_batches},
                                     {"pipedream", "stash", 1},             {"pipedream", "vertical-sync", 1},
                                     {"pipedream", "none", 1},              {"pipedream", "2bw", micro_batches},
-                                    {"pipedream", "stash", 1, true}};
+                                    {"pipedream", "stash", 1, true},
+                                    {"pipedream", "stash", 1, false, true}};
+  std::vector<Config> selected;
+  for (const Config& c : configs)
+    if (c.schedule == "1f1b" || c.independent || c.label().find(only) != std::string::npos)
+      selected.push_back(c);  // 1f1b and the ceiling are the comparisons
+  size_t flush = 0, ceiling = 0;  // their places in `selected`
+  for (size_t c = 0; c < selected.size(); ++c) {
+    if (selected[c].schedule == "1f1b") flush = c;
+    if (selected[c].independent) ceiling = c;
+  }
+  // one[c][r], many[c][r]: seconds of repeat r. Repeats go round every row in turn, and each
+  // ratio below is a median of per-repeat ratios, so that drifts of the machine hit both sides.
+  std::vector<std::vector<double>> one(selected.size()), many(selected.size());
+  for (int r = 0; r < repeats; ++r) {
+    for (size_t c = 0; c < selected.size(); ++c) {
+      one[c].push_back(seconds_for_units(selected[c], 1, w));
+      many[c].push_back(seconds_for_units(selected[c], stages, w));
+    }
+    std::fprintf(stderr, "repeat %d of %d measured\n", r + 1, repeats);
+  }
+  auto median_ratio = [&](auto ratio_of_repeat) {
+    std::vector<double> ratios;
+    for (int r = 0; r < repeats; ++r) ratios.push_back(ratio_of_repeat(r));
+    return benchmarks::median(ratios);
+  };
   struct Row {
     Config config;
-    double one_stage, k_stages, speedup, ideal;
+    double one_stage, k_stages, speedup, ideal, versus_1f1b, of_ceiling;
   };
   std::vector<Row> rows;
-  for (const Config& c : configs) {
-    if (c.schedule != "1f1b" && c.label().find(only) == std::string::npos) continue;  // 1f1b is the comparison
-    std::vector<double> one, many;
-    for (int r = 0; r < repeats; ++r) {  // alternated, so that drifts of the machine hit both alike
-      one.push_back(seconds_for_units(c, 1, w));
-      many.push_back(seconds_for_units(c, stages, w));
-    }
-    const double rows_per_run = static_cast<double>(w.units * w.micro_batch);
-    const double flushed_units = c.weights.empty() ? c.micro_batches_per_update : w.units;
-    Row row{c, rows_per_run / benchmarks::median(one), rows_per_run / benchmarks::median(many), 0,
-            c.replicated ? stages : stages * flushed_units / (flushed_units + stages - 1)};
-    row.speedup = row.k_stages / row.one_stage;
-    rows.push_back(row);
-    std::fprintf(stderr, "measured %s\n", c.label().c_str());
+  const double rows_per_run = static_cast<double>(w.units * w.micro_batch);
+  for (size_t c = 0; c < selected.size(); ++c) {
+    const Config& config = selected[c];
+    const double flushed_units = config.weights.empty() ? config.micro_batches_per_update : w.units;
+    rows.push_back({config, rows_per_run / benchmarks::median(one[c]), rows_per_run / benchmarks::median(many[c]),
+                    median_ratio([&](int r) { return one[c][r] / many[c][r]; }),
+                    config.replicated || config.independent ? stages
+                                                            : stages * flushed_units / (flushed_units + stages - 1),
+                    median_ratio([&](int r) { return many[flush][r] / many[c][r]; }),
+                    median_ratio([&](int r) {
+                      return (one[c][r] / many[c][r]) / (one[ceiling][r] / many[ceiling][r]);
+                    })});
   }
-  double flush_rate = 0;  // 1f1b with K stages
+  std::printf("%-34s %14s %14s %9s %7s %11s %11s\n", "schedule", "1 worker /s", "K workers /s", "speedup", "ideal", "vs 1f1b",
+              "of ceiling");
   for (const Row& r : rows)
-    if (r.config.schedule == "1f1b") flush_rate = r.k_stages;
-  std::printf("%-34s %14s %14s %9s %7s %11s\n", "schedule", "1 worker /s", "K workers /s", "speedup", "ideal", "vs 1f1b");
-  for (const Row& r : rows)
-    std::printf("%-34s %14.0f %14.0f %8.2fx %6.2fx %10.2fx\n", r.config.label().c_str(), r.one_stage, r.k_stages, r.speedup,
-                r.ideal, r.k_stages / flush_rate);
-  std::printf("(samples/s, median of %d; K = %d; %d x Linear(%lld) + GELU; micro-batches of %lld rows, %d per timing; "
+    std::printf("%-34s %14.0f %14.0f %8.2fx %6.2fx %10.2fx %10.0f%%\n", r.config.label().c_str(), r.one_stage, r.k_stages,
+                r.speedup, r.ideal, r.versus_1f1b, 100 * r.of_ceiling);
+  std::printf("(samples/s: medians of %d; ratios: medians of per-repeat ratios; K = %d; %d x Linear(%lld) + GELU; micro-batches of %lld rows, %d per timing; "
               "M = %d; SGD; %u hardware threads)\n",
               repeats, stages, w.layers, static_cast<long long>(w.width), static_cast<long long>(w.micro_batch), w.units,
               micro_batches, std::thread::hardware_concurrency());
@@ -161,10 +219,12 @@ int main(int argc, char** argv) {
       objects.push_back("{\"schedule\": \"" + r.config.schedule + "\", \"weights\": \"" + r.config.weights +
                         "\", \"stages\": " + std::to_string(r.config.replicated ? 1 : stages) +
                         ", \"replicas\": " + std::to_string(r.config.replicated ? stages : 1) +
+                        ", \"independent\": " + (r.config.independent ? "true" : "false") +
                         ", \"one_stage_samples_per_second\": " +
                         std::to_string(r.one_stage) + ", \"samples_per_second\": " + std::to_string(r.k_stages) +
                         ", \"speedup\": " + std::to_string(r.speedup) + ", \"ideal\": " + std::to_string(r.ideal) +
-                        ", \"versus_1f1b\": " + std::to_string(r.k_stages / flush_rate) + "}");
+                        ", \"versus_1f1b\": " + std::to_string(r.versus_1f1b) +
+                        ", \"of_ceiling\": " + std::to_string(r.of_ceiling) + "}");
     if (!benchmarks::write_json_array(json_path, objects)) return 1;
   }
   return 0;
