@@ -30,6 +30,19 @@ for s in range(e["stages"]):
 assert 0 < e["measured_bubble_fraction"] < 1
 PY
 
+# Untimed: the same losses, and no measured bubble in the summary rather than a false one.
+"$minipipe" train gpt --layers 2 --dim 32 --context 32 --batch-size 8 --steps 2 --eval-interval 2 --sample-length 0 \
+  --stages 2 --micro-batches 4 --schedule 1f1b --log-json untimed.jsonl --untimed > untimed.out 2>&1 ||
+  { cat untimed.out; fail "training --untimed"; }
+python3 - run.jsonl untimed.jsonl <<'PY' || fail "--untimed: other losses, or a measured bubble"
+import json, sys
+timed, untimed = ([json.loads(line) for line in open(path)] for path in sys.argv[1:])
+losses = lambda log: [(e["event"], e["step"], e.get("loss", e.get("validation_loss"))) for e in log if e["event"] in ("step", "eval")]
+assert losses(timed) == losses(untimed) and losses(timed), (losses(timed), losses(untimed))
+assert untimed[-1]["pipeline"]["measured_bubble_fraction"] is None, untimed[-1]["pipeline"]
+assert 0 < timed[-1]["pipeline"]["measured_bubble_fraction"] < 1
+PY
+
 "$minipipe" simulate --stages 2 --micro-batches 4 --schedule 1f1b --compare run.json --timeline both.svg > compare.txt 2>&1 ||
   { cat compare.txt; fail "simulate --compare failed"; }
 grep -q "^step time" compare.txt && grep -q "^bubble" compare.txt || fail "compare: no step time and bubble"

@@ -29,19 +29,25 @@ run() {
     { cat "$work/$name.out"; echo "FAIL: minipipe train $*"; exit 1; }
 }
 
+# Fails unless logs $1 and $2 (names under $work) have the same steps and evaluations, with
+# losses within 1e-4 relative.
+same_losses() {
+  if ! paste <(losses "$work/$1.jsonl") <(losses "$work/$2.jsonl") | awk '
+      { n++; if ($1 != $4 || $2 != $5) { print "misaligned logs: " $0; bad = 1; next }
+        d = $3 - $6; if (d < 0) d = -d; r = $3 < 0 ? -$3 : $3
+        if (d > 1e-4 * r) { print "differs: " $0; bad = 1 } }
+      END { if (n == 0) { print "no losses logged"; bad = 1 } exit bad }'; then
+    echo "FAIL: the losses of $2 differ from those of $1 ($1 left, $2 right)"
+    exit 1
+  fi
+}
+
 # Runs `train "$@"` on the CPU and with --device/--stage-devices from $gpu_args, and compares.
 compare() {
   local name=$1; shift
   run "$name-cpu" "$@" --device cpu
   run "$name-gpu" "$@" $gpu_args --trace "$work/$name.trace.json"
-  if ! paste <(losses "$work/$name-cpu.jsonl") <(losses "$work/$name-gpu.jsonl") | awk '
-      { n++; if ($1 != $4 || $2 != $5) { print "misaligned logs: " $0; bad = 1; next }
-        d = $3 - $6; if (d < 0) d = -d; r = $3 < 0 ? -$3 : $3
-        if (d > 1e-4 * r) { print "differs: " $0; bad = 1 } }
-      END { if (n == 0) { print "no losses logged"; bad = 1 } exit bad }'; then
-    echo "FAIL: $name: the losses on $gpu_args differ from the CPU's (cpu left, gpu right)"
-    exit 1
-  fi
+  same_losses "$name-cpu" "$name-gpu"
   grep -q "peak memory .* on cuda:0" "$work/$name-gpu.out" || { echo "FAIL: $name: no peak memory for cuda:0"; exit 1; }
   grep -q '"ph":"X"' "$work/$name.trace.json" || { echo "FAIL: $name: the trace has no events"; exit 1; }
   echo "ok: $name: $(losses "$work/$name-cpu.jsonl" | wc -l) losses agree with the CPU's on $gpu_args"
@@ -57,3 +63,10 @@ pipeline="--stages 4 --micro-batches 2 --schedule 1f1b"
 gpu_args="--device cuda:0 --stage-devices cuda:0,$second,cpu,$second"
 compare gpt-pipeline "${gpt[@]}" $pipeline
 compare cnn-pipeline "${cnn[@]}" $pipeline
+# Untimed, a GPU stage queues its next instructions while the stream still runs the last:
+# only the stream hand-offs between stages order the work, and the losses must not change.
+run gpt-pipeline-untimed "${gpt[@]}" $pipeline $gpu_args --untimed
+same_losses gpt-pipeline-cpu gpt-pipeline-untimed
+grep -q '"measured_bubble_fraction":null' "$work/gpt-pipeline-untimed.jsonl" ||
+  { echo "FAIL: --untimed still reports a measured bubble"; exit 1; }
+echo "ok: gpt-pipeline-untimed: the losses agree with the CPU's on $gpu_args"

@@ -121,8 +121,12 @@ void add_training_options(CLI::App& command, TrainOptions& o) {
   command.add_option("--status-after", p.status_after, "print where every stage is (its instruction, what it waits for) when "
                      "a step runs longer than this many seconds; 0: never (kill -USR1 asks any time)")
       ->check(CLI::Range(0.0, 1e9))->capture_default_str();
-  command.add_option("--trace", p.trace, "write a Chrome-trace JSON of the last step (opens in Perfetto)")->check(kOutputFile);
-  command.add_option("--timeline", p.timeline, "write an SVG timeline of the last step")->check(kOutputFile);
+  CLI::Option* trace =
+      command.add_option("--trace", p.trace, "write a Chrome-trace JSON of the last step (opens in Perfetto)")->check(kOutputFile);
+  CLI::Option* timeline = command.add_option("--timeline", p.timeline, "write an SVG timeline of the last step")->check(kOutputFile);
+  command.add_flag("--untimed", p.untimed, "do not time each instruction: on a GPU a timed instruction waits for its "
+                   "stream, so a stage cannot queue the next one meanwhile. The summary's measured bubble is then null")
+      ->excludes(trace)->excludes(timeline);
 }
 
 }  // namespace

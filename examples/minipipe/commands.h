@@ -23,6 +23,7 @@ struct PipelineFlags {
   double status_after = 600;          // seconds: print where every stage is when a call runs longer (0: never)
   int threads = 1;                    // CPU kernel threads per stage
   std::string trace, timeline;        // Chrome-trace JSON and SVG of the last step
+  bool untimed = false;               // no per-instruction timing: GPU stages run ahead of their streams
   int data_parallel = 1;              // under mpirun: pipeline replicas, each on a shard of every mini-batch
   double rank_timeout = 600;          // under mpirun: seconds a stage waits for a neighbour before failing (0: forever)
   double link_latency_us = 0;         // an injected link between stages: latency per message,

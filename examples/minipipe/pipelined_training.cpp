@@ -66,7 +66,7 @@ PipelinedTraining::PipelinedTraining(std::shared_ptr<nn::Sequential> model, cons
                                                                            flags.partition, sample)
                                                  : planned_partition(sample);  // may choose fewer stages, replicated
   pipeline::PipelineOptions options{flags_.micro_batches, flags_.schedule, pipeline::parse_recompute(flags_.recompute),
-                                    parse_devices(flags_.stage_devices, flags_.stages, device), seed, true,
+                                    parse_devices(flags_.stage_devices, flags_.stages, device), seed, !flags_.untimed,
                                     flags_.threads};
   if (asynchronous()) options.weights = pipeline::parse_weight_policy(flags_.weights);
   token_slices_ = token_slices(plan, sample);
@@ -239,7 +239,7 @@ std::vector<float> PipelinedTraining::train(const std::vector<datasets::Batch>& 
       peak_weight_versions_[s] = std::max(peak_weight_versions_[s], result.peak_weight_versions[s]);
       peak_stash_bytes_[s] = std::max(peak_stash_bytes_[s], result.peak_stash_bytes[s]);
     }
-    if (!group_) bubble_sum_ += pipeline::summarize(result.trace, pipeline_->workers()).bubble_fraction;
+    if (measures_bubble()) bubble_sum_ += pipeline::summarize(result.trace, pipeline_->workers()).bubble_fraction;
     ++steps_;
     last_trace_ = std::move(result.trace);
     last_trace_origin_us_ = result.trace_origin_us;
@@ -365,8 +365,8 @@ JsonObject PipelinedTraining::summary() const {
       .add_raw("token_slices", json_list(token_slices_))
       .add("threads_per_stage", static_cast<int64_t>(flags_.threads))
       .add_raw("layers_per_stage", json_list(layers))
-      // Across processes each rank sees one stage's events: null, not a false number.
-      .add_raw("measured_bubble_fraction", group_ ? "null" : std::to_string(steps_ ? bubble_sum_ / static_cast<double>(steps_) : 0.0))
+      .add_raw("measured_bubble_fraction",
+               measures_bubble() ? std::to_string(steps_ ? bubble_sum_ / static_cast<double>(steps_) : 0.0) : "null")
       // PipeDream fills and drains once per call of train(), not once per mini-batch; token
       // slices are units of work like micro-batches.
       .add("theoretical_bubble_fraction",

@@ -42,6 +42,9 @@ class PipelinedTraining {
                     pipeline::LossFunction loss, const Tensor& sample_micro_batch, const OptimizerSetup& optimizer,
                     ModelFactory model_factory);
   bool asynchronous() const { return flags_.schedule == "pipedream"; }
+  // The measured bubble needs every stage's timed instructions: not under --untimed, and not
+  // across processes, where each rank sees one stage's events (null, not a false number).
+  bool measures_bubble() const { return !flags_.untimed && !group_; }
   // Mini-batches `first_step`, `first_step` + 1, ... trained, their losses returned: one after
   // another for synchronous schedules, streamed through the pipeline for pipedream.
   std::vector<float> train(const std::vector<datasets::Batch>& batches, int64_t first_step);
