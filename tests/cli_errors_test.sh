@@ -29,6 +29,8 @@ expect_error "--save: '$work' is a folder" "${tiny_gpt[@]}" --save "$work"
 expect_error "--log-json: folder '$work/missing' does not exist" train cnn --steps 1 --log-json "$work/missing/log.jsonl"
 expect_error "--trace: folder '$work/missing' does not exist" "${tiny_gpt[@]}" --stages 2 --trace "$work/missing/t.json"
 expect_error "--timeline: folder '$work/missing' does not exist" simulate --timeline "$work/missing/t.svg"
+expect_error "--token-slices is an option of \`minipipe train gpt\`" train cnn --steps 1 --token-slices 2
+expect_error "--epochs is an option of \`minipipe train cnn\`" "${tiny_gpt[@]}" --epochs=2
 expect_error "--trace excludes --untimed" "${tiny_gpt[@]}" --stages 2 --untimed --trace "$work/t.json"
 expect_error "unknown device 'gpu'" "${tiny_gpt[@]}" --device gpu
 expect_error "into 9 stages" train cnn --steps 1 --stages 9

@@ -279,6 +279,23 @@ bool parse_command_line(int argc, const char* const* argv, CommandLine& parsed, 
 
   try {
     app.parse(argc, argv);
+  } catch (const CLI::ExtrasError& error) {
+    // `train cnn --token-slices 2`: say whose flag it is, not only that it was unexpected.
+    const std::pair<CLI::App*, CLI::App*> given_and_other[] = {{train_cnn_command, train_gpt_command},
+                                                               {train_gpt_command, train_cnn_command}};
+    for (const auto& [given, other] : given_and_other) {
+      if (!*given) continue;
+      for (const std::string& extra : given->remaining()) {
+        const std::string name = extra.substr(0, extra.find('='));
+        if (name.rfind("--", 0) != 0 || !other->get_option_no_throw(name)) continue;
+        err << "minipipe: error: " << name << " is an option of `minipipe train " << other->get_name() << "`, not of `train "
+            << given->get_name() << "` (see `minipipe train " << given->get_name() << " --help`)\n";
+        exit_status = static_cast<int>(CLI::ExitCodes::ExtrasError);
+        return false;
+      }
+    }
+    exit_status = app.exit(error, out, err);
+    return false;
   } catch (const CLI::ParseError& error) {
     exit_status = app.exit(error, out, err);
     return false;
