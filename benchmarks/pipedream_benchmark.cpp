@@ -181,6 +181,7 @@ int main(int argc, char** argv) {
     }
     std::fprintf(stderr, "repeat %d of %d measured\n", r + 1, repeats);
   }
+  auto speedup = [&](size_t c, int r) { return one[c][r] / many[c][r]; };
   auto median_ratio = [&](auto ratio_of_repeat) {
     std::vector<double> ratios;
     for (int r = 0; r < repeats; ++r) ratios.push_back(ratio_of_repeat(r));
@@ -196,13 +197,11 @@ int main(int argc, char** argv) {
     const Config& config = selected[c];
     const double flushed_units = config.weights.empty() ? config.micro_batches_per_update : w.units;
     rows.push_back({config, rows_per_run / benchmarks::median(one[c]), rows_per_run / benchmarks::median(many[c]),
-                    median_ratio([&](int r) { return one[c][r] / many[c][r]; }),
+                    median_ratio([&](int r) { return speedup(c, r); }),
                     config.replicated || config.independent ? stages
                                                             : stages * flushed_units / (flushed_units + stages - 1),
                     median_ratio([&](int r) { return many[flush][r] / many[c][r]; }),
-                    median_ratio([&](int r) {
-                      return (one[c][r] / many[c][r]) / (one[ceiling][r] / many[ceiling][r]);
-                    })});
+                    median_ratio([&](int r) { return speedup(c, r) / speedup(ceiling, r); })});
   }
   std::printf("%-34s %14s %14s %9s %7s %11s %11s\n", "schedule", "1 worker /s", "K workers /s", "speedup", "ideal", "vs 1f1b",
               "of ceiling");

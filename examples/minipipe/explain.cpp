@@ -56,8 +56,7 @@ int explain(const ExplainOptions& o) {
                 cell(t.other_us).c_str());
   }
   std::printf("\nbubble: measured %.3f (the share of stage time not computing), formula %s = %.3f\n", summary.bubble_fraction,
-              run.asynchronous ? "(K-1)/(all micro-batches of the call + K-1)" : run.virtual_stages > 1 ? "(K-1)/(vM+K-1)" : "(K-1)/(M+K-1)",
-              formula);
+              bubble_formula(run), formula);
   return 0;
 }
 

@@ -139,7 +139,7 @@ std::string timeline_section(const RunLog& run, const std::string& trace_path) {
   out += "<table class=\"numbers\"><tr><th></th><th>measured</th><th>predicted</th><th>formula</th></tr>\n";
   out += "<tr><th>step time</th><td>" + format("%.2f ms", was.makespan_us / 1e3) + "</td><td>" + predicted_step + "</td><td></td></tr>\n";
   out += "<tr><th>bubble</th><td>" + format("%.3f", was.bubble_fraction) + "</td><td>" + predicted_bubble + "</td><td>" +
-         format("%.3f", formula) + (run.asynchronous ? "" : std::string(" = (K-1)/(") + (run.virtual_stages > 1 ? "v" : "") + "M+K-1)") +
+         format("%.3f", formula) + (run.asynchronous ? "" : std::string(" = ") + bubble_formula(run)) +
          "</td></tr>\n</table>\n";
   out += "<h3>Where each stage's time went</h3>\n<table class=\"numbers\"><tr><th></th><th>compute</th><th>waiting for "
          "activations</th><th>waiting for gradients</th><th>idle at fill and flush</th><th>other</th></tr>\n";

@@ -74,4 +74,9 @@ RunLog read_run_log(const std::string& path) {
   return log;
 }
 
+const char* bubble_formula(const RunLog& run) {
+  if (run.asynchronous) return "(K-1)/(all micro-batches of the call + K-1)";
+  return run.virtual_stages > 1 ? "(K-1)/(vM+K-1)" : "(K-1)/(M+K-1)";
+}
+
 }  // namespace minipipe::cli

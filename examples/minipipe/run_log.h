@@ -23,6 +23,8 @@ struct RunLog {
   // PipeDream fills and drains once per streamed call, not once per mini-batch.
   double formula_bubble = 0;
 };
+// The formula behind RunLog::formula_bubble, as explain and report print it.
+const char* bubble_formula(const RunLog& run);
 
 // Throws, naming the file, when it cannot be read or has no summary line (the run did not finish).
 RunLog read_run_log(const std::string& path);
