@@ -30,6 +30,6 @@ for target in safetensors idx cifar csv text cli trace; do
     seed=$((seed + 1))
   done
   distinct=$(ls "$crashes_dir/$target" | wc -l)
-  printf '%-12s %12d %9.1f %9d %10d\n' "$target" "$done_runs" "$(echo "$(date +%s.%N) - $start" | bc)" "$crashes" "$distinct"
+  printf '%-12s %12d %9.1f %9d %10d\n' "$target" "$done_runs" "$(python3 -c 'import sys, time; print(time.time() - float(sys.argv[1]))' "$start")" "$crashes" "$distinct"
 done
 exit $status

@@ -6,8 +6,9 @@ set -euo pipefail
 # Open MPI (libopenmpi-dev, openmpi-bin): pipelines across processes under mpirun.
 packages=(meson ninja-build g++ pkg-config python3 zlib1g-dev libeigen3-dev libgtest-dev libgmock-dev libcli11-dev
           libopenmpi-dev openmpi-bin)
-# chromium-headless-shell: the test that opens `minipipe report`'s page and screenshots it.
-if [ "${1:-}" = "--tests" ]; then packages+=(chromium-headless-shell); fi
+# Only the tests use: chromium-headless-shell (the test that opens `minipipe report`'s page and
+# screenshots it) and procps (pgrep, with which the MPI test finds one rank to interrupt).
+if [ "${1:-}" = "--tests" ]; then packages+=(chromium-headless-shell procps); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -3,6 +3,10 @@
 
 GoogleTest suites contribute one count per case (from meson's JUnit file); other tests,
 and a suite that crashed before writing its report, count as one case each.
+
+With --times, first prints each build's budget: its setup, compile and test wall time
+(scripts/test.sh records the phases in meson-logs/phase-seconds.txt) and its ten slowest
+tests, which is what decides what runs where (.ci/run).
 """
 import json
 import sys
@@ -47,9 +51,29 @@ def summarize(build_dir: Path) -> tuple[int, int, int]:
     return passed, failed, skipped
 
 
+def print_times(build_dir: Path, slowest: int = 10) -> None:
+    """The build's phases and its slowest tests, in seconds."""
+    logs = build_dir / "meson-logs"
+    results = [json.loads(line) for line in (logs / "testlog.json").read_text().splitlines()]
+    phases = logs / "phase-seconds.txt"  # lines "phase seconds", written by scripts/test.sh
+    spans = [(r["starttime"], r["starttime"] + r["duration"]) for r in results if "starttime" in r]
+    parts = phases.read_text().split() if phases.exists() else []
+    recorded = dict(zip(parts[0::2], (float(x) for x in parts[1::2])))
+    if spans and "test" not in recorded:
+        recorded["test"] = max(end for _, end in spans) - min(start for start, _ in spans)
+    budget = ", ".join(f"{phase} {seconds:.0f} s" for phase, seconds in recorded.items())
+    print(f"{build_dir}: {budget}, total {sum(recorded.values()):.0f} s; slowest tests:")
+    for r in sorted(results, key=lambda r: -r["duration"])[:slowest]:
+        print(f"  {r['duration']:7.1f} s  {r['name']} ({r['result']})")
+
+
 if __name__ == "__main__":
     total = [0, 0, 0]
-    for directory in sys.argv[1:]:
+    directories = [a for a in sys.argv[1:] if a != "--times"]
+    if "--times" in sys.argv[1:]:
+        for directory in directories:
+            print_times(Path(directory))
+    for directory in directories:
         for i, n in enumerate(summarize(Path(directory))):
             total[i] += n
     print(f"{total[0]} passed, {total[1]} failed, {total[2]} skipped")
