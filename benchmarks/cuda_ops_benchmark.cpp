@@ -23,7 +23,7 @@
 #include "autograd/matmul.h"
 #include "autograd/node.h"
 #include "autograd/normalization.h"
-#include "autograd/optimizer_steps.h"
+#include "nn/optim/optimizer_steps.h"
 #include "autograd/reduction.h"
 #include "autograd/softmax.h"
 #include "kernels/cuda/runtime.h"

@@ -13,7 +13,7 @@
 #include "autograd/elementwise.h"
 #include "autograd/matmul.h"
 #include "autograd/node.h"
-#include "autograd/optimizer_steps.h"
+#include "nn/optim/optimizer_steps.h"
 #include "autograd/reduction.h"
 #include "tensor/factories.h"
 

@@ -1,5 +1,7 @@
 #pragma once
 // A device is `cpu` or `cuda:i`. Parsing and printing use the same spelling as PyTorch.
+// It lives in kernels/, the bottom layer, because the kernel dispatch (kernels/dispatch.h)
+// chooses a backend by it; tensor/ and everything above use the same type.
 #include <string>
 
 namespace minipipe {

@@ -7,8 +7,8 @@
 #include <memory>
 
 #include "kernels/cpu/elementwise.h"
+#include "kernels/device.h"
 #include "kernels/window2d.h"
-#include "tensor/device.h"
 
 namespace minipipe::kernels {
 

@@ -293,6 +293,31 @@ Schedule zero_bubble_schedule(const std::string& name, int stages, int micro_bat
   return s;
 }
 
+const std::vector<ScheduleName>& schedule_names() {
+  static const std::vector<ScheduleName> names{
+      {"gpipe", "all forwards, then all backwards (GPipe; with token slices, TeraPipe's order)"},
+      {"1f1b", "one forward, one backward, with a flush per mini-batch (PipeDream-Flush)"},
+      {"interleaved", "1F1B over --virtual-stages model chunks per stage (Megatron's interleaving)"},
+      {"zb-h1", "zero bubble: backwards split into B and W, 1F1B's memory until B"},
+      {"zb-h2", "zero bubble with up to twice 1F1B's micro-batches in flight"},
+      {"pipedream", "asynchronous 1F1B, no flush between mini-batches (see --weights)"},
+  };
+  return names;
+}
+
+std::vector<std::string> schedule_name_list() {
+  std::vector<std::string> list;
+  for (const ScheduleName& s : schedule_names()) list.push_back(s.name);
+  return list;
+}
+
+std::string schedule_names_text() {
+  const std::vector<std::string> list = schedule_name_list();
+  std::string text;
+  for (size_t i = 0; i < list.size(); ++i) text += (i == 0 ? "" : i + 1 == list.size() ? " or " : ", ") + list[i];
+  return text;
+}
+
 Schedule make_schedule(const std::string& name, int stages, int micro_batches, int token_slices, int virtual_stages) {
   const bool interleaved = name == "interleaved";
   if (virtual_stages != 1 && !interleaved)
@@ -310,7 +335,7 @@ Schedule make_schedule(const std::string& name, int stages, int micro_batches, i
   if (name == "pipedream")
     throw std::invalid_argument("the pipedream schedule is asynchronous: build it with pipedream_schedule(), which needs "
                                 "the weight policy and the micro-batches per update");
-  throw std::invalid_argument("unknown schedule '" + name + "': use gpipe, 1f1b, interleaved, zb-h1, zb-h2 or pipedream");
+  throw std::invalid_argument("unknown schedule '" + name + "': use " + schedule_names_text());
 }
 
 void add_communication(Schedule& schedule) {

@@ -149,6 +149,16 @@ Schedule zero_bubble_schedule(const std::string& name, int stages, int micro_bat
 // Interleaved 1F1B (Narayanan et al. SC 2021, section 2.2, figure 4): each stage holds v
 // chunks; see the figure in schedule.cpp. M must be a multiple of K.
 Schedule interleaved_schedule(int stages, int micro_batches, int virtual_stages);
+// Every schedule by the name --schedule takes, with what it is in one line: the one list that
+// the command line's checks and help and make_schedule's errors read.
+struct ScheduleName {
+  const char* name;
+  const char* summary;
+};
+const std::vector<ScheduleName>& schedule_names();
+std::vector<std::string> schedule_name_list();  // the names alone, in order
+std::string schedule_names_text();               // "gpipe, 1f1b, ..., or pipedream"
+
 // By name: "gpipe", "1f1b", "interleaved", "zb-h1" or "zb-h2" (synchronous; interleaved
 // needs virtual_stages >= 2, the others 1); "pipedream" is built by pipedream_schedule().
 Schedule make_schedule(const std::string& name, int stages, int micro_batches, int token_slices = 1, int virtual_stages = 1);

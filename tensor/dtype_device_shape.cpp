@@ -1,7 +1,6 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "tensor/device.h"
 #include "tensor/dtype.h"
 #include "tensor/shape.h"
 
@@ -14,22 +13,6 @@ const char* dtype_name(DType dtype) {
     case DType::BFloat16: return "bfloat16";
   }
   return "unknown";
-}
-
-Device Device::parse(const std::string& text) {
-  if (text == "cpu") return cpu();
-  if (text == "cuda") return cuda(0);
-  if (text.rfind("cuda:", 0) == 0 && text.size() > 5) {
-    const std::string digits = text.substr(5);
-    if (digits.find_first_not_of("0123456789") == std::string::npos && digits.size() < 4)
-      return cuda(std::stoi(digits));
-  }
-  throw std::invalid_argument("unknown device '" + text +
-                              "': use 'cpu', 'cuda' or 'cuda:N' (N = GPU index)");
-}
-
-std::string Device::str() const {
-  return is_cpu() ? "cpu" : "cuda:" + std::to_string(index);
 }
 
 int64_t shape_numel(const Shape& shape) {

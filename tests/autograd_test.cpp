@@ -10,7 +10,7 @@
 #include "autograd/engine.h"
 #include "autograd/matmul.h"
 #include "autograd/node.h"
-#include "autograd/optimizer_steps.h"
+#include "nn/optim/optimizer_steps.h"
 #include "autograd/random_ops.h"
 #include "autograd/reduction.h"
 #include "autograd/softmax.h"

@@ -64,6 +64,18 @@ expect_error "exceeds the 16 tokens of a sequence: use at most 16" "${tiny_gpt[@
 expect_error "not pipedream" "${tiny_gpt[@]}" --stages 2 --schedule pipedream --token-slices 2
 expect_error "--token-slices" train cnn --steps 1 --token-slices 2
 expect_error "pipedream is asynchronous and does not slice" simulate --schedule pipedream --token-slices 2
+expect_error "--sample-length: must be a number of bytes from 0 to 1000000 (0: no sample), got '-5'" \
+  train gpt --steps 1 --sample-length -5
+expect_error "--sample-length: must be a number of bytes from 0 to 1000000" train gpt --sample-length 99999999999
+expect_error "--length: must be a number of bytes from 1 to 1000000, got '0'" sample gpt --checkpoint "$0" --length 0
+
+# --schedule's help names every schedule that make_schedule knows, one line each.
+for command in "train gpt" "train cnn" simulate; do
+  help=$("$minipipe" $command --help 2>&1)
+  for schedule in gpipe 1f1b interleaved zb-h1 zb-h2 pipedream; do
+    [[ "$help" == *"  $schedule: "* ]] || { echo "FAIL: minipipe $command --help does not list $schedule"; failures=$((failures + 1)); }
+  done
+done
 
 # A path in the working folder, without a folder part, is fine.
 (cd "$work" && "$minipipe" "${tiny_gpt[@]}" --save gpt.safetensors > /dev/null 2>&1) && [ -f "$work/gpt.safetensors" ] ||

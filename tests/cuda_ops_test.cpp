@@ -16,7 +16,7 @@
 #include "autograd/embedding.h"
 #include "autograd/matmul.h"
 #include "autograd/normalization.h"
-#include "autograd/optimizer_steps.h"
+#include "nn/optim/optimizer_steps.h"
 #include "autograd/random_ops.h"
 #include "autograd/reduction.h"
 #include "autograd/shape_ops.h"

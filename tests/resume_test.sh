@@ -68,9 +68,9 @@ echo "ok: a checkpoint written by minipipe d006953 resumes with that version's l
 check_interrupted() {
   local name=gpt-interrupted
   local run=(gpt --steps 100000 --batch-size 4 --dim 16 --layers 1 --heads 2 --context 16 --stages 2 --micro-batches 2
-             --sample-length 0)
+             --sample-length 0 --eval-interval 100000)
   set -m
-  "$minipipe" train "${run[@]}" --save "$work/$name.safetensors" --log-json "$work/$name-parts.jsonl" >/dev/null 2>&1 &
+  "$minipipe" train "${run[@]}" --save "$work/$name.safetensors" --log-json "$work/$name-parts.jsonl" >"$work/$name.out" 2>&1 &
   local pid=$! waited=0
   set +m
   until [ "$(losses "$work/$name-parts.jsonl" 2>/dev/null | wc -l)" -ge 20 ]; do
@@ -83,6 +83,9 @@ check_interrupted() {
   local status=0
   wait $pid || status=$?
   [ $status -eq 130 ] || { echo "FAIL: $name: exit status $status after Ctrl-C, expected 130"; exit 1; }
+  # Stopped before its first evaluation: the closing line says so, not "validation loss nan".
+  grep -q "no evaluation ran" "$work/$name.out" && ! grep -q "loss nan" "$work/$name.out" ||
+    { cat "$work/$name.out"; echo "FAIL: $name: the closing line does not say that no evaluation ran"; exit 1; }
   local stopped_at
   stopped_at=$(losses "$work/$name-parts.jsonl" | wc -l)
   "$minipipe" train "${run[@]}" --resume "$work/$name.safetensors" --stop-after 5 --log-json "$work/$name-parts.jsonl" >/dev/null 2>&1

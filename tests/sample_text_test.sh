@@ -41,3 +41,22 @@ check_printable "sample gpt" "$work/sample.txt"
 [[ "$(head -n 1 "$work/sample.txt")" == "$expected"* ]] ||
   { echo "FAIL: sample gpt: the prompt was printed as '$(head -n 1 "$work/sample.txt")', expected '$expected' first"; exit 1; }
 echo "ok: sample gpt: the prompt's tab, backslash and well-formed characters are kept, the rest escaped"
+
+# SIGTERM while `train gpt` draws its closing sample ends the sample where it is (exit 143),
+# rather than waiting for the million bytes asked for. Job control (set -m) starts the run
+# with the signals not ignored, as a run in a terminal would be.
+set -m
+"$minipipe" train gpt --steps 1 "${tiny[@]}" --sample-length 1000000 --log-json "$work/long.jsonl" > "$work/long.txt" 2>&1 &
+pid=$!
+set +m
+for _ in $(seq 300); do grep -q '"event":"summary"' "$work/long.jsonl" 2>/dev/null && break; sleep 0.1; done
+sleep 0.5  # into the sampling
+kill -TERM $pid
+for _ in $(seq 100); do kill -0 $pid 2>/dev/null && sleep 0.1; done
+if kill -0 $pid 2>/dev/null; then kill -KILL $pid; echo "FAIL: train gpt still sampling 10 s after SIGTERM"; exit 1; fi
+status=0
+wait $pid || status=$?
+[ $status -eq 143 ] || { cat "$work/long.txt"; echo "FAIL: exit status $status after SIGTERM while sampling, expected 143"; exit 1; }
+grep -q "sampling stopped by a signal after [0-9]* bytes" "$work/long.txt" ||
+  { cat "$work/long.txt"; echo "FAIL: no note that sampling was stopped"; exit 1; }
+echo "ok: SIGTERM while sampling: $(grep -o 'sampling stopped by a signal after [0-9]* bytes' "$work/long.txt"), exit 143"

@@ -11,6 +11,7 @@
 
 #include "kernels/cpu/threads.h"
 #include "nn/json_reader.h"
+#include "pipeline/schedule.h"
 
 namespace minipipe::cli {
 
@@ -35,6 +36,21 @@ const CLI::Validator kWholeNumber(
     },
     "WHOLE");
 
+// Bytes of text to sample: sampling runs one forward pass per byte, so a length beyond this
+// would run for hours (and a negative one is a mistake, not "none").
+constexpr int64_t kMostSampleBytes = 1000000;
+CLI::Validator sample_length(int64_t least) {
+  return CLI::Validator(
+      [least](std::string& value) {
+        const bool digits = !value.empty() && value.find_first_not_of("0123456789") == std::string::npos;
+        if (digits && value.size() <= 7 && std::stoll(value) >= least && std::stoll(value) <= kMostSampleBytes)
+          return std::string();
+        return "must be a number of bytes from " + std::to_string(least) + " to " + std::to_string(kMostSampleBytes) +
+               (least == 0 ? " (0: no sample)" : "") + ", got '" + value + "'";
+      },
+      "BYTES");
+}
+
 // --token-slices: a count of at least 1, or auto.
 const CLI::Validator kSliceCount(
     [](std::string& value) {
@@ -58,6 +74,13 @@ const CLI::Validator kOutputFile(
       return std::string();
     },
     "FILE");
+
+// --schedule's help: every schedule, one line each.
+std::string schedule_help() {
+  std::string help = "the schedule:";
+  for (const pipeline::ScheduleName& s : pipeline::schedule_names()) help += std::string("\n  ") + s.name + ": " + s.summary;
+  return help;
+}
 
 void add_training_options(CLI::App& command, TrainOptions& o) {
   command.add_option("--device", o.device, "cpu or cuda:N")->capture_default_str();
@@ -94,9 +117,8 @@ void add_training_options(CLI::App& command, TrainOptions& o) {
   command.add_option("--link-gbps", p.link_gbps, "and limit each direction between two stages to this bandwidth (gigabits/s)")
       ->check(CLI::Range(0.0, 1e6));
   command.add_option("--micro-batches", p.micro_batches, "micro-batches M per mini-batch (pipedream: per update)")->check(kPositive)->capture_default_str();
-  command.add_option("--schedule", p.schedule, "gpipe, 1f1b, interleaved (1F1B over --virtual-stages chunks per stage), or "
-                     "pipedream (asynchronous: no flush between mini-batches)")
-      ->check(CLI::IsMember({"gpipe", "1f1b", "interleaved", "zb-h1", "zb-h2", "pipedream"}))->capture_default_str();
+  command.add_option("--schedule", p.schedule, schedule_help())
+      ->check(CLI::IsMember(pipeline::schedule_name_list()))->capture_default_str();
   command.add_option("--virtual-stages", p.virtual_stages, "interleaved: model chunks per stage v (the model is cut into "
                      "stages x v pieces, placed round-robin; M must be a multiple of --stages)")
       ->check(kPositive)->capture_default_str();
@@ -162,7 +184,8 @@ bool parse_command_line(int argc, const char* const* argv, CommandLine& parsed, 
   train_gpt_command->add_flag("--tie-embeddings", gpt.tie_embeddings,
                               "the head's projection reuses the token embedding (GPT-2); on different stages, their "
                               "gradients are summed before each step");
-  train_gpt_command->add_option("--sample-length", gpt.sample_length, "bytes of text to print after training")->capture_default_str();
+  train_gpt_command->add_option("--sample-length", gpt.sample_length, "bytes of text to print after training (0: none)")
+      ->check(sample_length(0))->capture_default_str();
   train_gpt_command->add_option("--token-slices", gpt.pipeline.token_slices,
                                 "TeraPipe: cut each sequence into N equal token slices that flow through the stages like "
                                 "micro-batches, or auto (slices chosen by TeraPipe's planner on timings of the stages)")
@@ -185,7 +208,7 @@ bool parse_command_line(int argc, const char* const* argv, CommandLine& parsed, 
   CLI::App* sample_gpt_command = sample->add_subcommand("gpt", "text from a checkpoint of `train gpt --save`");
   sample_gpt_command->add_option("--checkpoint", sample_options.checkpoint, "checkpoint file")->required()->check(CLI::ExistingFile);
   sample_gpt_command->add_option("--prompt", sample_options.prompt, "text to continue")->capture_default_str();
-  sample_gpt_command->add_option("--length", sample_options.length, "bytes to generate")->check(kPositive)->capture_default_str();
+  sample_gpt_command->add_option("--length", sample_options.length, "bytes to generate")->check(sample_length(1))->capture_default_str();
   sample_gpt_command->add_option("--temperature", sample_options.temperature, "softmax temperature")->check(kPositive)->capture_default_str();
   sample_gpt_command->add_option("--seed", sample_options.seed, "seed of the draws")->check(kWholeNumber)
       ->capture_default_str();
@@ -196,8 +219,8 @@ bool parse_command_line(int argc, const char* const* argv, CommandLine& parsed, 
   CLI::App* simulate_command = app.add_subcommand("simulate", "time a schedule with a cost model (no training)");
   simulate_command->add_option("--stages", sim.stages, "stages K")->check(kPositive)->capture_default_str();
   simulate_command->add_option("--micro-batches", sim.micro_batches, "micro-batches M")->check(kPositive)->capture_default_str();
-  simulate_command->add_option("--schedule", sim.schedule, "gpipe, 1f1b, interleaved (see --virtual-stages) or pipedream (asynchronous)")
-      ->check(CLI::IsMember({"gpipe", "1f1b", "interleaved", "zb-h1", "zb-h2", "pipedream"}))->capture_default_str();
+  simulate_command->add_option("--schedule", sim.schedule, schedule_help())
+      ->check(CLI::IsMember(pipeline::schedule_name_list()))->capture_default_str();
   simulate_command->add_option("--virtual-stages", sim.virtual_stages, "interleaved: model chunks per stage v (each costs 1/v of "
                                "--forward-cost and --backward-cost)")->check(kPositive)->capture_default_str();
   simulate_command->add_option("--weights", sim.weights, "pipedream's weight policy: stash (default), vertical-sync, none or 2bw")

@@ -15,14 +15,15 @@
 namespace minipipe::cli {
 
 std::string generate_text(nn::Module& model, const ModelForward& forward, const nn::GPTConfig& config,
-                          const std::string& prompt, int64_t length, float temperature, uint64_t seed) {
+                          const std::string& prompt, int64_t length, float temperature, uint64_t seed,
+                          const std::function<bool()>& stop_requested) {
   if (!(temperature > 0.0f)) throw std::invalid_argument("temperature must be positive, got " + std::to_string(temperature));
   NoGradGuard no_grad;
   model.eval();
   std::vector<int32_t> tokens;
   for (unsigned char c : prompt.empty() ? std::string("\n") : prompt) tokens.push_back(c);
   std::string text = prompt;
-  for (int64_t i = 0; i < length; ++i) {
+  for (int64_t i = 0; i < length && !(stop_requested && stop_requested()); ++i) {
     const int64_t window = std::min<int64_t>(static_cast<int64_t>(tokens.size()), config.context);
     const std::vector<int32_t> recent(tokens.end() - window, tokens.end());
     const Tensor logits = forward(from_int_vector(recent, {1, window}));

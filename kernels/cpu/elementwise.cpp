@@ -7,30 +7,19 @@
 
 #include "kernels/cpu/fast_math.h"
 #include "kernels/cpu/threads.h"
+#include "kernels/gelu.h"
 
 namespace minipipe::kernels::cpu {
 
 namespace {
 
-// GELU, tanh form (Hendrycks & Gimpel 2016): 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3).
-// Since 0.5 (1 + tanh(u)) = sigmoid(2u), this is x sigmoid(2u): one exp and one division,
-// without tanh's small-argument series and its selects.
-constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2/pi)
-constexpr float kGeluCubic = 0.044715f;
-
-inline float gelu_gate(float x) {  // sigmoid(2u)
-  const float two_u = 2.0f * kGeluScale * (x + kGeluCubic * x * x * x);
-  return 1.0f / (1.0f + fast_exp(-two_u));
-}
-
-inline float gelu(float x) { return x * gelu_gate(x); }
-
-inline float gelu_derivative(float x) {
-  // d/dx [x s(2u)] = s + x s (1 - s) d(2u)/dx
-  const float s = gelu_gate(x);
-  const float d_two_u = 2.0f * kGeluScale * (1.0f + 3.0f * kGeluCubic * x * x);
-  return s + x * s * (1.0f - s) * d_two_u;
-}
+// GELU's formula, written once for both backends (kernels/gelu.h), with the vectorisable exp.
+// A function object, not a function pointer, so that the loops stay inlined and vectorised.
+struct FastExp {
+  float operator()(float x) const { return fast_exp(x); }
+};
+inline float gelu(float x) { return kernels::gelu(x, FastExp{}); }
+inline float gelu_derivative(float x) { return kernels::gelu_derivative(x, FastExp{}); }
 
 inline float sigmoid(float x) { return 1.0f / (1.0f + fast_exp(-x)); }
 

@@ -3,19 +3,16 @@
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/launch.cuh"
+#include "kernels/gelu.h"
 
 namespace minipipe::kernels::cuda {
 
 namespace {
 
-// GELU, tanh form, written as x sigmoid(2u) as on the CPU (kernels/cpu/elementwise.cpp).
-constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2/pi)
-constexpr float kGeluCubic = 0.044715f;
-
-__device__ float gelu_gate(float x) {
-  const float two_u = 2.0f * kGeluScale * (x + kGeluCubic * x * x * x);
-  return 1.0f / (1.0f + expf(-two_u));
-}
+// GELU's formula, written once for both backends (kernels/gelu.h).
+struct DeviceExp {
+  __device__ float operator()(float x) const { return expf(x); }
+};
 
 __device__ float apply(UnaryOp op, float v, float parameter) {
   switch (op) {
@@ -24,7 +21,7 @@ __device__ float apply(UnaryOp op, float v, float parameter) {
     case UnaryOp::Log: return logf(v);
     case UnaryOp::Sqrt: return sqrtf(v);
     case UnaryOp::Relu: return v > 0.0f ? v : 0.0f;
-    case UnaryOp::Gelu: return v * gelu_gate(v);
+    case UnaryOp::Gelu: return gelu(v, DeviceExp{});
     case UnaryOp::Tanh: return tanhf(v);
     case UnaryOp::Sigmoid: return 1.0f / (1.0f + expf(-v));
     case UnaryOp::Pow: return powf(v, parameter);
@@ -43,11 +40,7 @@ __device__ float derivative(UnaryOp op, const float* x, const float* y, int64_t 
     case UnaryOp::Log: return 1.0f / x[i];
     case UnaryOp::Sqrt: return 0.5f / y[i];
     case UnaryOp::Relu: return x[i] > 0.0f ? 1.0f : 0.0f;
-    case UnaryOp::Gelu: {
-      const float u = x[i], s = gelu_gate(u);
-      const float d_two_u = 2.0f * kGeluScale * (1.0f + 3.0f * kGeluCubic * u * u);
-      return s + u * s * (1.0f - s) * d_two_u;
-    }
+    case UnaryOp::Gelu: return gelu_derivative(x[i], DeviceExp{});
     case UnaryOp::Tanh: return 1.0f - y[i] * y[i];
     case UnaryOp::Sigmoid: return y[i] * (1.0f - y[i]);
     case UnaryOp::Pow: return parameter * powf(x[i], parameter - 1.0f);

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "autograd/optimizer_steps.h"
+#include "nn/optim/optimizer_steps.h"
 #include "nn/module.h"
 
 namespace minipipe::nn {

@@ -1,6 +1,6 @@
 #pragma once
 // The options of minipipe's optimizers (nn/optim/optimizer.h), beside them in minipipe::nn;
-// the in-place update functions (autograd/optimizer_steps.h) take them too.
+// the in-place update functions (nn/optim/optimizer_steps.h) take them too.
 namespace minipipe::nn {
 
 struct SgdOptions {

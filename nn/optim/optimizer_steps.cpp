@@ -1,4 +1,4 @@
-#include "autograd/optimizer_steps.h"
+#include "nn/optim/optimizer_steps.h"
 
 #include <stdexcept>
 

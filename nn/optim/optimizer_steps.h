@@ -1,5 +1,7 @@
 #pragma once
-// In-place optimizer updates on one parameter tensor; nn/optim builds optimizers on them.
+// In-place optimizer updates on one parameter tensor, the optimizers' (nn/optim/optimizer.h)
+// building blocks. They sit in nn/ because their options are nn's; autograd/ needs nothing
+// from nn/.
 #include <cstdint>
 
 #include "nn/optim/optimizer_options.h"
