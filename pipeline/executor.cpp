@@ -55,29 +55,67 @@ PipelineError::PipelineError(int stage_, Instruction instruction_, const std::st
                          (instruction_.chunk > 0 ? ", chunk " + std::to_string(instruction_.chunk) : "") + ": " + what),
       stage(stage_), replica(std::max(replica_, 0)), instruction(instruction_) {}
 
-Pipeline::Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, PipelineOptions options, LossFunction loss)
-    : model_(std::move(model)), plan_(std::move(plan)), options_(std::move(options)), loss_(std::move(loss)) {
-  const int token_slices = options_.token_slices.empty() ? 1 : static_cast<int>(options_.token_slices.size());
-  const int chunks = options_.virtual_stages;
-  if (chunks < 1 || plan_.stages() % chunks != 0)
+namespace {
+Schedule synchronous_only(Schedule schedule) {
+  if (schedule.asynchronous())
+    throw std::invalid_argument("pipeline: schedule '" + schedule.name + "' is asynchronous; build pipedream by name "
+                                "(options.schedule), since its programs follow each run_async call's mini-batches");
+  return schedule;
+}
+}  // namespace
+
+Schedule Pipeline::schedule_named_by(const StagePlan& plan, const PipelineOptions& options) {
+  const int token_slices = options.token_slices.empty() ? 1 : static_cast<int>(options.token_slices.size());
+  const int chunks = options.virtual_stages;
+  if (chunks < 1 || plan.stages() % chunks != 0)
     throw std::invalid_argument("pipeline: " + std::to_string(chunks) + " virtual stages per stage need a plan of a multiple of " +
-                                std::to_string(chunks) + " pieces; the plan has " + std::to_string(plan_.stages()) +
+                                std::to_string(chunks) + " pieces; the plan has " + std::to_string(plan.stages()) +
                                 " (cut the model into stages x virtual stages)");
-  if (!options_.replicas.empty() && options_.schedule != "pipedream")
-    throw std::invalid_argument("pipeline: replicated stages run under the pipedream schedule, not " + options_.schedule +
+  if (!options.replicas.empty() && options.schedule != "pipedream")
+    throw std::invalid_argument("pipeline: replicated stages run under the pipedream schedule, not " + options.schedule +
                                 " (or give every stage one replica)");
-  if (options_.schedule == "pipedream") {  // the program's length follows each run_async's mini-batches
+  if (options.schedule == "pipedream") {  // the program's length follows each run_async's mini-batches
     if (token_slices > 1)
       throw std::invalid_argument("pipeline: token slices run with the synchronous schedules (gpipe, 1f1b), not pipedream");
-    schedule_ = make_pipedream_schedule(round_robin_groups(options_.replicas) * options_.micro_batches);
-  } else {
-    schedule_ = make_schedule(options_.schedule, plan_.stages() / chunks, options_.micro_batches, token_slices, chunks);
+    // plan's pieces are the stages: pipedream does not interleave (the validator says so).
+    return pipedream_schedule(plan.stages(), round_robin_groups(options.replicas) * options.micro_batches,
+                              options.micro_batches, options.weights, options.replicas);
   }
+  return make_schedule(options.schedule, plan.stages() / chunks, options.micro_batches, token_slices, chunks);
+}
+
+Pipeline::Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, PipelineOptions options, LossFunction loss)
+    : Pipeline(FromOptions{}, std::move(model), plan, schedule_named_by(plan, options), options, std::move(loss)) {}
+
+Pipeline::Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, Schedule schedule, PipelineOptions options,
+                   LossFunction loss)
+    : Pipeline(FromOptions{}, std::move(model), std::move(plan), synchronous_only(std::move(schedule)), std::move(options),
+               std::move(loss)) {}
+
+Pipeline::Pipeline(FromOptions, std::shared_ptr<nn::Sequential> model, StagePlan plan, Schedule schedule,
+                   PipelineOptions options, LossFunction loss)
+    : model_(std::move(model)), plan_(std::move(plan)), options_(std::move(options)), loss_(std::move(loss)),
+      schedule_(std::move(schedule)) {
+  validate(schedule_);  // before anything runs
+  // The schedule decides what the options would have named.
+  if (plan_.stages() != schedule_.pieces())
+    throw std::invalid_argument("pipeline: schedule '" + schedule_.name + "' runs " + std::to_string(schedule_.pieces()) +
+                                " pieces of the model (" + std::to_string(schedule_.stages) + " stages x " +
+                                std::to_string(schedule_.virtual_stages) + " virtual stages), but the plan cuts it into " +
+                                std::to_string(plan_.stages()));
+  const int token_slices = options_.token_slices.empty() ? 1 : static_cast<int>(options_.token_slices.size());
+  if (token_slices != schedule_.token_slices)
+    throw std::invalid_argument("pipeline: schedule '" + schedule_.name + "' cuts sequences into " +
+                                std::to_string(schedule_.token_slices) + " token slices, but options.token_slices gives " +
+                                std::to_string(token_slices) + " (give the length of each slice)");
+  options_.schedule = schedule_.name;
+  options_.virtual_stages = schedule_.virtual_stages;
+  if (!schedule_.asynchronous()) options_.micro_batches = schedule_.micro_batches;
+  const int chunks = options_.virtual_stages;
   weight_versions_.assign(stages(), 0);
   if (!options_.token_slices.empty())
     check_token_slices(options_.token_slices,
                        std::accumulate(options_.token_slices.begin(), options_.token_slices.end(), int64_t{0}));
-  validate(schedule_);  // before anything runs
   if (options_.kernel_threads < 1 || options_.kernel_threads > kernels::cpu::kMaxKernelThreads)
     throw std::invalid_argument("pipeline: kernel_threads is " + std::to_string(options_.kernel_threads) +
                                 "; give each stage between 1 and " + std::to_string(kernels::cpu::kMaxKernelThreads));
@@ -100,7 +138,6 @@ Pipeline::Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, Pipeli
 }
 
 Schedule Pipeline::make_pipedream_schedule(int micro_batches) const {
-  // plan_'s pieces are the stages: pipedream does not interleave (the validator says so).
   return pipedream_schedule(plan_.stages(), micro_batches, options_.micro_batches, options_.weights, options_.replicas);
 }
 

@@ -112,7 +112,17 @@ class PipelineError : public std::runtime_error {
 
 class Pipeline {
  public:
+  // The schedule named by options.schedule, built for the plan's stages and options'
+  // micro-batches, virtual stages, token slices and (pipedream) weights and replicas.
   Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, PipelineOptions options, LossFunction loss);
+  // A schedule given as a value: generated (make_schedule), or written out by hand. It is
+  // validated first (validate() throws ScheduleError naming what is wrong), and it sets what
+  // options.schedule, micro_batches and virtual_stages would: the plan must cut the model into
+  // schedule.pieces() pieces, and a token-sliced schedule needs options.token_slices' lengths,
+  // one per slice. Synchronous schedules only: pipedream's programs follow the mini-batches of
+  // each run_async call, so that one is built by name.
+  Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, Schedule schedule, PipelineOptions options,
+           LossFunction loss);
 
   // Forward and backward of every micro-batch of `batch`, as the schedule orders them;
   // gradients accumulate in the parameters' .grad over the micro-batches. OptimizerStep
@@ -183,6 +193,11 @@ class Pipeline {
   struct StageRecord;  // what a stage's thread reports of one run
 
  private:
+  struct FromOptions {};  // the two public constructors' shared part
+  Pipeline(FromOptions, std::shared_ptr<nn::Sequential> model, StagePlan plan, Schedule schedule, PipelineOptions options,
+           LossFunction loss);
+  // The schedule options.schedule names, for a plan of the given pieces.
+  static Schedule schedule_named_by(const StagePlan& plan, const PipelineOptions& options);
   // Cuts `batch` into options.micro_batches units of training step `step`.
   void add_micro_batches(const datasets::Batch& batch, uint64_t step, std::vector<WorkUnit>& units) const;
   StepResult run_units(const std::vector<WorkUnit>& units);

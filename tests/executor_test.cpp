@@ -47,6 +47,48 @@ TEST(Executor, SameLossesAndWeightsBitForBitForAnyStagesScheduleAndRecompute) {
                          "K=" + std::to_string(stages) + " " + schedule + " recompute " + recompute_name(recompute));
 }
 
+// A schedule is a value a Pipeline accepts: 1F1B for K = 2, M = 2 written out instruction by
+// instruction (no generator), which trains like one device; and the same with one stage's
+// send and receive swapped, which the validator refuses before anything runs.
+TEST(Executor, AHandWrittenScheduleTrainsLikeOneDeviceAndABrokenOneIsRefused) {
+  using enum Op;
+  auto hand_written = [] {
+    Schedule s;
+    s.name = "hand-written 1f1b";
+    s.stages = 2;
+    s.micro_batches = 2;
+    s.programs = {
+        {{Forward, 0}, {SendActivation, 0}, {Forward, 1}, {SendActivation, 1}, {ReceiveGradient, 0}, {Backward, 0},
+         {ReceiveGradient, 1}, {Backward, 1}, {OptimizerStep}},
+        {{ReceiveActivation, 0}, {Forward, 0}, {Backward, 0}, {SendGradient, 0}, {ReceiveActivation, 1}, {Forward, 1},
+         {Backward, 1}, {SendGradient, 1}, {OptimizerStep}},
+    };
+    return s;
+  };
+  auto loss = [](const Tensor& logits, const Tensor& targets) { return nn::cross_entropy_loss(logits, targets); };
+  const TrainingRun reference = train(1, 2, "gpipe", Recompute::Never, 5);
+  auto model = nn::make_gpt(small_gpt());
+  PipelineOptions options{.seed = 7};  // micro-batches and the schedule come from the schedule
+  Pipeline pipe(model, partition_uniform(*model, 2), hand_written(), options, loss);
+  EXPECT_EQ(pipe.schedule().name, "hand-written 1f1b");
+  nn::AdamW optimizer(model->named_parameters(), {.lr = 1e-2f});
+  TrainingRun run;
+  for (int step = 0; step < 5; ++step) {
+    run.losses.push_back(pipe.run(gpt_batch(step), step).loss);
+    optimizer.step();
+    optimizer.zero_grad();
+  }
+  run.weights = model->state_dict();
+  expect_identical(reference, run, "the hand-written 1F1B");
+
+  Schedule broken = hand_written();
+  std::swap(broken.programs[1][2], broken.programs[1][3]);  // stage 1 sends micro-batch 0's gradient before its backward
+  EXPECT_THROW_WITH(Pipeline(nn::make_gpt(small_gpt()), partition_uniform(*model, 2), broken, options, loss), "stage 1",
+                    "SendGradient of micro-batch 0 must come after the backward");
+  EXPECT_THROW_WITH(Pipeline(nn::make_gpt(small_gpt()), partition_uniform(*model, 3), hand_written(), options, loss),
+                    "runs 2 pieces", "cuts it into 3");
+}
+
 // Interleaved 1F1B (Narayanan et al. SC 2021): the model in K x v pieces, stage s running
 // pieces s, s + K, ...; the same micro-batches in another order, so the same bits.
 TEST(Executor, InterleavedTrainsTheGptBitForBitLikeOneDevice) {
