@@ -2,9 +2,12 @@
 # Saving and resuming gives exactly the losses of an uninterrupted run: train N steps in
 # one go; train the same run in two parts (--stop-after, --save, then --resume); compare
 # the per-step losses of the JSON Lines logs, which must be identical. Then the same after
-# a Ctrl-C.
+# a Ctrl-C. --quick (the sanitizer build): the plain GPT and CNN, an old checkpoint and the
+# Ctrl-C only, without the pipeline variants.
+#   tests/resume_test.sh MINIPIPE [--quick]
 set -euo pipefail
 minipipe=$1
+quick=${2:-}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -28,25 +31,27 @@ check() {  # STOP=n: the step to stop at and resume from (default 5)
 
 check cnn cnn --steps 12 --batch-size 16 --width 4
 check gpt gpt --steps 12 --batch-size 4 --dim 32 --layers 2 --heads 2 --context 32
-# PipeDream drains at evaluations, so a stop there resumes exactly too (one optimizer per
-# stage in the run, one file).
-check gpt-pipedream gpt --steps 12 --batch-size 4 --dim 32 --layers 2 --heads 2 --context 32 --stages 2 \
-  --schedule pipedream --eval-interval 5
-# Replicated stages (two replicas of stage 0, each with its own optimizer) drain every 2 steps.
-STOP=6 check gpt-replicas gpt --steps 12 --batch-size 4 --dim 32 --layers 2 --heads 2 --context 32 --stages 2 \
-  --schedule pipedream --replicas 2,1 --eval-interval 6
-check cnn-2bw cnn --steps 12 --batch-size 16 --width 4 --stages 2 --schedule pipedream --weights 2bw --micro-batches 2 \
-  --eval-interval 5
-# TeraPipe: token slices through a 2-stage 1F1B with recomputation resume exactly, and train
-# as the unsliced run does (the same losses up to float rounding).
-check gpt-token-slices gpt --steps 12 --batch-size 4 --dim 32 --layers 2 --heads 2 --context 32 --stages 2 \
-  --token-slices 3 --schedule 1f1b --micro-batches 2 --recompute always
-if ! paste <(losses "$work/gpt-straight.jsonl") <(losses "$work/gpt-token-slices-straight.jsonl") |
-     awk '{ d = $2 - $4; if (d < 0) d = -d; if (d > 1e-4 * $2) { print "step " $1 ": " $2 " vs " $4; bad = 1 } } END { exit bad }'; then
-  echo "FAIL: token-sliced training departs from unsliced training (above)"
-  exit 1
+if [ "$quick" != --quick ]; then
+  # PipeDream drains at evaluations, so a stop there resumes exactly too (one optimizer per
+  # stage in the run, one file).
+  check gpt-pipedream gpt --steps 12 --batch-size 4 --dim 32 --layers 2 --heads 2 --context 32 --stages 2 \
+    --schedule pipedream --eval-interval 5
+  # Replicated stages (two replicas of stage 0, each with its own optimizer) drain every 2 steps.
+  STOP=6 check gpt-replicas gpt --steps 12 --batch-size 4 --dim 32 --layers 2 --heads 2 --context 32 --stages 2 \
+    --schedule pipedream --replicas 2,1 --eval-interval 6
+  check cnn-2bw cnn --steps 12 --batch-size 16 --width 4 --stages 2 --schedule pipedream --weights 2bw --micro-batches 2 \
+    --eval-interval 5
+  # TeraPipe: token slices through a 2-stage 1F1B with recomputation resume exactly, and train
+  # as the unsliced run does (the same losses up to float rounding).
+  check gpt-token-slices gpt --steps 12 --batch-size 4 --dim 32 --layers 2 --heads 2 --context 32 --stages 2 \
+    --token-slices 3 --schedule 1f1b --micro-batches 2 --recompute always
+  if ! paste <(losses "$work/gpt-straight.jsonl") <(losses "$work/gpt-token-slices-straight.jsonl") |
+       awk '{ d = $2 - $4; if (d < 0) d = -d; if (d > 1e-4 * $2) { print "step " $1 ": " $2 " vs " $4; bad = 1 } } END { exit bad }'; then
+    echo "FAIL: token-sliced training departs from unsliced training (above)"
+    exit 1
 fi
 echo "ok: gpt-token-slices: 12 steps within 1e-4 of the unsliced run's losses"
+fi
 
 # A checkpoint written by minipipe at commit d006953 (before the hardened reader and strict
 # metadata) resumes with the losses that version logged for the uninterrupted run.

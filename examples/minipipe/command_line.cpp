@@ -151,19 +151,8 @@ void add_training_options(CLI::App& command, TrainOptions& o) {
       ->excludes(trace)->excludes(timeline);
 }
 
-}  // namespace
-
-
-bool parse_command_line(int argc, const char* const* argv, CommandLine& parsed, int& exit_status, std::ostream& out,
-                        std::ostream& err) {
-  CLI::App app{"minipipe: a small deep-learning framework for learning and measuring pipeline parallelism"};
-  app.require_subcommand(1);
-  // One line, like every other error of minipipe's.
-  app.failure_message([](const CLI::App*, const CLI::Error& e) {
-    // Flags may hold any bytes; none but printable ones reach the terminal.
-    return "minipipe: error: " + minipipe::nn::printable_excerpt(e.what(), 2000) + " (see --help)\n";
-  });
-
+// `train cnn` and `train gpt`; the first is returned, the second through `gpt_command`.
+CLI::App* add_train_commands(CLI::App& app, CommandLine& parsed, CLI::App*& gpt_command) {
   CLI::App* train = app.add_subcommand("train", "train an example model");
   train->require_subcommand(1);
   CnnOptions& cnn = parsed.cnn;
@@ -190,7 +179,12 @@ bool parse_command_line(int argc, const char* const* argv, CommandLine& parsed, 
                                 "TeraPipe: cut each sequence into N equal token slices that flow through the stages like "
                                 "micro-batches, or auto (slices chosen by TeraPipe's planner on timings of the stages)")
       ->check(kSliceCount);
+  gpt_command = train_gpt_command;
+  return train_cnn_command;
+}
 
+// `eval`
+CLI::App* add_eval_command(CLI::App& app, CommandLine& parsed) {
   EvalOptions& eval = parsed.eval;
   CLI::App* eval_command = app.add_subcommand("eval", "the validation loss of a model saved by `train --save`, as training "
                                               "computes it");
@@ -201,7 +195,11 @@ bool parse_command_line(int argc, const char* const* argv, CommandLine& parsed, 
   eval_command->add_option("--batch-size", eval.batch_size, "gpt: windows per batch (default: the training batch size, "
                            "recorded in the file)")->check(kPositive);
   eval_command->add_flag("--json", eval.json, "print one JSON object instead of text");
+  return eval_command;
+}
 
+// `sample gpt`
+CLI::App* add_sample_command(CLI::App& app, CommandLine& parsed) {
   CLI::App* sample = app.add_subcommand("sample", "generate from a trained model");
   sample->require_subcommand(1);
   SampleOptions& sample_options = parsed.sample;
@@ -212,9 +210,11 @@ bool parse_command_line(int argc, const char* const* argv, CommandLine& parsed, 
   sample_gpt_command->add_option("--temperature", sample_options.temperature, "softmax temperature")->check(kPositive)->capture_default_str();
   sample_gpt_command->add_option("--seed", sample_options.seed, "seed of the draws")->check(kWholeNumber)
       ->capture_default_str();
+  return sample_gpt_command;
+}
 
-  CLI::App* info = app.add_subcommand("info", "print what this build contains");
-
+// `simulate`
+CLI::App* add_simulate_command(CLI::App& app, CommandLine& parsed) {
   SimulateOptions& sim = parsed.simulate;
   CLI::App* simulate_command = app.add_subcommand("simulate", "time a schedule with a cost model (no training)");
   simulate_command->add_option("--stages", sim.stages, "stages K")->check(kPositive)->capture_default_str();
@@ -244,28 +244,44 @@ bool parse_command_line(int argc, const char* const* argv, CommandLine& parsed, 
                                "a trace of `train --trace` with this schedule: predict it from its own per-stage times "
                                "(microseconds) and list each instruction's error; --timeline then draws both")
       ->check(CLI::ExistingFile);
+  return simulate_command;
+}
 
+// `explain`
+CLI::App* add_explain_command(CLI::App& app, CommandLine& parsed) {
   ExplainOptions& explain_options = parsed.explain;
   CLI::App* explain_command =
       app.add_subcommand("explain", "where each stage's time went in a traced step (train --log-json and --trace)");
   explain_command->add_option("log", explain_options.log, "the run's --log-json file")->required()->check(CLI::ExistingFile);
   explain_command->add_option("trace", explain_options.trace, "the run's --trace file")->required()->check(CLI::ExistingFile);
   explain_command->add_flag("--json", explain_options.json, "print one JSON object instead of a table");
+  return explain_command;
+}
 
+// `report`
+CLI::App* add_report_command(CLI::App& app, CommandLine& parsed) {
   ReportOptions& report_options = parsed.report;
   CLI::App* report_command = app.add_subcommand(
       "report", "one self-contained HTML page about a run: loss, measured and predicted timeline, bubble, memory");
   report_command->add_option("log", report_options.log, "the run's --log-json file")->required()->check(CLI::ExistingFile);
   report_command->add_option("trace", report_options.trace, "the run's --trace file (for the timeline)")->check(CLI::ExistingFile);
   report_command->add_option("-o,--output", report_options.output, "the page to write")->check(kOutputFile)->capture_default_str();
+  return report_command;
+}
 
+// `partition`
+CLI::App* add_partition_command(CLI::App& app, CommandLine& parsed) {
   PartitionOptions& part = parsed.partition;
   CLI::App* partition_command = app.add_subcommand("partition", "print how a model would be cut into stages");
   partition_command->add_option("model", part.model, "gpt or cnn")->check(CLI::IsMember({"gpt", "cnn"}))->capture_default_str();
   partition_command->add_option("--stages", part.stages, "stages K")->check(kPositive)->capture_default_str();
   partition_command->add_option("--method", part.method, "uniform, params, time, or a balance like 2,2,2")->capture_default_str();
   partition_command->add_option("--batch-size", part.batch_size, "micro-batch size profiled by --method time")->check(kPositive)->capture_default_str();
+  return partition_command;
+}
 
+// `plan`
+CLI::App* add_plan_command(CLI::App& app, CommandLine& parsed) {
   PlanOptions& plan_options = parsed.plan;
   CLI::App* plan_command = app.add_subcommand("plan", "choose stages and replicas by PipeDream's planner (profiles the model)");
   plan_command->add_option("model", plan_options.model, "gpt or cnn")->check(CLI::IsMember({"gpt", "cnn"}))->capture_default_str();
@@ -280,7 +296,11 @@ bool parse_command_line(int argc, const char* const* argv, CommandLine& parsed, 
       ->capture_default_str();
   plan_command->add_option("--most-replicas", plan_options.most_replicas, "replicas per stage at most (0: any)")
       ->check(kWholeNumber)->capture_default_str();
+  return plan_command;
+}
 
+// `plan-slices`
+CLI::App* add_plan_slices_command(CLI::App& app, CommandLine& parsed) {
   PlanSlicesOptions& slices = parsed.plan_slices;
   CLI::App* plan_slices_command =
       app.add_subcommand("plan-slices", "choose token slices by TeraPipe's planner (times slices of a GPT on this machine)");
@@ -299,6 +319,33 @@ bool parse_command_line(int argc, const char* const* argv, CommandLine& parsed, 
   plan_slices_command->add_option("--memory-limit", slices.memory_limit_mib,
                                   "MiB the timed model may take (default: the machine's available memory)")->check(kPositive);
   plan_slices_command->add_flag("--json", slices.json, "print one JSON object instead of text");
+  return plan_slices_command;
+}
+
+}  // namespace
+
+
+bool parse_command_line(int argc, const char* const* argv, CommandLine& parsed, int& exit_status, std::ostream& out,
+                        std::ostream& err) {
+  CLI::App app{"minipipe: a small deep-learning framework for learning and measuring pipeline parallelism"};
+  app.require_subcommand(1);
+  // One line, like every other error of minipipe's.
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    // Flags may hold any bytes; none but printable ones reach the terminal.
+    return "minipipe: error: " + minipipe::nn::printable_excerpt(e.what(), 2000) + " (see --help)\n";
+  });
+
+  CLI::App* train_gpt_command = nullptr;
+  CLI::App* train_cnn_command = add_train_commands(app, parsed, train_gpt_command);
+  CLI::App* eval_command = add_eval_command(app, parsed);
+  CLI::App* sample_gpt_command = add_sample_command(app, parsed);
+  CLI::App* info = app.add_subcommand("info", "print what this build contains");
+  CLI::App* simulate_command = add_simulate_command(app, parsed);
+  CLI::App* explain_command = add_explain_command(app, parsed);
+  CLI::App* report_command = add_report_command(app, parsed);
+  CLI::App* partition_command = add_partition_command(app, parsed);
+  CLI::App* plan_command = add_plan_command(app, parsed);
+  CLI::App* plan_slices_command = add_plan_slices_command(app, parsed);
 
   try {
     app.parse(argc, argv);
