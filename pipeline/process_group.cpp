@@ -442,7 +442,14 @@ void abort_every_process_if_launched(int code) {
   int initialised = 0, finalised = 0;
   MPI_Initialized(&initialised);
   MPI_Finalized(&finalised);
-  if (initialised && !finalised) MPI_Abort(MPI_COMM_WORLD, code);
+  if (!initialised || finalised) return;
+  // A grace before the abort, which kills every rank: when a rank hangs, both its neighbour
+  // and ranks further along (which wait on the neighbour) time out at about the same moment,
+  // and only the neighbour can name the rank that hangs. Seen with 4 ranks: rank 3 aborted
+  // first, blaming rank 2, which was itself waiting on the hung rank 1. The grace lets every
+  // rank that failed print its reason first.
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  MPI_Abort(MPI_COMM_WORLD, code);
 }
 
 #endif
