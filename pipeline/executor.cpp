@@ -77,22 +77,20 @@ Schedule Pipeline::schedule_named_by(const StagePlan& plan, const PipelineOption
   if (options.schedule == "pipedream") {  // the program's length follows each run_async's mini-batches
     if (token_slices > 1)
       throw std::invalid_argument("pipeline: token slices run with the synchronous schedules (gpipe, 1f1b), not pipedream");
-    // plan's pieces are the stages: pipedream does not interleave (the validator says so).
-    return pipedream_schedule(plan.stages(), round_robin_groups(options.replicas) * options.micro_batches,
-                              options.micro_batches, options.weights, options.replicas);
+    return make_pipedream_schedule(plan, options, round_robin_groups(options.replicas) * options.micro_batches);
   }
   return make_schedule(options.schedule, plan.stages() / chunks, options.micro_batches, token_slices, chunks);
 }
 
 Pipeline::Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, PipelineOptions options, LossFunction loss)
-    : Pipeline(FromOptions{}, std::move(model), plan, schedule_named_by(plan, options), options, std::move(loss)) {}
+    : Pipeline(Common{}, std::move(model), plan, schedule_named_by(plan, options), options, std::move(loss)) {}
 
 Pipeline::Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, Schedule schedule, PipelineOptions options,
                    LossFunction loss)
-    : Pipeline(FromOptions{}, std::move(model), std::move(plan), synchronous_only(std::move(schedule)), std::move(options),
+    : Pipeline(Common{}, std::move(model), std::move(plan), synchronous_only(std::move(schedule)), std::move(options),
                std::move(loss)) {}
 
-Pipeline::Pipeline(FromOptions, std::shared_ptr<nn::Sequential> model, StagePlan plan, Schedule schedule,
+Pipeline::Pipeline(Common, std::shared_ptr<nn::Sequential> model, StagePlan plan, Schedule schedule,
                    PipelineOptions options, LossFunction loss)
     : model_(std::move(model)), plan_(std::move(plan)), options_(std::move(options)), loss_(std::move(loss)),
       schedule_(std::move(schedule)) {
@@ -137,8 +135,9 @@ Pipeline::Pipeline(FromOptions, std::shared_ptr<nn::Sequential> model, StagePlan
   threads_ = std::make_unique<StageThreads>(workers());
 }
 
-Schedule Pipeline::make_pipedream_schedule(int micro_batches) const {
-  return pipedream_schedule(plan_.stages(), micro_batches, options_.micro_batches, options_.weights, options_.replicas);
+Schedule Pipeline::make_pipedream_schedule(const StagePlan& plan, const PipelineOptions& options, int micro_batches) {
+  // plan's pieces are the stages: pipedream does not interleave (the validator says so).
+  return pipedream_schedule(plan.stages(), micro_batches, options.micro_batches, options.weights, options.replicas);
 }
 
 // Replica r of every stage with more than r replicas comes from the r-th model that
@@ -443,7 +442,7 @@ StepResult Pipeline::run_async(const std::vector<datasets::Batch>& mini_batches,
   const int per_update = options_.micro_batches;
   const int micro_batches = static_cast<int>(mini_batches.size()) * per_update;
   if (schedule_.micro_batches != micro_batches) {
-    schedule_ = make_pipedream_schedule(micro_batches);
+    schedule_ = make_pipedream_schedule(plan_, options_, micro_batches);
     validate(schedule_);
   }
   std::vector<WorkUnit> units;

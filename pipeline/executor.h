@@ -193,8 +193,8 @@ class Pipeline {
   struct StageRecord;  // what a stage's thread reports of one run
 
  private:
-  struct FromOptions {};  // the two public constructors' shared part
-  Pipeline(FromOptions, std::shared_ptr<nn::Sequential> model, StagePlan plan, Schedule schedule, PipelineOptions options,
+  struct Common {};  // the two public constructors' shared part
+  Pipeline(Common, std::shared_ptr<nn::Sequential> model, StagePlan plan, Schedule schedule, PipelineOptions options,
            LossFunction loss);
   // The schedule options.schedule names, for a plan of the given pieces.
   static Schedule schedule_named_by(const StagePlan& plan, const PipelineOptions& options);
@@ -203,7 +203,9 @@ class Pipeline {
   StepResult run_units(const std::vector<WorkUnit>& units);
   void run_worker(int w, const std::vector<WorkUnit>& units, std::vector<double>& losses, StageRecord& record);
   void check_token_slices_fit(const std::vector<WorkUnit>& units) const;
-  Schedule make_pipedream_schedule(int micro_batches) const;
+  // PipeDream's schedule for `micro_batches` streamed micro-batches (a whole number of
+  // options.micro_batches per update); plan's pieces are its stages.
+  static Schedule make_pipedream_schedule(const StagePlan& plan, const PipelineOptions& options, int micro_batches);
   void make_replicas();
   void find_tied_parameters();
   void find_skip_routes();

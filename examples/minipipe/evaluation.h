@@ -6,7 +6,6 @@
 //        windows; the mean over batches of each batch's mean cross-entropy (nats per byte).
 //   cnn: the test images (MNIST's t10k files, or the same 20% of the digits set held out
 //        with seed 2024), in batches of 256; the mean cross-entropy and the accuracy.
-#include <cmath>
 #include <string>
 #include <vector>
 
@@ -34,7 +33,7 @@ struct ImageData {
 };
 ImageData load_image_data(const std::string& path);
 struct CnnEvaluation {
-  double loss = NAN, accuracy = NAN;  // NaN (null in the JSON log) until an evaluation runs
+  double loss = 0, accuracy = 0;
 };
 CnnEvaluation evaluate_cnn(nn::Module& model, const ModelForward& forward, const datasets::TensorDataset& test);
 
