@@ -5,6 +5,7 @@
 // gradient after the stage's backward is what goes upstream (decision 4). The unit of work
 // is a micro-batch, or one token slice of it (TeraPipe), and each stage keeps the keys and
 // values of a micro-batch's earlier slices (nn/key_value_cache.h) until their backward.
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <stdexcept>
@@ -20,6 +21,8 @@
 #include "tensor/allocator.h"
 
 namespace minipipe::pipeline {
+
+struct RunState;  // pipeline/run_state.h
 
 // GPipe section 2.3 (re-materialisation) and torchgpipe's checkpoint modes: `Always` keeps
 // only each stage's input per micro-batch and recomputes the stage's forward in backward;
@@ -193,6 +196,7 @@ class Pipeline {
   struct StageRecord;  // what a stage's thread reports of one run
 
  private:
+  friend class StageWorker;  // runs one worker's program on this pipeline's stages
   struct Common {};  // the two public constructors' shared part
   Pipeline(Common, std::shared_ptr<nn::Sequential> model, StagePlan plan, Schedule schedule, PipelineOptions options,
            LossFunction loss);
@@ -201,7 +205,10 @@ class Pipeline {
   // Cuts `batch` into options.micro_batches units of training step `step`.
   void add_micro_batches(const datasets::Batch& batch, uint64_t step, std::vector<WorkUnit>& units) const;
   StepResult run_units(const std::vector<WorkUnit>& units);
-  void run_worker(int w, const std::vector<WorkUnit>& units, std::vector<double>& losses, StageRecord& record);
+  void open_channels(RunState& state) const;     // between the workers of neighbouring pieces
+  void prepare_replicas(RunState& state) const;  // all-reduces, and the model's values in every replica
+  StepResult step_result(const std::vector<WorkUnit>& units, const std::vector<double>& losses,
+                         std::vector<StageRecord>& records, std::chrono::steady_clock::time_point origin) const;
   void check_token_slices_fit(const std::vector<WorkUnit>& units) const;
   // PipeDream's schedule for `micro_batches` streamed micro-batches (a whole number of
   // options.micro_batches per update); plan's pieces are its stages.

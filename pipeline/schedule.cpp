@@ -30,6 +30,12 @@ bool is_compute(Op op) {
 
 bool is_backward(Op op) { return op == Op::Backward || op == Op::BackwardInput; }
 
+bool is_message(Op op) {
+  return op == Op::SendActivation || op == Op::ReceiveActivation || op == Op::SendGradient || op == Op::ReceiveGradient;
+}
+
+int in_flight_change(Op op) { return op == Op::Forward ? 1 : is_backward(op) ? -1 : 0; }
+
 const char* compute_letter(Op op) { return op == Op::Forward ? "F" : op == Op::BackwardWeight ? "W" : "B"; }
 
 WeightPolicy parse_weight_policy(const std::string& name) {
@@ -78,6 +84,32 @@ std::string Schedule::worker_name(int worker) const {
   const int stage = stage_of(worker);
   return "stage " + std::to_string(stage) +
          (replicas_of(stage) > 1 ? " replica " + std::to_string(replica_of(worker)) : std::string());
+}
+
+Schedule::Neighbour Schedule::neighbour(int worker, const Instruction& instruction, bool next) const {
+  const int other = piece_of(stage_of(worker), instruction.chunk) + (next ? 1 : -1);
+  if (other < 0 || other >= pieces())
+    throw ScheduleError(describe(*this, worker, instruction) +
+                        (next ? ": the last stage has no next stage" : ": the first stage has no previous stage"));
+  return {other, stage_of_piece(other), chunk_of_piece(other), worker_of_piece(other, instruction.micro_batch)};
+}
+
+Schedule::ChannelKey Schedule::channel_of(int worker, const Instruction& instruction) const {
+  if (!is_message(instruction.op))
+    throw std::logic_error(std::string("channel_of: ") + op_name(instruction.op) + " sends and receives nothing");
+  // Activations go to the next piece and come from the previous one; gradients the other way.
+  const bool gradient = instruction.op == Op::SendGradient || instruction.op == Op::ReceiveGradient;
+  const bool sends = instruction.op == Op::SendActivation || instruction.op == Op::SendGradient;
+  const int other = neighbour(worker, instruction, sends != gradient).worker;
+  return sends ? ChannelKey{gradient, worker, other} : ChannelKey{gradient, other, worker};
+}
+
+std::string describe(const Schedule& schedule, int worker, const Instruction& instruction) {
+  return schedule.worker_name(worker) + " " + op_name(instruction.op) +
+         (instruction.micro_batch >= 0 ? "(micro-batch " + std::to_string(instruction.micro_batch) +
+                                             (instruction.slice > 0 ? ", slice " + std::to_string(instruction.slice) : "") + ")"
+                                       : "") +
+         (instruction.version >= 0 ? "[version " + std::to_string(instruction.version) + "]" : "");
 }
 
 std::vector<std::string> Schedule::worker_names() const {

@@ -3,10 +3,18 @@
 // that one executor runs and one simulator times. Generators (GPipe, 1F1B) only order the
 // compute; add_communication() then inserts the sends and receives around it, so every
 // schedule gets the same, correct communication.
+#include <compare>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace minipipe::pipeline {
+
+// A schedule that cannot run: its message names the stage, micro-batch and instruction.
+class ScheduleError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 enum class Op {
   Forward,            // run the stage's layers on micro-batch m
@@ -32,6 +40,11 @@ enum class Op {
 const char* op_name(Op op);
 bool is_compute(Op op);   // Forward, Backward, BackwardInput, BackwardWeight
 bool is_backward(Op op);  // Backward or BackwardInput: the one that sends the input's gradient
+bool is_message(Op op);   // the sends and receives
+// What an instruction does to the units a stage holds in flight (forwarded, not yet
+// backwarded): +1 for a Forward, -1 for a Backward or BackwardInput, 0 otherwise. The
+// executor's status reports and the simulator's peaks count with it.
+int in_flight_change(Op op);
 const char* compute_letter(Op op);  // F, B or W, as the grids and timelines label compute instructions
 
 struct Instruction {
@@ -110,7 +123,30 @@ struct Schedule {
   // "stage 2", or "stage 2 replica 1" when stage 2 is replicated.
   std::string worker_name(int worker) const;
   std::vector<std::string> worker_names() const;
+
+  // Where an instruction's message goes or comes from: the neighbouring piece of the model
+  // (the next or the previous one), its stage and chunk, and the worker that runs it for the
+  // instruction's micro-batch. Throws ScheduleError when there is none (a send past the
+  // pipeline's ends).
+  struct Neighbour {
+    int piece, stage, chunk, worker;
+  };
+  Neighbour neighbour(int worker, const Instruction& instruction, bool next) const;
+  // Messages travel on first-in first-out channels, one per kind, sender and receiver
+  // worker: activations from a worker of a piece's stage to the worker of the next piece's
+  // stage that runs the micro-batch, gradients back.
+  struct ChannelKey {
+    bool gradient;
+    int from, to;
+    auto operator<=>(const ChannelKey&) const = default;
+  };
+  // The channel a send or receive of `worker` uses.
+  ChannelKey channel_of(int worker, const Instruction& instruction) const;
 };
+
+// "stage 1 ReceiveActivation(micro-batch 2, slice 1)[version 3]": an instruction of a
+// worker, as the validator's and the simulator's errors name it.
+std::string describe(const Schedule& schedule, int worker, const Instruction& instruction);
 
 // "m"; "m.i" when sequences are token-sliced; "m:c" for chunk c when stages hold several.
 std::string unit_label(const Instruction& instruction, bool sliced, bool chunked = false);

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <deque>
 #include <map>
-#include <tuple>
 #include <string>
 
 #include "pipeline/weight_versions.h"
@@ -36,14 +35,6 @@ struct Message {
   double arrival;
 };
 
-std::string describe(const Schedule& schedule, int worker, const Instruction& instruction) {
-  return schedule.worker_name(worker) + " " + op_name(instruction.op) +
-         (instruction.micro_batch >= 0 ? "(micro-batch " + std::to_string(instruction.micro_batch) +
-                                             (instruction.slice > 0 ? ", slice " + std::to_string(instruction.slice) : "") + ")"
-                                       : "") +
-         (instruction.version >= 0 ? "[version " + std::to_string(instruction.version) + "]" : "");
-}
-
 // The AllReduces of one replicated stage: when each replica reached its k-th (-1: not yet).
 struct AllReduceRounds {
   std::vector<std::vector<double>> arrival;  // [round][replica]
@@ -55,10 +46,8 @@ struct AllReduceRounds {
   }
 };
 
-}  // namespace
-
-SimulationResult simulate(const Schedule& schedule, const CostModel& costs) {
-  const int stages = schedule.stages, workers = schedule.workers();
+void check_costs(const Schedule& schedule, const CostModel& costs) {
+  const int stages = schedule.stages;
   if (static_cast<int>(costs.forward.size()) != stages || static_cast<int>(costs.backward.size()) != stages)
     throw ScheduleError("simulate: the schedule and its cost model must both have " + std::to_string(stages) + " stages");
   for (const auto* per_slice : {&costs.slice_forward, &costs.slice_backward})
@@ -68,128 +57,139 @@ SimulationResult simulate(const Schedule& schedule, const CostModel& costs) {
                                 })))
       throw ScheduleError("simulate: per-slice costs must be given for " + std::to_string(stages) + " stages x " +
                           std::to_string(schedule.token_slices) + " token slices");
-  // Activations flow from a worker of stage s to the worker of stage s + 1 that runs the
-  // micro-batch, gradients back: one first-in first-out channel per (kind, sender, receiver).
-  std::map<std::tuple<bool, int, int>, std::deque<Message>> channels;
-  auto channel = [&](bool gradient, int from, int to) -> std::deque<Message>& { return channels[{gradient, from, to}]; };
-  std::vector<AllReduceRounds> all_reduces(stages);
-  std::vector<int> all_reduces_done(workers, 0);
-  std::vector<size_t> next(workers, 0);
-  std::vector<double> clock(workers, 0.0), busy(workers, 0.0);
-  std::vector<int> in_flight(workers, 0);
-  std::vector<WeightVersionState> versions(workers);
-  SimulationResult result;
-  result.peak_in_flight.assign(workers, 0);
-  result.peak_weight_versions.assign(workers, 1);
-
-  auto done = [&](int w) { return next[w] >= schedule.programs[w].size(); };
-  bool progress = true;
-  while (progress) {
-    progress = false;
-    for (int w = 0; w < workers; ++w) {
-      const int s = schedule.stage_of(w);
-      while (!done(w)) {
-        const Instruction& instruction = schedule.programs[w][next[w]];
-        const int m = instruction.micro_batch;
-        double start = clock[w], end = clock[w];
-        auto receive = [&](std::deque<Message>& from, const char* what) {
-          if (from.empty()) return false;
-          const Message& next_message = from.front();
-          if (next_message.micro_batch != m || next_message.slice != instruction.slice || next_message.chunk != instruction.chunk)
-            throw ScheduleError(describe(schedule, w, instruction) + " waits for the " + what + " of micro-batch " +
-                                unit_label(instruction, schedule) + ", but the next one its neighbour sends is micro-batch " +
-                                unit_label({instruction.op, next_message.micro_batch, -1, next_message.slice, next_message.chunk},
-                                           schedule) +
-                                ": sends and receives are in different orders, which deadlocks");
-          start = end = std::max(clock[w], from.front().arrival);
-          from.pop_front();
-          return true;
-        };
-        // The neighbouring piece of the model (the next or previous stage, or under
-        // interleaving another chunk), checked to exist, and the worker that runs it for m.
-        const int piece = schedule.piece_of(s, instruction.chunk);
-        auto neighbour = [&](bool next_piece) {
-          const int other = next_piece ? piece + 1 : piece - 1;
-          if (other < 0 || other >= schedule.pieces())
-            throw ScheduleError(describe(schedule, w, instruction) +
-                                (next_piece ? ": the last stage has no next stage" : ": the first stage has no previous stage"));
-          return std::pair{schedule.worker_of_piece(other, m), schedule.chunk_of_piece(other)};
-        };
-        bool ran = true;
-        switch (instruction.op) {
-          case Op::Forward:
-          case Op::Backward:
-          case Op::BackwardInput:
-          case Op::BackwardWeight: {
-            const double cost = costs.compute_cost(s, instruction);
-            end = start + cost;
-            busy[w] += cost;
-            if (instruction.op == Op::Forward)
-              result.peak_in_flight[w] = std::max(result.peak_in_flight[w], ++in_flight[w]);
-            else if (is_backward(instruction.op))
-              --in_flight[w];
-            break;
-          }
-          case Op::SendActivation:
-          case Op::SendGradient: {
-            const bool gradient = instruction.op == Op::SendGradient;
-            const auto [to, chunk] = neighbour(!gradient);
-            channel(gradient, w, to).push_back({m, instruction.slice, chunk, clock[w] + costs.communication});
-            break;
-          }
-          case Op::ReceiveActivation:
-          case Op::ReceiveGradient: {
-            const bool gradient = instruction.op == Op::ReceiveGradient;
-            ran = receive(channel(gradient, neighbour(gradient).first, w), gradient ? "gradient" : "activation");
-            break;
-          }
-          case Op::AllReduce: {
-            const double all_arrived =
-                all_reduces[s].arrive(all_reduces_done[w], schedule.replica_of(w), schedule.replicas_of(s), clock[w]);
-            ran = all_arrived >= 0;
-            if (!ran) break;
-            start = all_arrived;
-            end = start + (costs.all_reduce.empty() ? 0.0 : costs.all_reduce.at(s));
-            ++all_reduces_done[w];
-            break;
-          }
-          case Op::OptimizerStep:
-            if (!costs.update.empty()) {
-              end = start + costs.update.at(s);
-              busy[w] += costs.update.at(s);
-            }
-            [[fallthrough]];
-          case Op::StashWeights:
-          case Op::LoadWeights:
-          case Op::DropWeights:
-            try {
-              versions[w].apply(instruction);
-            } catch (const std::logic_error& e) {
-              throw ScheduleError(describe(schedule, w, instruction) + ": " + e.what());
-            }
-            result.peak_weight_versions[w] = std::max(result.peak_weight_versions[w], versions[w].versions_held());
-            break;
-        }
-        if (!ran) break;  // blocked on a receive or an AllReduce; try the other workers
-        clock[w] = end;
-        result.timeline.push_back({w, instruction, start, end});
-        ++next[w];
-        progress = true;
-      }
-    }
-  }
-  std::string blocked;
-  for (int w = 0; w < workers; ++w)
-    if (!done(w)) blocked += (blocked.empty() ? "" : "; ") + describe(schedule, w, schedule.programs[w][next[w]]);
-  if (!blocked.empty())
-    throw ScheduleError("deadlock: every unfinished worker waits on a message that is never sent or an AllReduce that a "
-                        "replica never reaches (" + blocked + ")");
-
-  result.makespan = *std::max_element(clock.begin(), clock.end());
-  double total_busy = 0.0;
-  for (double b : busy) total_busy += b;
-  result.bubble_fraction = result.makespan > 0 ? 1.0 - total_busy / (workers * result.makespan) : 0.0;
-  return result;
 }
 
+// One simulated run: every worker's clock, next instruction and what it holds.
+class Simulation {
+ public:
+  Simulation(const Schedule& schedule, const CostModel& costs)
+      : schedule_(schedule), costs_(costs), all_reduces_(schedule.stages), all_reduces_done_(schedule.workers(), 0),
+        next_(schedule.workers(), 0), clock_(schedule.workers(), 0.0), busy_(schedule.workers(), 0.0),
+        in_flight_(schedule.workers(), 0), versions_(schedule.workers()) {
+    result_.peak_in_flight.assign(schedule.workers(), 0);
+    result_.peak_weight_versions.assign(schedule.workers(), 1);
+  }
+
+  SimulationResult run() {
+    // Each worker runs until it blocks on a receive or an AllReduce; round after round, until
+    // no worker moves.
+    for (bool moved = true; moved;) {
+      moved = false;
+      for (int w = 0; w < schedule_.workers(); ++w)
+        while (!done(w) && step(w)) moved = true;
+    }
+    std::string blocked;
+    for (int w = 0; w < schedule_.workers(); ++w)
+      if (!done(w)) blocked += (blocked.empty() ? "" : "; ") + describe(schedule_, w, schedule_.programs[w][next_[w]]);
+    if (!blocked.empty())
+      throw ScheduleError("deadlock: every unfinished worker waits on a message that is never sent or an AllReduce that a "
+                          "replica never reaches (" + blocked + ")");
+    result_.makespan = *std::max_element(clock_.begin(), clock_.end());
+    double total_busy = 0.0;
+    for (double b : busy_) total_busy += b;
+    result_.bubble_fraction = result_.makespan > 0 ? 1.0 - total_busy / (schedule_.workers() * result_.makespan) : 0.0;
+    return std::move(result_);
+  }
+
+ private:
+  bool done(int w) const { return next_[w] >= schedule_.programs[w].size(); }
+
+  // Runs worker w's next instruction, or returns false when it must wait.
+  bool step(int w) {
+    const Instruction& instruction = schedule_.programs[w][next_[w]];
+    const int s = schedule_.stage_of(w);
+    double start = clock_[w], end = clock_[w];
+    switch (instruction.op) {
+      case Op::Forward:
+      case Op::Backward:
+      case Op::BackwardInput:
+      case Op::BackwardWeight:
+        end = start + costs_.compute_cost(s, instruction);
+        busy_[w] += end - start;
+        in_flight_[w] += in_flight_change(instruction.op);
+        result_.peak_in_flight[w] = std::max(result_.peak_in_flight[w], in_flight_[w]);
+        break;
+      case Op::SendActivation:
+      case Op::SendGradient: {
+        const int chunk = schedule_.neighbour(w, instruction, instruction.op == Op::SendActivation).chunk;
+        channels_[schedule_.channel_of(w, instruction)].push_back(
+            {instruction.micro_batch, instruction.slice, chunk, clock_[w] + costs_.communication});
+        break;
+      }
+      case Op::ReceiveActivation:
+      case Op::ReceiveGradient:
+        if (!receive(w, instruction, start)) return false;
+        end = start;
+        break;
+      case Op::AllReduce: {
+        const double all_arrived =
+            all_reduces_[s].arrive(all_reduces_done_[w], schedule_.replica_of(w), schedule_.replicas_of(s), clock_[w]);
+        if (all_arrived < 0) return false;
+        start = all_arrived;
+        end = start + (costs_.all_reduce.empty() ? 0.0 : costs_.all_reduce.at(s));
+        ++all_reduces_done_[w];
+        break;
+      }
+      case Op::OptimizerStep:
+        if (!costs_.update.empty()) {
+          end = start + costs_.update.at(s);
+          busy_[w] += costs_.update.at(s);
+        }
+        [[fallthrough]];
+      case Op::StashWeights:
+      case Op::LoadWeights:
+      case Op::DropWeights:
+        apply_weight_instruction(w, instruction);
+        break;
+    }
+    clock_[w] = end;
+    result_.timeline.push_back({w, instruction, start, end});
+    ++next_[w];
+    return true;
+  }
+
+  // Takes the message a receive waits for (false while none has arrived); `start` becomes
+  // when it arrived, if later.
+  bool receive(int w, const Instruction& instruction, double& start) {
+    std::deque<Message>& from = channels_[schedule_.channel_of(w, instruction)];
+    if (from.empty()) return false;
+    const Message& message = from.front();
+    if (message.micro_batch != instruction.micro_batch || message.slice != instruction.slice || message.chunk != instruction.chunk)
+      throw ScheduleError(describe(schedule_, w, instruction) + " waits for the " +
+                          (instruction.op == Op::ReceiveGradient ? "gradient" : "activation") + " of micro-batch " +
+                          unit_label(instruction, schedule_) + ", but the next one its neighbour sends is micro-batch " +
+                          unit_label({instruction.op, message.micro_batch, -1, message.slice, message.chunk}, schedule_) +
+                          ": sends and receives are in different orders, which deadlocks");
+    start = std::max(clock_[w], message.arrival);
+    from.pop_front();
+    return true;
+  }
+
+  void apply_weight_instruction(int w, const Instruction& instruction) {
+    try {
+      versions_[w].apply(instruction);
+    } catch (const std::logic_error& e) {
+      throw ScheduleError(describe(schedule_, w, instruction) + ": " + e.what());
+    }
+    result_.peak_weight_versions[w] = std::max(result_.peak_weight_versions[w], versions_[w].versions_held());
+  }
+
+  const Schedule& schedule_;
+  const CostModel& costs_;
+  std::map<Schedule::ChannelKey, std::deque<Message>> channels_;
+  std::vector<AllReduceRounds> all_reduces_;  // per stage
+  std::vector<int> all_reduces_done_;         // per worker, from here on
+  std::vector<size_t> next_;
+  std::vector<double> clock_, busy_;
+  std::vector<int> in_flight_;
+  std::vector<WeightVersionState> versions_;
+  SimulationResult result_;
+};
+
+}  // namespace
+
+SimulationResult simulate(const Schedule& schedule, const CostModel& costs) {
+  check_costs(schedule, costs);
+  return Simulation(schedule, costs).run();
+}
 }  // namespace minipipe::pipeline

@@ -11,12 +11,6 @@
 
 namespace minipipe::pipeline {
 
-// A schedule that cannot run: its message names the stage, micro-batch and instruction.
-class ScheduleError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
 struct CostModel {
   std::vector<double> forward, backward;  // per stage (backward: B and W together)
   double communication = 0.0;             // added to every message's arrival

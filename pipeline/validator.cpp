@@ -85,13 +85,9 @@ void check_vertical_sync(const Schedule& schedule, const std::function<void(int,
                        std::to_string(input_stage_version[i.micro_batch]));
 }
 
-}  // namespace
-
-ValidationReport validate(const Schedule& schedule) {
-  std::vector<std::string> problems;
-  auto problem = [&](int worker, const std::string& text) { problems.push_back(schedule.worker_name(worker) + ": " + text); };
-  const int stages = schedule.stages, last = schedule.pieces() - 1, micro_batches = schedule.micro_batches;
-  const int chunks = schedule.virtual_stages;
+// The schedule's shape: replica counts, programs per worker, and which features combine.
+void check_shape(const Schedule& schedule) {
+  const int stages = schedule.stages, chunks = schedule.virtual_stages, slices = schedule.token_slices;
   if (!schedule.replicas.empty() &&
       (static_cast<int>(schedule.replicas.size()) != stages ||
        std::any_of(schedule.replicas.begin(), schedule.replicas.end(), [](int r) { return r < 1; })))
@@ -103,7 +99,6 @@ ValidationReport validate(const Schedule& schedule) {
                         " programs for " + std::to_string(workers) + " workers (" + std::to_string(stages) + " stages)");
   if (schedule.replicated() && !schedule.asynchronous())
     throw ScheduleError("schedule '" + schedule.name + "' replicates stages, which only the asynchronous schedule does");
-  const int slices = schedule.token_slices;
   if (slices < 1) throw ScheduleError("schedule '" + schedule.name + "' has " + std::to_string(slices) + " token slices");
   if (slices > 1 && schedule.asynchronous())
     throw ScheduleError("schedule '" + schedule.name + "' is asynchronous and token-sliced, which minipipe does not combine");
@@ -117,96 +112,126 @@ ValidationReport validate(const Schedule& schedule) {
         throw ScheduleError("schedule '" + schedule.name + "' splits backwards into B and W and is " +
                             (slices > 1 ? "token-sliced" : chunks > 1 ? "interleaved" : "asynchronous") +
                             ", which minipipe does not combine");
-  for (int w = 0; w < workers; ++w) {
-    const int s = schedule.stage_of(w);
-    const Program& program = schedule.programs[w];
-    std::map<std::tuple<Op, int, int, int>, std::vector<size_t>> where;  // (op, micro-batch, slice, chunk) -> positions
+}
+
+using Problem = std::function<void(const std::string&)>;
+
+// Where each (op, micro-batch, slice, chunk) stands in one program; checks on the way that
+// every instruction names a micro-batch, slice and chunk that exist.
+class Positions {
+ public:
+  Positions(const Schedule& schedule, const Program& program, const Problem& problem) {
+    const int micro_batches = schedule.micro_batches, slices = schedule.token_slices, chunks = schedule.virtual_stages;
     for (size_t i = 0; i < program.size(); ++i) {
       const Instruction& instruction = program[i];
       const bool names_micro_batch =
           !is_weight_instruction(instruction.op) && (instruction.op != Op::OptimizerStep || schedule.asynchronous());
       if (names_micro_batch && (instruction.micro_batch < 0 || instruction.micro_batch >= micro_batches))
-        problem(w, std::string(op_name(instruction.op)) + " names micro-batch " + std::to_string(instruction.micro_batch) +
-                       " outside 0.." + std::to_string(micro_batches - 1));
+        problem(std::string(op_name(instruction.op)) + " names micro-batch " + std::to_string(instruction.micro_batch) +
+                " outside 0.." + std::to_string(micro_batches - 1));
       if (instruction.slice < 0 || instruction.slice >= slices)
-        problem(w, std::string(op_name(instruction.op)) + " names token slice " + std::to_string(instruction.slice) +
-                       " outside 0.." + std::to_string(slices - 1));
+        problem(std::string(op_name(instruction.op)) + " names token slice " + std::to_string(instruction.slice) +
+                " outside 0.." + std::to_string(slices - 1));
       if (instruction.chunk < 0 || instruction.chunk >= chunks)
-        problem(w, std::string(op_name(instruction.op)) + " names chunk " + std::to_string(instruction.chunk) +
-                       " outside 0.." + std::to_string(chunks - 1));
-      where[{instruction.op, instruction.micro_batch, instruction.slice, instruction.chunk}].push_back(i);
+        problem(std::string(op_name(instruction.op)) + " names chunk " + std::to_string(instruction.chunk) + " outside 0.." +
+                std::to_string(chunks - 1));
+      where_[{instruction.op, instruction.micro_batch, instruction.slice, instruction.chunk}].push_back(i);
     }
-    auto count = [&](Op op, int m, int i = 0, int c = 0) {
-      return where.count({op, m, i, c}) ? where[{op, m, i, c}].size() : size_t{0};
-    };
-    auto position = [&](Op op, int m, int i = 0, int c = 0) { return where[{op, m, i, c}].front(); };
-    for (int m = 0; m < micro_batches; ++m) {
-      const int runner = schedule.worker_for(s, m);
-      if (runner != w) {  // another replica's micro-batch
-        if (count(Op::Forward, m) + count(Op::Backward, m) > 0)
-          problem(w, "runs micro-batch " + std::to_string(m) + ", which belongs to " + schedule.worker_name(runner));
-        continue;
-      }
-      for (int unit = 0; unit < slices * chunks; ++unit) {  // slices and chunks do not combine
-        const int slice = unit % slices, chunk = unit / slices, piece = schedule.piece_of(s, chunk);
-        const std::string mb = " of micro-batch " + unit_label({Op::Forward, m, -1, slice, chunk}, schedule);
-        // The backward runs once: whole (Backward), or split into B then W (zero-bubble).
-        const size_t fused = count(Op::Backward, m, slice, chunk), b = count(Op::BackwardInput, m, slice, chunk),
-                     w_count = count(Op::BackwardWeight, m, slice, chunk);
-        const bool split = b + w_count > 0;
-        if (count(Op::Forward, m, slice, chunk) != 1 || (split ? b != 1 || w_count != 1 || fused != 0 : fused != 1)) {
-          problem(w, "runs the forward" + mb + " " + std::to_string(count(Op::Forward, m, slice, chunk)) +
-                         " times and its backward " + std::to_string(fused) + " times, B " + std::to_string(b) +
-                         " times and W " + std::to_string(w_count) + " times (the forward once, and the backward once, "
-                         "whole or as one B and one W)");
-          continue;
-        }
-        const size_t forward = position(Op::Forward, m, slice, chunk),
-                     backward = position(split ? Op::BackwardInput : Op::Backward, m, slice, chunk);
-        if (backward < forward) problem(w, "runs the backward" + mb + " before its forward");
-        if (split && position(Op::BackwardWeight, m, slice, chunk) < backward)
-          problem(w, "runs the W" + mb + " before its B (W uses what B leaves)");
-        // A slice attends over the keys and values of the earlier slices, so it runs after
-        // them; its backward hands them their gradients, so theirs run after it.
-        if (slice > 0 && count(Op::Forward, m, slice - 1) == 1 && position(Op::Forward, m, slice - 1) > forward)
-          problem(w, "runs the forward" + mb + " before that of the slice before it");
-        if (slice + 1 < slices && count(Op::Backward, m, slice + 1) == 1 && position(Op::Backward, m, slice + 1) > backward)
-          problem(w, "runs the backward" + mb + " before that of the slice after it");
-        // Each communication instruction must be there exactly when the piece has that
-        // neighbour, and on the right side of the compute it feeds or drains.
-        struct Expectation {
-          Op op;
-          bool needed;
-          bool before;     // must come before (true) or after (false) the compute
-          size_t compute;  // position of that compute
-        };
-        for (const Expectation& e : {Expectation{Op::ReceiveActivation, piece > 0, true, forward},
-                                     Expectation{Op::SendActivation, piece < last, false, forward},
-                                     Expectation{Op::ReceiveGradient, piece < last, true, backward},
-                                     Expectation{Op::SendGradient, piece > 0, false, backward}}) {
-          const size_t n = count(e.op, m, slice, chunk);
-          if (n != (e.needed ? 1u : 0u)) {
-            problem(w, std::string("has ") + std::to_string(n) + " " + op_name(e.op) + mb + ", needs " + (e.needed ? "1" : "none") +
-                           (e.needed ? "" : (piece == 0 ? " (the first stage has no previous stage)" : " (the last stage has no next stage)")));
-          } else if (e.needed && (position(e.op, m, slice, chunk) < e.compute) != e.before) {
-            problem(w, std::string(op_name(e.op)) + mb + " must come " + (e.before ? "before" : "after") + " the " +
-                           (e.op == Op::ReceiveActivation || e.op == Op::SendActivation ? "forward" : "backward"));
-          }
-        }
-      }
-    }
-    if (schedule.asynchronous())
-      check_weight_versions(schedule, w, [&](const std::string& text) { problem(w, text); });
-    else if (count(Op::OptimizerStep, -1) != 1 || program.empty() || program.back().op != Op::OptimizerStep)
-      problem(w, "must end with exactly one OptimizerStep");
   }
+  size_t count(Op op, int m, int slice = 0, int chunk = 0) const {
+    const auto it = where_.find({op, m, slice, chunk});
+    return it == where_.end() ? 0 : it->second.size();
+  }
+  size_t first(Op op, int m, int slice = 0, int chunk = 0) const { return where_.at({op, m, slice, chunk}).front(); }
+
+ private:
+  std::map<std::tuple<Op, int, int, int>, std::vector<size_t>> where_;
+};
+
+// One unit (micro-batch m, slice, chunk) on its worker: its forward once, its backward once
+// (whole, or B then W) and after it, slices in order, and each message present exactly when the
+// piece has that neighbour, on the right side of the compute it feeds or drains.
+void check_unit(const Schedule& schedule, int stage, int m, int slice, int chunk, const Positions& at, const Problem& problem) {
+  const int piece = schedule.piece_of(stage, chunk), last = schedule.pieces() - 1, slices = schedule.token_slices;
+  const std::string mb = " of micro-batch " + unit_label({Op::Forward, m, -1, slice, chunk}, schedule);
+  const size_t fused = at.count(Op::Backward, m, slice, chunk), b = at.count(Op::BackwardInput, m, slice, chunk),
+               w_count = at.count(Op::BackwardWeight, m, slice, chunk);
+  const bool split = b + w_count > 0;
+  if (at.count(Op::Forward, m, slice, chunk) != 1 || (split ? b != 1 || w_count != 1 || fused != 0 : fused != 1)) {
+    problem("runs the forward" + mb + " " + std::to_string(at.count(Op::Forward, m, slice, chunk)) + " times and its backward " +
+            std::to_string(fused) + " times, B " + std::to_string(b) + " times and W " + std::to_string(w_count) +
+            " times (the forward once, and the backward once, whole or as one B and one W)");
+    return;
+  }
+  const size_t forward = at.first(Op::Forward, m, slice, chunk),
+               backward = at.first(split ? Op::BackwardInput : Op::Backward, m, slice, chunk);
+  if (backward < forward) problem("runs the backward" + mb + " before its forward");
+  if (split && at.first(Op::BackwardWeight, m, slice, chunk) < backward)
+    problem("runs the W" + mb + " before its B (W uses what B leaves)");
+  // A slice attends over the keys and values of the earlier slices, so it runs after them;
+  // its backward hands them their gradients, so theirs run after it.
+  if (slice > 0 && at.count(Op::Forward, m, slice - 1) == 1 && at.first(Op::Forward, m, slice - 1) > forward)
+    problem("runs the forward" + mb + " before that of the slice before it");
+  if (slice + 1 < slices && at.count(Op::Backward, m, slice + 1) == 1 && at.first(Op::Backward, m, slice + 1) > backward)
+    problem("runs the backward" + mb + " before that of the slice after it");
+  struct Expectation {
+    Op op;
+    bool needed;
+    bool before;     // must come before (true) or after (false) the compute
+    size_t compute;  // position of that compute
+  };
+  for (const Expectation& e : {Expectation{Op::ReceiveActivation, piece > 0, true, forward},
+                               Expectation{Op::SendActivation, piece < last, false, forward},
+                               Expectation{Op::ReceiveGradient, piece < last, true, backward},
+                               Expectation{Op::SendGradient, piece > 0, false, backward}}) {
+    const size_t n = at.count(e.op, m, slice, chunk);
+    if (n != (e.needed ? 1u : 0u)) {
+      problem(std::string("has ") + std::to_string(n) + " " + op_name(e.op) + mb + ", needs " + (e.needed ? "1" : "none") +
+              (e.needed ? "" : (piece == 0 ? " (the first stage has no previous stage)" : " (the last stage has no next stage)")));
+    } else if (e.needed && (at.first(e.op, m, slice, chunk) < e.compute) != e.before) {
+      problem(std::string(op_name(e.op)) + mb + " must come " + (e.before ? "before" : "after") + " the " +
+              (e.op == Op::ReceiveActivation || e.op == Op::SendActivation ? "forward" : "backward"));
+    }
+  }
+}
+
+// Worker w's program: every unit of its micro-batches once and in order, none of another
+// replica's, and its updates where the schedule's kind needs them.
+void check_program(const Schedule& schedule, int w, const Problem& problem) {
+  const int s = schedule.stage_of(w);
+  const Program& program = schedule.programs[w];
+  const Positions at(schedule, program, problem);
+  for (int m = 0; m < schedule.micro_batches; ++m) {
+    const int runner = schedule.worker_for(s, m);
+    if (runner != w) {  // another replica's micro-batch
+      if (at.count(Op::Forward, m) + at.count(Op::Backward, m) > 0)
+        problem("runs micro-batch " + std::to_string(m) + ", which belongs to " + schedule.worker_name(runner));
+      continue;
+    }
+    for (int unit = 0; unit < schedule.token_slices * schedule.virtual_stages; ++unit)  // slices and chunks do not combine
+      check_unit(schedule, s, m, unit % schedule.token_slices, unit / schedule.token_slices, at, problem);
+  }
+  if (schedule.asynchronous())
+    check_weight_versions(schedule, w, problem);
+  else if (at.count(Op::OptimizerStep, -1) != 1 || program.empty() || program.back().op != Op::OptimizerStep)
+    problem("must end with exactly one OptimizerStep");
+}
+
+}  // namespace
+
+ValidationReport validate(const Schedule& schedule) {
+  check_shape(schedule);
+  std::vector<std::string> problems;
+  auto problem = [&](int worker, const std::string& text) { problems.push_back(schedule.worker_name(worker) + ": " + text); };
+  for (int w = 0; w < schedule.workers(); ++w)
+    check_program(schedule, w, [&](const std::string& text) { problem(w, text); });
   if (schedule.asynchronous() && schedule.weights == WeightPolicy::VerticalSync) check_vertical_sync(schedule, problem);
   if (!problems.empty()) {
     std::string text = "schedule '" + schedule.name + "' is invalid:";
     for (const std::string& p : problems) text += "\n  " + p;
     throw ScheduleError(text);
   }
-  const SimulationResult simulated = simulate(schedule, CostModel::uniform(stages, 1.0, 1.0));  // throws on deadlock
+  const SimulationResult simulated = simulate(schedule, CostModel::uniform(schedule.stages, 1.0, 1.0));  // throws on deadlock
   return {simulated.peak_in_flight};
 }
 
