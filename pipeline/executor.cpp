@@ -15,6 +15,7 @@
 #include "nn/skip.h"
 #include "pipeline/pipedream.h"
 #include "pipeline/run_state.h"
+#include "pipeline/schedule_spec.h"
 #include "pipeline/stage_worker.h"
 #include "pipeline/status.h"
 #include "pipeline/token_slices.h"
@@ -57,26 +58,30 @@ Schedule synchronous_only(Schedule schedule) {
 }
 }  // namespace
 
-Schedule Pipeline::schedule_named_by(const StagePlan& plan, const PipelineOptions& options) {
-  const int token_slices = options.token_slices.empty() ? 1 : static_cast<int>(options.token_slices.size());
+ScheduleSpec Pipeline::schedule_spec(const StagePlan& plan, const PipelineOptions& options) {
   const int chunks = options.virtual_stages;
   if (chunks < 1 || plan.stages() % chunks != 0)
     throw std::invalid_argument("pipeline: " + std::to_string(chunks) + " virtual stages per stage need a plan of a multiple of " +
                                 std::to_string(chunks) + " pieces; the plan has " + std::to_string(plan.stages()) +
                                 " (cut the model into stages x virtual stages)");
-  if (!options.replicas.empty() && options.schedule != "pipedream")
-    throw std::invalid_argument("pipeline: replicated stages run under the pipedream schedule, not " + options.schedule +
-                                " (or give every stage one replica)");
-  if (options.schedule == "pipedream") {  // the program's length follows each run_async's mini-batches
-    if (token_slices > 1)
-      throw std::invalid_argument("pipeline: token slices run with the synchronous schedules (gpipe, 1f1b), not pipedream");
-    return make_pipedream_schedule(plan, options, round_robin_groups(options.replicas) * options.micro_batches);
+  ScheduleSpec spec;
+  spec.name = options.schedule;
+  spec.stages = plan.stages() / chunks;
+  spec.micro_batches = options.micro_batches;
+  spec.virtual_stages = chunks;
+  spec.token_slices = options.token_slices.empty() ? 1 : static_cast<int>(options.token_slices.size());
+  if (spec.asynchronous()) {
+    spec.weights = options.weights;
+    spec.replicas = options.replicas;
+    spec.mini_batches = round_robin_groups(options.replicas);  // run_async rebuilds it for each call's mini-batches
+  } else if (!options.replicas.empty()) {
+    spec.replicas = options.replicas;  // for check()'s message
   }
-  return make_schedule(options.schedule, plan.stages() / chunks, options.micro_batches, token_slices, chunks);
+  return spec;
 }
 
 Pipeline::Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, PipelineOptions options, LossFunction loss)
-    : Pipeline(Common{}, std::move(model), plan, schedule_named_by(plan, options), options, std::move(loss)) {}
+    : Pipeline(Common{}, std::move(model), plan, build_schedule(schedule_spec(plan, options)), options, std::move(loss)) {}
 
 Pipeline::Pipeline(std::shared_ptr<nn::Sequential> model, StagePlan plan, Schedule schedule, PipelineOptions options,
                    LossFunction loss)
@@ -126,11 +131,6 @@ Pipeline::Pipeline(Common, std::shared_ptr<nn::Sequential> model, StagePlan plan
   if (options_.remote_stages) check_remote_stages();
   for (int w = 0; w < workers(); ++w) trackers_.push_back(std::make_shared<MemoryTracker>());
   threads_ = std::make_unique<StageThreads>(workers());
-}
-
-Schedule Pipeline::make_pipedream_schedule(const StagePlan& plan, const PipelineOptions& options, int micro_batches) {
-  // plan's pieces are the stages: pipedream does not interleave (the validator says so).
-  return pipedream_schedule(plan.stages(), micro_batches, options.micro_batches, options.weights, options.replicas);
 }
 
 // Replica r of every stage with more than r replicas comes from the r-th model that
@@ -273,8 +273,9 @@ StepResult Pipeline::run_async(const std::vector<datasets::Batch>& mini_batches,
   const int per_update = options_.micro_batches;
   const int micro_batches = static_cast<int>(mini_batches.size()) * per_update;
   if (schedule_.micro_batches != micro_batches) {
-    schedule_ = make_pipedream_schedule(plan_, options_, micro_batches);
-    validate(schedule_);
+    ScheduleSpec spec = schedule_spec(plan_, options_);
+    spec.mini_batches = static_cast<int>(mini_batches.size());
+    schedule_ = build_schedule(spec);
   }
   std::vector<WorkUnit> units;
   for (size_t i = 0; i < mini_batches.size(); ++i) add_micro_batches(mini_batches[i], first_step + i, units);

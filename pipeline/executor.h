@@ -16,6 +16,7 @@
 #include "pipeline/channel.h"
 #include "pipeline/partition.h"
 #include "pipeline/schedule.h"
+#include "pipeline/schedule_spec.h"
 #include "pipeline/stage_threads.h"
 #include "pipeline/trace.h"
 #include "tensor/allocator.h"
@@ -201,7 +202,7 @@ class Pipeline {
   Pipeline(Common, std::shared_ptr<nn::Sequential> model, StagePlan plan, Schedule schedule, PipelineOptions options,
            LossFunction loss);
   // The schedule options.schedule names, for a plan of the given pieces.
-  static Schedule schedule_named_by(const StagePlan& plan, const PipelineOptions& options);
+  static ScheduleSpec schedule_spec(const StagePlan& plan, const PipelineOptions& options);
   // Cuts `batch` into options.micro_batches units of training step `step`.
   void add_micro_batches(const datasets::Batch& batch, uint64_t step, std::vector<WorkUnit>& units) const;
   StepResult run_units(const std::vector<WorkUnit>& units);
@@ -210,9 +211,6 @@ class Pipeline {
   StepResult step_result(const std::vector<WorkUnit>& units, const std::vector<double>& losses,
                          std::vector<StageRecord>& records, std::chrono::steady_clock::time_point origin) const;
   void check_token_slices_fit(const std::vector<WorkUnit>& units) const;
-  // PipeDream's schedule for `micro_batches` streamed micro-batches (a whole number of
-  // options.micro_batches per update); plan's pieces are its stages.
-  static Schedule make_pipedream_schedule(const StagePlan& plan, const PipelineOptions& options, int micro_batches);
   void make_replicas();
   void find_tied_parameters();
   void find_skip_routes();

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "pipeline/schedule_spec.h"
+
 namespace minipipe::pipeline {
 
 const char* op_name(Op op) {
@@ -351,23 +353,10 @@ std::string schedule_names_text() {
 }
 
 Schedule make_schedule(const std::string& name, int stages, int micro_batches, int token_slices, int virtual_stages) {
-  const bool interleaved = name == "interleaved";
-  if (virtual_stages != 1 && !interleaved)
-    throw std::invalid_argument("virtual stages (model chunks per stage) are for the interleaved schedule, not " + name);
-  if (interleaved && token_slices > 1)
-    throw std::invalid_argument("the interleaved schedule does not cut sequences into token slices; use gpipe or 1f1b");
-  if (interleaved) return interleaved_schedule(stages, micro_batches, virtual_stages);
-  if (name == "zb-h1" || name == "zb-h2") {
-    if (token_slices > 1)
-      throw std::invalid_argument("the zero-bubble schedules do not cut sequences into token slices; use gpipe or 1f1b");
-    return zero_bubble_schedule(name, stages, micro_batches);
-  }
-  if (name == "gpipe") return gpipe_schedule(stages, micro_batches, token_slices);
-  if (name == "1f1b") return one_f_one_b_schedule(stages, micro_batches, token_slices);
-  if (name == "pipedream")
-    throw std::invalid_argument("the pipedream schedule is asynchronous: build it with pipedream_schedule(), which needs "
-                                "the weight policy and the micro-batches per update");
-  throw std::invalid_argument("unknown schedule '" + name + "': use " + schedule_names_text());
+  ScheduleSpec spec;
+  spec.name = name, spec.stages = stages, spec.micro_batches = micro_batches;
+  spec.token_slices = token_slices, spec.virtual_stages = virtual_stages;
+  return build_schedule(spec);
 }
 
 void add_communication(Schedule& schedule) {

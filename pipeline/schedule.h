@@ -195,8 +195,8 @@ const std::vector<ScheduleName>& schedule_names();
 std::vector<std::string> schedule_name_list();  // the names alone, in order
 std::string schedule_names_text();               // "gpipe, 1f1b, ..., or pipedream"
 
-// By name: "gpipe", "1f1b", "interleaved", "zb-h1" or "zb-h2" (synchronous; interleaved
-// needs virtual_stages >= 2, the others 1); "pipedream" is built by pipedream_schedule().
+// By name, for the synchronous schedules' parameters: build_schedule (schedule_spec.h) with
+// the other parameters at their defaults.
 Schedule make_schedule(const std::string& name, int stages, int micro_batches, int token_slices = 1, int virtual_stages = 1);
 
 // Inserts ReceiveActivation before and SendActivation after each Forward, ReceiveGradient

@@ -123,8 +123,7 @@ std::string timeline_section(const RunLog& run, const std::string& trace_path) {
     out += "<p>Measured timeline (no prediction: the simulator predicts one synchronous step of one pipeline).</p>\n";
     out += "<div id=\"timeline\">" + pipeline::timeline_svg(measured, names, "measured") + "</div>\n";
   } else {
-    const pipeline::Schedule schedule =
-        pipeline::make_schedule(run.schedule, run.stages, run.micro_batches, run.token_slices, run.virtual_stages);
+    const pipeline::Schedule schedule = pipeline::build_schedule(run.schedule_spec());
     const pipeline::CostModel costs = pipeline::costs_from_trace(measured, schedule);
     const std::vector<pipeline::TraceEvent> predicted = pipeline::to_trace(pipeline::simulate(schedule, costs));
     const pipeline::TraceSummary would = pipeline::summarize(predicted, workers);
@@ -160,8 +159,7 @@ std::string memory_section(const RunLog& run) {
   std::vector<int> in_flight;
   std::string formula = "from the simulated schedule";
   if (!run.asynchronous) {
-    const pipeline::Schedule schedule =
-        pipeline::make_schedule(run.schedule, run.stages, run.micro_batches, run.token_slices, run.virtual_stages);
+    const pipeline::Schedule schedule = pipeline::build_schedule(run.schedule_spec());
     in_flight = pipeline::simulate(schedule, pipeline::CostModel::uniform(run.stages, 1, 2)).peak_in_flight;
     if (run.schedule == "gpipe") formula = "GPipe: all M = " + std::to_string(run.micro_batches);
     if (run.schedule == "1f1b") formula = "1F1B: min(K - s, M)";

@@ -79,4 +79,14 @@ const char* bubble_formula(const RunLog& run) {
   return run.virtual_stages > 1 ? "(K-1)/(vM+K-1)" : "(K-1)/(M+K-1)";
 }
 
+pipeline::ScheduleSpec RunLog::schedule_spec() const {
+  pipeline::ScheduleSpec spec;
+  spec.name = schedule;
+  spec.stages = stages;
+  spec.micro_batches = micro_batches;
+  spec.virtual_stages = virtual_stages;
+  spec.token_slices = token_slices;
+  return spec;
+}
+
 }  // namespace minipipe::cli

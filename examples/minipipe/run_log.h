@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "nn/json_reader.h"
+#include "pipeline/schedule_spec.h"
 
 namespace minipipe::cli {
 
@@ -22,6 +23,8 @@ struct RunLog {
   // The bubble by formula, as the run worked it out: (K-1)/(vMS+K-1) for a synchronous step;
   // PipeDream fills and drains once per streamed call, not once per mini-batch.
   double formula_bubble = 0;
+  // The synchronous schedule it ran, for the simulator to replay (not for "none").
+  pipeline::ScheduleSpec schedule_spec() const;
 };
 // The formula behind RunLog::formula_bubble, as explain and report print it.
 const char* bubble_formula(const RunLog& run);

@@ -9,8 +9,8 @@
 #include "pipeline/planner.h"
 #include "pipeline/prediction.h"
 #include "pipeline/trace.h"
-#include "pipelined_training.h"
 #include "pipeline/validator.h"
+#include "schedule_flags.h"
 #include "tensor/factories.h"
 #include "training_log.h"
 
@@ -72,15 +72,10 @@ int compare_with_trace(const SimulateOptions& o, const pipeline::Schedule& sched
 }  // namespace
 
 int simulate(const SimulateOptions& o) {
-  const bool pipedream = o.schedule == "pipedream";
-  const std::string weights = weight_policy_flag(o.schedule, o.weights);
-  if (!o.replicas.empty() && !pipedream)
-    throw std::invalid_argument("--replicas replicates stages of PipeDream's asynchronous pipeline: add --schedule pipedream");
-  const pipeline::Schedule schedule =
-      pipedream ? pipeline::pipedream_schedule(o.stages, o.micro_batches * o.mini_batches, o.micro_batches,
-                                               pipeline::parse_weight_policy(weights), parse_replicas(o.replicas, o.stages))
-                : pipeline::make_schedule(o.schedule, o.stages, o.micro_batches, o.token_slices, o.virtual_stages);
-  pipeline::validate(schedule);
+  const pipeline::ScheduleSpec spec = schedule_spec(o);
+  const bool pipedream = spec.asynchronous();
+  const std::string weights = pipeline::weight_policy_name(spec.weights.value_or(pipeline::WeightPolicy::Stash));
+  const pipeline::Schedule schedule = pipeline::build_schedule(spec);
   if (!o.compare.empty()) return compare_with_trace(o, schedule);
   const double chunk_share = 1.0 / o.virtual_stages;  // a chunk does 1/v of its stage's layers
   pipeline::CostModel costs = pipeline::CostModel::uniform(o.stages, o.forward_cost * chunk_share, o.backward_cost * chunk_share);
@@ -90,8 +85,6 @@ int simulate(const SimulateOptions& o) {
   // Token slices are units of work like micro-batches: M * S of them with equal costs.
   const double theory =
       pipeline::theoretical_bubble_fraction(o.stages, schedule.micro_batches * schedule.token_slices, schedule.virtual_stages);
-  if (pipedream && o.token_slices > 1)
-    throw std::invalid_argument("--token-slices runs with gpipe and 1f1b; pipedream is asynchronous and does not slice");
   const std::string shape = std::to_string(o.micro_batches) + " micro-batches" +
                             (o.token_slices > 1 ? " x " + std::to_string(o.token_slices) + " token slices" : "") +
                             (pipedream ? " per mini-batch, " + std::to_string(o.mini_batches) + " mini-batches streamed, weights " +

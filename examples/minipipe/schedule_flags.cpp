@@ -1,0 +1,59 @@
+#include "schedule_flags.h"
+
+#include <sstream>
+#include <stdexcept>
+
+namespace minipipe::cli {
+
+namespace {
+pipeline::ScheduleSpec common_spec(const std::string& schedule, int stages, int micro_batches, int virtual_stages,
+                                   const std::string& weights, const std::string& replicas) {
+  pipeline::ScheduleSpec spec;
+  spec.name = schedule;
+  spec.stages = stages;
+  spec.micro_batches = micro_batches;
+  spec.virtual_stages = virtual_stages;
+  if (!weights.empty()) spec.weights = pipeline::parse_weight_policy(weights);
+  spec.replicas = parse_replicas(replicas);
+  return spec;
+}
+}  // namespace
+
+pipeline::ScheduleSpec schedule_spec(const PipelineFlags& flags) {
+  pipeline::ScheduleSpec spec =
+      common_spec(flags.schedule, flags.stages, flags.micro_batches, flags.virtual_stages, flags.weights, flags.replicas);
+  if (!flags.token_slices.empty() && flags.token_slices != "auto") spec.token_slices = std::stoi(flags.token_slices);
+  spec.check();
+  return spec;
+}
+
+pipeline::ScheduleSpec schedule_spec(const SimulateOptions& o) {
+  pipeline::ScheduleSpec spec = common_spec(o.schedule, o.stages, o.micro_batches, o.virtual_stages, o.weights, o.replicas);
+  spec.token_slices = o.token_slices;
+  if (spec.asynchronous()) spec.mini_batches = o.mini_batches;
+  spec.check();
+  return spec;
+}
+
+std::vector<int> parse_replicas(const std::string& list) {
+  if (list.empty()) return {};
+  std::vector<int> replicas;
+  std::stringstream in(list);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    size_t used = 0;
+    int count = 0;
+    try {
+      count = std::stoi(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size() || count < 1 || count > 64)
+      throw std::invalid_argument("--replicas " + list + ": '" + item +
+                                  "' is not a replica count; give one count from 1 to 64 per stage, like 2,1");
+    replicas.push_back(count);
+  }
+  return replicas;
+}
+
+}  // namespace minipipe::cli

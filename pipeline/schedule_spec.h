@@ -1,0 +1,37 @@
+#pragma once
+// A schedule by its parameters: the one description that the command line's train and
+// simulate, the run logs that report and explain read, the Trainer and the Pipeline all build
+// their schedule from. check() holds every rule on which parameters combine, and
+// build_schedule() is the one factory; the generators behind it are in schedule.h and
+// pipedream.h.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pipeline/schedule.h"
+
+namespace minipipe::pipeline {
+
+struct ScheduleSpec {
+  std::string name = "gpipe";  // one of schedule_names()
+  int stages = 1;
+  int micro_batches = 1;   // per mini-batch; pipedream: per update
+  int virtual_stages = 1;  // interleaved: model chunks per stage
+  int token_slices = 1;    // TeraPipe: slices per sequence (synchronous schedules)
+  // pipedream only: which weights a backward uses (unset: stash), replicas per stage (empty:
+  // one each), and how many mini-batches one run streams.
+  std::optional<WeightPolicy> weights;
+  std::vector<int> replicas;
+  int mini_batches = 1;
+
+  bool asynchronous() const { return name == "pipedream"; }
+  int pieces() const { return stages * virtual_stages; }  // what the plan must cut the model into
+  // Throws std::invalid_argument naming the parameters that do not combine, by their
+  // command-line flags (--schedule, --virtual-stages, ...), and what to change.
+  void check() const;
+};
+
+// check(), then the schedule from its generator, validated (validator.h).
+Schedule build_schedule(const ScheduleSpec& spec);
+
+}  // namespace minipipe::pipeline

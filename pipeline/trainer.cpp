@@ -1,0 +1,291 @@
+#include "pipeline/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <type_traits>
+
+#include "pipeline/pipedream.h"
+#include "pipeline/planner.h"
+#include "pipeline/profile.h"
+#include "pipeline/slice_planner.h"
+#include "pipeline/token_slices.h"
+
+namespace minipipe::pipeline {
+
+Trainer::Trainer(std::shared_ptr<nn::Sequential> model, LossFunction loss, const Tensor& sample, TrainerOptions options)
+    : model_(std::move(model)), options_(std::move(options)) {
+  if (!options_.optimizer.make) throw std::invalid_argument("trainer: OptimizerSetup::make must build an optimizer");
+  options_.schedule.check();
+  check_options(*model_);
+  join_process_group();
+  StagePlan plan = make_plan(sample);  // the planner may choose fewer stages, replicated
+  token_slices_ = plan_token_slices(plan, sample);
+  const ScheduleSpec& spec = options_.schedule;
+  PipelineOptions p = options_.pipeline;
+  p.schedule = spec.name;
+  p.micro_batches = spec.micro_batches;
+  p.virtual_stages = spec.virtual_stages;
+  p.weights = spec.weights.value_or(WeightPolicy::Stash);
+  p.replicas = spec.replicas;
+  p.token_slices = token_slices_;
+  if (p.stage_devices.empty()) p.stage_devices.assign(spec.stages, options_.device);
+  if (group_) p.remote_stages = group_->remote_stages(options_.rank_timeout_seconds);
+  if (options_.model_factory)
+    p.model_factory = [factory = options_.model_factory, device = options_.device] {
+      std::shared_ptr<nn::Sequential> copy = factory();
+      copy->to(device);
+      return copy;
+    };
+  pipeline_ = std::make_unique<Pipeline>(model_, std::move(plan), std::move(p), std::move(loss));
+  stats_.peak_bytes.assign(pipeline_->workers(), 0);
+  stats_.peak_weight_versions.assign(pipeline_->workers(), 1);
+  stats_.peak_stash_bytes.assign(pipeline_->workers(), 0);
+  make_optimizers();
+}
+
+// What the schedule's own check cannot see: the plan and the model.
+void Trainer::check_options(const nn::Sequential& model) const {
+  const ScheduleSpec& spec = options_.schedule;
+  const bool interleaved = spec.name == "interleaved";
+  if (interleaved && options_.plan_stages)
+    throw std::invalid_argument("--plan auto chooses stages, not the chunks of the interleaved schedule: use --partition");
+  if (interleaved && spec.pieces() > static_cast<int>(model.size()))
+    throw std::invalid_argument("--stages " + std::to_string(spec.stages) + " x --virtual-stages " +
+                                std::to_string(spec.virtual_stages) + " pieces do not fit a model of " +
+                                std::to_string(model.size()) + " layers: lower --stages or --virtual-stages");
+  if (!options_.pipeline.stage_devices.empty() && static_cast<int>(options_.pipeline.stage_devices.size()) != spec.stages)
+    throw std::invalid_argument("--stage-devices names " + std::to_string(options_.pipeline.stage_devices.size()) +
+                                " devices for " + std::to_string(spec.stages) + " stages");
+  if (options_.data_parallel < 1)
+    throw std::invalid_argument("--data-parallel is " + std::to_string(options_.data_parallel) + ": give 1 or more replicas");
+}
+
+// Multi-process runs: every process builds the same model and plan, runs its own stage, and
+// then holds every stage's gradient, so that each takes the same optimizer step as one
+// process would (the weights and optimizer state stay whole on every rank: evaluation,
+// checkpoints and resuming work unchanged).
+void Trainer::join_process_group() {
+  const ScheduleSpec& spec = options_.schedule;
+  if (!launched_by_mpirun()) {
+    if (options_.data_parallel > 1)
+      throw std::invalid_argument("--data-parallel " + std::to_string(options_.data_parallel) + " runs pipeline replicas in "
+                                  "separate processes: start with mpirun -np " +
+                                  std::to_string(spec.stages * options_.data_parallel) + " (stages x replicas)");
+    return;
+  }
+  group_ = std::make_unique<ProcessGroup>(spec.stages, options_.data_parallel, options_.device);
+  group_->check_same_on_every_rank("command line", options_.same_on_every_rank);
+  auto refuse = [](const std::string& what, const std::string& instead) {
+    throw std::invalid_argument(what + " is not available across processes yet: " + instead);
+  };
+  if (spec.asynchronous() || spec.name == "interleaved") refuse("--schedule " + spec.name, "use gpipe, 1f1b, zb-h1 or zb-h2");
+  // Each process would time the layers itself and might choose differently.
+  if (options_.plan_stages || options_.partition == "time" || options_.plan_token_slices)
+    refuse("planning from measured times (--plan auto, --partition time, --token-slices auto)",
+           "give --partition uniform, params or explicit layer counts, and --token-slices N");
+  if (!options_.pipeline.stage_devices.empty())
+    refuse("--stage-devices", "each rank runs its stage on --device (cuda: the rank's own GPU)");
+}
+
+// Interleaved: the model in stages x v pieces, stage s running pieces s, s + K, ...
+StagePlan Trainer::make_plan(const Tensor& sample) {
+  if (options_.plan_stages) return planned_partition(sample);
+  return make_partition(*model_, options_.schedule.pieces(), options_.partition, sample);
+}
+
+StagePlan Trainer::planned_partition(const Tensor& sample) {
+  // `stages` counts workers: PipeDream's planner chooses the stages among them and, under
+  // pipedream with stash or none, how many replicas each gets. Its time is per micro-batch.
+  ScheduleSpec& spec = options_.schedule;
+  const WeightPolicy weights = spec.weights.value_or(WeightPolicy::Stash);
+  const bool replicas_may_run = spec.asynchronous() && (weights == WeightPolicy::Stash || weights == WeightPolicy::None);
+  const PipelinePlan chosen =
+      plan_pipeline(profile_layers(*model_, sample, 5), {spec.stages, {}, 0, replicas_may_run ? 0 : 1});
+  planned_seconds_per_mini_batch_ = chosen.seconds_per_mini_batch * spec.micro_batches;
+  StagePlan plan = partition_explicit(*model_, chosen.balance());
+  plan.method = "PipeDream's planner (predicted " + std::to_string(1e3 * planned_seconds_per_mini_batch_) +
+                " ms per mini-batch in the steady state; bottleneck: " + chosen.bottleneck + ")";
+  if (chosen.replicated()) spec.replicas = chosen.replicas();
+  if (!options_.pipeline.stage_devices.empty() && plan.stages() != spec.stages)
+    throw std::invalid_argument("--plan auto chose " + std::to_string(plan.stages()) + " stages for " +
+                                std::to_string(spec.stages) + " workers, so --stage-devices cannot name one device per "
+                                "stage in advance: drop --stage-devices or --plan");
+  spec.stages = plan.stages();
+  return plan;
+}
+
+std::vector<int64_t> Trainer::plan_token_slices(const StagePlan& plan, const Tensor& sample) {
+  const int count = options_.schedule.token_slices;
+  if (count <= 1 && !options_.plan_token_slices) return {};
+  const std::string flag = options_.plan_token_slices ? "auto" : std::to_string(count);
+  if (sample.dim() != 2)
+    throw std::invalid_argument("--token-slices cuts token sequences: it needs a model fed [batch, tokens] (the gpt)");
+  const int64_t tokens = sample.shape()[1];
+  if (!options_.plan_token_slices) {
+    if (count > tokens)
+      throw std::invalid_argument("--token-slices " + flag + " exceeds the " + std::to_string(tokens) +
+                                  " tokens of a sequence: use at most " + std::to_string(tokens));
+    return uniform_token_slices(tokens, count);
+  }
+  // TeraPipe section 3.3: time slices on the stages as they will run, then plan.
+  const int micro_batches = options_.schedule.micro_batches;
+  const SliceCostModel cost = profile_slice_costs(stage_modules(*model_, plan), sample);
+  const int64_t batch = sample.shape()[0];
+  const SlicePlan chosen =
+      pipeline::plan_token_slices(cost, batch, tokens, plan.stages(), default_slice_granularity(tokens), micro_batches);
+  const double unsliced = slicing_seconds(cost, batch, {tokens}, plan.stages(), micro_batches);
+  planned_seconds_per_mini_batch_ = chosen.seconds;
+  char note[256];
+  std::snprintf(note, sizeof note, "predicted %.1f ms per mini-batch against %.1f ms unsliced; cost model ",
+                1e3 * chosen.seconds, 1e3 * unsliced);
+  planner_note_ = "token slices by TeraPipe's planner: " + format_token_slices(chosen.lengths) + ", " + note + cost.str();
+  options_.schedule.token_slices = static_cast<int>(chosen.lengths.size());
+  return chosen.lengths;
+}
+
+void Trainer::make_optimizers() {
+  const OptimizerSetup& setup = options_.optimizer;
+  if (!asynchronous()) {
+    optimizers_.push_back(setup.make(model_->named_parameters()));
+    return;
+  }
+  for (int s = 0; s < pipeline_->stages(); ++s)
+    for (int r = 0; r < pipeline_->replicas(s); ++r) optimizers_.push_back(setup.make(pipeline_->replica(s, r)->named_parameters()));
+  pipeline_->set_optimizer_step([this](int s, int r, uint64_t step) {  // on the replica's thread
+    nn::Optimizer& own = *optimizers_[pipeline_->schedule().first_worker(s) + r];
+    own.set_learning_rate(learning_rate(static_cast<int64_t>(step)));
+    if (options_.optimizer.clip_norm > 0) nn::clip_grad_norm(pipeline_->replica(s, r)->parameters(), options_.optimizer.clip_norm);
+    own.step();
+    own.zero_grad();
+  });
+}
+
+std::vector<float> Trainer::train(const std::vector<datasets::Batch>& batches, int64_t first_step) {
+  struct AddTime {  // whichever way train() returns
+    TrainingStats& stats;
+    size_t mini_batches;
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+    ~AddTime() {
+      stats.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      stats.mini_batches += static_cast<int64_t>(mini_batches);
+    }
+  } add_time{stats_, batches.size()};
+  std::vector<float> losses;
+  stats_.last_call_mini_batches = static_cast<int64_t>(batches.size());
+  if (asynchronous()) {
+    StepResult result = pipeline_->run_async(batches, static_cast<uint64_t>(first_step));
+    record(result, losses);
+    return losses;
+  }
+  nn::Optimizer& optimizer = *optimizers_.front();
+  for (size_t i = 0; i < batches.size(); ++i) {
+    const int64_t step = first_step + static_cast<int64_t>(i);
+    optimizer.set_learning_rate(learning_rate(step));
+    StepResult result = pipeline_->run(group_ ? data_parallel_shard(batches[i]) : batches[i], static_cast<uint64_t>(step));
+    if (group_) result.losses = {gather_step(result)};
+    record(result, losses);
+    if (options_.optimizer.clip_norm > 0) nn::clip_grad_norm(model_->parameters(), options_.optimizer.clip_norm);
+    optimizer.step();
+    optimizer.zero_grad();
+  }
+  return losses;
+}
+
+void Trainer::record(StepResult& result, std::vector<float>& losses) {
+  for (size_t w = 0; w < stats_.peak_bytes.size(); ++w) {
+    stats_.peak_bytes[w] = std::max(stats_.peak_bytes[w], result.peak_bytes[w]);
+    stats_.peak_weight_versions[w] = std::max(stats_.peak_weight_versions[w], result.peak_weight_versions[w]);
+    stats_.peak_stash_bytes[w] = std::max(stats_.peak_stash_bytes[w], result.peak_stash_bytes[w]);
+  }
+  if (measures_bubble()) stats_.bubble_sum += summarize(result.trace, pipeline_->workers()).bubble_fraction;
+  ++stats_.pipeline_runs;
+  stats_.last_trace = std::move(result.trace);
+  stats_.last_trace_origin_us = result.trace_origin_us;
+  losses.insert(losses.end(), result.losses.begin(), result.losses.end());
+}
+
+// Under mpirun: this replica's share of `batch`.
+datasets::Batch Trainer::data_parallel_shard(const datasets::Batch& batch) const {
+  const int64_t size = batch.inputs.shape()[0], replicas = group_->replicas();
+  if (size % replicas != 0)
+    throw std::invalid_argument("--data-parallel " + std::to_string(replicas) + " shares each mini-batch of " +
+                                std::to_string(size) + " samples equally: make --batch-size a multiple of " +
+                                std::to_string(replicas));
+  const int64_t share = size / replicas, first = group_->replica() * share;
+  // The shard keeps its place in the mini-batch, which keys its dropout masks.
+  return {batch.inputs.narrow(0, first, share).contiguous(), batch.targets.narrow(0, first, share).contiguous(),
+          batch.sample_offset + first};
+}
+
+// Under mpirun, after a run: every stage's gradient (averaged over the replicas) on every
+// rank, and the mini-batch's loss.
+float Trainer::gather_step(const StepResult& result) const {
+  group_->average_over_replicas(pipeline_->stage(group_->stage())->parameters());
+  for (int s = 0; s < pipeline_->stages(); ++s) group_->share_gradients_from_stage(s, pipeline_->stage(s)->parameters());
+  // The last stage of each replica holds its shard's mean loss; the shards are equal.
+  const bool last = group_->stage() == pipeline_->stages() - 1;
+  return static_cast<float>(group_->sum(last ? result.loss : 0.0) / group_->replicas());
+}
+
+int64_t Trainer::round_robin() const { return round_robin_groups(options_.schedule.replicas); }
+
+int64_t Trainer::drain_every() const {
+  const int64_t steps = round_robin();
+  return (64 + steps - 1) / steps * steps;
+}
+
+int64_t Trainer::steps_per_call(int64_t step, int64_t end_step, int64_t drain_interval) const {
+  if (!asynchronous()) return 1;
+  auto next_multiple = [step](int64_t n) { return (step / n + 1) * n; };
+  const int64_t count = std::min({next_multiple(drain_every()), next_multiple(drain_interval), end_step}) - step;
+  if (count % round_robin() != 0)
+    throw std::invalid_argument("replicas " + format_replicas(options_.schedule.replicas) + " take the mini-batches " +
+                                "round-robin, so the pipeline drains only after multiples of " + std::to_string(round_robin()) +
+                                " steps; step " + std::to_string(step + count) + " is not one: make --steps, --eval-interval "
+                                "and --stop-after (and the step resumed from) multiples of " + std::to_string(round_robin()));
+  return count;
+}
+
+std::vector<nn::Optimizer*> Trainer::optimizers() const {
+  std::vector<nn::Optimizer*> out;
+  for (const auto& o : optimizers_) out.push_back(o.get());
+  return out;
+}
+
+// Under mpirun, every rank's events of the last call on rank 0, one row per rank, on rank 0's
+// clock (exact on one machine; across machines, as far as their clocks agree).
+std::vector<TraceEvent> Trainer::gathered_trace(std::vector<std::string>& row_names) const {
+  if (!group_) {
+    row_names = pipeline_->schedule().worker_names();
+    return stats_.last_trace;
+  }
+  static_assert(std::is_trivially_copyable_v<TraceEvent>);
+  const std::vector<TraceEvent>& own = stats_.last_trace;
+  std::string bytes(sizeof(double) + own.size() * sizeof(TraceEvent), '\0');
+  std::memcpy(bytes.data(), &stats_.last_trace_origin_us, sizeof(double));
+  if (!own.empty()) std::memcpy(bytes.data() + sizeof(double), own.data(), own.size() * sizeof(TraceEvent));
+  const std::vector<std::string> ranks = group_->gather_to_rank_zero(bytes);
+  std::vector<TraceEvent> events;
+  row_names.clear();
+  for (size_t r = 0; r < ranks.size(); ++r) {
+    double origin = 0;
+    std::memcpy(&origin, ranks[r].data(), sizeof(double));
+    const size_t count = (ranks[r].size() - sizeof(double)) / sizeof(TraceEvent);
+    for (size_t i = 0; i < count; ++i) {
+      TraceEvent e;
+      std::memcpy(&e, ranks[r].data() + sizeof(double) + i * sizeof(TraceEvent), sizeof e);
+      e.worker = static_cast<int>(r);
+      e.start_us += origin - stats_.last_trace_origin_us;
+      e.end_us += origin - stats_.last_trace_origin_us;
+      events.push_back(e);
+    }
+    const int stage = static_cast<int>(r) % group_->stages(), replica = static_cast<int>(r) / group_->stages();
+    row_names.push_back("rank " + std::to_string(r) + ": stage " + std::to_string(stage) +
+                        (group_->replicas() > 1 ? " replica " + std::to_string(replica) : ""));
+  }
+  return events;
+}
+
+}  // namespace minipipe::pipeline
