@@ -40,14 +40,10 @@ const char* recompute_name(Recompute recompute) {
   return "?";
 }
 
-PipelineError::PipelineError(int stage_, Instruction instruction_, const std::string& what, int replica_)
-    : std::runtime_error("pipeline stage " + std::to_string(stage_) +
-                         (replica_ >= 0 ? " replica " + std::to_string(replica_) : std::string()) + ", " +
-                         op_name(instruction_.op) +
-                         (instruction_.micro_batch >= 0 ? " of micro-batch " + std::to_string(instruction_.micro_batch) : "") +
-                         (instruction_.slice > 0 ? ", token slice " + std::to_string(instruction_.slice) : "") +
-                         (instruction_.chunk > 0 ? ", chunk " + std::to_string(instruction_.chunk) : "") + ": " + what),
-      stage(stage_), replica(std::max(replica_, 0)), instruction(instruction_) {}
+PipelineError::PipelineError(const Schedule& schedule, int worker, Instruction instruction_, const std::string& what)
+    : std::runtime_error("pipeline " + schedule.worker_name(worker) + ", " + instruction_text(instruction_, schedule) + ": " +
+                         what),
+      stage(schedule.stage_of(worker)), replica(schedule.replica_of(worker)), instruction(instruction_) {}
 
 namespace {
 Schedule synchronous_only(Schedule schedule) {
@@ -415,9 +411,7 @@ StepResult Pipeline::run_units(const std::vector<WorkUnit>& units) {
     try {
       std::rethrow_exception(state.error);
     } catch (const std::exception& e) {
-      const int s = schedule_.stage_of(state.error_worker);
-      throw PipelineError(s, state.error_instruction, e.what(),
-                          replicas(s) > 1 ? schedule_.replica_of(state.error_worker) : -1);
+      throw PipelineError(schedule_, state.error_worker, state.error_instruction, e.what());
     }
   }
   return step_result(units, losses, records, state.origin);

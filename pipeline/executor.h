@@ -104,13 +104,13 @@ struct StepResult {
   std::vector<WeightVersionRecord> weight_versions;  // one per stage and micro-batch
 };
 
-// A failure in a stage: every stage was stopped; the message names the stage (and its
-// replica, when replicated; -1 otherwise), the micro-batch and the instruction, then the
-// original error.
+// A failure in a stage: every stage was stopped; the message names the worker (the stage, and
+// its replica when replicated), the instruction and its unit ("Forward of micro-batch 2.1"),
+// then the original error.
 class PipelineError : public std::runtime_error {
  public:
-  PipelineError(int stage, Instruction instruction, const std::string& what, int replica = -1);
-  int stage, replica;
+  PipelineError(const Schedule& schedule, int worker, Instruction instruction, const std::string& what);
+  int stage, replica;  // replica: 0 unless the stage is replicated
   Instruction instruction;
 };
 

@@ -41,8 +41,7 @@ std::string describe_progress(const Schedule& schedule, const RunState& state, d
       continue;
     }
     const Instruction& i = program[at];
-    out += "instruction " + std::to_string(at + 1) + " of " + std::to_string(program.size()) + ", " + op_name(i.op) +
-           (i.micro_batch >= 0 ? " of micro-batch " + unit_label(i, schedule) : "");
+    out += "instruction " + std::to_string(at + 1) + " of " + std::to_string(program.size()) + ", " + instruction_text(i, schedule);
     if (p.waiting.load()) out += ", waiting for " + waiting_for(schedule, w, i);
     out += "; " + std::to_string(p.in_flight.load()) + " in flight\n";
   }

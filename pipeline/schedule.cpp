@@ -40,6 +40,8 @@ int in_flight_change(Op op) { return op == Op::Forward ? 1 : is_backward(op) ? -
 
 const char* compute_letter(Op op) { return op == Op::Forward ? "F" : op == Op::BackwardWeight ? "W" : "B"; }
 
+const char* placement_name(Placement placement) { return placement == Placement::V ? "v" : "looped"; }
+
 WeightPolicy parse_weight_policy(const std::string& name) {
   if (name == "stash") return WeightPolicy::Stash;
   if (name == "vertical-sync") return WeightPolicy::VerticalSync;
@@ -104,6 +106,11 @@ Schedule::ChannelKey Schedule::channel_of(int worker, const Instruction& instruc
   const bool sends = instruction.op == Op::SendActivation || instruction.op == Op::SendGradient;
   const int other = neighbour(worker, instruction, sends != gradient).worker;
   return sends ? ChannelKey{gradient, worker, other} : ChannelKey{gradient, other, worker};
+}
+
+std::string instruction_text(const Instruction& instruction, const Schedule& schedule) {
+  return std::string(op_name(instruction.op)) +
+         (instruction.micro_batch >= 0 ? " of micro-batch " + unit_label(instruction, schedule) : std::string());
 }
 
 std::string describe(const Schedule& schedule, int worker, const Instruction& instruction) {

@@ -78,6 +78,15 @@ const char* weight_policy_name(WeightPolicy policy);
 
 using Program = std::vector<Instruction>;
 
+// Which pieces of the model a stage holds when it holds several (virtual stages, chunks):
+enum class Placement {
+  Looped,  // Megatron's interleaving: chunk c of stage s is piece c K + s
+  V,       // the V shape (Qi et al. 2024; DeepSeek-V3): chunk c of stage s is piece c K + s for
+           // even c and c K + K - 1 - s for odd c, so a micro-batch goes down the stages and
+           // back up, and the first and last pieces sit on stage 0
+};
+const char* placement_name(Placement placement);  // "looped", "v"
+
 struct Schedule {
   std::string name;
   int stages = 0;
@@ -100,14 +109,21 @@ struct Schedule {
   std::vector<int> replicas;
   // Interleaved 1F1B (Narayanan et al. SC 2021): the model is cut into stages x
   // virtual_stages pieces, and stage s holds chunks c = 0 .. virtual_stages - 1, which are
-  // pieces c * stages + s (round-robin). Activations go from piece p to p + 1: to the next
-  // stage, and from the last stage back to stage 0's next chunk.
+  // the pieces `placement` gives it (looped: c * stages + s). Activations go from piece p to
+  // p + 1: to the next stage, and at the end of a chunk to the stage holding the next one
+  // (looped: from the last stage back to stage 0; V: to the last stage itself).
   int virtual_stages = 1;
 
+  // Which stage holds which of its chunks (only matters with virtual stages).
+  Placement placement = Placement::Looped;
+
   int pieces() const { return stages * virtual_stages; }
-  int piece_of(int stage, int chunk) const { return chunk * stages + stage; }
-  int stage_of_piece(int piece) const { return piece % stages; }
+  int piece_of(int stage, int chunk) const { return chunk * stages + (reversed(chunk) ? stages - 1 - stage : stage); }
+  int stage_of_piece(int piece) const {
+    return reversed(chunk_of_piece(piece)) ? stages - 1 - piece % stages : piece % stages;
+  }
   int chunk_of_piece(int piece) const { return piece / stages; }
+  bool reversed(int chunk) const { return placement == Placement::V && chunk % 2 == 1; }  // runs back up
   // The worker that runs piece p of the model for micro-batch m (its stage's replica for m).
   int worker_of_piece(int piece, int micro_batch) const { return worker_for(stage_of_piece(piece), micro_batch); }
   bool asynchronous() const { return micro_batches_per_update > 0; }
@@ -144,8 +160,11 @@ struct Schedule {
   ChannelKey channel_of(int worker, const Instruction& instruction) const;
 };
 
+// "ReceiveActivation of micro-batch 2.1": an instruction and its unit (unit_label), as status
+// reports and PipelineError name it.
+std::string instruction_text(const Instruction& instruction, const Schedule& schedule);
 // "stage 1 ReceiveActivation(micro-batch 2, slice 1)[version 3]": an instruction of a
-// worker, as the validator's and the simulator's errors name it.
+// worker, compact, as the validator's and the simulator's lists of problems name it.
 std::string describe(const Schedule& schedule, int worker, const Instruction& instruction);
 
 // "m"; "m.i" when sequences are token-sliced; "m:c" for chunk c when stages hold several.

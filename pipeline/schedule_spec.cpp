@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "pipeline/pipedream.h"
+#include "pipeline/schedule_csv.h"
 #include "pipeline/validator.h"
 
 namespace minipipe::pipeline {
@@ -12,10 +13,26 @@ namespace {
 void refuse(const std::string& what) { throw std::invalid_argument(what); }
 }  // namespace
 
+ScheduleSpec ScheduleSpec::from_file(const std::string& path) {
+  const Schedule schedule = read_schedule_file(path);
+  ScheduleSpec spec;
+  spec.name = schedule.name;
+  spec.stages = schedule.stages;
+  spec.micro_batches = schedule.micro_batches;
+  spec.virtual_stages = schedule.virtual_stages;
+  spec.file = path;
+  return spec;
+}
+
 void ScheduleSpec::check() const {
   const std::vector<std::string> names = schedule_name_list();
-  if (std::find(names.begin(), names.end(), name) == names.end())
+  if (!file.empty()) {
+    if (weights || !replicas.empty() || token_slices > 1)
+      refuse("--schedule-file " + file + " is a synchronous schedule of whole sequences: drop --weights, --replicas and "
+             "--token-slices");
+  } else if (std::find(names.begin(), names.end(), name) == names.end()) {
     refuse("unknown schedule '" + name + "': use " + schedule_names_text());
+  }
   if (stages < 1) refuse("--stages is " + std::to_string(stages) + ": a pipeline needs 1 stage or more");
   if (micro_batches < 1) refuse("--micro-batches is " + std::to_string(micro_batches) + ": give 1 or more");
   if (mini_batches < 1) refuse("a pipedream run streams 1 mini-batch or more, not " + std::to_string(mini_batches));
@@ -27,6 +44,7 @@ void ScheduleSpec::check() const {
   if (!replicas.empty() && static_cast<int>(replicas.size()) != stages)
     refuse("--replicas " + format_replicas(replicas) + " names " + std::to_string(replicas.size()) + " stages, --stages is " +
            std::to_string(stages) + ": give one count per stage");
+  if (!file.empty()) return;  // the file's own shape; build_schedule validates it
   const bool interleaved = name == "interleaved";
   if (!interleaved && virtual_stages != 1)
     refuse("--virtual-stages cuts each stage into virtual stages (model chunks) for --schedule interleaved, not " + name);
@@ -44,6 +62,17 @@ void ScheduleSpec::check() const {
 Schedule build_schedule(const ScheduleSpec& spec) {
   spec.check();
   Schedule schedule;
+  if (!spec.file.empty()) {
+    schedule = read_schedule_file(spec.file);
+    if (schedule.stages != spec.stages || schedule.micro_batches != spec.micro_batches ||
+        schedule.virtual_stages != spec.virtual_stages)
+      throw std::invalid_argument(spec.file + " has " + std::to_string(schedule.stages) + " ranks, " +
+                                  std::to_string(schedule.micro_batches) + " micro-batches and " +
+                                  std::to_string(schedule.virtual_stages) + " stages per rank, not the " +
+                                  std::to_string(spec.stages) + ", " + std::to_string(spec.micro_batches) + " and " +
+                                  std::to_string(spec.virtual_stages) + " asked for");
+    return schedule;  // validated by the reader
+  }
   if (spec.asynchronous())
     schedule = pipedream_schedule(spec.stages, spec.mini_batches * spec.micro_batches, spec.micro_batches,
                                   spec.weights.value_or(WeightPolicy::Stash), spec.replicas);

@@ -23,7 +23,11 @@ struct ScheduleSpec {
   std::optional<WeightPolicy> weights;
   std::vector<int> replicas;
   int mini_batches = 1;
+  // A PyTorch schedule file (schedule_csv.h) to run instead of a generated schedule; its rows
+  // give the stages, micro-batches, virtual stages and placement (from_file fills them in).
+  std::string file;
 
+  static ScheduleSpec from_file(const std::string& path);
   bool asynchronous() const { return name == "pipedream"; }
   int pieces() const { return stages * virtual_stages; }  // what the plan must cut the model into
   // Throws std::invalid_argument naming the parameters that do not combine, by their

@@ -38,7 +38,11 @@ Trainer::Trainer(std::shared_ptr<nn::Sequential> model, LossFunction loss, const
       copy->to(device);
       return copy;
     };
-  pipeline_ = std::make_unique<Pipeline>(model_, std::move(plan), std::move(p), std::move(loss));
+  // pipedream's programs follow each call's mini-batches, so it is built by name; every other
+  // schedule is built here, once, from its description (a file's included).
+  pipeline_ = spec.asynchronous()
+                  ? std::make_unique<Pipeline>(model_, std::move(plan), std::move(p), std::move(loss))
+                  : std::make_unique<Pipeline>(model_, std::move(plan), build_schedule(spec), std::move(p), std::move(loss));
   stats_.peak_bytes.assign(pipeline_->workers(), 0);
   stats_.peak_weight_versions.assign(pipeline_->workers(), 1);
   stats_.peak_stash_bytes.assign(pipeline_->workers(), 0);
@@ -51,6 +55,9 @@ void Trainer::check_options(const nn::Sequential& model) const {
   const bool interleaved = spec.name == "interleaved";
   if (interleaved && options_.plan_stages)
     throw std::invalid_argument("--plan auto chooses stages, not the chunks of the interleaved schedule: use --partition");
+  if (!spec.file.empty() && (options_.plan_stages || options_.plan_token_slices))
+    throw std::invalid_argument("--schedule-file " + spec.file + " fixes the stages and whole sequences: drop --plan auto and "
+                                "--token-slices auto");
   if (interleaved && spec.pieces() > static_cast<int>(model.size()))
     throw std::invalid_argument("--stages " + std::to_string(spec.stages) + " x --virtual-stages " +
                                 std::to_string(spec.virtual_stages) + " pieces do not fit a model of " +

@@ -77,6 +77,20 @@ for command in "train gpt" "train cnn" simulate; do
   done
 done
 
+# PyTorch's schedule files: a broken one names the rank, column and reason; one exported by
+# simulate trains, and the flags the file decides are refused beside it.
+printf '0F0,0B0\n1F0,1Q0\n' > "$work/broken.csv"
+expect_error "rank 1, column 2: '1Q0' has the unknown type Q" simulate --schedule-file "$work/broken.csv"
+"$minipipe" simulate --schedule interleaved --stages 2 --virtual-stages 2 --micro-batches 2 \
+  --export-schedule "$work/interleaved.csv" > /dev/null 2>&1 ||
+  { echo "FAIL: simulate --export-schedule did not write the schedule"; failures=$((failures + 1)); }
+expect_error "--stages excludes --schedule-file" "${tiny_gpt[@]}" --schedule-file "$work/interleaved.csv" --stages 2
+expect_error "drop --weights, --replicas and --token-slices" "${tiny_gpt[@]}" --schedule-file "$work/interleaved.csv" \
+  --token-slices 2
+output=$("$minipipe" train gpt --steps 2 --dim 16 --layers 2 --heads 2 --context 16 --batch-size 4 --sample-length 0 \
+  --schedule-file "$work/interleaved.csv" 2>&1) && [[ "$output" == *"interleaved.csv (2 chunks per stage), 2 micro-batches"* ]] ||
+  { echo "FAIL: train gpt --schedule-file did not train with the exported schedule:"; echo "$output"; failures=$((failures + 1)); }
+
 # A path in the working folder, without a folder part, is fine.
 (cd "$work" && "$minipipe" "${tiny_gpt[@]}" --save gpt.safetensors > /dev/null 2>&1) && [ -f "$work/gpt.safetensors" ] ||
   { echo "FAIL: --save gpt.safetensors (no folder part) did not write the checkpoint"; failures=$((failures + 1)); }

@@ -23,6 +23,7 @@
 #include "nn/transformer.h"
 #include "nn/convolutional.h"
 #include "pipeline/executor.h"
+#include "pipeline/schedule_csv.h"
 #include "pipeline/status.h"
 #include "tensor/factories.h"
 #include "pipeline_test_support.h"
@@ -33,8 +34,10 @@ namespace {
 
 using testing::expect_identical;
 using testing::gpt_batch;
+using testing::gpt_loss;
 using testing::small_gpt;
 using testing::train;
+using testing::train_steps;
 using testing::TrainingRun;
 
 TEST(Executor, SameLossesAndWeightsBitForBitForAnyStagesScheduleAndRecompute) {
@@ -65,21 +68,13 @@ TEST(Executor, AHandWrittenScheduleTrainsLikeOneDeviceAndABrokenOneIsRefused) {
     };
     return s;
   };
-  auto loss = [](const Tensor& logits, const Tensor& targets) { return nn::cross_entropy_loss(logits, targets); };
+  auto loss = gpt_loss;
   const TrainingRun reference = train(1, 2, "gpipe", Recompute::Never, 5);
   auto model = nn::make_gpt(small_gpt());
   PipelineOptions options{.seed = 7};  // micro-batches and the schedule come from the schedule
   Pipeline pipe(model, partition_uniform(*model, 2), hand_written(), options, loss);
   EXPECT_EQ(pipe.schedule().name, "hand-written 1f1b");
-  nn::AdamW optimizer(model->named_parameters(), {.lr = 1e-2f});
-  TrainingRun run;
-  for (int step = 0; step < 5; ++step) {
-    run.losses.push_back(pipe.run(gpt_batch(step), step).loss);
-    optimizer.step();
-    optimizer.zero_grad();
-  }
-  run.weights = model->state_dict();
-  expect_identical(reference, run, "the hand-written 1F1B");
+  expect_identical(reference, train_steps(*model, pipe, gpt_batch, 5), "the hand-written 1F1B");
 
   Schedule broken = hand_written();
   std::swap(broken.programs[1][2], broken.programs[1][3]);  // stage 1 sends micro-batch 0's gradient before its backward
@@ -87,6 +82,28 @@ TEST(Executor, AHandWrittenScheduleTrainsLikeOneDeviceAndABrokenOneIsRefused) {
                     "SendGradient of micro-batch 0 must come after the backward");
   EXPECT_THROW_WITH(Pipeline(nn::make_gpt(small_gpt()), partition_uniform(*model, 3), hand_written(), options, loss),
                     "runs 2 pieces", "cuts it into 3");
+}
+
+// PyTorch's schedule files (pipeline/schedule_csv.h), written here by hand in its format: a
+// looped interleaved order and a V-shaped one (rank 0 holds pieces 0 and 3, rank 1 pieces 1
+// and 2, so activations go down and back up), each training like one device in every
+// recompute mode.
+TEST(Executor, PyTorchScheduleFilesWithLoopedAndVPlacementTrainLikeOneDevice) {
+  const char* looped =  // pieces 0, 2 on rank 0; 1, 3 on rank 1
+      "0F0,0F1,2F0,2F1,,,2B0,2B1,0B0,0B1\n"
+      ",1F0,1F1,3F0,3B0,3F1,3B1,1B0,1B1\n";
+  const char* v =  // pieces 0, 3 on rank 0; 1, 2 on rank 1
+      "0F0,0F1,,,3F0,3B0,3F1,3B1,,,0B0,0B1\n"
+      ",1F0,1F1,2F0,2F1,,2B0,2B1,1B0,1B1\n";
+  const TrainingRun reference = train(1, 2, "gpipe", Recompute::Never, 5);
+  for (const char* text : {looped, v})
+    for (Recompute recompute : {Recompute::Never, Recompute::Always, Recompute::ExceptLast}) {
+      const Schedule schedule = schedule_from_csv(text, text == v ? "v" : "looped");
+      EXPECT_EQ(schedule.placement, text == v ? Placement::V : Placement::Looped);
+      auto model = nn::make_gpt(small_gpt());
+      Pipeline pipe(model, partition_uniform(*model, 4), schedule, {.recompute = recompute, .seed = 7}, gpt_loss);
+      expect_identical(reference, train_steps(*model, pipe, gpt_batch, 5), schedule.name + " recompute " + recompute_name(recompute));
+    }
 }
 
 // Interleaved 1F1B (Narayanan et al. SC 2021): the model in K x v pieces, stage s running

@@ -7,6 +7,7 @@
 
 #include "pipeline/pipedream.h"
 #include "pipeline/planner.h"
+#include "pipeline/schedule_csv.h"
 #include "pipeline/validator.h"
 #include "pipeline/weight_versions.h"
 #include "test_helpers.h"
@@ -330,5 +331,59 @@ TEST(Planner, ReplicatesWhenWeightsAreCheapToSyncAndPipelinesWhenTheyAreNot) {
   EXPECT_NE(pipelined.bottleneck.find("compute"), std::string::npos) << pipelined.bottleneck;
 }
 
+
+// PyTorch's schedule files: every generated synchronous schedule, written and read back, is the
+// same schedule (the file holds the compute; the messages and the step come back the same).
+TEST(ScheduleFile, EveryGeneratedScheduleRoundTrips) {
+  for (int k : {2, 3, 4})
+    for (int m : {k, 2 * k, 8}) {
+      std::vector<Schedule> schedules;
+      for (const char* name : {"gpipe", "1f1b", "zb-h1", "zb-h2"}) schedules.push_back(make_schedule(name, k, m));
+      if (m % k == 0) schedules.push_back(make_schedule("interleaved", k, m, 1, 2));
+      for (const Schedule& s : schedules) {
+        const std::string text = schedule_to_csv(s);
+        const Schedule back = schedule_from_csv(text, s.name);
+        const std::string what = s.name + " K=" + std::to_string(k) + " M=" + std::to_string(m) + ":\n" + text;
+        EXPECT_EQ(back.stages, s.stages) << what;
+        EXPECT_EQ(back.micro_batches, s.micro_batches) << what;
+        EXPECT_EQ(back.virtual_stages, s.virtual_stages) << what;
+        EXPECT_EQ(back.placement, s.placement) << what;
+        EXPECT_EQ(back.programs, s.programs) << what;
+      }
+    }
+  EXPECT_EQ(schedule_to_csv(make_schedule("1f1b", 2, 2)), "0F0,0F1,0B0,0B1\n1F0,1B0,1F1,1B1\n");
+  EXPECT_THROW_WITH(schedule_to_csv(make_schedule("gpipe", 2, 2, 2)), "token slices");
+}
+
+// The V placement: rank r holds pieces r and 2K - 1 - r; messages go down the stages, turn on
+// the last one (a message to itself) and come back up.
+TEST(ScheduleFile, AVShapedFileIsPlacedInAV) {
+  const Schedule s = schedule_from_csv("0F0,3F0,3B0,0B0\n1F0,2F0,2B0,1B0\n", "v");
+  EXPECT_EQ(s.placement, Placement::V);
+  EXPECT_EQ(s.piece_of(0, 1), 3);
+  EXPECT_EQ(s.piece_of(1, 1), 2);
+  EXPECT_EQ(s.stage_of_piece(3), 0);
+  EXPECT_EQ(s.neighbour(1, {Op::SendActivation, 0, -1, 0, 0}, true).worker, 1);  // piece 1 -> 2, both on rank 1
+  EXPECT_EQ(s.neighbour(0, {Op::ReceiveActivation, 0, -1, 0, 1}, false).worker, 1);  // piece 3 <- 2
+  // F, B = 1 each: rank 1's two forwards wait for rank 0's first, rank 0's backwards for rank 1's.
+  EXPECT_DOUBLE_EQ(simulate(s, CostModel::uniform(2, 1, 1)).makespan, 8);
+}
+
+TEST(ScheduleFile, BrokenFilesAreRefusedWithRankColumnAndReason) {
+  EXPECT_THROW_WITH(schedule_from_csv("0F0,0X0\n", "f"), "rank 0, column 2", "unknown type X");
+  EXPECT_THROW_WITH(schedule_from_csv("0F0,F0\n", "f"), "rank 0, column 2", "is not an action");
+  EXPECT_THROW_WITH(schedule_from_csv("0F0,0SEND_F0,0B0\n", "f"), "column 2", "compute-only");
+  EXPECT_THROW_WITH(schedule_from_csv("(0F0;1B0)OVERLAP_F_B\n", "f"), "overlaps a forward with a backward");
+  EXPECT_THROW_WITH(schedule_from_csv("0F0,0B0\n1F0,0F1,1B0,0B1\n", "f"), "rank 1, column 2", "stage 0 is on rank 0 too");
+  EXPECT_THROW_WITH(schedule_from_csv("0F0,0F1,0B1,0B0\n1B0,1F0,1F1,1B1\n", "f"), "rank 1, column 1", "1B0",
+                    "comes before the forward");
+  EXPECT_THROW_WITH(schedule_from_csv("0F0,0I0,0W0\n1F0,1W0,1I0\n", "f"), "rank 1, column 2", "W uses what I leaves");
+  EXPECT_THROW_WITH(schedule_from_csv("0F0,0B0\n1F0,1B0\n2F0,2B0\n0F1,4F0\n", "f"), "stage 0 is on rank 0 too");
+  EXPECT_THROW_WITH(schedule_from_csv("0F0,1F0,1B0,0B0\n2F0,3F0,3B0,2B0\n", "f"), "rank 0: 0 1", "looped", "in a V");
+  EXPECT_THROW_WITH(schedule_from_csv("0F0,0F1,0B0\n1F0,1F1,1B0,1B1\n", "f"), "stage 0", "backward", "micro-batch 1");
+  // The messages cross: rank 0 waits for micro-batch 1's gradient, rank 1 sends micro-batch 0's first.
+  EXPECT_THROW_WITH(schedule_from_csv("0F0,0F1,0B1,0B0\n1F0,1F1,1B0,1B1\n", "f"), "different orders");
+  EXPECT_THROW_WITH(schedule_from_csv("\n", "f"), "no rows");
+}
 }  // namespace
 }  // namespace minipipe::pipeline

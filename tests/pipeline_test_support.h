@@ -32,22 +32,29 @@ struct TrainingRun {
   std::map<std::string, Tensor> weights;
 };
 
-// `steps` AdamW steps of a GPT through a synchronous pipeline of `stages` uniform stages,
-// one mini-batch (`batch(step)`) per step.
-inline TrainingRun train(const nn::GPTConfig& config, int stages, const pipeline::PipelineOptions& options,
-                         const std::function<datasets::Batch(int64_t)>& batch, int steps) {
-  auto model = nn::make_gpt(config);
-  pipeline::Pipeline pipe(model, pipeline::partition_uniform(*model, stages * options.virtual_stages), options,
-                          [](const Tensor& logits, const Tensor& targets) { return nn::cross_entropy_loss(logits, targets); });
-  nn::AdamW optimizer(model->named_parameters(), {.lr = 1e-2f});
+inline Tensor gpt_loss(const Tensor& logits, const Tensor& targets) { return nn::cross_entropy_loss(logits, targets); }
+
+// `steps` AdamW steps of `model` through `pipe` (a synchronous pipeline over it), one
+// mini-batch (`batch(step)`) per step.
+inline TrainingRun train_steps(nn::Sequential& model, pipeline::Pipeline& pipe,
+                               const std::function<datasets::Batch(int64_t)>& batch, int steps) {
+  nn::AdamW optimizer(model.named_parameters(), {.lr = 1e-2f});
   TrainingRun run;
   for (int step = 0; step < steps; ++step) {
     run.losses.push_back(pipe.run(batch(step), step).loss);
     optimizer.step();
     optimizer.zero_grad();
   }
-  run.weights = model->state_dict();
+  run.weights = model.state_dict();
   return run;
+}
+
+// The same for a GPT through a synchronous pipeline of `stages` uniform stages.
+inline TrainingRun train(const nn::GPTConfig& config, int stages, const pipeline::PipelineOptions& options,
+                         const std::function<datasets::Batch(int64_t)>& batch, int steps) {
+  auto model = nn::make_gpt(config);
+  pipeline::Pipeline pipe(model, pipeline::partition_uniform(*model, stages * options.virtual_stages), options, gpt_loss);
+  return train_steps(*model, pipe, batch, steps);
 }
 
 // The small GPT (dropout on, seed 7) on gpt_batch: with one stage and one micro-batch,

@@ -82,6 +82,17 @@ std::string schedule_help() {
   return help;
 }
 
+// --schedule-file F.csv: a schedule in PyTorch's CSV format, whose rows give the stages,
+// micro-batches and chunks, so the flags that would give them are excluded.
+void add_schedule_file_option(CLI::App& command, std::string& file, const std::vector<CLI::Option*>& given_by_file) {
+  CLI::Option* option = command.add_option("--schedule-file", file,
+                                           "a schedule as PyTorch's CSV (torch.distributed.pipelining): one row per "
+                                           "stage of actions like 0F0, 1I2, 1W2, 0B1; it sets --stages, --micro-batches "
+                                           "and the chunks per stage (looped or V placement)")
+                            ->check(CLI::ExistingFile);
+  for (CLI::Option* other : given_by_file) option->excludes(other);
+}
+
 void add_training_options(CLI::App& command, TrainOptions& o) {
   command.add_option("--device", o.device, "cpu or cuda:N")->capture_default_str();
   command.add_option("--steps", o.steps, "optimizer steps in all (default: the model's)")->check(kPositive);
@@ -100,7 +111,7 @@ void add_training_options(CLI::App& command, TrainOptions& o) {
       ->check(kPositive);
   command.add_option("--log-json", o.log_json, "write JSON Lines (one object per step/eval, then a summary) here")->check(kOutputFile);
   PipelineFlags& p = o.pipeline;
-  command.add_option("--stages", p.stages, "pipeline stages K (a thread each; see --threads)")->check(kPositive)->capture_default_str();
+  CLI::Option* stages = command.add_option("--stages", p.stages, "pipeline stages K (a thread each; see --threads)")->check(kPositive)->capture_default_str();
   command.add_option("--data-parallel", p.data_parallel,
                      "under mpirun -np K x D: D pipeline replicas, each training on its share of every mini-batch, "
                      "their gradients averaged before each step")
@@ -116,12 +127,13 @@ void add_training_options(CLI::App& command, TrainOptions& o) {
       ->check(CLI::Range(0.0, 1e7));
   command.add_option("--link-gbps", p.link_gbps, "and limit each direction between two stages to this bandwidth (gigabits/s)")
       ->check(CLI::Range(0.0, 1e6));
-  command.add_option("--micro-batches", p.micro_batches, "micro-batches M per mini-batch (pipedream: per update)")->check(kPositive)->capture_default_str();
-  command.add_option("--schedule", p.schedule, schedule_help())
+  CLI::Option* micro_batches = command.add_option("--micro-batches", p.micro_batches, "micro-batches M per mini-batch (pipedream: per update)")->check(kPositive)->capture_default_str();
+  CLI::Option* schedule = command.add_option("--schedule", p.schedule, schedule_help())
       ->check(CLI::IsMember(pipeline::schedule_name_list()))->capture_default_str();
-  command.add_option("--virtual-stages", p.virtual_stages, "interleaved: model chunks per stage v (the model is cut into "
+  CLI::Option* virtual_stages = command.add_option("--virtual-stages", p.virtual_stages, "interleaved: model chunks per stage v (the model is cut into "
                      "stages x v pieces, placed round-robin; M must be a multiple of --stages)")
       ->check(kPositive)->capture_default_str();
+  add_schedule_file_option(command, p.schedule_file, {stages, micro_batches, schedule, virtual_stages});
   command.add_option("--weights", p.weights,
                      "pipedream's weight versions: stash (backward uses its forward's), vertical-sync (every stage uses the "
                      "input stage's), none (latest; stale gradients), 2bw (two versions, --micro-batches >= --stages)")
@@ -217,12 +229,18 @@ CLI::App* add_sample_command(CLI::App& app, CommandLine& parsed) {
 CLI::App* add_simulate_command(CLI::App& app, CommandLine& parsed) {
   SimulateOptions& sim = parsed.simulate;
   CLI::App* simulate_command = app.add_subcommand("simulate", "time a schedule with a cost model (no training)");
-  simulate_command->add_option("--stages", sim.stages, "stages K")->check(kPositive)->capture_default_str();
-  simulate_command->add_option("--micro-batches", sim.micro_batches, "micro-batches M")->check(kPositive)->capture_default_str();
-  simulate_command->add_option("--schedule", sim.schedule, schedule_help())
+  CLI::Option* stages = simulate_command->add_option("--stages", sim.stages, "stages K")->check(kPositive)->capture_default_str();
+  CLI::Option* micro_batches =
+      simulate_command->add_option("--micro-batches", sim.micro_batches, "micro-batches M")->check(kPositive)->capture_default_str();
+  CLI::Option* schedule = simulate_command->add_option("--schedule", sim.schedule, schedule_help())
       ->check(CLI::IsMember(pipeline::schedule_name_list()))->capture_default_str();
-  simulate_command->add_option("--virtual-stages", sim.virtual_stages, "interleaved: model chunks per stage v (each costs 1/v of "
-                               "--forward-cost and --backward-cost)")->check(kPositive)->capture_default_str();
+  CLI::Option* virtual_stages =
+      simulate_command->add_option("--virtual-stages", sim.virtual_stages, "interleaved: model chunks per stage v (each costs 1/v of "
+                                   "--forward-cost and --backward-cost)")->check(kPositive)->capture_default_str();
+  add_schedule_file_option(*simulate_command, sim.schedule_file, {stages, micro_batches, schedule, virtual_stages});
+  simulate_command->add_option("--export-schedule", sim.export_schedule,
+                               "write the schedule as a PyTorch schedule CSV (torch.distributed.pipelining's format)")
+      ->check(kOutputFile);
   simulate_command->add_option("--weights", sim.weights, "pipedream's weight policy: stash (default), vertical-sync, none or 2bw")
       ->check(CLI::IsMember({"stash", "vertical-sync", "none", "2bw"}));
   simulate_command->add_option("--token-slices", sim.token_slices, "token slices per micro-batch (TeraPipe; gpipe and 1f1b)")

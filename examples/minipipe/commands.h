@@ -11,6 +11,7 @@ struct PipelineFlags {
   int stages = 1;
   int micro_batches = 1;
   std::string schedule = "gpipe";     // gpipe | 1f1b | interleaved | pipedream
+  std::string schedule_file;          // a PyTorch schedule CSV instead (it sets stages, micro-batches, chunks)
   int virtual_stages = 1;             // interleaved: model chunks per stage (the model is cut into stages x this)
   std::string weights;                // pipedream: stash (default) | vertical-sync | none | 2bw
   std::string partition = "uniform";  // uniform | params | time | 3,3,2
@@ -79,6 +80,8 @@ struct SimulateOptions {
   int stages = 4, micro_batches = 8, token_slices = 1;
   int virtual_stages = 1;         // interleaved: model chunks per stage
   std::string schedule = "gpipe";
+  std::string schedule_file;      // a PyTorch schedule CSV instead (it sets stages, micro-batches, chunks)
+  std::string export_schedule;    // write the schedule as a PyTorch schedule CSV here
   int mini_batches = 8;           // pipedream: mini-batches streamed (each of micro_batches)
   std::string weights;            // pipedream: stash (default) | vertical-sync | none | 2bw
   std::string replicas;           // pipedream: replicas per stage, like 2,1

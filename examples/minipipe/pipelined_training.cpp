@@ -151,6 +151,7 @@ JsonObject PipelinedTraining::summary() const {
       .add_raw("replicas_per_stage", json_list(std::vector<int64_t>(spec.replicas.begin(), spec.replicas.end())))
       .add("micro_batches", static_cast<int64_t>(spec.micro_batches))
       .add("schedule", spec.name)
+      .add("schedule_file", spec.file)
       .add("virtual_stages", static_cast<int64_t>(spec.virtual_stages))
       .add("weights", weights_text())
       .add("recompute", flags_.recompute)

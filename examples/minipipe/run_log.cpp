@@ -65,6 +65,8 @@ RunLog read_run_log(const std::string& path) {
   if (slices.kind == Kind::Array) log.token_slices = std::max<int>(1, static_cast<int>(slices.array.size()));
   const nn::JsonValue& schedule = summary_field(log, {"pipeline", "schedule"});
   if (schedule.kind == Kind::String) log.schedule = nn::printable_excerpt(schedule.string, 32);
+  const nn::JsonValue& file = summary_field(log, {"pipeline", "schedule_file"});
+  if (file.kind == Kind::String) log.schedule_file = file.string;
   const nn::JsonValue& weights = summary_field(log, {"pipeline", "weights"});
   log.asynchronous = weights.kind == Kind::String && weights.string != "synchronous";
   const nn::JsonValue& formula = summary_field(log, {"pipeline", "theoretical_bubble_fraction"});
@@ -86,6 +88,7 @@ pipeline::ScheduleSpec RunLog::schedule_spec() const {
   spec.micro_batches = micro_batches;
   spec.virtual_stages = virtual_stages;
   spec.token_slices = token_slices;
+  spec.file = schedule_file;
   return spec;
 }
 

@@ -18,6 +18,7 @@ struct RunLog {
   nn::JsonValue summary;                                      // the last summary line
   // The pipeline, from the summary (one stage and micro-batch when it has none).
   std::string schedule = "none";
+  std::string schedule_file;  // a run of `--schedule-file`: the file
   int stages = 1, micro_batches = 1, virtual_stages = 1, token_slices = 1;
   bool asynchronous = false;
   // The bubble by formula, as the run worked it out: (K-1)/(vMS+K-1) for a synchronous step;

@@ -19,16 +19,28 @@ pipeline::ScheduleSpec common_spec(const std::string& schedule, int stages, int 
 }
 }  // namespace
 
+// --schedule-file: the file's shape, with the flags it cannot take set, for check() to refuse.
+pipeline::ScheduleSpec file_spec(const std::string& file, const std::string& weights, const std::string& replicas) {
+  pipeline::ScheduleSpec spec = pipeline::ScheduleSpec::from_file(file);
+  if (!weights.empty()) spec.weights = pipeline::parse_weight_policy(weights);
+  spec.replicas = parse_replicas(replicas);
+  return spec;
+}
+
 pipeline::ScheduleSpec schedule_spec(const PipelineFlags& flags) {
   pipeline::ScheduleSpec spec =
-      common_spec(flags.schedule, flags.stages, flags.micro_batches, flags.virtual_stages, flags.weights, flags.replicas);
+      flags.schedule_file.empty()
+          ? common_spec(flags.schedule, flags.stages, flags.micro_batches, flags.virtual_stages, flags.weights, flags.replicas)
+          : file_spec(flags.schedule_file, flags.weights, flags.replicas);
   if (!flags.token_slices.empty() && flags.token_slices != "auto") spec.token_slices = std::stoi(flags.token_slices);
   spec.check();
   return spec;
 }
 
 pipeline::ScheduleSpec schedule_spec(const SimulateOptions& o) {
-  pipeline::ScheduleSpec spec = common_spec(o.schedule, o.stages, o.micro_batches, o.virtual_stages, o.weights, o.replicas);
+  pipeline::ScheduleSpec spec = o.schedule_file.empty()
+                                    ? common_spec(o.schedule, o.stages, o.micro_batches, o.virtual_stages, o.weights, o.replicas)
+                                    : file_spec(o.schedule_file, o.weights, o.replicas);
   spec.token_slices = o.token_slices;
   if (spec.asynchronous()) spec.mini_batches = o.mini_batches;
   spec.check();

@@ -8,6 +8,7 @@
 #include "pipeline/pipedream.h"
 #include "pipeline/planner.h"
 #include "pipeline/prediction.h"
+#include "pipeline/schedule_csv.h"
 #include "pipeline/trace.h"
 #include "pipeline/validator.h"
 #include "schedule_flags.h"
@@ -30,7 +31,7 @@ int compare_with_trace(const SimulateOptions& o, const pipeline::Schedule& sched
   const double step_error = was.makespan_us > 0 ? would.makespan_us / was.makespan_us - 1 : 0;
   if (!o.timeline.empty())
     pipeline::write_svg_comparison(o.timeline, measured, predicted, schedule.worker_names(),
-                                   o.schedule + ", " + std::to_string(o.stages) + " stages, " + std::to_string(o.micro_batches) +
+                                   schedule.name + ", " + std::to_string(schedule.stages) + " stages, " + std::to_string(schedule.micro_batches) +
                                        " micro-batches: measured and predicted");
   if (o.json) {
     std::string instructions = "[";
@@ -42,15 +43,15 @@ int compare_with_trace(const SimulateOptions& o, const pipeline::Schedule& sched
                           .add("measured_start_ms", t.measured_start_us / 1e3).add("measured_end_ms", t.measured_end_us / 1e3)
                           .add("predicted_start_ms", t.predicted_start_us / 1e3).add("predicted_end_ms", t.predicted_end_us / 1e3)
                           .str();
-    std::printf("%s\n", JsonObject().add("schedule", o.schedule).add("stages", static_cast<int64_t>(o.stages))
-                            .add("micro_batches", static_cast<int64_t>(o.micro_batches))
+    std::printf("%s\n", JsonObject().add("schedule", schedule.name).add("stages", static_cast<int64_t>(schedule.stages))
+                            .add("micro_batches", static_cast<int64_t>(schedule.micro_batches))
                             .add("measured_step_ms", was.makespan_us / 1e3).add("predicted_step_ms", would.makespan_us / 1e3)
                             .add("measured_bubble_fraction", was.bubble_fraction).add("predicted_bubble_fraction", would.bubble_fraction)
                             .add_raw("instructions", instructions + "]").str().c_str());
     return 0;
   }
-  std::printf("%s, %d stages, %d micro-batches, predicted from the trace's per-stage median times:\n", o.schedule.c_str(),
-              o.stages, o.micro_batches);
+  std::printf("%s, %d stages, %d micro-batches, predicted from the trace's per-stage median times:\n", schedule.name.c_str(),
+              schedule.stages, schedule.micro_batches);
   for (int s = 0; s < schedule.stages; ++s)
     std::printf("  stage %d: forward %.3f ms, backward %.3f ms\n", s, costs.forward[s] / 1e3, costs.backward[s] / 1e3);
   std::printf("\n%-12s %12s %12s %9s\n", "", "measured", "predicted", "error");
@@ -76,26 +77,27 @@ int simulate(const SimulateOptions& o) {
   const bool pipedream = spec.asynchronous();
   const std::string weights = pipeline::weight_policy_name(spec.weights.value_or(pipeline::WeightPolicy::Stash));
   const pipeline::Schedule schedule = pipeline::build_schedule(spec);
+  if (!o.export_schedule.empty()) pipeline::write_schedule_file(o.export_schedule, schedule);
   if (!o.compare.empty()) return compare_with_trace(o, schedule);
-  const double chunk_share = 1.0 / o.virtual_stages;  // a chunk does 1/v of its stage's layers
-  pipeline::CostModel costs = pipeline::CostModel::uniform(o.stages, o.forward_cost * chunk_share, o.backward_cost * chunk_share);
+  const double chunk_share = 1.0 / spec.virtual_stages;  // a chunk does 1/v of its stage's layers
+  pipeline::CostModel costs = pipeline::CostModel::uniform(spec.stages, o.forward_cost * chunk_share, o.backward_cost * chunk_share);
   costs.communication = o.communication_cost;
   const pipeline::SimulationResult result = pipeline::simulate(schedule, costs);
   // PipeDream fills and drains once for the whole stream, not once per mini-batch.
   // Token slices are units of work like micro-batches: M * S of them with equal costs.
   const double theory =
-      pipeline::theoretical_bubble_fraction(o.stages, schedule.micro_batches * schedule.token_slices, schedule.virtual_stages);
-  const std::string shape = std::to_string(o.micro_batches) + " micro-batches" +
-                            (o.token_slices > 1 ? " x " + std::to_string(o.token_slices) + " token slices" : "") +
+      pipeline::theoretical_bubble_fraction(spec.stages, schedule.micro_batches * schedule.token_slices, schedule.virtual_stages);
+  const std::string shape = std::to_string(spec.micro_batches) + " micro-batches" +
+                            (spec.token_slices > 1 ? " x " + std::to_string(spec.token_slices) + " token slices" : "") +
                             (pipedream ? " per mini-batch, " + std::to_string(o.mini_batches) + " mini-batches streamed, weights " +
                                              weights
                                        : "") +
                             (schedule.replicated() ? ", replicas " + pipeline::format_replicas(schedule.replicas) : "");
   const std::string in_flight = json_list(result.peak_in_flight), versions = json_list(result.peak_weight_versions);
   if (o.json) {
-    std::printf("%s\n", JsonObject().add("schedule", o.schedule).add("stages", static_cast<int64_t>(o.stages))
-                            .add("micro_batches", static_cast<int64_t>(o.micro_batches))
-                            .add("token_slices", static_cast<int64_t>(o.token_slices))
+    std::printf("%s\n", JsonObject().add("schedule", spec.name).add("stages", static_cast<int64_t>(spec.stages))
+                            .add("micro_batches", static_cast<int64_t>(spec.micro_batches))
+                            .add("token_slices", static_cast<int64_t>(spec.token_slices))
                             .add("mini_batches", static_cast<int64_t>(pipedream ? o.mini_batches : 1))
                             .add("weights", pipedream ? weights : std::string("synchronous"))
                             .add_raw("replicas", json_list(std::vector<int64_t>(schedule.replicas.begin(), schedule.replicas.end())))
@@ -106,22 +108,22 @@ int simulate(const SimulateOptions& o) {
                             .add_raw("peak_in_flight", in_flight).add_raw("peak_weight_versions", versions).str().c_str());
   } else {
     if (o.grid) std::printf("%s\n", pipeline::format_grid(schedule).c_str());
-    std::printf("%s, %d stages, %s, forward %g, backward %g, message %g\n", o.schedule.c_str(), o.stages, shape.c_str(),
+    std::printf("%s, %d stages, %s, forward %g, backward %g, message %g\n", spec.name.c_str(), spec.stages, shape.c_str(),
                 o.forward_cost, o.backward_cost, o.communication_cost);
     std::printf("  makespan             %g\n", result.makespan);
     std::printf("  bubble fraction      %.4f  (formula (K-1)/(%sM+K-1) = %.4f, M = %d %s in all)\n", result.bubble_fraction,
                 schedule.virtual_stages > 1 ? "v" : "", theory, schedule.micro_batches * schedule.token_slices,
-                o.token_slices > 1 ? "units" : "micro-batches");
+                spec.token_slices > 1 ? "units" : "micro-batches");
     const char* per = schedule.replicated() ? "per worker (stage by stage, replica by replica)" : "per stage";
     std::printf("  peak in flight       %s %s %s\n", in_flight.c_str(),
-                o.token_slices > 1 ? "(micro-batch, slice) units" : "micro-batches", per);
+                spec.token_slices > 1 ? "(micro-batch, slice) units" : "micro-batches", per);
     if (pipedream) std::printf("  weight versions held %s %s at most\n", versions.c_str(), per);
   }
   const std::vector<pipeline::TraceEvent> events = pipeline::to_trace(result);
   if (!o.trace.empty()) pipeline::write_chrome_trace(o.trace, events);
   if (!o.timeline.empty())
     pipeline::write_svg_timeline(o.timeline, events, schedule.worker_names(),
-                                 o.schedule + ", " + std::to_string(o.stages) + " stages, " + shape + " (simulated)");
+                                 spec.name + ", " + std::to_string(spec.stages) + " stages, " + shape + " (simulated)");
   return 0;
 }
 
