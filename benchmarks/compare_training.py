@@ -1,9 +1,17 @@
 #!/usr/bin/python3
-"""minipipe against PyTorch (Debian's python3-torch), with the same number of CPU threads
-(--threads, default 1), training the same small GPT and CNN. Runs the two alternately,
---repeats times, and prints the median steps/s of each and their ratio (minipipe / PyTorch).
+"""minipipe against PyTorch (Debian's python3-torch), with the same number of CPU threads,
+training the same GPTs and CNN (PyTorch's are written independently, in
+tests/reference/make_reference.py). Runs the two alternately, --repeats times per model and
+thread count, and prints the median steps/s of each and their ratio (minipipe / PyTorch).
 
-    /usr/bin/python3 benchmarks/compare_training.py --build build [--repeats 3] [--threads 1] [--json out.json]
+The peer runs at its full speed: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which some machines
+set for old OpenBLAS builds and which force PyTorch's GEMM onto an older, slower kernel (on
+the development machine, Haswell's: half the SGEMM rate of the SkylakeX kernel it picks by
+itself), are removed from the peer's environment only; the table names the OpenBLAS kernel
+the peer ran.
+
+    /usr/bin/python3 benchmarks/compare_training.py --build build [--repeats 5] [--threads 1,2]
+        [--models gpt,gpt-512,gpt-768,cnn] [--json out.json]
 """
 import argparse
 import json
@@ -14,49 +22,73 @@ import sys
 from pathlib import Path
 
 here = Path(__file__).resolve().parent
+# The GPT shapes: (dim, layers, heads, batch, context). "gpt" is `minipipe train gpt`'s default.
+GPTS = {"gpt": (128, 4, 4, 16, 128), "gpt-512": (512, 4, 8, 16, 128), "gpt-768": (768, 4, 12, 8, 256)}
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--build", default="build", help="meson build folder holding benchmarks/training_benchmark")
-parser.add_argument("--repeats", type=int, default=3)
+parser.add_argument("--repeats", type=int, default=5)
 parser.add_argument("--steps", type=int,
-                    help="timed steps per run (default: 20 for gpt, 300 for cnn, about 2-4 s each)")
-parser.add_argument("--models", default="gpt,cnn")
-parser.add_argument("--threads", type=int, default=1, help="CPU threads for each framework")
+                    help="timed steps per run (default: 20 for the default gpt, 5 for the larger ones, 300 for cnn)")
+parser.add_argument("--models", default="gpt,cnn", help="comma-separated: " + ", ".join([*GPTS, "cnn"]))
+parser.add_argument("--threads", default="1", help="CPU threads for each framework, a list like 1,2")
 parser.add_argument("--json", help="also write the results here")
 args = parser.parse_args()
+for model in args.models.split(","):
+    if model not in GPTS and model != "cnn":
+        sys.exit(f"unknown model {model}: use " + ", ".join([*GPTS, "cnn"]))
 
-# The same thread count on both sides, BLAS included (PyTorch runs on OpenBLAS if present).
-threads = str(args.threads)
-env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
 ours = Path(args.build) / "benchmarks" / "training_benchmark"
 if not ours.exists():
     sys.exit(f"{ours} not found: build first (meson compile -C {args.build})")
 
 
-def run(command):
-    out = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
+def environment(threads, peer):
+    # The same thread count on both sides, BLAS included (PyTorch runs on OpenBLAS if present).
+    env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    if peer:
+        env.pop("OPENBLAS_CORETYPE", None)
+        env.pop("OPENBLAS_L2_SIZE", None)
+    return env
+
+
+def run(command, threads, peer):
+    out = subprocess.run(command, env=environment(threads, peer), check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-rows = []
-for model in args.models.split(","):
-    minipipe, pytorch = [], []
-    # A CNN step takes a few ms: time enough of them that a run is not over in a blink.
-    steps = str(args.steps or {"gpt": 20, "cnn": 300}[model])
-    for _ in range(args.repeats):
-        minipipe.append(run([str(ours), "--model", model, "--steps", steps, "--threads", threads])["steps_per_second"])
-        result = run(["/usr/bin/python3", str(here / "pytorch_training.py"), "--model", model, "--steps", steps,
-                      "--threads", threads])
-        pytorch.append(result["steps_per_second"])
-    rows.append({"model": model, "threads": args.threads, "minipipe_steps_per_second": statistics.median(minipipe),
-                 "pytorch_steps_per_second": statistics.median(pytorch), "pytorch": result["framework"],
-                 "ratio": statistics.median(minipipe) / statistics.median(pytorch), "repeats": args.repeats,
-                 "minipipe_runs": minipipe, "pytorch_runs": pytorch,
-                 "pair_ratios": [m / p for m, p in zip(minipipe, pytorch)]})
+def shape_arguments(model):
+    if model not in GPTS:
+        return ["--model", "cnn"]
+    dim, layers, heads, batch, context = GPTS[model]
+    return ["--model", "gpt", "--dim", str(dim), "--layers", str(layers), "--heads", str(heads), "--batch", str(batch),
+            "--context", str(context)]
 
-print(f"{'model':<6} {'minipipe steps/s':>17} {'PyTorch steps/s':>16} {'ratio':>7} {'ratio per pair':>16}")
+
+rows = []
+for threads in args.threads.split(","):
+    for model in args.models.split(","):
+        minipipe, pytorch = [], []
+        # A CNN step takes a few ms: time enough of them that a run is not over in a blink.
+        steps = str(args.steps or {"gpt": 20, "cnn": 300}.get(model, 5))
+        common = shape_arguments(model) + ["--steps", steps, "--threads", threads]
+        for _ in range(args.repeats):
+            minipipe.append(run([str(ours)] + common, threads, peer=False)["steps_per_second"])
+            result = run(["/usr/bin/python3", str(here / "pytorch_training.py")] + common, threads, peer=True)
+            pytorch.append(result["steps_per_second"])
+        rows.append({"model": model, "threads": int(threads), "minipipe_steps_per_second": statistics.median(minipipe),
+                     "pytorch_steps_per_second": statistics.median(pytorch), "pytorch": result["framework"],
+                     "pytorch_blas_core": result.get("blas_core", "?"),
+                     "ratio": statistics.median(minipipe) / statistics.median(pytorch), "repeats": args.repeats,
+                     "minipipe_runs": minipipe, "pytorch_runs": pytorch,
+                     "pair_ratios": [m / p for m, p in zip(minipipe, pytorch)]})
+
+print(f"{'model':<8} {'threads':>7} {'minipipe steps/s':>17} {'PyTorch steps/s':>16} {'ratio':>7} {'ratio per pair':>16}")
 for r in rows:
     spread = f"{min(r['pair_ratios']):.2f}-{max(r['pair_ratios']):.2f}"
-    print(f"{r['model']:<6} {r['minipipe_steps_per_second']:>17.3f} {r['pytorch_steps_per_second']:>16.3f} {r['ratio']:>7.2f} {spread:>16}")
-print(f"(medians of {args.repeats} alternating runs, {args.threads} thread(s) each; {rows[0]['pytorch']})")
+    print(f"{r['model']:<8} {r['threads']:>7} {r['minipipe_steps_per_second']:>17.3f} {r['pytorch_steps_per_second']:>16.3f} "
+          f"{r['ratio']:>7.2f} {spread:>16}")
+print(f"(medians of {args.repeats} alternating runs; {rows[0]['pytorch']} on OpenBLAS kernel {rows[0]['pytorch_blas_core']}, "
+      f"OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed for it only"
+      + (f"; this shell sets OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']})" if "OPENBLAS_CORETYPE" in os.environ else ")"))
 if args.json:
-    Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")

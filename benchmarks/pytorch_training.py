@@ -3,7 +3,9 @@
 training_benchmark.cpp (their definitions are the ones the reference test checks minipipe
 against, in tests/reference/make_reference.py). Prints one JSON object."""
 import argparse
+import ctypes
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,14 +20,35 @@ parser.add_argument("--model", choices=["gpt", "cnn"], default="gpt")
 parser.add_argument("--steps", type=int, default=20)
 parser.add_argument("--warmup", type=int, default=3)
 parser.add_argument("--threads", type=int, default=1)
+parser.add_argument("--dim", type=int, default=128, help="gpt: width")
+parser.add_argument("--layers", type=int, default=4, help="gpt: Transformer blocks")
+parser.add_argument("--heads", type=int, default=4, help="gpt: attention heads")
+parser.add_argument("--batch", type=int, default=16, help="gpt: sequences per step")
+parser.add_argument("--context", type=int, default=128, help="gpt: tokens per sequence")
 args = parser.parse_args()
 torch.set_num_threads(args.threads)
 
+
+def openblas_core():
+    """The OpenBLAS kernel this process runs (OPENBLAS_CORETYPE can force an older one), or why unknown."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line}
+        for path in sorted(paths):
+            library = ctypes.CDLL(path)
+            if hasattr(library, "openblas_get_corename"):
+                library.openblas_get_corename.restype = ctypes.c_char_p
+                return library.openblas_get_corename().decode()
+        return "no OpenBLAS loaded"
+    except OSError as e:
+        return f"unknown ({e})"
+
+
 if args.model == "gpt":
-    config = dict(vocabulary=256, context=128, dim=128, layers=4, heads=4, batch=16)
+    config = dict(vocabulary=256, context=args.context, dim=args.dim, layers=args.layers, heads=args.heads, batch=args.batch)
     params = models.gpt_parameters(config)
-    inputs = torch.randint(0, 256, (16, 128), dtype=torch.int32)
-    targets = torch.randint(0, 256, (16, 128), dtype=torch.int32)
+    inputs = torch.randint(0, 256, (args.batch, args.context), dtype=torch.int32)
+    targets = torch.randint(0, 256, (args.batch, args.context), dtype=torch.int32)
     loss_of = lambda: models.gpt_loss(params, inputs, targets, config)  # noqa: E731
 else:
     config = dict(width=16, stages=2, classes=10, batch=64)
@@ -51,4 +74,5 @@ for _ in range(args.steps):
     step()
 seconds = time.perf_counter() - start
 print(json.dumps({"framework": "pytorch " + torch.__version__, "model": args.model, "steps": args.steps,
-                  "steps_per_second": args.steps / seconds}))
+                  "steps_per_second": args.steps / seconds, "blas_core": openblas_core(),
+                  "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "")}))

@@ -4,6 +4,7 @@
 // (width 16, 2 stages, batch 64 of 8x8 images). A step = forward, backward, AdamW update.
 //
 //   training_benchmark --model gpt|cnn [--steps N] [--warmup N] [--threads N]
+//                      [--dim D --layers L --heads H --batch B --context T]   (gpt's shape)
 // Prints one JSON object: {"framework": "minipipe", "model": ..., "steps_per_second": ...}.
 #include <CLI/CLI.hpp>
 #include <chrono>
@@ -22,20 +23,30 @@ int main(int argc, char** argv) {
   CLI::App app{"minipipe training throughput on the CPU"};
   std::string model_name = "gpt";
   int steps = 20, warmup = 3, threads = 1;
+  int64_t dim = 128, layers = 4, heads = 4, batch = 16, context = 128;  // the default GPT of `minipipe train gpt`
   app.add_option("--model", model_name, "gpt or cnn")->check(CLI::IsMember({"gpt", "cnn"}));
   app.add_option("--steps", steps, "timed steps")->check(CLI::PositiveNumber);
   app.add_option("--warmup", warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
   app.add_option("--threads", threads, "kernel threads (kernels/cpu/threads.h)")->check(CLI::Range(1, kernels::cpu::kMaxKernelThreads));
+  app.add_option("--dim", dim, "gpt: width")->check(CLI::Range(8, 4096));
+  app.add_option("--layers", layers, "gpt: Transformer blocks")->check(CLI::Range(1, 64));
+  app.add_option("--heads", heads, "gpt: attention heads (dividing --dim)")->check(CLI::Range(1, 64));
+  app.add_option("--batch", batch, "gpt: sequences per step")->check(CLI::Range(1, 1024));
+  app.add_option("--context", context, "gpt: tokens per sequence")->check(CLI::Range(2, 8192));
   CLI11_PARSE(app, argc, argv);
+  if (dim % heads != 0) {
+    std::fprintf(stderr, "--heads %lld must divide --dim %lld\n", static_cast<long long>(heads), static_cast<long long>(dim));
+    return 2;
+  }
   kernels::cpu::KernelThreads kernel_threads(threads);
 
   Generator g(0);
   std::shared_ptr<nn::Sequential> model;
   Tensor inputs, targets;
   if (model_name == "gpt") {
-    model = nn::make_gpt({.vocabulary = 256, .context = 128, .dim = 128, .layers = 4, .heads = 4, .dropout = 0.0f});
-    inputs = randint(0, 256, {16, 128}, g);
-    targets = randint(0, 256, {16, 128}, g);
+    model = nn::make_gpt({.vocabulary = 256, .context = context, .dim = dim, .layers = layers, .heads = heads, .dropout = 0.0f});
+    inputs = randint(0, 256, {batch, context}, g);
+    targets = randint(0, 256, {batch, context}, g);
   } else {
     model = nn::make_resnet({.in_channels = 1, .classes = 10, .width = 16, .blocks_per_stage = 1, .stages = 2});
     inputs = rand({64, 1, 8, 8}, g);
