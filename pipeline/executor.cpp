@@ -66,12 +66,10 @@ ScheduleSpec Pipeline::schedule_spec(const StagePlan& plan, const PipelineOption
   spec.micro_batches = options.micro_batches;
   spec.virtual_stages = chunks;
   spec.token_slices = options.token_slices.empty() ? 1 : static_cast<int>(options.token_slices.size());
+  spec.replicas = options.replicas;  // check() refuses them off pipedream
   if (spec.asynchronous()) {
     spec.weights = options.weights;
-    spec.replicas = options.replicas;
     spec.mini_batches = round_robin_groups(options.replicas);  // run_async rebuilds it for each call's mini-batches
-  } else if (!options.replicas.empty()) {
-    spec.replicas = options.replicas;  // for check()'s message
   }
   return spec;
 }

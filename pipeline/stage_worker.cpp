@@ -59,7 +59,7 @@ StageWorker::StageWorker(const Pipeline& pipeline, int worker, RunState& state, 
     : pipeline_(pipeline), schedule_(pipeline.schedule_), options_(pipeline.options_), worker_(worker),
       stage_(schedule_.stage_of(worker)), replica_(schedule_.replica_of(worker)), device_(pipeline.device_of(stage_)),
       state_(state), progress_(*state.progress[worker]), units_(units), record_(record),
-      slice_offsets_(token_slice_offsets(options_.token_slices)),
+      sliced_(!options_.token_slices.empty()), slice_offsets_(token_slice_offsets(options_.token_slices)),
       stash_(pipeline.worker_modules_[worker][0]->parameters()),  // the asynchronous schedule's (one chunk)
       version_base_(pipeline.weight_versions_[stage_]) {
   for (size_t t = 0; t < pipeline.tied_.size(); ++t)
@@ -137,7 +137,7 @@ void StageWorker::forward(const Instruction& instruction) {
   receive_skips(instruction);
   if (is_first(instruction)) {
     const Tensor& data = units_[m].data.inputs;
-    unit.input = (options_.token_slices.empty()
+    unit.input = (!sliced_
                       ? data
                       : data.narrow(1, slice_offsets_[instruction.slice], options_.token_slices[instruction.slice]))
                      .to(device_);
@@ -181,8 +181,7 @@ void StageWorker::backward(const Instruction& instruction) {
   std::vector<Tensor> roots{recomputes(instruction) ? run_layers(instruction, true) : unit.output};
   std::vector<Tensor> root_grads{is_last(instruction) ? Tensor() : unit.output_grad};
   add_skip_roots(instruction, roots, root_grads);
-  const bool sliced = !options_.token_slices.empty();
-  if (sliced) caches_[m].add_backward_roots(instruction.slice, roots, root_grads);
+  if (sliced_) caches_[m].add_backward_roots(instruction.slice, roots, root_grads);
   if (roots.size() > 1 || roots[0].requires_grad()) {
     if (instruction.op == Op::Backward) {
       minipipe::backward(roots, root_grads);
@@ -197,7 +196,7 @@ void StageWorker::backward(const Instruction& instruction) {
   send_skip_gradients(instruction);
   unit.skips_in.clear();
   unit.skips_out.clear();
-  if (sliced) {
+  if (sliced_) {
     caches_[m].release(instruction.slice);
     if (instruction.slice == 0) caches_.erase(m);
   }
@@ -256,16 +255,15 @@ Tensor StageWorker::run_layers(const Instruction& instruction, bool recomputing)
   context.micro_batch = m % options_.micro_batches;
   context.micro_batches = options_.micro_batches;
   context.deferred_batch_norm = options_.deferred_batch_norm;
-  const bool sliced = !options_.token_slices.empty();
   int64_t first = 0, length = 0;
-  if (sliced) {
+  if (sliced_) {
     first = slice_offsets_[instruction.slice], length = options_.token_slices[instruction.slice];
     context.token_offset = first;
     context.sequence_tokens = unit.data.inputs.shape()[1];
   }
   nn::ForwardContextGuard guard(context);
   std::optional<nn::KeyValueCache::Scope> slice_scope;
-  if (sliced) slice_scope.emplace(caches_[m], instruction.slice);
+  if (sliced_) slice_scope.emplace(caches_[m], instruction.slice);
   nn::SkipStore skips;  // what earlier pieces stashed for this one; what this one stashes for later ones
   for (const auto& [name, t] : state.skips_in) skips.stash(name, t);
   const Tensor output = [&] {
@@ -281,8 +279,8 @@ Tensor StageWorker::run_layers(const Instruction& instruction, bool recomputing)
                            std::to_string(outgoing.size()) + " were expected: a SkipStash or SkipPop that does not run on "
                            "every forward cannot cross stages");
   if (!is_last(instruction)) return output;
-  const Tensor targets = sliced ? unit.data.targets.narrow(1, first, length).contiguous() : unit.data.targets;
-  const float share = sliced ? static_cast<float>(length) / static_cast<float>(context.sequence_tokens) : 1.0f;
+  const Tensor targets = sliced_ ? unit.data.targets.narrow(1, first, length).contiguous() : unit.data.targets;
+  const float share = sliced_ ? static_cast<float>(length) / static_cast<float>(context.sequence_tokens) : 1.0f;
   return pipeline_.loss_(output, targets.to(device_)) * (unit.loss_weight * share);
 }
 

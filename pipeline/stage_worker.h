@@ -109,6 +109,7 @@ class StageWorker {
   const std::vector<Pipeline::WorkUnit>& units_;
   Pipeline::StageRecord& record_;
   std::list<GradientRedirect> tied_redirects_;  // a later stage's share of a tied weight goes to its stand-in
+  const bool sliced_;                           // TeraPipe: sequences cut into token slices
   std::vector<int64_t> slice_offsets_;          // where each token slice starts
   std::map<UnitKey, UnitState> unit_state_;
   std::map<int, nn::KeyValueCache> caches_;  // per micro-batch: its earlier slices' keys and values
