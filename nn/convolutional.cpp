@@ -91,28 +91,42 @@ Tensor ResidualBlock::forward(const Tensor& x) {
   return relu(add(h, shortcut));
 }
 
-std::shared_ptr<Sequential> make_resnet(const ResNetConfig& c) {
+ModelRecipe resnet_recipe(const ResNetConfig& c) {
   if (c.stages < 1 || c.blocks_per_stage < 1 || c.width < 1)
     throw std::invalid_argument("make_resnet: stages, blocks_per_stage and width must be positive");
-  Generator g(c.seed);
-  auto model = std::make_shared<Sequential>();
-  auto stem = std::make_shared<Sequential>(std::initializer_list<ModulePtr>{
-      std::make_shared<Conv2d>(c.in_channels, c.width, 3, g, 1, 1, false), std::make_shared<BatchNorm2d>(c.width),
-      std::make_shared<Activation>(ActivationKind::ReLU)});
-  model->add(stem, "stem");
+  // Each layer's builder, by its place: the stem, the blocks with their channels and strides,
+  // the pool and the classifier.
+  std::vector<std::function<ModulePtr(Generator&)>> layers;
+  ModelRecipe recipe;
+  recipe.names.push_back("stem");
+  layers.push_back([c](Generator& g) {
+    return std::make_shared<Sequential>(std::initializer_list<ModulePtr>{
+        std::make_shared<Conv2d>(c.in_channels, c.width, 3, g, 1, 1, false), std::make_shared<BatchNorm2d>(c.width),
+        std::make_shared<Activation>(ActivationKind::ReLU)});
+  });
   int64_t channels = c.width;
   for (int64_t stage = 0; stage < c.stages; ++stage) {
     const int64_t out_channels = c.width << stage;
     for (int64_t b = 0; b < c.blocks_per_stage; ++b) {
       const int64_t stride = stage > 0 && b == 0 ? 2 : 1;
-      model->add(std::make_shared<ResidualBlock>(channels, out_channels, stride, g),
-                 "stage" + std::to_string(stage) + "_block" + std::to_string(b));
+      recipe.names.push_back("stage" + std::to_string(stage) + "_block" + std::to_string(b));
+      layers.push_back([channels, out_channels, stride](Generator& g) {
+        return std::make_shared<ResidualBlock>(channels, out_channels, stride, g);
+      });
       channels = out_channels;
     }
   }
-  model->add(std::make_shared<GlobalAvgPool>(), "pool");
-  model->add(std::make_shared<Linear>(channels, c.classes, g), "classifier");
-  return model;
+  recipe.names.push_back("pool");
+  layers.push_back([](Generator&) { return std::make_shared<GlobalAvgPool>(); });
+  recipe.names.push_back("classifier");
+  layers.push_back([channels, c](Generator& g) { return std::make_shared<Linear>(channels, c.classes, g); });
+  recipe.build_layer = [layers, seed = c.seed](size_t index, const Sequential&) {
+    Generator g = layer_generator(seed, index);
+    return layers.at(index)(g);
+  };
+  return recipe;
 }
+
+std::shared_ptr<Sequential> make_resnet(const ResNetConfig& config) { return resnet_recipe(config).build(); }
 
 }  // namespace minipipe::nn

@@ -6,6 +6,7 @@
 
 #include "autograd/convolution.h"
 #include "nn/layers.h"
+#include "nn/model_recipe.h"
 #include "nn/sequential.h"
 
 namespace minipipe::nn {
@@ -88,7 +89,9 @@ struct ResNetConfig {
 };
 
 // stem (conv3x3, bn, relu), stages of residual blocks (stride 2 from the second), global
-// average pool, flatten, linear classifier.
-std::shared_ptr<Sequential> make_resnet(const ResNetConfig& config);
+// average pool, flatten, linear classifier; each layer from its own random streams
+// (nn/model_recipe.h).
+ModelRecipe resnet_recipe(const ResNetConfig& config);
+std::shared_ptr<Sequential> make_resnet(const ResNetConfig& config);  // resnet_recipe(config).build()
 
 }  // namespace minipipe::nn

@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "nn/checkpoint_files.h"
 #include "nn/json_reader.h"
 #include "nn/safetensors.h"
 
@@ -29,7 +30,7 @@ std::string model_kind(const Metadata& metadata, const std::string& path, const 
 }  // namespace
 
 void load_model(const std::string& path, Module& model) {
-  SafetensorsFile file = load_safetensors(path);
+  SafetensorsFile file = load_checkpoint(path);
   std::map<std::string, Tensor> tensors;
   for (auto& [name, t] : file.tensors)
     if (name.rfind(kTrainingStatePrefix, 0) != 0) tensors[name] = t;
@@ -79,13 +80,13 @@ ResNetConfig resnet_config_from(const Metadata& m, const std::string& path) {
 }
 
 std::shared_ptr<Sequential> make_gpt_from(const std::string& path) {
-  auto model = make_gpt(gpt_config_from(load_safetensors(path).metadata, path));
+  auto model = make_gpt(gpt_config_from(read_checkpoint_metadata(path), path));
   load_model(path, *model);
   return model;
 }
 
 std::shared_ptr<Sequential> make_resnet_from(const std::string& path) {
-  auto model = make_resnet(resnet_config_from(load_safetensors(path).metadata, path));
+  auto model = make_resnet(resnet_config_from(read_checkpoint_metadata(path), path));
   load_model(path, *model);
   return model;
 }

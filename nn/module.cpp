@@ -27,6 +27,11 @@ void Module::add_child(const std::string& name, std::shared_ptr<Module> module) 
   children_.emplace_back(name, std::move(module));
 }
 
+void Module::replace_child(size_t index, std::shared_ptr<Module> module) {
+  if (!module) throw std::invalid_argument("replace_child: the module is null");
+  children_.at(index).second = std::move(module);
+}
+
 void Module::collect(const std::string& prefix, bool buffers, NamedTensors& out) const {
   for (const auto& [name, t] : buffers ? buffers_ : parameters_) out.emplace_back(prefix + name, t);
   for (const auto& [name, child] : children_) child->collect(prefix + name + ".", buffers, out);

@@ -54,6 +54,8 @@ class Module {
     return module;
   }
 
+  void replace_child(size_t index, std::shared_ptr<Module> module);  // keeps the name
+
  private:
   void add_child(const std::string& name, std::shared_ptr<Module> module);
   void collect(const std::string& prefix, bool buffers, NamedTensors& out) const;

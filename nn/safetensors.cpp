@@ -22,7 +22,9 @@ namespace {
   throw std::runtime_error("checkpoint '" + path + "': " + what);
 }
 
-std::string json_string(const std::string& s) {
+}  // namespace
+
+std::string json_quoted(const std::string& s) {
   std::string out = "\"";
   for (char c : s) {
     if (c == '"' || c == '\\') out += '\\';
@@ -37,8 +39,6 @@ std::string json_string(const std::string& s) {
   return out + "\"";
 }
 
-}  // namespace
-
 void save_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
                       const std::map<std::string, std::string>& metadata) {
   std::ostringstream header;
@@ -47,7 +47,7 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
   if (!metadata.empty()) {
     header << "\"__metadata__\":{";
     for (auto it = metadata.begin(); it != metadata.end(); ++it)
-      header << (it == metadata.begin() ? "" : ",") << json_string(it->first) << ":" << json_string(it->second);
+      header << (it == metadata.begin() ? "" : ",") << json_quoted(it->first) << ":" << json_quoted(it->second);
     header << "}";
     first = false;
   }
@@ -57,7 +57,7 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
     if (name == "__metadata__") fail(path, "no tensor may be named __metadata__");
     const Tensor h = t.detach().to(Device::cpu()).contiguous();
     const char* dtype = h.dtype() == DType::Float32 ? "F32" : h.dtype() == DType::Int32 ? "I32" : "BF16";
-    header << (first ? "" : ",") << json_string(name) << ":{\"dtype\":\"" << dtype << "\",\"shape\":[";
+    header << (first ? "" : ",") << json_quoted(name) << ":{\"dtype\":\"" << dtype << "\",\"shape\":[";
     for (size_t d = 0; d < h.shape().size(); ++d) header << (d ? "," : "") << h.shape()[d];
     header << "],\"data_offsets\":[" << offset << "," << offset + h.nbytes() << "]}";
     offset += h.nbytes();

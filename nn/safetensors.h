@@ -25,6 +25,8 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
 // The reader holds to the format's rules as its reference implementation does, and allocates
 // nothing before every size in the header has been checked against the file's.
 SafetensorsFile load_safetensors(const std::string& path);
+// `text` as a JSON string, quoted and escaped.
+std::string json_quoted(const std::string& text);
 // The same from a stream of `bytes` bytes (the fuzzer reads from memory); `path` names it.
 SafetensorsFile read_safetensors(std::istream& in, uint64_t bytes, const std::string& path);
 

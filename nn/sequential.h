@@ -19,6 +19,7 @@ class Sequential : public Module {
   const ModulePtr& operator[](size_t index) const;
   ModulePtr at(const std::string& name) const;
   const std::string& name_of(size_t index) const;
+  void replace(size_t index, ModulePtr module) { replace_child(index, std::move(module)); }  // same name
 
   Tensor forward(const Tensor& input) override;
   std::string type_name() const override { return "Sequential"; }

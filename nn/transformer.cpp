@@ -90,29 +90,59 @@ LanguageModelHead::LanguageModelHead(int64_t dim, int64_t vocabulary, Generator&
 
 Tensor LanguageModelHead::forward(const Tensor& x) { return (*logits)((*norm)(x)); }
 
-std::shared_ptr<Sequential> make_gpt(const GPTConfig& c) {
-  if (c.vocabulary <= 0 || c.context <= 0 || c.dim <= 0 || c.layers <= 0)
-    throw std::invalid_argument("make_gpt: vocabulary, context, dim and layers must be positive");
-  Generator g(c.seed);
-  auto model = std::make_shared<Sequential>();
-  auto embedding = std::make_shared<TokenAndPositionEmbedding>(c.vocabulary, c.context, c.dim, c.dropout, g);
-  model->add(embedding, "embedding");
-  for (int64_t b = 0; b < c.layers; ++b)
-    model->add(std::make_shared<TransformerBlock>(c.dim, c.heads, c.dropout, b, g), "block" + std::to_string(b));
-  model->add(std::make_shared<LanguageModelHead>(c.dim, c.vocabulary, g,
-                                                 c.tie_embeddings ? embedding->tokens->weight : Tensor()),
-             "head");
-  // GPT-2 initialisation, redrawn in place.
-  const float residual_std = 0.02f / std::sqrt(2.0f * static_cast<float>(c.layers));
-  for (auto& [name, t] : model->named_parameters()) {
+namespace {
+// GPT-2's initialisation, redrawn in place over what the constructors drew: weights N(0, 0.02),
+// the residual projections N(0, 0.02 / sqrt(2 layers)), biases 0; layer norms keep 1 and 0,
+// and `keep` (a tied weight, initialised by the embedding) is left alone.
+void initialise_like_gpt2(Module& layer, Generator& g, int64_t layers, const Tensor& keep = Tensor()) {
+  const float residual_std = 0.02f / std::sqrt(2.0f * static_cast<float>(layers));
+  for (auto& [name, t] : layer.named_parameters()) {
     const bool is_bias = name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0;
     const bool is_norm = name.find("ln") != std::string::npos || name.find("norm") != std::string::npos;
-    if (is_norm || name.find("embedding") == 0) continue;
+    if (is_norm || (keep.defined() && t.impl() == keep.impl())) continue;
     const bool residual = name.find("projection.weight") != std::string::npos || name.find("project.weight") != std::string::npos;
-    const Tensor value = is_bias ? zeros(t.shape()) : randn(t.shape(), g, 0.0f, residual ? residual_std : 0.02f);
-    copy_(t, value);
+    copy_(t, is_bias ? zeros(t.shape()) : randn(t.shape(), g, 0.0f, residual ? residual_std : 0.02f));
   }
-  return model;
 }
+
+std::shared_ptr<TokenAndPositionEmbedding> make_embedding(const GPTConfig& c) {
+  Generator g = layer_generator(c.seed, 0);
+  return std::make_shared<TokenAndPositionEmbedding>(c.vocabulary, c.context, c.dim, c.dropout, g);
+}
+
+// The head's tied weight: the embedding's own tensor when this process holds the embedding,
+// else a tensor of the same values (another process's embedding, drawn from its streams).
+Tensor token_embedding_weight(const GPTConfig& c, const Sequential& earlier) {
+  if (auto embedding = std::dynamic_pointer_cast<TokenAndPositionEmbedding>(earlier[0])) return embedding->tokens->weight;
+  return make_embedding(c)->tokens->weight;
+}
+}  // namespace
+
+ModelRecipe gpt_recipe(const GPTConfig& c) {
+  if (c.vocabulary <= 0 || c.context <= 0 || c.dim <= 0 || c.layers <= 0)
+    throw std::invalid_argument("make_gpt: vocabulary, context, dim and layers must be positive");
+  ModelRecipe recipe;
+  recipe.names.push_back("embedding");
+  for (int64_t b = 0; b < c.layers; ++b) recipe.names.push_back("block" + std::to_string(b));
+  recipe.names.push_back("head");
+  if (c.tie_embeddings) recipe.ties.push_back({recipe.names.size() - 1, 0, "head.logits.weight = embedding.tokens.weight"});
+  recipe.build_layer = [c](size_t index, const Sequential& earlier) -> ModulePtr {
+    if (index == 0) return make_embedding(c);
+    Generator g = layer_generator(c.seed, index);
+    const auto block = static_cast<int64_t>(index) - 1;
+    if (block < c.layers) {
+      auto layer = std::make_shared<TransformerBlock>(c.dim, c.heads, c.dropout, block, g);
+      initialise_like_gpt2(*layer, g, c.layers);
+      return layer;
+    }
+    const Tensor tied = c.tie_embeddings ? token_embedding_weight(c, earlier) : Tensor();
+    auto head = std::make_shared<LanguageModelHead>(c.dim, c.vocabulary, g, tied);
+    initialise_like_gpt2(*head, g, c.layers, tied);
+    return head;
+  };
+  return recipe;
+}
+
+std::shared_ptr<Sequential> make_gpt(const GPTConfig& config) { return gpt_recipe(config).build(); }
 
 }  // namespace minipipe::nn

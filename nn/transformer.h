@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "nn/layers.h"
+#include "nn/model_recipe.h"
 #include "nn/sequential.h"
 
 namespace minipipe::nn {
@@ -75,7 +76,10 @@ struct GPTConfig {
   bool tie_embeddings = false;  // the head's projection is the token embedding's weight
 };
 
-// Weights N(0, 0.02), the residual projections N(0, 0.02 / sqrt(2 layers)), biases 0 (GPT-2).
-std::shared_ptr<Sequential> make_gpt(const GPTConfig& config);
+// embedding, block0 .. block{layers-1}, head. Weights N(0, 0.02), the residual projections
+// N(0, 0.02 / sqrt(2 layers)), biases 0 (GPT-2), each layer from its own random streams
+// (nn/model_recipe.h), so a pipeline's process can build its stages alone.
+ModelRecipe gpt_recipe(const GPTConfig& config);
+std::shared_ptr<Sequential> make_gpt(const GPTConfig& config);  // gpt_recipe(config).build()
 
 }  // namespace minipipe::nn

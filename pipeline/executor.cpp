@@ -193,7 +193,6 @@ void Pipeline::check_remote_stages() const {
     throw std::invalid_argument("pipeline: this process runs stage " + std::to_string(local) + ", but there are " +
                                 std::to_string(stages()) + " stages");
   if (schedule_.asynchronous()) refuse("the asynchronous " + schedule_.name + " schedule; use gpipe, 1f1b, zb-h1 or zb-h2");
-  if (schedule_.virtual_stages > 1) refuse("interleaved chunks");
   if (!tied_.empty()) refuse("tied weights across stages (" + tied_[0].name + ")");
   if (!skip_routes_.empty()) refuse("skip connections across stages ('" + skip_routes_[0].name + "')");
 }
@@ -239,10 +238,22 @@ Device Pipeline::device_of(int s) const {
 
 Tensor Pipeline::forward(const Tensor& x) const {
   kernels::cpu::KernelThreads kernel_threads(options_.kernel_threads);
+  const RemoteStages* remote = options_.remote_stages.get();
+  auto here = [remote](int s) { return !remote || remote->local_stage() == s; };
   Tensor h = x;
   for (int piece = 0; piece < schedule_.pieces(); ++piece) {
-    const int s = schedule_.stage_of_piece(piece);
-    h = chunk(s, schedule_.chunk_of_piece(piece))->forward(h.to(device_of(s)));
+    const int s = schedule_.stage_of_piece(piece), c = schedule_.chunk_of_piece(piece);
+    if (!here(s)) continue;
+    // Across processes, a piece's input comes from the rank before it and its output goes on
+    // to the next (the micro-batch field counts nothing here: one tensor at a time).
+    if (piece > 0 && !here(schedule_.stage_of_piece(piece - 1)))
+      h = remote->channel(false, schedule_.stage_of_piece(piece - 1), s)->receive(0, 0, c).value;
+    h = chunk(s, c)->forward(h.to(device_of(s)));
+    if (piece + 1 < schedule_.pieces() && !here(schedule_.stage_of_piece(piece + 1))) {
+      const int next = schedule_.stage_of_piece(piece + 1);
+      remote->channel(false, s, next)->send({0, 0, schedule_.chunk_of_piece(piece + 1), h, {}});
+      h = Tensor();
+    }
   }
   return h;
 }

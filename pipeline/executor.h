@@ -147,7 +147,10 @@ class Pipeline {
 
   // The whole model on the calling thread, stage after stage on each stage's device (the
   // activations move along), for evaluation and sampling with training's placement, with
-  // the stages' kernel threads. The output is on the last stage's device.
+  // the stages' kernel threads. The output is on the last stage's device. Across processes
+  // every rank of the pipeline calls it: each runs its own pieces, receiving their input from
+  // the rank before and sending their output on; the rank of the last piece returns the
+  // output, the others an undefined tensor.
   Tensor forward(const Tensor& x) const;
 
   // Called as step(stage, replica, training step) to update the parameters of one replica of

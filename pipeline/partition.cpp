@@ -5,6 +5,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "nn/model_recipe.h"
 #include "pipeline/profile.h"
 
 namespace minipipe::pipeline {
@@ -39,7 +40,7 @@ void check_stages(const nn::Sequential& model, int stages) {
 
 std::vector<double> parameter_counts(const nn::Sequential& model) {
   std::vector<double> counts;
-  for (size_t i = 0; i < model.size(); ++i) counts.push_back(static_cast<double>(model[i]->parameter_count()));
+  for (size_t i = 0; i < model.size(); ++i) counts.push_back(static_cast<double>(nn::layer_parameter_count(*model[i])));
   return counts;
 }
 
@@ -51,7 +52,7 @@ StagePlan make_plan(const nn::Sequential& model, std::string method, const std::
     int64_t params = 0;
     double cost = 0;
     for (int i = 0; i < count; ++i, ++layer) {
-      params += model[layer]->parameter_count();
+      params += nn::layer_parameter_count(*model[layer]);
       cost += layer_costs[layer];
     }
     plan.parameters.push_back(params);

@@ -29,6 +29,10 @@
 
 namespace minipipe::pipeline {
 
+struct ProcessGroup::Traffic {
+  std::atomic<int64_t> activations{0}, gradients{0}, replica_gradients{0}, scalars{0};
+};
+
 bool launched_by_mpirun() { return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE"); }
 
 int rank_from_launcher() {
@@ -81,8 +85,10 @@ std::shared_ptr<RemoteStages> ProcessGroup::remote_stages(double) const { return
 void ProcessGroup::check_same_on_every_rank(const std::string&, const std::string&) const {}
 double ProcessGroup::sum(double value) const { return value; }
 void ProcessGroup::average_over_replicas(const std::vector<Tensor>&) const {}
-void ProcessGroup::share_gradients_from_stage(int, const std::vector<Tensor>&) const {}
+std::vector<double> ProcessGroup::gather_in_pipeline(const std::vector<double>& values) const { return values; }
+Tensor ProcessGroup::broadcast_from_last_stage(const Tensor& value) const { return value; }
 std::vector<std::string> ProcessGroup::gather_to_rank_zero(const std::string& bytes) const { return {bytes}; }
+SentBytes ProcessGroup::sent_bytes() const { return {}; }
 void abort_every_process_if_launched(int) {}
 
 #else
@@ -91,7 +97,7 @@ void abort_every_process_if_launched(int) {}
 using GpuLink = nccl::PeerLink;
 // NCCL's side of a process group on a GPU, made in the same order on every rank.
 struct NcclCommunicators {
-  std::unique_ptr<nccl::Communicator> world, stage;  // stage: only with replicas
+  std::unique_ptr<nccl::Communicator> stage;  // the stage's replicas: only with replicas
   // Between stage s and s + 1 of this rank's replica: {s, false} carries activations,
   // {s, true} gradients.
   std::map<std::pair<int, bool>, std::shared_ptr<nccl::PeerLink>> links;
@@ -136,8 +142,10 @@ struct Header {
 class MpiChannel : public Channel {
  public:
   // `gpu`: where GPU tensors' bytes go (none: the channel carries CPU tensors only).
-  MpiChannel(MPI_Comm comm, int peer, int tag, double timeout_seconds, std::shared_ptr<GpuLink> gpu)
-      : comm_(comm), peer_(peer), tag_(tag), timeout_seconds_(timeout_seconds), gpu_(std::move(gpu)) {}
+  // `sent`: where the bytes of the tensors it sends are counted.
+  MpiChannel(MPI_Comm comm, int peer, int tag, double timeout_seconds, std::shared_ptr<GpuLink> gpu,
+             std::shared_ptr<std::atomic<int64_t>> sent)
+      : comm_(comm), peer_(peer), tag_(tag), timeout_seconds_(timeout_seconds), gpu_(std::move(gpu)), sent_(std::move(sent)) {}
   ~MpiChannel() override {
     // After a failure the peer may never receive what is pending: its buffers are left to
     // the process, which is about to end (waiting here would hang it).
@@ -163,6 +171,7 @@ class MpiChannel : public Channel {
       header.dims = static_cast<int32_t>(value.dim());
       for (int d = 0; d < value.dim(); ++d) header.shape[d] = value.shape()[d];
     }
+    if (value.defined()) *sent_ += value.nbytes();
     const bool bytes_here = value.defined() && !header.on_gpu;
     Pending& p = pending_.emplace_back();
     p.buffer.resize(sizeof header + (bytes_here ? value.nbytes() : 0));
@@ -241,14 +250,17 @@ class MpiChannel : public Channel {
   int peer_, tag_;
   double timeout_seconds_;
   std::shared_ptr<GpuLink> gpu_;
+  std::shared_ptr<std::atomic<int64_t>> sent_;
   std::atomic<bool> closed_{false};
   std::list<Pending> pending_;
 };
 
 class MpiRemoteStages : public RemoteStages {
  public:
-  MpiRemoteStages(MPI_Comm pipeline, int stage, double timeout_seconds, const NcclCommunicators* nccl)
-      : pipeline_(pipeline), stage_(stage), timeout_seconds_(timeout_seconds), nccl_(nccl) {}
+  MpiRemoteStages(MPI_Comm pipeline, int stage, double timeout_seconds, const NcclCommunicators* nccl,
+                  std::shared_ptr<std::atomic<int64_t>> activations, std::shared_ptr<std::atomic<int64_t>> gradients)
+      : pipeline_(pipeline), stage_(stage), timeout_seconds_(timeout_seconds), nccl_(nccl),
+        activations_(std::move(activations)), gradients_(std::move(gradients)) {}
   int local_stage() const override { return stage_; }
   std::unique_ptr<Channel> channel(bool gradient, int from, int to) const override {
     std::shared_ptr<GpuLink> gpu;
@@ -256,7 +268,8 @@ class MpiRemoteStages : public RemoteStages {
     if (nccl_) gpu = nccl_->links.at({std::min(from, to), gradient});
 #endif
     // In the replica's communicator a stage's rank is the stage; one tag per direction.
-    return std::make_unique<MpiChannel>(pipeline_, from == stage_ ? to : from, gradient ? 2 : 1, timeout_seconds_, gpu);
+    return std::make_unique<MpiChannel>(pipeline_, from == stage_ ? to : from, gradient ? 2 : 1, timeout_seconds_, gpu,
+                                        gradient ? gradients_ : activations_);
   }
 
  private:
@@ -264,12 +277,14 @@ class MpiRemoteStages : public RemoteStages {
   int stage_;
   double timeout_seconds_;
   const NcclCommunicators* nccl_;  // null: CPU tensors only
+  std::shared_ptr<std::atomic<int64_t>> activations_, gradients_;  // bytes sent
 };
 
 }  // namespace
 
 ProcessGroup::ProcessGroup(int stages, int replicas, Device device)
-    : stages_(stages), replicas_(replicas), device_(device), comms_(std::make_unique<Communicators>()) {
+    : stages_(stages), replicas_(replicas), device_(device), comms_(std::make_unique<Communicators>()),
+      traffic_(std::make_shared<Traffic>()) {
   int initialised = 0;
   MPI_Initialized(&initialised);
   int provided = 0;
@@ -289,14 +304,13 @@ ProcessGroup::ProcessGroup(int stages, int replicas, Device device)
   if (!device.is_cpu()) start_nccl(device.index);
 }
 
-// Every rank makes the same communicators in the same order (each is collective): the world,
-// its stage's replicas, then for each pair of neighbouring stages in its replica, in stage
+// Every rank makes the same communicators in the same order (each is collective): its
+// stage's replicas, then for each pair of neighbouring stages in its replica, in stage
 // order, the pair's two links. A rank waits in pair s only for ranks that have finished
 // pair s - 1, so the order cannot deadlock.
 void ProcessGroup::start_nccl(int device) {
 #if MINIPIPE_HAS_NCCL
   auto& nccl = comms_->nccl = std::make_unique<NcclCommunicators>();
-  nccl->world = std::make_unique<nccl::Communicator>(comms_->world, device);
   if (replicas_ > 1) nccl->stage = std::make_unique<nccl::Communicator>(comms_->stage, device);
   for (int s = 0; s + 1 < stages_; ++s) {
     const bool member = stage() == s || stage() == s + 1;
@@ -343,7 +357,10 @@ std::string ProcessGroup::rank_map() const {
 }
 
 std::shared_ptr<RemoteStages> ProcessGroup::remote_stages(double timeout_seconds) const {
-  return std::make_shared<MpiRemoteStages>(comms_->pipeline, stage(), timeout_seconds, comms_->nccl.get());
+  // The channels count into this group's counters (shared pointers aliasing them).
+  return std::make_shared<MpiRemoteStages>(comms_->pipeline, stage(), timeout_seconds, comms_->nccl.get(),
+                                           std::shared_ptr<std::atomic<int64_t>>(traffic_, &traffic_->activations),
+                                           std::shared_ptr<std::atomic<int64_t>>(traffic_, &traffic_->gradients));
 }
 
 void ProcessGroup::check_same_on_every_rank(const std::string& what, const std::string& value) const {
@@ -361,7 +378,12 @@ void ProcessGroup::check_same_on_every_rank(const std::string& what, const std::
                                   "'): give every rank the same one");
 }
 
+SentBytes ProcessGroup::sent_bytes() const {
+  return {traffic_->activations, traffic_->gradients, traffic_->replica_gradients, traffic_->scalars};
+}
+
 double ProcessGroup::sum(double value) const {
+  traffic_->scalars += sizeof value;
   double total = 0;
   check(MPI_Allreduce(&value, &total, 1, MPI_DOUBLE, MPI_SUM, comms_->world), "MPI_Allreduce");
   return total;
@@ -382,6 +404,7 @@ void ProcessGroup::average_over_replicas(const std::vector<Tensor>& parameters) 
   NoGradGuard no_grad;
   for (const Tensor& p : parameters) {
     Tensor g = p.grad().defined() ? p.grad().contiguous() : zeros_like(p);
+    traffic_->replica_gradients += g.nbytes();
     if (!g.device().is_cpu()) {
 #if MINIPIPE_HAS_NCCL
       const kernels::cuda::DeviceGuard on(g.device().index);
@@ -397,31 +420,33 @@ void ProcessGroup::average_over_replicas(const std::vector<Tensor>& parameters) 
   }
 }
 
-void ProcessGroup::share_gradients_from_stage(int stage, const std::vector<Tensor>& parameters) const {
-  NoGradGuard no_grad;
-  const int owner = rank_of(stage, 0);
-  std::vector<char> present(parameters.size());
-  for (size_t i = 0; i < parameters.size(); ++i) present[i] = rank_ == owner && parameters[i].grad().defined();
-  check(MPI_Bcast(present.data(), static_cast<int>(present.size()), MPI_CHAR, owner, comms_->world), "MPI_Bcast");
-  for (size_t i = 0; i < parameters.size(); ++i) {
-    const Tensor& p = parameters[i];
-    if (!present[i]) {
-      p.zero_grad();
-      continue;
-    }
-    Tensor g = rank_ == owner ? p.grad().contiguous() : empty(p.shape(), p.dtype(), p.device());
-    if (!g.device().is_cpu()) {
-#if MINIPIPE_HAS_NCCL
-      const kernels::cuda::DeviceGuard on(g.device().index);
-      nccl_of(*comms_, g).world->broadcast(g.raw_data(), g.nbytes(), owner);
-#else
-      nccl_of(*comms_, g);
-#endif
-    } else {
-      check(MPI_Bcast(g.raw_data(), static_cast<int>(g.nbytes()), MPI_BYTE, owner, comms_->world), "MPI_Bcast");
-    }
-    p.set_grad(g);
+std::vector<double> ProcessGroup::gather_in_pipeline(const std::vector<double>& values) const {
+  const int count = static_cast<int>(values.size());
+  traffic_->scalars += static_cast<int64_t>(values.size() * sizeof(double));
+  std::vector<int> counts(stages_), offsets(stages_, 0);
+  check(MPI_Allgather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, comms_->pipeline), "MPI_Allgather");
+  for (int s = 1; s < stages_; ++s) offsets[s] = offsets[s - 1] + counts[s - 1];
+  std::vector<double> all(static_cast<size_t>(offsets.back() + counts.back()));
+  check(MPI_Allgatherv(values.data(), count, MPI_DOUBLE, all.data(), counts.data(), offsets.data(), MPI_DOUBLE,
+                       comms_->pipeline),
+        "MPI_Allgatherv");
+  return all;
+}
+
+Tensor ProcessGroup::broadcast_from_last_stage(const Tensor& value) const {
+  const int root = stages_ - 1;
+  Tensor out = stage() == root ? value.to(Device::cpu()).contiguous() : Tensor();
+  int64_t header[10] = {};  // dtype, dims, shape
+  if (out.defined()) {
+    if (out.dim() > 8) throw std::invalid_argument("broadcast_from_last_stage: at most 8 dimensions");
+    header[0] = static_cast<int64_t>(out.dtype());
+    header[1] = out.dim();
+    for (int d = 0; d < out.dim(); ++d) header[2 + d] = out.shape()[d];
   }
+  check(MPI_Bcast(header, 10, MPI_INT64_T, root, comms_->pipeline), "MPI_Bcast");
+  if (!out.defined()) out = empty(Shape(header + 2, header + 2 + header[1]), static_cast<DType>(header[0]));
+  check(MPI_Bcast(out.raw_data(), static_cast<int>(out.nbytes()), MPI_BYTE, root, comms_->pipeline), "MPI_Bcast");
+  return out;
 }
 
 std::vector<std::string> ProcessGroup::gather_to_rank_zero(const std::string& bytes) const {

@@ -1,13 +1,15 @@
 #pragma once
 // Multi-process pipelines over MPI. `mpirun -np P` with P = K x D starts one process per
-// stage of each of D pipeline replicas: rank r runs stage r % K of replica r / K. Every
-// process builds the whole model the same way; it runs only its stage's program, with MPI
-// channels to its neighbours (the executor does not know the difference), and the D
-// replicas of a stage average their gradients before the step (data parallelism).
+// stage of each of D pipeline replicas: rank r runs stage r % K of replica r / K. A process
+// holds its stage's layers only (pipeline::Trainer builds them alone); it runs only its
+// stage's program, with MPI channels to its neighbours (the executor does not know the
+// difference), and the D replicas of a stage average their gradients before the step (data
+// parallelism). Otherwise only scalars travel: the loss, the gradient's squared norms.
 //
 // The processes agree on everything before the first step (check_same_on_every_rank). A
 // process whose stage fails prints what failed and calls abort_every_process_if_launched(),
 // and mpirun then ends every other process: nothing waits for a message that will not come.
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,6 +30,16 @@ void abort_every_process_if_launched(int code);
 // needs a GPU of its own for every rank; throws if the host has fewer GPUs than ranks, or
 // for cuda:N, which would put every rank on one GPU. Otherwise `requested` itself.
 Device device_of_rank(Device requested);
+
+// Bytes this process has sent, by what they carried (the payload: tensors' bytes, and the
+// scalars' own; message headers are not counted). Counted from the stages' threads and the
+// main thread alike.
+struct SentBytes {
+  int64_t activations = 0, gradients = 0, replica_gradients = 0, scalars = 0;
+  SentBytes operator-(const SentBytes& o) const {
+    return {activations - o.activations, gradients - o.gradients, replica_gradients - o.replica_gradients, scalars - o.scalars};
+  }
+};
 
 class ProcessGroup {
  public:
@@ -59,13 +71,17 @@ class ProcessGroup {
   double sum(double value) const;  // over every rank
   // The local stage's gradients, averaged over its replicas (in place).
   void average_over_replicas(const std::vector<Tensor>& parameters) const;
-  // The gradients of `parameters` (the same list on every rank) as stage `stage`'s rank of
-  // replica 0 holds them, a missing gradient staying missing.
-  void share_gradients_from_stage(int stage, const std::vector<Tensor>& parameters) const;
+  // Every stage's `values` of this rank's replica, concatenated in stage order, on each of its ranks.
+  std::vector<double> gather_in_pipeline(const std::vector<double>& values) const;
+  // The last stage's `value` (defined there; ignored elsewhere) on every rank of its replica,
+  // on the CPU: a forward's output for evaluation and sampling.
+  Tensor broadcast_from_last_stage(const Tensor& value) const;
+  SentBytes sent_bytes() const;  // since the group started
   // Every rank's `bytes`, on rank 0 in rank order (empty on the others).
   std::vector<std::string> gather_to_rank_zero(const std::string& bytes) const;
 
   struct Communicators;
+  struct Traffic;  // the counters behind sent_bytes()
 
  private:
   void start_nccl(int device);
@@ -73,6 +89,7 @@ class ProcessGroup {
   int rank_ = 0, size_ = 1, stages_ = 1, replicas_ = 1;
   Device device_ = Device::cpu();
   std::unique_ptr<Communicators> comms_;
+  std::shared_ptr<Traffic> traffic_;
 };
 
 }  // namespace minipipe::pipeline

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <map>
+#include <optional>
 #include <type_traits>
 
 #include "pipeline/pipedream.h"
@@ -16,13 +18,32 @@ namespace minipipe::pipeline {
 
 Trainer::Trainer(std::shared_ptr<nn::Sequential> model, LossFunction loss, const Tensor& sample, TrainerOptions options)
     : model_(std::move(model)), options_(std::move(options)) {
+  start(std::move(loss), sample, nullptr);
+}
+
+Trainer::Trainer(const nn::ModelRecipe& recipe, LossFunction loss, const Tensor& sample, TrainerOptions options)
+    : options_(std::move(options)) {
+  start(std::move(loss), sample, &recipe);
+}
+
+void Trainer::start(LossFunction loss, const Tensor& sample, const nn::ModelRecipe* recipe) {
   if (!options_.optimizer.make) throw std::invalid_argument("trainer: OptimizerSetup::make must build an optimizer");
   options_.schedule.check();
-  check_options(*model_);
   join_process_group();
+  if (recipe) {
+    // Under mpirun the plan is made on a model of absent layers, which know their sizes.
+    model_ = group_ ? recipe->skeleton(true) : recipe->build();
+    model_->to(options_.device);
+  }
+  check_options(*model_);
   StagePlan plan = make_plan(sample);  // the planner may choose fewer stages, replicated
   token_slices_ = plan_token_slices(plan, sample);
   const ScheduleSpec& spec = options_.schedule;
+  // pipedream's programs follow each call's mini-batches, so it is built by name; every other
+  // schedule is built here, once, from its description (a file's included).
+  std::optional<Schedule> schedule;
+  if (!spec.asynchronous()) schedule = build_schedule(spec);
+  if (group_) keep_own_layers(own_layers(plan, *schedule), recipe);
   PipelineOptions p = options_.pipeline;
   p.schedule = spec.name;
   p.micro_batches = spec.micro_batches;
@@ -38,15 +59,55 @@ Trainer::Trainer(std::shared_ptr<nn::Sequential> model, LossFunction loss, const
       copy->to(device);
       return copy;
     };
-  // pipedream's programs follow each call's mini-batches, so it is built by name; every other
-  // schedule is built here, once, from its description (a file's included).
-  pipeline_ = spec.asynchronous()
-                  ? std::make_unique<Pipeline>(model_, std::move(plan), std::move(p), std::move(loss))
-                  : std::make_unique<Pipeline>(model_, std::move(plan), build_schedule(spec), std::move(p), std::move(loss));
+  else if (recipe)
+    p.model_factory = [recipe = *recipe, device = options_.device] {
+      std::shared_ptr<nn::Sequential> copy = recipe.build();
+      copy->to(device);
+      return copy;
+    };
+  pipeline_ = schedule ? std::make_unique<Pipeline>(model_, std::move(plan), std::move(*schedule), std::move(p), std::move(loss))
+                       : std::make_unique<Pipeline>(model_, std::move(plan), std::move(p), std::move(loss));
   stats_.peak_bytes.assign(pipeline_->workers(), 0);
   stats_.peak_weight_versions.assign(pipeline_->workers(), 1);
   stats_.peak_stash_bytes.assign(pipeline_->workers(), 0);
   make_optimizers();
+}
+
+// The layers of the pieces this rank's stage runs.
+std::vector<bool> Trainer::own_layers(const StagePlan& plan, const Schedule& schedule) const {
+  std::vector<bool> own(model_->size(), false);
+  for (int piece = 0; piece < schedule.pieces(); ++piece) {
+    if (schedule.stage_of_piece(piece) != group_->stage()) continue;
+    const int first = plan.first_layer(piece);
+    for (int i = first; i < first + plan.layers_per_stage[piece]; ++i) own[i] = true;
+  }
+  return own;
+}
+
+// Under mpirun: this rank's layers built (from the recipe) or kept (from a whole model), the
+// others absent. A tie between a layer held here and one held elsewhere would leave two
+// copies of one weight to drift apart, so it is refused.
+void Trainer::keep_own_layers(const std::vector<bool>& own, const nn::ModelRecipe* recipe) {
+  auto refuse_tie = [](const std::string& what) {
+    throw std::invalid_argument("tied weights on two ranks (" + what + ") are not available across processes yet: untie "
+                                "them (drop --tie-embeddings) or train in one process");
+  };
+  if (recipe) {
+    for (const nn::ModelRecipe::Tie& tie : recipe->ties)
+      if (own[tie.layer] != own[tie.earlier_layer]) refuse_tie(tie.name);
+    model_ = recipe->build(own);
+    model_->to(options_.device);
+    return;
+  }
+  std::map<const TensorImpl*, std::string> held_here, held_elsewhere;
+  for (size_t i = 0; i < model_->size(); ++i)
+    for (const auto& [name, p] : (*model_)[i]->named_parameters())
+      (own[i] ? held_here : held_elsewhere)[p.impl()] = model_->name_of(i) + "." + name;
+  for (const auto& [impl, name] : held_here)
+    if (held_elsewhere.count(impl)) refuse_tie(name + " = " + held_elsewhere.at(impl));
+  for (size_t i = 0; i < model_->size(); ++i)
+    if (!own[i])
+      model_->replace(i, std::make_shared<nn::AbsentLayer>(model_->name_of(i), (*model_)[i]->parameter_count()));
 }
 
 // What the schedule's own check cannot see: the plan and the model.
@@ -69,10 +130,7 @@ void Trainer::check_options(const nn::Sequential& model) const {
     throw std::invalid_argument("--data-parallel is " + std::to_string(options_.data_parallel) + ": give 1 or more replicas");
 }
 
-// Multi-process runs: every process builds the same model and plan, runs its own stage, and
-// then holds every stage's gradient, so that each takes the same optimizer step as one
-// process would (the weights and optimizer state stay whole on every rank: evaluation,
-// checkpoints and resuming work unchanged).
+// Multi-process runs: every process makes the same plan and runs its own stage.
 void Trainer::join_process_group() {
   const ScheduleSpec& spec = options_.schedule;
   if (!launched_by_mpirun()) {
@@ -87,7 +145,7 @@ void Trainer::join_process_group() {
   auto refuse = [](const std::string& what, const std::string& instead) {
     throw std::invalid_argument(what + " is not available across processes yet: " + instead);
   };
-  if (spec.asynchronous() || spec.name == "interleaved") refuse("--schedule " + spec.name, "use gpipe, 1f1b, zb-h1 or zb-h2");
+  if (spec.asynchronous()) refuse("--schedule " + spec.name, "use gpipe, 1f1b, interleaved, zb-h1 or zb-h2");
   // Each process would time the layers itself and might choose differently.
   if (options_.plan_stages || options_.partition == "time" || options_.plan_token_slices)
     refuse("planning from measured times (--plan auto, --partition time, --token-slices auto)",
@@ -173,12 +231,18 @@ std::vector<float> Trainer::train(const std::vector<datasets::Batch>& batches, i
   struct AddTime {  // whichever way train() returns
     TrainingStats& stats;
     size_t mini_batches;
+    const ProcessGroup* group;
+    SentBytes sent = group ? group->sent_bytes() : SentBytes{};
     std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
     ~AddTime() {
       stats.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       stats.mini_batches += static_cast<int64_t>(mini_batches);
+      if (!group) return;
+      const SentBytes now = group->sent_bytes() - sent;
+      stats.sent_bytes = {stats.sent_bytes.activations + now.activations, stats.sent_bytes.gradients + now.gradients,
+                          stats.sent_bytes.replica_gradients + now.replica_gradients, stats.sent_bytes.scalars + now.scalars};
     }
-  } add_time{stats_, batches.size()};
+  } add_time{stats_, batches.size(), group_.get()};
   std::vector<float> losses;
   stats_.last_call_mini_batches = static_cast<int64_t>(batches.size());
   if (asynchronous()) {
@@ -186,14 +250,14 @@ std::vector<float> Trainer::train(const std::vector<datasets::Batch>& batches, i
     record(result, losses);
     return losses;
   }
-  nn::Optimizer& optimizer = *optimizers_.front();
+  nn::Optimizer& optimizer = *optimizers_.front();  // over the layers this process holds
   for (size_t i = 0; i < batches.size(); ++i) {
     const int64_t step = first_step + static_cast<int64_t>(i);
     optimizer.set_learning_rate(learning_rate(step));
     StepResult result = pipeline_->run(group_ ? data_parallel_shard(batches[i]) : batches[i], static_cast<uint64_t>(step));
     if (group_) result.losses = {gather_step(result)};
     record(result, losses);
-    if (options_.optimizer.clip_norm > 0) nn::clip_grad_norm(model_->parameters(), options_.optimizer.clip_norm);
+    if (options_.optimizer.clip_norm > 0) clip_gradients();
     optimizer.step();
     optimizer.zero_grad();
   }
@@ -226,14 +290,42 @@ datasets::Batch Trainer::data_parallel_shard(const datasets::Batch& batch) const
           batch.sample_offset + first};
 }
 
-// Under mpirun, after a run: every stage's gradient (averaged over the replicas) on every
-// rank, and the mini-batch's loss.
+// Under mpirun, after a run: this rank's gradients averaged over its stage's replicas, and
+// the mini-batch's loss.
 float Trainer::gather_step(const StepResult& result) const {
-  group_->average_over_replicas(pipeline_->stage(group_->stage())->parameters());
-  for (int s = 0; s < pipeline_->stages(); ++s) group_->share_gradients_from_stage(s, pipeline_->stage(s)->parameters());
+  group_->average_over_replicas(model_->parameters());
   // The last stage of each replica holds its shard's mean loss; the shards are equal.
   const bool last = group_->stage() == pipeline_->stages() - 1;
   return static_cast<float>(group_->sum(last ? result.loss : 0.0) / group_->replicas());
+}
+
+// By the global norm. Under mpirun each rank has its own parameters' squared norms; every
+// rank adds all of them in model order, as one process would: the ranks send (layer, squared
+// norm) pairs, since under interleaving a rank's layers are not one run of the model's.
+void Trainer::clip_gradients() const {
+  const std::vector<Tensor> parameters = model_->parameters();
+  const std::vector<double> own = nn::squared_gradient_norms(parameters);
+  if (!group_) {
+    nn::clip_grad_norm_to(parameters, own, options_.optimizer.clip_norm);
+    return;
+  }
+  std::map<const TensorImpl*, double> layer_of;  // model_->parameters() lists a tied tensor once, at its first layer
+  for (size_t i = model_->size(); i-- > 0;)
+    for (const Tensor& p : (*model_)[i]->parameters()) layer_of[p.impl()] = static_cast<double>(i);
+  std::vector<double> pairs;
+  for (size_t i = 0; i < parameters.size(); ++i) pairs.insert(pairs.end(), {layer_of.at(parameters[i].impl()), own[i]});
+  const std::vector<double> all = group_->gather_in_pipeline(pairs);
+  std::vector<std::pair<double, double>> by_layer;  // stable: within a layer, its rank's order is the model's
+  for (size_t i = 0; i + 1 < all.size(); i += 2) by_layer.emplace_back(all[i], all[i + 1]);
+  std::stable_sort(by_layer.begin(), by_layer.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<double> squares;
+  for (const auto& [layer, square] : by_layer) squares.push_back(square);
+  nn::clip_grad_norm_to(parameters, squares, options_.optimizer.clip_norm);
+}
+
+Tensor Trainer::forward(const Tensor& x) const {
+  const Tensor output = pipeline_->forward(x);
+  return group_ ? group_->broadcast_from_last_stage(output) : output;
 }
 
 int64_t Trainer::round_robin() const { return round_robin_groups(options_.schedule.replicas); }

@@ -10,8 +10,10 @@
 // - sets the learning rate of every step from its schedule;
 // - under mpirun joins the process group (process_group.h): K x D processes run the K stages
 //   of D data-parallel pipeline replicas, each replica trains on its share of every
-//   mini-batch, and every rank ends each step holding the whole model's gradients averaged
-//   over the replicas, so that every rank takes the same step one process would;
+//   mini-batch. A rank holds its stage's layers only (built alone from an nn::ModelRecipe,
+//   or cut from a whole model), with their gradients and optimizer state; a stage's replicas
+//   average its gradients, the ranks agree on the global gradient norm from each stage's
+//   squared norms, and each rank steps its own stage: the same step one process takes;
 // - keeps what a run measured (peak bytes, weight versions, bubble, the last trace).
 // The command line (examples/minipipe) is one user of it; docs/api.md shows another.
 #include <functional>
@@ -20,6 +22,7 @@
 #include <vector>
 
 #include "datasets/dataset.h"
+#include "nn/model_recipe.h"
 #include "nn/optim/optimizer.h"
 #include "pipeline/executor.h"
 #include "pipeline/process_group.h"
@@ -69,6 +72,7 @@ struct TrainingStats {
   int64_t mini_batches = 0;
   double seconds = 0;                      // in train()
   int64_t last_call_mini_batches = 1;
+  SentBytes sent_bytes;                    // under mpirun: what this process sent in train(), in all
   std::vector<TraceEvent> last_trace;      // the last pipeline run's (when pipeline.trace)
   double last_trace_origin_us = 0;
   double mean_bubble() const { return pipeline_runs ? bubble_sum / static_cast<double>(pipeline_runs) : 0.0; }
@@ -78,7 +82,12 @@ class Trainer {
  public:
   // `sample_inputs`: one micro-batch's inputs, which time-based partitions and the planners
   // profile the model on. Throws std::invalid_argument for options that do not combine.
+  // Under mpirun the layers other ranks run are dropped from `model` once the plan is made
+  // (the process held them until then); a recipe never builds them.
   Trainer(std::shared_ptr<nn::Sequential> model, LossFunction loss, const Tensor& sample_inputs, TrainerOptions options);
+  // The model from its recipe, on options.device: whole in one process; under mpirun this
+  // rank's layers only (the others nn::AbsentLayer), equal to the whole model's.
+  Trainer(const nn::ModelRecipe& recipe, LossFunction loss, const Tensor& sample_inputs, TrainerOptions options);
 
   // Mini-batches first_step, first_step + 1, ... trained, their losses returned: one after
   // another for synchronous schedules, streamed through the pipeline (and drained at the
@@ -96,6 +105,8 @@ class Trainer {
   const TrainerOptions& options() const { return options_; }
   const ScheduleSpec& schedule() const { return options_.schedule; }  // as planned: stages, replicas
   const Pipeline& pipeline() const { return *pipeline_; }
+  // The model as this process holds it: whole, or under mpirun its own layers only.
+  const std::shared_ptr<nn::Sequential>& model() const { return model_; }
   const ProcessGroup* process_group() const { return group_.get(); }  // null without mpirun
   std::vector<nn::Optimizer*> optimizers() const;  // every optimizer (replicas hold equal states after a drain)
   float learning_rate(int64_t step) const { return options_.optimizer.learning_rate.at(step); }
@@ -106,8 +117,10 @@ class Trainer {
   const TrainingStats& stats() const { return stats_; }
   // The measured bubble needs every stage's timed instructions: tracing on, one process.
   bool measures_bubble() const { return options_.pipeline.trace && !group_; }
-  // The model's forward with the stages on their devices (evaluation, sampling).
-  Tensor forward(const Tensor& x) const { return pipeline_->forward(x); }
+  // The model's forward with the stages on their devices (evaluation, sampling). Under mpirun
+  // every rank calls it: the input goes through the ranks' stages, and every rank gets the
+  // output (on the CPU).
+  Tensor forward(const Tensor& x) const;
   // Whether this process, or under mpirun any process, says `here` (every process must call
   // it at the same point: to stop after the same step, say).
   bool any_process(bool here) const { return group_ ? group_->sum(here ? 1.0 : 0.0) > 0 : here; }
@@ -116,8 +129,12 @@ class Trainer {
   std::vector<TraceEvent> gathered_trace(std::vector<std::string>& row_names) const;
 
  private:
+  void start(LossFunction loss, const Tensor& sample, const nn::ModelRecipe* recipe);
   void join_process_group();
   void check_options(const nn::Sequential& model) const;
+  std::vector<bool> own_layers(const StagePlan& plan, const Schedule& schedule) const;  // under mpirun
+  void keep_own_layers(const std::vector<bool>& own, const nn::ModelRecipe* recipe);
+  void clip_gradients() const;
   StagePlan make_plan(const Tensor& sample);
   StagePlan planned_partition(const Tensor& sample);
   std::vector<int64_t> plan_token_slices(const StagePlan& plan, const Tensor& sample);

@@ -35,7 +35,7 @@ expect_error "--trace excludes --untimed" "${tiny_gpt[@]}" --stages 2 --untimed 
 expect_error "unknown device 'gpu'" "${tiny_gpt[@]}" --device gpu
 expect_error "into 9 stages" train cnn --steps 1 --stages 9
 expect_error "into 100 micro-batches" train cnn --steps 1 --batch-size 8 --micro-batches 100
-expect_error "cannot open it for reading" "${tiny_gpt[@]}" --resume "$work/none.safetensors"
+expect_error "neither a file nor a sharded checkpoint" "${tiny_gpt[@]}" --resume "$work/none.safetensors"
 expect_error "--stages: must be a positive number" "${tiny_gpt[@]}" --stages 0
 expect_error "--threads: Value 0 not in range" "${tiny_gpt[@]}" --threads 0
 expect_error "add --schedule pipedream" "${tiny_gpt[@]}" --stages 2 --weights none

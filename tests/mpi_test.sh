@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Pipelines across processes (mpirun), on the CPU:
 # - the losses of mpirun -np K runs equal the in-process run's bit for bit (GPipe and 1F1B,
-#   K = 2 and 4; zero bubble, K = 2), and 2 stages x 2 data-parallel replicas agree with one process on the
+#   K = 2 and 4; zero bubble and interleaved, K = 2), and 2 stages x 2 data-parallel replicas agree with one process on the
 #   whole batch to float rounding (the replicas' average adds the gradients in another order);
+# - each rank holds and sends only its stage's share (parameters, peak, bytes per step), the
+#   memory limit is per rank, and sharded checkpoints resume under other rank counts;
 # - a bad launch fails before the first step, naming the fix;
 # - a rank that throws, is killed or hangs ends every rank within 10 s, naming the rank, in
 #   TRIALS randomized trials (default 20). The 10 s hold for as many ranks as cores; with more
@@ -38,13 +40,15 @@ for line in open(sys.argv[1]):
     if "loss" in e or "validation_loss" in e: print(e.get("loss", e.get("validation_loss")))' "$1"
 }
 
-for schedule in gpipe 1f1b zb-h1; do
+for schedule in gpipe 1f1b zb-h1 interleaved; do
   for stages in 2 4; do
-    [ "$schedule" = zb-h1 ] && [ "$stages" = 4 ] && continue
+    # zb-h1 and interleaved (a rank holds 2 pieces: 6 layers have pieces for K = 2 only) at K = 2.
+    [ "$schedule" = zb-h1 -o "$schedule" = interleaved ] && [ "$stages" = 4 ] && continue
+    chunks=$([ "$schedule" = interleaved ] && echo "--virtual-stages 2")
     name="$schedule-K$stages"
-    "$minipipe" $train --stages "$stages" --micro-batches 4 --schedule "$schedule" --log-json "$name-threads.jsonl" \
+    "$minipipe" $train --stages "$stages" $chunks --micro-batches 4 --schedule "$schedule" --log-json "$name-threads.jsonl" \
       > /dev/null 2>&1 || fail "$name: the in-process run failed"
-    timeout 120 mpirun -np "$stages" "$minipipe" $train --stages "$stages" --micro-batches 4 --schedule "$schedule" \
+    timeout 120 mpirun -np "$stages" "$minipipe" $train --stages "$stages" $chunks --micro-batches 4 --schedule "$schedule" \
       --log-json "$name-mpi.jsonl" --timeline "$name.svg" > "$name.out" 2>&1 || { cat "$name.out"; fail "$name: mpirun failed"; continue; }
     grep -q "rank $((stages - 1)): stage $((stages - 1)) of replica 0" "$name.out" || fail "$name: no rank map"
     # Every rank's events, gathered on rank 0: one timeline row per rank.
@@ -71,20 +75,73 @@ print(f"ok: 2 stages x 2 replicas against one process: {len(dp)} losses, largest
 sys.exit(0 if len(one) == len(dp) and worst <= 1e-5 else 1)
 PY
 
-# Save and resume across processes: rank 0 writes the checkpoint, every rank reads it, and the
-# second half's losses are those of the uninterrupted run (1f1b-K2 above).
-timeout 120 mpirun -np 2 "$minipipe" $train --stages 2 --micro-batches 4 --schedule 1f1b --stop-after 3 --save half.safetensors \
+# Sharded checkpoints: 4 ranks save at step 3 (a shard each, and rank 0 the index), then the run
+# resumes under 2 ranks and in one process; both continue with the uninterrupted run's losses
+# (gpipe and 1f1b give the same, bit for bit), and `minipipe eval` reads the index.
+timeout 120 mpirun -np 4 "$minipipe" $train --stages 4 --micro-batches 4 --schedule gpipe --stop-after 3 --save half.safetensors \
   --log-json first-half.jsonl > half.out 2>&1 || { cat half.out; fail "the first half failed"; }
+[ -f half.safetensors.index.json ] && [ "$(ls half-*-of-00004.safetensors | wc -l)" -eq 4 ] || { ls; fail "no index and 4 shards"; }
 timeout 120 mpirun -np 2 "$minipipe" $train --stages 2 --micro-batches 4 --schedule 1f1b --resume half.safetensors \
-  --log-json second-half.jsonl > half.out 2>&1 || { cat half.out; fail "the resumed half failed"; }
-if [ "$(cat <(losses first-half.jsonl) <(losses second-half.jsonl))" == "$(losses 1f1b-K2-threads.jsonl)" ]; then
-  echo "ok: saved at step 3 and resumed across processes: the same losses as the run in one go"
-else
-  fail "resumed across processes: losses differ"; paste <(losses 1f1b-K2-threads.jsonl) <(cat <(losses first-half.jsonl) <(losses second-half.jsonl))
-fi
+  --log-json second-half.jsonl > half.out 2>&1 || { cat half.out; fail "the half resumed under 2 ranks failed"; }
+"$minipipe" $train --stages 2 --micro-batches 4 --schedule 1f1b --resume half.safetensors \
+  --log-json one-process-half.jsonl > half.out 2>&1 || { cat half.out; fail "the half resumed in one process failed"; }
+for resumed in second-half one-process-half; do
+  if [ "$(cat <(losses first-half.jsonl) <(losses $resumed.jsonl))" == "$(losses 1f1b-K2-threads.jsonl)" ]; then
+    echo "ok: saved by 4 ranks at step 3, resumed ($resumed): the same losses as the run in one go"
+  else
+    fail "$resumed: losses differ"; paste <(losses 1f1b-K2-threads.jsonl) <(cat <(losses first-half.jsonl) <(losses $resumed.jsonl))
+  fi
+done
+# The one-process run saved at the end; eval reads the 4 ranks' index of step 3 and must give
+# the validation loss that training logged there.
+"$minipipe" eval gpt --checkpoint half.safetensors > eval.out 2>&1 || { cat eval.out; fail "eval of the index failed"; }
+logged=$(python3 -c 'import json,sys; print([e["validation_loss"] for e in map(json.loads, open(sys.argv[1])) if "validation_loss" in e][-1])' first-half.jsonl)
+python3 - eval.out "$logged" <<'PY' || { cat eval.out; fail "eval of the sharded checkpoint differs from training's validation loss"; }
+import re, sys
+found = [float(x) for x in re.findall(r"validation loss ([0-9.]+)", open(sys.argv[1]).read())]
+print(f"ok: eval of the 4 ranks' index: {found[:1]} equals training's {sys.argv[2]}")
+sys.exit(0 if found and found[0] == float(sys.argv[2]) else 1)
+PY
+
+# A rank holds its stage alone (GPT of 8 blocks, K = 4): its parameters at most 40% of the
+# model's, its peak at most 45% of one process's; it sends per step exactly the activations
+# and gradients of its boundaries (micro-batches x batch/micro-batches x context x dim x 4
+# bytes = batch x context x dim x 4) and a few scalars.
+big="train gpt --layers 8 --steps 4 --eval-interval 4 --sample-length 0"
+"$minipipe" $big --log-json whole.jsonl > /dev/null 2>&1 || fail "the one-process GPT of 8 blocks failed"
+timeout 200 mpirun -np 4 "$minipipe" $big --stages 4 --micro-batches 4 --schedule 1f1b --log-json ranks.jsonl > ranks.out 2>&1 ||
+  { cat ranks.out; fail "the GPT of 8 blocks under 4 ranks failed"; }
+python3 - whole.jsonl ranks.jsonl <<'PY' || fail "what the ranks hold and send"
+import json, sys
+summary = lambda p: [e for e in map(json.loads, open(p)) if e.get("event") == "summary"][0]
+whole, split = summary(sys.argv[1]), summary(sys.argv[2])
+ranks, model = split["ranks"], sum(r["parameters"] for r in split["ranks"])
+boundary = 16 * 128 * 128 * 4  # batch x context x dim x float
+ok = len(ranks) == 4
+for r in ranks:
+    sent = r["sent_bytes_per_step"]
+    share, peak = r["parameters"] / model, r["peak_bytes"] / whole["peak_bytes"]["cpu"]
+    expected = (boundary if r["rank"] < 3 else 0, boundary if r["rank"] > 0 else 0)
+    print(f"rank {r['rank']}: stages {r['stages']}, {r['parameters']} parameters ({100 * share:.0f}% of {model}), "
+          f"peak {r['peak_bytes'] >> 20} MiB ({100 * peak:.0f}% of one process's), sent per step {sent}")
+    ok &= share <= 0.40 and peak <= 0.45 and (sent["activations"], sent["gradients"]) == expected
+    # scalars: the loss, and a (layer, squared norm) pair per parameter tensor (at most 40 here)
+    ok &= sent["replica_gradients"] == 0 and sent["scalars"] <= 8 + 16 * 40
+sys.exit(0 if ok else 1)
+PY
+
+# --memory-limit is each rank's: a GPT one process may not train under 200 MiB trains under 4.
+expect_refusal_alone() { "$minipipe" $big --memory-limit 200 > alone.out 2>&1 && fail "one process trained above its limit"; grep -q "needs about" alone.out; }
+expect_refusal_alone || { cat alone.out; fail "one process: no estimate in the refusal"; }
+timeout 200 mpirun -np 4 "$minipipe" ${big/--steps 4/--steps 20} --stages 4 --micro-batches 4 --memory-limit 200 \
+  --log-json limited.jsonl > limited.out 2>&1 || { cat limited.out; fail "4 ranks under --memory-limit 200 failed"; }
+python3 -c 'import json,sys
+l=[e["loss"] for e in map(json.loads, open(sys.argv[1])) if "loss" in e]
+print(f"ok: refused by one process under --memory-limit 200, trained by 4 ranks: loss {l[0]:.3f} -> {l[-1]:.3f}")
+sys.exit(0 if len(l) == 20 and l[-1] < l[0] else 1)' limited.jsonl || fail "4 ranks under the limit: loss did not fall"
 
 # Ctrl-C reaching one rank only (mpirun forwards it to all, but not always at the same moment):
-# every rank stops after the same step, and rank 0 saves.
+# every rank stops after the same step, and the ranks save their shards.
 timeout 120 mpirun -np 2 "$minipipe" ${train/--steps 6/--steps 100000} --stages 2 --micro-batches 4 --schedule 1f1b \
   --save stopped.safetensors --log-json stopped.jsonl > stopped.out 2>&1 &
 launcher=$!
@@ -94,8 +151,8 @@ for pid in $(pgrep -f "minipipe train gpt"); do
 done
 start=$SECONDS
 wait "$launcher"
-if grep -q "stopped by a signal to another process after step" stopped.out && [ -f stopped.safetensors ] && [ $((SECONDS - start)) -le 10 ]; then
-  echo "ok: Ctrl-C on rank 1 alone stopped both ranks after one step, in $((SECONDS - start)) s, and rank 0 saved"
+if grep -q "stopped by a signal to another process after step" stopped.out && [ -f stopped.safetensors.index.json ] && [ $((SECONDS - start)) -le 10 ]; then
+  echo "ok: Ctrl-C on rank 1 alone stopped both ranks after one step, in $((SECONDS - start)) s, and they saved"
 else
   cat stopped.out; fail "Ctrl-C on one rank did not stop the run together"
 fi
@@ -117,6 +174,7 @@ if ! "$minipipe" info | grep -qE "GPUs seen: [1-9]"; then
   expect_refusal "GPU ranks without GPUs" "2 ranks on this host share 0 GPUs" mpirun -np 2 "$minipipe" $train --stages 2 --device cuda
 fi
 expect_refusal "--data-parallel without mpirun" "start with mpirun -np 4" "$minipipe" $train --stages 2 --data-parallel 2
+expect_refusal "tied embeddings on two ranks" "tied weights on two ranks" mpirun -np 2 "$minipipe" $train --stages 2 --tie-embeddings
 
 # Failures: TRIALS trials of a random rank failing at a random step, by an exception, SIGKILL or
 # hanging (its neighbours stop waiting after 3 s and name it).

@@ -18,6 +18,7 @@
 #include "nn/key_value_cache.h"
 #include "nn/losses.h"
 #include "nn/model_file.h"
+#include "nn/model_recipe.h"
 #include "nn/optim/optimizer.h"
 #include "nn/safetensors.h"
 #include "nn/transformer.h"
@@ -63,6 +64,37 @@ TEST(Module, StateDictRoundTripsAndNamesWhatDoesNotFit) {
   state = a->state_dict();
   state["classifier.bias"] = zeros({3});
   EXPECT_THROW_WITH(b->load_state_dict(state), "classifier.bias", "[3]", "[10]");
+}
+
+// A process of a pipeline builds its own layers alone (nn/model_recipe.h): each must equal the
+// same layer of the whole model, for any set of layers, tied head included.
+TEST(ModelRecipe, LayersBuiltAloneEqualTheWholeModels) {
+  for (bool tied : {false, true}) {
+    const GPTConfig config{.vocabulary = 23, .context = 8, .dim = 16, .layers = 3, .heads = 2, .seed = 5, .tie_embeddings = tied};
+    const ModelRecipe recipe = gpt_recipe(config);
+    const auto whole = recipe.build()->state_dict();
+    const auto skeleton = recipe.skeleton(true);
+    for (std::vector<bool> wanted : {std::vector<bool>{false, true, true, false, false}, {false, false, false, true, true},
+                                     {true, false, false, false, true}}) {
+      const auto part = recipe.build(wanted);
+      EXPECT_EQ(part->size(), recipe.size());
+      int64_t held = 0;
+      for (size_t i = 0; i < part->size(); ++i) {
+        EXPECT_EQ(is_absent(*(*part)[i]), !wanted[i]) << part->name_of(i);
+        if (wanted[i]) held += (*part)[i]->parameter_count();
+        // The skeleton's absent layers count what the layer they stand for holds.
+        EXPECT_EQ(layer_parameter_count(*(*skeleton)[i]), recipe.build()->operator[](i)->parameter_count()) << i;
+      }
+      EXPECT_GT(held, 0);
+      for (const auto& [name, t] : part->state_dict()) {
+        // A head without its embedding holds a copy of the tied weight: equal to the embedding's.
+        const std::string whole_name = tied && name == "head.logits.weight" ? "embedding.tokens.weight" : name;
+        ASSERT_TRUE(whole.count(whole_name)) << name;
+        EXPECT_EQ(t.to_vector<float>(), whole.at(whole_name).to_vector<float>()) << name << (tied ? " (tied)" : "");
+      }
+    }
+    EXPECT_THROW((*skeleton)[1]->forward(zeros({1, 8, 16})), std::logic_error);
+  }
 }
 
 TEST(Layers, LinearIsXTimesWeightTransposedPlusBias) {

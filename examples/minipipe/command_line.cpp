@@ -10,6 +10,7 @@
 #include <ostream>
 
 #include "kernels/cpu/threads.h"
+#include "nn/checkpoint_files.h"
 #include "nn/json_reader.h"
 #include "pipeline/schedule.h"
 
@@ -75,6 +76,17 @@ const CLI::Validator kOutputFile(
     },
     "FILE");
 
+// A checkpoint to read: a file, or a sharded checkpoint's name (its NAME.index.json exists).
+const CLI::Validator kCheckpoint(
+    [](std::string& value) {
+      std::error_code ignored;
+      if (std::filesystem::is_directory(value, ignored)) return "'" + value + "' is a folder: give a checkpoint file";
+      if (std::filesystem::is_regular_file(value, ignored) || nn::is_sharded_checkpoint(value)) return std::string();
+      return "no checkpoint '" + value + "': neither a file nor a sharded checkpoint's index ('" +
+             nn::checkpoint_index_path(value) + "')";
+    },
+    "CHECKPOINT");
+
 // --schedule's help: every schedule, one line each.
 std::string schedule_help() {
   std::string help = "the schedule:";
@@ -102,7 +114,8 @@ void add_training_options(CLI::App& command, TrainOptions& o) {
       ->check(kWholeNumber)->capture_default_str();
   command.add_option("--data", o.data, "data file or folder (default: the bundled data)");
   command.add_option("--save", o.save, "write a checkpoint (safetensors) here at the end")->check(kOutputFile);
-  command.add_option("--resume", o.resume, "continue from this checkpoint (same results as never stopping)");
+  command.add_option("--resume", o.resume, "continue from this checkpoint (same results as never stopping): a file, or the "
+                     "name a run under mpirun saved its shards under")->check(kCheckpoint);
   command.add_option("--stop-after", o.stop_after, "stop after this many steps of this run (then --save, --resume later)")
       ->check(kPositive);
   command.add_option("--eval-interval", o.eval_interval, "steps between evaluations")->check(kPositive);
@@ -201,7 +214,8 @@ CLI::App* add_eval_command(CLI::App& app, CommandLine& parsed) {
   CLI::App* eval_command = app.add_subcommand("eval", "the validation loss of a model saved by `train --save`, as training "
                                               "computes it");
   eval_command->add_option("model", eval.model, "gpt or cnn")->check(CLI::IsMember({"gpt", "cnn"}))->required();
-  eval_command->add_option("--checkpoint", eval.checkpoint, "checkpoint file")->required()->check(CLI::ExistingFile);
+  eval_command->add_option("--checkpoint", eval.checkpoint, "checkpoint: a file, or a sharded checkpoint's name")
+      ->required()->check(kCheckpoint);
   eval_command->add_option("--data", eval.data, "the data trained on (default: the bundled text or digits)");
   eval_command->add_option("--device", eval.device, "cpu or cuda:N")->capture_default_str();
   eval_command->add_option("--batch-size", eval.batch_size, "gpt: windows per batch (default: the training batch size, "
@@ -216,7 +230,8 @@ CLI::App* add_sample_command(CLI::App& app, CommandLine& parsed) {
   sample->require_subcommand(1);
   SampleOptions& sample_options = parsed.sample;
   CLI::App* sample_gpt_command = sample->add_subcommand("gpt", "text from a checkpoint of `train gpt --save`");
-  sample_gpt_command->add_option("--checkpoint", sample_options.checkpoint, "checkpoint file")->required()->check(CLI::ExistingFile);
+  sample_gpt_command->add_option("--checkpoint", sample_options.checkpoint, "checkpoint: a file, or a sharded checkpoint's name")
+      ->required()->check(kCheckpoint);
   sample_gpt_command->add_option("--prompt", sample_options.prompt, "text to continue")->capture_default_str();
   sample_gpt_command->add_option("--length", sample_options.length, "bytes to generate")->check(sample_length(1))->capture_default_str();
   sample_gpt_command->add_option("--temperature", sample_options.temperature, "softmax temperature")->check(kPositive)->capture_default_str();

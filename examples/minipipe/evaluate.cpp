@@ -5,14 +5,14 @@
 #include "commands.h"
 #include "evaluation.h"
 #include "nn/model_file.h"
-#include "nn/safetensors.h"
+#include "nn/checkpoint_files.h"
 #include "training_log.h"
 
 namespace minipipe::cli {
 
 int evaluate(const EvalOptions& options) {
   const Device device = Device::parse(options.device);
-  const nn::Metadata metadata = nn::load_safetensors(options.checkpoint).metadata;
+  const nn::Metadata metadata = nn::read_checkpoint_metadata(options.checkpoint);
   const std::string kind = nn::metadata_text(metadata, "model", options.checkpoint);
   if (kind != options.model)
     throw std::runtime_error("checkpoint '" + options.checkpoint + "' holds a " + kind + " model: use `minipipe eval " + kind +

@@ -33,18 +33,16 @@ int run(const CommandLine& line) {
 
 FILE* errors = stderr;  // where a failure is told
 
-// Under mpirun every process runs the same command. Rank 0 alone prints progress and writes
-// the log, checkpoint and sample; the others print only their errors.
+// Under mpirun every process runs the same command. Rank 0 alone prints progress, the sample
+// and writes the log; every rank writes its share of a checkpoint (and takes part in the
+// sample: each holds only its layers); the others print only their errors.
 void leave_output_to_rank_zero(int argc, char** argv, CommandLine& line) {
   std::string command;
   for (int i = 0; i < argc; ++i) command += (i ? " " : "") + std::string(argv[i]);
   line.gpt.pipeline.command_line = line.cnn.pipeline.command_line = command;
   if (!minipipe::pipeline::launched_by_mpirun() || minipipe::pipeline::rank_from_launcher() == 0) return;
-  for (TrainOptions* options : {static_cast<TrainOptions*>(&line.gpt), static_cast<TrainOptions*>(&line.cnn)}) {
+  for (TrainOptions* options : {static_cast<TrainOptions*>(&line.gpt), static_cast<TrainOptions*>(&line.cnn)})
     options->log_json.clear();
-    options->save.clear();
-  }
-  line.gpt.sample_length = 0;
   const int error_fd = dup(fileno(stderr));
   if (FILE* kept = error_fd >= 0 ? fdopen(error_fd, "w") : nullptr) errors = kept;
   if (!std::freopen("/dev/null", "w", stdout) || !std::freopen("/dev/null", "w", stderr))

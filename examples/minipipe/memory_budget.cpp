@@ -1,5 +1,7 @@
 #include "memory_budget.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -44,17 +46,25 @@ void check_memory_budget(double bytes, int64_t limit_mib, const std::string& wha
                               fix + (limit_mib > 0 ? "" : ", or set --memory-limit MiB if the estimate is too cautious"));
 }
 
-double gpt_training_bytes(const nn::GPTConfig& c, int64_t batch_size) {
-  const double dim = static_cast<double>(c.dim), layers = static_cast<double>(c.layers);
-  const double vocabulary = static_cast<double>(c.vocabulary), context = static_cast<double>(c.context);
-  const double tokens = static_cast<double>(batch_size) * context;
-  const double parameters = 2 * vocabulary * dim + context * dim + layers * (12 * dim * dim + 13 * dim);
-  // Per layer: a dozen tensors of tokens x dim (norms, projections, the MLP's 4 dim), the
-  // attention scores and probabilities (batch x heads x context x context); the logits.
-  const double activations =
-      layers * (24 * tokens * dim + 3 * static_cast<double>(batch_size) * static_cast<double>(c.heads) * context * context) +
-      3 * tokens * vocabulary;
-  return kFloat * (kPerParameter * parameters + activations);
+double gpt_training_bytes(const nn::GPTConfig& c, int64_t batch_size, int stages) {
+  const double dim = static_cast<double>(c.dim), vocabulary = static_cast<double>(c.vocabulary);
+  const double context = static_cast<double>(c.context), tokens = static_cast<double>(batch_size) * context;
+  // Per layer: its parameters with their gradients and optimizer state, and the activations
+  // one step keeps. A block keeps a dozen tensors of tokens x dim (norms, projections, the
+  // MLP's 4 dim) and the attention scores and probabilities (batch x heads x context x
+  // context); the head keeps the logits.
+  const double embedding = kPerParameter * (vocabulary + context) * dim + 2 * tokens * dim;
+  const double block = kPerParameter * (12 * dim * dim + 13 * dim) + 24 * tokens * dim +
+                       3 * static_cast<double>(batch_size) * static_cast<double>(c.heads) * context * context;
+  const double head = kPerParameter * vocabulary * dim + 3 * tokens * vocabulary;
+  const double layers = static_cast<double>(c.layers);
+  if (stages <= 1) return kFloat * (embedding + layers * block + head);
+  // The uniform partition gives each rank at most ceil((layers + 2) / stages) of the layers;
+  // the rank of the most holds that many blocks, or the embedding or head and one block fewer.
+  const double most_layers = std::min(layers + 2, std::ceil((layers + 2) / static_cast<double>(stages)));
+  const double blocks = std::min(layers, most_layers - 1);
+  return kFloat * std::max({std::min(layers, most_layers) * block, embedding + blocks * block, blocks * block + head,
+                            most_layers >= layers + 2 ? embedding + layers * block + head : 0.0});
 }
 
 double resnet_training_bytes(const nn::ResNetConfig& c, int64_t batch_size, int64_t image_height, int64_t image_width) {

@@ -18,8 +18,10 @@ int64_t memory_budget_bytes(int64_t limit_mib);
 void check_memory_budget(double bytes, int64_t limit_mib, const std::string& what, const std::string& fix);
 
 // Training a model: parameters with their gradients and two Adam moments, plus the
-// activations one step keeps (a generous estimate: several tensors per layer).
-double gpt_training_bytes(const nn::GPTConfig& config, int64_t batch_size);
+// activations one step keeps (a generous estimate: several tensors per layer). For a GPT cut
+// into `stages` (processes under mpirun, each holding its stage's layers alone): what the rank
+// holding the most needs, under the uniform partition.
+double gpt_training_bytes(const nn::GPTConfig& config, int64_t batch_size, int stages = 1);
 double resnet_training_bytes(const nn::ResNetConfig& config, int64_t batch_size, int64_t image_height, int64_t image_width);
 
 }  // namespace minipipe::cli

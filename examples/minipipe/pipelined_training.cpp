@@ -1,6 +1,7 @@
 #include "pipelined_training.h"
 
 #include <algorithm>
+#include <cmath>
 #include <sstream>
 #include <thread>
 
@@ -25,7 +26,7 @@ std::vector<Device> parse_devices(const std::string& list) {
 }
 
 pipeline::TrainerOptions trainer_options(const PipelineFlags& flags, Device device, uint64_t seed,
-                                         const OptimizerSetup& optimizer, PipelinedTraining::ModelFactory model_factory) {
+                                         const OptimizerSetup& optimizer) {
   pipeline::TrainerOptions options;
   options.schedule = schedule_spec(flags);
   options.pipeline.recompute = pipeline::parse_recompute(flags.recompute);
@@ -41,7 +42,6 @@ pipeline::TrainerOptions trainer_options(const PipelineFlags& flags, Device devi
   options.plan_token_slices = flags.token_slices == "auto";
   options.optimizer = optimizer;
   options.device = device;
-  options.model_factory = std::move(model_factory);
   options.data_parallel = flags.data_parallel;
   options.rank_timeout_seconds = flags.rank_timeout;
   options.same_on_every_rank = flags.command_line;
@@ -57,15 +57,19 @@ std::vector<Device> distinct_devices(const pipeline::Pipeline& pipeline) {
 }
 }  // namespace
 
-PipelinedTraining::PipelinedTraining(std::shared_ptr<nn::Sequential> model, const PipelineFlags& flags, Device device,
-                                     uint64_t seed, pipeline::LossFunction loss, const Tensor& sample,
-                                     const OptimizerSetup& optimizer, ModelFactory model_factory)
-    : model_(model),
-      flags_(flags),
-      trainer_(std::move(model), std::move(loss), sample,
-               trainer_options(flags, device, seed, optimizer, std::move(model_factory))),
+PipelinedTraining::PipelinedTraining(const nn::ModelRecipe& layers, const PipelineFlags& flags, Device device, uint64_t seed,
+                                     pipeline::LossFunction loss, const Tensor& sample, const OptimizerSetup& optimizer)
+    : flags_(flags),
+      trainer_(layers, std::move(loss), sample, trainer_options(flags, device, seed, optimizer)),
+      model_(trainer_.model()),
       devices_(distinct_devices(trainer_.pipeline())) {
   pipeline::install_status_signal(SIGUSR1);  // kill -USR1 <pid>: where is every stage?
+}
+
+int64_t PipelinedTraining::model_parameters() const {
+  const pipeline::ProcessGroup* group = trainer_.process_group();
+  if (!group) return model_->parameter_count();
+  return std::llround(group->sum(static_cast<double>(model_->parameter_count())) / group->replicas());
 }
 
 std::vector<float> PipelinedTraining::learning_rates(int64_t first_step, int64_t count) const {
@@ -139,6 +143,31 @@ void PipelinedTraining::log_setup(TrainingLog& log, int64_t end_step, int64_t to
                 std::to_string(cores) + " hardware threads: they will take turns, and times will say little (lower " +
                 (flags_.threads > 1 ? "--threads or " : "") + "--stages" +
                 (flags_.threads > 1 ? "; OMP_WAIT_POLICY=passive keeps waiting kernel threads off the cores" : "") + ")");
+}
+
+std::string PipelinedTraining::ranks_json() const {
+  const pipeline::ProcessGroup& group = *trainer_.process_group();
+  const pipeline::TrainingStats& stats = trainer_.stats();
+  const double steps = static_cast<double>(std::max<int64_t>(1, stats.mini_batches));
+  auto per_step = [steps](int64_t bytes) { return static_cast<int64_t>(std::llround(static_cast<double>(bytes) / steps)); };
+  const pipeline::Schedule& schedule = trainer_.pipeline().schedule();
+  std::vector<int64_t> pieces;
+  for (int piece = 0; piece < schedule.pieces(); ++piece)
+    if (schedule.stage_of_piece(piece) == group.stage()) pieces.push_back(piece);
+  const JsonObject sent = JsonObject()
+                              .add("activations", per_step(stats.sent_bytes.activations))
+                              .add("gradients", per_step(stats.sent_bytes.gradients))
+                              .add("replica_gradients", per_step(stats.sent_bytes.replica_gradients))
+                              .add("scalars", per_step(stats.sent_bytes.scalars));
+  const JsonObject mine = JsonObject()
+                              .add("rank", static_cast<int64_t>(group.rank()))
+                              .add_raw("stages", json_list(pieces))
+                              .add("parameters", model_->parameter_count())
+                              .add("peak_bytes", memory_stats(devices_.front()).peak_bytes)
+                              .add_raw("sent_bytes_per_step", sent.str());
+  std::string out = "[";
+  for (const std::string& rank : group.gather_to_rank_zero(mine.str())) out += (out.size() > 1 ? "," : "") + rank;
+  return out + "]";
 }
 
 JsonObject PipelinedTraining::summary() const {

@@ -17,12 +17,14 @@ using OptimizerSetup = pipeline::OptimizerSetup;
 
 class PipelinedTraining {
  public:
-  // `model_factory` builds the model again (its values do not matter): replicated stages
-  // (--replicas, or --plan auto under pipedream) run their further replicas on copies.
-  using ModelFactory = std::function<std::shared_ptr<nn::Sequential>()>;
-  PipelinedTraining(std::shared_ptr<nn::Sequential> model, const PipelineFlags& flags, Device device, uint64_t seed,
-                    pipeline::LossFunction loss, const Tensor& sample_micro_batch, const OptimizerSetup& optimizer,
-                    ModelFactory model_factory);
+  // The model is built from `layers` on `device`: whole in one process, under mpirun this
+  // rank's layers only (pipeline::Trainer).
+  PipelinedTraining(const nn::ModelRecipe& layers, const PipelineFlags& flags, Device device, uint64_t seed,
+                    pipeline::LossFunction loss, const Tensor& sample_micro_batch, const OptimizerSetup& optimizer);
+  // The model as this process holds it (evaluation switches it to eval mode and back).
+  const std::shared_ptr<nn::Sequential>& model() const { return model_; }
+  // Parameters in the whole model: under mpirun the ranks' counts added (every rank calls it).
+  int64_t model_parameters() const;
   std::vector<float> train(const std::vector<datasets::Batch>& batches, int64_t first_step) {
     return trainer_.train(batches, first_step);
   }
@@ -33,6 +35,7 @@ class PipelinedTraining {
   std::vector<float> learning_rates(int64_t first_step, int64_t count) const;
   Tensor forward(const Tensor& x) const { return trainer_.forward(x); }
   bool any_process(bool here) const { return trainer_.any_process(here); }
+  const pipeline::ProcessGroup* process_group() const { return trainer_.process_group(); }  // null without mpirun
   std::string plan_text() const;
   // The plan when there is more than one stage or micro-batch, and a note when the stages'
   // threads outnumber the cores (or --threads cannot be honoured).
@@ -44,14 +47,17 @@ class PipelinedTraining {
   std::string peak_memory_json() const;  // {"cpu": bytes, "cuda:0": bytes}
   std::string peak_memory_text() const;  // "6 MiB on cpu, 3 MiB on cuda:0"
   JsonObject summary() const;  // the "pipeline" object of the summary line
+  // Under mpirun (every rank calls it; rank 0 gets the array): per rank, the pieces it holds,
+  // its parameters, its peak bytes and what it sent per step, by kind.
+  std::string ranks_json() const;
   void write_trace_files() const;
 
  private:
   std::string weights_text() const;  // "stash", ... under pipedream; "synchronous" otherwise
 
-  std::shared_ptr<nn::Sequential> model_;
   PipelineFlags flags_;
   pipeline::Trainer trainer_;
+  std::shared_ptr<nn::Sequential> model_;
   std::vector<Device> devices_;  // distinct, in stage order
 };
 

@@ -8,7 +8,7 @@
 #include "commands.h"
 #include "kernels/philox.h"
 #include "nn/model_file.h"
-#include "nn/safetensors.h"
+#include "nn/checkpoint_files.h"
 #include "tensor/factories.h"
 #include "text_generation.h"
 
@@ -92,7 +92,7 @@ std::string printable_text(const std::string& bytes) {
 }
 
 int sample_gpt(const SampleOptions& options) {
-  const nn::GPTConfig config = nn::gpt_config_from(nn::load_safetensors(options.checkpoint).metadata, options.checkpoint);
+  const nn::GPTConfig config = nn::gpt_config_from(nn::read_checkpoint_metadata(options.checkpoint), options.checkpoint);
   auto model = nn::make_gpt_from(options.checkpoint);
   const ModelForward forward = [&model](const Tensor& ids) { return (*model)(ids); };
   const std::string text =

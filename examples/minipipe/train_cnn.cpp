@@ -25,7 +25,7 @@ int train_cnn(const CnnOptions& options) {
   config.stages = data.train.inputs.shape()[2] >= 16 ? 3 : 2;  // 8x8 digits: two stages
   config.seed = options.seed;
   if (!options.resume.empty()) {  // the checkpoint's architecture wins
-    const nn::ResNetConfig saved = nn::resnet_config_from(read_metadata(options.resume), options.resume);
+    const nn::ResNetConfig saved = nn::resnet_config_from(nn::read_checkpoint_metadata(options.resume), options.resume);
     config.width = saved.width, config.blocks_per_stage = saved.blocks_per_stage, config.stages = saved.stages;
     config.in_channels = saved.in_channels;
   }
@@ -36,15 +36,11 @@ int train_cnn(const CnnOptions& options) {
                           " blocks per stage trained on " + std::to_string(batch_size) + " images",
                       options.resume.empty() ? "lower --width, --blocks or --batch-size"
                                              : "the checkpoint's model is this size; lower --batch-size");
-  auto model = nn::make_resnet(config);
-  model->to(device);
-
   const datasets::DataLoader loader(data.train, batch_size, true, options.seed);
   TrainingRecipe recipe;
   recipe.model_name = "cnn";
   recipe.throughput_unit = "samples";
-  recipe.model = model;
-  recipe.rebuild = [config] { return nn::make_resnet(config); };
+  recipe.layers = nn::resnet_recipe(config);
   recipe.loss = [](const Tensor& out, const Tensor& targets) { return nn::cross_entropy_loss(out, targets); };
   const int64_t default_epochs = data.train.size() < 10000 ? 20 : 2;
   recipe.total_steps = options.epochs > 0 ? options.epochs * loader.batches_per_epoch()
@@ -60,8 +56,8 @@ int train_cnn(const CnnOptions& options) {
       0.0f};
   recipe.batch_at = [&loader](int64_t step) { return loader.batch_at(step); };
   recipe.items_in = [](const datasets::Batch& batch) { return batch.inputs.shape()[0]; };
-  recipe.evaluate = [&model, &data](const ModelForward& forward) {
-    const CnnEvaluation result = evaluate_cnn(*model, forward, data.test);
+  recipe.evaluate = [&data](nn::Module& model, const ModelForward& forward) {
+    const CnnEvaluation result = evaluate_cnn(model, forward, data.test);
     Evaluation evaluation;
     evaluation.loss = result.loss;
     evaluation.extra.add("accuracy", result.accuracy);
@@ -71,9 +67,11 @@ int train_cnn(const CnnOptions& options) {
   };
   recipe.unevaluated.extra.add("accuracy", NAN);
   recipe.checkpoint_metadata = nn::resnet_metadata(config);
-  recipe.description = "cnn: ResNet with " + std::to_string(model->parameter_count()) + " parameters on " + data.name + " (" +
-                       std::to_string(data.train.size()) + " train, " + std::to_string(data.test.size()) + " test images), " +
-                       std::to_string(recipe.total_steps) + " steps of " + std::to_string(batch_size) + " on " + device.str();
+  recipe.description = [&, steps = recipe.total_steps](int64_t parameters) {
+    return "cnn: ResNet with " + std::to_string(parameters) + " parameters on " + data.name + " (" +
+           std::to_string(data.train.size()) + " train, " + std::to_string(data.test.size()) + " test images), " +
+           std::to_string(steps) + " steps of " + std::to_string(batch_size) + " on " + device.str();
+  };
   recipe.more_steps_flags = "--steps or --epochs";
   return run_training(options, device, recipe);
 }

@@ -22,23 +22,22 @@ int train_gpt(const GptOptions& options) {
   nn::GPTConfig config{256, options.context, options.dim, options.layers, options.heads, options.dropout, options.seed,
                        options.tie_embeddings};
   if (!options.resume.empty()) {
-    config = nn::gpt_config_from(read_metadata(options.resume), options.resume);
+    config = nn::gpt_config_from(nn::read_checkpoint_metadata(options.resume), options.resume);
     config.seed = options.seed;
   }
   const int64_t batch_size = options.batch_size > 0 ? options.batch_size : 16;
-  check_memory_budget(gpt_training_bytes(config, batch_size), options.memory_limit_mib,
+  // Under mpirun each rank holds its stage alone, and the limit is each rank's.
+  const int ranks_sharing = pipeline::launched_by_mpirun() ? options.pipeline.stages : 1;
+  check_memory_budget(gpt_training_bytes(config, batch_size, ranks_sharing), options.memory_limit_mib,
                       "a GPT of " + std::to_string(config.layers) + " layers of width " + std::to_string(config.dim) +
-                          " trained on " + std::to_string(batch_size) + " x " + std::to_string(config.context) + " tokens",
+                          " trained on " + std::to_string(batch_size) + " x " + std::to_string(config.context) + " tokens" +
+                          (ranks_sharing > 1 ? " (the largest of " + std::to_string(ranks_sharing) + " ranks' shares)" : ""),
                       options.resume.empty() ? "lower --layers, --dim, --context or --batch-size"
                                              : "the checkpoint's model is this size; lower --batch-size");
-  auto model = nn::make_gpt(config);
-  model->to(device);
-
   TrainingRecipe recipe;
   recipe.model_name = "gpt";
   recipe.throughput_unit = "tokens";
-  recipe.model = model;
-  recipe.rebuild = [config] { return nn::make_gpt(config); };
+  recipe.layers = nn::gpt_recipe(config);
   recipe.loss = [](const Tensor& out, const Tensor& targets) { return nn::cross_entropy_loss(out, targets); };
   recipe.total_steps = options.steps > 0 ? options.steps : 800;
   recipe.eval_interval = options.eval_interval > 0 ? options.eval_interval : 100;
@@ -56,28 +55,32 @@ int train_gpt(const GptOptions& options) {
   };
   recipe.items_in = [](const datasets::Batch& batch) { return batch.inputs.numel(); };
   const std::vector<datasets::Batch> validation_batches = gpt_validation_batches(validation_text, batch_size, config.context);
-  recipe.evaluate = [&model, &validation_batches](const ModelForward& forward) {
+  recipe.evaluate = [&validation_batches](nn::Module& model, const ModelForward& forward) {
     Evaluation evaluation;
-    evaluation.loss = gpt_validation_loss(*model, forward, validation_batches);
+    evaluation.loss = gpt_validation_loss(model, forward, validation_batches);
     evaluation.text = evaluation.result = "validation loss " + std::to_string(evaluation.loss) + " nats/byte";
     return evaluation;
   };
   recipe.checkpoint_metadata = nn::gpt_metadata(config);
   recipe.checkpoint_metadata["validation_batch_size"] = std::to_string(batch_size);  // `minipipe eval` evaluates the same windows
-  recipe.description = "gpt: " + std::to_string(model->parameter_count()) + " parameters (" + std::to_string(config.layers) +
-                       " layers, dim " + std::to_string(config.dim) + ", " + std::to_string(config.heads) + " heads, context " +
-                       std::to_string(config.context) + ") on " + text.path + " (" + std::to_string(train_text.tokens.size()) +
-                       " training bytes), " + std::to_string(recipe.total_steps) + " steps of " + std::to_string(batch_size) +
-                       " x " + std::to_string(config.context) + " tokens on " + device.str();
+  recipe.description = [&, steps = recipe.total_steps](int64_t parameters) {
+    return "gpt: " + std::to_string(parameters) + " parameters (" + std::to_string(config.layers) + " layers, dim " +
+           std::to_string(config.dim) + ", " + std::to_string(config.heads) + " heads, context " +
+           std::to_string(config.context) + ") on " + text.path + " (" + std::to_string(train_text.tokens.size()) +
+           " training bytes), " + std::to_string(steps) + " steps of " + std::to_string(batch_size) + " x " +
+           std::to_string(config.context) + " tokens on " + device.str();
+  };
   recipe.more_steps_flags = "--steps";
-  recipe.after_training = [&](const ModelForward& forward, const StopRequests& stop, TrainingLog& log) {
-    if (options.sample_length == 0 || stop.requested()) return;
+  recipe.after_training = [&](nn::Module& model, const ModelForward& forward, const std::function<bool()>& stop_requested,
+                              TrainingLog& log) {
+    if (options.sample_length == 0 || stop_requested()) return;
     // Ctrl-C or SIGTERM while sampling ends the sample where it is (the run is saved already).
     const std::string prompt = "Tom ";
-    const std::string sample = generate_text(*model, forward, config, prompt, options.sample_length, 0.8f, options.seed,
-                                             [&stop] { return stop.requested(); });
+    bool stopped = false;
+    const std::string sample = generate_text(model, forward, config, prompt, options.sample_length, 0.8f, options.seed,
+                                             [&] { return stopped = stop_requested(); });
     std::printf("--- sample ---\n%s\n", printable_text(sample).c_str());
-    if (stop.requested())
+    if (stopped)
       log.message("sampling stopped by a signal after " + std::to_string(sample.size() - prompt.size()) + " bytes");
   };
   return run_training(options, device, recipe);

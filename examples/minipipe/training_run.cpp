@@ -8,22 +8,22 @@
 namespace minipipe::cli {
 
 int run_training(const TrainOptions& options, Device device, const TrainingRecipe& recipe) {
-  nn::Sequential& model = *recipe.model;
   const int64_t start_step =
-      options.resume.empty() ? 0 : nn::metadata_integer(read_metadata(options.resume), "step", options.resume, 0, int64_t{1} << 50);
+      options.resume.empty() ? 0 : nn::metadata_integer(nn::read_checkpoint_metadata(options.resume), "step", options.resume, 0, int64_t{1} << 50);
   int64_t end_step = options.stop_after > 0 ? std::min(recipe.total_steps, start_step + options.stop_after) : recipe.total_steps;
   if (start_step >= recipe.total_steps)
     throw std::runtime_error("nothing to do: the run is already at step " + std::to_string(start_step) + " of " +
                              std::to_string(recipe.total_steps) + " (raise " + recipe.more_steps_flags + ")");
 
   const datasets::Batch first = recipe.batch_at(start_step);
-  PipelinedTraining training(recipe.model, options.pipeline, device, options.seed, recipe.loss,
+  PipelinedTraining training(recipe.layers, options.pipeline, device, options.seed, recipe.loss,
                              datasets::split_into_micro_batches(first, options.pipeline.micro_batches)[0].inputs.to(device),
-                             recipe.optimizer, recipe.rebuild);
+                             recipe.optimizer);
+  nn::Sequential& model = *training.model();
   if (!options.resume.empty()) load_training_state(options.resume, model, training.optimizers());
   const ModelForward forward = [&training](const Tensor& x) { return training.forward(x); };
   TrainingLog log(options.log_json, start_step, end_step, recipe.throughput_unit);
-  log.message(recipe.description);
+  log.message(recipe.description(training.model_parameters()));
   for (const std::string& file : {options.resume, options.save})
     if (const std::string note = stale_temporary_note(file); !note.empty()) log.message(note);
   training.reset_peak_memory();
@@ -41,7 +41,7 @@ int run_training(const TrainOptions& options, Device device, const TrainingRecip
     last_loss = losses.back();
     step += count;
     if (step % recipe.eval_interval == 0 || step == end_step) {
-      last_evaluation = recipe.evaluate(forward);
+      last_evaluation = recipe.evaluate(model, forward);
       log.evaluation(step - 1, JsonObject().add_exact("validation_loss", last_evaluation.loss).merge(last_evaluation.extra),
                      last_evaluation.text);
     }
@@ -51,21 +51,24 @@ int run_training(const TrainOptions& options, Device device, const TrainingRecip
   if (!options.save.empty()) {
     Metadata metadata = recipe.checkpoint_metadata;
     metadata["step"] = std::to_string(end_step);
-    save_training_state(options.save, model, training.optimizers(), metadata);
+    save_training_state(options.save, model, training.optimizers(), metadata, training.process_group());
     log.message("saved " + options.save + " at step " + std::to_string(end_step));
   }
-  log.summary(JsonObject().add("event", std::string("summary")).add("model", recipe.model_name).add("steps", end_step)
-                  .add("final_train_loss", static_cast<double>(last_loss))
-                  .add_exact("final_validation_loss", last_evaluation.loss).merge(last_evaluation.extra)
-                  .add("wall_seconds", log.elapsed_seconds())
-                  .add_raw("pipeline", training.summary().str())
-                  .add_raw("peak_bytes", training.peak_memory_json()));
+  JsonObject summary = JsonObject().add("event", std::string("summary")).add("model", recipe.model_name).add("steps", end_step)
+                           .add("final_train_loss", static_cast<double>(last_loss))
+                           .add_exact("final_validation_loss", last_evaluation.loss).merge(last_evaluation.extra)
+                           .add("wall_seconds", log.elapsed_seconds())
+                           .add_raw("pipeline", training.summary().str())
+                           .add_raw("peak_bytes", training.peak_memory_json());
+  if (training.process_group()) summary.add_raw("ranks", training.ranks_json());  // every rank takes part
+  log.summary(summary);
   training.write_trace_files();
   const std::string evaluated =
       std::isnan(last_evaluation.loss) ? "no evaluation ran (stopped before the first)" : last_evaluation.result;
   log.message("done in " + std::to_string(static_cast<int>(log.elapsed_seconds())) + " s: " + evaluated +
               ", peak memory " + training.peak_memory_text());
-  if (recipe.after_training) recipe.after_training(forward, stop, log);
+  if (recipe.after_training)
+    recipe.after_training(model, forward, [&] { return training.any_process(stop.requested()); }, log);
   return stop.exit_status();
 }
 

@@ -11,7 +11,7 @@
 #include "commands.h"
 #include "datasets/dataset.h"
 #include "model_forward.h"
-#include "nn/sequential.h"
+#include "nn/model_recipe.h"
 #include "pipelined_training.h"
 #include "stop_requests.h"
 #include "training_log.h"
@@ -30,20 +30,26 @@ struct Evaluation {
 struct TrainingRecipe {
   std::string model_name;       // the summary's "model"
   std::string throughput_unit;  // what the progress rate counts: "tokens", "samples"
-  std::shared_ptr<nn::Sequential> model;  // on its device
-  PipelinedTraining::ModelFactory rebuild;  // the same architecture again (replicated stages)
+  // The model, layer by layer: built whole in one process, and under mpirun each rank's
+  // layers alone (nn/model_recipe.h).
+  nn::ModelRecipe layers;
   pipeline::LossFunction loss;
   OptimizerSetup optimizer;
   int64_t total_steps = 0, eval_interval = 0;
   std::function<datasets::Batch(int64_t step)> batch_at;  // the mini-batch of each step
   std::function<int64_t(const datasets::Batch&)> items_in;  // what the rate counts, in one mini-batch
-  std::function<Evaluation(const ModelForward&)> evaluate;
+  // `model`: as this process holds it (its mode is switched for evaluation).
+  std::function<Evaluation(nn::Module& model, const ModelForward&)> evaluate;
   Evaluation unevaluated;        // what the summary reports when no evaluation ran
   Metadata checkpoint_metadata;  // what --save records beside the weights (the step is added)
-  std::string description;       // the run's first line, before the pipeline's
+  // The run's first line, before the pipeline's, given the model's parameter count.
+  std::function<std::string(int64_t parameters)> description;
   std::string more_steps_flags;  // which flags lengthen the run, for "nothing to do"
-  // After the closing line, with the stop requests still in force (the GPT's sample).
-  std::function<void(const ModelForward&, const StopRequests&, TrainingLog&)> after_training;
+  // After the closing line (the GPT's sample). `stop_requested` says whether Ctrl-C or
+  // SIGTERM reached this process or, under mpirun, any process: every rank calls it at the
+  // same points, and all stop together.
+  std::function<void(nn::Module& model, const ModelForward&, const std::function<bool()>& stop_requested, TrainingLog&)>
+      after_training;
 };
 
 // Trains as `options` say; returns the exit status (0, or 128 + the signal that stopped it).

@@ -6,9 +6,11 @@
 #include <string>
 #include <vector>
 
+#include "nn/checkpoint_files.h"
 #include "nn/model_file.h"
 #include "nn/module.h"
 #include "nn/optim/optimizer.h"
+#include "pipeline/process_group.h"
 
 namespace minipipe::cli {
 
@@ -16,14 +18,17 @@ using Metadata = nn::Metadata;
 
 // The optimizers may be one over the whole model or one per pipeline stage (PipeDream): the
 // file holds the same tensors either way, so a run may resume under another schedule.
-void save_training_state(const std::string& path, const nn::Module& model,
-                         const std::vector<nn::Optimizer*>& optimizers, const Metadata& metadata);
+// Under mpirun (`group`) each rank holds part of the model: every rank of replica 0 writes a
+// shard of what it holds, and rank 0 then the index (nn/checkpoint_files.h), whose rename
+// makes the new checkpoint the checkpoint: a save cut short leaves the previous one whole.
+void save_training_state(const std::string& path, const nn::Module& model, const std::vector<nn::Optimizer*>& optimizers,
+                         const Metadata& metadata, const pipeline::ProcessGroup* group = nullptr);
 // Loads into an existing model (and optimizers, if any: each takes its parameters' state);
-// returns the metadata.
+// returns the metadata. `path` is a single file or a sharded checkpoint, saved by any number
+// of processes; a model holding some layers only (nn::AbsentLayer for the others) reads its
+// own tensors alone.
 Metadata load_training_state(const std::string& path, nn::Module& model, const std::vector<nn::Optimizer*>& optimizers);
 // A note when `path`.tmp is left from a save that was interrupted (the next --save to `path`
 // replaces it); empty otherwise.
 std::string stale_temporary_note(const std::string& path);
-// Only the metadata (to rebuild the model before loading into it).
-Metadata read_metadata(const std::string& path);
 }  // namespace minipipe::cli

@@ -116,19 +116,32 @@ float LearningRateSchedule::at(int64_t step) const {
   return peak * (min_ratio + (1.0f - min_ratio) * cosine);
 }
 
-float clip_grad_norm(const std::vector<Tensor>& parameters, float max_norm) {
-  NoGradGuard no_grad;
-  double squares = 0.0;
-  for (const Tensor& p : parameters)
+std::vector<double> squared_gradient_norms(const std::vector<Tensor>& parameters) {
+  std::vector<double> squares;
+  for (const Tensor& p : parameters) {
+    double sum = 0.0;
     if (p.grad().defined())
-      for (float g : p.grad().to_vector<float>()) squares += static_cast<double>(g) * g;
-  const float norm = static_cast<float>(std::sqrt(squares));
+      for (float g : p.grad().to_vector<float>()) sum += static_cast<double>(g) * g;
+    squares.push_back(sum);
+  }
+  return squares;
+}
+
+float clip_grad_norm_to(const std::vector<Tensor>& parameters, const std::vector<double>& squares, float max_norm) {
+  NoGradGuard no_grad;
+  double total = 0.0;
+  for (double s : squares) total += s;
+  const float norm = static_cast<float>(std::sqrt(total));
   if (norm > max_norm && norm > 0.0f) {
     const float factor = max_norm / norm;
     for (const Tensor& p : parameters)
       if (p.grad().defined()) p.set_grad(scale(p.grad(), factor));
   }
   return norm;
+}
+
+float clip_grad_norm(const std::vector<Tensor>& parameters, float max_norm) {
+  return clip_grad_norm_to(parameters, squared_gradient_norms(parameters), max_norm);
 }
 
 }  // namespace minipipe::nn
