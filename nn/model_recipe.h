@@ -46,10 +46,13 @@ struct ModelRecipe {
   // one (a GPT head on the token embedding) takes the tensor from there when it is present.
   std::function<ModulePtr(size_t index, const Sequential& earlier)> build_layer;
   // Weights a layer shares with an earlier one: a process holding only one of the two holds
-  // a copy of equal values, which a pipeline across processes must keep equal.
+  // a copy of equal values, which a pipeline across processes keeps equal (its gradient is
+  // the sum of both sides', and the checkpoint holds it once, under the earlier name).
   struct Tie {
-    size_t layer, earlier_layer;
-    std::string name;  // "head.logits.weight = embedding.tokens.weight"
+    size_t layer;  // the later layer
+    std::string name;  // in the model: "head.logits.weight"
+    size_t earlier_layer;
+    std::string earlier_name;  // "embedding.tokens.weight"
   };
   std::vector<Tie> ties;
 

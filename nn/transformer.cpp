@@ -125,7 +125,7 @@ ModelRecipe gpt_recipe(const GPTConfig& c) {
   recipe.names.push_back("embedding");
   for (int64_t b = 0; b < c.layers; ++b) recipe.names.push_back("block" + std::to_string(b));
   recipe.names.push_back("head");
-  if (c.tie_embeddings) recipe.ties.push_back({recipe.names.size() - 1, 0, "head.logits.weight = embedding.tokens.weight"});
+  if (c.tie_embeddings) recipe.ties.push_back({recipe.names.size() - 1, "head.logits.weight", 0, "embedding.tokens.weight"});
   recipe.build_layer = [c](size_t index, const Sequential& earlier) -> ModulePtr {
     if (index == 0) return make_embedding(c);
     Generator g = layer_generator(c.seed, index);

@@ -39,6 +39,22 @@ struct Message {
   double deliver_at_us = 0;
 };
 
+// A received message made safe to read on this thread's stream. On a GPU each stage thread
+// queues its work on a stream of its own, and a tensor crosses streams safely by two rules
+// (tensor/cuda_allocator.cpp):
+// - the receiver's stream waits for the work that wrote it (an event the sender records
+//   after queueing that work, on the device the tensor is on), since it does not follow the
+//   sender's stream; neither host waits;
+// - the receiver's stream takes its memory over, since that stream reads it from then on: the
+//   sender's stream must not reuse the memory, when the sender drops the tensor last, before
+//   those reads ran.
+// On the CPU work is done when its call returns, and both rules cost nothing.
+inline Message take_over_message(Message message) {
+  message.written.make_current_stream_wait();
+  if (message.value.defined()) message.value.impl()->storage->hand_over_to_current_stream();
+  return message;
+}
+
 inline double steady_now_us() {
   return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }

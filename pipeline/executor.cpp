@@ -247,11 +247,11 @@ Tensor Pipeline::forward(const Tensor& x) const {
     // Across processes, a piece's input comes from the rank before it and its output goes on
     // to the next (the micro-batch field counts nothing here: one tensor at a time).
     if (piece > 0 && !here(schedule_.stage_of_piece(piece - 1)))
-      h = remote->channel(false, schedule_.stage_of_piece(piece - 1), s)->receive(0, 0, c).value;
+      h = take_over_message(remote->channel(false, schedule_.stage_of_piece(piece - 1), s)->receive(0, 0, c)).value;
     h = chunk(s, c)->forward(h.to(device_of(s)));
     if (piece + 1 < schedule_.pieces() && !here(schedule_.stage_of_piece(piece + 1))) {
       const int next = schedule_.stage_of_piece(piece + 1);
-      remote->channel(false, s, next)->send({0, 0, schedule_.chunk_of_piece(piece + 1), h, {}});
+      remote->channel(false, s, next)->send({0, 0, schedule_.chunk_of_piece(piece + 1), h, kernels::WorkMark::of_queued_work(device_of(s))});
       h = Tensor();
     }
   }

@@ -30,7 +30,7 @@
 namespace minipipe::pipeline {
 
 struct ProcessGroup::Traffic {
-  std::atomic<int64_t> activations{0}, gradients{0}, replica_gradients{0}, scalars{0};
+  std::atomic<int64_t> activations{0}, gradients{0}, replica_gradients{0}, tied_gradients{0}, scalars{0};
 };
 
 bool launched_by_mpirun() { return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE"); }
@@ -87,6 +87,7 @@ double ProcessGroup::sum(double value) const { return value; }
 void ProcessGroup::average_over_replicas(const std::vector<Tensor>&) const {}
 std::vector<double> ProcessGroup::gather_in_pipeline(const std::vector<double>& values) const { return values; }
 Tensor ProcessGroup::broadcast_from_last_stage(const Tensor& value) const { return value; }
+Tensor ProcessGroup::exchange_tied(int, const Tensor& tensor) const { return tensor; }
 std::vector<std::string> ProcessGroup::gather_to_rank_zero(const std::string& bytes) const { return {bytes}; }
 SentBytes ProcessGroup::sent_bytes() const { return {}; }
 void abort_every_process_if_launched(int) {}
@@ -379,7 +380,8 @@ void ProcessGroup::check_same_on_every_rank(const std::string& what, const std::
 }
 
 SentBytes ProcessGroup::sent_bytes() const {
-  return {traffic_->activations, traffic_->gradients, traffic_->replica_gradients, traffic_->scalars};
+  return {traffic_->activations, traffic_->gradients, traffic_->replica_gradients, traffic_->tied_gradients,
+          traffic_->scalars};
 }
 
 double ProcessGroup::sum(double value) const {
@@ -431,6 +433,16 @@ std::vector<double> ProcessGroup::gather_in_pipeline(const std::vector<double>& 
                        comms_->pipeline),
         "MPI_Allgatherv");
   return all;
+}
+
+Tensor ProcessGroup::exchange_tied(int peer, const Tensor& tensor) const {
+  const Tensor mine = tensor.to(Device::cpu()).contiguous();
+  Tensor theirs = empty(mine.shape(), mine.dtype());
+  traffic_->tied_gradients += mine.nbytes();
+  check(MPI_Sendrecv(mine.raw_data(), static_cast<int>(mine.nbytes()), MPI_BYTE, peer, 3, theirs.raw_data(),
+                     static_cast<int>(theirs.nbytes()), MPI_BYTE, peer, 3, comms_->world, MPI_STATUS_IGNORE),
+        "MPI_Sendrecv");
+  return theirs.to(tensor.device());
 }
 
 Tensor ProcessGroup::broadcast_from_last_stage(const Tensor& value) const {

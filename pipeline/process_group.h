@@ -35,9 +35,16 @@ Device device_of_rank(Device requested);
 // scalars' own; message headers are not counted). Counted from the stages' threads and the
 // main thread alike.
 struct SentBytes {
-  int64_t activations = 0, gradients = 0, replica_gradients = 0, scalars = 0;
+  // tied_gradients: a weight two ranks hold (a GPT head on the embedding), its gradient
+  // exchanged between the two.
+  int64_t activations = 0, gradients = 0, replica_gradients = 0, tied_gradients = 0, scalars = 0;
   SentBytes operator-(const SentBytes& o) const {
-    return {activations - o.activations, gradients - o.gradients, replica_gradients - o.replica_gradients, scalars - o.scalars};
+    return {activations - o.activations, gradients - o.gradients, replica_gradients - o.replica_gradients,
+            tied_gradients - o.tied_gradients, scalars - o.scalars};
+  }
+  SentBytes operator+(const SentBytes& o) const {
+    return {activations + o.activations, gradients + o.gradients, replica_gradients + o.replica_gradients,
+            tied_gradients + o.tied_gradients, scalars + o.scalars};
   }
 };
 
@@ -69,6 +76,9 @@ class ProcessGroup {
   // first rank that differs from rank 0.
   void check_same_on_every_rank(const std::string& what, const std::string& value) const;
   double sum(double value) const;  // over every rank
+  // `tensor` sent to rank `peer` of the world and the peer's tensor of the same shape
+  // received (both ranks call it): a tied weight's gradient. On the CPU; counted as tied.
+  Tensor exchange_tied(int peer, const Tensor& tensor) const;
   // The local stage's gradients, averaged over its replicas (in place).
   void average_over_replicas(const std::vector<Tensor>& parameters) const;
   // Every stage's `values` of this rank's replica, concatenated in stage order, on each of its ranks.

@@ -15,21 +15,6 @@ namespace minipipe::pipeline {
 
 namespace {
 
-// A stage's hand-offs. On a GPU each stage thread queues its work on a stream of its own,
-// and a tensor crosses streams safely by two rules (tensor/cuda_allocator.cpp):
-// - the receiver's stream waits for the work that wrote it (an event the sender records
-//   after queueing that work, on the device the tensor is on), since it does not follow the
-//   sender's stream; neither host waits;
-// - the receiver's stream takes its memory over, since that stream reads it from then on: the
-//   sender's stream must not reuse the memory, when the sender drops the tensor last, before
-//   those reads ran.
-// On the CPU work is done when its call returns, and both rules cost nothing.
-Message take_over(Message message) {
-  message.written.make_current_stream_wait();
-  if (message.value.defined()) message.value.impl()->storage->hand_over_to_current_stream();
-  return message;
-}
-
 // `chunk`: the receiver's chunk the message is for. `value` is on the receiver's device, or,
 // for a skip connection's gradient that does not exist, undefined.
 Message message_for(const Instruction& instruction, int chunk, const Tensor& value, Device device, int64_t weight_version = -1) {
@@ -125,7 +110,7 @@ void StageWorker::receive_activation(const Instruction& instruction) {
   const Message message = [&] {
     Waiting waiting(progress_);
     Channel& channel = *state_.channels.at(schedule_.channel_of(worker_, instruction));
-    return take_over(channel.receive(instruction.micro_batch, instruction.slice, instruction.chunk));
+    return take_over_message(channel.receive(instruction.micro_batch, instruction.slice, instruction.chunk));
   }();
   unit_state_[UnitKey::of(instruction)].input = as_leaf(message.value);
   input_stage_version_[instruction.micro_batch] = message.weight_version;
@@ -167,7 +152,7 @@ void StageWorker::receive_gradient(const Instruction& instruction) {
   Waiting waiting(progress_);
   Channel& channel = *state_.channels.at(schedule_.channel_of(worker_, instruction));
   unit_state_[UnitKey::of(instruction)].output_grad =
-      take_over(channel.receive(instruction.micro_batch, instruction.slice, instruction.chunk)).value;
+      take_over_message(channel.receive(instruction.micro_batch, instruction.slice, instruction.chunk)).value;
 }
 
 void StageWorker::backward(const Instruction& instruction) {
@@ -288,7 +273,7 @@ void StageWorker::receive_skips(const Instruction& instruction) {
   UnitState& unit = unit_state_[UnitKey::of(instruction)];
   for (const Pipeline::SkipRoute* r : skip_routes(instruction, true)) {
     Waiting waiting(progress_);
-    unit.skips_in[r->name] = as_leaf(take_over(state_.skips.receive({false, r->name, instruction.micro_batch, instruction.slice})).value);
+    unit.skips_in[r->name] = as_leaf(take_over_message(state_.skips.receive({false, r->name, instruction.micro_batch, instruction.slice})).value);
   }
 }
 
@@ -307,7 +292,7 @@ void StageWorker::add_skip_roots(const Instruction& instruction, std::vector<Ten
   for (const Pipeline::SkipRoute* r : skip_routes(instruction, false)) {
     const Tensor gradient = [&] {
       Waiting waiting(progress_);
-      return take_over(state_.skips.receive({true, r->name, instruction.micro_batch, instruction.slice})).value;
+      return take_over_message(state_.skips.receive({true, r->name, instruction.micro_batch, instruction.slice})).value;
     }();
     const Tensor& stashed = unit.skips_out.at(r->name);
     if (gradient.defined() && stashed.requires_grad()) roots.push_back(stashed), root_grads.push_back(gradient);

@@ -8,6 +8,8 @@
 #include <optional>
 #include <type_traits>
 
+#include "autograd/elementwise.h"
+#include "autograd/node.h"
 #include "pipeline/pipedream.h"
 #include "pipeline/planner.h"
 #include "pipeline/profile.h"
@@ -43,7 +45,7 @@ void Trainer::start(LossFunction loss, const Tensor& sample, const nn::ModelReci
   // schedule is built here, once, from its description (a file's included).
   std::optional<Schedule> schedule;
   if (!spec.asynchronous()) schedule = build_schedule(spec);
-  if (group_) keep_own_layers(own_layers(plan, *schedule), recipe);
+  if (group_) keep_own_layers(plan, *schedule, recipe);
   PipelineOptions p = options_.pipeline;
   p.schedule = spec.name;
   p.micro_batches = spec.micro_batches;
@@ -84,30 +86,74 @@ std::vector<bool> Trainer::own_layers(const StagePlan& plan, const Schedule& sch
   return own;
 }
 
+namespace {
+// The weights layers of a whole model share: a tensor two layers hold.
+std::vector<nn::ModelRecipe::Tie> ties_of(const nn::Sequential& model) {
+  std::map<const TensorImpl*, std::vector<std::pair<size_t, std::string>>> holders;
+  for (size_t i = 0; i < model.size(); ++i)
+    for (const auto& [name, p] : model[i]->named_parameters()) holders[p.impl()].emplace_back(i, model.name_of(i) + "." + name);
+  std::vector<nn::ModelRecipe::Tie> ties;
+  for (const auto& [impl, held] : holders) {
+    if (held.size() < 2) continue;
+    if (held.size() > 2)
+      throw std::invalid_argument("'" + held[0].second + "' is held by " + std::to_string(held.size()) + " layers; across "
+                                  "processes a weight may be tied between two layers only");
+    ties.push_back({held[1].first, held[1].second, held[0].first, held[0].second});
+  }
+  return ties;
+}
+
+int stage_of_layer(const StagePlan& plan, const Schedule& schedule, size_t layer) {
+  for (int piece = 0; piece < plan.stages(); ++piece)
+    if (static_cast<int>(layer) < plan.first_layer(piece) + plan.layers_per_stage[piece]) return schedule.stage_of_piece(piece);
+  throw std::logic_error("layer " + std::to_string(layer) + " is past the plan");
+}
+}  // namespace
+
 // Under mpirun: this rank's layers built (from the recipe) or kept (from a whole model), the
-// others absent. A tie between a layer held here and one held elsewhere would leave two
-// copies of one weight to drift apart, so it is refused.
-void Trainer::keep_own_layers(const std::vector<bool>& own, const nn::ModelRecipe* recipe) {
-  auto refuse_tie = [](const std::string& what) {
-    throw std::invalid_argument("tied weights on two ranks (" + what + ") are not available across processes yet: untie "
-                                "them (drop --tie-embeddings) or train in one process");
-  };
+// others absent. A weight tied between a layer held here and one held by another rank is held
+// by both (the recipe draws both copies from the earlier layer's streams), and
+// add_tied_gradients keeps the copies equal.
+void Trainer::keep_own_layers(const StagePlan& plan, const Schedule& schedule, const nn::ModelRecipe* recipe) {
+  const std::vector<bool> own = own_layers(plan, schedule);
+  const std::vector<nn::ModelRecipe::Tie> ties = recipe ? recipe->ties : ties_of(*model_);
   if (recipe) {
-    for (const nn::ModelRecipe::Tie& tie : recipe->ties)
-      if (own[tie.layer] != own[tie.earlier_layer]) refuse_tie(tie.name);
     model_ = recipe->build(own);
     model_->to(options_.device);
-    return;
+  } else {
+    for (size_t i = 0; i < model_->size(); ++i)
+      if (!own[i])
+        model_->replace(i, std::make_shared<nn::AbsentLayer>(model_->name_of(i), (*model_)[i]->parameter_count()));
   }
-  std::map<const TensorImpl*, std::string> held_here, held_elsewhere;
-  for (size_t i = 0; i < model_->size(); ++i)
-    for (const auto& [name, p] : (*model_)[i]->named_parameters())
-      (own[i] ? held_here : held_elsewhere)[p.impl()] = model_->name_of(i) + "." + name;
-  for (const auto& [impl, name] : held_here)
-    if (held_elsewhere.count(impl)) refuse_tie(name + " = " + held_elsewhere.at(impl));
-  for (size_t i = 0; i < model_->size(); ++i)
-    if (!own[i])
-      model_->replace(i, std::make_shared<nn::AbsentLayer>(model_->name_of(i), (*model_)[i]->parameter_count()));
+  std::map<std::string, Tensor> held;
+  for (const auto& [name, p] : model_->named_parameters()) held[name] = p;
+  for (const nn::ModelRecipe::Tie& tie : ties) {
+    if (own[tie.layer] == own[tie.earlier_layer]) continue;
+    const bool later = own[tie.layer];
+    const std::string& name = later ? tie.name : tie.earlier_name;
+    if (!held.count(name)) throw std::logic_error("tied weight '" + name + "' is not among this rank's parameters");
+    const int peer = group_->rank_of(stage_of_layer(plan, schedule, later ? tie.earlier_layer : tie.layer), group_->replica());
+    tied_across_ranks_.push_back({held.at(name), name, tie.earlier_name, later, peer});
+  }
+}
+
+std::map<std::string, std::string> Trainer::tied_copies() const {
+  std::map<std::string, std::string> copies;
+  for (const TiedAcrossRanks& t : tied_across_ranks_)
+    if (t.later) copies[t.name] = t.saved_as;
+  return copies;
+}
+
+// One process adds a tied weight's gradients in stage order: the earlier layer's, then the
+// later's (Pipeline::add_tied_gradients). The two ranks exchange theirs and add them in the
+// same order, so both copies get the same gradient, take the same step and stay equal.
+void Trainer::add_tied_gradients() const {
+  NoGradGuard no_grad;
+  for (const TiedAcrossRanks& t : tied_across_ranks_) {
+    const Tensor mine = t.tensor.grad().defined() ? t.tensor.grad() : zeros_like(t.tensor);
+    const Tensor theirs = group_->exchange_tied(t.peer, mine);
+    t.tensor.set_grad(t.later ? add(theirs, mine) : add(mine, theirs));
+  }
 }
 
 // What the schedule's own check cannot see: the plan and the model.
@@ -239,8 +285,7 @@ std::vector<float> Trainer::train(const std::vector<datasets::Batch>& batches, i
       stats.mini_batches += static_cast<int64_t>(mini_batches);
       if (!group) return;
       const SentBytes now = group->sent_bytes() - sent;
-      stats.sent_bytes = {stats.sent_bytes.activations + now.activations, stats.sent_bytes.gradients + now.gradients,
-                          stats.sent_bytes.replica_gradients + now.replica_gradients, stats.sent_bytes.scalars + now.scalars};
+      stats.sent_bytes = stats.sent_bytes + now;
     }
   } add_time{stats_, batches.size(), group_.get()};
   std::vector<float> losses;
@@ -293,6 +338,7 @@ datasets::Batch Trainer::data_parallel_shard(const datasets::Batch& batch) const
 // Under mpirun, after a run: this rank's gradients averaged over its stage's replicas, and
 // the mini-batch's loss.
 float Trainer::gather_step(const StepResult& result) const {
+  add_tied_gradients();
   group_->average_over_replicas(model_->parameters());
   // The last stage of each replica holds its shard's mean loss; the shards are equal.
   const bool last = group_->stage() == pipeline_->stages() - 1;
@@ -312,8 +358,11 @@ void Trainer::clip_gradients() const {
   std::map<const TensorImpl*, double> layer_of;  // model_->parameters() lists a tied tensor once, at its first layer
   for (size_t i = model_->size(); i-- > 0;)
     for (const Tensor& p : (*model_)[i]->parameters()) layer_of[p.impl()] = static_cast<double>(i);
+  for (const TiedAcrossRanks& t : tied_across_ranks_)
+    if (t.later) layer_of.erase(t.tensor.impl());  // one process counts a tied weight once: the earlier side's
   std::vector<double> pairs;
-  for (size_t i = 0; i < parameters.size(); ++i) pairs.insert(pairs.end(), {layer_of.at(parameters[i].impl()), own[i]});
+  for (size_t i = 0; i < parameters.size(); ++i)
+    if (layer_of.count(parameters[i].impl())) pairs.insert(pairs.end(), {layer_of.at(parameters[i].impl()), own[i]});
   const std::vector<double> all = group_->gather_in_pipeline(pairs);
   std::vector<std::pair<double, double>> by_layer;  // stable: within a layer, its rank's order is the model's
   for (size_t i = 0; i + 1 < all.size(); i += 2) by_layer.emplace_back(all[i], all[i + 1]);

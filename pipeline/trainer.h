@@ -17,6 +17,7 @@
 // - keeps what a run measured (peak bytes, weight versions, bubble, the last trace).
 // The command line (examples/minipipe) is one user of it; docs/api.md shows another.
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -107,6 +108,10 @@ class Trainer {
   const Pipeline& pipeline() const { return *pipeline_; }
   // The model as this process holds it: whole, or under mpirun its own layers only.
   const std::shared_ptr<nn::Sequential>& model() const { return model_; }
+  // Under mpirun, the tied weights this rank holds a later copy of (the GPT head's, whose
+  // embedding another rank holds): its name here -> the name the whole model gives it. A
+  // checkpoint holds it once, under that name.
+  std::map<std::string, std::string> tied_copies() const;
   const ProcessGroup* process_group() const { return group_.get(); }  // null without mpirun
   std::vector<nn::Optimizer*> optimizers() const;  // every optimizer (replicas hold equal states after a drain)
   float learning_rate(int64_t step) const { return options_.optimizer.learning_rate.at(step); }
@@ -133,7 +138,8 @@ class Trainer {
   void join_process_group();
   void check_options(const nn::Sequential& model) const;
   std::vector<bool> own_layers(const StagePlan& plan, const Schedule& schedule) const;  // under mpirun
-  void keep_own_layers(const std::vector<bool>& own, const nn::ModelRecipe* recipe);
+  void keep_own_layers(const StagePlan& plan, const Schedule& schedule, const nn::ModelRecipe* recipe);
+  void add_tied_gradients() const;  // under mpirun: each tied weight's two sides summed on both
   void clip_gradients() const;
   StagePlan make_plan(const Tensor& sample);
   StagePlan planned_partition(const Tensor& sample);
@@ -147,6 +153,15 @@ class Trainer {
   TrainerOptions options_;
   std::unique_ptr<ProcessGroup> group_;
   std::unique_ptr<Pipeline> pipeline_;
+  // Under mpirun: a weight this rank holds that a layer of another rank ties (Megatron's
+  // embedding group): this rank's tensor, and the rank holding the other side.
+  struct TiedAcrossRanks {
+    Tensor tensor;
+    std::string name, saved_as;  // here, and in the whole model (the earlier layer's name)
+    bool later;                  // this side is the later layer's (the head's)
+    int peer;
+  };
+  std::vector<TiedAcrossRanks> tied_across_ranks_;
   std::vector<std::unique_ptr<nn::Optimizer>> optimizers_;  // one, or one per worker (pipedream)
   std::vector<int64_t> token_slices_;
   std::string planner_note_;

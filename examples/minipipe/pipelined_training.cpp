@@ -158,6 +158,7 @@ std::string PipelinedTraining::ranks_json() const {
                               .add("activations", per_step(stats.sent_bytes.activations))
                               .add("gradients", per_step(stats.sent_bytes.gradients))
                               .add("replica_gradients", per_step(stats.sent_bytes.replica_gradients))
+                              .add("tied_gradients", per_step(stats.sent_bytes.tied_gradients))
                               .add("scalars", per_step(stats.sent_bytes.scalars));
   const JsonObject mine = JsonObject()
                               .add("rank", static_cast<int64_t>(group.rank()))

@@ -36,6 +36,7 @@ class PipelinedTraining {
   Tensor forward(const Tensor& x) const { return trainer_.forward(x); }
   bool any_process(bool here) const { return trainer_.any_process(here); }
   const pipeline::ProcessGroup* process_group() const { return trainer_.process_group(); }  // null without mpirun
+  std::map<std::string, std::string> tied_copies() const { return trainer_.tied_copies(); }
   std::string plan_text() const;
   // The plan when there is more than one stage or micro-batch, and a note when the stages'
   // threads outnumber the cores (or --threads cannot be honoured).

@@ -20,7 +20,7 @@ int run_training(const TrainOptions& options, Device device, const TrainingRecip
                              datasets::split_into_micro_batches(first, options.pipeline.micro_batches)[0].inputs.to(device),
                              recipe.optimizer);
   nn::Sequential& model = *training.model();
-  if (!options.resume.empty()) load_training_state(options.resume, model, training.optimizers());
+  if (!options.resume.empty()) load_training_state(options.resume, model, training.optimizers(), training.tied_copies());
   const ModelForward forward = [&training](const Tensor& x) { return training.forward(x); };
   TrainingLog log(options.log_json, start_step, end_step, recipe.throughput_unit);
   log.message(recipe.description(training.model_parameters()));
@@ -51,7 +51,8 @@ int run_training(const TrainOptions& options, Device device, const TrainingRecip
   if (!options.save.empty()) {
     Metadata metadata = recipe.checkpoint_metadata;
     metadata["step"] = std::to_string(end_step);
-    save_training_state(options.save, model, training.optimizers(), metadata, training.process_group());
+    save_training_state(options.save, model, training.optimizers(), metadata, training.process_group(),
+                        training.tied_copies());
     log.message("saved " + options.save + " at step " + std::to_string(end_step));
   }
   JsonObject summary = JsonObject().add("event", std::string("summary")).add("model", recipe.model_name).add("steps", end_step)

@@ -81,20 +81,28 @@ bool holds_every_layer(const nn::Module& model) {
 }  // namespace
 
 void save_training_state(const std::string& path, const nn::Module& model, const std::vector<nn::Optimizer*>& optimizers,
-                         const Metadata& metadata, const pipeline::ProcessGroup* group) {
+                         const Metadata& metadata, const pipeline::ProcessGroup* group,
+                         const std::map<std::string, std::string>& tied_copies) {
   Metadata with_format = metadata;
   with_format["format"] = "minipipe-training-state-1";
-  if (group) return save_shards(path, training_tensors(model, optimizers), with_format, *group);
+  if (group) {
+    std::map<std::string, Tensor> tensors = training_tensors(model, optimizers);
+    for (const auto& [copy, saved_as] : tied_copies)
+      for (auto it = tensors.begin(); it != tensors.end();)
+        it = it->first == copy || it->first.rfind(kOptimizerPrefix + copy + ".", 0) == 0 ? tensors.erase(it) : std::next(it);
+    return save_shards(path, std::move(tensors), with_format, *group);
+  }
   nn::save_safetensors(path, training_tensors(model, optimizers), with_format);
   nn::remove_sharded_checkpoint(path);
 }
 
-Metadata load_training_state(const std::string& path, nn::Module& model, const std::vector<nn::Optimizer*>& optimizers) {
+Metadata load_training_state(const std::string& path, nn::Module& model, const std::vector<nn::Optimizer*>& optimizers,
+                             const std::map<std::string, std::string>& tied_copies) {
   // A model of some layers reads their tensors and their optimizer state, and nothing else.
   std::function<bool(const std::string&)> held_here;
   if (!holds_every_layer(model)) {
     std::set<std::string> names;
-    for (const auto& [name, t] : model.state_dict()) names.insert(name);
+    for (const auto& [name, t] : model.state_dict()) names.insert(tied_copies.count(name) ? tied_copies.at(name) : name);
     held_here = [names](const std::string& key) {
       const bool optimizer = key.rfind(kOptimizerPrefix, 0) == 0;
       const std::string rest = optimizer ? key.substr(kOptimizerPrefix.size()) : key;
@@ -105,6 +113,14 @@ Metadata load_training_state(const std::string& path, nn::Module& model, const s
     };
   }
   nn::SafetensorsFile file = nn::load_checkpoint(path, held_here);
+  for (const auto& [copy, saved_as] : tied_copies)  // the saved weight's values (and state) become the copy's
+    for (const std::string& prefix : {std::string(), kOptimizerPrefix})
+      for (auto it = file.tensors.lower_bound(prefix + saved_as); it != file.tensors.end() && it->first.rfind(prefix + saved_as, 0) == 0;) {
+        const std::string rest = it->first.substr(prefix.size() + saved_as.size());
+        if (!rest.empty() && rest[0] != '.') { ++it; continue; }
+        file.tensors[prefix + copy + rest] = it->second;
+        it = file.tensors.erase(it);
+      }
   std::map<std::string, Tensor> model_state, optimizer_state;
   for (auto& [name, t] : file.tensors) {
     if (name.rfind(kOptimizerPrefix, 0) == 0) optimizer_state[name.substr(kOptimizerPrefix.size())] = t;
