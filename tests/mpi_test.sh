@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Pipelines across processes (mpirun), on the CPU:
 # - the losses of mpirun -np K runs equal the in-process run's bit for bit (GPipe and 1F1B,
-#   K = 2 and 4; zero bubble and interleaved, K = 2), and 2 stages x 2 data-parallel replicas agree with one process on the
+#   K = 2 and 4; tied embeddings, K = 2 and 4; zero bubble, interleaved and token slices, K = 2), and 2 stages x 2 data-parallel replicas agree with one process on the
 #   whole batch to float rounding (the replicas' average adds the gradients in another order);
 # - each rank holds and sends only its stage's share (parameters, peak, bytes per step), the
 #   memory limit is per rank, and sharded checkpoints resume under other rank counts;
@@ -41,14 +41,16 @@ for line in open(sys.argv[1]):
     if "loss" in e or "validation_loss" in e: print(e.get("loss", e.get("validation_loss")))' "$1"
 }
 
-# 1f1b+tied: the head's weight is the embedding's (--tie-embeddings), held by ranks 0 and K-1.
-for variant in gpipe 1f1b 1f1b+tied zb-h1 interleaved; do
+# 1f1b+tied: the head's weight is the embedding's (--tie-embeddings), held by ranks 0 and K-1;
+# gpipe+slices: TeraPipe's token slices (4 per sequence).
+for variant in gpipe 1f1b 1f1b+tied zb-h1 interleaved gpipe+slices; do
   for stages in 2 4; do
-    # zb-h1 and interleaved (a rank holds 2 pieces: 6 layers have pieces for K = 2 only) at K = 2.
-    [ "$variant" = zb-h1 -o "$variant" = interleaved ] && [ "$stages" = 4 ] && continue
-    schedule=${variant%+tied} chunks=
+    # zb-h1, interleaved (a rank holds 2 pieces: 6 layers have pieces for K = 2 only) and slices at K = 2.
+    [ "$variant" = zb-h1 -o "$variant" = interleaved -o "$variant" = gpipe+slices ] && [ "$stages" = 4 ] && continue
+    schedule=${variant%+*} chunks=
     [ "$variant" = interleaved ] && chunks="--virtual-stages 2"
     [ "$variant" = 1f1b+tied ] && chunks="--tie-embeddings"
+    [ "$variant" = gpipe+slices ] && chunks="--token-slices 4"
     name="${variant/+/-}-K$stages"
     "$minipipe" $train --stages "$stages" $chunks --micro-batches 4 --schedule "$schedule" --log-json "$name-threads.jsonl" \
       > /dev/null 2>&1 || fail "$name: the in-process run failed"
