@@ -192,7 +192,7 @@ void Pipeline::check_remote_stages() const {
   if (local < 0 || local >= stages())
     throw std::invalid_argument("pipeline: this process runs stage " + std::to_string(local) + ", but there are " +
                                 std::to_string(stages()) + " stages");
-  if (schedule_.asynchronous()) refuse("the asynchronous " + schedule_.name + " schedule; use gpipe, 1f1b, zb-h1 or zb-h2");
+  if (workers() != stages()) refuse("replicated stages (one rank runs one stage)");
   if (!tied_.empty()) refuse("tied weights across stages (" + tied_[0].name + ")");
   if (!skip_routes_.empty()) refuse("skip connections across stages ('" + skip_routes_[0].name + "')");
 }

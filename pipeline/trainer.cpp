@@ -45,7 +45,7 @@ void Trainer::start(LossFunction loss, const Tensor& sample, const nn::ModelReci
   // schedule is built here, once, from its description (a file's included).
   std::optional<Schedule> schedule;
   if (!spec.asynchronous()) schedule = build_schedule(spec);
-  if (group_) keep_own_layers(plan, *schedule, recipe);
+  if (group_) keep_own_layers(plan, schedule ? *schedule : build_schedule(spec), recipe);  // pipedream's: for its layout
   PipelineOptions p = options_.pipeline;
   p.schedule = spec.name;
   p.micro_batches = spec.micro_batches;
@@ -191,7 +191,8 @@ void Trainer::join_process_group() {
   auto refuse = [](const std::string& what, const std::string& instead) {
     throw std::invalid_argument(what + " is not available across processes yet: " + instead);
   };
-  if (spec.asynchronous()) refuse("--schedule " + spec.name, "use gpipe, 1f1b, interleaved, zb-h1 or zb-h2");
+  if (spec.asynchronous() && (!spec.replicas.empty() || options_.data_parallel > 1))
+    refuse("pipedream with replicated stages (--replicas, --data-parallel)", "give each stage one rank");
   // Each process would time the layers itself and might choose differently.
   if (options_.plan_stages || options_.partition == "time" || options_.plan_token_slices)
     refuse("planning from measured times (--plan auto, --partition time, --token-slices auto)",
@@ -262,10 +263,12 @@ void Trainer::make_optimizers() {
     optimizers_.push_back(setup.make(model_->named_parameters()));
     return;
   }
+  // Under mpirun a rank steps its own stage only (one replica: replicated stages run in one process).
   for (int s = 0; s < pipeline_->stages(); ++s)
-    for (int r = 0; r < pipeline_->replicas(s); ++r) optimizers_.push_back(setup.make(pipeline_->replica(s, r)->named_parameters()));
+    for (int r = 0; r < pipeline_->replicas(s); ++r)
+      if (!group_ || s == group_->stage()) optimizers_.push_back(setup.make(pipeline_->replica(s, r)->named_parameters()));
   pipeline_->set_optimizer_step([this](int s, int r, uint64_t step) {  // on the replica's thread
-    nn::Optimizer& own = *optimizers_[pipeline_->schedule().first_worker(s) + r];
+    nn::Optimizer& own = *optimizers_[group_ ? 0 : pipeline_->schedule().first_worker(s) + r];
     own.set_learning_rate(learning_rate(static_cast<int64_t>(step)));
     if (options_.optimizer.clip_norm > 0) nn::clip_grad_norm(pipeline_->replica(s, r)->parameters(), options_.optimizer.clip_norm);
     own.step();
@@ -292,6 +295,10 @@ std::vector<float> Trainer::train(const std::vector<datasets::Batch>& batches, i
   stats_.last_call_mini_batches = static_cast<int64_t>(batches.size());
   if (asynchronous()) {
     StepResult result = pipeline_->run_async(batches, static_cast<uint64_t>(first_step));
+    if (group_) {  // the last stage's rank holds the losses
+      const bool last = group_->stage() == pipeline_->stages() - 1;
+      for (float& loss : result.losses) loss = static_cast<float>(group_->sum(last ? loss : 0.0));
+    }
     record(result, losses);
     return losses;
   }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Pipelines across processes (mpirun), on the CPU:
 # - the losses of mpirun -np K runs equal the in-process run's bit for bit (GPipe and 1F1B,
-#   K = 2 and 4; tied embeddings, K = 2 and 4; zero bubble, interleaved and token slices, K = 2), and 2 stages x 2 data-parallel replicas agree with one process on the
+#   K = 2 and 4; tied embeddings and PipeDream, K = 2 and 4; zero bubble, interleaved, token
+#   slices and 2BW, K = 2), and 2 stages x 2 data-parallel replicas agree with one process on the
 #   whole batch to float rounding (the replicas' average adds the gradients in another order);
 # - each rank holds and sends only its stage's share (parameters, peak, bytes per step), the
 #   memory limit is per rank, and sharded checkpoints resume under other rank counts;
@@ -42,15 +43,18 @@ for line in open(sys.argv[1]):
 }
 
 # 1f1b+tied: the head's weight is the embedding's (--tie-embeddings), held by ranks 0 and K-1;
-# gpipe+slices: TeraPipe's token slices (4 per sequence).
-for variant in gpipe 1f1b 1f1b+tied zb-h1 interleaved gpipe+slices; do
+# gpipe+slices: TeraPipe's token slices (4 per sequence); pipedream: weight stashing, each rank
+# stepping its stage's optimizer on its own; pipedream+2bw: PipeDream-2BW's double buffering.
+for variant in gpipe 1f1b 1f1b+tied zb-h1 interleaved gpipe+slices pipedream pipedream+2bw; do
   for stages in 2 4; do
-    # zb-h1, interleaved (a rank holds 2 pieces: 6 layers have pieces for K = 2 only) and slices at K = 2.
-    [ "$variant" = zb-h1 -o "$variant" = interleaved -o "$variant" = gpipe+slices ] && [ "$stages" = 4 ] && continue
+    # zb-h1, interleaved (a rank holds 2 pieces: 6 layers have pieces for K = 2 only), slices
+    # and 2bw at K = 2.
+    case $variant in zb-h1|interleaved|gpipe+slices|pipedream+2bw) [ "$stages" = 4 ] && continue ;; esac
     schedule=${variant%+*} chunks=
     [ "$variant" = interleaved ] && chunks="--virtual-stages 2"
     [ "$variant" = 1f1b+tied ] && chunks="--tie-embeddings"
     [ "$variant" = gpipe+slices ] && chunks="--token-slices 4"
+    [ "$variant" = pipedream+2bw ] && chunks="--weights 2bw"
     name="${variant/+/-}-K$stages"
     "$minipipe" $train --stages "$stages" $chunks --micro-batches 4 --schedule "$schedule" --log-json "$name-threads.jsonl" \
       > /dev/null 2>&1 || fail "$name: the in-process run failed"
@@ -225,6 +229,8 @@ if ! "$minipipe" info | grep -qE "GPUs seen: [1-9]"; then
   expect_refusal "GPU ranks without GPUs" "2 ranks on this host share 0 GPUs" mpirun -np 2 "$minipipe" $train --stages 2 --device cuda
 fi
 expect_refusal "--data-parallel without mpirun" "start with mpirun -np 4" "$minipipe" $train --stages 2 --data-parallel 2
+expect_refusal "pipedream with --data-parallel" "give each stage one rank" \
+  mpirun -np 4 "$minipipe" $train --stages 2 --data-parallel 2 --schedule pipedream
 
 # Failures: TRIALS trials of a random rank failing at a random step, by an exception, SIGKILL or
 # hanging (its neighbours stop waiting after 3 s and name it).
