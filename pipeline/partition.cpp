@@ -114,9 +114,13 @@ StagePlan partition_by_parameters(const nn::Sequential& model, int stages) {
 
 StagePlan partition_by_time(nn::Sequential& model, int stages, const Tensor& sample, int repeats) {
   check_stages(model, stages);
+  return partition_by_time(model, stages, profile_layers(model, sample, repeats));
+}
+
+StagePlan partition_by_time(const nn::Sequential& model, int stages, const std::vector<LayerProfile>& profiles) {
+  check_stages(model, stages);
   std::vector<double> seconds;
-  for (const LayerProfile& layer : profile_layers(model, sample, repeats))
-    seconds.push_back(layer.forward_seconds + layer.backward_seconds);
+  for (const LayerProfile& layer : profiles) seconds.push_back(layer.forward_seconds + layer.backward_seconds);
   return make_plan(model, "profiled time (s)", balance_by_cost(seconds, stages), seconds);
 }
 

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "nn/sequential.h"
+#include "pipeline/profile.h"
 
 namespace minipipe::pipeline {
 
@@ -29,6 +30,8 @@ StagePlan partition_by_parameters(const nn::Sequential& model, int stages);
 // micro-batch), median of `repeats`, then balances by time (PipeDream section 3.1's
 // profile, without the replication the paper also considers).
 StagePlan partition_by_time(nn::Sequential& model, int stages, const Tensor& sample, int repeats = 3);
+// The same from per-layer profiles already taken (pipeline/profile.h).
+StagePlan partition_by_time(const nn::Sequential& model, int stages, const std::vector<LayerProfile>& profiles);
 // "uniform", "params", "time" (needs a sample) or an explicit balance "3,3,2".
 StagePlan make_partition(nn::Sequential& model, int stages, const std::string& method, const Tensor& sample);
 

@@ -76,6 +76,7 @@ class ProcessGroup {
   // first rank that differs from rank 0.
   void check_same_on_every_rank(const std::string& what, const std::string& value) const;
   double sum(double value) const;  // over every rank
+  std::string broadcast_from_rank_zero(const std::string& text) const;  // rank 0's `text` on every rank
   // `tensor` sent to rank `peer` of the world and the peer's tensor of the same shape
   // received (both ranks call it): a tied weight's gradient. On the CPU; counted as tied.
   Tensor exchange_tied(int peer, const Tensor& tensor) const;

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "autograd/engine.h"
+#include "autograd/node.h"
 #include "tensor/factories.h"
 
 namespace minipipe::pipeline {
@@ -43,6 +44,23 @@ std::vector<LayerProfile> profile_layers(nn::Sequential& model, const Tensor& sa
     profiles[i].forward_seconds = median_seconds(forward[i]);
     profiles[i].backward_seconds = median_seconds(backward_times[i]);
     for (const Tensor& p : model[i]->parameters()) profiles[i].parameter_bytes += p.nbytes();
+  }
+  return profiles;
+}
+
+std::vector<LayerProfile> profile_layers(const nn::ModelRecipe& recipe, const Tensor& sample, Device device, int repeats) {
+  std::vector<LayerProfile> profiles;
+  Tensor x = sample;
+  for (size_t i = 0; i < recipe.size(); ++i) {
+    std::vector<bool> only(recipe.size(), false);
+    only[i] = true;
+    const nn::ModulePtr layer = (*recipe.build(only))[i];
+    layer->to(device);
+    nn::Sequential alone;
+    alone.add(layer, recipe.names[i]);
+    profiles.push_back(profile_layers(alone, x, repeats)[0]);
+    NoGradGuard no_grad;
+    x = layer->forward(x);  // the next layer's input
   }
   return profiles;
 }

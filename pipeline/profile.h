@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "nn/model_recipe.h"
 #include "nn/sequential.h"
 
 namespace minipipe::pipeline {
@@ -19,6 +20,9 @@ struct LayerProfile {
 // micro-batch), on the calling thread, and keeps the median of `repeats` timings; the
 // gradients it leaves are cleared.
 std::vector<LayerProfile> profile_layers(nn::Sequential& model, const Tensor& sample, int repeats = 3);
+// The same for a model described layer by layer, built one layer at a time on `device` and
+// dropped after its timing: a process that holds part of a model can plan the whole.
+std::vector<LayerProfile> profile_layers(const nn::ModelRecipe& recipe, const Tensor& sample, Device device, int repeats = 3);
 
 // The median of repeated timings (the upper middle one of an even count).
 double median_seconds(std::vector<double> timings);

@@ -38,7 +38,7 @@ void Trainer::start(LossFunction loss, const Tensor& sample, const nn::ModelReci
     model_->to(options_.device);
   }
   check_options(*model_);
-  StagePlan plan = make_plan(sample);  // the planner may choose fewer stages, replicated
+  StagePlan plan = make_plan(sample, recipe);  // the planner may choose fewer stages, replicated
   token_slices_ = plan_token_slices(plan, sample);
   const ScheduleSpec& spec = options_.schedule;
   // pipedream's programs follow each call's mini-batches, so it is built by name; every other
@@ -193,28 +193,64 @@ void Trainer::join_process_group() {
   };
   if (spec.asynchronous() && (!spec.replicas.empty() || options_.data_parallel > 1))
     refuse("pipedream with replicated stages (--replicas, --data-parallel)", "give each stage one rank");
-  // Each process would time the layers itself and might choose differently.
-  if (options_.plan_stages || options_.partition == "time" || options_.plan_token_slices)
-    refuse("planning from measured times (--plan auto, --partition time, --token-slices auto)",
-           "give --partition uniform, params or explicit layer counts, and --token-slices N");
+  // TeraPipe's planner times slices on every stage's layers, which no rank holds.
+  if (options_.plan_token_slices) refuse("--token-slices auto", "give --token-slices N");
   if (!options_.pipeline.stage_devices.empty())
     refuse("--stage-devices", "each rank runs its stage on --device (cuda: the rank's own GPU)");
 }
 
 // Interleaved: the model in stages x v pieces, stage s running pieces s, s + K, ...
-StagePlan Trainer::make_plan(const Tensor& sample) {
-  if (options_.plan_stages) return planned_partition(sample);
-  return make_partition(*model_, options_.schedule.pieces(), options_.partition, sample);
+StagePlan Trainer::make_plan(const Tensor& sample, const nn::ModelRecipe* recipe) {
+  const bool timed = options_.plan_stages || options_.partition == "time";
+  if (!timed) return make_partition(*model_, options_.schedule.pieces(), options_.partition, sample);
+  auto timed_plan = [&] {
+    const int repeats = options_.plan_stages ? 5 : 3;
+    const std::vector<LayerProfile> profiles = group_ && recipe ? profile_layers(*recipe, sample, options_.device, repeats)
+                                                                : profile_layers(*model_, sample, repeats);
+    return options_.plan_stages ? planned_partition(profiles) : partition_by_time(*model_, options_.schedule.pieces(), profiles);
+  };
+  if (!group_) return timed_plan();
+  // Timings differ from process to process, so rank 0 times the layers (one at a time, from a
+  // recipe) and plans, and every rank takes its plan: the balance, and the method's words.
+  std::string agreed;
+  if (group_->rank() == 0) {
+    try {
+      const StagePlan plan = timed_plan();
+      if (plan.stages() != options_.schedule.pieces())
+        throw std::invalid_argument("--plan auto chose " + std::to_string(plan.stages()) + " stages, but mpirun started " +
+                                    std::to_string(group_->size()) + " processes for " +
+                                    std::to_string(options_.schedule.pieces()) + ": start mpirun -np " +
+                                    std::to_string(plan.stages() * group_->replicas()) + " with --stages " +
+                                    std::to_string(plan.stages()) + ", or give --partition");
+      for (int layers : plan.layers_per_stage) agreed += std::to_string(layers) + ",";
+      agreed += "\n" + plan.method;
+    } catch (const std::exception& e) {
+      agreed = std::string("error\n") + e.what();
+    }
+  }
+  agreed = group_->broadcast_from_rank_zero(agreed);
+  const size_t newline = agreed.find('\n');
+  if (agreed.compare(0, newline, "error") == 0) throw std::invalid_argument(agreed.substr(newline + 1));
+  std::vector<int> balance;
+  for (size_t at = 0, comma; (comma = agreed.find(',', at)) < newline; at = comma + 1)
+    balance.push_back(std::stoi(agreed.substr(at, comma - at)));
+  StagePlan plan = partition_explicit(*model_, balance);
+  plan.method = agreed.substr(newline + 1) + " (planned on rank 0)";
+  return plan;
 }
 
-StagePlan Trainer::planned_partition(const Tensor& sample) {
+StagePlan Trainer::planned_partition(const std::vector<LayerProfile>& profiles) {
   // `stages` counts workers: PipeDream's planner chooses the stages among them and, under
   // pipedream with stash or none, how many replicas each gets. Its time is per micro-batch.
   ScheduleSpec& spec = options_.schedule;
   const WeightPolicy weights = spec.weights.value_or(WeightPolicy::Stash);
-  const bool replicas_may_run = spec.asynchronous() && (weights == WeightPolicy::Stash || weights == WeightPolicy::None);
-  const PipelinePlan chosen =
-      plan_pipeline(profile_layers(*model_, sample, 5), {spec.stages, {}, 0, replicas_may_run ? 0 : 1});
+  // Replicated stages run in one process only.
+  const bool replicas_may_run =
+      !group_ && spec.asynchronous() && (weights == WeightPolicy::Stash || weights == WeightPolicy::None);
+  PlannerOptions planner;  // field by field: a braced {} would zero the default link
+  planner.workers = spec.stages;
+  planner.most_replicas = replicas_may_run ? 0 : 1;
+  const PipelinePlan chosen = plan_pipeline(profiles, planner);
   planned_seconds_per_mini_batch_ = chosen.seconds_per_mini_batch * spec.micro_batches;
   StagePlan plan = partition_explicit(*model_, chosen.balance());
   plan.method = "PipeDream's planner (predicted " + std::to_string(1e3 * planned_seconds_per_mini_batch_) +

@@ -141,8 +141,8 @@ class Trainer {
   void keep_own_layers(const StagePlan& plan, const Schedule& schedule, const nn::ModelRecipe* recipe);
   void add_tied_gradients() const;  // under mpirun: each tied weight's two sides summed on both
   void clip_gradients() const;
-  StagePlan make_plan(const Tensor& sample);
-  StagePlan planned_partition(const Tensor& sample);
+  StagePlan make_plan(const Tensor& sample, const nn::ModelRecipe* recipe);
+  StagePlan planned_partition(const std::vector<LayerProfile>& profiles);
   std::vector<int64_t> plan_token_slices(const StagePlan& plan, const Tensor& sample);
   void make_optimizers();
   datasets::Batch data_parallel_shard(const datasets::Batch& batch) const;

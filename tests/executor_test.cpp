@@ -25,6 +25,7 @@
 #include "pipeline/executor.h"
 #include "pipeline/schedule_csv.h"
 #include "pipeline/status.h"
+#include "pipeline/trainer.h"
 #include "tensor/factories.h"
 #include "pipeline_test_support.h"
 #include "test_helpers.h"
@@ -39,6 +40,32 @@ using testing::small_gpt;
 using testing::train;
 using testing::train_steps;
 using testing::TrainingRun;
+
+// --plan auto: PipeDream's planner cuts the model from measured layer times (since the
+// Trainer's refactor a braced PlannerOptions had zeroed the link and every plan failed). What
+// it chose is the only thing timing decides: training equals the partition it chose.
+TEST(Trainer, PlanAutoTrainsLikeThePartitionItChose) {
+  auto options = [](const std::string& partition, bool plan) {
+    TrainerOptions o;
+    o.schedule.name = "1f1b";
+    o.schedule.stages = 2;
+    o.schedule.micro_batches = 4;
+    o.partition = partition;
+    o.plan_stages = plan;
+    o.optimizer = {[](nn::NamedTensors p) { return std::make_unique<nn::AdamW>(std::move(p), nn::AdamWOptions{.lr = 1e-2f}); },
+                   {nn::LearningRateSchedule::Kind::Constant, 1e-2f}, 1.0f};
+    return o;
+  };
+  const nn::ModelRecipe recipe = nn::gpt_recipe(testing::small_gpt());
+  const Tensor sample = gpt_batch(0).inputs.narrow(0, 0, 2);
+  Trainer planned(recipe, gpt_loss, sample, options("uniform", true));
+  const std::vector<int>& balance = planned.pipeline().plan().layers_per_stage;
+  ASSERT_EQ(balance.size(), 2u);
+  EXPECT_NE(planned.pipeline().plan().method.find("PipeDream's planner"), std::string::npos) << planned.pipeline().plan().method;
+  Trainer chosen(recipe, gpt_loss, sample, options(std::to_string(balance[0]) + "," + std::to_string(balance[1]), false));
+  const std::vector<datasets::Batch> batches{gpt_batch(0), gpt_batch(1), gpt_batch(2)};
+  EXPECT_EQ(planned.train(batches, 0), chosen.train(batches, 0));
+}
 
 TEST(Executor, SameLossesAndWeightsBitForBitForAnyStagesScheduleAndRecompute) {
   const TrainingRun reference = train(1, 4, "gpipe", Recompute::Never);

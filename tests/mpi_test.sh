@@ -71,6 +71,22 @@ for variant in gpipe 1f1b 1f1b+tied zb-h1 interleaved gpipe+slices pipedream pip
   done
 done
 
+# --plan auto across processes: rank 0 times the layers (built one at a time) and plans, every
+# rank takes that plan, and training equals threads on the same partition, bit for bit.
+for schedule in 1f1b pipedream; do
+  timeout 120 mpirun -np 2 "$minipipe" $train --stages 2 --micro-batches 4 --schedule $schedule --plan auto \
+    --log-json "planned-$schedule.jsonl" > planned.out 2>&1 || { cat planned.out; fail "--plan auto, $schedule: mpirun failed"; continue; }
+  balance=$(python3 -c 'import json,sys
+print(",".join(map(str, [e["pipeline"]["layers_per_stage"] for e in map(json.loads, open(sys.argv[1])) if e.get("event") == "summary"][0])))' "planned-$schedule.jsonl")
+  "$minipipe" $train --stages 2 --micro-batches 4 --schedule $schedule --partition "$balance" \
+    --log-json "planned-$schedule-threads.jsonl" > /dev/null 2>&1 || fail "--partition $balance, $schedule: the in-process run failed"
+  if grep -q "planned on rank 0" planned.out && [ "$(losses "planned-$schedule.jsonl")" == "$(losses "planned-$schedule-threads.jsonl")" ]; then
+    echo "ok: --plan auto over MPI ($schedule) chose $balance on rank 0 and equals threads on it bit for bit"
+  else
+    fail "--plan auto over MPI ($schedule): not planned on rank 0, or losses differ from threads on $balance"
+  fi
+done
+
 # Data parallel: each replica trains on half of every mini-batch.
 "$minipipe" $train --log-json one.jsonl > /dev/null 2>&1 || fail "the one-process run failed"
 timeout 120 mpirun -np 4 "$minipipe" $train --stages 2 --data-parallel 2 --micro-batches 2 --schedule 1f1b \
