@@ -129,6 +129,10 @@ void Trainer::keep_own_layers(const StagePlan& plan, const Schedule& schedule, c
   for (const auto& [name, p] : model_->named_parameters()) held[name] = p;
   for (const nn::ModelRecipe::Tie& tie : ties) {
     if (own[tie.layer] == own[tie.earlier_layer]) continue;
+    if (options_.schedule.asynchronous())  // as in one process: the stages would update the two copies at different times
+      throw std::invalid_argument("tied weight '" + tie.name + " = " + tie.earlier_name + "' is held by two stages, whose "
+                                  "weights " + options_.schedule.name + " updates at different times; untie it "
+                                  "(drop --tie-embeddings) or use a synchronous schedule");
     const bool later = own[tie.layer];
     const std::string& name = later ? tie.name : tie.earlier_name;
     if (!held.count(name)) throw std::logic_error("tied weight '" + name + "' is not among this rank's parameters");

@@ -247,6 +247,8 @@ if ! "$minipipe" info | grep -qE "GPUs seen: [1-9]"; then
   expect_refusal "GPU ranks without GPUs" "2 ranks on this host share 0 GPUs" mpirun -np 2 "$minipipe" $train --stages 2 --device cuda
 fi
 expect_refusal "--data-parallel without mpirun" "start with mpirun -np 4" "$minipipe" $train --stages 2 --data-parallel 2
+expect_refusal "pipedream with tied embeddings" "updates at different times" \
+  mpirun -np 2 "$minipipe" $train --stages 2 --schedule pipedream --tie-embeddings
 expect_refusal "pipedream with --data-parallel" "give each stage one rank" \
   mpirun -np 4 "$minipipe" $train --stages 2 --data-parallel 2 --schedule pipedream
 
