@@ -86,7 +86,7 @@ void ProcessGroup::check_same_on_every_rank(const std::string&, const std::strin
 double ProcessGroup::sum(double value) const { return value; }
 void ProcessGroup::average_over_replicas(const std::vector<Tensor>&) const {}
 std::vector<double> ProcessGroup::gather_in_pipeline(const std::vector<double>& values) const { return values; }
-Tensor ProcessGroup::broadcast_from_last_stage(const Tensor& value) const { return value; }
+Tensor ProcessGroup::broadcast_from_stage(const Tensor& value, int) const { return value; }
 Tensor ProcessGroup::exchange_tied(int, const Tensor& tensor) const { return tensor; }
 std::string ProcessGroup::broadcast_from_rank_zero(const std::string& text) const { return text; }
 std::vector<std::string> ProcessGroup::gather_to_rank_zero(const std::string& bytes) const { return {bytes}; }
@@ -462,12 +462,11 @@ Tensor ProcessGroup::exchange_tied(int peer, const Tensor& tensor) const {
   return theirs.to(tensor.device());
 }
 
-Tensor ProcessGroup::broadcast_from_last_stage(const Tensor& value) const {
-  const int root = stages_ - 1;
+Tensor ProcessGroup::broadcast_from_stage(const Tensor& value, int root) const {
   Tensor out = stage() == root ? value.to(Device::cpu()).contiguous() : Tensor();
   int64_t header[10] = {};  // dtype, dims, shape
   if (out.defined()) {
-    if (out.dim() > 8) throw std::invalid_argument("broadcast_from_last_stage: at most 8 dimensions");
+    if (out.dim() > 8) throw std::invalid_argument("broadcast_from_stage: at most 8 dimensions");
     header[0] = static_cast<int64_t>(out.dtype());
     header[1] = out.dim();
     for (int d = 0; d < out.dim(); ++d) header[2 + d] = out.shape()[d];

@@ -84,9 +84,9 @@ class ProcessGroup {
   void average_over_replicas(const std::vector<Tensor>& parameters) const;
   // Every stage's `values` of this rank's replica, concatenated in stage order, on each of its ranks.
   std::vector<double> gather_in_pipeline(const std::vector<double>& values) const;
-  // The last stage's `value` (defined there; ignored elsewhere) on every rank of its replica,
+  // Stage `stage`'s `value` (defined there; ignored elsewhere) on every rank of its replica,
   // on the CPU: a forward's output for evaluation and sampling.
-  Tensor broadcast_from_last_stage(const Tensor& value) const;
+  Tensor broadcast_from_stage(const Tensor& value, int stage) const;
   SentBytes sent_bytes() const;  // since the group started
   // Every rank's `bytes`, on rank 0 in rank order (empty on the others).
   std::vector<std::string> gather_to_rank_zero(const std::string& bytes) const;

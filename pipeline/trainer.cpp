@@ -335,10 +335,8 @@ std::vector<float> Trainer::train(const std::vector<datasets::Batch>& batches, i
   stats_.last_call_mini_batches = static_cast<int64_t>(batches.size());
   if (asynchronous()) {
     StepResult result = pipeline_->run_async(batches, static_cast<uint64_t>(first_step));
-    if (group_) {  // the last stage's rank holds the losses
-      const bool last = group_->stage() == pipeline_->stages() - 1;
-      for (float& loss : result.losses) loss = static_cast<float>(group_->sum(last ? loss : 0.0));
-    }
+    if (group_)  // the rank of the last piece holds the losses
+      for (float& loss : result.losses) loss = static_cast<float>(group_->sum(holds_loss() ? loss : 0.0));
     record(result, losses);
     return losses;
   }
@@ -388,8 +386,7 @@ float Trainer::gather_step(const StepResult& result) const {
   add_tied_gradients();
   group_->average_over_replicas(model_->parameters());
   // The last stage of each replica holds its shard's mean loss; the shards are equal.
-  const bool last = group_->stage() == pipeline_->stages() - 1;
-  return static_cast<float>(group_->sum(last ? result.loss : 0.0) / group_->replicas());
+  return static_cast<float>(group_->sum(holds_loss() ? result.loss : 0.0) / group_->replicas());
 }
 
 // By the global norm. Under mpirun each rank has its own parameters' squared norms; every
@@ -421,7 +418,13 @@ void Trainer::clip_gradients() const {
 
 Tensor Trainer::forward(const Tensor& x) const {
   const Tensor output = pipeline_->forward(x);
-  return group_ ? group_->broadcast_from_last_stage(output) : output;
+  return group_ ? group_->broadcast_from_stage(output, loss_stage()) : output;
+}
+
+// The stage running the model's last piece: the last stage, or under the V placement stage 0.
+int Trainer::loss_stage() const {
+  const Schedule& schedule = pipeline_->schedule();
+  return schedule.stage_of_piece(schedule.pieces() - 1);
 }
 
 int64_t Trainer::round_robin() const { return round_robin_groups(options_.schedule.replicas); }

@@ -141,6 +141,8 @@ class Trainer {
   void keep_own_layers(const StagePlan& plan, const Schedule& schedule, const nn::ModelRecipe* recipe);
   void add_tied_gradients() const;  // under mpirun: each tied weight's two sides summed on both
   void clip_gradients() const;
+  int loss_stage() const;  // the stage of the model's last piece, whose rank computes the loss
+  bool holds_loss() const { return group_ && group_->stage() == loss_stage(); }
   StagePlan make_plan(const Tensor& sample, const nn::ModelRecipe* recipe);
   StagePlan planned_partition(const std::vector<LayerProfile>& profiles);
   std::vector<int64_t> plan_token_slices(const StagePlan& plan, const Tensor& sample);

@@ -23,9 +23,7 @@ std::string step_key(const nn::Optimizer& optimizer) {
   const nn::NamedTensors& parameters = optimizer.named_parameters();
   return "step@" + (parameters.empty() ? std::string() : parameters.front().first);
 }
-}  // namespace
 
-namespace {
 // The tensors of a training state: the model's and the optimizers' (one step count is kept
 // per file, or per optimizer where they differ).
 std::map<std::string, Tensor> training_tensors(const nn::Module& model, const std::vector<nn::Optimizer*>& optimizers) {
