@@ -90,14 +90,6 @@ Tensor ProcessGroup::broadcast_from_stage(const Tensor& value, int) const { retu
 Tensor ProcessGroup::exchange_tied(int, const Tensor& tensor) const { return tensor; }
 std::string ProcessGroup::broadcast_from_rank_zero(const std::string& text) const { return text; }
 std::vector<std::string> ProcessGroup::gather_to_rank_zero(const std::string& bytes) const { return {bytes}; }
-std::string ProcessGroup::broadcast_from_rank_zero(const std::string& text) const {
-  int64_t length = static_cast<int64_t>(text.size());
-  check(MPI_Bcast(&length, 1, MPI_INT64_T, 0, comms_->world), "MPI_Bcast");
-  std::string out = rank_ == 0 ? text : std::string(static_cast<size_t>(length), '\0');
-  check(MPI_Bcast(out.data(), static_cast<int>(length), MPI_CHAR, 0, comms_->world), "MPI_Bcast");
-  return out;
-}
-
 SentBytes ProcessGroup::sent_bytes() const { return {}; }
 void abort_every_process_if_launched(int) {}
 
