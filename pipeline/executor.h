@@ -159,6 +159,7 @@ class Pipeline {
   void set_optimizer_step(OptimizerStepFunction step) { optimizer_step_ = std::move(step); }
   const Schedule& schedule() const { return schedule_; }
   const StagePlan& plan() const { return plan_; }
+  const std::shared_ptr<nn::Sequential>& model() const { return model_; }  // as given (stage 0 replica 0's)
   int stages() const { return schedule_.stages; }  // the plan's pieces / virtual stages
   int replicas(int s) const { return schedule_.replicas_of(s); }
   int workers() const { return schedule_.workers(); }

@@ -13,6 +13,7 @@
 #include "autograd/elementwise.h"
 #include "autograd/node.h"
 #include "minipipe_config.h"
+#include "pipeline/data_parallel.h"
 #include "tensor/factories.h"
 
 #if MINIPIPE_HAS_MPI
@@ -410,12 +411,16 @@ const NcclCommunicators& nccl_of(const ProcessGroup::Communicators& comms, const
 }
 }  // namespace
 
+// On the CPU every replica gathers all the replicas' gradients and adds them in replica order,
+// as one process's replicas do (data_parallel.h), so the two train bit for bit alike.
+// NCCL's all-reduce adds in the order of its ring: the same bits with 2 replicas, whose sum
+// does not depend on the order, and float rounding apart with more.
 void ProcessGroup::average_over_replicas(const std::vector<Tensor>& parameters) const {
   if (replicas_ == 1) return;
   NoGradGuard no_grad;
   for (const Tensor& p : parameters) {
     Tensor g = p.grad().defined() ? p.grad().contiguous() : zeros_like(p);
-    traffic_->replica_gradients += g.nbytes();
+    traffic_->replica_gradients += g.nbytes() * (g.device().is_cpu() ? replicas_ - 1 : 1);
     if (!g.device().is_cpu()) {
 #if MINIPIPE_HAS_NCCL
       const kernels::cuda::DeviceGuard on(g.device().index);
@@ -423,11 +428,16 @@ void ProcessGroup::average_over_replicas(const std::vector<Tensor>& parameters) 
 #else
       nccl_of(*comms_, g);
 #endif
-    } else {
-      check(MPI_Allreduce(MPI_IN_PLACE, g.raw_data(), static_cast<int>(g.numel()), MPI_FLOAT, MPI_SUM, comms_->stage),
-            "MPI_Allreduce");
+      p.set_grad(scale(g, 1.0f / static_cast<float>(replicas_)));
+      continue;
     }
-    p.set_grad(scale(g, 1.0f / static_cast<float>(replicas_)));
+    const Tensor all = empty({replicas_, g.numel()}, g.dtype());
+    check(MPI_Allgather(g.raw_data(), static_cast<int>(g.numel()), MPI_FLOAT, all.raw_data(), static_cast<int>(g.numel()),
+                        MPI_FLOAT, comms_->stage),
+          "MPI_Allgather");
+    std::vector<Tensor> gradients;
+    for (int r = 0; r < replicas_; ++r) gradients.push_back(all.narrow(0, r, 1).reshape(g.shape()));
+    p.set_grad(average_in_replica_order(gradients));
   }
 }
 

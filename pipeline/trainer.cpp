@@ -10,6 +10,7 @@
 
 #include "autograd/elementwise.h"
 #include "autograd/node.h"
+#include "pipeline/data_parallel.h"
 #include "pipeline/pipedream.h"
 #include "pipeline/planner.h"
 #include "pipeline/profile.h"
@@ -67,6 +68,8 @@ void Trainer::start(LossFunction loss, const Tensor& sample, const nn::ModelReci
       copy->to(device);
       return copy;
     };
+  if (!group_ && options_.data_parallel > 1)  // in one process: replicas 1 .. D-1 beside the trainer's pipeline
+    replicas_ = std::make_unique<PipelineReplicas>(options_.data_parallel, p.model_factory, plan, *schedule, p, loss);
   pipeline_ = schedule ? std::make_unique<Pipeline>(model_, std::move(plan), std::move(*schedule), std::move(p), std::move(loss))
                        : std::make_unique<Pipeline>(model_, std::move(plan), std::move(p), std::move(loss));
   stats_.peak_bytes.assign(pipeline_->workers(), 0);
@@ -178,18 +181,15 @@ void Trainer::check_options(const nn::Sequential& model) const {
                                 " devices for " + std::to_string(spec.stages) + " stages");
   if (options_.data_parallel < 1)
     throw std::invalid_argument("--data-parallel is " + std::to_string(options_.data_parallel) + ": give 1 or more replicas");
+  if (options_.data_parallel > 1 && spec.asynchronous() && !group_)
+    throw std::invalid_argument("--data-parallel replicates whole pipelines, which pipedream's stages, updating on their own, "
+                                "do not combine with: replicate its stages with --replicas");
 }
 
 // Multi-process runs: every process makes the same plan and runs its own stage.
 void Trainer::join_process_group() {
   const ScheduleSpec& spec = options_.schedule;
-  if (!launched_by_mpirun()) {
-    if (options_.data_parallel > 1)
-      throw std::invalid_argument("--data-parallel " + std::to_string(options_.data_parallel) + " runs pipeline replicas in "
-                                  "separate processes: start with mpirun -np " +
-                                  std::to_string(spec.stages * options_.data_parallel) + " (stages x replicas)");
-    return;
-  }
+  if (!launched_by_mpirun()) return;
   group_ = std::make_unique<ProcessGroup>(spec.stages, options_.data_parallel, options_.device);
   group_->check_same_on_every_rank("command line", options_.same_on_every_rank);
   auto refuse = [](const std::string& what, const std::string& instead) {
@@ -344,7 +344,10 @@ std::vector<float> Trainer::train(const std::vector<datasets::Batch>& batches, i
   for (size_t i = 0; i < batches.size(); ++i) {
     const int64_t step = first_step + static_cast<int64_t>(i);
     optimizer.set_learning_rate(learning_rate(step));
-    StepResult result = pipeline_->run(group_ ? data_parallel_shard(batches[i]) : batches[i], static_cast<uint64_t>(step));
+    const uint64_t at = static_cast<uint64_t>(step);
+    StepResult result = replicas_ ? replicas_->run(*pipeline_, batches[i], at)
+                        : group_  ? pipeline_->run(data_parallel_share(batches[i], group_->replica(), group_->replicas()), at)
+                                  : pipeline_->run(batches[i], at);
     if (group_) result.losses = {gather_step(result)};
     record(result, losses);
     if (options_.optimizer.clip_norm > 0) clip_gradients();
@@ -365,19 +368,6 @@ void Trainer::record(StepResult& result, std::vector<float>& losses) {
   stats_.last_trace = std::move(result.trace);
   stats_.last_trace_origin_us = result.trace_origin_us;
   losses.insert(losses.end(), result.losses.begin(), result.losses.end());
-}
-
-// Under mpirun: this replica's share of `batch`.
-datasets::Batch Trainer::data_parallel_shard(const datasets::Batch& batch) const {
-  const int64_t size = batch.inputs.shape()[0], replicas = group_->replicas();
-  if (size % replicas != 0)
-    throw std::invalid_argument("--data-parallel " + std::to_string(replicas) + " shares each mini-batch of " +
-                                std::to_string(size) + " samples equally: make --batch-size a multiple of " +
-                                std::to_string(replicas));
-  const int64_t share = size / replicas, first = group_->replica() * share;
-  // The shard keeps its place in the mini-batch, which keys its dropout masks.
-  return {batch.inputs.narrow(0, first, share).contiguous(), batch.targets.narrow(0, first, share).contiguous(),
-          batch.sample_offset + first};
 }
 
 // Under mpirun, after a run: this rank's gradients averaged over its stage's replicas, and

@@ -13,7 +13,8 @@
 //   mini-batch. A rank holds its stage's layers only (built alone from an nn::ModelRecipe,
 //   or cut from a whole model), with their gradients and optimizer state; a stage's replicas
 //   average its gradients, the ranks agree on the global gradient norm from each stage's
-//   squared norms, and each rank steps its own stage: the same step one process takes;
+//   squared norms, and each rank steps its own stage: the same step one process takes. In
+//   one process the D replicas run as threads beside each other (data_parallel.h);
 // - keeps what a run measured (peak bytes, weight versions, bubble, the last trace).
 // The command line (examples/minipipe) is one user of it; docs/api.md shows another.
 #include <functional>
@@ -25,6 +26,7 @@
 #include "datasets/dataset.h"
 #include "nn/model_recipe.h"
 #include "nn/optim/optimizer.h"
+#include "pipeline/data_parallel.h"
 #include "pipeline/executor.h"
 #include "pipeline/process_group.h"
 #include "pipeline/schedule_spec.h"
@@ -55,10 +57,13 @@ struct TrainerOptions {
   Device device = Device::cpu();      // where the model is (every stage, unless pipeline.stage_devices says)
   // Builds the model again (its values do not matter): replicated stages run on copies.
   std::function<std::shared_ptr<nn::Sequential>()> model_factory;
-  // Under mpirun: pipeline replicas (the processes are stages x replicas), how long a rank
-  // waits for a neighbour before the run fails (0: for ever), and a text that must be the
-  // same on every rank (the command line, say), checked before the first step.
+  // Data-parallel pipeline replicas, each on its share of every mini-batch: under mpirun the
+  // processes are stages x replicas; in one process the replicas are threads (data_parallel.h),
+  // which needs model_factory or a recipe.
   int data_parallel = 1;
+  // Under mpirun: how long a rank waits for a neighbour before the run fails (0: for ever),
+  // and a text that must be the same on every rank (the command line, say), checked before
+  // the first step.
   double rank_timeout_seconds = 600;
   std::string same_on_every_rank;
 };
@@ -147,7 +152,6 @@ class Trainer {
   StagePlan planned_partition(const std::vector<LayerProfile>& profiles);
   std::vector<int64_t> plan_token_slices(const StagePlan& plan, const Tensor& sample);
   void make_optimizers();
-  datasets::Batch data_parallel_shard(const datasets::Batch& batch) const;
   float gather_step(const StepResult& result) const;
   void record(StepResult& result, std::vector<float>& losses);
 
@@ -155,6 +159,7 @@ class Trainer {
   TrainerOptions options_;
   std::unique_ptr<ProcessGroup> group_;
   std::unique_ptr<Pipeline> pipeline_;
+  std::unique_ptr<PipelineReplicas> replicas_;  // in one process under data_parallel > 1: replicas 1 .. D-1
   // Under mpirun: a weight this rank holds that a layer of another rank ties (Megatron's
   // embedding group): this rank's tensor, and the rank holding the other side.
   struct TiedAcrossRanks {

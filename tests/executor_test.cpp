@@ -67,6 +67,42 @@ TEST(Trainer, PlanAutoTrainsLikeThePartitionItChose) {
   EXPECT_EQ(planned.train(batches, 0), chosen.train(batches, 0));
 }
 
+// --data-parallel in one process: 2 replicas of a 2-stage pipeline, each on half of every
+// mini-batch, average their gradients and take one step. One pipeline on the whole batch adds
+// the same micro-batch gradients in another order, so the two agree to float rounding.
+TEST(Trainer, DataParallelReplicasInThreadsTrainLikeOnePipelineOnTheWholeBatch) {
+  auto options = [](int replicas) {
+    TrainerOptions o;
+    o.schedule.name = "1f1b";
+    o.schedule.stages = 2;
+    o.schedule.micro_batches = 4 / replicas;  // the same micro-batches: 4 of 2 rows
+    o.data_parallel = replicas;
+    // Plain SGD, no clipping: a step as large as the gradient, so a sum for a mean would show.
+    o.optimizer = {[](nn::NamedTensors p) { return std::make_unique<nn::SGD>(std::move(p), nn::SgdOptions{.lr = 0.5f}); },
+                   {nn::LearningRateSchedule::Kind::Constant, 0.5f}, 0.0f};
+    return o;
+  };
+  const nn::ModelRecipe recipe = nn::gpt_recipe(testing::small_gpt());
+  const Tensor sample = gpt_batch(0).inputs.narrow(0, 0, 2);
+  Trainer one(recipe, gpt_loss, sample, options(1)), replicated(recipe, gpt_loss, sample, options(2));
+  const std::vector<datasets::Batch> batches{gpt_batch(0), gpt_batch(1), gpt_batch(2)};
+  const std::vector<float> expected = one.train(batches, 0), losses = replicated.train(batches, 0);
+  ASSERT_EQ(losses.size(), expected.size());
+  for (size_t i = 0; i < losses.size(); ++i) EXPECT_NEAR(losses[i], expected[i], 1e-5f * expected[i]) << "step " << i;
+  const auto trained = replicated.model()->state_dict(), reference = one.model()->state_dict();
+  for (const auto& [name, value] : reference) {
+    const std::vector<float> a = trained.at(name).to_vector<float>(), b = value.to_vector<float>();
+    for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-4f) << name << "[" << i << "]";
+  }
+  // A model without a way to build it again has nothing for the second replica to run on.
+  EXPECT_THROW(
+      try { Trainer(recipe.build(), gpt_loss, sample, options(2)); } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("model_factory"), std::string::npos) << e.what();
+        throw;
+      },
+      std::invalid_argument);
+}
+
 TEST(Executor, SameLossesAndWeightsBitForBitForAnyStagesScheduleAndRecompute) {
   const TrainingRun reference = train(1, 4, "gpipe", Recompute::Never);
   // gpt_batch's targets are random, so the loss need not fall in 10 steps: the check that the

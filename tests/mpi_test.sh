@@ -2,8 +2,8 @@
 # Pipelines across processes (mpirun), on the CPU:
 # - the losses of mpirun -np K runs equal the in-process run's bit for bit (GPipe and 1F1B,
 #   zero bubble, interleaved, tied embeddings and PipeDream, K = 2 and 4; token slices and 2BW,
-#   K = 2), and 2 stages x 2 data-parallel replicas agree with one process on the
-#   whole batch to float rounding (the replicas' average adds the gradients in another order);
+#   K = 2), and 2 stages x 2 data-parallel replicas equal the same replicas as threads of one
+#   process bit for bit (and one pipeline on the whole batch to float rounding);
 # - each rank holds and sends only its stage's share (parameters, peak, bytes per step), the
 #   memory limit is per rank, and sharded checkpoints resume under other rank counts;
 # - a bad launch fails before the first step, naming the fix;
@@ -102,17 +102,27 @@ print(",".join(map(str, [e["pipeline"]["layers_per_stage"] for e in map(json.loa
   fi
 done
 
-# Data parallel: each replica trains on half of every mini-batch.
+# Data parallel: each replica trains on half of every mini-batch. The same replicas as threads of
+# one process are the oracle bit for bit (both add the replicas' gradients in replica order);
+# one process on the whole batch, which accumulates the micro-batches in another order, agrees
+# with those threads to float rounding, which checks the averaging itself.
+dp="--stages 2 --data-parallel 2 --micro-batches 2 --schedule 1f1b"
 "$minipipe" $train --log-json one.jsonl > /dev/null 2>&1 || fail "the one-process run failed"
-timeout 120 mpirun -np 4 "$minipipe" $train --stages 2 --data-parallel 2 --micro-batches 2 --schedule 1f1b \
-  --log-json dp.jsonl > dp.out 2>&1 || { cat dp.out; fail "2 stages x 2 replicas: mpirun failed"; }
-python3 - one.jsonl dp.jsonl <<'PY' || fail "2 stages x 2 replicas: losses differ from one process beyond 1e-5"
+"$minipipe" $train $dp --log-json dp-threads.jsonl > /dev/null 2>&1 || fail "2 stages x 2 replicas in threads failed"
+timeout 120 mpirun -np 4 "$minipipe" $train $dp --log-json dp.jsonl > dp.out 2>&1 ||
+  { cat dp.out; fail "2 stages x 2 replicas: mpirun failed"; }
+if [ "$(losses dp.jsonl)" == "$(losses dp-threads.jsonl)" ]; then
+  echo "ok: 2 stages x 2 replicas over MPI equal the same replicas as threads bit for bit"
+else
+  fail "2 stages x 2 replicas: mpirun's losses differ from the threads'"
+fi
+python3 - one.jsonl dp-threads.jsonl <<'PY' || fail "2 stages x 2 replicas: losses differ from one process beyond 1e-5"
 import json, sys
 def losses(path):
     return [e.get("loss", e.get("validation_loss")) for e in map(json.loads, open(path)) if "loss" in e or "validation_loss" in e]
 one, dp = losses(sys.argv[1]), losses(sys.argv[2])
 worst = max(abs(a - b) / abs(a) for a, b in zip(one, dp))
-print(f"ok: 2 stages x 2 replicas against one process: {len(dp)} losses, largest relative difference {worst:.1e}")
+print(f"ok: 2 replicas against one pipeline on the whole batch: {len(dp)} losses, largest relative difference {worst:.1e}")
 sys.exit(0 if len(one) == len(dp) and worst <= 1e-5 else 1)
 PY
 
@@ -273,7 +283,8 @@ expect_refusal "--device cuda:1 under mpirun" "write --device cuda" mpirun -np 2
 if ! "$minipipe" info | grep -qE "GPUs seen: [1-9]"; then
   expect_refusal "GPU ranks without GPUs" "2 ranks on this host share 0 GPUs" mpirun -np 2 "$minipipe" $train --stages 2 --device cuda
 fi
-expect_refusal "--data-parallel without mpirun" "start with mpirun -np 4" "$minipipe" $train --stages 2 --data-parallel 2
+expect_refusal "pipedream with --data-parallel in one process" "replicate its stages with --replicas" \
+  "$minipipe" $train --stages 2 --data-parallel 2 --schedule pipedream
 [ "$quick" = 1 ] && echo "quick: one variant per code path at K = 2; no measurements, planning, V file, tied or killed saves"
 [ "$quick" = 0 ] && expect_refusal "pipedream with tied embeddings" "updates at different times" \
   mpirun -np 2 "$minipipe" $train --stages 2 --schedule pipedream --tie-embeddings

@@ -126,8 +126,9 @@ void add_training_options(CLI::App& command, TrainOptions& o) {
   PipelineFlags& p = o.pipeline;
   CLI::Option* stages = command.add_option("--stages", p.stages, "pipeline stages K (a thread each; see --threads)")->check(kPositive)->capture_default_str();
   command.add_option("--data-parallel", p.data_parallel,
-                     "under mpirun -np K x D: D pipeline replicas, each training on its share of every mini-batch, "
-                     "their gradients averaged before each step")
+                     "D pipeline replicas, each training on its share of every mini-batch, their gradients averaged "
+                     "before each step: in this process (K x D stage threads), or under mpirun -np K x D one rank per stage "
+                     "of each (the two train alike, bit for bit)")
       ->check(kPositive)
       ->capture_default_str();
   command.add_option("--rank-timeout", p.rank_timeout,

@@ -124,6 +124,10 @@ void PipelinedTraining::log_setup(TrainingLog& log, int64_t end_step, int64_t to
   if (const pipeline::ProcessGroup* group = trainer_.process_group())
     log.message(std::to_string(group->size()) + " processes (mpirun): " + std::to_string(group->stages()) + " stages x " +
                 std::to_string(group->replicas()) + " data-parallel replicas\n" + group->rank_map());
+  else if (trainer_.options().data_parallel > 1)
+    log.message(std::to_string(trainer_.options().data_parallel) + " data-parallel pipeline replicas in this process (" +
+                std::to_string(spec.stages * trainer_.options().data_parallel) + " stage threads), each on its share of "
+                "every mini-batch");
   if (spec.stages > 1 || !spec.replicas.empty() || spec.micro_batches > 1 || !trainer_.token_slices().empty())
     log.message(plan_text());
   if (!trainer_.planner_note().empty()) log.message(trainer_.planner_note());
