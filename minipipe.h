@@ -26,6 +26,7 @@
 #include "nn/forward_context.h"
 #include "nn/layers.h"
 #include "nn/losses.h"
+#include "nn/model_recipe.h"
 #include "nn/model_file.h"
 #include "nn/module.h"
 #include "nn/optim/optimizer.h"
@@ -37,6 +38,7 @@
 #include "datasets/dataset.h"
 #include "datasets/readers.h"
 
+#include "pipeline/data_parallel.h"
 #include "pipeline/executor.h"
 #include "pipeline/partition.h"
 #include "pipeline/pipedream.h"
@@ -49,4 +51,5 @@
 #include "pipeline/status.h"
 #include "pipeline/token_slices.h"
 #include "pipeline/trace.h"
+#include "pipeline/trainer.h"
 #include "pipeline/validator.h"

@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "nn/skip.h"
+
 namespace minipipe::nn {
 
 Generator layer_generator(uint64_t seed, size_t index) {
@@ -12,6 +14,10 @@ Generator layer_generator(uint64_t seed, size_t index) {
 
 Tensor AbsentLayer::forward(const Tensor&) {
   throw std::logic_error("layer '" + name_ + "' is held by another process of the pipeline, not this one");
+}
+
+std::shared_ptr<AbsentLayer> AbsentLayer::standing_for(const std::string& name, const Module& layer) {
+  return std::make_shared<AbsentLayer>(name, layer.parameter_count(), nn::skips_stashed(layer), nn::skips_popped(layer));
 }
 
 bool is_absent(const Module& layer) { return dynamic_cast<const AbsentLayer*>(&layer) != nullptr; }
@@ -38,8 +44,8 @@ std::shared_ptr<Sequential> ModelRecipe::build(const std::vector<bool>& wanted, 
       model->add(build_layer(i, *model), names[i]);
       continue;
     }
-    const int64_t parameters = count_absent ? build_layer(i, *model)->parameter_count() : -1;
-    model->add(std::make_shared<AbsentLayer>(names[i], parameters), names[i]);
+    model->add(count_absent ? AbsentLayer::standing_for(names[i], *build_layer(i, *model)) : std::make_shared<AbsentLayer>(names[i]),
+               names[i]);
   }
   return model;
 }

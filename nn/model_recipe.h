@@ -25,15 +25,23 @@ Generator layer_generator(uint64_t seed, size_t index);
 class AbsentLayer : public Module {
  public:
   // `parameters`: how many the layer has where it is held (what partitions by parameter count
-  // read); -1 when not counted.
-  explicit AbsentLayer(std::string name, int64_t parameters = -1) : name_(std::move(name)), parameters_(parameters) {}
+  // read); -1 when not counted. `stashes` and `pops`: the skip connections it stashes and pops
+  // (nn/skip.h), which the pipeline routes between the processes.
+  explicit AbsentLayer(std::string name, int64_t parameters = -1, std::vector<std::string> stashes = {},
+                       std::vector<std::string> pops = {})
+      : name_(std::move(name)), parameters_(parameters), stashes_(std::move(stashes)), pops_(std::move(pops)) {}
+  // Stands for `layer`, counted.
+  static std::shared_ptr<AbsentLayer> standing_for(const std::string& name, const Module& layer);
   Tensor forward(const Tensor& input) override;
   std::string type_name() const override { return "AbsentLayer"; }
   int64_t stands_for_parameters() const { return parameters_; }
+  const std::vector<std::string>& skips_stashed() const { return stashes_; }
+  const std::vector<std::string>& skips_popped() const { return pops_; }
 
  private:
   std::string name_;
   int64_t parameters_;
+  std::vector<std::string> stashes_, pops_;
 };
 bool is_absent(const Module& layer);
 // A layer's parameter count, or for an absent layer the count of the layer it stands for.

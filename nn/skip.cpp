@@ -1,8 +1,10 @@
 #include "nn/skip.h"
 
 #include <stdexcept>
+#include <type_traits>
 
 #include "autograd/elementwise.h"
+#include "nn/model_recipe.h"
 
 namespace minipipe::nn {
 
@@ -11,9 +13,14 @@ namespace {
 thread_local SkipStore default_store;
 thread_local SkipStore* current_store = nullptr;
 
+// An absent layer (held by another process) names what the layer it stands for stashes or pops.
 template <class Layer>
 void collect_names(const Module& module, std::vector<std::string>& names) {
   if (auto* layer = dynamic_cast<const Layer*>(&module)) names.push_back(layer->name);
+  if (auto* absent = dynamic_cast<const AbsentLayer*>(&module)) {
+    const auto& held = std::is_same_v<Layer, SkipStash> ? absent->skips_stashed() : absent->skips_popped();
+    names.insert(names.end(), held.begin(), held.end());
+  }
   for (const auto& [child_name, child] : module.children()) collect_names<Layer>(*child, names);
 }
 

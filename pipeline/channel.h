@@ -153,6 +153,10 @@ class RemoteStages {
   // Activations (gradient false) or gradients from stage `from` to stage `to`, one of which
   // is the local stage.
   virtual std::unique_ptr<Channel> channel(bool gradient, int from, int to) const = 0;
+  // Skip connection `route` (its index in Pipeline::skip_routes()) between stages `from` and
+  // `to`, one of which is the local stage: the stashed tensor (gradient false) or its gradient,
+  // straight between the two, on a channel of its own. It carries CPU tensors.
+  virtual std::unique_ptr<Channel> skip_channel(int route, bool gradient, int from, int to) const = 0;
 };
 
 // Skip connections across stages (nn/skip.h): messages addressed by what they carry rather

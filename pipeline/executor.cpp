@@ -194,7 +194,6 @@ void Pipeline::check_remote_stages() const {
                                 std::to_string(stages()) + " stages");
   if (workers() != stages()) refuse("replicated stages (one rank runs one stage)");
   if (!tied_.empty()) refuse("tied weights across stages (" + tied_[0].name + ")");
-  if (!skip_routes_.empty()) refuse("skip connections across stages ('" + skip_routes_[0].name + "')");
 }
 
 void Pipeline::find_skip_routes() {
@@ -241,18 +240,37 @@ Tensor Pipeline::forward(const Tensor& x) const {
   const RemoteStages* remote = options_.remote_stages.get();
   auto here = [remote](int s) { return !remote || remote->local_stage() == s; };
   Tensor h = x;
+  nn::SkipStore skips;  // what the pieces run here stash and pop
+  const nn::SkipStore::Scope skip_scope(skips);
+  std::vector<std::unique_ptr<Channel>> sending;
   for (int piece = 0; piece < schedule_.pieces(); ++piece) {
     const int s = schedule_.stage_of_piece(piece), c = schedule_.chunk_of_piece(piece);
     if (!here(s)) continue;
     // Across processes, a piece's input comes from the rank before it and its output goes on
-    // to the next (the micro-batch field counts nothing here: one tensor at a time).
+    // to the next (the micro-batch field counts nothing here: one tensor at a time), and a
+    // skip from another rank's piece straight from there.
     if (piece > 0 && !here(schedule_.stage_of_piece(piece - 1)))
       h = take_over_message(remote->channel(false, schedule_.stage_of_piece(piece - 1), s)->receive(0, 0, c)).value;
+    for (size_t i = 0; i < skip_routes_.size(); ++i) {
+      const int from = schedule_.stage_of_piece(skip_routes_[i].from_piece);
+      if (skip_routes_[i].to_piece == piece && !here(from))
+        skips.stash(skip_routes_[i].name,
+                    take_over_message(remote->skip_channel(static_cast<int>(i), false, from, s)->receive(0, 0, 0)).value);
+    }
     h = chunk(s, c)->forward(h.to(device_of(s)));
+    // The output first, then the skips: the ranks receive in that order. The sending channels
+    // live to the end, whose sends then complete.
     if (piece + 1 < schedule_.pieces() && !here(schedule_.stage_of_piece(piece + 1))) {
       const int next = schedule_.stage_of_piece(piece + 1);
-      remote->channel(false, s, next)->send({0, 0, schedule_.chunk_of_piece(piece + 1), h, kernels::WorkMark::of_queued_work(device_of(s))});
+      sending.push_back(remote->channel(false, s, next));
+      sending.back()->send({0, 0, schedule_.chunk_of_piece(piece + 1), h, kernels::WorkMark::of_queued_work(device_of(s))});
       h = Tensor();
+    }
+    for (size_t i = 0; i < skip_routes_.size(); ++i) {
+      const int to = schedule_.stage_of_piece(skip_routes_[i].to_piece);
+      if (skip_routes_[i].from_piece != piece || here(to)) continue;
+      sending.push_back(remote->skip_channel(static_cast<int>(i), false, s, to));
+      sending.back()->send({0, 0, 0, skips.pop(skip_routes_[i].name).to(Device::cpu()), kernels::WorkMark::of_queued_work(Device::cpu())});
     }
   }
   return h;
@@ -370,6 +388,14 @@ void Pipeline::open_channels(RunState& state) const {
           state.channels[key] = std::move(channel);
         }
       }
+  }
+  if (local < 0) return;
+  for (size_t i = 0; i < skip_routes_.size(); ++i) {
+    const int from = schedule_.stage_of_piece(skip_routes_[i].from_piece), to = schedule_.stage_of_piece(skip_routes_[i].to_piece);
+    if (from == to || (from != local && to != local)) continue;
+    for (bool gradient : {false, true})
+      state.remote_skips[{static_cast<int>(i), gradient}] =
+          options_.remote_stages->skip_channel(static_cast<int>(i), gradient, gradient ? to : from, gradient ? from : to);
   }
 }
 

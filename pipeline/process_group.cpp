@@ -274,6 +274,11 @@ class MpiRemoteStages : public RemoteStages {
     return std::make_unique<MpiChannel>(pipeline_, from == stage_ ? to : from, gradient ? 2 : 1, timeout_seconds_, gpu,
                                         gradient ? gradients_ : activations_);
   }
+  std::unique_ptr<Channel> skip_channel(int route, bool gradient, int from, int to) const override {
+    // Tags 3 and up: two per route, after the neighbours' 1 and 2.
+    return std::make_unique<MpiChannel>(pipeline_, from == stage_ ? to : from, 3 + 2 * route + (gradient ? 1 : 0),
+                                        timeout_seconds_, nullptr, gradient ? gradients_ : activations_);
+  }
 
  private:
   MPI_Comm pipeline_;

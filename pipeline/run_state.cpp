@@ -12,6 +12,7 @@ void RunState::fail(int worker, Instruction instruction, std::exception_ptr e) {
   }
   for (auto& [key, c] : channels) c->close();
   skips.close();
+  for (auto& [key, c] : remote_skips) c->close();
   for (auto& a : all_reduces)
     if (a) a->close();
 }

@@ -32,6 +32,9 @@ struct RunState {
   std::map<Schedule::ChannelKey, std::unique_ptr<Channel>> channels;                // Schedule::channel_of
   std::vector<std::unique_ptr<ReplicaAllReduce>> all_reduces;  // per stage; null with one replica
   Mailbox skips;                                               // skip connections across stages
+  // Across processes, the skip routes between this process's stage and another's, by (route,
+  // gradient); the routes within this process use the mailbox.
+  std::map<std::pair<int, bool>, std::unique_ptr<Channel>> remote_skips;
   std::mutex error_mutex;
   std::exception_ptr error;
   int error_worker = -1;

@@ -273,17 +273,14 @@ void StageWorker::receive_skips(const Instruction& instruction) {
   UnitState& unit = unit_state_[UnitKey::of(instruction)];
   for (const Pipeline::SkipRoute* r : skip_routes(instruction, true)) {
     Waiting waiting(progress_);
-    unit.skips_in[r->name] = as_leaf(take_over_message(state_.skips.receive({false, r->name, instruction.micro_batch, instruction.slice})).value);
+    unit.skips_in[r->name] = as_leaf(receive_skip(*r, false, instruction));
   }
 }
 
 void StageWorker::send_skips(const Instruction& instruction) {
   const UnitState& unit = unit_state_.at(UnitKey::of(instruction));
-  for (const Pipeline::SkipRoute* r : skip_routes(instruction, false)) {
-    const Device to = pipeline_.device_of(schedule_.stage_of_piece(r->to_piece));
-    state_.skips.send({false, r->name, instruction.micro_batch, instruction.slice},
-                      message_for(instruction, 0, unit.skips_out.at(r->name).detach().to(to), to));
-  }
+  for (const Pipeline::SkipRoute* r : skip_routes(instruction, false))
+    send_skip(*r, false, instruction, unit.skips_out.at(r->name).detach(), schedule_.stage_of_piece(r->to_piece));
 }
 
 // Skip connections out of this piece: what was stashed, with the gradient its pop gave it.
@@ -292,7 +289,7 @@ void StageWorker::add_skip_roots(const Instruction& instruction, std::vector<Ten
   for (const Pipeline::SkipRoute* r : skip_routes(instruction, false)) {
     const Tensor gradient = [&] {
       Waiting waiting(progress_);
-      return take_over_message(state_.skips.receive({true, r->name, instruction.micro_batch, instruction.slice})).value;
+      return receive_skip(*r, true, instruction);
     }();
     const Tensor& stashed = unit.skips_out.at(r->name);
     if (gradient.defined() && stashed.requires_grad()) roots.push_back(stashed), root_grads.push_back(gradient);
@@ -304,11 +301,39 @@ void StageWorker::send_skip_gradients(const Instruction& instruction) {
   const UnitState& unit = unit_state_.at(UnitKey::of(instruction));
   for (const Pipeline::SkipRoute* r : skip_routes(instruction, true)) {
     const Tensor& received = unit.skips_in.at(r->name);
-    const Device to = pipeline_.device_of(schedule_.stage_of_piece(r->from_piece));
     Tensor gradient;
-    if (received.requires_grad()) gradient = (received.grad().defined() ? received.grad() : zeros_like(received)).to(to);
-    state_.skips.send({true, r->name, instruction.micro_batch, instruction.slice}, message_for(instruction, 0, gradient, to));
+    if (received.requires_grad()) gradient = received.grad().defined() ? received.grad() : zeros_like(received);
+    send_skip(*r, true, instruction, gradient, schedule_.stage_of_piece(r->from_piece));
   }
+}
+
+// A skip's tensor (or its gradient) goes to the stage at the route's other end: through the
+// run's mailbox in one process, or on the route's own channel to another process (in the order
+// the two ends run their units, which the channels between the stages in between keep alike).
+void StageWorker::send_skip(const Pipeline::SkipRoute& route, bool gradient, const Instruction& instruction, const Tensor& value,
+                            int to_stage) {
+  const auto remote = state_.remote_skips.find({route_index(route), gradient});
+  if (remote != state_.remote_skips.end()) {
+    const Tensor on_cpu = value.defined() ? value.to(Device::cpu()) : value;
+    remote->second->send(message_for(instruction, 0, on_cpu, Device::cpu()));
+    return;
+  }
+  const Device to = pipeline_.device_of(to_stage);
+  state_.skips.send({gradient, route.name, instruction.micro_batch, instruction.slice},
+                    message_for(instruction, 0, value.defined() ? value.to(to) : value, to));
+}
+
+Tensor StageWorker::receive_skip(const Pipeline::SkipRoute& route, bool gradient, const Instruction& instruction) {
+  const auto remote = state_.remote_skips.find({route_index(route), gradient});
+  Message message = remote != state_.remote_skips.end()
+                        ? remote->second->receive(instruction.micro_batch, instruction.slice, 0)
+                        : state_.skips.receive({gradient, route.name, instruction.micro_batch, instruction.slice});
+  const Tensor value = take_over_message(std::move(message)).value;
+  return value.defined() ? value.to(device_) : value;
+}
+
+int StageWorker::route_index(const Pipeline::SkipRoute& route) const {
+  return static_cast<int>(&route - pipeline_.skip_routes_.data());
 }
 
 std::vector<const Pipeline::SkipRoute*> StageWorker::skip_routes(const Instruction& instruction, bool into) const {

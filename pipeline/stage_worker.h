@@ -87,6 +87,10 @@ class StageWorker {
   void add_skip_roots(const Instruction& instruction, std::vector<Tensor>& roots, std::vector<Tensor>& root_grads);
   void send_skip_gradients(const Instruction& instruction);
   std::vector<const Pipeline::SkipRoute*> skip_routes(const Instruction& instruction, bool into) const;
+  void send_skip(const Pipeline::SkipRoute& route, bool gradient, const Instruction& instruction, const Tensor& value,
+                 int to_stage);
+  Tensor receive_skip(const Pipeline::SkipRoute& route, bool gradient, const Instruction& instruction);
+  int route_index(const Pipeline::SkipRoute& route) const;  // in Pipeline::skip_routes()
   // Weight versions (asynchronous schedules): the executor's own check of the policy's
   // promise (DESIGN.md decision 10).
   void check_forward_version(const Instruction& forward);

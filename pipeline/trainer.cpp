@@ -120,13 +120,15 @@ int stage_of_layer(const StagePlan& plan, const Schedule& schedule, size_t layer
 void Trainer::keep_own_layers(const StagePlan& plan, const Schedule& schedule, const nn::ModelRecipe* recipe) {
   const std::vector<bool> own = own_layers(plan, schedule);
   const std::vector<nn::ModelRecipe::Tie> ties = recipe ? recipe->ties : ties_of(*model_);
-  if (recipe) {
+  if (recipe) {  // the skeleton's absent layers, which know their counts and skips, stay for the others' layers
+    const std::shared_ptr<nn::Sequential> skeleton = model_;
     model_ = recipe->build(own);
     model_->to(options_.device);
+    for (size_t i = 0; i < model_->size(); ++i)
+      if (!own[i]) model_->replace(i, (*skeleton)[i]);
   } else {
     for (size_t i = 0; i < model_->size(); ++i)
-      if (!own[i])
-        model_->replace(i, std::make_shared<nn::AbsentLayer>(model_->name_of(i), (*model_)[i]->parameter_count()));
+      if (!own[i]) model_->replace(i, nn::AbsentLayer::standing_for(model_->name_of(i), *(*model_)[i]));
   }
   std::map<std::string, Tensor> held;
   for (const auto& [name, p] : model_->named_parameters()) held[name] = p;

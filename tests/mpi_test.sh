@@ -2,8 +2,9 @@
 # Pipelines across processes (mpirun), on the CPU:
 # - the losses of mpirun -np K runs equal the in-process run's bit for bit (GPipe and 1F1B,
 #   zero bubble, interleaved, tied embeddings and PipeDream, K = 2 and 4; token slices and 2BW,
-#   K = 2), and 2 stages x 2 data-parallel replicas equal the same replicas as threads of one
-#   process bit for bit (and one pipeline on the whole batch to float rounding);
+#   K = 2; a skip connection across 2 and 3 ranks), and 2 stages x 2 data-parallel replicas
+#   equal the same replicas as threads of one process bit for bit (and one pipeline on the
+#   whole batch to float rounding);
 # - each rank holds and sends only its stage's share (parameters, peak, bytes per step), the
 #   memory limit is per rank, and sharded checkpoints resume under other rank counts;
 # - a bad launch fails before the first step, naming the fix;
@@ -125,6 +126,23 @@ worst = max(abs(a - b) / abs(a) for a, b in zip(one, dp))
 print(f"ok: 2 replicas against one pipeline on the whole batch: {len(dp)} losses, largest relative difference {worst:.1e}")
 sys.exit(0 if len(one) == len(dp) and worst <= 1e-5 else 1)
 PY
+
+# A skip connection from the first stage to the last (tests/mpi_skips.cpp): its tensor goes
+# straight from the stashing rank to the popping rank and its gradient straight back; losses
+# and the evaluation's output equal the threads' and one device's to the last bit.
+skips="$(dirname "$fault")/mpi_skips"
+"$skips" 1f1b 1 > skips-one.out 2>&1 || { cat skips-one.out; fail "mpi_skips on one device failed"; }
+for variant in "1f1b 3" "zb-h1 2"; do
+  [ "$quick" = 1 ] && [ "$variant" != "1f1b 3" ] && continue
+  set -- $variant
+  "$skips" "$1" "$2" > skips-threads.out 2>&1 || fail "mpi_skips $variant in threads failed"
+  timeout 60 mpirun -np "$2" "$skips" "$1" "$2" > skips-ranks.out 2>&1 || { cat skips-ranks.out; fail "mpi_skips $variant: mpirun failed"; }
+  if cmp -s skips-ranks.out skips-threads.out && cmp -s skips-ranks.out skips-one.out; then
+    echo "ok: a skip across $2 ranks ($1) equals threads and one device bit for bit"
+  else
+    diff skips-ranks.out skips-threads.out; fail "a skip across $2 ranks ($1) differs from threads or one device"
+  fi
+done
 
 # Sharded checkpoints: 4 ranks save at step 3 (a shard each, and rank 0 the index), then the run
 # resumes under 2 ranks and in one process; both continue with the uninterrupted run's losses
