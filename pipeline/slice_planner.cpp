@@ -112,6 +112,13 @@ std::string SliceCostModel::str() const {
 std::vector<SliceTiming> measure_slice_costs(const std::vector<std::shared_ptr<nn::Sequential>>& stages,
                                              const Tensor& sample, const std::vector<int64_t>& lengths,
                                              const std::vector<int64_t>& contexts, int repeats) {
+  return measure_slice_costs(static_cast<int>(stages.size()), [&](int s) { return stages[s]; }, sample, lengths, contexts,
+                             repeats);
+}
+
+std::vector<SliceTiming> measure_slice_costs(int stages, const StageAt& stage_at, const Tensor& sample,
+                                             const std::vector<int64_t>& lengths, const std::vector<int64_t>& contexts,
+                                             int repeats) {
   if (sample.dim() != 2) throw std::invalid_argument("measure_slice_costs: the sample must be token ids [batch, tokens]");
   const int64_t batch = sample.shape()[0], tokens = sample.shape()[1];
   std::vector<SliceTiming> timings;
@@ -120,7 +127,8 @@ std::vector<SliceTiming> measure_slice_costs(const std::vector<std::shared_ptr<n
       if (length > 0 && context >= 0 && length + context <= tokens) timings.push_back({batch, length, context, 0.0});
   GradModeGuard grad_on(true);
   Tensor stage_input = sample;  // the whole sequences' input of each stage in turn
-  for (const auto& stage : stages) {
+  for (int s = 0; s < stages; ++s) {
+    const std::shared_ptr<nn::Sequential> stage = stage_at(s);
     for (SliceTiming& timing : timings) {
       std::vector<double> seconds;
       for (int r = -1; r < std::max(1, repeats); ++r) {  // run -1 warms up
@@ -155,13 +163,17 @@ std::vector<SliceTiming> measure_slice_costs(const std::vector<std::shared_ptr<n
 
 SliceCostModel profile_slice_costs(const std::vector<std::shared_ptr<nn::Sequential>>& stages, const Tensor& sample,
                                    int repeats) {
+  return profile_slice_costs(static_cast<int>(stages.size()), [&](int s) { return stages[s]; }, sample, repeats);
+}
+
+SliceCostModel profile_slice_costs(int stages, const StageAt& stage_at, const Tensor& sample, int repeats) {
   const int64_t tokens = sample.dim() == 2 ? sample.shape()[1] : 0;
   std::vector<int64_t> lengths, contexts;
   for (int64_t length = default_slice_granularity(tokens); length < tokens; length *= 2) lengths.push_back(length);
   lengths.push_back(tokens);
   for (int64_t quarter : {0, 1, 2, 3})
     if (contexts.empty() || quarter * tokens / 4 != contexts.back()) contexts.push_back(quarter * tokens / 4);
-  return SliceCostModel::fit(measure_slice_costs(stages, sample, lengths, contexts, repeats));
+  return SliceCostModel::fit(measure_slice_costs(stages, stage_at, sample, lengths, contexts, repeats));
 }
 
 double slicing_seconds(const SliceCost& cost, int64_t batch, const std::vector<int64_t>& lengths, int stages,

@@ -50,11 +50,18 @@ struct SliceCostModel {
 std::vector<SliceTiming> measure_slice_costs(const std::vector<std::shared_ptr<nn::Sequential>>& stages,
                                              const Tensor& sample, const std::vector<int64_t>& lengths,
                                              const std::vector<int64_t>& contexts, int repeats = 3);
+// The same with stage s built by stage_at(s) when its turn comes and dropped after it, so that
+// one stage is held at a time (a process of a pipeline across processes timing the others').
+using StageAt = std::function<std::shared_ptr<nn::Sequential>(int stage)>;
+std::vector<SliceTiming> measure_slice_costs(int stages, const StageAt& stage_at, const Tensor& sample,
+                                             const std::vector<int64_t>& lengths, const std::vector<int64_t>& contexts,
+                                             int repeats = 3);
 
 // measure_slice_costs on a default grid for T tokens in `sample`: lengths from the default
 // granularity up, doubling, to T; contexts 0, T/4, T/2, 3T/4; fitted.
 SliceCostModel profile_slice_costs(const std::vector<std::shared_ptr<nn::Sequential>>& stages, const Tensor& sample,
                                    int repeats = 3);
+SliceCostModel profile_slice_costs(int stages, const StageAt& stage_at, const Tensor& sample, int repeats = 3);
 
 struct SlicePlan {
   int micro_batches = 1;          // the batch's outer split

@@ -1,5 +1,6 @@
 #include "pipeline/token_slices.h"
 
+#include <algorithm>
 #include <numeric>
 #include <stdexcept>
 
@@ -28,6 +29,20 @@ std::vector<int64_t> token_slice_offsets(const std::vector<int64_t>& lengths) {
   std::vector<int64_t> offsets(lengths.size(), 0);
   for (size_t i = 1; i < lengths.size(); ++i) offsets[i] = offsets[i - 1] + lengths[i - 1];
   return offsets;
+}
+
+std::vector<int64_t> parse_token_slices(const std::string& text) {
+  std::vector<int64_t> lengths;
+  for (size_t at = 0;;) {
+    const size_t plus = std::min(text.find('+', at), text.size());
+    const std::string length = text.substr(at, plus - at);
+    if (length.empty() || length.size() > 9 || length.find_first_not_of("0123456789") != std::string::npos ||
+        std::stol(length) < 1)
+      throw std::invalid_argument("token slices '" + text + "': give positive lengths joined by '+', like 40+24");
+    lengths.push_back(std::stol(length));
+    if (plus == text.size()) return lengths;
+    at = plus + 1;
+  }
 }
 
 std::string format_token_slices(const std::vector<int64_t>& lengths) {

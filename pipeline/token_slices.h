@@ -15,5 +15,8 @@ void check_token_slices(const std::vector<int64_t>& lengths, int64_t tokens);
 std::vector<int64_t> token_slice_offsets(const std::vector<int64_t>& lengths);
 // "128+128+64" (lengths joined by '+').
 std::string format_token_slices(const std::vector<int64_t>& lengths);
+// The lengths of "128+128+64", as format_token_slices writes them (and TeraPipe's planner
+// prints them); throws, naming the text, unless each is a positive number.
+std::vector<int64_t> parse_token_slices(const std::string& text);
 
 }  // namespace minipipe::pipeline

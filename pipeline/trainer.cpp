@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <type_traits>
 
 #include "autograd/elementwise.h"
@@ -40,7 +42,7 @@ void Trainer::start(LossFunction loss, const Tensor& sample, const nn::ModelReci
   }
   check_options(*model_);
   StagePlan plan = make_plan(sample, recipe);  // the planner may choose fewer stages, replicated
-  token_slices_ = plan_token_slices(plan, sample);
+  token_slices_ = plan_token_slices(plan, sample, recipe);
   const ScheduleSpec& spec = options_.schedule;
   // pipedream's programs follow each call's mini-batches, so it is built by name; every other
   // schedule is built here, once, from its description (a file's included).
@@ -199,8 +201,6 @@ void Trainer::join_process_group() {
   };
   if (spec.asynchronous() && (!spec.replicas.empty() || options_.data_parallel > 1))
     refuse("pipedream with replicated stages (--replicas, --data-parallel)", "give each stage one rank");
-  // TeraPipe's planner times slices on every stage's layers, which no rank holds.
-  if (options_.plan_token_slices) refuse("--token-slices auto", "give --token-slices N");
   if (!options_.pipeline.stage_devices.empty())
     refuse("--stage-devices", "each rank runs its stage on --device (cuda: the rank's own GPU)");
 }
@@ -218,31 +218,41 @@ StagePlan Trainer::make_plan(const Tensor& sample, const nn::ModelRecipe* recipe
   if (!group_) return timed_plan();
   // Timings differ from process to process, so rank 0 times the layers (one at a time, from a
   // recipe) and plans, and every rank takes its plan: the balance, and the method's words.
-  std::string agreed;
-  if (group_->rank() == 0) {
-    try {
-      const StagePlan plan = timed_plan();
-      if (plan.stages() != options_.schedule.pieces())
-        throw std::invalid_argument("--plan auto chose " + std::to_string(plan.stages()) + " stages, but mpirun started " +
-                                    std::to_string(group_->size()) + " processes for " +
-                                    std::to_string(options_.schedule.pieces()) + ": start mpirun -np " +
-                                    std::to_string(plan.stages() * group_->replicas()) + " with --stages " +
-                                    std::to_string(plan.stages()) + ", or give --partition");
-      for (int layers : plan.layers_per_stage) agreed += std::to_string(layers) + ",";
-      agreed += "\n" + plan.method;
-    } catch (const std::exception& e) {
-      agreed = std::string("error\n") + e.what();
-    }
-  }
-  agreed = group_->broadcast_from_rank_zero(agreed);
+  const std::string agreed = decided_on_rank_zero([&] {
+    const StagePlan plan = timed_plan();
+    if (plan.stages() != options_.schedule.pieces())
+      throw std::invalid_argument("--plan auto chose " + std::to_string(plan.stages()) + " stages, but mpirun started " +
+                                  std::to_string(group_->size()) + " processes for " +
+                                  std::to_string(options_.schedule.pieces()) + ": start mpirun -np " +
+                                  std::to_string(plan.stages() * group_->replicas()) + " with --stages " +
+                                  std::to_string(plan.stages()) + ", or give --partition");
+    std::string text;
+    for (int layers : plan.layers_per_stage) text += std::to_string(layers) + " ";
+    return text + "\n" + plan.method;
+  });
   const size_t newline = agreed.find('\n');
-  if (agreed.compare(0, newline, "error") == 0) throw std::invalid_argument(agreed.substr(newline + 1));
   std::vector<int> balance;
-  for (size_t at = 0, comma; (comma = agreed.find(',', at)) < newline; at = comma + 1)
-    balance.push_back(std::stoi(agreed.substr(at, comma - at)));
+  std::istringstream numbers(agreed.substr(0, newline));
+  for (int layers; numbers >> layers;) balance.push_back(layers);
   StagePlan plan = partition_explicit(*model_, balance);
   plan.method = agreed.substr(newline + 1) + " (planned on rank 0)";
   return plan;
+}
+
+// Under mpirun: what rank 0 decides, on every rank; a failure there is thrown on every rank.
+std::string Trainer::decided_on_rank_zero(const std::function<std::string()>& decide) const {
+  std::string text;
+  if (group_->rank() == 0) {
+    try {
+      text = "ok\n" + decide();
+    } catch (const std::exception& e) {
+      text = std::string("error\n") + e.what();
+    }
+  }
+  text = group_->broadcast_from_rank_zero(text);
+  const size_t newline = text.find('\n');
+  if (text.compare(0, newline, "error") == 0) throw std::invalid_argument(text.substr(newline + 1));
+  return text.substr(newline + 1);
 }
 
 StagePlan Trainer::planned_partition(const std::vector<LayerProfile>& profiles) {
@@ -270,33 +280,68 @@ StagePlan Trainer::planned_partition(const std::vector<LayerProfile>& profiles) 
   return plan;
 }
 
-std::vector<int64_t> Trainer::plan_token_slices(const StagePlan& plan, const Tensor& sample) {
+std::vector<int64_t> Trainer::plan_token_slices(const StagePlan& plan, const Tensor& sample, const nn::ModelRecipe* recipe) {
   const int count = options_.schedule.token_slices;
-  if (count <= 1 && !options_.plan_token_slices) return {};
+  if (count <= 1 && !options_.plan_token_slices && options_.token_slice_lengths.empty()) return {};
   const std::string flag = options_.plan_token_slices ? "auto" : std::to_string(count);
   if (sample.dim() != 2)
     throw std::invalid_argument("--token-slices cuts token sequences: it needs a model fed [batch, tokens] (the gpt)");
   const int64_t tokens = sample.shape()[1];
+  if (!options_.token_slice_lengths.empty()) {
+    if (options_.plan_token_slices) throw std::invalid_argument("give token slices' lengths or auto, not both");
+    check_token_slices(options_.token_slice_lengths, tokens);
+    options_.schedule.token_slices = static_cast<int>(options_.token_slice_lengths.size());
+    return options_.token_slice_lengths;
+  }
   if (!options_.plan_token_slices) {
     if (count > tokens)
       throw std::invalid_argument("--token-slices " + flag + " exceeds the " + std::to_string(tokens) +
                                   " tokens of a sequence: use at most " + std::to_string(tokens));
     return uniform_token_slices(tokens, count);
   }
-  // TeraPipe section 3.3: time slices on the stages as they will run, then plan.
+  // TeraPipe section 3.3: time slices on the stages as they will run, then plan. Under mpirun
+  // rank 0 times every stage, each built alone from the recipe in its turn (or cut from the
+  // whole model, which the process holds until its plan is made), and every rank takes its plan.
   const int micro_batches = options_.schedule.micro_batches;
-  const SliceCostModel cost = profile_slice_costs(stage_modules(*model_, plan), sample);
-  const int64_t batch = sample.shape()[0];
-  const SlicePlan chosen =
-      pipeline::plan_token_slices(cost, batch, tokens, plan.stages(), default_slice_granularity(tokens), micro_batches);
-  const double unsliced = slicing_seconds(cost, batch, {tokens}, plan.stages(), micro_batches);
-  planned_seconds_per_mini_batch_ = chosen.seconds;
-  char note[256];
-  std::snprintf(note, sizeof note, "predicted %.1f ms per mini-batch against %.1f ms unsliced; cost model ",
-                1e3 * chosen.seconds, 1e3 * unsliced);
-  planner_note_ = "token slices by TeraPipe's planner: " + format_token_slices(chosen.lengths) + ", " + note + cost.str();
-  options_.schedule.token_slices = static_cast<int>(chosen.lengths.size());
-  return chosen.lengths;
+  auto decide = [&] {
+    const SliceCostModel cost =
+        group_ && recipe ? profile_slice_costs(plan.stages(), [&](int piece) { return piece_from_recipe(*recipe, plan, piece); }, sample)
+                         : profile_slice_costs(stage_modules(*model_, plan), sample);
+    const int64_t batch = sample.shape()[0];
+    const SlicePlan chosen =
+        pipeline::plan_token_slices(cost, batch, tokens, plan.stages(), default_slice_granularity(tokens), micro_batches);
+    const double unsliced = slicing_seconds(cost, batch, {tokens}, plan.stages(), micro_batches);
+    char note[256];
+    std::snprintf(note, sizeof note, "predicted %.1f ms per mini-batch against %.1f ms unsliced; cost model ",
+                  1e3 * chosen.seconds, 1e3 * unsliced);
+    char seconds[64];  // exactly, in hexadecimal
+    std::snprintf(seconds, sizeof seconds, "%a", chosen.seconds);
+    std::string text = seconds;
+    for (int64_t length : chosen.lengths) text += " " + std::to_string(length);
+    return text + "\ntoken slices by TeraPipe's planner: " + format_token_slices(chosen.lengths) + ", " + note + cost.str() +
+           (group_ ? " (planned on rank 0)" : "");
+  };
+  const std::string decided = group_ ? decided_on_rank_zero(decide) : decide();
+  const size_t newline = decided.find('\n');
+  std::istringstream numbers(decided.substr(0, newline));
+  std::string seconds;
+  numbers >> seconds;
+  planned_seconds_per_mini_batch_ = std::strtod(seconds.c_str(), nullptr);
+  std::vector<int64_t> lengths;
+  for (int64_t length; numbers >> length;) lengths.push_back(length);
+  planner_note_ = decided.substr(newline + 1);
+  options_.schedule.token_slices = static_cast<int>(lengths.size());
+  return lengths;
+}
+
+// Piece `piece` of the plan built alone from the recipe, on the trainer's device.
+std::shared_ptr<nn::Sequential> Trainer::piece_from_recipe(const nn::ModelRecipe& recipe, const StagePlan& plan, int piece) const {
+  std::vector<bool> wanted(recipe.size(), false);
+  const int first = plan.first_layer(piece);
+  for (int i = first; i < first + plan.layers_per_stage[piece]; ++i) wanted[i] = true;
+  const std::shared_ptr<nn::Sequential> model = recipe.build(wanted);
+  model->to(options_.device);
+  return stage_modules(*model, plan)[piece];
 }
 
 void Trainer::make_optimizers() {

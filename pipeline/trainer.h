@@ -53,6 +53,9 @@ struct TrainerOptions {
   std::string partition = "uniform";  // make_partition's methods: uniform, params, time, or counts like "3,3,2"
   bool plan_stages = false;           // PipeDream's planner chooses the stages (and, under pipedream, replicas)
   bool plan_token_slices = false;     // TeraPipe's planner chooses the token slices
+  // The token slices' lengths (adding up to the sequence length), in place of schedule.token_slices
+  // equal ones: a plan TeraPipe's planner made before, say.
+  std::vector<int64_t> token_slice_lengths;
   OptimizerSetup optimizer;
   Device device = Device::cpu();      // where the model is (every stage, unless pipeline.stage_devices says)
   // Builds the model again (its values do not matter): replicated stages run on copies.
@@ -150,7 +153,9 @@ class Trainer {
   bool holds_loss() const { return group_ && group_->stage() == loss_stage(); }
   StagePlan make_plan(const Tensor& sample, const nn::ModelRecipe* recipe);
   StagePlan planned_partition(const std::vector<LayerProfile>& profiles);
-  std::vector<int64_t> plan_token_slices(const StagePlan& plan, const Tensor& sample);
+  std::vector<int64_t> plan_token_slices(const StagePlan& plan, const Tensor& sample, const nn::ModelRecipe* recipe);
+  std::shared_ptr<nn::Sequential> piece_from_recipe(const nn::ModelRecipe& recipe, const StagePlan& plan, int piece) const;
+  std::string decided_on_rank_zero(const std::function<std::string()>& decide) const;
   void make_optimizers();
   float gather_step(const StepResult& result) const;
   void record(StepResult& result, std::vector<float>& losses);

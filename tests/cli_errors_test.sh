@@ -58,8 +58,10 @@ expect_error "needs --virtual-stages 2 or more" "${tiny_gpt[@]}" --stages 2 --sc
 expect_error "lower --stages or --virtual-stages" "${tiny_gpt[@]}" --stages 2 --micro-batches 2 --schedule interleaved \
   --virtual-stages 3
 expect_error "do not cut sequences into token slices" "${tiny_gpt[@]}" --stages 2 --schedule zb-h2 --token-slices 2
-expect_error "--token-slices: must be a number of slices >= 1 or auto, got '0'" "${tiny_gpt[@]}" --token-slices 0
-expect_error "--token-slices: must be a number of slices >= 1 or auto, got 'many'" "${tiny_gpt[@]}" --token-slices many
+expect_error "--token-slices: must be a number of slices >= 1, their lengths joined by '+' (40+24), or auto, got '0'" "${tiny_gpt[@]}" --token-slices 0
+expect_error "--token-slices: must be a number of slices >= 1, their lengths joined by '+' (40+24), or auto, got 'many'" "${tiny_gpt[@]}" --token-slices many
+expect_error "got '8+x'" "${tiny_gpt[@]}" --token-slices 8+x
+expect_error "token slices 8+4 cover 12 tokens, but the sequences have 16" "${tiny_gpt[@]}" --token-slices 8+4
 expect_error "exceeds the 16 tokens of a sequence: use at most 16" "${tiny_gpt[@]}" --token-slices 17
 expect_error "not pipedream" "${tiny_gpt[@]}" --stages 2 --schedule pipedream --token-slices 2
 expect_error "--token-slices" train cnn --steps 1 --token-slices 2

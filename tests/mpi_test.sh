@@ -2,7 +2,8 @@
 # Pipelines across processes (mpirun), on the CPU:
 # - the losses of mpirun -np K runs equal the in-process run's bit for bit (GPipe and 1F1B,
 #   zero bubble, interleaved, tied embeddings and PipeDream, K = 2 and 4; token slices and 2BW,
-#   K = 2; a skip connection across 2 and 3 ranks), and 2 stages x 2 data-parallel replicas
+#   K = 2; a skip connection across 2 and 3 ranks; --plan auto and --token-slices auto as
+#   planned on rank 0), and 2 stages x 2 data-parallel replicas
 #   equal the same replicas as threads of one process bit for bit (and one pipeline on the
 #   whole batch to float rounding);
 # - each rank holds and sends only its stage's share (parameters, peak, bytes per step), the
@@ -102,6 +103,25 @@ print(",".join(map(str, [e["pipeline"]["layers_per_stage"] for e in map(json.loa
     fail "--plan auto over MPI ($schedule): not planned on rank 0, or losses differ from threads on $balance"
   fi
 done
+
+# --token-slices auto across processes: rank 0 times the slices on each stage (built alone in
+# its turn) and plans; training equals threads given the lengths it chose, bit for bit. Long
+# sequences of a narrow model, where slicing pays (3 slices, measured).
+if [ "$quick" = 0 ]; then
+  long="train gpt --layers 4 --dim 32 --context 128 --batch-size 2 --steps 4 --eval-interval 2 --sample-length 0 --stages 2"
+  timeout 120 mpirun -np 2 "$minipipe" $long --micro-batches 1 --schedule 1f1b --token-slices auto \
+    --log-json sliced-auto.jsonl > sliced-auto.out 2>&1 || { cat sliced-auto.out; fail "--token-slices auto: mpirun failed"; }
+  lengths=$(python3 -c 'import json,sys
+print("+".join(map(str, [e["pipeline"]["token_slices"] for e in map(json.loads, open(sys.argv[1])) if e.get("event") == "summary"][0])))' sliced-auto.jsonl)
+  slices=$([[ "$lengths" == *+* ]] && echo "$lengths" || echo 1)  # one length: the sequence whole, 1 slice
+  "$minipipe" $long --micro-batches 1 --schedule 1f1b --token-slices "$slices" \
+    --log-json sliced-threads.jsonl > /dev/null 2>&1 || fail "--token-slices $slices: the in-process run failed"
+  if grep -q "TeraPipe's planner.*planned on rank 0" sliced-auto.out && [ "$(losses sliced-auto.jsonl)" == "$(losses sliced-threads.jsonl)" ]; then
+    echo "ok: --token-slices auto over MPI chose $lengths on rank 0 and equals threads on it bit for bit"
+  else
+    fail "--token-slices auto over MPI: not planned on rank 0, or losses differ from threads on $lengths"
+  fi
+fi
 
 # Data parallel: each replica trains on half of every mini-batch. The same replicas as threads of
 # one process are the oracle bit for bit (both add the replicas' gradients in replica order);

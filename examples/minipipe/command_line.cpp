@@ -13,6 +13,7 @@
 #include "nn/checkpoint_files.h"
 #include "nn/json_reader.h"
 #include "pipeline/schedule.h"
+#include "pipeline/token_slices.h"
 
 namespace minipipe::cli {
 
@@ -52,14 +53,22 @@ CLI::Validator sample_length(int64_t least) {
       "BYTES");
 }
 
-// --token-slices: a count of at least 1, or auto.
+// --token-slices: a count of at least 1, lengths like 40+24, or auto.
 const CLI::Validator kSliceCount(
     [](std::string& value) {
       const bool count = !value.empty() && value.size() <= 9 && value.find_first_not_of("0123456789") == std::string::npos &&
                          std::stol(value) > 0;
-      return count || value == "auto" ? std::string() : "must be a number of slices >= 1 or auto, got '" + value + "'";
+      if (count || value == "auto") return std::string();
+      if (value.find('+') != std::string::npos) {
+        try {
+          pipeline::parse_token_slices(value);
+          return std::string();
+        } catch (const std::invalid_argument&) {
+        }
+      }
+      return "must be a number of slices >= 1, their lengths joined by '+' (40+24), or auto, got '" + value + "'";
     },
-    "N|auto");
+    "N|LENGTHS|auto");
 
 // Checkpoints, traces and timelines are written at the end of a run: a path that cannot be
 // written must stop the run before it starts, not after minutes of training.
@@ -203,7 +212,8 @@ CLI::App* add_train_commands(CLI::App& app, CommandLine& parsed, CLI::App*& gpt_
       ->check(sample_length(0))->capture_default_str();
   train_gpt_command->add_option("--token-slices", gpt.pipeline.token_slices,
                                 "TeraPipe: cut each sequence into N equal token slices that flow through the stages like "
-                                "micro-batches, or auto (slices chosen by TeraPipe's planner on timings of the stages)")
+                                "micro-batches, into slices of the lengths given (40+24, as the planner prints them), or "
+                                "auto (slices chosen by TeraPipe's planner on timings of the stages)")
       ->check(kSliceCount);
   gpt_command = train_gpt_command;
   return train_cnn_command;

@@ -40,6 +40,7 @@ pipeline::TrainerOptions trainer_options(const PipelineFlags& flags, Device devi
   options.partition = flags.partition;
   options.plan_stages = !flags.plan.empty();
   options.plan_token_slices = flags.token_slices == "auto";
+  if (flags.token_slices.find('+') != std::string::npos) options.token_slice_lengths = pipeline::parse_token_slices(flags.token_slices);
   options.optimizer = optimizer;
   options.device = device;
   options.data_parallel = flags.data_parallel;

@@ -3,6 +3,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "pipeline/token_slices.h"
+
 namespace minipipe::cli {
 
 namespace {
@@ -32,7 +34,10 @@ pipeline::ScheduleSpec schedule_spec(const PipelineFlags& flags) {
       flags.schedule_file.empty()
           ? common_spec(flags.schedule, flags.stages, flags.micro_batches, flags.virtual_stages, flags.weights, flags.replicas)
           : file_spec(flags.schedule_file, flags.weights, flags.replicas);
-  if (!flags.token_slices.empty() && flags.token_slices != "auto") spec.token_slices = std::stoi(flags.token_slices);
+  if (flags.token_slices.find('+') != std::string::npos)
+    spec.token_slices = static_cast<int>(pipeline::parse_token_slices(flags.token_slices).size());
+  else if (!flags.token_slices.empty() && flags.token_slices != "auto")
+    spec.token_slices = std::stoi(flags.token_slices);
   spec.check();
   return spec;
 }
