@@ -150,6 +150,14 @@ class RemoteStages {
  public:
   virtual ~RemoteStages() = default;
   virtual int local_stage() const = 0;
+  // With every stage replicated (pipedream's replicas, one process each): how many replicas
+  // each stage has, and which one this process runs. Its channels join it to the same replica
+  // of the neighbouring stages, the only ones a round-robin over equal replica counts pairs it with.
+  virtual int replicas() const { return 1; }
+  virtual int local_replica() const { return 0; }
+  // A replicated stage's AllReduce (PipeDream section 3.1) with the other processes running the
+  // stage's replicas: the gradients of `parameters` replaced by their mean, added in replica order.
+  virtual void average_replica_gradients(const std::vector<Tensor>& parameters) const = 0;
   // Activations (gradient false) or gradients from stage `from` to stage `to`, one of which
   // is the local stage.
   virtual std::unique_ptr<Channel> channel(bool gradient, int from, int to) const = 0;

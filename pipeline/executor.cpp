@@ -130,6 +130,10 @@ Pipeline::Pipeline(Common, std::shared_ptr<nn::Sequential> model, StagePlan plan
 // Replica r of every stage with more than r replicas comes from the r-th model that
 // model_factory builds, loaded with the model's values.
 void Pipeline::make_replicas() {
+  if (options_.remote_stages) {  // each process runs one replica, on the layers it holds
+    for (int w = 0; w < workers(); ++w) worker_modules_[w] = worker_modules_[schedule_.first_worker(schedule_.stage_of(w))];
+    return;
+  }
   int most = 1;
   for (int s = 0; s < stages(); ++s) most = std::max(most, replicas(s));
   if (most > 1 && !options_.model_factory)
@@ -184,6 +188,12 @@ void Pipeline::find_tied_parameters() {
   }
 }
 
+int Pipeline::local_worker() const {
+  if (!options_.remote_stages) return -1;
+  const int stage = options_.remote_stages->local_stage();
+  return schedule_.replicated() ? schedule_.first_worker(stage) + options_.remote_stages->local_replica() : stage;
+}
+
 void Pipeline::check_remote_stages() const {
   const int local = options_.remote_stages->local_stage();
   auto refuse = [](const std::string& what) {
@@ -192,7 +202,10 @@ void Pipeline::check_remote_stages() const {
   if (local < 0 || local >= stages())
     throw std::invalid_argument("pipeline: this process runs stage " + std::to_string(local) + ", but there are " +
                                 std::to_string(stages()) + " stages");
-  if (workers() != stages()) refuse("replicated stages (one rank runs one stage)");
+  if (schedule_.replicated())
+    for (int s = 0; s < stages(); ++s)
+      if (replicas(s) != options_.remote_stages->replicas())
+        refuse("stages replicated unequally (give every stage as many replicas as there are pipeline replicas)");
   if (!tied_.empty()) refuse("tied weights across stages (" + tied_[0].name + ")");
 }
 
@@ -373,6 +386,7 @@ class StatusWatcher {
 // to their processes.
 void Pipeline::open_channels(RunState& state) const {
   const int local = options_.remote_stages ? options_.remote_stages->local_stage() : -1;
+  const int local_replica = options_.remote_stages ? options_.remote_stages->local_replica() : 0;
   for (int piece = 0; piece + 1 < schedule_.pieces(); ++piece) {
     const int s = schedule_.stage_of_piece(piece), next = schedule_.stage_of_piece(piece + 1);
     for (int r = 0; r < replicas(s); ++r)
@@ -380,6 +394,7 @@ void Pipeline::open_channels(RunState& state) const {
         const int from = schedule_.first_worker(s) + r, to = schedule_.first_worker(next) + q;
         if (state.channels.count({false, from, to})) continue;
         if (local >= 0 && s != local && next != local) continue;
+        if (local >= 0 && schedule_.replicated() && (r != local_replica || q != local_replica)) continue;
         for (bool gradient : {false, true}) {
           const Schedule::ChannelKey key = gradient ? Schedule::ChannelKey{true, to, from} : Schedule::ChannelKey{false, from, to};
           std::unique_ptr<Channel> channel = local >= 0 ? options_.remote_stages->channel(gradient, gradient ? next : s, gradient ? s : next)
@@ -404,6 +419,7 @@ void Pipeline::open_channels(RunState& state) const {
 void Pipeline::prepare_replicas(RunState& state) const {
   for (int s = 0; s < stages(); ++s) {
     state.all_reduces.push_back(replicas(s) > 1 ? std::make_unique<ReplicaAllReduce>(replicas(s)) : nullptr);
+    if (options_.remote_stages) continue;  // one replica here, on the model's own layers
     for (int r = 1; r < replicas(s); ++r) {
       replica(s, r)->load_state_dict(stage(s)->state_dict());
       replica(s, r)->train(model_->is_training());
@@ -429,7 +445,7 @@ StepResult Pipeline::run_units(const std::vector<WorkUnit>& units) {
   std::vector<StageRecord> records(workers());
   {
     StatusWatcher watcher(schedule_, state, options_);
-    const int local = options_.remote_stages ? options_.remote_stages->local_stage() : -1;
+    const int local = local_worker();
     threads_->run([&](int w) {
       if (local < 0 || w == local) {  // otherwise another process runs it
         kernels::cpu::KernelThreads kernel_threads(options_.kernel_threads);
@@ -438,7 +454,10 @@ StepResult Pipeline::run_units(const std::vector<WorkUnit>& units) {
       state.progress[w]->done = true;
     });
   }
-  for (int s = 0; s < stages(); ++s) weight_versions_[s] += records[schedule_.first_worker(s)].updates;
+  for (int s = 0; s < stages(); ++s)  // every replica of a stage updates as often: the one that ran here, or replica 0
+    weight_versions_[s] += records[local_worker() >= 0 && schedule_.stage_of(local_worker()) == s ? local_worker()
+                                                                                                  : schedule_.first_worker(s)]
+                               .updates;
   if (!state.error) add_tied_gradients();
   for (const auto& stand_ins : tied_stand_ins_)
     for (const Tensor& stand_in : stand_ins) stand_in.zero_grad();  // added, or a failed run's

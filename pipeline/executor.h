@@ -219,6 +219,7 @@ class Pipeline {
   void find_tied_parameters();
   void find_skip_routes();
   void check_remote_stages() const;
+  int local_worker() const;  // across processes, the worker this process runs; -1 in one process
   void add_tied_gradients() const;
 
   std::shared_ptr<nn::Sequential> model_;

@@ -260,11 +260,16 @@ class MpiChannel : public Channel {
 
 class MpiRemoteStages : public RemoteStages {
  public:
-  MpiRemoteStages(MPI_Comm pipeline, int stage, double timeout_seconds, const NcclCommunicators* nccl,
+  MpiRemoteStages(const ProcessGroup& group, MPI_Comm pipeline, double timeout_seconds, const NcclCommunicators* nccl,
                   std::shared_ptr<std::atomic<int64_t>> activations, std::shared_ptr<std::atomic<int64_t>> gradients)
-      : pipeline_(pipeline), stage_(stage), timeout_seconds_(timeout_seconds), nccl_(nccl),
+      : group_(group), pipeline_(pipeline), stage_(group.stage()), timeout_seconds_(timeout_seconds), nccl_(nccl),
         activations_(std::move(activations)), gradients_(std::move(gradients)) {}
   int local_stage() const override { return stage_; }
+  int replicas() const override { return group_.replicas(); }
+  int local_replica() const override { return group_.replica(); }
+  void average_replica_gradients(const std::vector<Tensor>& parameters) const override {
+    group_.average_over_replicas(parameters);
+  }
   std::unique_ptr<Channel> channel(bool gradient, int from, int to) const override {
     std::shared_ptr<GpuLink> gpu;
 #if MINIPIPE_HAS_NCCL
@@ -281,6 +286,7 @@ class MpiRemoteStages : public RemoteStages {
   }
 
  private:
+  const ProcessGroup& group_;  // outlives the pipeline, which the Trainer destroys first
   MPI_Comm pipeline_;
   int stage_;
   double timeout_seconds_;
@@ -366,7 +372,7 @@ std::string ProcessGroup::rank_map() const {
 
 std::shared_ptr<RemoteStages> ProcessGroup::remote_stages(double timeout_seconds) const {
   // The channels count into this group's counters (shared pointers aliasing them).
-  return std::make_shared<MpiRemoteStages>(comms_->pipeline, stage(), timeout_seconds, comms_->nccl.get(),
+  return std::make_shared<MpiRemoteStages>(*this, comms_->pipeline, timeout_seconds, comms_->nccl.get(),
                                            std::shared_ptr<std::atomic<int64_t>>(traffic_, &traffic_->activations),
                                            std::shared_ptr<std::atomic<int64_t>>(traffic_, &traffic_->gradients));
 }

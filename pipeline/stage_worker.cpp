@@ -215,7 +215,11 @@ void StageWorker::send_gradient(const Instruction& instruction) {
 
 void StageWorker::all_reduce(const Instruction&) {
   Waiting waiting(progress_);
-  state_.all_reduces[stage_]->run(replica_, pipeline_.worker_modules_[worker_][0]->parameters());
+  const std::vector<Tensor> parameters = pipeline_.worker_modules_[worker_][0]->parameters();
+  if (const RemoteStages* remote = pipeline_.options_.remote_stages.get())
+    remote->average_replica_gradients(parameters);  // with the processes running the other replicas
+  else
+    state_.all_reduces[stage_]->run(replica_, parameters);
 }
 
 void StageWorker::optimizer_step(const Instruction& instruction) {

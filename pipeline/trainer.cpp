@@ -33,7 +33,14 @@ Trainer::Trainer(const nn::ModelRecipe& recipe, LossFunction loss, const Tensor&
 
 void Trainer::start(LossFunction loss, const Tensor& sample, const nn::ModelRecipe* recipe) {
   if (!options_.optimizer.make) throw std::invalid_argument("trainer: OptimizerSetup::make must build an optimizer");
-  options_.schedule.check();
+  ScheduleSpec& spec = options_.schedule;
+  if (options_.data_parallel > 1 && spec.asynchronous()) {  // PipeDream's data parallelism: every stage replicated
+    if (!spec.replicas.empty() || options_.plan_stages)
+      throw std::invalid_argument("--data-parallel " + std::to_string(options_.data_parallel) + " replicates every stage of "
+                                  "pipedream as often: drop --replicas and --plan auto, which choose replicas per stage");
+    spec.replicas.assign(spec.stages, options_.data_parallel);
+  }
+  spec.check();
   join_process_group();
   if (recipe) {
     // Under mpirun the plan is made on a model of absent layers, which know their sizes.
@@ -43,12 +50,15 @@ void Trainer::start(LossFunction loss, const Tensor& sample, const nn::ModelReci
   check_options(*model_);
   StagePlan plan = make_plan(sample, recipe);  // the planner may choose fewer stages, replicated
   token_slices_ = plan_token_slices(plan, sample, recipe);
-  const ScheduleSpec& spec = options_.schedule;
   // pipedream's programs follow each call's mini-batches, so it is built by name; every other
   // schedule is built here, once, from its description (a file's included).
   std::optional<Schedule> schedule;
   if (!spec.asynchronous()) schedule = build_schedule(spec);
-  if (group_) keep_own_layers(plan, schedule ? *schedule : build_schedule(spec), recipe);  // pipedream's: for its layout
+  if (group_) {
+    ScheduleSpec layout = spec;  // pipedream's programs, for its layout: one round of mini-batches over the replicas
+    if (spec.asynchronous()) layout.mini_batches = round_robin_groups(spec.replicas);
+    keep_own_layers(plan, schedule ? *schedule : build_schedule(layout), recipe);
+  }
   PipelineOptions p = options_.pipeline;
   p.schedule = spec.name;
   p.micro_batches = spec.micro_batches;
@@ -70,7 +80,7 @@ void Trainer::start(LossFunction loss, const Tensor& sample, const nn::ModelReci
       copy->to(device);
       return copy;
     };
-  if (!group_ && options_.data_parallel > 1)  // in one process: replicas 1 .. D-1 beside the trainer's pipeline
+  if (!group_ && options_.data_parallel > 1 && schedule)  // in one process: replicas 1 .. D-1 beside the trainer's pipeline
     replicas_ = std::make_unique<PipelineReplicas>(options_.data_parallel, p.model_factory, plan, *schedule, p, loss);
   pipeline_ = schedule ? std::make_unique<Pipeline>(model_, std::move(plan), std::move(*schedule), std::move(p), std::move(loss))
                        : std::make_unique<Pipeline>(model_, std::move(plan), std::move(p), std::move(loss));
@@ -185,9 +195,6 @@ void Trainer::check_options(const nn::Sequential& model) const {
                                 " devices for " + std::to_string(spec.stages) + " stages");
   if (options_.data_parallel < 1)
     throw std::invalid_argument("--data-parallel is " + std::to_string(options_.data_parallel) + ": give 1 or more replicas");
-  if (options_.data_parallel > 1 && spec.asynchronous() && !group_)
-    throw std::invalid_argument("--data-parallel replicates whole pipelines, which pipedream's stages, updating on their own, "
-                                "do not combine with: replicate its stages with --replicas");
 }
 
 // Multi-process runs: every process makes the same plan and runs its own stage.
@@ -199,8 +206,8 @@ void Trainer::join_process_group() {
   auto refuse = [](const std::string& what, const std::string& instead) {
     throw std::invalid_argument(what + " is not available across processes yet: " + instead);
   };
-  if (spec.asynchronous() && (!spec.replicas.empty() || options_.data_parallel > 1))
-    refuse("pipedream with replicated stages (--replicas, --data-parallel)", "give each stage one rank");
+  if (spec.asynchronous() && !spec.replicas.empty() && options_.data_parallel == 1)
+    refuse("pipedream's --replicas", "give --data-parallel D, which replicates every stage D times, a rank each");
   if (!options_.pipeline.stage_devices.empty())
     refuse("--stage-devices", "each rank runs its stage on --device (cuda: the rank's own GPU)");
 }
@@ -350,10 +357,11 @@ void Trainer::make_optimizers() {
     optimizers_.push_back(setup.make(model_->named_parameters()));
     return;
   }
-  // Under mpirun a rank steps its own stage only (one replica: replicated stages run in one process).
+  // Under mpirun a rank steps its own stage's replica only.
   for (int s = 0; s < pipeline_->stages(); ++s)
     for (int r = 0; r < pipeline_->replicas(s); ++r)
-      if (!group_ || s == group_->stage()) optimizers_.push_back(setup.make(pipeline_->replica(s, r)->named_parameters()));
+      if (!group_ || (s == group_->stage() && r == group_->replica()))
+        optimizers_.push_back(setup.make(pipeline_->replica(s, r)->named_parameters()));
   pipeline_->set_optimizer_step([this](int s, int r, uint64_t step) {  // on the replica's thread
     nn::Optimizer& own = *optimizers_[group_ ? 0 : pipeline_->schedule().first_worker(s) + r];
     own.set_learning_rate(learning_rate(static_cast<int64_t>(step)));

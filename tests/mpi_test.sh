@@ -3,7 +3,7 @@
 # - the losses of mpirun -np K runs equal the in-process run's bit for bit (GPipe and 1F1B,
 #   zero bubble, interleaved, tied embeddings and PipeDream, K = 2 and 4; token slices and 2BW,
 #   K = 2; a skip connection across 2 and 3 ranks; --plan auto and --token-slices auto as
-#   planned on rank 0), and 2 stages x 2 data-parallel replicas
+#   planned on rank 0; pipedream with 2 replicas per stage, each weight policy), and 2 stages x 2 data-parallel replicas
 #   equal the same replicas as threads of one process bit for bit (and one pipeline on the
 #   whole batch to float rounding);
 # - each rank holds and sends only its stage's share (parameters, peak, bytes per step), the
@@ -146,6 +146,36 @@ worst = max(abs(a - b) / abs(a) for a, b in zip(one, dp))
 print(f"ok: 2 replicas against one pipeline on the whole batch: {len(dp)} losses, largest relative difference {worst:.1e}")
 sys.exit(0 if len(one) == len(dp) and worst <= 1e-5 else 1)
 PY
+
+# PipeDream's data parallelism (section 3.1): --data-parallel 2 replicates both stages, a rank
+# per replica; the replicas take whole mini-batches round-robin and all-reduce before each
+# update. The same replicas as threads of one process are the oracle, bit for bit, for each
+# weight policy; 4 ranks save at step 4 and one process resumes exactly.
+pd="--stages 2 --micro-batches 2 --schedule pipedream --data-parallel 2 --steps 8 --eval-interval 4"
+pd_train=${train/--steps 6 --eval-interval 3/}
+for weights in stash vertical-sync none; do
+  [ "$quick" = 1 ] && [ "$weights" != stash ] && continue
+  "$minipipe" $pd_train $pd --weights $weights --log-json "pd-$weights-threads.jsonl" > /dev/null 2>&1 ||
+    fail "pipedream ($weights) with 2 replicas in threads failed"
+  timeout 120 mpirun -np 4 "$minipipe" $pd_train $pd --weights $weights --log-json "pd-$weights.jsonl" > pd.out 2>&1 ||
+    { cat pd.out; fail "pipedream ($weights) with 2 replicas per stage: mpirun failed"; }
+  if [ "$(losses "pd-$weights.jsonl")" == "$(losses "pd-$weights-threads.jsonl")" ]; then
+    echo "ok: pipedream ($weights), 2 stages x 2 replicas over MPI, equals the replicas as threads bit for bit"
+  else
+    fail "pipedream ($weights), 2 stages x 2 replicas: mpirun's losses differ from the threads'"
+  fi
+done
+if [ "$quick" = 0 ]; then
+  timeout 120 mpirun -np 4 "$minipipe" $pd_train $pd --stop-after 4 --save pd-half.safetensors --log-json pd-first.jsonl \
+    > pd.out 2>&1 || { cat pd.out; fail "pipedream with replicas: the save under mpirun failed"; }
+  "$minipipe" $pd_train $pd --resume pd-half.safetensors --log-json pd-second.jsonl > /dev/null 2>&1 ||
+    fail "pipedream with replicas: the resume in one process failed"
+  if [ "$(losses pd-first.jsonl; losses pd-second.jsonl)" == "$(losses pd-stash-threads.jsonl)" ]; then
+    echo "ok: pipedream with replicas saved by 4 ranks at step 4, resumed in one process: the run in one go's losses"
+  else
+    fail "pipedream with replicas: saved by 4 ranks and resumed, the losses differ from the run in one go"
+  fi
+fi
 
 # A skip connection from the first stage to the last (tests/mpi_skips.cpp): its tensor goes
 # straight from the stashing rank to the popping rank and its gradient straight back; losses
@@ -321,13 +351,13 @@ expect_refusal "--device cuda:1 under mpirun" "write --device cuda" mpirun -np 2
 if ! "$minipipe" info | grep -qE "GPUs seen: [1-9]"; then
   expect_refusal "GPU ranks without GPUs" "2 ranks on this host share 0 GPUs" mpirun -np 2 "$minipipe" $train --stages 2 --device cuda
 fi
-expect_refusal "pipedream with --data-parallel in one process" "replicate its stages with --replicas" \
-  "$minipipe" $train --stages 2 --data-parallel 2 --schedule pipedream
+expect_refusal "pipedream with --data-parallel and --replicas" "drop --replicas and --plan auto" \
+  "$minipipe" $train --stages 2 --data-parallel 2 --replicas 2,1 --schedule pipedream
 [ "$quick" = 1 ] && echo "quick: one variant per code path at K = 2; no measurements, planning, V file, tied or killed saves"
 [ "$quick" = 0 ] && expect_refusal "pipedream with tied embeddings" "updates at different times" \
   mpirun -np 2 "$minipipe" $train --stages 2 --schedule pipedream --tie-embeddings
-[ "$quick" = 0 ] && expect_refusal "pipedream with --data-parallel" "give each stage one rank" \
-  mpirun -np 4 "$minipipe" $train --stages 2 --data-parallel 2 --schedule pipedream
+[ "$quick" = 0 ] && expect_refusal "pipedream's --replicas across processes" "give --data-parallel D" \
+  mpirun -np 2 "$minipipe" $train --stages 2 --replicas 2,2 --schedule pipedream
 
 # Failures: TRIALS trials of a random rank failing at a random step, by an exception, SIGKILL or
 # hanging (its neighbours stop waiting after 3 s and name it).

@@ -125,7 +125,7 @@ void PipelinedTraining::log_setup(TrainingLog& log, int64_t end_step, int64_t to
   if (const pipeline::ProcessGroup* group = trainer_.process_group())
     log.message(std::to_string(group->size()) + " processes (mpirun): " + std::to_string(group->stages()) + " stages x " +
                 std::to_string(group->replicas()) + " data-parallel replicas\n" + group->rank_map());
-  else if (trainer_.options().data_parallel > 1)
+  else if (trainer_.options().data_parallel > 1 && !trainer_.asynchronous())
     log.message(std::to_string(trainer_.options().data_parallel) + " data-parallel pipeline replicas in this process (" +
                 std::to_string(spec.stages * trainer_.options().data_parallel) + " stage threads), each on its share of "
                 "every mini-batch");
