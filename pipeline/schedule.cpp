@@ -341,6 +341,9 @@ const std::vector<ScheduleName>& schedule_names() {
       {"interleaved", "1F1B over --virtual-stages model chunks per stage (Megatron's interleaving)"},
       {"zb-h1", "zero bubble: backwards split into B and W, 1F1B's memory until B"},
       {"zb-h2", "zero bubble with up to twice 1F1B's micro-batches in flight"},
+      {"zb-v", "zero bubble on two chunks per stage in a V, at 1F1B's activation memory"},
+      {"v-half", "the V with B and W split, at half of 1F1B's activation memory"},
+      {"v-min", "the V with B and W split, at a third of 1F1B's activation memory"},
       {"pipedream", "asynchronous 1F1B, no flush between mini-batches (see --weights)"},
   };
   return names;

@@ -201,6 +201,14 @@ Program one_f_one_b_order(const std::vector<Instruction>& forwards, const std::v
 // most K - 1 waiting for W. With F = B = W the bubble is (K - 1)(F + B - W), a third of
 // 1F1B's. Figures in schedule.cpp.
 Schedule zero_bubble_schedule(const std::string& name, int stages, int micro_batches);
+// The V-shaped schedules (Qi et al. NeurIPS 2024; ZB-V, ICLR 2024): each stage holds two
+// chunks in a V (Placement::V), backwards split into B and W. "zb-v" keeps 1F1B's activation
+// memory and leaves only the fill as bubble when F = B = W; "v-half" half of it, "v-min" a
+// third (up to the papers' rounding). v_schedule_memory is that memory, in whole-stage
+// micro-batches. The rule and a figure are in v_schedule.cpp.
+Schedule v_schedule(const std::string& name, int stages, int micro_batches);
+int v_schedule_memory(const std::string& name, int stages);
+bool is_v_schedule(const std::string& name);  // zb-v, v-half or v-min
 // Interleaved 1F1B (Narayanan et al. SC 2021, section 2.2, figure 4): each stage holds v
 // chunks; see the figure in schedule.cpp. M must be a multiple of K.
 Schedule interleaved_schedule(int stages, int micro_batches, int virtual_stages);

@@ -46,7 +46,9 @@ void ScheduleSpec::check() const {
            std::to_string(stages) + ": give one count per stage");
   if (!file.empty()) return;  // the file's own shape; build_schedule validates it
   const bool interleaved = name == "interleaved";
-  if (!interleaved && virtual_stages != 1)
+  if (is_v_schedule(name) && virtual_stages != 1 && virtual_stages != 2)
+    refuse("--schedule " + name + " holds 2 chunks per stage in a V: drop --virtual-stages");
+  if (!interleaved && !is_v_schedule(name) && virtual_stages != 1)
     refuse("--virtual-stages cuts each stage into virtual stages (model chunks) for --schedule interleaved, not " + name);
   if (interleaved && virtual_stages < 2)
     refuse("--schedule interleaved needs --virtual-stages 2 or more (model chunks per stage)");
@@ -54,7 +56,7 @@ void ScheduleSpec::check() const {
   if (token_slices > 1 && asynchronous())
     refuse("--token-slices cuts sequences for the synchronous schedules (gpipe, 1f1b), not pipedream: pipedream is "
            "asynchronous and does not slice");
-  if (token_slices > 1 && (interleaved || name == "zb-h1" || name == "zb-h2"))
+  if (token_slices > 1 && (interleaved || name == "zb-h1" || name == "zb-h2" || is_v_schedule(name)))
     refuse("--schedule " + name + ": the " + (interleaved ? "interleaved schedule does" : "zero-bubble schedules do") +
            " not cut sequences into token slices; use gpipe or 1f1b, or drop --token-slices");
 }
@@ -80,6 +82,8 @@ Schedule build_schedule(const ScheduleSpec& spec) {
     schedule = interleaved_schedule(spec.stages, spec.micro_batches, spec.virtual_stages);
   else if (spec.name == "zb-h1" || spec.name == "zb-h2")
     schedule = zero_bubble_schedule(spec.name, spec.stages, spec.micro_batches);
+  else if (is_v_schedule(spec.name))
+    schedule = v_schedule(spec.name, spec.stages, spec.micro_batches);
   else if (spec.name == "gpipe")
     schedule = gpipe_schedule(spec.stages, spec.micro_batches, spec.token_slices);
   else

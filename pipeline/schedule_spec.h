@@ -29,7 +29,8 @@ struct ScheduleSpec {
 
   static ScheduleSpec from_file(const std::string& path);
   bool asynchronous() const { return name == "pipedream"; }
-  int pieces() const { return stages * virtual_stages; }  // what the plan must cut the model into
+  // What the plan must cut the model into: the V schedules hold 2 chunks per stage.
+  int pieces() const { return stages * (is_v_schedule(name) ? 2 : virtual_stages); }
   // Throws std::invalid_argument naming the parameters that do not combine, by their
   // command-line flags (--schedule, --virtual-stages, ...), and what to change.
   void check() const;

@@ -108,10 +108,9 @@ void check_shape(const Schedule& schedule) {
                         (slices > 1 ? "token-sliced" : "asynchronous") + ", which minipipe does not combine");
   for (const Program& program : schedule.programs)
     for (const Instruction& i : program)
-      if ((i.op == Op::BackwardInput || i.op == Op::BackwardWeight) && (slices > 1 || chunks > 1 || schedule.asynchronous()))
+      if ((i.op == Op::BackwardInput || i.op == Op::BackwardWeight) && (slices > 1 || schedule.asynchronous()))
         throw ScheduleError("schedule '" + schedule.name + "' splits backwards into B and W and is " +
-                            (slices > 1 ? "token-sliced" : chunks > 1 ? "interleaved" : "asynchronous") +
-                            ", which minipipe does not combine");
+                            (slices > 1 ? "token-sliced" : "asynchronous") + ", which minipipe does not combine");
 }
 
 using Problem = std::function<void(const std::string&)>;

@@ -34,7 +34,7 @@ TEST(Schedules, CommunicationIsInsertedAroundCompute) {
                                     {Op::Backward, 0}, {Op::OptimizerStep, -1}}));
   EXPECT_EQ(s.programs[1], (Program{{Op::ReceiveActivation, 0}, {Op::Forward, 0}, {Op::Backward, 0},
                                     {Op::SendGradient, 0}, {Op::OptimizerStep, -1}}));
-  EXPECT_THROW_WITH(make_schedule("zigzag", 2, 2), "'zigzag'", "gpipe, 1f1b, interleaved, zb-h1, zb-h2 or pipedream");
+  EXPECT_THROW_WITH(make_schedule("zigzag", 2, 2), "'zigzag'", "gpipe, 1f1b, interleaved, zb-h1, zb-h2, zb-v, v-half, v-min or pipedream");
   EXPECT_THROW_WITH(gpipe_schedule(0, 2), "at least 1 stage");
 }
 
@@ -100,6 +100,42 @@ TEST(ZeroBubble, BubbleIsKMinusOneTimesFPlusBMinusW) {
         EXPECT_NEAR(r.makespan, 3.0 * m + (k - 1), 1e-9) << name << " K=" << k << " M=" << m;
         EXPECT_NEAR(r.bubble_fraction, (k - 1) / (3.0 * m + k - 1), 1e-12) << name << " K=" << k << " M=" << m;
       }
+}
+
+// The V schedules' figures (Qi et al. NeurIPS 2024, table of V-Min, V-Half and V-ZB; ZB-V, ICLR
+// 2024), through the simulator, with F = B = W per chunk and a chunk half of a stage (chunk
+// costs F = 1, B + W = 2; a whole stage's micro-batch is two chunk units, so 1F1B on the same
+// work costs F = 2, B + W = 4 per stage):
+// - activation memory, the most (micro-batch, chunk) units in flight on a stage over two, is
+//   at most the papers' K (zb-v, 1F1B's), (K + 2) / 2 (v-half) and (K + 4) / 3 (v-min);
+// - zb-v's bubble is only its fill, K - 1 chunk forwards: (K - 1) / (6 M + K - 1), zero in
+//   the steady state (1F1B's: (K - 1) / (M + K - 1));
+// - v-half's bubble is at most 1F1B's, and v-min's within a quarter of it (the paper:
+//   "comparable"; measured worst 1.24x at K = 7, M = 28, the only case above 1F1B's).
+TEST(VSchedules, MemoryAndBubbleAsThePapersStateThem) {
+  for (int k = 2; k <= 8; ++k)
+    for (int m : {k, 2 * k, 3 * k, 4 * k}) {
+      const double one_f_one_b = static_cast<double>(k - 1) / (m + k - 1);
+      for (const char* name : {"zb-v", "v-half", "v-min"}) {
+        const Schedule schedule = make_schedule(name, k, m);
+        validate(schedule);
+        ASSERT_EQ(schedule.placement, Placement::V);
+        const SimulationResult r = simulate(schedule, CostModel::uniform(k, 1.0, 2.0));
+        const std::string what = std::string(name) + " K=" + std::to_string(k) + " M=" + std::to_string(m);
+        const int most = *std::max_element(r.peak_in_flight.begin(), r.peak_in_flight.end());
+        EXPECT_LE(most, 2 * v_schedule_memory(name, k)) << what;
+        if (std::string(name) == "zb-v") {
+          EXPECT_EQ(most, 2 * k) << what;  // 1F1B's, no less
+          EXPECT_NEAR(r.bubble_fraction, (k - 1) / (6.0 * m + k - 1), 1e-12) << what;
+        } else if (std::string(name) == "v-half") {
+          EXPECT_LE(r.bubble_fraction, one_f_one_b + 1e-12) << what;
+        } else {
+          EXPECT_LE(r.bubble_fraction, 1.25 * one_f_one_b) << what;
+        }
+      }
+      EXPECT_EQ(v_schedule_memory("v-half", k), (k + 2) / 2);
+      EXPECT_EQ(v_schedule_memory("v-min", k), (k + 4) / 3);
+    }
 }
 
 TEST(Validator, RejectsBrokenPrograms) {
@@ -338,7 +374,8 @@ TEST(ScheduleFile, EveryGeneratedScheduleRoundTrips) {
   for (int k : {2, 3, 4})
     for (int m : {k, 2 * k, 8}) {
       std::vector<Schedule> schedules;
-      for (const char* name : {"gpipe", "1f1b", "zb-h1", "zb-h2"}) schedules.push_back(make_schedule(name, k, m));
+      for (const char* name : {"gpipe", "1f1b", "zb-h1", "zb-h2", "zb-v", "v-half", "v-min"})
+        schedules.push_back(make_schedule(name, k, m));
       if (m % k == 0) schedules.push_back(make_schedule("interleaved", k, m, 1, 2));
       for (const Schedule& s : schedules) {
         const std::string text = schedule_to_csv(s);

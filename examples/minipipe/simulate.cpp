@@ -79,14 +79,21 @@ int simulate(const SimulateOptions& o) {
   const pipeline::Schedule schedule = pipeline::build_schedule(spec);
   if (!o.export_schedule.empty()) pipeline::write_schedule_file(o.export_schedule, schedule);
   if (!o.compare.empty()) return compare_with_trace(o, schedule);
-  const double chunk_share = 1.0 / spec.virtual_stages;  // a chunk does 1/v of its stage's layers
+  const double chunk_share = 1.0 / schedule.virtual_stages;  // a chunk does 1/v of its stage's layers
   pipeline::CostModel costs = pipeline::CostModel::uniform(spec.stages, o.forward_cost * chunk_share, o.backward_cost * chunk_share);
   costs.communication = o.communication_cost;
   const pipeline::SimulationResult result = pipeline::simulate(schedule, costs);
   // PipeDream fills and drains once for the whole stream, not once per mini-batch.
   // Token slices are units of work like micro-batches: M * S of them with equal costs.
+  // A V fills the pipeline with K - 1 chunk forwards and nothing else in the best case (zb-v
+  // with F = B = W): the least bubble any V schedule can have.
+  const bool v_shaped = pipeline::is_v_schedule(spec.name);
+  const double fill = (spec.stages - 1) * o.forward_cost / 2,
+               v_least = fill / (spec.micro_batches * (o.forward_cost + o.backward_cost) + fill);
   const double theory =
-      pipeline::theoretical_bubble_fraction(spec.stages, schedule.micro_batches * schedule.token_slices, schedule.virtual_stages);
+      v_shaped ? v_least
+               : pipeline::theoretical_bubble_fraction(spec.stages, schedule.micro_batches * schedule.token_slices,
+                                                       schedule.virtual_stages);
   const std::string shape = std::to_string(spec.micro_batches) + " micro-batches" +
                             (spec.token_slices > 1 ? " x " + std::to_string(spec.token_slices) + " token slices" : "") +
                             (pipedream ? " per mini-batch, " + std::to_string(o.mini_batches) + " mini-batches streamed, weights " +
@@ -111,12 +118,19 @@ int simulate(const SimulateOptions& o) {
     std::printf("%s, %d stages, %s, forward %g, backward %g, message %g\n", spec.name.c_str(), spec.stages, shape.c_str(),
                 o.forward_cost, o.backward_cost, o.communication_cost);
     std::printf("  makespan             %g\n", result.makespan);
-    std::printf("  bubble fraction      %.4f  (formula (K-1)/(%sM+K-1) = %.4f, M = %d %s in all)\n", result.bubble_fraction,
-                schedule.virtual_stages > 1 ? "v" : "", theory, schedule.micro_batches * schedule.token_slices,
-                spec.token_slices > 1 ? "units" : "micro-batches");
+    if (v_shaped)
+      std::printf("  bubble fraction      %.4f  (a V's least, its fill: (K-1)F/2 / (M(F+B) + (K-1)F/2) = %.4f)\n",
+                  result.bubble_fraction, theory);
+    else
+      std::printf("  bubble fraction      %.4f  (formula (K-1)/(%sM+K-1) = %.4f, M = %d %s in all)\n", result.bubble_fraction,
+                  schedule.virtual_stages > 1 ? "v" : "", theory, schedule.micro_batches * schedule.token_slices,
+                  spec.token_slices > 1 ? "units" : "micro-batches");
     const char* per = schedule.replicated() ? "per worker (stage by stage, replica by replica)" : "per stage";
     std::printf("  peak in flight       %s %s %s\n", in_flight.c_str(),
-                spec.token_slices > 1 ? "(micro-batch, slice) units" : "micro-batches", per);
+                spec.token_slices > 1        ? "(micro-batch, slice) units"
+                : schedule.virtual_stages > 1 ? "(micro-batch, chunk) units, a chunk's share of a stage's activations each"
+                                              : "micro-batches",
+                per);
     if (pipedream) std::printf("  weight versions held %s %s at most\n", versions.c_str(), per);
   }
   const std::vector<pipeline::TraceEvent> events = pipeline::to_trace(result);
