@@ -1,5 +1,7 @@
 // The synchronous schedules on the default GPT, K = 2 CPU stages (one thread each): 1F1B,
-// interleaved 1F1B (v = 2), ZB-H1 and ZB-H2, at M = 4 and 8. For each: samples/s and the
+// interleaved 1F1B (v = 2), ZB-H1, ZB-H2 and the V schedules (ZB-V, V-Half, V-Min: two chunks
+// per stage in a V), at M = 4 and 8. The simulator's costs are per stage, so for the two-chunk
+// schedules it averages a stage's two chunks. For each: samples/s and the
 // speedup over one stage with the same micro-batches (medians of --repeats steps), the
 // measured bubble (from the executor's trace of the median step), and what the simulator
 // predicts for the same step from that step's own per-op costs (each stage's mean forward,
@@ -30,7 +32,7 @@ namespace {
 struct Config {
   std::string schedule;
   int virtual_stages;
-  std::string label() const { return virtual_stages > 1 ? schedule + " v=" + std::to_string(virtual_stages) : schedule; }
+  std::string label() const { return schedule == "interleaved" ? schedule + " v=" + std::to_string(virtual_stages) : schedule; }
 };
 
 struct Measurement {
@@ -101,7 +103,8 @@ pipeline::CostModel measured_costs(const std::vector<pipeline::TraceEvent>& trac
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"minipipe: 1F1B, interleaved 1F1B and the zero-bubble schedules on the default GPT, measured and simulated"};
+  CLI::App app{"minipipe: 1F1B, interleaved 1F1B, the zero-bubble and the V schedules on the default GPT, measured and "
+               "simulated"};
   std::string micro_batch_list = "4,8", json_path;
   Workload w{{}, 16, "time", 6};
   app.add_option("--micro-batches", micro_batch_list, "M values, like 4,8 (multiples of 2 for interleaved)")->capture_default_str();
@@ -120,7 +123,8 @@ int main(int argc, char** argv) {
     while (std::getline(in, item, ',')) micro_batch_counts.push_back(std::stoi(item));
   }
   constexpr int kStages = 2;
-  const std::vector<Config> configs{{"1f1b", 1}, {"interleaved", 2}, {"zb-h1", 1}, {"zb-h2", 1}};
+  const std::vector<Config> configs{{"1f1b", 1},  {"interleaved", 2}, {"zb-h1", 1}, {"zb-h2", 1},
+                                    {"zb-v", 2},  {"v-half", 2},      {"v-min", 2}};
 
   struct Row {
     Config config;

@@ -62,6 +62,12 @@ struct Instruction {
   // Interleaved 1F1B: which of the stage's model chunks (virtual stages) the instruction
   // runs or whose message it carries; always 0 when stages hold one chunk.
   int chunk = 0;
+  // DualPipe's F&B (DeepSeek-V3): this Forward and the backward that follows it in the
+  // program's compute order are one step, the forward's compute overlapping the backward's
+  // communication on a GPU. The pair stays two instructions: the executor runs them in
+  // sequence on the stage's thread (on the CPU there is nothing to overlap), and the validator
+  // and simulator see the two; grids and schedule files show them as one step.
+  bool overlapped = false;
   bool operator==(const Instruction&) const = default;
 };
 
@@ -208,7 +214,11 @@ Schedule zero_bubble_schedule(const std::string& name, int stages, int micro_bat
 // micro-batches. The rule and a figure are in v_schedule.cpp.
 Schedule v_schedule(const std::string& name, int stages, int micro_batches);
 int v_schedule_memory(const std::string& name, int stages);
-bool is_v_schedule(const std::string& name);  // zb-v, v-half or v-min
+// DualPipeV (DeepSeek's DualPipe cut in half onto a V): in the steady state each step pairs a
+// forward of one chunk with a backward of the other (Instruction::overlapped); its bubble
+// is (K - 1)(F&B + B - 3W) per stage, DualPipe's (PP/2 - 1)(F&B + B - 3W) at PP = 2K. M >= 2K.
+Schedule dualpipev_schedule(int stages, int micro_batches);
+bool is_v_schedule(const std::string& name);  // zb-v, v-half, v-min or dualpipev: two chunks per stage in a V
 // Interleaved 1F1B (Narayanan et al. SC 2021, section 2.2, figure 4): each stage holds v
 // chunks; see the figure in schedule.cpp. M must be a multiple of K.
 Schedule interleaved_schedule(int stages, int micro_batches, int virtual_stages);

@@ -28,6 +28,7 @@ struct Action {
   int piece = -1;
   Op op = Op::Forward;
   int micro_batch = -1;
+  bool overlapped = false;  // the forward of an (F;B)OVERLAP_F_B cell
   bool idle() const { return piece < 0; }
 };
 
@@ -43,8 +44,6 @@ Action parse_action(const std::string& cell, const std::string& where) {
   Action action;
   if (text.empty()) return action;
   auto refuse = [&](const std::string& why) { throw ScheduleError(where + ": '" + text + "' " + why); };
-  if (text.find("OVERLAP_F_B") != std::string::npos)
-    refuse("overlaps a forward with a backward, which minipipe's schedules do not have yet");
   size_t i = 0;
   while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
   const size_t type_at = i;
@@ -64,6 +63,28 @@ Action parse_action(const std::string& cell, const std::string& where) {
   action.op = type == "F" ? Op::Forward : type == "B" ? Op::Backward : type == "I" ? Op::BackwardInput : Op::BackwardWeight;
   action.micro_batch = std::stoi(micro_batch);
   return action;
+}
+
+// A cell's actions: one, none (idle), or DualPipe's overlapped pair "(0F3;1B0)OVERLAP_F_B",
+// a forward and a backward run as one step.
+std::vector<Action> parse_cell(const std::string& cell, const std::string& where) {
+  const std::string text = trimmed(cell);
+  const std::string suffix = ")OVERLAP_F_B";
+  if (text.size() < suffix.size() || text.compare(text.size() - suffix.size(), suffix.size(), suffix) != 0) {
+    const Action action = parse_action(text, where);
+    return action.idle() ? std::vector<Action>{} : std::vector<Action>{action};
+  }
+  const size_t semicolon = text.find(';');
+  if (text[0] != '(' || semicolon == std::string::npos)
+    throw ScheduleError(where + ": '" + text + "' is not an overlapped pair; write (<forward>;<backward>)OVERLAP_F_B, like "
+                        "(0F3;1B0)OVERLAP_F_B");
+  Action forward = parse_action(text.substr(1, semicolon - 1), where);
+  const Action backward = parse_action(text.substr(semicolon + 1, text.size() - suffix.size() - semicolon - 1), where);
+  if (forward.idle() || backward.idle() || forward.op != Op::Forward ||
+      (backward.op != Op::Backward && backward.op != Op::BackwardInput))
+    throw ScheduleError(where + ": '" + text + "' overlaps what is not a forward (F) and a backward (B or I)");
+  forward.overlapped = true;
+  return {forward, backward};
 }
 
 std::vector<std::vector<std::string>> csv_rows(const std::string& text) {
@@ -132,10 +153,17 @@ std::string schedule_to_csv(const Schedule& schedule) {
   std::string out;
   for (int w = 0; w < schedule.workers(); ++w) {
     std::string row;
+    bool pairing = false;  // inside an overlapped pair, after its forward
     for (const Instruction& i : schedule.programs[w]) {
       if (!is_compute(i.op)) continue;
-      row += (row.empty() ? "" : ",") + std::to_string(schedule.piece_of(w, i.chunk)) + action_letter(i.op) +
-             std::to_string(i.micro_batch);
+      const std::string action = std::to_string(schedule.piece_of(w, i.chunk)) + action_letter(i.op) + std::to_string(i.micro_batch);
+      if (pairing) {
+        row += ";" + action + ")OVERLAP_F_B";
+        pairing = false;
+        continue;
+      }
+      row += (row.empty() ? "" : ",") + std::string(i.overlapped ? "(" : "") + action;
+      pairing = i.overlapped;
     }
     out += row + "\n";
   }
@@ -151,9 +179,8 @@ Schedule schedule_from_csv(const std::string& text, const std::string& name) {
   std::map<int, int> rank_of_piece;
   int pieces = 0, micro_batches = 0;
   for (int r = 0; r < stages; ++r)
-    for (size_t c = 0; c < rows[r].size(); ++c) {
-      const Action a = parse_action(rows[r][c], "rank " + std::to_string(r) + ", column " + std::to_string(c + 1));
-      if (a.idle()) continue;
+    for (size_t c = 0; c < rows[r].size(); ++c)
+      for (const Action& a : parse_cell(rows[r][c], "rank " + std::to_string(r) + ", column " + std::to_string(c + 1))) {
       const auto [it, added] = rank_of_piece.emplace(a.piece, r);
       if (!added && it->second != r)
         throw ScheduleError("rank " + std::to_string(r) + ", column " + std::to_string(c + 1) + ": stage " +
@@ -161,7 +188,7 @@ Schedule schedule_from_csv(const std::string& text, const std::string& name) {
                             " too; a stage belongs to one rank");
       actions[r].push_back(a), columns[r].push_back(c);
       pieces = std::max(pieces, a.piece + 1), micro_batches = std::max(micro_batches, a.micro_batch + 1);
-    }
+      }
   if (pieces % stages != 0 || static_cast<int>(rank_of_piece.size()) != pieces)
     throw ScheduleError("schedule '" + name + "' runs " + std::to_string(rank_of_piece.size()) + " of stages 0.." +
                         std::to_string(pieces - 1) + " on " + std::to_string(stages) +
@@ -177,8 +204,11 @@ Schedule schedule_from_csv(const std::string& text, const std::string& name) {
   schedule.programs.resize(stages);
   for (int r = 0; r < stages; ++r) {
     check_order(actions[r], columns[r], r);
-    for (const Action& a : actions[r])
-      schedule.programs[r].push_back({a.op, a.micro_batch, -1, 0, schedule.chunk_of_piece(a.piece)});
+    for (const Action& a : actions[r]) {
+      Instruction instruction{a.op, a.micro_batch, -1, 0, schedule.chunk_of_piece(a.piece)};
+      instruction.overlapped = a.overlapped;
+      schedule.programs[r].push_back(instruction);
+    }
   }
   add_communication(schedule);
   validate(schedule);

@@ -82,6 +82,8 @@ Schedule build_schedule(const ScheduleSpec& spec) {
     schedule = interleaved_schedule(spec.stages, spec.micro_batches, spec.virtual_stages);
   else if (spec.name == "zb-h1" || spec.name == "zb-h2")
     schedule = zero_bubble_schedule(spec.name, spec.stages, spec.micro_batches);
+  else if (spec.name == "dualpipev")
+    schedule = dualpipev_schedule(spec.stages, spec.micro_batches);
   else if (is_v_schedule(spec.name))
     schedule = v_schedule(spec.name, spec.stages, spec.micro_batches);
   else if (spec.name == "gpipe")

@@ -30,7 +30,9 @@
 
 namespace minipipe::pipeline {
 
-bool is_v_schedule(const std::string& name) { return name == "zb-v" || name == "v-half" || name == "v-min"; }
+bool is_v_schedule(const std::string& name) {
+  return name == "zb-v" || name == "v-half" || name == "v-min" || name == "dualpipev";
+}
 
 int v_schedule_memory(const std::string& name, int stages) {
   if (name == "zb-v") return stages;
@@ -102,6 +104,66 @@ Schedule v_schedule(const std::string& name, int stages, int micro_batches) {
         run_weight();
       }
     }
+  }
+  add_communication(s);
+  return s;
+}
+
+// DualPipeV, as DeepSeek's dualpipev orders it, in eight phases per stage s of K (M >= 2K
+// micro-batches; F0 is a forward on chunk 0, B1 a backward on chunk 1, I a zero-bubble B whose
+// W comes later, oldest first, and F&B an overlapped pair):
+//   1. F0 x 2 (K - s - 1)            warm-up down the V
+//   2. (F0, F1) x (s + 1)            the first micro-batches turn at the bottom
+//   3. (I1, W, F1) x (K - s - 1)
+//   4. (F0&B1, F1&B0) x (M - 2K + s + 1)   the steady state (the last stage's first F0, B1 apart)
+//   5. (B1, F1&B0) x (K - s - 1)
+//   6. (B1, B0) x (s + 1)            from half-way on as I, their Ws left for later
+//   7. (W, I0) x (K - s - 1)
+//   8. W x (s + 1)
+Schedule dualpipev_schedule(int stages, int micro_batches) {
+  if (stages < 1 || micro_batches < 2 * stages)
+    throw std::invalid_argument("dualpipev: needs at least 2 micro-batches per stage (M >= 2K = " +
+                                std::to_string(2 * stages) + "), got " + std::to_string(micro_batches) + " for " +
+                                std::to_string(stages) + " stages");
+  Schedule s{"dualpipev", stages, micro_batches, std::vector<Program>(stages)};
+  s.virtual_stages = 2;
+  s.placement = Placement::V;
+  for (int stage = 0; stage < stages; ++stage) {
+    Program& program = s.programs[stage];
+    int forward[2] = {0, 0}, backward[2] = {0, 0};
+    std::deque<Instruction> weights;
+    auto run_forward = [&](int chunk, bool overlapped = false) {
+      Instruction f{Op::Forward, forward[chunk]++, -1, 0, chunk};
+      f.overlapped = overlapped;
+      program.push_back(f);
+    };
+    auto run_backward = [&](int chunk, bool weights_later) {
+      const int m = backward[chunk]++;
+      program.push_back({weights_later ? Op::BackwardInput : Op::Backward, m, -1, 0, chunk});
+      if (weights_later) weights.push_back({Op::BackwardWeight, m, -1, 0, chunk});
+    };
+    auto run_weight = [&] {
+      program.push_back(weights.front());
+      weights.pop_front();
+    };
+    const int below = stages - stage - 1;  // stages after this one
+    for (int i = 0; i < 2 * below; ++i) run_forward(0);
+    for (int i = 0; i <= stage; ++i) run_forward(0), run_forward(1);
+    for (int i = 0; i < below; ++i) run_backward(1, true), run_weight(), run_forward(1);
+    for (int i = 0; i < micro_batches - 2 * stages + stage + 1; ++i) {
+      run_forward(0, !(i == 0 && stage == stages - 1)), run_backward(1, false);
+      run_forward(1, true), run_backward(0, false);
+    }
+    for (int i = 0; i < below; ++i) run_backward(1, false), run_forward(1, true), run_backward(0, false);
+    bool weights_later = false;  // from the middle of phase 6 on: the odd stages before a B1, the even before a B0
+    for (int i = 0; i <= stage; ++i) {
+      if (i == (stage + 1) / 2 && stage % 2 == 1) weights_later = true;
+      run_backward(1, weights_later);
+      if (i == (stage + 1) / 2 && stage % 2 == 0) weights_later = true;
+      run_backward(0, weights_later);
+    }
+    for (int i = 0; i < below; ++i) run_weight(), run_backward(0, true);
+    while (!weights.empty()) run_weight();
   }
   add_communication(s);
   return s;

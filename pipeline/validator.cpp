@@ -111,6 +111,19 @@ void check_shape(const Schedule& schedule) {
       if ((i.op == Op::BackwardInput || i.op == Op::BackwardWeight) && (slices > 1 || schedule.asynchronous()))
         throw ScheduleError("schedule '" + schedule.name + "' splits backwards into B and W and is " +
                             (slices > 1 ? "token-sliced" : "asynchronous") + ", which minipipe does not combine");
+  // An overlapped pair (DualPipe's F&B) is a Forward and the next compute, a backward.
+  for (int w = 0; w < workers; ++w) {
+    const Program& program = schedule.programs[w];
+    for (size_t at = 0; at < program.size(); ++at) {
+      if (!program[at].overlapped) continue;
+      size_t next = at + 1;
+      while (next < program.size() && !is_compute(program[next].op)) ++next;
+      if (program[at].op != Op::Forward || next == program.size() || !is_backward(program[next].op))
+        throw ScheduleError("schedule '" + schedule.name + "', " + schedule.worker_name(w) + ": instruction " +
+                            std::to_string(at) + " is marked overlapped, but only a forward followed by a backward "
+                            "overlap (DualPipe's F&B)");
+    }
+  }
 }
 
 using Problem = std::function<void(const std::string&)>;
@@ -252,8 +265,10 @@ std::string format_grid(const Schedule& schedule) {
     if (!is_compute(i.op)) continue;
     std::string& cell = cells[t.worker][static_cast<int>(t.start + 0.5)];
     cell = compute_letter(i.op) + unit_label(i, schedule) +
-           (i.version >= 0 ? "[" + std::to_string(i.version) + "]" : "");
+           (i.version >= 0 ? "[" + std::to_string(i.version) + "]" : "") + (i.overlapped ? "&" : "");
     last_compute[t.worker] = &cell;
+    for (int slot = static_cast<int>(t.start + 0.5) + 1; slot < static_cast<int>(t.end + 0.5); ++slot)
+      cells[t.worker][slot] = "~";  // a whole backward among split ones takes B's and W's slots
   }
   for (const auto& row : cells)
     for (const std::string& cell : row) width = std::max(width, cell.size() + 1);
@@ -265,6 +280,10 @@ std::string format_grid(const Schedule& schedule) {
   }
   if (schedule.token_slices > 1) out << " x " << schedule.token_slices << " token slices (F<micro-batch>.<slice>)";
   if (schedule.virtual_stages > 1) out << ", " << schedule.virtual_stages << " chunks per stage (F<micro-batch>:<chunk>)";
+  bool overlaps = false;
+  for (const Program& program : schedule.programs)
+    for (const Instruction& i : program) overlaps = overlaps || i.overlapped;
+  if (overlaps) out << ", F&B: a forward overlapped with the backward after it";
   out << (split ? " (unit forward, B and W costs" : " (unit forward and backward costs");
   if (schedule.asynchronous())
     out << "; weights " << weight_policy_name(schedule.weights) << ", an update per " << schedule.micro_batches_per_update

@@ -187,15 +187,17 @@ TEST(Executor, InterleavedTrainsTheGptBitForBitLikeOneDevice) {
   }
 }
 
-// The V-shaped schedules (zb-v, v-half, v-min): two chunks per stage in a V, backwards split
-// into B and W; K = 2 and 3 (the small GPT has 6 layers, a V of K = 3 takes one each).
+// The V-shaped schedules (zb-v, v-half, v-min, dualpipev): two chunks per stage in a V,
+// backwards split into B and W (dualpipev: some whole, some forwards paired with backwards);
+// K = 2 and 3 (the small GPT has 6 layers, a V of K = 3 takes one each).
 TEST(Executor, VShapedSchedulesTrainTheGptBitForBitLikeOneDevice) {
-  const TrainingRun reference = train(1, 4, "gpipe", Recompute::Never);
-  for (const char* schedule : {"zb-v", "v-half", "v-min"})
-    for (int stages : {2, 3})
+  for (const auto& [stages, micro_batches] : std::vector<std::pair<int, int>>{{2, 4}, {3, 8}}) {  // dualpipev: M >= 2K
+    const TrainingRun reference = train(1, micro_batches, "gpipe", Recompute::Never);
+    for (const char* schedule : {"zb-v", "v-half", "v-min", "dualpipev"})
       for (Recompute recompute : {Recompute::Never, Recompute::Always, Recompute::ExceptLast})
-        expect_identical(reference, train(stages, 4, schedule, recompute, 10, 2),
+        expect_identical(reference, train(stages, micro_batches, schedule, recompute, 10, 2),
                          std::string(schedule) + " K=" + std::to_string(stages) + " recompute " + recompute_name(recompute));
+  }
 }
 
 // The CNN (convolutions, BatchNorm with its running statistics, pooling) through 1F1B,

@@ -34,7 +34,7 @@ TEST(Schedules, CommunicationIsInsertedAroundCompute) {
                                     {Op::Backward, 0}, {Op::OptimizerStep, -1}}));
   EXPECT_EQ(s.programs[1], (Program{{Op::ReceiveActivation, 0}, {Op::Forward, 0}, {Op::Backward, 0},
                                     {Op::SendGradient, 0}, {Op::OptimizerStep, -1}}));
-  EXPECT_THROW_WITH(make_schedule("zigzag", 2, 2), "'zigzag'", "gpipe, 1f1b, interleaved, zb-h1, zb-h2, zb-v, v-half, v-min or pipedream");
+  EXPECT_THROW_WITH(make_schedule("zigzag", 2, 2), "'zigzag'", "gpipe, 1f1b, interleaved, zb-h1, zb-h2, zb-v, v-half, v-min, dualpipev or pipedream");
   EXPECT_THROW_WITH(gpipe_schedule(0, 2), "at least 1 stage");
 }
 
@@ -136,6 +136,35 @@ TEST(VSchedules, MemoryAndBubbleAsThePapersStateThem) {
       EXPECT_EQ(v_schedule_memory("v-half", k), (k + 2) / 2);
       EXPECT_EQ(v_schedule_memory("v-min", k), (k + 4) / 3);
     }
+}
+
+// DualPipeV (DeepSeek-V3, DualPipe cut in half): in DualPipe's notation, with F, B and W a
+// chunk's forward, whole backward and weight backward and F&B a forward overlapped with a
+// backward, the bubble is (PP/2 - 1)(F&B + B - 3W), PP = 2K here. It does not grow or shrink
+// with M, and the stages hold 2K + 1 chunk units (DualPipe's PP + 1). The formula takes a pair's
+// outputs to leave at its end; minipipe runs the pair in sequence on the CPU, the forward's
+// activation leaving before the backward runs, so the simulated bubble is at most the formula
+// (half of it when F = B = W).
+TEST(VSchedules, DualPipeVBubbleIsWithinItsFormulaAndConstantInM) {
+  for (int k = 2; k <= 8; ++k)
+    for (const auto& [f, b] : std::vector<std::pair<double, double>>{{1, 2}, {1, 3}, {1, 4}, {2, 3}}) {
+      const double w = b / 2, formula = (k - 1) * ((f + b) + b - 3 * w);  // F&B = F + B, run in sequence
+      double first_idle = -1;
+      for (int m : {2 * k, 3 * k, 4 * k}) {
+        const Schedule schedule = make_schedule("dualpipev", k, m);
+        validate(schedule);
+        const SimulationResult r = simulate(schedule, CostModel::uniform(k, f, b));
+        const double idle = r.makespan - m * 2 * (f + b);  // per stage: every stage does 2M chunks' work
+        const std::string what = "K=" + std::to_string(k) + " M=" + std::to_string(m) + " F=" + std::to_string(f) +
+                                 " B=" + std::to_string(b);
+        EXPECT_LE(idle, formula + 1e-9) << what;
+        if (f * 2 == b) EXPECT_NEAR(idle, formula / 2, 1e-9) << what;
+        if (first_idle < 0) first_idle = idle;
+        EXPECT_NEAR(idle, first_idle, 1e-9) << what;
+        EXPECT_EQ(*std::max_element(r.peak_in_flight.begin(), r.peak_in_flight.end()), 2 * k + 1) << what;
+      }
+    }
+  EXPECT_THROW_WITH(make_schedule("dualpipev", 4, 7), "M >= 2K = 8");
 }
 
 TEST(Validator, RejectsBrokenPrograms) {
@@ -376,6 +405,7 @@ TEST(ScheduleFile, EveryGeneratedScheduleRoundTrips) {
       std::vector<Schedule> schedules;
       for (const char* name : {"gpipe", "1f1b", "zb-h1", "zb-h2", "zb-v", "v-half", "v-min"})
         schedules.push_back(make_schedule(name, k, m));
+      if (m >= 2 * k) schedules.push_back(make_schedule("dualpipev", k, m));
       if (m % k == 0) schedules.push_back(make_schedule("interleaved", k, m, 1, 2));
       for (const Schedule& s : schedules) {
         const std::string text = schedule_to_csv(s);
@@ -410,7 +440,13 @@ TEST(ScheduleFile, BrokenFilesAreRefusedWithRankColumnAndReason) {
   EXPECT_THROW_WITH(schedule_from_csv("0F0,0X0\n", "f"), "rank 0, column 2", "unknown type X");
   EXPECT_THROW_WITH(schedule_from_csv("0F0,F0\n", "f"), "rank 0, column 2", "is not an action");
   EXPECT_THROW_WITH(schedule_from_csv("0F0,0SEND_F0,0B0\n", "f"), "column 2", "compute-only");
-  EXPECT_THROW_WITH(schedule_from_csv("(0F0;1B0)OVERLAP_F_B\n", "f"), "overlaps a forward with a backward");
+  EXPECT_THROW_WITH(schedule_from_csv("(0F0;1F0)OVERLAP_F_B\n", "f"), "rank 0, column 1", "not a forward (F) and a backward");
+  EXPECT_THROW_WITH(schedule_from_csv("0F0;1B0)OVERLAP_F_B\n", "f"), "not an overlapped pair");
+  // A pair whose backward's gradient needs the pair's own forward on another rank first: the
+  // backward of micro-batch 0 on stage 1 waits for nothing here, so the file is fine, and
+  // read back it is a forward marked overlapped followed by its backward.
+  const Schedule pair = schedule_from_csv("0F0,0F1,0B0,0B1\n1F0,(1F1;1B0)OVERLAP_F_B,1B1\n", "f");
+  EXPECT_TRUE(std::any_of(pair.programs[1].begin(), pair.programs[1].end(), [](const Instruction& i) { return i.overlapped; }));
   EXPECT_THROW_WITH(schedule_from_csv("0F0,0B0\n1F0,0F1,1B0,0B1\n", "f"), "rank 1, column 2", "stage 0 is on rank 0 too");
   EXPECT_THROW_WITH(schedule_from_csv("0F0,0F1,0B1,0B0\n1B0,1F0,1F1,1B1\n", "f"), "rank 1, column 1", "1B0",
                     "comes before the forward");
