@@ -23,6 +23,7 @@
 #include "pipeline/executor.h"
 #include "pipeline/simulator.h"
 #include "pipeline/trace.h"
+#include "pipeline/zb_auto.h"
 #include "tensor/factories.h"
 
 using namespace minipipe;
@@ -48,16 +49,20 @@ struct Workload {
   int steps;
 };
 
-// `steps` timed training steps (after one warm-up) of the GPT on `stages` stages.
-Measurement measure(const Config& config, int stages, int micro_batches, const Workload& w) {
+// `steps` timed training steps (after one warm-up) of the GPT on `stages` stages: the schedule
+// `config` names, or `given`.
+Measurement measure(const Config& config, int stages, int micro_batches, const Workload& w,
+                    const pipeline::Schedule* given = nullptr) {
   auto model = nn::make_gpt(w.model);
   Generator g(1);
   const Tensor sample = randint(0, static_cast<int32_t>(w.model.vocabulary), {w.batch / micro_batches, w.model.context}, g);
   const pipeline::StagePlan plan = pipeline::make_partition(*model, stages * config.virtual_stages, w.partition, sample);
   pipeline::PipelineOptions options{micro_batches, config.schedule, pipeline::Recompute::Never, {}, 0, true};
   options.virtual_stages = config.virtual_stages;
-  pipeline::Pipeline pipe(model, plan, options,
-                          [](const Tensor& logits, const Tensor& targets) { return nn::cross_entropy_loss(logits, targets); });
+  const pipeline::LossFunction loss = [](const Tensor& logits, const Tensor& targets) {
+    return nn::cross_entropy_loss(logits, targets);
+  };
+  pipeline::Pipeline pipe = given ? pipeline::Pipeline(model, plan, *given, options, loss) : pipeline::Pipeline(model, plan, options, loss);
   nn::AdamW optimizer(model->named_parameters(), {.lr = 1e-3f});
   std::vector<std::pair<double, std::vector<pipeline::TraceEvent>>> timed;
   std::vector<int64_t> peak_bytes(stages, 0);
@@ -123,8 +128,10 @@ int main(int argc, char** argv) {
     while (std::getline(in, item, ',')) micro_batch_counts.push_back(std::stoi(item));
   }
   constexpr int kStages = 2;
-  const std::vector<Config> configs{{"1f1b", 1},  {"interleaved", 2}, {"zb-h1", 1}, {"zb-h2", 1},
-                                    {"zb-v", 2},  {"v-half", 2},      {"v-min", 2}};
+  // zb-auto comes after zb-h1: it is placed by the costs measured in zb-h1's median step, and
+  // its prediction is the simulator's on those costs (zb-h1's own prediction beside it).
+  const std::vector<Config> configs{{"1f1b", 1}, {"interleaved", 2}, {"zb-h1", 1},   {"zb-auto", 1}, {"zb-h2", 1},
+                                    {"zb-v", 2}, {"v-half", 2},      {"v-min", 2}, {"dualpipev", 2}};
 
   struct Row {
     Config config;
@@ -135,11 +142,17 @@ int main(int argc, char** argv) {
   std::vector<Row> rows;
   for (int m : micro_batch_counts) {
     const double one_stage = static_cast<double>(w.batch) / measure({"gpipe", 1}, 1, m, w).seconds_per_step;
+    pipeline::CostModel zb_h1_costs;
     for (const Config& c : configs) {
-      const Measurement measured = measure(c, kStages, m, w);
+      if (c.schedule == "dualpipev" && m < 2 * kStages) continue;
+      const bool zb_auto = c.schedule == "zb-auto";
+      const pipeline::Schedule schedule = zb_auto ? pipeline::zb_auto_schedule(kStages, m, zb_h1_costs)
+                                                  : pipeline::make_schedule(c.schedule, kStages, m, 1, c.virtual_stages);
+      const Measurement measured = measure(c, kStages, m, w, &schedule);
       const pipeline::TraceSummary summary = pipeline::summarize(measured.trace, kStages);
-      const pipeline::Schedule schedule = pipeline::make_schedule(c.schedule, kStages, m, 1, c.virtual_stages);
-      const pipeline::SimulationResult predicted = pipeline::simulate(schedule, measured_costs(measured.trace, kStages));
+      const pipeline::CostModel costs = zb_auto ? zb_h1_costs : measured_costs(measured.trace, kStages);
+      if (c.schedule == "zb-h1") zb_h1_costs = costs;
+      const pipeline::SimulationResult predicted = pipeline::simulate(schedule, costs);
       const double rate = static_cast<double>(w.batch) / measured.seconds_per_step;
       rows.push_back({c, m, rate, rate / one_stage, summary.bubble_fraction, predicted.bubble_fraction,
                       summary.makespan_us / 1e3, predicted.makespan / 1e3, measured.peak_bytes});

@@ -21,7 +21,7 @@ double median_seconds(std::vector<double> timings) {
 }
 
 std::vector<LayerProfile> profile_layers(nn::Sequential& model, const Tensor& sample, int repeats) {
-  std::vector<std::vector<double>> forward(model.size()), backward_times(model.size());
+  std::vector<std::vector<double>> forward(model.size()), backward_times(model.size()), weight_times(model.size());
   std::vector<LayerProfile> profiles(model.size());
   for (int r = -1; r < std::max(1, repeats); ++r) {  // pass -1 warms up: first touches, allocator caches
     Tensor x = sample;
@@ -34,7 +34,17 @@ std::vector<LayerProfile> profile_layers(nn::Sequential& model, const Tensor& sa
       start = std::chrono::steady_clock::now();
       backward({output}, {gradient});
       const double backward_seconds = seconds_since(start);
-      if (r >= 0) forward[i].push_back(forward_seconds), backward_times[i].push_back(backward_seconds);
+      // The same backward split: B (the input's gradient) now, W (the weights') after.
+      const Tensor again = model[i]->forward(input);
+      DeferredWeightGradients weights =
+          backward_inputs({again}, {gradient}, input.requires_grad() ? std::vector<Tensor>{input} : std::vector<Tensor>{});
+      start = std::chrono::steady_clock::now();
+      weights.run();
+      const double weight_seconds = seconds_since(start);
+      if (r >= 0) {
+        forward[i].push_back(forward_seconds), backward_times[i].push_back(backward_seconds);
+        weight_times[i].push_back(weight_seconds);
+      }
       profiles[i].output_bytes = output.nbytes();
       x = output.detach();
     }
@@ -43,6 +53,7 @@ std::vector<LayerProfile> profile_layers(nn::Sequential& model, const Tensor& sa
   for (size_t i = 0; i < model.size(); ++i) {
     profiles[i].forward_seconds = median_seconds(forward[i]);
     profiles[i].backward_seconds = median_seconds(backward_times[i]);
+    profiles[i].weight_seconds = std::min(median_seconds(weight_times[i]), profiles[i].backward_seconds);
     for (const Tensor& p : model[i]->parameters()) profiles[i].parameter_bytes += p.nbytes();
   }
   return profiles;

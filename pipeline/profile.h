@@ -13,12 +13,14 @@ namespace minipipe::pipeline {
 
 struct LayerProfile {
   double forward_seconds = 0, backward_seconds = 0;
+  double weight_seconds = 0;  // of a backward split as zero bubble splits it, the W part (the weights' gradients)
   int64_t output_bytes = 0, parameter_bytes = 0;
 };
 
 // Runs each layer's forward and backward on `sample` (the model's input for one
-// micro-batch), on the calling thread, and keeps the median of `repeats` timings; the
-// gradients it leaves are cleared.
+// micro-batch), on the calling thread, and keeps the median of `repeats` timings; then the
+// backward again split into B and W (zero bubble's), for W's time. The gradients it leaves
+// are cleared.
 std::vector<LayerProfile> profile_layers(nn::Sequential& model, const Tensor& sample, int repeats = 3);
 // The same for a model described layer by layer, built one layer at a time on `device` and
 // dropped after its timing: a process that holds part of a model can plan the whole.

@@ -344,6 +344,7 @@ const std::vector<ScheduleName>& schedule_names() {
       {"zb-v", "zero bubble on two chunks per stage in a V, at 1F1B's activation memory"},
       {"v-half", "the V with B and W split, at half of 1F1B's activation memory"},
       {"v-min", "the V with B and W split, at a third of 1F1B's activation memory"},
+      {"zb-auto", "zero bubble placed from each stage's measured costs under a memory limit (--max-in-flight)"},
       {"dualpipev", "DeepSeek's DualPipeV: a V whose steady state pairs a forward with a backward (M >= 2K)"},
       {"pipedream", "asynchronous 1F1B, no flush between mini-batches (see --weights)"},
   };

@@ -6,6 +6,7 @@
 #include "pipeline/pipedream.h"
 #include "pipeline/schedule_csv.h"
 #include "pipeline/validator.h"
+#include "pipeline/zb_auto.h"
 
 namespace minipipe::pipeline {
 
@@ -56,7 +57,10 @@ void ScheduleSpec::check() const {
   if (token_slices > 1 && asynchronous())
     refuse("--token-slices cuts sequences for the synchronous schedules (gpipe, 1f1b), not pipedream: pipedream is "
            "asynchronous and does not slice");
-  if (token_slices > 1 && (interleaved || name == "zb-h1" || name == "zb-h2" || is_v_schedule(name)))
+  if (max_in_flight != 0 && name != "zb-auto")
+    refuse("--max-in-flight bounds the micro-batches zb-auto keeps in flight, not " + name + "'s");
+  if (max_in_flight < 0) refuse("--max-in-flight is " + std::to_string(max_in_flight) + ": give 1 or more micro-batches");
+  if (token_slices > 1 && (interleaved || name == "zb-h1" || name == "zb-h2" || name == "zb-auto" || is_v_schedule(name)))
     refuse("--schedule " + name + ": the " + (interleaved ? "interleaved schedule does" : "zero-bubble schedules do") +
            " not cut sequences into token slices; use gpipe or 1f1b, or drop --token-slices");
 }
@@ -82,7 +86,12 @@ Schedule build_schedule(const ScheduleSpec& spec) {
     schedule = interleaved_schedule(spec.stages, spec.micro_batches, spec.virtual_stages);
   else if (spec.name == "zb-h1" || spec.name == "zb-h2")
     schedule = zero_bubble_schedule(spec.name, spec.stages, spec.micro_batches);
-  else if (spec.name == "dualpipev")
+  else if (spec.name == "zb-auto") {
+    if (!spec.costs)
+      throw std::invalid_argument("zb-auto places F, B and W by each stage's measured costs: give them (--costs-from "
+                                  "TRACE.json, a trace of the same stages), or let training measure them");
+    schedule = zb_auto_schedule(spec.stages, spec.micro_batches, *spec.costs, spec.max_in_flight);
+  } else if (spec.name == "dualpipev")
     schedule = dualpipev_schedule(spec.stages, spec.micro_batches);
   else if (is_v_schedule(spec.name))
     schedule = v_schedule(spec.name, spec.stages, spec.micro_batches);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "pipeline/schedule.h"
+#include "pipeline/simulator.h"
 
 namespace minipipe::pipeline {
 
@@ -23,6 +24,11 @@ struct ScheduleSpec {
   std::optional<WeightPolicy> weights;
   std::vector<int> replicas;
   int mini_batches = 1;
+  // zb-auto (zb_auto.h): each stage's measured costs (forward, backward, and the backward's
+  // W part), which the Trainer measures when they are not given, and the most micro-batches in
+  // flight per stage (0: K).
+  std::optional<CostModel> costs;
+  int max_in_flight = 0;
   // A PyTorch schedule file (schedule_csv.h) to run instead of a generated schedule; its rows
   // give the stages, micro-batches, virtual stages and placement (from_file fills them in).
   std::string file;

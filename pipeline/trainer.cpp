@@ -18,6 +18,7 @@
 #include "pipeline/profile.h"
 #include "pipeline/slice_planner.h"
 #include "pipeline/token_slices.h"
+#include "pipeline/zb_auto.h"
 
 namespace minipipe::pipeline {
 
@@ -50,6 +51,7 @@ void Trainer::start(LossFunction loss, const Tensor& sample, const nn::ModelReci
   check_options(*model_);
   StagePlan plan = make_plan(sample, recipe);  // the planner may choose fewer stages, replicated
   token_slices_ = plan_token_slices(plan, sample, recipe);
+  if (options_.schedule.name == "zb-auto") plan_zb_auto(plan, sample, recipe);
   // pipedream's programs follow each call's mini-batches, so it is built by name; every other
   // schedule is built here, once, from its description (a file's included).
   std::optional<Schedule> schedule;
@@ -339,6 +341,29 @@ std::vector<int64_t> Trainer::plan_token_slices(const StagePlan& plan, const Ten
   planner_note_ = decided.substr(newline + 1);
   options_.schedule.token_slices = static_cast<int>(lengths.size());
   return lengths;
+}
+
+// zb-auto's costs, when none were given: each stage's forward, backward and W from its layers'
+// timings on one micro-batch. Under mpirun rank 0 times them (each layer built alone) and every
+// rank takes its numbers, so that all build the same schedule. Then its prediction beside zb-h1's.
+void Trainer::plan_zb_auto(const StagePlan& plan, const Tensor& sample, const nn::ModelRecipe* recipe) {
+  ScheduleSpec& spec = options_.schedule;
+  const bool measured = !spec.costs;
+  if (measured) {
+    auto measure = [&] {
+      const std::vector<LayerProfile> layers =
+          group_ && recipe ? profile_layers(*recipe, sample, options_.device) : profile_layers(*model_, sample);
+      return format_costs(zb_auto_costs_from_layers(layers, plan.layers_per_stage));
+    };
+    spec.costs = parse_costs(group_ ? decided_on_rank_zero(measure) : measure());
+  }
+  const double predicted = simulate(build_schedule(spec), *spec.costs).makespan,
+               h1 = simulate(make_schedule("zb-h1", spec.stages, spec.micro_batches), *spec.costs).makespan;
+  char note[200];
+  std::snprintf(note, sizeof note, "zb-auto from each stage's %s F, B and W: predicted %.1f ms per mini-batch, zb-h1 %.1f ms on the same costs",
+                measured ? "measured" : "given", 1e3 * predicted, 1e3 * h1);
+  planner_note_ += (planner_note_.empty() ? "" : "\n") + std::string(note) + (group_ && measured ? " (measured on rank 0)" : "");
+  planned_seconds_per_mini_batch_ = predicted;
 }
 
 // Piece `piece` of the plan built alone from the recipe, on the trainer's device.

@@ -26,6 +26,7 @@
 #include "pipeline/schedule_csv.h"
 #include "pipeline/status.h"
 #include "pipeline/trainer.h"
+#include "pipeline/zb_auto.h"
 #include "tensor/factories.h"
 #include "pipeline_test_support.h"
 #include "test_helpers.h"
@@ -192,12 +193,29 @@ TEST(Executor, InterleavedTrainsTheGptBitForBitLikeOneDevice) {
 // K = 2 and 3 (the small GPT has 6 layers, a V of K = 3 takes one each).
 TEST(Executor, VShapedSchedulesTrainTheGptBitForBitLikeOneDevice) {
   for (const auto& [stages, micro_batches] : std::vector<std::pair<int, int>>{{2, 4}, {3, 8}}) {  // dualpipev: M >= 2K
-    const TrainingRun reference = train(1, micro_batches, "gpipe", Recompute::Never);
+    const TrainingRun reference = train(1, micro_batches, "gpipe", Recompute::Never, 4);
     for (const char* schedule : {"zb-v", "v-half", "v-min", "dualpipev"})
       for (Recompute recompute : {Recompute::Never, Recompute::Always, Recompute::ExceptLast})
-        expect_identical(reference, train(stages, micro_batches, schedule, recompute, 10, 2),
+        expect_identical(reference, train(stages, micro_batches, schedule, recompute, 4, 2),
                          std::string(schedule) + " K=" + std::to_string(stages) + " recompute " + recompute_name(recompute));
   }
+}
+
+// zb-auto: zero bubble placed from costs where stage 1's backward weighs three times stage 0's
+// and W is a quarter of it; whatever order the costs give, the same bits as one device.
+TEST(Executor, ZbAutoTrainsTheGptBitForBitLikeOneDevice) {
+  CostModel costs = CostModel::uniform(3, 1.0, 2.0);
+  costs.backward = {2.0, 6.0, 2.0};
+  costs.backward_weight = {0.5, 1.5, 0.5};
+  const TrainingRun reference = train(1, 8, "gpipe", Recompute::Never, 5);
+  for (int max_in_flight : {0, 2})
+    for (Recompute recompute : {Recompute::Never, Recompute::Always}) {
+      auto model = nn::make_gpt(small_gpt());
+      PipelineOptions options{.recompute = recompute, .seed = 7};
+      Pipeline pipe(model, partition_uniform(*model, 3), zb_auto_schedule(3, 8, costs, max_in_flight), options, gpt_loss);
+      expect_identical(reference, train_steps(*model, pipe, gpt_batch, 5),
+                       "zb-auto, at most " + std::to_string(max_in_flight) + " in flight, recompute " + recompute_name(recompute));
+    }
 }
 
 // The CNN (convolutions, BatchNorm with its running statistics, pooling) through 1F1B,

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Pipelines across processes (mpirun), on the CPU:
 # - the losses of mpirun -np K runs equal the in-process run's bit for bit (GPipe and 1F1B,
-#   zero bubble, interleaved, tied embeddings and PipeDream, K = 2 and 4; token slices, 2BW and
-#   DualPipeV, K = 2; a skip connection across 2 and 3 ranks; --plan auto and --token-slices auto as
+#   zero bubble, interleaved, tied embeddings and PipeDream, K = 2 and 4; token slices, 2BW,
+#   DualPipeV and zb-auto, K = 2; a skip connection across 2 and 3 ranks; --plan auto and --token-slices auto as
 #   planned on rank 0; pipedream with 2 replicas per stage, each weight policy), and 2 stages x 2 data-parallel replicas
 #   equal the same replicas as threads of one process bit for bit (and one pipeline on the
 #   whole batch to float rounding);
@@ -47,12 +47,13 @@ for line in open(sys.argv[1]):
 # 1f1b+tied: the head's weight is the embedding's (--tie-embeddings), held by ranks 0 and K-1;
 # gpipe+slices: TeraPipe's token slices (4 per sequence); pipedream: weight stashing, each rank
 # stepping its stage's optimizer on its own; pipedream+2bw: PipeDream-2BW's double buffering.
-# dualpipev: DeepSeek's V with forwards paired with backwards, B and W split (M = 4 = 2K).
-for variant in gpipe 1f1b 1f1b+tied zb-h1 interleaved gpipe+slices pipedream pipedream+2bw dualpipev; do
+# dualpipev: DeepSeek's V with forwards paired with backwards, B and W split (M = 4 = 2K);
+# zb-auto: zero bubble placed from costs rank 0 measures and sends the others.
+for variant in gpipe 1f1b 1f1b+tied zb-h1 interleaved gpipe+slices pipedream pipedream+2bw dualpipev zb-auto; do
   for stages in 2 4; do
     # Slices and 2bw at K = 2 only; interleaved at K = 4 needs 8 pieces: 6 blocks. Under the
     # sanitizers (--quick) K = 2, one variant per code path: the rest repeats them.
-    case $variant in gpipe+slices|pipedream+2bw|dualpipev) [ "$stages" = 4 ] && continue ;; esac
+    case $variant in gpipe+slices|pipedream+2bw|dualpipev|zb-auto) [ "$stages" = 4 ] && continue ;; esac
     case "$quick $stages $variant" in "1 2 1f1b"|"1 2 1f1b+tied"|"1 2 interleaved"|"1 2 pipedream"|0*) ;; *) continue ;; esac
     schedule=${variant%+*} chunks= model=$train
     [ "$variant" = interleaved ] && chunks="--virtual-stages 2" && [ "$stages" = 4 ] && model=${train/--layers 4/--layers 6}

@@ -10,6 +10,7 @@
 #include "pipeline/schedule_csv.h"
 #include "pipeline/validator.h"
 #include "pipeline/weight_versions.h"
+#include "pipeline/zb_auto.h"
 #include "test_helpers.h"
 
 namespace minipipe::pipeline {
@@ -34,7 +35,7 @@ TEST(Schedules, CommunicationIsInsertedAroundCompute) {
                                     {Op::Backward, 0}, {Op::OptimizerStep, -1}}));
   EXPECT_EQ(s.programs[1], (Program{{Op::ReceiveActivation, 0}, {Op::Forward, 0}, {Op::Backward, 0},
                                     {Op::SendGradient, 0}, {Op::OptimizerStep, -1}}));
-  EXPECT_THROW_WITH(make_schedule("zigzag", 2, 2), "'zigzag'", "gpipe, 1f1b, interleaved, zb-h1, zb-h2, zb-v, v-half, v-min, dualpipev or pipedream");
+  EXPECT_THROW_WITH(make_schedule("zigzag", 2, 2), "'zigzag'", "gpipe, 1f1b, interleaved, zb-h1, zb-h2, zb-v, v-half, v-min, zb-auto, dualpipev or pipedream");
   EXPECT_THROW_WITH(gpipe_schedule(0, 2), "at least 1 stage");
 }
 
@@ -165,6 +166,49 @@ TEST(VSchedules, DualPipeVBubbleIsWithinItsFormulaAndConstantInM) {
       }
     }
   EXPECT_THROW_WITH(make_schedule("dualpipev", 4, 7), "M >= 2K = 8");
+}
+
+// zb-auto (the ZB paper's automatic scheduler, its greedy part): on measured-like costs where W
+// is not B and stages differ, its predicted step is never longer than zb-h1's (zb-h1 is among
+// its candidates) and shorter where unit costs mislead zb-h1; it keeps within --max-in-flight.
+TEST(ZbAuto, NeverSlowerThanZbH1OnTheSameCostsAndWithinItsMemory) {
+  struct Case {
+    std::vector<double> forward, backward, weight;
+  };
+  const std::vector<Case> cases{{{1, 1, 1, 1}, {2, 2, 2, 2}, {1, 1, 1, 1}},            // the unit costs zb-h1 assumes
+                                {{1, 1, 1, 1}, {2, 2, 2, 2}, {0.4, 0.4, 0.4, 0.4}},    // W smaller than B (the GPT)
+                                {{1, 1.5, 1, 2}, {2, 3, 2, 4}, {0.8, 1.2, 0.8, 1.6}},  // unequal stages
+                                {{2, 1, 1, 1}, {3, 2, 2, 3}, {1, 1, 1, 1}}};
+  bool faster_somewhere = false;
+  for (const Case& c : cases)
+    for (int m : {4, 8, 16}) {
+      CostModel costs = CostModel::uniform(4, 1, 1);
+      costs.forward = c.forward, costs.backward = c.backward, costs.backward_weight = c.weight;
+      const Schedule h1 = make_schedule("zb-h1", 4, m);
+      for (int max_in_flight : {0, 2}) {
+        const Schedule chosen = zb_auto_schedule(4, m, costs, max_in_flight);
+        validate(chosen);
+        const SimulationResult r = simulate(chosen, costs), base = simulate(h1, costs);
+        const std::string what = "M=" + std::to_string(m) + " max in flight " + std::to_string(max_in_flight) +
+                                 " W " + std::to_string(c.weight[0]);
+        EXPECT_EQ(chosen.name, "zb-auto");
+        EXPECT_LE(*std::max_element(r.peak_in_flight.begin(), r.peak_in_flight.end()), max_in_flight ? max_in_flight : 4)
+            << what;
+        if (max_in_flight == 0) {
+          EXPECT_LE(r.makespan, base.makespan + 1e-9) << what;
+          faster_somewhere = faster_somewhere || r.makespan < base.makespan - 1e-9;
+        }
+      }
+    }
+  EXPECT_TRUE(faster_somewhere);
+  EXPECT_THROW_WITH(make_schedule("zb-auto", 2, 4), "measured costs");
+  // What rank 0 sends the other ranks: every number back exactly.
+  CostModel costs = CostModel::uniform(3, 0.1, 0.30000000000000004);
+  costs.backward_weight = {1.0 / 3, 2e-7, 0.125};
+  const CostModel back = parse_costs(format_costs(costs));
+  EXPECT_EQ(back.forward, costs.forward);
+  EXPECT_EQ(back.backward, costs.backward);
+  EXPECT_EQ(back.backward_weight, costs.backward_weight);
 }
 
 TEST(Validator, RejectsBrokenPrograms) {

@@ -114,6 +114,19 @@ void add_schedule_file_option(CLI::App& command, std::string& file, const std::v
   for (CLI::Option* other : given_by_file) option->excludes(other);
 }
 
+// zb-auto's costs and memory, for train and simulate.
+void add_zb_auto_options(CLI::App& command, std::string& costs_from, int& max_in_flight) {
+  command.add_option("--costs-from", costs_from,
+                     "zb-auto: each stage's forward, backward and W from this trace (--trace of a run on the same "
+                     "--stages; default: train measures them on one micro-batch, simulate uses --forward-cost and "
+                     "--backward-cost)")
+      ->check(CLI::ExistingFile);
+  command.add_option("--max-in-flight", max_in_flight,
+                     "zb-auto: the most micro-batches a stage holds forwarded and not yet B (default: --stages, 1F1B's "
+                     "most)")
+      ->check(kPositive);
+}
+
 void add_training_options(CLI::App& command, TrainOptions& o) {
   command.add_option("--device", o.device, "cpu or cuda:N")->capture_default_str();
   command.add_option("--steps", o.steps, "optimizer steps in all (default: the model's)")->check(kPositive);
@@ -157,6 +170,7 @@ void add_training_options(CLI::App& command, TrainOptions& o) {
                      "stages x v pieces, placed round-robin; M must be a multiple of --stages)")
       ->check(kPositive)->capture_default_str();
   add_schedule_file_option(command, p.schedule_file, {stages, micro_batches, schedule, virtual_stages});
+  add_zb_auto_options(command, p.costs_from, p.max_in_flight);
   command.add_option("--weights", p.weights,
                      "pipedream's weight versions: stash (backward uses its forward's), vertical-sync (every stage uses the "
                      "input stage's), none (latest; stale gradients), 2bw (two versions, --micro-batches >= --stages)")
@@ -264,6 +278,7 @@ CLI::App* add_simulate_command(CLI::App& app, CommandLine& parsed) {
       simulate_command->add_option("--virtual-stages", sim.virtual_stages, "interleaved: model chunks per stage v (each costs 1/v of "
                                    "--forward-cost and --backward-cost)")->check(kPositive)->capture_default_str();
   add_schedule_file_option(*simulate_command, sim.schedule_file, {stages, micro_batches, schedule, virtual_stages});
+  add_zb_auto_options(*simulate_command, sim.costs_from, sim.max_in_flight);
   simulate_command->add_option("--export-schedule", sim.export_schedule,
                                "write the schedule as a PyTorch schedule CSV (torch.distributed.pipelining's format)")
       ->check(kOutputFile);

@@ -19,6 +19,8 @@ struct PipelineFlags {
   std::string replicas;               // pipedream: replicas per stage, like 2,1 (empty: one each)
   std::string recompute = "never";    // never | always | except_last
   std::string token_slices;           // gpt: N uniform token slices, or "auto" (TeraPipe's planner); empty: none
+  std::string costs_from;             // zb-auto: a trace of the same stages to take each stage's costs from
+  int max_in_flight = 0;              // zb-auto: most micro-batches in flight per stage (0: K)
   std::string stage_devices;          // cpu,cpu,... (empty: every stage on --device)
   bool deferred_batch_norm = false;   // BatchNorm's running statistics by the whole mini-batch (torchgpipe)
   double status_after = 600;          // seconds: print where every stage is when a call runs longer (0: never)
@@ -90,6 +92,8 @@ struct SimulateOptions {
   bool grid = false, json = false;
   std::string timeline, trace;
   std::string compare;  // a trace of `train --trace` to predict from its own costs and compare with
+  std::string costs_from;  // zb-auto: a trace of the same stages to take each stage's costs from
+  int max_in_flight = 0;   // zb-auto: most micro-batches in flight per stage (0: K)
 };
 
 // `minipipe explain RUN.jsonl TRACE.json`: where each stage's time went in the traced step.

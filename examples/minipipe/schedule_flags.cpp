@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "pipeline/token_slices.h"
+#include "pipeline/zb_auto.h"
 
 namespace minipipe::cli {
 
@@ -29,6 +30,14 @@ pipeline::ScheduleSpec file_spec(const std::string& file, const std::string& wei
   return spec;
 }
 
+// --costs-from and --max-in-flight, zb-auto's.
+void add_zb_auto_costs(pipeline::ScheduleSpec& spec, const std::string& costs_from, int max_in_flight) {
+  spec.max_in_flight = max_in_flight;
+  if (costs_from.empty()) return;
+  if (spec.name != "zb-auto") throw std::invalid_argument("--costs-from gives zb-auto its costs: add --schedule zb-auto");
+  spec.costs = pipeline::zb_auto_costs_from_trace(costs_from, spec.stages);
+}
+
 pipeline::ScheduleSpec schedule_spec(const PipelineFlags& flags) {
   pipeline::ScheduleSpec spec =
       flags.schedule_file.empty()
@@ -38,6 +47,7 @@ pipeline::ScheduleSpec schedule_spec(const PipelineFlags& flags) {
     spec.token_slices = static_cast<int>(pipeline::parse_token_slices(flags.token_slices).size());
   else if (!flags.token_slices.empty() && flags.token_slices != "auto")
     spec.token_slices = std::stoi(flags.token_slices);
+  add_zb_auto_costs(spec, flags.costs_from, flags.max_in_flight);
   spec.check();
   return spec;
 }
@@ -48,6 +58,7 @@ pipeline::ScheduleSpec schedule_spec(const SimulateOptions& o) {
                                     : file_spec(o.schedule_file, o.weights, o.replicas);
   spec.token_slices = o.token_slices;
   if (spec.asynchronous()) spec.mini_batches = o.mini_batches;
+  add_zb_auto_costs(spec, o.costs_from, o.max_in_flight);
   spec.check();
   return spec;
 }

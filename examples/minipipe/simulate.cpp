@@ -73,7 +73,12 @@ int compare_with_trace(const SimulateOptions& o, const pipeline::Schedule& sched
 }  // namespace
 
 int simulate(const SimulateOptions& o) {
-  const pipeline::ScheduleSpec spec = schedule_spec(o);
+  pipeline::ScheduleSpec spec = schedule_spec(o);
+  const bool zb_auto = spec.name == "zb-auto";
+  if (zb_auto && !spec.costs) {  // the command's own costs, W half of each backward
+    spec.costs = pipeline::CostModel::uniform(spec.stages, o.forward_cost, o.backward_cost);
+    spec.costs->communication = o.communication_cost;
+  }
   const bool pipedream = spec.asynchronous();
   const std::string weights = pipeline::weight_policy_name(spec.weights.value_or(pipeline::WeightPolicy::Stash));
   const pipeline::Schedule schedule = pipeline::build_schedule(spec);
@@ -82,6 +87,7 @@ int simulate(const SimulateOptions& o) {
   const double chunk_share = 1.0 / schedule.virtual_stages;  // a chunk does 1/v of its stage's layers
   pipeline::CostModel costs = pipeline::CostModel::uniform(spec.stages, o.forward_cost * chunk_share, o.backward_cost * chunk_share);
   costs.communication = o.communication_cost;
+  if (zb_auto) costs = *spec.costs;  // the costs it was placed by
   const pipeline::SimulationResult result = pipeline::simulate(schedule, costs);
   // PipeDream fills and drains once for the whole stream, not once per mini-batch.
   // Token slices are units of work like micro-batches: M * S of them with equal costs.
@@ -132,6 +138,11 @@ int simulate(const SimulateOptions& o) {
                                               : "micro-batches",
                 per);
     if (pipedream) std::printf("  weight versions held %s %s at most\n", versions.c_str(), per);
+    if (zb_auto) {
+      const pipeline::SimulationResult h1 =
+          pipeline::simulate(pipeline::make_schedule("zb-h1", spec.stages, spec.micro_batches), costs);
+      std::printf("  zb-h1 on these costs makespan %g, bubble fraction %.4f\n", h1.makespan, h1.bubble_fraction);
+    }
   }
   const std::vector<pipeline::TraceEvent> events = pipeline::to_trace(result);
   if (!o.trace.empty()) pipeline::write_chrome_trace(o.trace, events);
