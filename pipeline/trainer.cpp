@@ -192,6 +192,10 @@ void Trainer::check_options(const nn::Sequential& model) const {
     throw std::invalid_argument("--stages " + std::to_string(spec.stages) + " x --virtual-stages " +
                                 std::to_string(spec.virtual_stages) + " pieces do not fit a model of " +
                                 std::to_string(model.size()) + " layers: lower --stages or --virtual-stages");
+  if (is_v_schedule(spec.name) && spec.pieces() > static_cast<int>(model.size()))
+    throw std::invalid_argument("--schedule " + spec.name + "'s " + std::to_string(spec.pieces()) +
+                                " pieces (2 chunks per stage) do not fit a model of " + std::to_string(model.size()) +
+                                " layers: lower --stages");
   if (!options_.pipeline.stage_devices.empty() && static_cast<int>(options_.pipeline.stage_devices.size()) != spec.stages)
     throw std::invalid_argument("--stage-devices names " + std::to_string(options_.pipeline.stage_devices.size()) +
                                 " devices for " + std::to_string(spec.stages) + " stages");

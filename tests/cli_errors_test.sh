@@ -62,7 +62,8 @@ expect_error "--token-slices: must be a number of slices >= 1, their lengths joi
 expect_error "--token-slices: must be a number of slices >= 1, their lengths joined by '+' (40+24), or auto, got 'many'" "${tiny_gpt[@]}" --token-slices many
 expect_error "got '8+x'" "${tiny_gpt[@]}" --token-slices 8+x
 expect_error "--max-in-flight bounds the micro-batches zb-auto keeps in flight, not 1f1b's" "${tiny_gpt[@]}" --stages 2 --schedule 1f1b --max-in-flight 2
-expect_error "needs at least 2 micro-batches per stage (M >= 2K = 4)" "${tiny_gpt[@]}" --stages 2 --micro-batches 2 --schedule dualpipev
+expect_error "needs at least 2 micro-batches per stage (M >= 2K = 4)" simulate --stages 2 --micro-batches 2 --schedule dualpipev
+expect_error "4 pieces (2 chunks per stage) do not fit a model of 3 layers" "${tiny_gpt[@]}" --stages 2 --schedule zb-v
 expect_error "holds 2 chunks per stage in a V: drop --virtual-stages" "${tiny_gpt[@]}" --stages 2 --schedule zb-v --virtual-stages 3
 expect_error "token slices 8+4 cover 12 tokens, but the sequences have 16" "${tiny_gpt[@]}" --token-slices 8+4
 expect_error "exceeds the 16 tokens of a sequence: use at most 16" "${tiny_gpt[@]}" --token-slices 17
