@@ -6,7 +6,14 @@ A lesson's runnable block is a ```sh block whose first line is
 It runs with bash (-e -o pipefail) in a fresh folder with the given minipipe first on PATH,
 must finish within --timeout seconds and must write every FILE named. The course test
 (tests/meson.build) runs every lesson this way; --pictures DIR copies the SVG files the
-lessons write into DIR, which is how docs/course/img is made:
+lessons write into DIR, which is how docs/course/img is made.
+
+A number a lesson quotes from a command's output carries its source right after it, in an
+HTML comment that a rendered page hides:
+    the bubble is 0.273<!-- from: minipipe simulate --stages 4 --micro-batches 8 --schedule 1f1b | bubble fraction +([0-9.]+) | 0.0005 -->
+that is, the command, a regular expression whose first group is the number in its output,
+and how far the two may differ. Every such number is checked against what the command
+prints now, so a lesson whose text disagrees with its program fails:
 
     python3 scripts/run_lessons.py --minipipe build/examples/minipipe/minipipe --pictures docs/course/img
 """
@@ -21,6 +28,36 @@ import time
 from pathlib import Path
 
 HEADER = re.compile(r"^# lesson command \(writes: ([^)]*)\)$")
+QUOTED = re.compile(r"([-+]?[0-9]*\.?[0-9]+)(?:</?[a-z]+>|\*|`)*<!-- from: (.+?) \| (.+?) \| ([0-9.e+-]+) -->")
+
+
+def quoted_numbers(path: Path):
+    """(number as written, command, pattern, tolerance) for each marked number of one lesson."""
+    return [(m.group(1), m.group(2), m.group(3), float(m.group(4))) for m in QUOTED.finditer(path.read_text())]
+
+
+def check_numbers(lesson: Path, env, timeout: float, outputs: dict) -> list:
+    """The problems with a lesson's quoted numbers: each against its command's output now."""
+    problems = []
+    for written, command, pattern, tolerance in quoted_numbers(lesson):
+        if command not in outputs:
+            with tempfile.TemporaryDirectory() as folder:
+                try:
+                    run = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", command], cwd=folder, env=env,
+                                         capture_output=True, text=True, timeout=timeout)
+                    outputs[command] = run.stdout + run.stderr if run.returncode == 0 else None
+                except subprocess.TimeoutExpired:
+                    outputs[command] = None
+        output = outputs[command]
+        found = re.search(pattern, output) if output is not None else None
+        if output is None:
+            problems.append(f"{lesson.name}: quotes {written} from `{command}`, which failed")
+        elif not found:
+            problems.append(f"{lesson.name}: quotes {written} from `{command}`, whose output has no /{pattern}/")
+        elif abs(float(found.group(1)) - float(written)) > tolerance:
+            problems.append(f"{lesson.name}: quotes {written} from `{command}`, which prints {found.group(1)} now "
+                            f"(tolerance {tolerance})")
+    return problems
 
 
 def lesson_blocks(path: Path):
@@ -49,8 +86,13 @@ def main() -> int:
     env = dict(os.environ, PATH=f"{minipipe.parent}{os.pathsep}{os.environ.get('PATH', '')}")
     # Lesson 8 runs mpirun: CI runs as root, and on 2 cores with as many ranks as cores.
     env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_rmaps_base_oversubscribe="1")
-    failures = count = 0
+    failures = count = numbers = 0
+    outputs = {}  # command -> output, for numbers quoted from one command
     for lesson in sorted(Path(args.lessons).glob("[0-9][0-9]-*.md")):
+        for problem in check_numbers(lesson, env, args.timeout, outputs):
+            failures += 1
+            print(f"FAIL: {problem}")
+        numbers += len(quoted_numbers(lesson))
         for files, script in lesson_blocks(lesson):
             count += 1
             with tempfile.TemporaryDirectory() as folder:
@@ -72,10 +114,11 @@ def main() -> int:
                     for f in files:
                         if f.endswith(".svg") or f.endswith(".png"):
                             shutil.copy(Path(folder) / f, Path(args.pictures) / f)
-    if count == 0:
-        print(f"FAIL: no lesson commands under {args.lessons}")
+    if count == 0 and numbers == 0:
+        print(f"FAIL: no lesson commands or quoted numbers under {args.lessons}")
         return 1
-    print(f"{count - failures} of {count} lesson blocks ran within {args.timeout:.0f} s and wrote their files")
+    print(f"{count} lesson blocks and {numbers} quoted numbers checked, {failures} failures (each block within "
+          f"{args.timeout:.0f} s, writing its files; each number within its tolerance of its command's output now)")
     return 1 if failures else 0
 
 
