@@ -96,8 +96,16 @@ int simulate(const SimulateOptions& o) {
   const bool v_shaped = pipeline::is_v_schedule(spec.name);
   const double fill = (spec.stages - 1) * o.forward_cost / 2,
                v_least = fill / (spec.micro_batches * (o.forward_cost + o.backward_cost) + fill);
+  // Zero bubble (Qi et al. 2024, section 2): with the backward's W half of it, the idle time
+  // per stage is (K - 1)(F + B - W) against 1F1B's (K - 1)(F + B + W), B the input's half;
+  // ZB-H2 keeps it too when every step ends with a flush.
+  const bool zero_bubble = spec.name == "zb-h1" || spec.name == "zb-h2";
+  const double weight = o.backward_cost / 2, input = o.backward_cost - weight,
+               zb_idle = (spec.stages - 1) * (o.forward_cost + input - weight),
+               zb_theory = zb_idle / (spec.micro_batches * (o.forward_cost + o.backward_cost) + zb_idle);
   const double theory =
-      v_shaped ? v_least
+      zero_bubble ? zb_theory
+      : v_shaped  ? v_least
                : pipeline::theoretical_bubble_fraction(spec.stages, schedule.micro_batches * schedule.token_slices,
                                                        schedule.virtual_stages);
   const std::string shape = std::to_string(spec.micro_batches) + " micro-batches" +
@@ -124,7 +132,11 @@ int simulate(const SimulateOptions& o) {
     std::printf("%s, %d stages, %s, forward %g, backward %g, message %g\n", spec.name.c_str(), spec.stages, shape.c_str(),
                 o.forward_cost, o.backward_cost, o.communication_cost);
     std::printf("  makespan             %g\n", result.makespan);
-    if (v_shaped)
+    if (zero_bubble)
+      std::printf("  bubble fraction      %.4f  (zero bubble's (K-1)(F+B-W) / (M(F+B+W) + (K-1)(F+B-W)) = %.4f, W half "
+                  "the backward)\n",
+                  result.bubble_fraction, theory);
+    else if (v_shaped)
       std::printf("  bubble fraction      %.4f  (a V's least, its fill: (K-1)F/2 / (M(F+B) + (K-1)F/2) = %.4f)\n",
                   result.bubble_fraction, theory);
     else
