@@ -7,6 +7,7 @@
 
 #include "autograd/elementwise.h"
 #include "autograd/node.h"
+#include "kernels/profile.h"
 #include "tensor/factories.h"
 
 namespace minipipe {
@@ -81,6 +82,7 @@ struct Sink {
 
 void run(const std::vector<Tensor>& roots, const std::vector<Tensor>& root_grads,
          bool retain_graph, Sink& sink) {
+  const kernels::ProfilePhase phase("backward");  // for the kernel profile
   if (roots.size() != root_grads.size())
     throw std::invalid_argument("backward: " + std::to_string(roots.size()) + " roots but " +
                                 std::to_string(root_grads.size()) + " root gradients");
@@ -233,6 +235,7 @@ void DeferredWeightGradients::defer(std::shared_ptr<TensorImpl> weight, Tensor g
 
 void DeferredWeightGradients::run() {
   NoGradGuard no_grad;
+  const kernels::ProfilePhase phase("backward W");
   for (Entry& entry : entries_) {
     if (!entry.node) {
       accumulate_into_leaf(entry.leaf, entry.gradient);

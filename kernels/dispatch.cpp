@@ -12,6 +12,7 @@
 #include "kernels/cpu/reduce.h"
 #include "kernels/cpu/softmax.h"
 #include "kernels/cpu/threads.h"
+#include "kernels/profile.h"
 #if MINIPIPE_HAS_CUDA
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/convolution.h"
@@ -33,6 +34,7 @@ namespace minipipe::kernels {
 #define MINIPIPE_DISPATCH(device, cpu_call, cuda_call)    \
   do {                                                    \
     if ((device).is_cpu()) {                              \
+      const KernelTimer timer(__func__);                  \
       cpu_call;                                           \
     } else {                                              \
       const cuda::DeviceGuard on_device((device).index);  \
@@ -51,6 +53,7 @@ namespace {
 #define MINIPIPE_DISPATCH(device, cpu_call, cuda_call) \
   do {                                                 \
     if (!(device).is_cpu()) no_cuda(device);           \
+    const KernelTimer timer(__func__);                 \
     cpu_call;                                          \
   } while (0)
 #endif

@@ -12,6 +12,7 @@
 
 #include "autograd/elementwise.h"
 #include "autograd/node.h"
+#include "kernels/profile.h"
 #include "pipeline/data_parallel.h"
 #include "pipeline/pipedream.h"
 #include "pipeline/planner.h"
@@ -392,6 +393,7 @@ void Trainer::make_optimizers() {
       if (!group_ || (s == group_->stage() && r == group_->replica()))
         optimizers_.push_back(setup.make(pipeline_->replica(s, r)->named_parameters()));
   pipeline_->set_optimizer_step([this](int s, int r, uint64_t step) {  // on the replica's thread
+    const kernels::ProfilePhase phase("optimizer");
     nn::Optimizer& own = *optimizers_[group_ ? 0 : pipeline_->schedule().first_worker(s) + r];
     own.set_learning_rate(learning_rate(static_cast<int64_t>(step)));
     if (options_.optimizer.clip_norm > 0) nn::clip_grad_norm(pipeline_->replica(s, r)->parameters(), options_.optimizer.clip_norm);
@@ -434,6 +436,7 @@ std::vector<float> Trainer::train(const std::vector<datasets::Batch>& batches, i
                                   : pipeline_->run(batches[i], at);
     if (group_) result.losses = {gather_step(result)};
     record(result, losses);
+    const kernels::ProfilePhase phase("optimizer");
     if (options_.optimizer.clip_norm > 0) clip_gradients();
     optimizer.step();
     optimizer.zero_grad();

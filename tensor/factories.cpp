@@ -6,6 +6,7 @@
 
 #include "kernels/cpu/elementwise.h"
 #include "kernels/philox.h"
+#include "kernels/profile.h"
 #include "minipipe_config.h"
 #if MINIPIPE_HAS_CUDA
 #include "kernels/cuda/copy.h"
@@ -164,6 +165,7 @@ void fill_(const Tensor& t, float value) {
     return kernels::cuda::fill32(t.raw_data(), bits, t.numel(), kernels::cuda::current_stream());
   }
 #endif
+  const kernels::KernelTimer timer("fill");
   if (t.is_contiguous()) {
     kernels::cpu::fill32(t.raw_data(), bits, t.numel());
     return;
@@ -186,6 +188,7 @@ void copy_(const Tensor& dst, const Tensor& src) {
     throw std::runtime_error("copy_: this build of minipipe has no CUDA backend (rebuild with -Dcuda=enabled on a machine "
                              "with nvcc); use device 'cpu'");
 #endif
+  const kernels::KernelTimer timer("copy (contiguous, transpose)");
   kernels::cpu::strided_copy32(src.raw_data(), src.strides().data(), dst.raw_data(),
                                dst.strides().data(), dst.shape().data(), static_cast<int>(dst.dim()));
 }

@@ -14,6 +14,24 @@ fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
   --stages 2 --micro-batches 4 --schedule 1f1b --log-json run.jsonl --trace run.json > train.out 2>&1 ||
   { cat train.out; echo "FAIL: training"; exit 1; }
 
+# --profile: the steps' kernels by phase and name, in the summary and printed. Every kernel's
+# time is inside the steps, so the kernels of the 2 stage threads add up to at most twice the
+# steps' wall time, and the GEMMs run in both the forward and the backward.
+"$minipipe" train gpt --layers 2 --dim 32 --context 32 --batch-size 8 --steps 2 --eval-interval 2 --sample-length 0 \
+  --stages 2 --micro-batches 4 --schedule zb-h1 --profile --log-json profiled.jsonl > profiled.out 2>&1 ||
+  { cat profiled.out; fail "training with --profile"; }
+grep -q "kernel profile of 2 steps" profiled.out || fail "--profile printed no kernel profile"
+python3 - profiled.jsonl <<'PY' || fail "--profile: the summary's kernel_profile is wrong"
+import json, sys
+summary = [json.loads(line) for line in open(sys.argv[1])][-1]
+rows = summary["pipeline"]["kernel_profile"]
+kernels = {(r["phase"], r["kernel"]) for r in rows}
+total = sum(r["seconds"] for r in rows)
+steps = 2 * summary["pipeline"]["measured_seconds_per_mini_batch"]
+print(f"ok: --profile: {len(rows)} (phase, kernel) rows, {total * 1e3:.1f} ms of kernels in {steps * 1e3:.1f} ms of steps")
+sys.exit(0 if {("forward", "gemm"), ("backward", "gemm"), ("backward W", "gemm")} <= kernels and 0 < total <= 2 * steps else 1)
+PY
+
 "$minipipe" explain run.jsonl run.json > explain.txt 2>&1 || { cat explain.txt; fail "explain failed"; }
 cat explain.txt
 [ "$(grep -c '^stage [01] ' explain.txt)" -eq 2 ] || fail "explain: not one row per stage"

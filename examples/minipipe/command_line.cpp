@@ -171,6 +171,9 @@ void add_training_options(CLI::App& command, TrainOptions& o) {
       ->check(kPositive)->capture_default_str();
   add_schedule_file_option(command, p.schedule_file, {stages, micro_batches, schedule, virtual_stages});
   add_zb_auto_options(command, p.costs_from, p.max_in_flight);
+  command.add_flag("--profile", p.profile,
+                   "time every CPU kernel of the training steps and print where the time went, by phase (forward, "
+                   "backward, W) and kernel; the summary's kernel_profile holds it");
   command.add_option("--weights", p.weights,
                      "pipedream's weight versions: stash (backward uses its forward's), vertical-sync (every stage uses the "
                      "input stage's), none (latest; stale gradients), 2bw (two versions, --micro-batches >= --stages)")

@@ -21,6 +21,7 @@ struct PipelineFlags {
   std::string token_slices;           // gpt: N uniform token slices, or "auto" (TeraPipe's planner); empty: none
   std::string costs_from;             // zb-auto: a trace of the same stages to take each stage's costs from
   int max_in_flight = 0;              // zb-auto: most micro-batches in flight per stage (0: K)
+  bool profile = false;               // time every CPU kernel of the training steps (kernels/profile.h)
   std::string stage_devices;          // cpu,cpu,... (empty: every stage on --device)
   bool deferred_batch_norm = false;   // BatchNorm's running statistics by the whole mini-batch (torchgpipe)
   double status_after = 600;          // seconds: print where every stage is when a call runs longer (0: never)

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "kernels/cpu/threads.h"
+#include "kernels/profile.h"
 #include "pipeline/pipedream.h"
 #include "pipeline/simulator.h"
 #include "pipeline/status.h"
@@ -176,6 +177,35 @@ std::string PipelinedTraining::ranks_json() const {
   return out + "]";
 }
 
+std::vector<float> PipelinedTraining::train(const std::vector<datasets::Batch>& batches, int64_t first_step) {
+  struct Profiling {  // on for the steps only, whichever way train() returns
+    explicit Profiling(bool on) { kernels::set_profiling(on); }
+    ~Profiling() { kernels::set_profiling(false); }
+  } profiling(flags_.profile);
+  return trainer_.train(batches, first_step);
+}
+
+std::string PipelinedTraining::profile_text() const {
+  if (!flags_.profile) return "";
+  const std::vector<kernels::KernelTime> times = kernels::kernel_profile();
+  const double steps = static_cast<double>(std::max<int64_t>(1, trainer_.stats().mini_batches));
+  double total = 0;
+  for (const kernels::KernelTime& t : times) total += t.seconds;
+  char line[400];
+  std::snprintf(line, sizeof line, "kernel profile of %lld steps: %.1f ms of kernels per step (every stage thread's "
+                "added up), %.1f ms per step wall time\n  %-12s %-30s %9s %10s %6s",
+                static_cast<long long>(steps), 1e3 * total / steps,
+                1e3 * trainer_.stats().seconds / steps, "phase", "kernel", "calls/step", "ms/step", "share");
+  std::string text = line;
+  for (const kernels::KernelTime& t : times) {
+    if (1e3 * t.seconds / steps < 0.005) continue;  // bookkeeping entries (synchronize, marks): nothing on the CPU
+    std::snprintf(line, sizeof line, "\n  %-12s %-30s %9.1f %10.2f %5.1f%%", t.phase.c_str(), t.kernel.c_str(),
+                  static_cast<double>(t.calls) / steps, 1e3 * t.seconds / steps, total > 0 ? 100 * t.seconds / total : 0.0);
+    text += line;
+  }
+  return text;
+}
+
 JsonObject PipelinedTraining::summary() const {
   const pipeline::ScheduleSpec& spec = trainer_.schedule();
   const pipeline::TrainingStats& stats = trainer_.stats();
@@ -205,7 +235,18 @@ JsonObject PipelinedTraining::summary() const {
       .add_raw("peak_weight_versions_per_stage", json_list(stats.peak_weight_versions))
       .add_raw("peak_stash_bytes_per_stage", json_list(stats.peak_stash_bytes))
       .add("measured_seconds_per_mini_batch", stats.mini_batches ? stats.seconds / static_cast<double>(stats.mini_batches) : 0.0)
-      .add("planned_seconds_per_mini_batch", trainer_.planned_seconds_per_mini_batch());
+      .add("planned_seconds_per_mini_batch", trainer_.planned_seconds_per_mini_batch())
+      .add_raw("kernel_profile", kernel_profile_json());
+}
+
+// Under --profile, [{"phase", "kernel", "calls", "seconds"}, ...] of the steps, the largest first; else null.
+std::string PipelinedTraining::kernel_profile_json() const {
+  if (!flags_.profile) return "null";
+  std::string out = "[";
+  for (const kernels::KernelTime& t : kernels::kernel_profile())
+    out += (out.size() > 1 ? "," : "") + JsonObject().add("phase", t.phase).add("kernel", t.kernel).add("calls", t.calls)
+                                              .add("seconds", t.seconds).str();
+  return out + "]";
 }
 
 void PipelinedTraining::write_trace_files() const {

@@ -25,9 +25,11 @@ class PipelinedTraining {
   const std::shared_ptr<nn::Sequential>& model() const { return model_; }
   // Parameters in the whole model: under mpirun the ranks' counts added (every rank calls it).
   int64_t model_parameters() const;
-  std::vector<float> train(const std::vector<datasets::Batch>& batches, int64_t first_step) {
-    return trainer_.train(batches, first_step);
-  }
+  // The steps' kernels are timed under --profile (evaluation's are not).
+  std::vector<float> train(const std::vector<datasets::Batch>& batches, int64_t first_step);
+  // Under --profile: where the steps' CPU time went, kernel by kernel ("" without).
+  std::string profile_text() const;
+  std::string kernel_profile_json() const;
   int64_t steps_per_call(int64_t step, int64_t end_step, int64_t eval_interval) const {
     return trainer_.steps_per_call(step, end_step, eval_interval);
   }

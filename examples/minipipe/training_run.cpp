@@ -63,6 +63,7 @@ int run_training(const TrainOptions& options, Device device, const TrainingRecip
                            .add_raw("peak_bytes", training.peak_memory_json());
   if (training.process_group()) summary.add_raw("ranks", training.ranks_json());  // every rank takes part
   log.summary(summary);
+  if (const std::string profile = training.profile_text(); !profile.empty()) log.message(profile);
   training.write_trace_files();
   const std::string evaluated =
       std::isnan(last_evaluation.loss) ? "no evaluation ran (stopped before the first)" : last_evaluation.result;
