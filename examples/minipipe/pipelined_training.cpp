@@ -217,7 +217,7 @@ JsonObject PipelinedTraining::summary() const {
       .add("micro_batches", static_cast<int64_t>(spec.micro_batches))
       .add("schedule", spec.name)
       .add("schedule_file", spec.file)
-      .add("virtual_stages", static_cast<int64_t>(spec.virtual_stages))
+      .add("virtual_stages", static_cast<int64_t>(trainer_.pipeline().schedule().virtual_stages))  // a V's 2 too
       .add("weights", weights_text())
       .add("recompute", flags_.recompute)
       .add_raw("token_slices", json_list(slices))
@@ -230,7 +230,7 @@ JsonObject PipelinedTraining::summary() const {
            pipeline::theoretical_bubble_fraction(
                spec.stages,
                spec.micro_batches * static_cast<int>(stats.last_call_mini_batches) * std::max<int>(1, static_cast<int>(slices.size())),
-               spec.virtual_stages))
+               trainer_.pipeline().schedule().virtual_stages))
       .add_raw("peak_bytes_per_stage", json_list(stats.peak_bytes))
       .add_raw("peak_weight_versions_per_stage", json_list(stats.peak_weight_versions))
       .add_raw("peak_stash_bytes_per_stage", json_list(stats.peak_stash_bytes))
