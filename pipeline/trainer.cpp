@@ -52,11 +52,12 @@ void Trainer::start(LossFunction loss, const Tensor& sample, const nn::ModelReci
   check_options(*model_);
   StagePlan plan = make_plan(sample, recipe);  // the planner may choose fewer stages, replicated
   token_slices_ = plan_token_slices(plan, sample, recipe);
-  if (options_.schedule.name == "zb-auto") plan_zb_auto(plan, sample, recipe);
+  const bool zb_auto_measured = options_.schedule.name == "zb-auto" && measure_zb_auto_costs(plan, sample, recipe);
   // pipedream's programs follow each call's mini-batches, so it is built by name; every other
   // schedule is built here, once, from its description (a file's included).
   std::optional<Schedule> schedule;
   if (!spec.asynchronous()) schedule = build_schedule(spec);
+  if (spec.name == "zb-auto") note_zb_auto(*schedule, zb_auto_measured);
   if (group_) {
     ScheduleSpec layout = spec;  // pipedream's programs, for its layout: one round of mini-batches over the replicas
     if (spec.asynchronous()) layout.mini_batches = round_robin_groups(spec.replicas);
@@ -350,19 +351,23 @@ std::vector<int64_t> Trainer::plan_token_slices(const StagePlan& plan, const Ten
 
 // zb-auto's costs, when none were given: each stage's forward, backward and W from its layers'
 // timings on one micro-batch. Under mpirun rank 0 times them (each layer built alone) and every
-// rank takes its numbers, so that all build the same schedule. Then its prediction beside zb-h1's.
-void Trainer::plan_zb_auto(const StagePlan& plan, const Tensor& sample, const nn::ModelRecipe* recipe) {
+// rank takes its numbers, so that all build the same schedule. Returns whether it measured.
+bool Trainer::measure_zb_auto_costs(const StagePlan& plan, const Tensor& sample, const nn::ModelRecipe* recipe) {
   ScheduleSpec& spec = options_.schedule;
-  const bool measured = !spec.costs;
-  if (measured) {
-    auto measure = [&] {
-      const std::vector<LayerProfile> layers =
-          group_ && recipe ? profile_layers(*recipe, sample, options_.device) : profile_layers(*model_, sample);
-      return format_costs(zb_auto_costs_from_layers(layers, plan.layers_per_stage));
-    };
-    spec.costs = parse_costs(group_ ? decided_on_rank_zero(measure) : measure());
-  }
-  const double predicted = simulate(build_schedule(spec), *spec.costs).makespan,
+  if (spec.costs) return false;
+  auto measure = [&] {
+    const std::vector<LayerProfile> layers =
+        group_ && recipe ? profile_layers(*recipe, sample, options_.device) : profile_layers(*model_, sample);
+    return format_costs(zb_auto_costs_from_layers(layers, plan.layers_per_stage));
+  };
+  spec.costs = parse_costs(group_ ? decided_on_rank_zero(measure) : measure());
+  return true;
+}
+
+// zb-auto's predicted step beside zb-h1's on the same costs, for the log.
+void Trainer::note_zb_auto(const Schedule& schedule, bool measured) {
+  const ScheduleSpec& spec = options_.schedule;
+  const double predicted = simulate(schedule, *spec.costs).makespan,
                h1 = simulate(make_schedule("zb-h1", spec.stages, spec.micro_batches), *spec.costs).makespan;
   char note[200];
   std::snprintf(note, sizeof note, "zb-auto from each stage's %s F, B and W: predicted %.1f ms per mini-batch, zb-h1 %.1f ms on the same costs",

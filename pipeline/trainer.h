@@ -156,7 +156,8 @@ class Trainer {
   std::vector<int64_t> plan_token_slices(const StagePlan& plan, const Tensor& sample, const nn::ModelRecipe* recipe);
   std::shared_ptr<nn::Sequential> piece_from_recipe(const nn::ModelRecipe& recipe, const StagePlan& plan, int piece) const;
   std::string decided_on_rank_zero(const std::function<std::string()>& decide) const;
-  void plan_zb_auto(const StagePlan& plan, const Tensor& sample, const nn::ModelRecipe* recipe);
+  bool measure_zb_auto_costs(const StagePlan& plan, const Tensor& sample, const nn::ModelRecipe* recipe);
+  void note_zb_auto(const Schedule& schedule, bool measured);
   void make_optimizers();
   float gather_step(const StepResult& result) const;
   void record(StepResult& result, std::vector<float>& losses);
