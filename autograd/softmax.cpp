@@ -69,19 +69,22 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int32_t ignore
     ++counted;
   }
   Tensor row_loss = empty({rows}, DType::Float32, x.device());
-  Tensor logsumexp = empty({rows}, DType::Float32, x.device());
+  // The softmax is written for the backward pass only where there is one: it then needs no
+  // exp and no logits (which the graph would otherwise keep, so the memory is the same).
+  const bool backward = grad_enabled() && any_requires_grad({logits});
+  Tensor probabilities = backward ? empty(x.shape(), DType::Float32, x.device()) : Tensor();
   kernels::cross_entropy_forward(x.device(), x.data<float>(), t.data<int32_t>(), row_loss.data<float>(),
-                                 logsumexp.data<float>(), rows, classes, ignore_index);
+                                 backward ? probabilities.data<float>() : nullptr, rows, classes, ignore_index);
   // The mean over counted rows; row_loss is 0 on ignored ones. No rows counted: loss 0.
   const float per_row = counted ? 1.0f / static_cast<float>(counted) : 0.0f;
   Tensor loss = scale(sum(row_loss), per_row);
-  const Tensor saved_x = x.detach();
+  if (!backward) return loss;
   const Shape logits_shape = logits.shape();
-  return record("cross_entropy", loss, {logits}, [saved_x, t, logsumexp, per_row, rows, classes, ignore_index, logits_shape](const Tensor& g) {
+  return record("cross_entropy", loss, {logits}, [probabilities, t, per_row, rows, classes, ignore_index, logits_shape](const Tensor& g) {
     Tensor dx = empty(logits_shape, DType::Float32, g.device());
     // dLoss/dlogits = g / counted * (softmax - onehot); the factor stays in device memory.
     const Tensor gradient_scale = scale(g.detach(), per_row).contiguous();
-    kernels::cross_entropy_backward(g.device(), saved_x.data<float>(), t.data<int32_t>(), logsumexp.data<float>(),
+    kernels::cross_entropy_backward(g.device(), probabilities.data<float>(), t.data<int32_t>(),
                                     gradient_scale.data<float>(), dx.data<float>(), rows, classes, ignore_index);
     return std::vector<Tensor>{dx};
   });

@@ -1,5 +1,8 @@
 // CPU op benchmark: per op and size, the median time of several repeats and the achieved
-// GB/s (memory-bound ops) or GFLOP/s (GEMM, convolution). The GEMM rows also time the same
+// GB/s (memory-bound ops) or GFLOP/s (GEMM, convolution). Memory-bound rows count the bytes
+// the op must read and write at least (not the cache lines a store first reads), and print
+// their rate as a fraction of `add`'s measured in the same run: the yardstick for "at memory
+// speed" (the goal is at least half). The GEMM rows also time the same
 // product through Eigen directly, interleaved with ours in the same run, and print the
 // ratio: on AVX-512 minipipe uses its own packed GEMM (kernels/cpu/gemm.cpp), elsewhere Eigen.
 // With --threads N (kernel threads, kernels/cpu/threads.h) every row compares with minipipe
@@ -40,6 +43,7 @@ struct Row {
   double value;       // GB/s or GFLOP/s
   std::string unit;
   double reference_ms = 0;  // Eigen directly, or minipipe on one thread, where measured
+  double of_add = 0;        // GB/s as a fraction of add's, for memory-bound rows
 };
 
 double seconds_of(const std::function<void()>& f) {
@@ -120,26 +124,68 @@ int main(int argc, char** argv) {
     rows.push_back({"matmul", dims({m, n, k}), ours * 1e3, flops / ours / 1e9, "GFLOP/s", reference * 1e3});
   }
 
+  // The elementwise ops on 4M floats; the row ops on 4096 rows of 768 (a GPT-2 small
+  // width); cross-entropy on 8192 rows of 256 classes. "backward" rows time the op's own
+  // backward (the graph kept, the input's gradient dropped each time so that none is added up).
   const int64_t big = quick ? 1 << 16 : 1 << 22;
+  const int64_t rows_n = quick ? 64 : 4096, cols = 768;
+  const auto backward_row = [&](const std::string& op, const Shape& shape, double bytes, const Tensor& input,
+                                const std::function<Tensor(const Tensor&)>& f) {
+    if (!wanted(op)) return;
+    GradModeGuard grad(true);
+    const Tensor y = f(input);
+    const Tensor dy = ones(y.shape());
+    memory_row(op, shape, bytes, [&] {
+      y.backward(dy, /*retain_graph=*/true);
+      input.zero_grad();
+    });
+  };
   {
     const Tensor x = randn({big}, g), y = randn({big}, g);
     memory_row("add", {big}, 3.0 * big * 4, [&] { add(x, y); });
-    memory_row("gelu", {big}, 2.0 * big * 4, [&] { gelu(x); });
+    memory_row("copy", {big}, 2.0 * big * 4, [&] { x.clone(); });
     memory_row("exp", {big}, 2.0 * big * 4, [&] { exp(x); });
     memory_row("sum", {big}, 1.0 * big * 4, [&] { sum(x); });
+    memory_row("gelu", {big}, 2.0 * big * 4, [&] { gelu(x); });
+    const Tensor leaf = x.detach().set_requires_grad();
+    backward_row("gelu backward", {big}, 3.0 * big * 4, leaf, [](const Tensor& t) { return gelu(t); });
   }
   {
-    const int64_t rows_n = quick ? 64 : 4096, cols = 768;
     const Tensor x = randn({rows_n, cols}, g), bias = randn({cols}, g), gamma = ones({cols}), beta = zeros({cols});
-    memory_row("add (bias broadcast)", {rows_n, cols}, 2.0 * rows_n * cols * 4, [&] { add(x, bias); });
-    memory_row("softmax", {rows_n, cols}, 2.0 * rows_n * cols * 4, [&] { softmax(x); });
-    memory_row("layer_norm", {rows_n, cols}, 2.0 * rows_n * cols * 4, [&] { layer_norm(x, gamma, beta); });
-    memory_row("transpose+contiguous", {rows_n, cols}, 2.0 * rows_n * cols * 4, [&] { x.transpose(0, 1).contiguous(); });
+    const double n = static_cast<double>(rows_n * cols);
+    memory_row("add (bias broadcast)", {rows_n, cols}, 2.0 * n * 4, [&] { add(x, bias); });
+    memory_row("softmax", {rows_n, cols}, 2.0 * n * 4, [&] { softmax(x); });
+    memory_row("layer_norm", {rows_n, cols}, 2.0 * n * 4, [&] { layer_norm(x, gamma, beta); });
+    memory_row("transpose+contiguous", {rows_n, cols}, 2.0 * n * 4, [&] { x.transpose(0, 1).contiguous(); });
+    const Tensor leaf = x.detach().set_requires_grad();
+    // softmax: reads y and dy, writes dx; layer norm: x and dy twice (dx by rows, then dgamma
+    // and dbeta by columns), writes dx.
+    backward_row("softmax backward", {rows_n, cols}, 3.0 * n * 4, leaf, [](const Tensor& t) { return softmax(t); });
+    backward_row("layer_norm backward", {rows_n, cols}, 5.0 * n * 4, leaf,
+                 [&](const Tensor& t) { return layer_norm(t, gamma, beta); });
   }
   {
-    const int64_t rows_n = quick ? 64 : 8192, classes = 256;
-    const Tensor logits = randn({rows_n, classes}, g), targets = randint(0, classes, {rows_n}, g);
-    memory_row("cross_entropy", {rows_n, classes}, 1.0 * rows_n * classes * 4, [&] { cross_entropy(logits, targets); });
+    // Attention's heads: [batch, tokens, heads, head width] to [batch, heads, tokens, width].
+    const Shape heads = quick ? Shape{2, 16, 4, 32} : Shape{16, 128, 12, 64};
+    const Tensor x = randn(heads, g);
+    memory_row("permute heads+contiguous", heads, 2.0 * shape_numel(heads) * 4,
+               [&] { x.permute({0, 2, 1, 3}).contiguous(); });
+  }
+  {
+    const int64_t rows_ce = quick ? 64 : 8192, classes = 256;
+    const double n = static_cast<double>(rows_ce * classes);
+    const Tensor logits = randn({rows_ce, classes}, g), targets = randint(0, classes, {rows_ce}, g);
+    // Inference reads the logits once; training's forward also writes the softmax, which its
+    // backward reads to write the gradient: four passes, two of them with exps.
+    memory_row("cross_entropy", {rows_ce, classes}, 1.0 * n * 4, [&] { cross_entropy(logits, targets); });
+    if (wanted("cross_entropy training")) {
+      GradModeGuard grad(true);
+      const Tensor leaf = logits.detach().set_requires_grad();
+      memory_row("cross_entropy training", {rows_ce, classes}, 4.0 * n * 4, [&] {
+        cross_entropy(leaf, targets).backward();
+        leaf.zero_grad();
+      });
+    }
   }
   if (wanted("conv2d")) {
     const int64_t n = quick ? 2 : 32, c = 16, h = 32, o = 32;
@@ -151,11 +197,21 @@ int main(int argc, char** argv) {
                     "GFLOP/s", reference * 1e3});
   }
 
+  double add_rate = 0;
+  for (const Row& r : rows)
+    if (r.op == "add") add_rate = r.value;
+  for (Row& r : rows)
+    if (r.unit == "GB/s" && add_rate > 0) r.of_add = r.value / add_rate;
+
   std::printf("%d kernel thread%s\n", threads, threads == 1 ? "" : "s");
-  std::printf("%-22s %-18s %12s %12s %-8s vs %s\n", "op", "size", "median ms", "rate", "unit",
+  std::printf("%-26s %-18s %10s %10s %-8s %7s  vs %s\n", "op", "size", "median ms", "rate", "unit", "of add",
               threads == 1 ? "Eigen directly" : "minipipe on 1 thread");
   for (const Row& r : rows) {
-    std::printf("%-22s %-18s %12.3f %12.2f %-8s", r.op.c_str(), r.size.c_str(), r.median_ms, r.value, r.unit.c_str());
+    std::printf("%-26s %-18s %10.3f %10.2f %-8s", r.op.c_str(), r.size.c_str(), r.median_ms, r.value, r.unit.c_str());
+    if (r.of_add > 0)
+      std::printf(" %7.2f", r.of_add);
+    else
+      std::printf(" %7s", "");
     if (r.reference_ms > 0)
       std::printf(" %s %.3f ms, throughput ratio %.3f", reference_name.c_str(), r.reference_ms,
                   r.reference_ms / r.median_ms);
@@ -167,6 +223,7 @@ int main(int argc, char** argv) {
       std::ostringstream o;
       o << "{\"op\": \"" << r.op << "\", \"size\": \"" << r.size << "\", \"threads\": " << threads
         << ", \"median_ms\": " << r.median_ms << ", \"value\": " << r.value << ", \"unit\": \"" << r.unit << "\"";
+      if (r.of_add > 0) o << ", \"of_add\": " << r.of_add;
       if (r.reference_ms > 0)
         o << ", \"reference\": \"" << reference_name << "\", \"reference_median_ms\": " << r.reference_ms
           << ", \"throughput_ratio\": " << r.reference_ms / r.median_ms;

@@ -128,19 +128,18 @@ void log_softmax_backward(const Device& device, const float* y, const float* dy,
 }
 
 void cross_entropy_forward(const Device& device, const float* logits, const int32_t* targets, float* row_loss,
-                           float* logsumexp, int64_t rows, int64_t classes, int32_t ignore_index) {
-  MINIPIPE_DISPATCH(device, cpu::cross_entropy_forward(logits, targets, row_loss, logsumexp, rows, classes, ignore_index),
-                    cuda::cross_entropy_forward(logits, targets, row_loss, logsumexp, rows, classes, ignore_index,
+                           float* probabilities, int64_t rows, int64_t classes, int32_t ignore_index) {
+  MINIPIPE_DISPATCH(device,
+                    cpu::cross_entropy_forward(logits, targets, row_loss, probabilities, rows, classes, ignore_index),
+                    cuda::cross_entropy_forward(logits, targets, row_loss, probabilities, rows, classes, ignore_index,
                                                 stream));
 }
 
-void cross_entropy_backward(const Device& device, const float* logits, const int32_t* targets,
-                            const float* logsumexp, const float* scale, float* dlogits, int64_t rows,
-                            int64_t classes, int32_t ignore_index) {
-  MINIPIPE_DISPATCH(device,
-                    cpu::cross_entropy_backward(logits, targets, logsumexp, *scale, dlogits, rows, classes, ignore_index),
-                    cuda::cross_entropy_backward(logits, targets, logsumexp, scale, dlogits, rows, classes,
-                                                 ignore_index, stream));
+void cross_entropy_backward(const Device& device, const float* probabilities, const int32_t* targets,
+                            const float* scale, float* dlogits, int64_t rows, int64_t classes, int32_t ignore_index) {
+  MINIPIPE_DISPATCH(device, cpu::cross_entropy_backward(probabilities, targets, *scale, dlogits, rows, classes, ignore_index),
+                    cuda::cross_entropy_backward(probabilities, targets, scale, dlogits, rows, classes, ignore_index,
+                                                 stream));
 }
 
 void gemm(const Device& device, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,

@@ -61,12 +61,11 @@ void log_softmax_forward(const Device& device, const float* x, float* y, int64_t
 void log_softmax_backward(const Device& device, const float* y, const float* dy, float* dx, int64_t rows,
                           int64_t cols);
 void cross_entropy_forward(const Device& device, const float* logits, const int32_t* targets, float* row_loss,
-                           float* logsumexp, int64_t rows, int64_t classes, int32_t ignore_index);
+                           float* probabilities, int64_t rows, int64_t classes, int32_t ignore_index);
 // `scale` points to one float in the device's memory (host memory for the CPU), so that a GPU
 // backward pass need not wait for the host to read it.
-void cross_entropy_backward(const Device& device, const float* logits, const int32_t* targets,
-                            const float* logsumexp, const float* scale, float* dlogits, int64_t rows,
-                            int64_t classes, int32_t ignore_index);
+void cross_entropy_backward(const Device& device, const float* probabilities, const int32_t* targets,
+                            const float* scale, float* dlogits, int64_t rows, int64_t classes, int32_t ignore_index);
 
 void gemm(const Device& device, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);

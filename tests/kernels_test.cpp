@@ -1,4 +1,5 @@
-// kernels/cpu: the vectorisable transcendental functions against the C library, im2col and
+// kernels/cpu: the vectorisable transcendental functions against the C library (and their
+// sixteen-lane forms against the scalar ones), lane sums against their definition, im2col and
 // GEMM against their definitions, and the kernels' threads.
 #include <gtest/gtest.h>
 
@@ -13,8 +14,10 @@
 #include <vector>
 
 #include "kernels/cpu/convolution.h"
+#include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/fast_math.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/lane_sum.h"
 #include "kernels/cpu/threads.h"
 
 namespace minipipe::kernels::cpu {
@@ -34,6 +37,58 @@ TEST(FastMath, ExpIsWithinAFewUlpsOfTheLibrary) {
   EXPECT_NEAR(fast_exp(88.7f) / std::exp(double{88.7f}), 1.0, 1e-6);
   EXPECT_NEAR(fast_exp(-95.0f) / std::exp(double{-95.0f}), 1.0, 1e-3);  // a denormal: few bits left
   EXPECT_EQ(fast_exp(-1000.0f), 0.0f);
+}
+
+// Kernels run the sixteen-lane exp on a range's body and the scalar one on its ends, which
+// move with the thread count: the two must agree bit for bit everywhere, ends included.
+TEST(FastMath, SixteenLaneExpGivesTheScalarsBits) {
+  std::vector<float> inputs = {0.0f, -0.0f, 88.7f, 88.8f, 89.0f, 1000.0f, -87.5f, -95.0f, -103.9f, -104.0f, -104.5f,
+                               -1000.0f, INFINITY, -INFINITY, std::numeric_limits<float>::denorm_min()};
+  for (float x = -110.0f; x <= 90.0f; x += 0.0731f) inputs.push_back(x);
+  while (inputs.size() % kLanes) inputs.push_back(1.0f);
+  for (size_t i = 0; i < inputs.size(); i += kLanes) {
+    const Floats16 lanes = fast_exp(load16(inputs.data() + i));
+    for (int lane = 0; lane < kLanes; ++lane) {
+      const float scalar = fast_exp(inputs[i + lane]), vector = lanes[lane];
+      ASSERT_EQ(0, std::memcmp(&scalar, &vector, sizeof scalar)) << "exp(" << inputs[i + lane] << ")";
+    }
+  }
+}
+
+// The same for the elementwise kernels that run sixteen lanes: the whole array (lanes) against
+// each element alone (the scalar tail), forward and backward.
+TEST(FastMath, ElementwiseKernelsGiveTheSameBitsInLanesAndAlone) {
+  std::vector<float> x;
+  for (float v = -30.0f; v <= 30.0f; v += 0.01237f) x.push_back(v);
+  for (float v : {0.0f, -0.0f, 0.2999f, 0.3f, -0.3f, 1e-20f, 100.0f, -100.0f}) x.push_back(v);
+  const int64_t n = static_cast<int64_t>(x.size());
+  const std::vector<float> dy(x.size(), 0.75f);
+  for (const UnaryOp op : {UnaryOp::Exp, UnaryOp::Gelu, UnaryOp::Tanh, UnaryOp::Sigmoid}) {
+    std::vector<float> lanes(n), alone(n), lanes_dx(n), alone_dx(n);
+    unary_forward(op, x.data(), lanes.data(), n, 0.0f);
+    unary_backward(op, x.data(), lanes.data(), dy.data(), lanes_dx.data(), n, 0.0f);
+    for (int64_t i = 0; i < n; ++i) {
+      unary_forward(op, &x[i], &alone[i], 1, 0.0f);
+      unary_backward(op, &x[i], &lanes[i], &dy[i], &alone_dx[i], 1, 0.0f);
+    }
+    EXPECT_EQ(0, std::memcmp(lanes.data(), alone.data(), n * sizeof(float))) << static_cast<int>(op);
+    EXPECT_EQ(0, std::memcmp(lanes_dx.data(), alone_dx.data(), n * sizeof(float))) << static_cast<int>(op);
+  }
+}
+
+TEST(LaneSum, SixteenLaneSumsAndMaximaAddInTheScalarOrder) {
+  for (const int64_t n : {1, 15, 16, 17, 100, 768, 1001}) {
+    std::vector<float> x(n);
+    for (int64_t i = 0; i < n; ++i) x[i] = std::sin(1.7f * static_cast<float>(i)) * (1.0f + i % 13);
+    const double scalar = lane_sum(n, [&](int64_t i) { return x[i] * x[i]; });
+    const double vector = lane_sum16(
+        n, [&](int64_t i) { return load16(&x[i]) * load16(&x[i]); }, [&](int64_t i) { return x[i] * x[i]; });
+    EXPECT_EQ(scalar, vector) << n;
+    double plain = 0.0;  // the definition, to a float sum's accuracy
+    for (float v : x) plain += double{v} * v;
+    EXPECT_NEAR(vector, plain, 1e-5 * plain) << n;
+    EXPECT_EQ(lane_max(x.data(), n), *std::max_element(x.begin(), x.end())) << n;
+  }
 }
 
 TEST(FastMath, TanhIsAccurateNearZeroAndInTheTails) {

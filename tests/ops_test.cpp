@@ -16,6 +16,7 @@
 #include "autograd/embedding.h"
 #include "autograd/engine.h"
 #include "autograd/matmul.h"
+#include "autograd/node.h"
 #include "autograd/normalization.h"
 #include "nn/optim/optimizer_steps.h"
 #include "autograd/random_ops.h"
@@ -227,6 +228,30 @@ TEST(CrossEntropy, MatchesHandComputedLossAndIgnoresPadding) {
   EXPECT_THROW_WITH(cross_entropy(logits, from_int_vector({3, 0}, {2})), "target 3", "[0, 3)");
   EXPECT_THROW_WITH(cross_entropy(logits, from_int_vector({0}, {1})), "[2, 3]", "[2]", "[1]");
   EXPECT_THROW_WITH(cross_entropy(logits, from_vector({0, 1}, {2})), "targets", "int32", "float32");
+}
+
+// With a backward pass ahead the forward also writes the softmax (the backward's only input);
+// without one it writes nothing. Both give the same loss, bit for bit, and the gradient is
+// (softmax - onehot) / counted rows, here computed by hand from softmax's own values.
+TEST(CrossEntropy, LossIsTheSameWithAndWithoutABackwardPassAndItsGradientIsSoftmaxMinusOnehot) {
+  const Tensor logits = leaf({6, 9}, 5, -3, 3);
+  const Tensor targets = from_int_vector({3, -100, 0, 8, 8, 1}, {6});
+  const Tensor loss = cross_entropy(logits, targets);
+  Tensor inference_loss;
+  {
+    NoGradGuard no_grad;
+    inference_loss = cross_entropy(logits, targets);
+  }
+  EXPECT_EQ(loss.item(), inference_loss.item());
+  loss.backward();
+  const Tensor probabilities = softmax(logits.detach());
+  std::vector<float> expected(54);
+  for (int64_t r = 0; r < 6; ++r) {
+    const int32_t target = targets.data<int32_t>()[r];
+    for (int64_t c = 0; c < 9; ++c)
+      expected[r * 9 + c] = target == -100 ? 0.0f : (probabilities.data<float>()[r * 9 + c] - (c == target)) / 5.0f;
+  }
+  expect_values(logits.grad(), expected, 1e-6f);
 }
 
 TEST(Softmax, GradientsMatchFiniteDifferences) {

@@ -4,6 +4,7 @@
 #include <sstream>
 #include <thread>
 
+#include "kernels/cpu/threads.h"
 #include "kernels/philox.h"
 #include "tensor/factories.h"
 #include "test_helpers.h"
@@ -59,6 +60,27 @@ TEST(Tensor, ContiguousCopiesOnlyWhenNeeded) {
   EXPECT_TRUE(c.is_contiguous());
   EXPECT_NE(c.impl()->storage, t.impl()->storage);
   expect_values(c, {0, 3, 1, 4, 2, 5});
+}
+
+// Swapping the last two dims takes the tiled copy (16 x 16 tiles in registers, ragged edges
+// element by element, bands of rows over the kernel threads): every element where its
+// definition puts it, on one thread and on three.
+TEST(Tensor, TransposedCopiesPutEveryElementInPlace) {
+  for (const Shape& shape : std::vector<Shape>{{37, 53}, {16, 16}, {3, 40, 33}, {2, 300, 17}, {2, 2, 48, 260}}) {
+    const int64_t rows = shape[shape.size() - 2], cols = shape.back();
+    const int64_t planes = shape_numel(shape) / (rows * cols);
+    const Tensor x = arange(0, static_cast<float>(shape_numel(shape))).reshape(shape);
+    for (const int threads : {1, 3}) {
+      kernels::cpu::KernelThreads kernel_threads(threads);
+      const Tensor y = x.transpose(-2, -1).contiguous();
+      const float* out = y.data<float>();
+      for (int64_t p = 0; p < planes; ++p)
+        for (int64_t c = 0; c < cols; ++c)
+          for (int64_t r = 0; r < rows; ++r)
+            ASSERT_EQ(out[(p * cols + c) * rows + r], static_cast<float>((p * rows + r) * cols + c))
+                << shape_str(shape) << " on " << threads << " threads at plane " << p << " (" << c << ", " << r << ")";
+    }
+  }
 }
 
 TEST(Tensor, SqueezeUnsqueezePermuteNarrow) {

@@ -11,24 +11,58 @@ namespace minipipe::kernels::cpu {
 
 namespace {
 // Rows are independent: each kernel spreads them over the kernel threads (threads.h).
-// Row sums and maxima go through lane_sum/lane_max: a single running float sum does not
-// vectorise, and made softmax run at a quarter of memory speed.
-// log(sum(exp(x))), shifted by the max so that nothing overflows.
+// Row sums and maxima go through lane_sum16/lane_max, sixteen lanes at a time (simd.h): a
+// single running float sum does not vectorise, and made softmax run at a quarter of memory
+// speed; the compiler's own vectorisation left the max and the sum of exps scalar.
+// A row is read twice, for its max and then for its exps; the second pass finds it in L1,
+// but nothing overlaps the first pass's wait for memory unless the second asks for the next
+// row ahead: that made softmax 20% faster on a 768-wide row (cpu_ops_benchmark).
+inline void prefetch_next_row(const float* at, int64_t row_length) { __builtin_prefetch(at + row_length); }
+
+// y = exp(x - max(x)) over one row; returns max(x) and the sum of the y (for softmax, and
+// log(sum) + max = logsumexp). y may be scratch the caller throws away.
+struct RowExps {
+  float max;
+  double total;
+};
+RowExps row_exps(const float* x, float* y, int64_t n) {
+  const float m = lane_max(x, n);
+  const Floats16 m16 = splat16(m);
+  const double total = lane_sum16(
+      n,
+      [&](int64_t i) {
+        prefetch_next_row(x + i, n);
+        const Floats16 e = fast_exp(load16(x + i) - m16);
+        store16(y + i, e);
+        return e;
+      },
+      [&](int64_t i) { return y[i] = fast_exp(x[i] - m); });
+  return {m, total};
+}
+
+// log(sum(exp(x))), shifted by the max so that nothing overflows; nothing written.
 float row_logsumexp(const float* x, int64_t n) {
   const float m = lane_max(x, n);
-  const double total = lane_sum(n, [&](int64_t i) { return fast_exp(x[i] - m); });
+  const Floats16 m16 = splat16(m);
+  const double total = lane_sum16(
+      n,
+      [&](int64_t i) {
+        prefetch_next_row(x + i, n);
+        return fast_exp(load16(x + i) - m16);
+      },
+      [&](int64_t i) { return fast_exp(x[i] - m); });
   return m + static_cast<float>(std::log(total));
+}
+
+void scale_row(float* y, int64_t n, float factor) {
+  for (int64_t i = 0; i < n; ++i) y[i] *= factor;
 }
 }  // namespace
 
 void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols) {
   parallel_for(rows, 2 * cols, [&](int64_t r) {
-    const float* xr = x + r * cols;
-    float* yr = y + r * cols;
-    const float m = lane_max(xr, cols);
-    const double total = lane_sum(cols, [&](int64_t i) { return yr[i] = fast_exp(xr[i] - m); });
-    const float inverse = static_cast<float>(1.0 / total);
-    for (int64_t i = 0; i < cols; ++i) yr[i] *= inverse;
+    const RowExps e = row_exps(x + r * cols, y + r * cols, cols);
+    scale_row(y + r * cols, cols, static_cast<float>(1.0 / e.total));
   });
 }
 
@@ -36,7 +70,8 @@ void softmax_backward(const float* y, const float* dy, float* dx, int64_t rows, 
   parallel_for(rows, 3 * cols, [&](int64_t r) {
     const float* yr = y + r * cols;
     const float* dyr = dy + r * cols;
-    const float dot = static_cast<float>(lane_sum(cols, [&](int64_t i) { return dyr[i] * yr[i]; }));
+    const float dot = static_cast<float>(lane_sum16(
+        cols, [&](int64_t i) { return load16(dyr + i) * load16(yr + i); }, [&](int64_t i) { return dyr[i] * yr[i]; }));
     for (int64_t i = 0; i < cols; ++i) dx[r * cols + i] = yr[i] * (dyr[i] - dot);
   });
 }
@@ -50,32 +85,41 @@ void log_softmax_forward(const float* x, float* y, int64_t rows, int64_t cols) {
 
 void log_softmax_backward(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols) {
   parallel_for(rows, 3 * cols, [&](int64_t r) {
-    const float total = static_cast<float>(lane_sum(cols, [&](int64_t i) { return dy[r * cols + i]; }));
+    const float* dyr = dy + r * cols;
+    const float total =
+        static_cast<float>(lane_sum16(cols, [&](int64_t i) { return load16(dyr + i); }, [&](int64_t i) { return dyr[i]; }));
     for (int64_t i = 0; i < cols; ++i)
       dx[r * cols + i] = dy[r * cols + i] - fast_exp(y[r * cols + i]) * total;
   });
 }
 
 void cross_entropy_forward(const float* logits, const int32_t* targets, float* row_loss,
-                           float* logsumexp, int64_t rows, int64_t classes, int32_t ignore_index) {
-  parallel_for(rows, classes, [&](int64_t r) {
+                           float* probabilities, int64_t rows, int64_t classes, int32_t ignore_index) {
+  parallel_for(rows, probabilities ? 2 * classes : classes, [&](int64_t r) {
     const float* xr = logits + r * classes;
-    logsumexp[r] = row_logsumexp(xr, classes);
-    row_loss[r] = targets[r] == ignore_index ? 0.0f : logsumexp[r] - xr[targets[r]];
+    float logsumexp;
+    if (probabilities) {
+      float* pr = probabilities + r * classes;
+      const RowExps e = row_exps(xr, pr, classes);
+      logsumexp = e.max + static_cast<float>(std::log(e.total));
+      scale_row(pr, classes, static_cast<float>(1.0 / e.total));
+    } else {
+      logsumexp = row_logsumexp(xr, classes);
+    }
+    row_loss[r] = targets[r] == ignore_index ? 0.0f : logsumexp - xr[targets[r]];
   });
 }
 
-void cross_entropy_backward(const float* logits, const int32_t* targets, const float* logsumexp,
-                            float scale, float* dlogits, int64_t rows, int64_t classes,
-                            int32_t ignore_index) {
+void cross_entropy_backward(const float* probabilities, const int32_t* targets, float scale, float* dlogits,
+                            int64_t rows, int64_t classes, int32_t ignore_index) {
   parallel_for(rows, 2 * classes, [&](int64_t r) {
     float* dr = dlogits + r * classes;
     if (targets[r] == ignore_index) {
       std::fill(dr, dr + classes, 0.0f);
       return;
     }
-    const float* xr = logits + r * classes;
-    for (int64_t i = 0; i < classes; ++i) dr[i] = scale * fast_exp(xr[i] - logsumexp[r]);
+    const float* pr = probabilities + r * classes;
+    for (int64_t i = 0; i < classes; ++i) dr[i] = scale * pr[i];
     dr[targets[r]] -= scale;
   });
 }

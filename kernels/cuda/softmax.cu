@@ -49,27 +49,30 @@ __global__ void log_softmax_backward_kernel(const float* y, const float* dy, flo
   for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) dx[base + i] = dy[base + i] - expf(y[base + i]) * total;
 }
 
+// probabilities (null in inference) gets the softmax for the backward pass.
 __global__ void cross_entropy_forward_kernel(const float* logits, const int32_t* targets, float* row_loss,
-                                             float* logsumexp, int64_t classes, int32_t ignore_index) {
+                                             float* probabilities, int64_t classes, int32_t ignore_index) {
   const float* row = logits + blockIdx.x * classes;
   const float lse = row_logsumexp(row, classes);
+  if (probabilities) {
+    float* out = probabilities + blockIdx.x * classes;
+    for (int64_t i = threadIdx.x; i < classes; i += blockDim.x) out[i] = expf(row[i] - lse);
+  }
   if (threadIdx.x == 0) {
     const int32_t target = targets[blockIdx.x];
-    logsumexp[blockIdx.x] = lse;
     row_loss[blockIdx.x] = target == ignore_index ? 0.0f : lse - row[target];
   }
 }
 
-__global__ void cross_entropy_backward_kernel(const float* logits, const int32_t* targets, const float* logsumexp,
+__global__ void cross_entropy_backward_kernel(const float* probabilities, const int32_t* targets,
                                               const float* scale_at, float* dlogits, int64_t classes,
                                               int32_t ignore_index) {
   const int64_t base = blockIdx.x * classes;
   const int32_t target = targets[blockIdx.x];
-  const float lse = logsumexp[blockIdx.x], scale = *scale_at;
-  for (int64_t i = threadIdx.x; i < classes; i += blockDim.x) {
-    const float softmax = expf(logits[base + i] - lse);
-    dlogits[base + i] = target == ignore_index ? 0.0f : scale * (softmax - (i == target ? 1.0f : 0.0f));
-  }
+  const float scale = *scale_at;
+  for (int64_t i = threadIdx.x; i < classes; i += blockDim.x)
+    dlogits[base + i] =
+        target == ignore_index ? 0.0f : scale * (probabilities[base + i] - (i == target ? 1.0f : 0.0f));
 }
 
 }  // namespace
@@ -98,16 +101,16 @@ void log_softmax_backward(const float* y, const float* dy, float* dx, int64_t ro
   MINIPIPE_ROW_LAUNCH(log_softmax_backward_kernel, rows, cols, stream, y, dy, dx, cols);
 }
 
-void cross_entropy_forward(const float* logits, const int32_t* targets, float* row_loss, float* logsumexp,
+void cross_entropy_forward(const float* logits, const int32_t* targets, float* row_loss, float* probabilities,
                            int64_t rows, int64_t classes, int32_t ignore_index, cudaStream_t stream) {
-  MINIPIPE_ROW_LAUNCH(cross_entropy_forward_kernel, rows, classes, stream, logits, targets, row_loss, logsumexp,
-                      classes, ignore_index);
+  MINIPIPE_ROW_LAUNCH(cross_entropy_forward_kernel, rows, classes, stream, logits, targets, row_loss,
+                      probabilities, classes, ignore_index);
 }
 
-void cross_entropy_backward(const float* logits, const int32_t* targets, const float* logsumexp,
-                            const float* scale, float* dlogits, int64_t rows, int64_t classes,
-                            int32_t ignore_index, cudaStream_t stream) {
-  MINIPIPE_ROW_LAUNCH(cross_entropy_backward_kernel, rows, classes, stream, logits, targets, logsumexp, scale,
+void cross_entropy_backward(const float* probabilities, const int32_t* targets, const float* scale,
+                            float* dlogits, int64_t rows, int64_t classes, int32_t ignore_index,
+                            cudaStream_t stream) {
+  MINIPIPE_ROW_LAUNCH(cross_entropy_backward_kernel, rows, classes, stream, probabilities, targets, scale,
                       dlogits, classes, ignore_index);
 }
 

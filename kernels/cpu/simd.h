@@ -1,0 +1,39 @@
+#pragma once
+// Sixteen floats as one value, with GCC's vector extension: + - * /, comparisons and ?: act
+// lane by lane and compile to one AVX-512 instruction each (two AVX2 or four SSE ones on
+// other CPUs). For the loops the compiler does not vectorise by itself: reductions (it must
+// keep a float sum or max in program order) and loops whose bodies hold such a reduction.
+// Every lane computes exactly what the scalar code computes on its element (no FMA
+// contraction under -std=c++20), so a kernel may mix the two at a range's ends and still
+// give results that do not depend on where the kernel threads cut the ranges.
+#include <cstdint>
+#include <cstring>
+
+namespace minipipe::kernels::cpu {
+
+constexpr int kLanes = 16;
+typedef float Floats16 __attribute__((vector_size(64)));
+typedef int32_t Ints16 __attribute__((vector_size(64)));
+
+inline Floats16 load16(const float* p) {
+  Floats16 v;
+  std::memcpy(&v, p, sizeof v);  // an unaligned load
+  return v;
+}
+
+inline void store16(float* p, Floats16 v) { std::memcpy(p, &v, sizeof v); }
+
+inline Floats16 splat16(float x) { return Floats16{} + x; }
+
+// x as an F: for code written once for a float and for sixteen (fast_math.h).
+template <class F>
+F splat(float x);
+template <>
+inline float splat<float>(float x) { return x; }
+template <>
+inline Floats16 splat<Floats16>(float x) { return splat16(x); }
+
+// Lane by lane, as the scalar code writes them (a < b ? b : a keeps the first of equal values).
+inline Floats16 max16(Floats16 a, Floats16 b) { return a < b ? b : a; }
+
+}  // namespace minipipe::kernels::cpu
