@@ -1,8 +1,8 @@
 // CPU op benchmark: per op and size, the median time of several repeats and the achieved
 // GB/s (memory-bound ops) or GFLOP/s (GEMM, convolution). Memory-bound rows count the bytes
 // the op must read and write at least (not the cache lines a store first reads), and print
-// their rate as a fraction of `add`'s measured in the same run: the yardstick for "at memory
-// speed" (the goal is at least half). The GEMM rows also time the same
+// their rate as a fraction of `add`'s, timed in turn with each row: the yardstick for "at
+// memory speed" (the goal is at least half). The GEMM rows also time the same
 // product through Eigen directly, interleaved with ours in the same run, and print the
 // ratio: on AVX-512 minipipe uses its own packed GEMM (kernels/cpu/gemm.cpp), elsewhere Eigen.
 // With --threads N (kernel threads, kernels/cpu/threads.h) every row compares with minipipe
@@ -52,17 +52,25 @@ double seconds_of(const std::function<void()>& f) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// The median seconds of each function (null ones skipped: 0), timed `repeats` times in turn
+// after one warm-up each, so that a slow spell of a shared machine slows them all alike.
+std::vector<double> time_interleaved(int repeats, const std::vector<std::function<void()>>& functions) {
+  std::vector<std::vector<double>> seconds(functions.size());
+  for (const auto& f : functions)
+    if (f) f();
+  for (int i = 0; i < repeats; ++i)
+    for (size_t j = 0; j < functions.size(); ++j)
+      if (functions[j]) seconds[j].push_back(seconds_of(functions[j]));
+  std::vector<double> medians;
+  for (const auto& s : seconds) medians.push_back(s.empty() ? 0.0 : median(s));
+  return medians;
+}
+
 // Times `ours` (and `reference`, interleaved) `repeats` times after one warm-up each.
 std::pair<double, double> time_pair(int repeats, const std::function<void()>& ours,
                                     const std::function<void()>& reference = nullptr) {
-  ours();
-  if (reference) reference();
-  std::vector<double> a, b;
-  for (int i = 0; i < repeats; ++i) {
-    a.push_back(seconds_of(ours));
-    if (reference) b.push_back(seconds_of(reference));
-  }
-  return {median(a), reference ? median(b) : 0.0};
+  const std::vector<double> medians = time_interleaved(repeats, {ours, reference});
+  return {medians[0], medians[1]};
 }
 
 }  // namespace
@@ -95,10 +103,16 @@ int main(int argc, char** argv) {
   Generator g(0);
   std::vector<Row> rows;
   auto wanted = [&](const std::string& op) { return filter.empty() || op.find(filter) != std::string::npos; };
+  // The yardstick of memory speed, timed in turn with every memory-bound row: `add` on 4M floats.
+  const int64_t big = quick ? 1 << 16 : 1 << 22;
+  const Tensor add_x = randn({big}, g), add_y = randn({big}, g);
+  const double add_bytes = 3.0 * big * 4;
+  const std::function<void()> add_yardstick = [&] { add(add_x, add_y); };
   auto memory_row = [&](const std::string& op, const Shape& shape, double bytes, const std::function<void()>& f) {
     if (!wanted(op)) return;
-    const auto [t, reference] = time_pair(repeats, f, on_one_thread(f));
-    rows.push_back({op, dims(shape), t * 1e3, bytes / t / 1e9, "GB/s", reference * 1e3});
+    const std::vector<double> t = time_interleaved(repeats, {f, add_yardstick, on_one_thread(f)});
+    const double rate = bytes / t[0] / 1e9;
+    rows.push_back({op, dims(shape), t[0] * 1e3, rate, "GB/s", t[2] * 1e3, rate / (add_bytes / t[1] / 1e9)});
   };
 
   // Square products, then the skinny ones of the small GPT that compare_training.py runs
@@ -126,8 +140,7 @@ int main(int argc, char** argv) {
 
   // The elementwise ops on 4M floats; the row ops on 4096 rows of 768 (a GPT-2 small
   // width); cross-entropy on 8192 rows of 256 classes. "backward" rows time the op's own
-  // backward (the graph kept, the input's gradient dropped each time so that none is added up).
-  const int64_t big = quick ? 1 << 16 : 1 << 22;
+  // backward function (its graph node), without the engine's copy into a leaf's .grad.
   const int64_t rows_n = quick ? 64 : 4096, cols = 768;
   const auto backward_row = [&](const std::string& op, const Shape& shape, double bytes, const Tensor& input,
                                 const std::function<Tensor(const Tensor&)>& f) {
@@ -135,10 +148,8 @@ int main(int argc, char** argv) {
     GradModeGuard grad(true);
     const Tensor y = f(input);
     const Tensor dy = ones(y.shape());
-    memory_row(op, shape, bytes, [&] {
-      y.backward(dy, /*retain_graph=*/true);
-      input.zero_grad();
-    });
+    const std::shared_ptr<Node> node = y.grad_fn();
+    memory_row(op, shape, bytes, [&] { node->apply(dy); });
   };
   {
     const Tensor x = randn({big}, g), y = randn({big}, g);
@@ -181,10 +192,9 @@ int main(int argc, char** argv) {
     if (wanted("cross_entropy training")) {
       GradModeGuard grad(true);
       const Tensor leaf = logits.detach().set_requires_grad();
-      memory_row("cross_entropy training", {rows_ce, classes}, 4.0 * n * 4, [&] {
-        cross_entropy(leaf, targets).backward();
-        leaf.zero_grad();
-      });
+      const Tensor one = ones({});
+      memory_row("cross_entropy training", {rows_ce, classes}, 4.0 * n * 4,
+                 [&] { cross_entropy(leaf, targets).grad_fn()->apply(one); });
     }
   }
   if (wanted("conv2d")) {
@@ -196,12 +206,6 @@ int main(int argc, char** argv) {
     rows.push_back({"conv2d 3x3 pad 1", dims({n, c, h, h}) + "->" + std::to_string(o), t * 1e3, flops / t / 1e9,
                     "GFLOP/s", reference * 1e3});
   }
-
-  double add_rate = 0;
-  for (const Row& r : rows)
-    if (r.op == "add") add_rate = r.value;
-  for (Row& r : rows)
-    if (r.unit == "GB/s" && add_rate > 0) r.of_add = r.value / add_rate;
 
   std::printf("%d kernel thread%s\n", threads, threads == 1 ? "" : "s");
   std::printf("%-26s %-18s %10s %10s %-8s %7s  vs %s\n", "op", "size", "median ms", "rate", "unit", "of add",

@@ -202,6 +202,7 @@ namespace {
 // A 16 x 16 tile: t[r * t_stride + c] = s[c * s_stride + r], sixteen rows of s loaded as
 // vectors and transposed in registers (simd.h). Step h swaps the off-diagonal h x h blocks
 // of every 2h x 2h block; after h = 8, 4, 2, 1 every element has crossed the diagonal.
+template <bool kStreaming>
 void transpose_tile16(const uint32_t* s, int64_t s_stride, uint32_t* t, int64_t t_stride) {
   Ints16 v[kLanes];
   for (int i = 0; i < kLanes; ++i) std::memcpy(&v[i], s + i * s_stride, sizeof v[i]);
@@ -221,7 +222,12 @@ void transpose_tile16(const uint32_t* s, int64_t s_stride, uint32_t* t, int64_t 
       v[i + h] = __builtin_shuffle(a, b, upper);
     }
   }
-  for (int i = 0; i < kLanes; ++i) std::memcpy(t + i * t_stride, &v[i], sizeof v[i]);
+  for (int i = 0; i < kLanes; ++i) {
+    if constexpr (kStreaming)
+      stream16(t + i * t_stride, v[i]);
+    else
+      std::memcpy(t + i * t_stride, &v[i], sizeof v[i]);
+  }
 }
 
 // dst = src where the last two dims are swapped between them: src is contiguous along
@@ -229,7 +235,10 @@ void transpose_tile16(const uint32_t* s, int64_t s_stride, uint32_t* t, int64_t 
 // case). Walking dst's rows would read src a column at a time, one cache line per element
 // (3.5 GB/s); square tiles read and write whole lines: a tile's src lines stay in L1 while
 // its dst rows are written, and a band of tiles reads 1 KiB pieces of each src row (256 was measured fastest of 16 to 1024).
-// The threads take ranges of (plane, band).
+// The threads take ranges of (plane, band). Outputs larger than a core's L2 cache are written
+// with streaming stores where every tile row is a whole aligned cache line (dst rows a
+// multiple of 16 elements): each store then replaces a line without reading it first.
+template <bool kStreaming>
 void transposed_copy32(const uint32_t* src, const int64_t* ss, uint32_t* dst, const int64_t* ds,
                        const int64_t* shape, int ndim) {
   constexpr int64_t kTile = 16, kBand = 256;  // a band: 256 rows of dst, 1 KiB of each src row
@@ -253,8 +262,8 @@ void transposed_copy32(const uint32_t* src, const int64_t* ss, uint32_t* dst, co
         for (int64_t row_begin = band_begin; row_begin < band_end; row_begin += kTile) {
           const int64_t row_end = std::min(band_end, row_begin + kTile);
           if (row_end - row_begin == kTile && col_end - col_begin == kTile) {
-            transpose_tile16(s + col_begin * src_col_stride + row_begin, src_col_stride,
-                             t + row_begin * dst_row_stride + col_begin, dst_row_stride);
+            transpose_tile16<kStreaming>(s + col_begin * src_col_stride + row_begin, src_col_stride,
+                                         t + row_begin * dst_row_stride + col_begin, dst_row_stride);
             continue;
           }
           for (int64_t r = row_begin; r < row_end; ++r)  // src's stride along rows is 1
@@ -262,7 +271,23 @@ void transposed_copy32(const uint32_t* src, const int64_t* ss, uint32_t* dst, co
         }
       }
     }
+    if constexpr (kStreaming) stream_fence();
   });
+}
+
+void transposed_copy32(const uint32_t* src, const int64_t* ss, uint32_t* dst, const int64_t* ds,
+                       const int64_t* shape, int ndim) {
+  constexpr int64_t kStreamingBytes = int64_t{4} << 20;
+  int64_t elements = 1;
+  bool lines_aligned = reinterpret_cast<uintptr_t>(dst) % 64 == 0;
+  for (int d = 0; d < ndim; ++d) {
+    elements *= shape[d];
+    if (d < ndim - 1) lines_aligned = lines_aligned && ds[d] % kLanes == 0;
+  }
+  if (lines_aligned && elements * 4 >= kStreamingBytes)
+    transposed_copy32<true>(src, ss, dst, ds, shape, ndim);
+  else
+    transposed_copy32<false>(src, ss, dst, ds, shape, ndim);
 }
 
 }  // namespace

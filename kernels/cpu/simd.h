@@ -8,6 +8,9 @@
 // give results that do not depend on where the kernel threads cut the ranges.
 #include <cstdint>
 #include <cstring>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace minipipe::kernels::cpu {
 
@@ -32,6 +35,23 @@ template <>
 inline float splat<float>(float x) { return x; }
 template <>
 inline Floats16 splat<Floats16>(float x) { return splat16(x); }
+
+// A store of 64 bytes at a 64-byte aligned p that skips the caches (AVX-512's streaming
+// store; a plain store elsewhere): for outputs larger than the caches, whose lines would
+// otherwise first be read from memory only to be overwritten. stream_fence() after the last
+// one, before another thread reads them.
+inline void stream16(void* p, Ints16 v) {
+#if defined(__AVX512F__)
+  _mm512_stream_si512(static_cast<__m512i*>(p), reinterpret_cast<__m512i>(v));
+#else
+  std::memcpy(p, &v, sizeof v);
+#endif
+}
+inline void stream_fence() {
+#if defined(__AVX512F__)
+  _mm_sfence();
+#endif
+}
 
 // Lane by lane, as the scalar code writes them (a < b ? b : a keeps the first of equal values).
 inline Floats16 max16(Floats16 a, Floats16 b) { return a < b ? b : a; }
