@@ -11,6 +11,11 @@
 //                    speedup is the most this machine gives K threads of this work (cores shared
 //                    with other tenants, caches, memory bandwidth); "of ceiling" divides every
 //                    row's speedup by it.
+//   K independent processes   the same K shares, each in a process of its own (forked, started
+//                    together): what separate address spaces get, the yardstick of the threads
+//                    (whatever two threads of one process share that two processes do not, the
+//                    allocator, page tables, the kernel thread pool, shows as the gap between the
+//                    two rows; the last line prints it).
 // Each row is timed with K = 1 and with K workers (the same work on one stage is ordinary
 // training); speedup = K-worker rate / 1-worker rate, ideal = what the bubble allows:
 // K M / (M + K - 1) for a flush per mini-batch, K U / (U + K - 1) for U streamed micro-batches
@@ -24,7 +29,11 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <stdexcept>
 #include <thread>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "benchmark_stats.h"
 #include "nn/layers.h"
@@ -42,8 +51,9 @@ struct Config {
   int micro_batches_per_update;
   bool replicated = false;   // one stage on K replicas instead of K stages
   bool independent = false;  // K stages trained apart, without a pipeline: what the machine allows
+  bool processes = false;    // ... each in a process of its own
   std::string label() const {
-    if (independent) return "K independent stages (ceiling)";
+    if (independent) return processes ? "K independent processes" : "K independent stages (ceiling)";
     return (weights.empty() ? schedule : schedule + " " + weights) + (replicated ? ", K replicas" : "");
   }
 };
@@ -111,17 +121,61 @@ std::unique_ptr<Run> prepare(const Config& config, int workers, const Workload& 
   return run;
 }
 
+// The share of w.layers that stage k of `workers` holds.
+Workload share_of(const Workload& w, int k, int workers) {
+  Workload share = w;
+  share.layers = w.layers * (k + 1) / workers - w.layers * k / workers;
+  return share;
+}
+
+// Seconds for `workers` forked processes, each training its share alone after a warm-up, all
+// started together (the parent waits until every child is ready): the longest of them.
+double seconds_in_processes(const Config& config, int workers, const Workload& w) {
+  int ready[2], go[2], result[2];
+  if (pipe(ready) != 0 || pipe(go) != 0 || pipe(result) != 0) throw std::runtime_error("pipe failed");
+  std::vector<pid_t> children;
+  for (int k = 0; k < workers; ++k) {
+    const pid_t pid = fork();
+    if (pid < 0) throw std::runtime_error("fork failed");
+    if (pid == 0) {
+      auto run = prepare(config, 1, share_of(w, k, workers), w.units);
+      run->train();  // warm-up
+      char token = 'r';
+      double seconds = -1.0;
+      if (write(ready[1], &token, 1) == 1 && read(go[0], &token, 1) == 1) {
+        const auto start = std::chrono::steady_clock::now();
+        run->train();
+        seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      }
+      _exit(write(result[1], &seconds, sizeof seconds) == sizeof seconds ? 0 : 1);
+    }
+    children.push_back(pid);
+  }
+  char token = 'g';
+  for (int k = 0; k < workers; ++k)
+    if (read(ready[0], &token, 1) != 1) throw std::runtime_error("a benchmark process died before it was ready");
+  for (int k = 0; k < workers; ++k)
+    if (write(go[1], &token, 1) != 1) throw std::runtime_error("could not start the benchmark processes");
+  double longest = 0.0;
+  for (int k = 0; k < workers; ++k) {
+    double seconds = -1.0;
+    if (read(result[0], &seconds, sizeof seconds) != sizeof seconds || seconds < 0)
+      throw std::runtime_error("a benchmark process failed");
+    longest = std::max(longest, seconds);
+  }
+  for (const pid_t pid : children) waitpid(pid, nullptr, 0);
+  for (int fd : {ready[0], ready[1], go[0], go[1], result[0], result[1]}) close(fd);
+  return longest;
+}
+
 // Seconds to train w.units micro-batches with `config` on `workers` workers, after a warm-up
 // (allocations, first touches). Independent stages: worker k trains, alone, the layers that
 // stage k of the pipeline would hold, on every micro-batch.
 double seconds_for_units(const Config& config, int workers, const Workload& w) {
+  if (config.processes) return seconds_in_processes(config, workers, w);
   std::vector<std::unique_ptr<Run>> runs;
   if (config.independent) {
-    for (int k = 0; k < workers; ++k) {
-      Workload share = w;
-      share.layers = w.layers * (k + 1) / workers - w.layers * k / workers;
-      runs.push_back(prepare(config, 1, share, w.units));
-    }
+    for (int k = 0; k < workers; ++k) runs.push_back(prepare(config, 1, share_of(w, k, workers), w.units));
   } else {
     runs.push_back(prepare(config, workers, w, w.units));
   }
@@ -161,15 +215,17 @@ int main(int argc, char** argv) {
                                     {"pipedream", "stash", 1},             {"pipedream", "vertical-sync", 1},
                                     {"pipedream", "none", 1},              {"pipedream", "2bw", micro_batches},
                                     {"pipedream", "stash", 1, true},
-                                    {"pipedream", "stash", 1, false, true}};
+                                    {"pipedream", "stash", 1, false, true},
+                                    {"pipedream", "stash", 1, false, true, true}};
   std::vector<Config> selected;
   for (const Config& c : configs)
     if (c.schedule == "1f1b" || c.independent || c.label().find(only) != std::string::npos)
       selected.push_back(c);  // 1f1b and the ceiling are the comparisons
-  size_t flush = 0, ceiling = 0;  // their places in `selected`
+  size_t flush = 0, ceiling = 0, processes = 0;  // their places in `selected`
   for (size_t c = 0; c < selected.size(); ++c) {
     if (selected[c].schedule == "1f1b") flush = c;
-    if (selected[c].independent) ceiling = c;
+    if (selected[c].independent && !selected[c].processes) ceiling = c;
+    if (selected[c].processes) processes = c;
   }
   // one[c][r], many[c][r]: seconds of repeat r. Repeats go round every row in turn, and each
   // ratio below is a median of per-repeat ratios, so that drifts of the machine hit both sides.
@@ -212,6 +268,9 @@ int main(int argc, char** argv) {
               "M = %d; SGD; %u hardware threads)\n",
               repeats, stages, w.layers, static_cast<long long>(w.width), static_cast<long long>(w.micro_batch), w.units,
               micro_batches, std::thread::hardware_concurrency());
+  const double threads_of_processes = median_ratio([&](int r) { return many[processes][r] / many[ceiling][r]; });
+  std::printf("K independent threads train at %.2fx the speed of K independent processes (median of per-repeat ratios)\n",
+              threads_of_processes);
   if (!json_path.empty()) {
     std::vector<std::string> objects;
     for (const Row& r : rows)
@@ -219,6 +278,7 @@ int main(int argc, char** argv) {
                         "\", \"stages\": " + std::to_string(r.config.replicated ? 1 : stages) +
                         ", \"replicas\": " + std::to_string(r.config.replicated ? stages : 1) +
                         ", \"independent\": " + (r.config.independent ? "true" : "false") +
+                        ", \"processes\": " + (r.config.processes ? "true" : "false") +
                         ", \"one_stage_samples_per_second\": " +
                         std::to_string(r.one_stage) + ", \"samples_per_second\": " + std::to_string(r.k_stages) +
                         ", \"speedup\": " + std::to_string(r.speedup) + ", \"ideal\": " + std::to_string(r.ideal) +

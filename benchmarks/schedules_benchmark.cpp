@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -110,7 +111,7 @@ pipeline::CostModel measured_costs(const std::vector<pipeline::TraceEvent>& trac
 int main(int argc, char** argv) {
   CLI::App app{"minipipe: 1F1B, interleaved 1F1B, the zero-bubble and the V schedules on the default GPT, measured and "
                "simulated"};
-  std::string micro_batch_list = "4,8", json_path;
+  std::string micro_batch_list = "4,8", json_path, only;
   Workload w{{}, 16, "time", 6};
   app.add_option("--micro-batches", micro_batch_list, "M values, like 4,8 (multiples of 2 for interleaved)")->capture_default_str();
   app.add_option("--partition", w.partition, "uniform, params or time (profiled)")->capture_default_str();
@@ -120,6 +121,7 @@ int main(int argc, char** argv) {
   app.add_option("--context", w.model.context, "tokens per sequence")->capture_default_str();
   app.add_option("--steps", w.steps, "timed steps per row (median reported)")->capture_default_str();
   app.add_option("--json", json_path, "also write the rows as JSON here");
+  app.add_option("--schedules", only, "only these rows, like 1f1b,zb-h2 (zb-auto brings zb-h1, whose costs place it)");
   CLI11_PARSE(app, argc, argv);
   std::vector<int> micro_batch_counts;
   {
@@ -130,8 +132,23 @@ int main(int argc, char** argv) {
   constexpr int kStages = 2;
   // zb-auto comes after zb-h1: it is placed by the costs measured in zb-h1's median step, and
   // its prediction is the simulator's on those costs (zb-h1's own prediction beside it).
-  const std::vector<Config> configs{{"1f1b", 1}, {"interleaved", 2}, {"zb-h1", 1},   {"zb-auto", 1}, {"zb-h2", 1},
-                                    {"zb-v", 2}, {"v-half", 2},      {"v-min", 2}, {"dualpipev", 2}};
+  const std::vector<Config> all{{"1f1b", 1}, {"interleaved", 2}, {"zb-h1", 1},   {"zb-auto", 1}, {"zb-h2", 1},
+                                {"zb-v", 2}, {"v-half", 2},      {"v-min", 2}, {"dualpipev", 2}};
+  std::set<std::string> wanted;
+  {
+    std::stringstream in(only);
+    std::string item;
+    while (std::getline(in, item, ',')) wanted.insert(item);
+    if (wanted.count("zb-auto")) wanted.insert("zb-h1");
+  }
+  std::vector<Config> configs;
+  for (const Config& c : all)
+    if (wanted.empty() || wanted.count(c.schedule)) configs.push_back(c);
+  if (configs.empty()) {
+    std::fprintf(stderr, "--schedules %s names none of the rows (1f1b, interleaved, zb-h1, zb-auto, zb-h2, zb-v, v-half, "
+                 "v-min, dualpipev)\n", only.c_str());
+    return 2;
+  }
 
   struct Row {
     Config config;

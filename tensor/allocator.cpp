@@ -49,53 +49,48 @@ namespace {
 // Freed blocks are kept per size class and handed out again: a training step allocates the
 // same shapes every time, and fresh large blocks would each cost an mmap and a page fault
 // per 4 KiB on first touch. The counters still report the bytes of live tensors only.
-// Under AddressSanitizer nothing is cached, so that it sees every use after free.
+//
+// Each thread has a cache of its own, and a block goes back to the cache of the thread that
+// allocated it (named in a 64-byte header before the block), whichever thread frees it. So a
+// stage thread reuses the blocks its own core has just written instead of ones another core
+// holds, takes no lock another thread takes on the way (one shared cache made two stage
+// threads of one process train at 0.83x the speed of two processes, pipedream_benchmark), and
+// an activation that stage 0 allocates and stage 1 frees returns to stage 0, which needs it
+// again, rather than piling up with stage 1. A cache outlives its thread: the next new thread
+// adopts it, blocks and all. Under AddressSanitizer nothing is cached, so that it sees every
+// use after free.
 class CpuAllocator final : public Allocator {
  public:
-  ~CpuAllocator() override { release_cached(); }
+  ~CpuAllocator() override {
+    release_cached();
+    for (ThreadCache* cache : caches_) delete cache;
+  }
 
   void* allocate(std::size_t bytes) override {
     const std::size_t size = size_class(bytes);
-    void* pointer = nullptr;
-    if (kCaching) {
-      std::lock_guard lock(mutex_);
-      auto it = cached_.find(size);
-      if (it != cached_.end() && !it->second.empty()) {
-        pointer = it->second.back();
-        it->second.pop_back();
-        cached_bytes_ -= size;
-      }
+    ThreadCache* cache = thread_cache();
+    void* block = kCaching ? cache->take(size) : nullptr;
+    if (!block) block = reserve(size);
+    if (!block) {
+      release_cached();  // give every cache back and try once more
+      block = reserve(size);
+      if (!block) throw std::bad_alloc();
     }
-    if (!pointer) pointer = reserve(size);
-    if (!pointer) {
-      release_cached();  // give the cache back and try once more
-      pointer = reserve(size);
-      if (!pointer) throw std::bad_alloc();
-    }
+    header_of(block)->owner = cache;
     count_allocation(bytes);
-    return pointer;
+    return block;
   }
 
-  void deallocate(void* pointer, std::size_t bytes) override {
+  void deallocate(void* block, std::size_t bytes) override {
     count_deallocation(bytes);
     const std::size_t size = size_class(bytes);
-    if (kCaching) {
-      std::lock_guard lock(mutex_);
-      if (cached_bytes_ + size <= kMaxCachedBytes) {
-        cached_[size].push_back(pointer);
-        cached_bytes_ += size;
-        return;
-      }
-    }
-    release(pointer, size);
+    if (kCaching && header_of(block)->owner->keep(block, size)) return;
+    release(block, size);
   }
 
   void release_cached() {
-    std::lock_guard lock(mutex_);
-    for (auto& [size, blocks] : cached_)
-      for (void* block : blocks) release(block, size);
-    cached_.clear();
-    cached_bytes_ = 0;
+    std::lock_guard lock(caches_mutex_);
+    for (ThreadCache* cache : caches_) release_all(*cache);
   }
 
  private:
@@ -104,22 +99,94 @@ class CpuAllocator final : public Allocator {
 #else
   static constexpr bool kCaching = true;
 #endif
-  static constexpr std::size_t kMaxCachedBytes = std::size_t{2} << 30;
+  static constexpr std::size_t kMaxCachedBytes = std::size_t{2} << 30;  // per cache
+  static constexpr std::size_t kHeaderBytes = 64;                      // keeps blocks 64-byte aligned
+
+  // The free blocks of one thread (or of one that has ended, until another adopts them). Its
+  // mutex is contended only by a thread freeing a block another allocated, and by
+  // release_cached.
+  struct ThreadCache {
+    std::mutex mutex;
+    std::unordered_map<std::size_t, std::vector<void*>> blocks;
+    std::size_t bytes = 0;
+
+    void* take(std::size_t size) {
+      std::lock_guard lock(mutex);
+      auto it = blocks.find(size);
+      if (it == blocks.end() || it->second.empty()) return nullptr;
+      void* block = it->second.back();
+      it->second.pop_back();
+      bytes -= size;
+      return block;
+    }
+    bool keep(void* block, std::size_t size) {
+      std::lock_guard lock(mutex);
+      if (bytes + size > kMaxCachedBytes) return false;
+      blocks[size].push_back(block);
+      bytes += size;
+      return true;
+    }
+  };
+  struct Header {
+    ThreadCache* owner;
+  };
+  static Header* header_of(void* block) {
+    return reinterpret_cast<Header*>(static_cast<char*>(block) - kHeaderBytes);
+  }
+
+  // Holds the calling thread's cache; when the thread ends, the cache waits for another.
+  class ThreadCacheHandle {
+   public:
+    explicit ThreadCacheHandle(CpuAllocator& allocator) : allocator_(allocator), cache_(allocator.adopt_cache()) {}
+    ~ThreadCacheHandle() { allocator_.orphan_cache(cache_); }
+    ThreadCache* get() const { return cache_; }
+
+   private:
+    CpuAllocator& allocator_;
+    ThreadCache* cache_;
+  };
+  ThreadCache* thread_cache() {
+    thread_local ThreadCacheHandle handle(*this);
+    return handle.get();
+  }
+  ThreadCache* adopt_cache() {
+    std::lock_guard lock(caches_mutex_);
+    if (!orphans_.empty()) {
+      ThreadCache* cache = orphans_.back();
+      orphans_.pop_back();
+      return cache;
+    }
+    caches_.push_back(new ThreadCache);
+    return caches_.back();
+  }
+  void orphan_cache(ThreadCache* cache) {
+    std::lock_guard lock(caches_mutex_);
+    orphans_.push_back(cache);
+  }
+  void release_all(ThreadCache& cache) {
+    std::lock_guard lock(cache.mutex);
+    for (auto& [size, blocks] : cache.blocks)
+      for (void* block : blocks) release(block, size);
+    cache.blocks.clear();
+    cache.bytes = 0;
+  }
 
   static std::size_t size_class(std::size_t bytes) { return detail::allocation_size_class(bytes); }
+  // A block of `size` bytes after its header; reserved_bytes counts both.
   void* reserve(std::size_t size) {
-    void* pointer = std::aligned_alloc(64, size);
-    if (pointer) count_reserved(static_cast<int64_t>(size));
-    return pointer;
+    char* base = static_cast<char*>(std::aligned_alloc(64, kHeaderBytes + size));
+    if (!base) return nullptr;
+    count_reserved(static_cast<int64_t>(kHeaderBytes + size));
+    return base + kHeaderBytes;
   }
-  void release(void* pointer, std::size_t size) {
-    std::free(pointer);
-    count_reserved(-static_cast<int64_t>(size));
+  void release(void* block, std::size_t size) {
+    std::free(static_cast<char*>(block) - kHeaderBytes);
+    count_reserved(-static_cast<int64_t>(kHeaderBytes + size));
   }
 
-  std::mutex mutex_;
-  std::unordered_map<std::size_t, std::vector<void*>> cached_;
-  std::size_t cached_bytes_ = 0;
+  std::mutex caches_mutex_;
+  std::vector<ThreadCache*> caches_;   // every cache ever made (as many as threads ever at once)
+  std::vector<ThreadCache*> orphans_;  // those whose thread has ended
 };
 
 CpuAllocator& cpu_allocator() {

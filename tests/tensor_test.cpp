@@ -193,16 +193,43 @@ TEST(Allocator, CountsCurrentAndPeakBytes) {
 }
 
 // Reserved bytes are what the allocator took from the system: a live tensor's block (its
-// size class) and blocks cached for reuse, until empty_cache gives the cache back.
+// size class, after a 64-byte header naming the cache it returns to) and blocks cached for
+// reuse, until empty_cache gives the cache back.
 TEST(Allocator, CountsReservedBytesUntilTheCacheIsEmptied) {
   empty_cache(Device::cpu());
   const int64_t reserved = memory_stats(Device::cpu()).reserved_bytes;
   {
     const Tensor a = empty({1000});  // 4000 bytes in a 4032-byte block
-    EXPECT_EQ(memory_stats(Device::cpu()).reserved_bytes - reserved, 4032);
+    EXPECT_EQ(memory_stats(Device::cpu()).reserved_bytes - reserved, 64 + 4032);
   }
   empty_cache(Device::cpu());
   EXPECT_EQ(memory_stats(Device::cpu()).reserved_bytes, reserved);
+}
+
+// Each thread reuses the blocks it allocated, wherever they were freed (the next stage frees
+// an activation its sender will want again), and a thread that ends leaves its blocks to the
+// next thread that starts. Block sizes no other test uses, so that only these blocks count.
+TEST(Allocator, BlocksReturnToTheThreadThatAllocatedThemAndOutliveIt) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "under AddressSanitizer the allocator caches nothing";
+#endif
+  const auto reserved = [] { return memory_stats(Device::cpu()).reserved_bytes; };
+  Tensor sent = empty({12345});
+  const int64_t with_one_block = reserved();
+  std::thread([&] { sent = Tensor(); }).join();  // freed by another thread
+  EXPECT_EQ(reserved(), with_one_block);         // and kept for this one: reused here
+  { const Tensor again = empty({12345}); EXPECT_EQ(reserved(), with_one_block); }
+  int64_t after_other_thread = 0;
+  std::thread([&] {  // the other thread finds no block of that size in its own cache
+    const Tensor its_own = empty({12345});
+    after_other_thread = reserved();
+  }).join();
+  EXPECT_GT(after_other_thread, with_one_block);
+  const int64_t with_two_blocks = reserved();  // the ended thread's block waits in its cache
+  std::thread([&] {
+    const Tensor adopted = empty({12345});  // a new thread adopts that cache, block and all
+    EXPECT_EQ(reserved(), with_two_blocks);
+  }).join();
 }
 
 TEST(Allocator, CountersAreThreadSafe) {
