@@ -148,10 +148,32 @@ std::vector<TraceEvent> read_chrome_trace(const std::string& path) {
 }
 
 namespace {
+// A monospace character at font-size 11 is 0.6 em wide: a label is drawn only inside a box
+// at least this many pixels per character wider than its 3-pixel margins.
+constexpr double kCharacterWidth = 6.7;
+
+// The fill of an instruction's box: F blue, B orange, W green, each darker on a stage's
+// second and later chunks (interleaved and V placements).
+const char* box_colour(Op op, int chunk) {
+  const bool later_chunk = chunk > 0;
+  if (op == Op::Forward) return later_chunk ? "#284b73" : "#4e79a7";
+  if (op == Op::BackwardWeight) return later_chunk ? "#2f6128" : "#59a14f";
+  return later_chunk ? "#a85a0c" : "#f28e2b";
+}
+
+// Round steps for an axis `span` long with about `ticks` ticks: 1, 2 or 5 times a power of 10.
+double tick_step(double span, int ticks) {
+  const double raw = span / ticks, power = std::pow(10.0, std::floor(std::log10(raw)));
+  for (const double step : {1.0, 2.0, 5.0, 10.0})
+    if (step * power >= raw) return step * power;
+  return 10 * power;
+}
+
 // One or two timelines on one time axis, a row per worker: `events` fill each row, or its top
-// half when `predicted` is given too, drawn below as outlines.
+// half when `predicted` is given too, drawn below as outlines. Under the rows: the time axis
+// (ms of a measured run, or the simulator's cost units) and a legend.
 std::string svg(const std::vector<TraceEvent>& events, const std::vector<TraceEvent>* predicted,
-                const std::vector<std::string>& worker_names, const std::string& title) {
+                const std::vector<std::string>& worker_names, const std::string& title, TimeAxis axis) {
   const int rows = static_cast<int>(worker_names.size());
   const TraceSummary summary = summarize(events, rows);
   double makespan = summary.makespan_us;
@@ -160,9 +182,10 @@ std::string svg(const std::vector<TraceEvent>& events, const std::vector<TraceEv
   for (const std::string& name : worker_names) longest_name = std::max(longest_name, name.size());
   const double width = 1000, row = predicted ? 44 : 28, left = 10 + 7.0 * static_cast<double>(longest_name), top = 30;
   const double scale = makespan > 0 ? width / makespan : 1;
+  const double axis_top = top + row * rows + (predicted ? 22 : 4), legend_top = axis_top + 34;
   std::ostringstream out;
   out << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << left + width + 20 << "\" height=\""
-      << top + row * rows + 30 << "\" font-family=\"monospace\" font-size=\"11\">\n";
+      << legend_top + 22 << "\" font-family=\"monospace\" font-size=\"11\">\n";
   auto percent = [](double fraction) { return static_cast<int>(fraction * 1000) / 10.0; };
   out << "<text x=\"" << left << "\" y=\"18\">" << title << " (bubble " << percent(summary.bubble_fraction) << "%";
   if (predicted) out << ", predicted " << percent(summarize(*predicted, rows).bubble_fraction) << "%";
@@ -175,17 +198,17 @@ std::string svg(const std::vector<TraceEvent>& events, const std::vector<TraceEv
     for (const TraceEvent& e : band_events) origin = std::min(origin, e.start_us);
     for (const TraceEvent& e : band_events) {
       if (!is_compute(e.instruction.op)) continue;
-      const bool forward = e.instruction.op == Op::Forward, weight = e.instruction.op == Op::BackwardWeight;
-      const char* colour = forward ? "#4e79a7" : weight ? "#59a14f" : "#f28e2b";
+      const char* colour = box_colour(e.instruction.op, e.instruction.chunk);
       const double x = left + (e.start_us - origin) * scale, w = std::max(1.0, (e.end_us - e.start_us) * scale);
       const double y = top + row * e.worker + offset;
       out << "<rect x=\"" << x << "\" y=\"" << y << "\" width=\"" << w << "\" height=\"" << height << "\" "
           << (outline ? std::string("fill=\"white\" stroke=\"") + colour + "\" stroke-width=\"1.5\""
                       : std::string("fill=\"") + colour + "\" stroke=\"white\"")
           << "/>\n";
-      if (w > 14)
+      const std::string text = compute_letter(e.instruction.op) + label(e.instruction);
+      if (6 + kCharacterWidth * static_cast<double>(text.size()) <= w)
         out << "<text x=\"" << x + 3 << "\" y=\"" << y + std::min(17.0, height - 3) << "\" fill=\"" << (outline ? colour : "white")
-            << "\">" << compute_letter(e.instruction.op) << label(e.instruction) << "</text>\n";
+            << "\">" << text << "</text>\n";
     }
   };
   if (!predicted) {
@@ -196,24 +219,60 @@ std::string svg(const std::vector<TraceEvent>& events, const std::vector<TraceEv
     out << "<text x=\"" << left << "\" y=\"" << top + row * rows + 16
         << "\">filled: measured; outlined: predicted from the measured per-stage costs</text>\n";
   }
+  // The time axis: a tick every round step, labelled in ms (events are in microseconds) or
+  // in the simulator's cost units.
+  const double unit = axis == TimeAxis::Milliseconds ? 1e3 : 1.0;
+  const char* unit_name = axis == TimeAxis::Milliseconds ? " ms" : "";
+  out << "<line x1=\"" << left << "\" y1=\"" << axis_top << "\" x2=\"" << left + width << "\" y2=\"" << axis_top
+      << "\" stroke=\"black\"/>\n";
+  const double span = makespan / unit, step = span > 0 ? tick_step(span, 8) : 1;
+  for (int i = 0; span > 0 && i * step <= span * (1 + 1e-9); ++i) {
+    const double x = left + i * step * unit * scale;
+    std::ostringstream tick;
+    tick << i * step << (i == 0 ? unit_name : "");
+    out << "<line x1=\"" << x << "\" y1=\"" << axis_top << "\" x2=\"" << x << "\" y2=\"" << axis_top + 4
+        << "\" stroke=\"black\"/><text x=\"" << x << "\" y=\"" << axis_top + 16 << "\" text-anchor=\"middle\">"
+        << tick.str() << "</text>\n";
+  }
+  out << "<text x=\"" << left + width << "\" y=\"" << axis_top + 28 << "\" text-anchor=\"end\">time"
+      << (axis == TimeAxis::Milliseconds ? " (ms)" : " (cost units)") << "</text>\n";
+  // The legend: what each colour means; white between boxes is idle time, the bubble.
+  bool chunks = false, weights = false;
+  for (const TraceEvent& e : events) {
+    chunks = chunks || e.instruction.chunk > 0;
+    weights = weights || e.instruction.op == Op::BackwardWeight;
+  }
+  std::vector<std::pair<const char*, std::string>> entries = {
+      {box_colour(Op::Forward, 0), "F forward"},
+      {box_colour(Op::Backward, 0), weights ? "B backward, input part" : "B backward"}};
+  if (weights) entries.push_back({box_colour(Op::BackwardWeight, 0), "W weight gradients"});
+  if (chunks) entries.push_back({box_colour(Op::Forward, 1), "darker: later chunks"});
+  entries.push_back({"white", "white: idle (the bubble)"});
+  double x = left;
+  for (const auto& [colour, text] : entries) {
+    out << "<rect x=\"" << x << "\" y=\"" << legend_top << "\" width=\"12\" height=\"12\" fill=\"" << colour
+        << "\" stroke=\"black\"/><text x=\"" << x + 16 << "\" y=\"" << legend_top + 10 << "\">" << text
+        << "</text>\n";
+    x += 16 + kCharacterWidth * static_cast<double>(text.size()) + 18;
+  }
   out << "</svg>\n";
   return out.str();
 }
 }  // namespace
 
 std::string timeline_svg(const std::vector<TraceEvent>& events, const std::vector<std::string>& worker_names,
-                         const std::string& title) {
-  return svg(events, nullptr, worker_names, title);
+                         const std::string& title, TimeAxis axis) {
+  return svg(events, nullptr, worker_names, title, axis);
 }
 
 std::string comparison_svg(const std::vector<TraceEvent>& measured, const std::vector<TraceEvent>& predicted,
                            const std::vector<std::string>& worker_names, const std::string& title) {
-  return svg(measured, &predicted, worker_names, title);
+  return svg(measured, &predicted, worker_names, title, TimeAxis::Milliseconds);
 }
 
 void write_svg_timeline(const std::string& path, const std::vector<TraceEvent>& events,
-                        const std::vector<std::string>& worker_names, const std::string& title) {
-  open_for_writing(path) << timeline_svg(events, worker_names, title);
+                        const std::vector<std::string>& worker_names, const std::string& title, TimeAxis axis) {
+  open_for_writing(path) << timeline_svg(events, worker_names, title, axis);
 }
 
 void write_svg_comparison(const std::string& path, const std::vector<TraceEvent>& measured,

@@ -46,12 +46,18 @@ void write_chrome_trace(const std::string& path, const std::vector<TraceEvent>& 
 // the in-memory reader under it, which the fuzzer (tests/fuzz) drives.
 std::vector<TraceEvent> read_chrome_trace(const std::string& path);
 std::vector<TraceEvent> parse_chrome_trace(const std::string& text);
-// One row per worker, labelled with its name (Schedule::worker_names).
+// What a timeline's time axis counts: a measured run's milliseconds, or the simulator's cost
+// units (to_trace: one unit is one "microsecond" of the events).
+enum class TimeAxis { Milliseconds, CostUnits };
+// One row per worker, labelled with its name (Schedule::worker_names); under the rows a time
+// axis and a legend of the colours (F, B, W, later chunks darker, white for idle). A box's
+// label (F3, B0.1, ...) is drawn only where it fits inside the box.
 void write_svg_timeline(const std::string& path, const std::vector<TraceEvent>& events,
-                        const std::vector<std::string>& worker_names, const std::string& title);
+                        const std::vector<std::string>& worker_names, const std::string& title,
+                        TimeAxis axis = TimeAxis::Milliseconds);
 // The same pictures as text, to put in a page (`minipipe report`).
 std::string timeline_svg(const std::vector<TraceEvent>& events, const std::vector<std::string>& worker_names,
-                         const std::string& title);
+                         const std::string& title, TimeAxis axis = TimeAxis::Milliseconds);
 std::string comparison_svg(const std::vector<TraceEvent>& measured, const std::vector<TraceEvent>& predicted,
                            const std::vector<std::string>& worker_names, const std::string& title);
 // Two timelines of one schedule on one time axis, each row split: measured above (filled),

@@ -16,6 +16,9 @@ and how far the two may differ. Every such number is checked against what the co
 prints now, so a lesson whose text disagrees with its program fails:
 
     python3 scripts/run_lessons.py --minipipe build/examples/minipipe/minipipe --pictures docs/course/img
+
+Every link a lesson makes to another page of the repository (its reading list names the
+docs sections it builds on) must reach an existing file and, after a #, one of its headings.
 """
 import argparse
 import os
@@ -60,6 +63,32 @@ def check_numbers(lesson: Path, env, timeout: float, outputs: dict) -> list:
     return problems
 
 
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def heading_anchor(heading: str) -> str:
+    """The anchor a Markdown renderer (GitHub's rules) gives a heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def check_links(lesson: Path) -> list:
+    """The problems with a lesson's links to files of the repository: a missing file or heading."""
+    problems = []
+    for target in LINK.findall(lesson.read_text()):
+        if re.match(r"[a-z]+:", target):
+            continue  # a web address
+        path, _, anchor = target.partition("#")
+        page = (lesson.parent / path).resolve() if path else lesson
+        if not page.is_file():
+            problems.append(f"{lesson.name}: links to {target}, but there is no {path}")
+        elif anchor and page.suffix == ".md":
+            anchors = {heading_anchor(line.lstrip("#")) for line in page.read_text().splitlines() if line.startswith("#")}
+            if anchor not in anchors:
+                problems.append(f"{lesson.name}: links to {target}, but {path or lesson.name} has no such heading")
+    return problems
+
+
 def lesson_blocks(path: Path):
     """(files, script) for each runnable block of one lesson, in order."""
     blocks, inside, lines = [], False, []
@@ -89,7 +118,7 @@ def main() -> int:
     failures = count = numbers = 0
     outputs = {}  # command -> output, for numbers quoted from one command
     for lesson in sorted(Path(args.lessons).glob("[0-9][0-9]-*.md")):
-        for problem in check_numbers(lesson, env, args.timeout, outputs):
+        for problem in check_numbers(lesson, env, args.timeout, outputs) + check_links(lesson):
             failures += 1
             print(f"FAIL: {problem}")
         numbers += len(quoted_numbers(lesson))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The course's quoted numbers cannot drift: a lesson that quotes a number its command no longer
 # prints fails scripts/run_lessons.py, naming the number, the command and what it prints now;
-# the same lesson with the right number passes.
+# the same lesson with the right number passes. A link to a heading the page lacks fails too.
 #   tests/course_numbers_test.sh MINIPIPE RUN_LESSONS
 set -uo pipefail
 minipipe=$(realpath "$1")
@@ -23,3 +23,9 @@ lesson 0.273
 python3 "$run_lessons" --minipipe "$minipipe" --lessons "$work" > "$work/right.out" 2>&1 ||
   { cat "$work/right.out"; echo "FAIL: the right quoted number (0.273) failed"; exit 1; }
 echo "ok: the right quoted number passes"
+echo "Reading: [GPipe](01-numbers.md#no-such-heading)." >> "$work/01-numbers.md"
+if python3 "$run_lessons" --minipipe "$minipipe" --lessons "$work" > "$work/link.out" 2>&1 ||
+  ! grep -q "links to 01-numbers.md#no-such-heading, but 01-numbers.md has no such heading" "$work/link.out"; then
+  cat "$work/link.out"; echo "FAIL: a link to a missing heading passed, or its failure does not name it"; exit 1
+fi
+echo "ok: a link to a missing heading fails"

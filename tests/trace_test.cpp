@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <regex>
 #include <string>
 
 #include "nn/json_reader.h"
@@ -91,6 +92,39 @@ TEST(Trace, WhereTimeWentAddsUpToTheStep) {
 
 // A trace simulated with known per-stage costs gives those costs back, and the prediction
 // from them is that trace again, instruction by instruction.
+// Every label the timeline draws fits its box (at 6.7 pixels a character, font-size 11
+// monospace), the axis counts up in round steps in the right unit, and the legend names the
+// colours the picture uses, later chunks included.
+TEST(Trace, TimelineLabelsFitTheirBoxesUnderATimeAxisAndALegend) {
+  const std::regex box(R"re(<rect x="([0-9.e+-]+)" y="[^"]*" width="([0-9.e+-]+)"[^>]*/>\n<text x="([0-9.e+-]+)"[^>]*>([^<]*)</text>)re");
+  const auto labels_that_fit = [&](const std::string& picture) {  // counts them; fails on one that does not fit
+    int labels = 0;
+    for (auto it = std::sregex_iterator(picture.begin(), picture.end(), box); it != std::sregex_iterator(); ++it) {
+      const double x = std::stod((*it)[1]), width = std::stod((*it)[2]), text_x = std::stod((*it)[3]);
+      const std::string label = (*it)[4];
+      if (text_x != x + 3) continue;  // a legend entry: its text beside the swatch
+      ++labels;
+      EXPECT_LE(6 + 6.7 * static_cast<double>(label.size()), width) << label;
+    }
+    return labels;
+  };
+  const CostModel costs = CostModel::uniform(2, 1000, 2000);  // microseconds: a forward takes 1 ms
+  const Schedule interleaved = make_schedule("interleaved", 2, 4, 1, 2);
+  const std::string picture = timeline_svg(to_trace(simulate(interleaved, costs)), interleaved.worker_names(), "t");
+  EXPECT_GT(labels_that_fit(picture), 0) << picture;
+  for (const char* wanted : {">0 ms</text>", ">time (ms)</text>", ">F forward<", ">B backward<", ">darker: later chunks<",
+                             ">white: idle (the bubble)<"})
+    EXPECT_NE(picture.find(wanted), std::string::npos) << wanted;
+  // At M = 20 a forward's box is 16 pixels wide: F7 (20 pixels) would overflow, so no label.
+  const Schedule crowded = make_schedule("1f1b", 2, 20);
+  const std::string narrow = timeline_svg(to_trace(simulate(crowded, costs)), crowded.worker_names(), "t",
+                                          TimeAxis::CostUnits);
+  labels_that_fit(narrow);
+  EXPECT_EQ(narrow.find(">F7<"), std::string::npos);
+  EXPECT_NE(narrow.find(">time (cost units)</text>"), std::string::npos);
+  EXPECT_EQ(narrow.find(" ms<"), std::string::npos);
+}
+
 TEST(Prediction, RecoversTheCostsOfASimulatedTraceAndPredictsItExactly) {
   for (const std::string name : {"gpipe", "1f1b", "zb-h1"}) {
     const Schedule schedule = make_schedule(name, 3, 6);

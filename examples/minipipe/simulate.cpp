@@ -160,7 +160,8 @@ int simulate(const SimulateOptions& o) {
   if (!o.trace.empty()) pipeline::write_chrome_trace(o.trace, events);
   if (!o.timeline.empty())
     pipeline::write_svg_timeline(o.timeline, events, schedule.worker_names(),
-                                 spec.name + ", " + std::to_string(spec.stages) + " stages, " + shape + " (simulated)");
+                                 spec.name + ", " + std::to_string(spec.stages) + " stages, " + shape + " (simulated)",
+                                 pipeline::TimeAxis::CostUnits);
   return 0;
 }
 
