@@ -1,6 +1,7 @@
 #include "pipeline/schedule.h"
 
 #include <algorithm>
+#include <set>
 #include <stdexcept>
 
 #include "pipeline/schedule_spec.h"
@@ -130,6 +131,17 @@ std::vector<std::string> Schedule::worker_names() const {
 std::string unit_label(const Instruction& instruction, bool sliced, bool chunked) {
   return std::to_string(instruction.micro_batch) + (sliced ? "." + std::to_string(instruction.slice) : std::string()) +
          (chunked ? ":" + std::to_string(instruction.chunk) : std::string());
+}
+
+double messages_per_unit(const Schedule& schedule) {
+  std::set<std::pair<int, int>> units;  // (micro-batch, slice) of every forward
+  int64_t sends = 0;
+  for (const Program& program : schedule.programs)
+    for (const Instruction& i : program) {
+      if (i.op == Op::Forward) units.insert({i.micro_batch, i.slice});
+      sends += i.op == Op::SendActivation || i.op == Op::SendGradient;
+    }
+  return units.empty() ? 0.0 : static_cast<double>(sends) / static_cast<double>(units.size());
 }
 
 std::string unit_label(const Instruction& instruction, const Schedule& schedule) {

@@ -173,6 +173,10 @@ std::string instruction_text(const Instruction& instruction, const Schedule& sch
 // worker, compact, as the validator's and the simulator's lists of problems name it.
 std::string describe(const Schedule& schedule, int worker, const Instruction& instruction);
 
+// Activation and gradient sends per unit of work (a micro-batch, or a micro-batch's token
+// slice): 2 (K - 1) for K pieces in a line, 2 (vK - 1) with v chunks per stage.
+double messages_per_unit(const Schedule& schedule);
+
 // "m"; "m.i" when sequences are token-sliced; "m:c" for chunk c when stages hold several.
 std::string unit_label(const Instruction& instruction, bool sliced, bool chunked = false);
 std::string unit_label(const Instruction& instruction, const Schedule& schedule);

@@ -12,7 +12,8 @@ A number a lesson quotes from a command's output carries its source right after 
 HTML comment that a rendered page hides:
     the bubble is 0.273<!-- from: minipipe simulate --stages 4 --micro-batches 8 --schedule 1f1b | bubble fraction +([0-9.]+) | 0.0005 -->
 that is, the command, a regular expression whose first group is the number in its output,
-and how far the two may differ. Every such number is checked against what the command
+and how far the two may differ. In a table's cell, where | separates cells even inside a
+comment, ";;" separates the three instead (and neither command nor expression may hold a |). Every such number is checked against what the command
 prints now, so a lesson whose text disagrees with its program fails:
 
     python3 scripts/run_lessons.py --minipipe build/examples/minipipe/minipipe --pictures docs/course/img
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 
 HEADER = re.compile(r"^# lesson command \(writes: ([^)]*)\)$")
-QUOTED = re.compile(r"([-+]?[0-9]*\.?[0-9]+)(?:</?[a-z]+>|\*|`)*<!-- from: (.+?) \| (.+?) \| ([0-9.e+-]+) -->")
+QUOTED = re.compile(r"([-+]?[0-9]*\.?[0-9]+)(?:</?[a-z]+>|\*|`)*<!-- from: (.+?) (?:\||;;) (.+?) (?:\||;;) ([0-9.e+-]+) -->")
 
 
 def quoted_numbers(path: Path):

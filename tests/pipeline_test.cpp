@@ -39,6 +39,20 @@ TEST(Schedules, CommunicationIsInsertedAroundCompute) {
   EXPECT_THROW_WITH(gpipe_schedule(0, 2), "at least 1 stage");
 }
 
+// Every boundary between consecutive pieces costs an activation forward and a gradient back:
+// 2 (K - 1) per micro-batch in a line of K stages, 2 (vK - 1) with v chunks per stage (the V's
+// turn included, a hand-over on the last stage), per token slice with slices.
+TEST(Schedules, MessagesPerMicroBatchAreTwoPerBoundaryBetweenPieces) {
+  for (int k = 2; k <= 6; ++k) {
+    for (const char* name : {"gpipe", "1f1b", "zb-h1", "zb-h2"})
+      EXPECT_EQ(messages_per_unit(make_schedule(name, k, 2 * k)), 2 * (k - 1)) << name << " K = " << k;
+    EXPECT_EQ(messages_per_unit(make_schedule("interleaved", k, 2 * k, 1, 3)), 2 * (3 * k - 1)) << "K = " << k;
+    for (const char* name : {"zb-v", "v-half", "v-min", "dualpipev"})
+      EXPECT_EQ(messages_per_unit(make_schedule(name, k, 2 * k, 1, 2)), 2 * (2 * k - 1)) << name << " K = " << k;
+    EXPECT_EQ(messages_per_unit(make_schedule("gpipe", k, 3, 4)), 2 * (k - 1)) << "sliced, K = " << k;
+  }
+}
+
 TEST(Schedules, OneFOneBKeepsAtMostKMinusStageMicroBatchesInFlight) {
   for (int k = 1; k <= 6; ++k)
     for (int m = 1; m <= 12; ++m) {

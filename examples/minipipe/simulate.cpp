@@ -115,6 +115,7 @@ int simulate(const SimulateOptions& o) {
                                        : "") +
                             (schedule.replicated() ? ", replicas " + pipeline::format_replicas(schedule.replicas) : "");
   const std::string in_flight = json_list(result.peak_in_flight), versions = json_list(result.peak_weight_versions);
+  const double messages = pipeline::messages_per_unit(schedule);
   if (o.json) {
     std::printf("%s\n", JsonObject().add("schedule", spec.name).add("stages", static_cast<int64_t>(spec.stages))
                             .add("micro_batches", static_cast<int64_t>(spec.micro_batches))
@@ -126,7 +127,8 @@ int simulate(const SimulateOptions& o) {
                             .add("backward_cost", o.backward_cost).add("communication_cost", o.communication_cost)
                             .add("makespan", result.makespan)
                             .add("bubble_fraction", result.bubble_fraction).add("theoretical_bubble_fraction", theory)
-                            .add_raw("peak_in_flight", in_flight).add_raw("peak_weight_versions", versions).str().c_str());
+                            .add_raw("peak_in_flight", in_flight).add_raw("peak_weight_versions", versions)
+                            .add("messages_per_unit", messages).str().c_str());
   } else {
     if (o.grid) std::printf("%s\n", pipeline::format_grid(schedule).c_str());
     std::printf("%s, %d stages, %s, forward %g, backward %g, message %g\n", spec.name.c_str(), spec.stages, shape.c_str(),
@@ -150,6 +152,8 @@ int simulate(const SimulateOptions& o) {
                                               : "micro-batches",
                 per);
     if (pipedream) std::printf("  weight versions held %s %s at most\n", versions.c_str(), per);
+    std::printf("  messages             %g per %s (activations and gradients between stages)\n", messages,
+                spec.token_slices > 1 ? "(micro-batch, slice) unit" : "micro-batch");
     if (zb_auto) {
       const pipeline::SimulationResult h1 =
           pipeline::simulate(pipeline::make_schedule("zb-h1", spec.stages, spec.micro_batches), costs);
