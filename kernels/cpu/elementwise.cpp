@@ -234,10 +234,11 @@ void transpose_tile16(const uint32_t* s, int64_t s_stride, uint32_t* t, int64_t 
 // dim ndim - 2 and dst along dim ndim - 1 (x.transpose(-2, -1).contiguous(), the common
 // case). Walking dst's rows would read src a column at a time, one cache line per element
 // (3.5 GB/s); square tiles read and write whole lines: a tile's src lines stay in L1 while
-// its dst rows are written, and a band of tiles reads 1 KiB pieces of each src row (256 was measured fastest of 16 to 1024).
-// The threads take ranges of (plane, band). Outputs larger than a core's L2 cache are written
-// with streaming stores where every tile row is a whole aligned cache line (dst rows a
-// multiple of 16 elements): each store then replaces a line without reading it first.
+// its dst rows are written, and a band of 256 dst rows reads 1 KiB pieces of each src row
+// (bands of 256 measured fastest of 16 to 1024). The threads take ranges of (plane, band).
+// Outputs larger than a core's L2 cache are written with streaming stores where every tile
+// row is a whole aligned cache line (dst rows a multiple of 16 elements): each store then
+// replaces a line without reading it first.
 template <bool kStreaming>
 void transposed_copy32(const uint32_t* src, const int64_t* ss, uint32_t* dst, const int64_t* ds,
                        const int64_t* shape, int ndim) {
