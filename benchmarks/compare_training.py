@@ -11,7 +11,7 @@ itself), are removed from the peer's environment only; the table names the OpenB
 the peer ran.
 
     /usr/bin/python3 benchmarks/compare_training.py --build build [--repeats 5] [--threads 1,2]
-        [--models gpt,gpt-512,gpt-768,cnn] [--json out.json]
+        [--models gpt,gpt-512,gpt-768,cnn] [--json out.json] [--profile]
 """
 import argparse
 import json
@@ -32,6 +32,9 @@ parser.add_argument("--steps", type=int,
 parser.add_argument("--models", default="gpt,cnn", help="comma-separated: " + ", ".join([*GPTS, "cnn"]))
 parser.add_argument("--threads", default="1", help="CPU threads for each framework, a list like 1,2")
 parser.add_argument("--json", help="also write the results here")
+parser.add_argument("--profile", action="store_true",
+                    help="then, per model and thread count, where the peer's step goes (torch.profiler, self CPU time per "
+                         "op); minipipe's own table: `minipipe train gpt --profile` or `train cnn --profile` (default shapes)")
 args = parser.parse_args()
 for model in args.models.split(","):
     if model not in GPTS and model != "cnn":
@@ -90,5 +93,14 @@ for r in rows:
 print(f"(medians of {args.repeats} alternating runs; {rows[0]['pytorch']} on OpenBLAS kernel {rows[0]['pytorch_blas_core']}, "
       f"OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed for it only"
       + (f"; this shell sets OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']})" if "OPENBLAS_CORETYPE" in os.environ else ")"))
+if args.profile:
+    for r in rows:
+        print(f"\nPyTorch's {r['model']} on {r['threads']} thread(s), by op:", flush=True)
+        steps = str(args.steps or {"gpt": 5, "cnn": 50}.get(r["model"], 2))
+        command = ["/usr/bin/python3", str(here / "pytorch_training.py")] + shape_arguments(r["model"]) + [
+            "--steps", steps, "--threads", str(r["threads"]), "--profile"]
+        out = subprocess.run(command, env=environment(str(r["threads"]), True), check=True, capture_output=True, text=True)
+        print(out.stderr.rstrip())
+        r["pytorch_profile"] = json.loads(out.stdout.strip().splitlines()[-1]).get("profile", [])
 if args.json:
     Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")

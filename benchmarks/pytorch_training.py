@@ -25,6 +25,10 @@ parser.add_argument("--layers", type=int, default=4, help="gpt: Transformer bloc
 parser.add_argument("--heads", type=int, default=4, help="gpt: attention heads")
 parser.add_argument("--batch", type=int, default=16, help="gpt: sequences per step")
 parser.add_argument("--context", type=int, default=128, help="gpt: tokens per sequence")
+parser.add_argument("--profile", action="store_true",
+                    help="after the timed steps, run as many under torch.profiler and print the time per op kind "
+                         "(self CPU time, forward and backward ops apart) to stderr and in the JSON, beside "
+                         "`minipipe train --profile`'s table")
 args = parser.parse_args()
 torch.set_num_threads(args.threads)
 
@@ -73,6 +77,22 @@ start = time.perf_counter()
 for _ in range(args.steps):
     step()
 seconds = time.perf_counter() - start
+profile = []
+if args.profile:
+    # Not timed with the steps above: the profiler's own bookkeeping slows every op.
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        for _ in range(args.steps):
+            step()
+    events = sorted(profiler.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1
+    print(f"{'op':<48} {'calls':>7} {'self ms':>10} {'share':>7}", file=sys.stderr)
+    for e in events[:25]:
+        print(f"{e.key[:48]:<48} {e.count:>7} {e.self_cpu_time_total / 1e3:>10.1f} {e.self_cpu_time_total / total:>7.1%}",
+              file=sys.stderr)
+    print(f"(torch.profiler, {args.steps} steps: self CPU time per op, the 25 largest of {len(events)}; "
+          "ops named *Backward* run in the backward pass)", file=sys.stderr)
+    profile = [{"op": e.key, "calls": e.count, "self_cpu_ms": e.self_cpu_time_total / 1e3} for e in events]
 print(json.dumps({"framework": "pytorch " + torch.__version__, "model": args.model, "steps": args.steps,
                   "steps_per_second": args.steps / seconds, "blas_core": openblas_core(),
-                  "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "")}))
+                  "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", ""),
+                  **({"profile": profile} if args.profile else {})}))
