@@ -32,7 +32,7 @@
 
 using namespace minipipe;
 using minipipe::benchmarks::dims;
-using minipipe::benchmarks::median;
+using minipipe::benchmarks::time_interleaved;
 using minipipe::benchmarks::write_json_array;
 
 namespace {
@@ -45,26 +45,6 @@ struct Row {
   double reference_ms = 0;  // Eigen directly, or minipipe on one thread, where measured
   double of_add = 0;        // GB/s as a fraction of add's, for memory-bound rows
 };
-
-double seconds_of(const std::function<void()>& f) {
-  const auto start = std::chrono::steady_clock::now();
-  f();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-// The median seconds of each function (null ones skipped: 0), timed `repeats` times in turn
-// after one warm-up each, so that a slow spell of a shared machine slows them all alike.
-std::vector<double> time_interleaved(int repeats, const std::vector<std::function<void()>>& functions) {
-  std::vector<std::vector<double>> seconds(functions.size());
-  for (const auto& f : functions)
-    if (f) f();
-  for (int i = 0; i < repeats; ++i)
-    for (size_t j = 0; j < functions.size(); ++j)
-      if (functions[j]) seconds[j].push_back(seconds_of(functions[j]));
-  std::vector<double> medians;
-  for (const auto& s : seconds) medians.push_back(s.empty() ? 0.0 : median(s));
-  return medians;
-}
 
 // Times `ours` (and `reference`, interleaved) `repeats` times after one warm-up each.
 std::pair<double, double> time_pair(int repeats, const std::function<void()>& ours,

@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 
+#include "kernels/cpu/attention.h"
 #include "kernels/cpu/convolution.h"
 #include "kernels/cpu/gather.h"
 #include "kernels/cpu/gemm.h"
@@ -14,6 +15,7 @@
 #include "kernels/cpu/threads.h"
 #include "kernels/profile.h"
 #if MINIPIPE_HAS_CUDA
+#include "kernels/cuda/attention.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/convolution.h"
 #include "kernels/cuda/elementwise.h"
@@ -99,6 +101,19 @@ void causal_mask(const Device& device, const float* in, float* out, int64_t batc
                  int64_t query_offset, float fill) {
   MINIPIPE_DISPATCH(device, cpu::causal_mask(in, out, batch, queries, keys, query_offset, fill),
                     cuda::causal_mask(in, out, batch, queries, keys, query_offset, fill, stream));
+}
+
+void attention_forward(const Device& device, const AttentionSizes& sizes, ConstHeadRows q, ConstHeadRows k,
+                       ConstHeadRows v, MutableHeadRows out, float* logsumexp) {
+  MINIPIPE_DISPATCH(device, cpu::attention_forward(sizes, q, k, v, out, logsumexp),
+                    cuda::attention_forward(sizes, q, k, v, out, logsumexp, stream));
+}
+
+void attention_backward(const Device& device, const AttentionSizes& sizes, ConstHeadRows q, ConstHeadRows k,
+                        ConstHeadRows v, ConstHeadRows out, ConstHeadRows dout, const float* logsumexp,
+                        float* row_dots, MutableHeadRows dq, MutableHeadRows dk, MutableHeadRows dv) {
+  MINIPIPE_DISPATCH(device, cpu::attention_backward(sizes, q, k, v, out, dout, logsumexp, row_dots, dq, dk, dv),
+                    cuda::attention_backward(sizes, q, k, v, out, dout, logsumexp, row_dots, dq, dk, dv, stream));
 }
 
 void sum_dim(const Device& device, const float* x, float* out, int64_t outer, int64_t reduce, int64_t inner) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "kernels/attention_layout.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/device.h"
 #include "kernels/window2d.h"
@@ -52,6 +53,12 @@ void binary_strided(const Device& device, BinaryOp op, const float* a, const int
 void causal_mask(const Device& device, const float* in, float* out, int64_t batch, int64_t queries, int64_t keys,
                  int64_t query_offset, float fill);
 
+// Fused causal attention (kernels/cpu/attention.h): strided heads in and out, no scores kept.
+void attention_forward(const Device& device, const AttentionSizes& sizes, ConstHeadRows q, ConstHeadRows k,
+                       ConstHeadRows v, MutableHeadRows out, float* logsumexp);
+void attention_backward(const Device& device, const AttentionSizes& sizes, ConstHeadRows q, ConstHeadRows k,
+                        ConstHeadRows v, ConstHeadRows out, ConstHeadRows dout, const float* logsumexp,
+                        float* row_dots, MutableHeadRows dq, MutableHeadRows dk, MutableHeadRows dv);
 void sum_dim(const Device& device, const float* x, float* out, int64_t outer, int64_t reduce, int64_t inner);
 
 void softmax_forward(const Device& device, const float* x, float* y, int64_t rows, int64_t cols);

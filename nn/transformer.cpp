@@ -32,11 +32,14 @@ CausalSelfAttention::CausalSelfAttention(int64_t dim, int64_t heads_, float p, u
 Tensor CausalSelfAttention::forward(const Tensor& x) {
   if (x.dim() != 3) throw std::invalid_argument("CausalSelfAttention: input must be [batch, tokens, dim], got " + shape_str(x.shape()));
   const int64_t batch = x.shape()[0], tokens = x.shape()[1], dim = x.shape()[2], head_dim = dim / heads;
-  // [B, T, 3C] -> [3, B, heads, T, head_dim]
-  const Tensor split_qkv = (*qkv)(x).reshape({batch, tokens, 3, heads, head_dim}).permute({2, 0, 3, 1, 4});
+  const Tensor qkv_out = (*qkv)(x);  // [B, T, 3, heads, head_dim]
+  KeyValueCache* cache = KeyValueCache::current();
+  if (!cache) return (*dropout)((*projection)(causal_self_attention(qkv_out, heads)));
+  // A TeraPipe slice or a generation step: attend over the cached keys and values as well.
+  const Tensor split_qkv = qkv_out.reshape({batch, tokens, 3, heads, head_dim}).permute({2, 0, 3, 1, 4});
   const Tensor q = split_qkv.narrow(0, 0, 1).squeeze(0);
   Tensor k = split_qkv.narrow(0, 1, 1).squeeze(0), v = split_qkv.narrow(0, 2, 1).squeeze(0);
-  if (KeyValueCache* cache = KeyValueCache::current()) std::tie(k, v) = cache->extend(this, k, v);
+  std::tie(k, v) = cache->extend(this, k, v);
   const Tensor attended = scaled_dot_product_attention(q, k, v);  // [B, heads, T, head_dim]
   const Tensor merged = attended.permute({0, 2, 1, 3}).reshape({batch, tokens, dim});
   return (*dropout)((*projection)(merged));

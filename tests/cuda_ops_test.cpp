@@ -195,11 +195,20 @@ TEST_F(CudaOps, AttentionMatchesTheCpu) {
   expect_cuda_matches_cpu([](const Inputs& x) { return scaled_dot_product_attention(x[0], x[1], x[2]); },
                           {randn({2, 3, 13, 24}, g), randn({2, 3, 29, 24}, g), randn({2, 3, 29, 24}, g)}, 1e-4f,
                           1e-4f);
+  // More keys and queries than a block has threads (128): the online softmax across tiles.
+  expect_cuda_matches_cpu([](const Inputs& x) { return scaled_dot_product_attention(x[0], x[1], x[2]); },
+                          {randn({1, 1, 150, 4}, g), randn({1, 1, 290, 4}, g), randn({1, 1, 290, 4}, g)}, 1e-4f,
+                          1e-4f);
+  // Heads read in place from a QKV projection's output, and written back into one gradient.
+  expect_cuda_matches_cpu([](const Inputs& x) { return causal_self_attention(x[0], 2); }, {randn({2, 9, 3 * 2 * 8}, g)},
+                          1e-4f, 1e-4f);
 }
 
 TEST_F(CudaOps, GradcheckRunsOnTheGpu) {
   EXPECT_GRADCHECK(on_gpu([](const Inputs& x) { return gelu(x[0]); }), (Inputs{leaf({3, 7}, 11)}));
   EXPECT_GRADCHECK(on_gpu([](const Inputs& x) { return softmax(x[0]); }), (Inputs{leaf({4, 33}, 12)}));
+  EXPECT_GRADCHECK(on_gpu([](const Inputs& x) { return scaled_dot_product_attention(x[0], x[1], x[2]); }),
+                   (Inputs{leaf({1, 2, 2, 3}, 15), leaf({1, 2, 3, 3}, 16), leaf({1, 2, 3, 3}, 17)}));
   EXPECT_GRADCHECK(on_gpu([](const Inputs& x) { return matmul(x[0], x[1].transpose(0, 1)); }),
                    (Inputs{leaf({5, 3}, 13), leaf({4, 3}, 14)}));
   EXPECT_GRADCHECK(on_gpu([](const Inputs& x) { return div(x[0], add_scalar(mul(x[1], x[1]), 1.0f)); }),

@@ -24,6 +24,7 @@
 #include "autograd/shape_ops.h"
 #include "autograd/softmax.h"
 #include "kernels/cpu/threads.h"
+#include "tensor/allocator.h"
 #include "tensor/factories.h"
 #include "test_helpers.h"
 
@@ -428,6 +429,87 @@ TEST(Attention, GradientsMatchFiniteDifferences) {
                    (Inputs{leaf({1, 2, 2, 3}, 91), leaf({1, 2, 3, 3}, 92), leaf({1, 2, 3, 3}, 93)}));
   // Masked entries are -inf; softmax turns them into exact zeros that finite differences can read.
   EXPECT_GRADCHECK([](const Inputs& x) { return softmax(causal_mask(x[0], 1)); }, (Inputs{leaf({2, 2, 3}, 94)}));
+}
+
+// The fused kernel (FlashAttention's blocks of 64 queries by 64 keys) against the unfused
+// ops: several blocks with ragged ends, fewer queries than keys (a diagonal that cuts blocks
+// off-centre), an odd head width, and inputs read through strides.
+TEST(Attention, FusedMatchesTheUnfusedOps) {
+  struct Case {
+    int64_t batch, heads, queries, keys, head_dim;
+  };
+  for (const Case c : {Case{2, 3, 150, 200, 16}, Case{1, 2, 70, 70, 5}, Case{1, 1, 1, 130, 32}}) {
+    SCOPED_TRACE("queries " + std::to_string(c.queries) + ", keys " + std::to_string(c.keys));
+    Generator g(static_cast<uint64_t>(c.queries));
+    // q is a [B, T, H, D] tensor seen as [B, H, T, D], as the QKV projection's heads are.
+    const Tensor q_data = randn({c.batch, c.queries, c.heads, c.head_dim}, g);
+    const Tensor k_data = randn({c.batch, c.heads, c.keys, c.head_dim}, g);
+    const Tensor v_data = randn({c.batch, c.heads, c.keys, c.head_dim}, g);
+    const Tensor upstream = randn({c.batch, c.heads, c.queries, c.head_dim}, g);
+    std::vector<std::vector<Tensor>> results;
+    for (const bool fused : {true, false}) {
+      const Tensor q = q_data.clone().set_requires_grad(true), k = k_data.clone().set_requires_grad(true),
+                   v = v_data.clone().set_requires_grad(true);
+      const Tensor heads = q.permute({0, 2, 1, 3});
+      const Tensor out = fused ? scaled_dot_product_attention(heads, k, v)
+                               : unfused_scaled_dot_product_attention(heads, k, v);
+      std::vector<Tensor> r{out};
+      for (const Tensor& gradient : grad({out}, {upstream}, {q, k, v})) r.push_back(gradient);
+      results.push_back(r);
+    }
+    for (size_t i = 0; i < results[0].size(); ++i) {
+      SCOPED_TRACE(i == 0 ? "output" : "gradient " + std::to_string(i));
+      testing::expect_same_values(results[0][i], results[1][i], 1e-5f, 1e-4f);
+    }
+  }
+}
+
+TEST(Attention, CausalSelfAttentionReadsHeadsFromTheQkvProjection) {
+  Generator g(17);
+  const int64_t batch = 2, tokens = 70, heads = 4, head_dim = 8, dim = heads * head_dim;
+  const Tensor qkv_data = randn({batch, tokens, 3 * dim}, g), upstream = randn({batch, tokens, dim}, g);
+  std::vector<Tensor> outputs, gradients;
+  for (const bool fused : {true, false}) {
+    const Tensor qkv = qkv_data.clone().set_requires_grad(true);
+    Tensor out;
+    if (fused) {
+      out = causal_self_attention(qkv, heads);
+    } else {  // what CausalSelfAttention did before: copies of each head in and out
+      const Tensor split = qkv.reshape({batch, tokens, 3, heads, head_dim}).permute({2, 0, 3, 1, 4});
+      const Tensor attended = unfused_scaled_dot_product_attention(
+          split.narrow(0, 0, 1).squeeze(0), split.narrow(0, 1, 1).squeeze(0), split.narrow(0, 2, 1).squeeze(0));
+      out = attended.permute({0, 2, 1, 3}).reshape({batch, tokens, dim});
+    }
+    outputs.push_back(out);
+    gradients.push_back(grad({out}, {upstream}, {qkv})[0]);
+  }
+  testing::expect_same_values(outputs[0], outputs[1], 1e-5f, 1e-4f);
+  testing::expect_same_values(gradients[0], gradients[1], 1e-5f, 1e-4f);
+  EXPECT_THROW_WITH(causal_self_attention(zeros({1, 2, 10}), 4), "3 * heads * head_dim");
+}
+
+// The point of fusing: no [queries, keys] matrix, forward or backward. At 512 tokens one such
+// matrix is 1 MiB, and the unfused ops keep two (scores and probabilities).
+TEST(Attention, FusedAttentionKeepsNoScoresMatrix) {
+  Generator g(3);
+  const int64_t tokens = 512, head_dim = 16;
+  const int64_t matrix_bytes = tokens * tokens * static_cast<int64_t>(sizeof(float));
+  const Tensor upstream = randn({1, 1, tokens, head_dim}, g);
+  for (const bool fused : {true, false}) {
+    const Tensor q = randn({1, 1, tokens, head_dim}, g).set_requires_grad(true);
+    const Tensor k = randn({1, 1, tokens, head_dim}, g).set_requires_grad(true);
+    const Tensor v = randn({1, 1, tokens, head_dim}, g).set_requires_grad(true);
+    const int64_t before = memory_stats(Device::cpu()).current_bytes;
+    reset_peak_memory(Device::cpu());
+    {
+      const Tensor out = fused ? scaled_dot_product_attention(q, k, v) : unfused_scaled_dot_product_attention(q, k, v);
+      grad({out}, {upstream}, {q, k, v});
+    }
+    const int64_t extra = memory_stats(Device::cpu()).peak_bytes - before;
+    SCOPED_TRACE(fused ? "fused" : "unfused");
+    if (fused) EXPECT_LT(extra, matrix_bytes / 4);
+    else EXPECT_GE(extra, 2 * matrix_bytes);  // the measurement sees the matrices it should
+  }
 }
 
 // Every CPU kernel that spreads its work over kernel threads (kernels/cpu/threads.h) cuts it

@@ -56,4 +56,15 @@ inline void stream_fence() {
 // Lane by lane, as the scalar code writes them (a < b ? b : a keeps the first of equal values).
 inline Floats16 max16(Floats16 a, Floats16 b) { return a < b ? b : a; }
 
+// a * b + c, rounded once where the CPU fuses it (AVX-512), twice elsewhere: for kernels
+// whose lanes need not match a scalar loop bit for bit (fused attention's blocks).
+inline Floats16 fma16(Floats16 a, Floats16 b, Floats16 c) {
+#if defined(__AVX512F__)
+  return reinterpret_cast<Floats16>(_mm512_fmadd_ps(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b),
+                                                   reinterpret_cast<__m512>(c)));
+#else
+  return a * b + c;
+#endif
+}
+
 }  // namespace minipipe::kernels::cpu
