@@ -1,10 +1,12 @@
 #include "nn/optim/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
 #include "autograd/elementwise.h"
 #include "autograd/node.h"
+#include "kernels/cpu/lane_sum.h"
 #include "tensor/factories.h"
 
 namespace minipipe::nn {
@@ -116,14 +118,27 @@ float LearningRateSchedule::at(int64_t step) const {
   return peak * (min_ratio + (1.0f - min_ratio) * cosine);
 }
 
+namespace {
+// Sixteen float lanes over runs of 1024 entries, the runs added in double: a plain double
+// loop is one dependent add per entry, and copying the gradient out first cost as much again
+// (together 4% of a GPT's training step).
+double squared_norm(const Tensor& gradient) {
+  const Tensor g = (gradient.device().is_cpu() ? gradient : gradient.to(Device::cpu())).contiguous();
+  const float* x = g.data<float>();
+  constexpr int64_t kRun = 1024;
+  double total = 0.0;
+  for (int64_t begin = 0; begin < g.numel(); begin += kRun)
+    total += kernels::cpu::lane_sum(std::min(kRun, g.numel() - begin), [&](int64_t i) {
+      const float v = x[begin + i];
+      return v * v;
+    });
+  return total;
+}
+}  // namespace
+
 std::vector<double> squared_gradient_norms(const std::vector<Tensor>& parameters) {
   std::vector<double> squares;
-  for (const Tensor& p : parameters) {
-    double sum = 0.0;
-    if (p.grad().defined())
-      for (float g : p.grad().to_vector<float>()) sum += static_cast<double>(g) * g;
-    squares.push_back(sum);
-  }
+  for (const Tensor& p : parameters) squares.push_back(p.grad().defined() ? squared_norm(p.grad()) : 0.0);
   return squares;
 }
 
