@@ -5,6 +5,7 @@
 #include <limits>
 #include <random>
 
+#include "pipeline/bubble_chart.h"
 #include "pipeline/pipedream.h"
 #include "pipeline/planner.h"
 #include "pipeline/schedule_csv.h"
@@ -51,6 +52,39 @@ TEST(Schedules, MessagesPerMicroBatchAreTwoPerBoundaryBetweenPieces) {
       EXPECT_EQ(messages_per_unit(make_schedule(name, k, 2 * k, 1, 2)), 2 * (2 * k - 1)) << name << " K = " << k;
     EXPECT_EQ(messages_per_unit(make_schedule("gpipe", k, 3, 4)), 2 * (k - 1)) << "sliced, K = " << k;
   }
+}
+
+// The bubble-against-M chart's points, against the papers' formulas with F = 1, B = 2:
+// GPipe and 1F1B (K-1)/(M+K-1); interleaved with v chunks (K-1)/(vM+K-1), at multiples of K
+// only; ZB-H1, whose idle time per stage is (K-1)(F + B/2 - B/2), (K-1)/(3M + K-1) once M >= K.
+TEST(Schedules, BubbleChartPointsFollowThePapersFormulas) {
+  const int k = 3;
+  const std::vector<BubbleCurve> curves = bubble_curves({"gpipe", "1f1b", "interleaved", "zb-h1"}, k, 9, 1.0, 2.0);
+  ASSERT_EQ(curves.size(), 4u);
+  for (const BubbleCurve& c : curves) {
+    SCOPED_TRACE(c.schedule);
+    const bool interleaved = c.schedule == "interleaved";
+    const std::vector<int> expected_ms = interleaved ? std::vector<int>{3, 6, 9} : std::vector<int>{1, 2, 3, 4, 5, 6, 7, 8, 9};
+    EXPECT_EQ(c.micro_batches, expected_ms);
+    for (size_t i = 0; i < c.micro_batches.size(); ++i) {
+      const double m = c.micro_batches[i];
+      if (c.schedule == "zb-h1" && m < k) {  // too few micro-batches for every gap to get a W
+        EXPECT_LT(c.bubbles[i], (k - 1) / (m + k - 1)) << "M = " << m;
+        continue;
+      }
+      const double expected = c.schedule == "zb-h1" ? (k - 1) / (3 * m + k - 1)
+                              : interleaved         ? (k - 1) / (2 * m + k - 1)
+                                                    : (k - 1) / (m + k - 1);
+      EXPECT_NEAR(c.bubbles[i], expected, 1e-9) << "M = " << m;
+    }
+  }
+  const std::string svg = bubble_chart_svg(curves, k);
+  size_t polylines = 0;
+  for (size_t at = svg.find("<polyline"); at != std::string::npos; at = svg.find("<polyline", at + 1)) ++polylines;
+  EXPECT_EQ(polylines, 5u);  // a curve per schedule and GPipe's formula
+  EXPECT_NE(svg.find("<title>interleaved M = 6: "), std::string::npos);
+  EXPECT_NE(svg.find("interleaved (2 chunks)"), std::string::npos);
+  EXPECT_THROW_WITH(bubble_curves({"gpipe"}, 0, 4, 1.0, 2.0), "at least one stage");
 }
 
 TEST(Schedules, OneFOneBKeepsAtMostKMinusStageMicroBatchesInFlight) {

@@ -282,6 +282,10 @@ CLI::App* add_simulate_command(CLI::App& app, CommandLine& parsed) {
                                    "--forward-cost and --backward-cost)")->check(kPositive)->capture_default_str();
   add_schedule_file_option(*simulate_command, sim.schedule_file, {stages, micro_batches, schedule, virtual_stages});
   add_zb_auto_options(*simulate_command, sim.costs_from, sim.max_in_flight);
+  simulate_command->add_option("--bubble-chart", sim.bubble_chart,
+                               "instead of one schedule: the bubble of gpipe, 1f1b, interleaved, zb-h1, zb-h2 and zb-v "
+                               "against M = 1..--micro-batches on --stages, as a table and an SVG chart written here")
+      ->excludes(schedule);
   simulate_command->add_option("--export-schedule", sim.export_schedule,
                                "write the schedule as a PyTorch schedule CSV (torch.distributed.pipelining's format)")
       ->check(kOutputFile);

@@ -95,6 +95,7 @@ struct SimulateOptions {
   std::string compare;  // a trace of `train --trace` to predict from its own costs and compare with
   std::string costs_from;  // zb-auto: a trace of the same stages to take each stage's costs from
   int max_in_flight = 0;   // zb-auto: most micro-batches in flight per stage (0: K)
+  std::string bubble_chart;  // instead: the bubble against M = 1..micro_batches per schedule, as an SVG here
 };
 
 // `minipipe explain RUN.jsonl TRACE.json`: where each stage's time went in the traced step.

@@ -1,9 +1,13 @@
 // `minipipe simulate` and `minipipe partition`: schedules and partitions without training.
+#include <algorithm>
 #include <cstdio>
+#include <fstream>
+#include <stdexcept>
 
 #include "commands.h"
 #include "nn/convolutional.h"
 #include "nn/transformer.h"
+#include "pipeline/bubble_chart.h"
 #include "pipeline/partition.h"
 #include "pipeline/pipedream.h"
 #include "pipeline/planner.h"
@@ -70,9 +74,35 @@ int compare_with_trace(const SimulateOptions& o, const pipeline::Schedule& sched
   return 0;
 }
 
+// The bubble against M for the synchronous schedules, as a table and a chart.
+int bubble_chart(const SimulateOptions& o) {
+  const std::vector<std::string> names{"gpipe", "1f1b", "interleaved", "zb-h1", "zb-h2", "zb-v"};
+  const std::vector<pipeline::BubbleCurve> curves =
+      pipeline::bubble_curves(names, o.stages, o.micro_batches, o.forward_cost, o.backward_cost);
+  std::printf("bubble fraction, K = %d, F = %g, B = %g (interleaved and zb-v: 2 chunks per stage)\n%4s", o.stages,
+              o.forward_cost, o.backward_cost, "M");
+  for (const std::string& name : names) std::printf(" %12s", name.c_str());
+  std::printf(" %14s\n", "(K-1)/(M+K-1)");
+  for (int m = 1; m <= o.micro_batches; ++m) {
+    std::printf("%4d", m);
+    for (const pipeline::BubbleCurve& c : curves) {
+      const auto at = std::find(c.micro_batches.begin(), c.micro_batches.end(), m);
+      if (at == c.micro_batches.end()) std::printf(" %12s", "-");
+      else std::printf(" %12.4f", c.bubbles[static_cast<size_t>(at - c.micro_batches.begin())]);
+    }
+    std::printf(" %14.4f\n", (o.stages - 1.0) / (m + o.stages - 1.0));
+  }
+  std::ofstream out(o.bubble_chart);
+  out << pipeline::bubble_chart_svg(curves, o.stages);
+  if (!out) throw std::runtime_error("cannot write the chart '" + o.bubble_chart + "'");
+  std::printf("chart written to %s\n", o.bubble_chart.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int simulate(const SimulateOptions& o) {
+  if (!o.bubble_chart.empty()) return bubble_chart(o);
   pipeline::ScheduleSpec spec = schedule_spec(o);
   const bool zb_auto = spec.name == "zb-auto";
   if (zb_auto && !spec.costs) {  // the command's own costs, W half of each backward
