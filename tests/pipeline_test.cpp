@@ -1,11 +1,13 @@
 // pipeline/: schedules as data, the validator, the simulator.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
 #include <limits>
 #include <random>
+#include <tuple>
 
-#include "pipeline/bubble_chart.h"
+#include "pipeline/charts.h"
 #include "pipeline/pipedream.h"
 #include "pipeline/planner.h"
 #include "pipeline/schedule_csv.h"
@@ -303,6 +305,41 @@ TEST(PipeDream, VersionsHeldFollowThePolicy) {
   EXPECT_EQ(held(WeightPolicy::None, 1), (std::vector<int>{1, 1, 1, 1}));
   EXPECT_EQ(held(WeightPolicy::TwoBuffered, 4), (std::vector<int>{2, 2, 2, 1}));
   EXPECT_EQ(held(WeightPolicy::VerticalSync, 1), (std::vector<int>{4, 4, 4, 4}));  // later stages go back further
+}
+
+// The chart's staircase replays the weight instructions on its own: its highest step per
+// stage is the policy's count (the test above), and in the steady state of stashing stage s
+// holds K - s versions for a while, not only at an instant.
+TEST(PipeDream, VersionsOverTimeReachEachPolicysCount) {
+  for (const auto& [weights, per_update, expected] :
+       {std::tuple{WeightPolicy::Stash, 1, std::vector<int>{4, 3, 2, 1}},
+        std::tuple{WeightPolicy::TwoBuffered, 4, std::vector<int>{2, 2, 2, 1}},
+        std::tuple{WeightPolicy::None, 1, std::vector<int>{1, 1, 1, 1}}}) {
+    const Schedule schedule = pipedream_schedule(4, 12 * per_update, per_update, weights);
+    const SimulationResult result = simulate(schedule, CostModel::uniform(4, 1, 2));
+    const std::vector<std::vector<VersionStep>> series = weight_versions_over_time(schedule, result);
+    ASSERT_EQ(series.size(), 4u);
+    for (int s = 0; s < 4; ++s) {
+      int most = 0;
+      double longest_at_most = 0;
+      for (size_t i = 0; i < series[s].size(); ++i) {
+        const double until = i + 1 < series[s].size() ? series[s][i + 1].time : result.makespan;
+        if (series[s][i].versions > most) longest_at_most = 0;
+        most = std::max(most, series[s][i].versions);
+        if (series[s][i].versions == most) longest_at_most = std::max(longest_at_most, until - series[s][i].time);
+      }
+      EXPECT_EQ(most, expected[s]) << weight_policy_name(weights) << ", stage " << s;
+      EXPECT_GT(longest_at_most, 1.0) << weight_policy_name(weights) << ", stage " << s;
+    }
+  }
+  const Schedule stash = pipedream_schedule(3, 6, 1, WeightPolicy::Stash);
+  const SimulationResult result = simulate(stash, CostModel::uniform(3, 1, 2));
+  const std::string svg = weight_versions_svg(weight_versions_over_time(stash, result), stash.worker_names(),
+                                              result.makespan, "stash");
+  EXPECT_NE(svg.find("stage 2"), std::string::npos);
+  size_t staircases = 0;
+  for (size_t at = svg.find("<polyline"); at != std::string::npos; at = svg.find("<polyline", at + 1)) ++staircases;
+  EXPECT_EQ(staircases, 3u);  // one per stage
 }
 
 TEST(PipeDream, ValidatorRejectsBrokenWeightBookkeeping) {

@@ -286,6 +286,8 @@ CLI::App* add_simulate_command(CLI::App& app, CommandLine& parsed) {
                                "instead of one schedule: the bubble of gpipe, 1f1b, interleaved, zb-h1, zb-h2 and zb-v "
                                "against M = 1..--micro-batches on --stages, as a table and an SVG chart written here")
       ->excludes(schedule);
+  simulate_command->add_option("--versions-chart", sim.versions_chart,
+                               "pipedream: the weight versions each stage holds over time, as an SVG chart written here");
   simulate_command->add_option("--export-schedule", sim.export_schedule,
                                "write the schedule as a PyTorch schedule CSV (torch.distributed.pipelining's format)")
       ->check(kOutputFile);

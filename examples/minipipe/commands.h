@@ -96,6 +96,7 @@ struct SimulateOptions {
   std::string costs_from;  // zb-auto: a trace of the same stages to take each stage's costs from
   int max_in_flight = 0;   // zb-auto: most micro-batches in flight per stage (0: K)
   std::string bubble_chart;  // instead: the bubble against M = 1..micro_batches per schedule, as an SVG here
+  std::string versions_chart;  // pipedream: the weight versions each stage holds over time, as an SVG here
 };
 
 // `minipipe explain RUN.jsonl TRACE.json`: where each stage's time went in the traced step.

@@ -7,7 +7,7 @@
 #include "commands.h"
 #include "nn/convolutional.h"
 #include "nn/transformer.h"
-#include "pipeline/bubble_chart.h"
+#include "pipeline/charts.h"
 #include "pipeline/partition.h"
 #include "pipeline/pipedream.h"
 #include "pipeline/planner.h"
@@ -99,6 +99,15 @@ int bubble_chart(const SimulateOptions& o) {
   return 0;
 }
 
+// PipeDream's weight versions per stage over time.
+void write_versions_chart(const std::string& path, const pipeline::Schedule& schedule,
+                          const pipeline::SimulationResult& result, const std::string& what) {
+  std::ofstream out(path);
+  out << pipeline::weight_versions_svg(pipeline::weight_versions_over_time(schedule, result), schedule.worker_names(),
+                                       result.makespan, "weight versions each stage holds, " + what + " (simulated)");
+  if (!out) throw std::runtime_error("cannot write the chart '" + path + "'");
+}
+
 }  // namespace
 
 int simulate(const SimulateOptions& o) {
@@ -110,6 +119,9 @@ int simulate(const SimulateOptions& o) {
     spec.costs->communication = o.communication_cost;
   }
   const bool pipedream = spec.asynchronous();
+  if (!o.versions_chart.empty() && !pipedream)
+    throw std::invalid_argument("--versions-chart: a synchronous schedule keeps one weight version throughout; "
+                                "chart pipedream's (--schedule pipedream)");
   const std::string weights = pipeline::weight_policy_name(spec.weights.value_or(pipeline::WeightPolicy::Stash));
   const pipeline::Schedule schedule = pipeline::build_schedule(spec);
   if (!o.export_schedule.empty()) pipeline::write_schedule_file(o.export_schedule, schedule);
@@ -196,6 +208,7 @@ int simulate(const SimulateOptions& o) {
     pipeline::write_svg_timeline(o.timeline, events, schedule.worker_names(),
                                  spec.name + ", " + std::to_string(spec.stages) + " stages, " + shape + " (simulated)",
                                  pipeline::TimeAxis::CostUnits);
+  if (!o.versions_chart.empty()) write_versions_chart(o.versions_chart, schedule, result, spec.name + ", weights " + weights);
   return 0;
 }
 

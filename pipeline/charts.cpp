@@ -1,12 +1,11 @@
-#include "pipeline/bubble_chart.h"
+#include "pipeline/charts.h"
 
 #include <algorithm>
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
 
-#include "pipeline/schedule.h"
-#include "pipeline/simulator.h"
+#include "pipeline/weight_versions.h"
 
 namespace minipipe::pipeline {
 
@@ -37,6 +36,14 @@ std::vector<BubbleCurve> bubble_curves(const std::vector<std::string>& schedules
 
 namespace {
 const char* const kColours[] = {"#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#b07aa1", "#76b7b2", "#9c755f", "#edc948"};
+
+// A legend line: a short stroke and its text.
+void legend_entry(std::ostringstream& out, double x, double y, const char* colour, const std::string& text,
+                  bool dashed = false) {
+  out << "<line x1=\"" << x << "\" y1=\"" << y << "\" x2=\"" << x + 24 << "\" y2=\"" << y << "\" stroke=\"" << colour
+      << "\" stroke-width=\"2\"" << (dashed ? " stroke-dasharray=\"5,4\"" : "") << "/>\n<text x=\"" << x + 30
+      << "\" y=\"" << y + 4 << "\">" << text << "</text>\n";
+}
 }  // namespace
 
 std::string bubble_chart_svg(const std::vector<BubbleCurve>& curves, int stages) {
@@ -79,16 +86,67 @@ std::string bubble_chart_svg(const std::vector<BubbleCurve>& curves, int stages)
       out << "<circle cx=\"" << x_of(c.micro_batches[i]) << "\" cy=\"" << y_of(c.bubbles[i]) << "\" r=\"2.5\" fill=\""
           << colour << "\"><title>" << c.schedule << " M = " << c.micro_batches[i] << ": " << c.bubbles[i]
           << "</title></circle>\n";
-    const double y = top + 10 + 18 * index;
-    out << "<line x1=\"" << legend_left << "\" y1=\"" << y << "\" x2=\"" << legend_left + 24 << "\" y2=\"" << y
-        << "\" stroke=\"" << colour << "\" stroke-width=\"2\"/>\n<text x=\"" << legend_left + 30 << "\" y=\"" << y + 4
-        << "\">" << c.schedule << (c.virtual_stages > 1 ? " (2 chunks)" : "") << "</text>\n";
+    legend_entry(out, legend_left, top + 10 + 18 * index, colour,
+                 c.schedule + (c.virtual_stages > 1 ? " (2 chunks)" : ""));
     ++index;
   }
-  const double y = top + 10 + 18 * index;
-  out << "<line x1=\"" << legend_left << "\" y1=\"" << y << "\" x2=\"" << legend_left + 24 << "\" y2=\"" << y
-      << "\" stroke=\"#888\" stroke-dasharray=\"5,4\"/>\n<text x=\"" << legend_left + 30 << "\" y=\"" << y + 4
-      << "\">(K-1)/(M+K-1)</text>\n</svg>\n";
+  legend_entry(out, legend_left, top + 10 + 18 * index, "#888", "(K-1)/(M+K-1)", true);
+  out << "</svg>\n";
+  return out.str();
+}
+
+std::vector<std::vector<VersionStep>> weight_versions_over_time(const Schedule& schedule, const SimulationResult& result) {
+  std::vector<WeightVersionState> states(static_cast<size_t>(schedule.workers()));
+  std::vector<std::vector<VersionStep>> series(static_cast<size_t>(schedule.workers()), {{0.0, 1}});
+  for (const TimedInstruction& t : result.timeline) {
+    const Op op = t.instruction.op;
+    if (op != Op::StashWeights && op != Op::LoadWeights && op != Op::DropWeights && op != Op::OptimizerStep) continue;
+    WeightVersionState& state = states[static_cast<size_t>(t.worker)];
+    state.apply(t.instruction);
+    std::vector<VersionStep>& steps = series[static_cast<size_t>(t.worker)];
+    // Weight instructions take no time: of several at one instant, the last one's count holds.
+    if (steps.size() > 1 && steps.back().time == t.end) steps.pop_back();
+    if (state.versions_held() != steps.back().versions) steps.push_back({t.end, state.versions_held()});
+  }
+  return series;
+}
+
+std::string weight_versions_svg(const std::vector<std::vector<VersionStep>>& series,
+                                const std::vector<std::string>& worker_names, double makespan, const std::string& title) {
+  int most = 1;
+  for (const auto& steps : series)
+    for (const VersionStep& step : steps) most = std::max(most, step.versions);
+  const double left = 50, top = 44, width = 700, height = 60.0 * most, legend_left = left + width + 20;
+  const double end = makespan > 0 ? makespan : 1;
+  auto x_of = [&](double time) { return left + time / end * width; };
+  auto y_of = [&](double versions) { return top + (1 - versions / (most + 0.5)) * height; };
+  std::ostringstream out;
+  out << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << legend_left + 120 << "\" height=\"" << top + height + 50
+      << "\" font-family=\"monospace\" font-size=\"11\">\n<text x=\"" << left << "\" y=\"18\">" << title << "</text>\n";
+  for (int v = 0; v <= most; ++v) {
+    const double y = y_of(v);
+    out << "<line x1=\"" << left << "\" y1=\"" << y << "\" x2=\"" << left + width << "\" y2=\"" << y
+        << "\" stroke=\"#ddd\"/>\n<text x=\"" << left - 20 << "\" y=\"" << y + 4 << "\">" << v << "</text>\n";
+  }
+  out << "<text x=\"" << left << "\" y=\"" << top + height + 16 << "\">0</text>\n<text x=\"" << left + width - 20
+      << "\" y=\"" << top + height + 16 << "\">" << end << "</text>\n<text x=\"" << left + width / 2 - 60 << "\" y=\""
+      << top + height + 36 << "\">time (cost units)</text>\n";
+  out << "<text x=\"4\" y=\"" << top - 10 << "\">versions held</text>\n";
+  for (size_t w = 0; w < series.size(); ++w) {
+    const char* colour = kColours[w % 8];
+    // Each series a staircase, drawn a little apart so that equal stages stay visible.
+    const double lift = 3.0 * static_cast<double>(w);
+    out << "<polyline fill=\"none\" stroke=\"" << colour << "\" stroke-width=\"2\" points=\"";
+    for (size_t i = 0; i < series[w].size(); ++i) {
+      const VersionStep& step = series[w][i];
+      if (i > 0) out << x_of(step.time) << "," << y_of(series[w][i - 1].versions) - lift << " ";
+      out << x_of(step.time) << "," << y_of(step.versions) - lift << " ";
+    }
+    out << x_of(end) << "," << y_of(series[w].back().versions) - lift << "\"/>\n";
+    legend_entry(out, legend_left, top + 10 + 18 * static_cast<double>(w), colour,
+                 w < worker_names.size() ? worker_names[w] : "worker " + std::to_string(w));
+  }
+  out << "</svg>\n";
   return out.str();
 }
 
