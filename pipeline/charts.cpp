@@ -95,35 +95,53 @@ std::string bubble_chart_svg(const std::vector<BubbleCurve>& curves, int stages)
   return out.str();
 }
 
-std::vector<std::vector<VersionStep>> weight_versions_over_time(const Schedule& schedule, const SimulationResult& result) {
+namespace {
+// Appends (time, count) to a staircase: of several changes at one instant the last holds.
+void step_to(Staircase& steps, double time, int count) {
+  if (steps.size() > 1 && steps.back().time == time) steps.pop_back();
+  if (count != steps.back().count) steps.push_back({time, count});
+}
+}  // namespace
+
+std::vector<Staircase> weight_versions_over_time(const Schedule& schedule, const SimulationResult& result) {
   std::vector<WeightVersionState> states(static_cast<size_t>(schedule.workers()));
-  std::vector<std::vector<VersionStep>> series(static_cast<size_t>(schedule.workers()), {{0.0, 1}});
+  std::vector<Staircase> series(static_cast<size_t>(schedule.workers()), {{0.0, 1}});
   for (const TimedInstruction& t : result.timeline) {
     const Op op = t.instruction.op;
     if (op != Op::StashWeights && op != Op::LoadWeights && op != Op::DropWeights && op != Op::OptimizerStep) continue;
     WeightVersionState& state = states[static_cast<size_t>(t.worker)];
     state.apply(t.instruction);
-    std::vector<VersionStep>& steps = series[static_cast<size_t>(t.worker)];
-    // Weight instructions take no time: of several at one instant, the last one's count holds.
-    if (steps.size() > 1 && steps.back().time == t.end) steps.pop_back();
-    if (state.versions_held() != steps.back().versions) steps.push_back({t.end, state.versions_held()});
+    step_to(series[static_cast<size_t>(t.worker)], t.end, state.versions_held());
   }
   return series;
 }
 
-std::string weight_versions_svg(const std::vector<std::vector<VersionStep>>& series,
-                                const std::vector<std::string>& worker_names, double makespan, const std::string& title) {
+std::vector<Staircase> in_flight_over_time(const Schedule& schedule, const SimulationResult& result) {
+  std::vector<Staircase> series(static_cast<size_t>(schedule.workers()), {{0.0, 0}});
+  for (const TimedInstruction& t : result.timeline) {
+    const int change = in_flight_change(t.instruction.op);
+    if (change == 0) continue;
+    Staircase& steps = series[static_cast<size_t>(t.worker)];
+    step_to(steps, t.end, steps.back().count + change);
+  }
+  return series;
+}
+
+std::string staircase_svg(const std::vector<Staircase>& series, const std::vector<std::string>& worker_names,
+                          double makespan, const std::string& title, const std::string& count_label) {
   int most = 1;
-  for (const auto& steps : series)
-    for (const VersionStep& step : steps) most = std::max(most, step.versions);
-  const double left = 50, top = 44, width = 700, height = 60.0 * most, legend_left = left + width + 20;
+  for (const Staircase& steps : series)
+    for (const CountStep& step : steps) most = std::max(most, step.count);
+  const double left = 50, top = 44, width = 700, height = std::clamp(40.0 * most, 120.0, 360.0),
+               legend_left = left + width + 20;
   const double end = makespan > 0 ? makespan : 1;
   auto x_of = [&](double time) { return left + time / end * width; };
-  auto y_of = [&](double versions) { return top + (1 - versions / (most + 0.5)) * height; };
+  auto y_of = [&](double count) { return top + (1 - count / (most + 0.5)) * height; };
   std::ostringstream out;
   out << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << legend_left + 120 << "\" height=\"" << top + height + 50
       << "\" font-family=\"monospace\" font-size=\"11\">\n<text x=\"" << left << "\" y=\"18\">" << title << "</text>\n";
-  for (int v = 0; v <= most; ++v) {
+  const int every = (most + 7) / 8;  // at most nine grid lines
+  for (int v = 0; v <= most; v += every) {
     const double y = y_of(v);
     out << "<line x1=\"" << left << "\" y1=\"" << y << "\" x2=\"" << left + width << "\" y2=\"" << y
         << "\" stroke=\"#ddd\"/>\n<text x=\"" << left - 20 << "\" y=\"" << y + 4 << "\">" << v << "</text>\n";
@@ -131,18 +149,18 @@ std::string weight_versions_svg(const std::vector<std::vector<VersionStep>>& ser
   out << "<text x=\"" << left << "\" y=\"" << top + height + 16 << "\">0</text>\n<text x=\"" << left + width - 20
       << "\" y=\"" << top + height + 16 << "\">" << end << "</text>\n<text x=\"" << left + width / 2 - 60 << "\" y=\""
       << top + height + 36 << "\">time (cost units)</text>\n";
-  out << "<text x=\"4\" y=\"" << top - 10 << "\">versions held</text>\n";
+  out << "<text x=\"4\" y=\"" << top - 10 << "\">" << count_label << "</text>\n";
   for (size_t w = 0; w < series.size(); ++w) {
     const char* colour = kColours[w % 8];
     // Each series a staircase, drawn a little apart so that equal stages stay visible.
     const double lift = 3.0 * static_cast<double>(w);
     out << "<polyline fill=\"none\" stroke=\"" << colour << "\" stroke-width=\"2\" points=\"";
     for (size_t i = 0; i < series[w].size(); ++i) {
-      const VersionStep& step = series[w][i];
-      if (i > 0) out << x_of(step.time) << "," << y_of(series[w][i - 1].versions) - lift << " ";
-      out << x_of(step.time) << "," << y_of(step.versions) - lift << " ";
+      const CountStep& step = series[w][i];
+      if (i > 0) out << x_of(step.time) << "," << y_of(series[w][i - 1].count) - lift << " ";
+      out << x_of(step.time) << "," << y_of(step.count) - lift << " ";
     }
-    out << x_of(end) << "," << y_of(series[w].back().versions) - lift << "\"/>\n";
+    out << x_of(end) << "," << y_of(series[w].back().count) - lift << "\"/>\n";
     legend_entry(out, legend_left, top + 10 + 18 * static_cast<double>(w), colour,
                  w < worker_names.size() ? worker_names[w] : "worker " + std::to_string(w));
   }

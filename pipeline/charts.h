@@ -5,8 +5,9 @@
 //   and every later schedule's claim to shrink it. Each point is the simulator's bubble for
 //   that schedule at that M with the same per-stage costs (a chunk of v costs 1/v of them), so
 //   the chart and `minipipe simulate` cannot disagree;
-// - PipeDream's weight versions per stage over time: how many copies of its weights each
-//   stage holds as the stream runs (PipeDream section 3.3: stage s of K keeps up to K - s).
+// - per stage over time, what the schedule makes it hold: the activations of micro-batches in
+//   flight (GPipe all M, 1F1B K - s) and, under PipeDream, the copies of its weights (section
+//   3.3: stage s of K keeps up to K - s).
 #include <string>
 #include <vector>
 
@@ -30,16 +31,24 @@ std::vector<BubbleCurve> bubble_curves(const std::vector<std::string>& schedules
 // them and a legend; each point carries its value in a <title>.
 std::string bubble_chart_svg(const std::vector<BubbleCurve>& curves, int stages);
 
-// One step series per worker: (time, versions held from then on), starting at (0, 1) and
-// changing at the end of each weight instruction or update, replayed from the timeline
-// (several at one instant count as the last of them).
-struct VersionStep {
+// A count per worker that changes at instants: (time, count from then on).
+struct CountStep {
   double time;
-  int versions;
+  int count;
 };
-std::vector<std::vector<VersionStep>> weight_versions_over_time(const Schedule& schedule, const SimulationResult& result);
+using Staircase = std::vector<CountStep>;
 
-std::string weight_versions_svg(const std::vector<std::vector<VersionStep>>& series,
-                                const std::vector<std::string>& worker_names, double makespan, const std::string& title);
+// Weight versions each worker holds, starting at (0, 1) and changing at the end of each
+// weight instruction or update, replayed from the timeline with the executor's
+// WeightVersionState (several at one instant count as the last of them).
+std::vector<Staircase> weight_versions_over_time(const Schedule& schedule, const SimulationResult& result);
+// Units (micro-batches, or their chunks or token slices) whose activations each worker holds:
+// +1 at the end of a forward, -1 at the end of the backward that frees them (in_flight_change).
+std::vector<Staircase> in_flight_over_time(const Schedule& schedule, const SimulationResult& result);
+
+// One staircase per worker over [0, makespan], drawn a little apart so equal ones stay
+// visible, with `count_label` on the vertical axis.
+std::string staircase_svg(const std::vector<Staircase>& series, const std::vector<std::string>& worker_names,
+                          double makespan, const std::string& title, const std::string& count_label);
 
 }  // namespace minipipe::pipeline

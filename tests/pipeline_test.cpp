@@ -317,16 +317,16 @@ TEST(PipeDream, VersionsOverTimeReachEachPolicysCount) {
         std::tuple{WeightPolicy::None, 1, std::vector<int>{1, 1, 1, 1}}}) {
     const Schedule schedule = pipedream_schedule(4, 12 * per_update, per_update, weights);
     const SimulationResult result = simulate(schedule, CostModel::uniform(4, 1, 2));
-    const std::vector<std::vector<VersionStep>> series = weight_versions_over_time(schedule, result);
+    const std::vector<Staircase> series = weight_versions_over_time(schedule, result);
     ASSERT_EQ(series.size(), 4u);
     for (int s = 0; s < 4; ++s) {
       int most = 0;
       double longest_at_most = 0;
       for (size_t i = 0; i < series[s].size(); ++i) {
         const double until = i + 1 < series[s].size() ? series[s][i + 1].time : result.makespan;
-        if (series[s][i].versions > most) longest_at_most = 0;
-        most = std::max(most, series[s][i].versions);
-        if (series[s][i].versions == most) longest_at_most = std::max(longest_at_most, until - series[s][i].time);
+        if (series[s][i].count > most) longest_at_most = 0;
+        most = std::max(most, series[s][i].count);
+        if (series[s][i].count == most) longest_at_most = std::max(longest_at_most, until - series[s][i].time);
       }
       EXPECT_EQ(most, expected[s]) << weight_policy_name(weights) << ", stage " << s;
       EXPECT_GT(longest_at_most, 1.0) << weight_policy_name(weights) << ", stage " << s;
@@ -334,12 +334,28 @@ TEST(PipeDream, VersionsOverTimeReachEachPolicysCount) {
   }
   const Schedule stash = pipedream_schedule(3, 6, 1, WeightPolicy::Stash);
   const SimulationResult result = simulate(stash, CostModel::uniform(3, 1, 2));
-  const std::string svg = weight_versions_svg(weight_versions_over_time(stash, result), stash.worker_names(),
-                                              result.makespan, "stash");
+  const std::string svg = staircase_svg(weight_versions_over_time(stash, result), stash.worker_names(),
+                                        result.makespan, "stash", "versions held");
   EXPECT_NE(svg.find("stage 2"), std::string::npos);
   size_t staircases = 0;
   for (size_t at = svg.find("<polyline"); at != std::string::npos; at = svg.find("<polyline", at + 1)) ++staircases;
   EXPECT_EQ(staircases, 3u);  // one per stage
+}
+
+// Activations over time: GPipe's stages all climb to M before the first backward, 1F1B's
+// stage s never holds more than K - s (PipeDream-Flush, section 3.2), and both end empty.
+TEST(Schedules, InFlightOverTimeClimbsToEachSchedulesLimit) {
+  const int k = 4, m = 8;
+  for (const char* name : {"gpipe", "1f1b"}) {
+    const Schedule schedule = make_schedule(name, k, m);
+    const std::vector<Staircase> series = in_flight_over_time(schedule, simulate(schedule, CostModel::uniform(k, 1, 2)));
+    for (int s = 0; s < k; ++s) {
+      int most = 0;
+      for (const CountStep& step : series[s]) most = std::max(most, step.count);
+      EXPECT_EQ(most, std::string(name) == "gpipe" ? m : k - s) << name << ", stage " << s;
+      EXPECT_EQ(series[s].back().count, 0) << name << ", stage " << s;
+    }
+  }
 }
 
 TEST(PipeDream, ValidatorRejectsBrokenWeightBookkeeping) {

@@ -286,6 +286,9 @@ CLI::App* add_simulate_command(CLI::App& app, CommandLine& parsed) {
                                "instead of one schedule: the bubble of gpipe, 1f1b, interleaved, zb-h1, zb-h2 and zb-v "
                                "against M = 1..--micro-batches on --stages, as a table and an SVG chart written here")
       ->excludes(schedule);
+  simulate_command->add_option("--memory-chart", sim.memory_chart,
+                               "the micro-batches (or chunk units, or token slices) whose activations each stage holds "
+                               "over time, as an SVG chart written here");
   simulate_command->add_option("--versions-chart", sim.versions_chart,
                                "pipedream: the weight versions each stage holds over time, as an SVG chart written here");
   simulate_command->add_option("--export-schedule", sim.export_schedule,

@@ -97,6 +97,7 @@ struct SimulateOptions {
   int max_in_flight = 0;   // zb-auto: most micro-batches in flight per stage (0: K)
   std::string bubble_chart;  // instead: the bubble against M = 1..micro_batches per schedule, as an SVG here
   std::string versions_chart;  // pipedream: the weight versions each stage holds over time, as an SVG here
+  std::string memory_chart;    // the micro-batches whose activations each stage holds over time, as an SVG here
 };
 
 // `minipipe explain RUN.jsonl TRACE.json`: where each stage's time went in the traced step.

@@ -99,12 +99,11 @@ int bubble_chart(const SimulateOptions& o) {
   return 0;
 }
 
-// PipeDream's weight versions per stage over time.
-void write_versions_chart(const std::string& path, const pipeline::Schedule& schedule,
-                          const pipeline::SimulationResult& result, const std::string& what) {
+// A count per stage over time (weight versions, activations in flight) as an SVG chart.
+void write_staircases(const std::string& path, const pipeline::Schedule& schedule, const pipeline::SimulationResult& result,
+                      const std::vector<pipeline::Staircase>& series, const std::string& title, const std::string& label) {
   std::ofstream out(path);
-  out << pipeline::weight_versions_svg(pipeline::weight_versions_over_time(schedule, result), schedule.worker_names(),
-                                       result.makespan, "weight versions each stage holds, " + what + " (simulated)");
+  out << pipeline::staircase_svg(series, schedule.worker_names(), result.makespan, title + " (simulated)", label);
   if (!out) throw std::runtime_error("cannot write the chart '" + path + "'");
 }
 
@@ -208,7 +207,13 @@ int simulate(const SimulateOptions& o) {
     pipeline::write_svg_timeline(o.timeline, events, schedule.worker_names(),
                                  spec.name + ", " + std::to_string(spec.stages) + " stages, " + shape + " (simulated)",
                                  pipeline::TimeAxis::CostUnits);
-  if (!o.versions_chart.empty()) write_versions_chart(o.versions_chart, schedule, result, spec.name + ", weights " + weights);
+  if (!o.versions_chart.empty())
+    write_staircases(o.versions_chart, schedule, result, pipeline::weight_versions_over_time(schedule, result),
+                     "weight versions each stage holds, " + spec.name + ", weights " + weights, "versions held");
+  if (!o.memory_chart.empty())
+    write_staircases(o.memory_chart, schedule, result, pipeline::in_flight_over_time(schedule, result),
+                     "activations each stage holds, " + spec.name + ", " + std::to_string(spec.stages) + " stages, " + shape,
+                     schedule.virtual_stages > 1 ? "chunk units in flight" : "micro-batches in flight");
   return 0;
 }
 

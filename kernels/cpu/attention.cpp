@@ -16,17 +16,17 @@ namespace {
 // A block is 64 queries by 64 keys: its scores (16 KiB) stay in L1 while they are used.
 constexpr int64_t kBlock = 64;
 constexpr int kColumnVectors = kBlock / kLanes;  // 4 vectors of 16 make a score row
-constexpr int kRowsAtOnce = 4;                   // query rows sharing each load of packed keys
+constexpr int kRowsAtOnce = 4;                   // rows sharing each load of a packed block
 
 // A block's rows (queries in the forward, keys or values in the backward) transposed,
 // [head_dim][kBlock], zero past its last row: the score kernel then reads sixteen rows'
 // d-th components with one load.
-void pack_transposed(ConstHeadRows keys, int64_t b, int64_t h, int64_t first, int64_t count, int64_t head_dim,
+void pack_transposed(ConstHeadRows rows, int64_t b, int64_t h, int64_t first, int64_t count, int64_t head_dim,
                      float* packed) {
   std::fill(packed, packed + head_dim * kBlock, 0.0f);
   for (int64_t j = 0; j < count; ++j) {
-    const float* key = keys.row(b, h, first + j);
-    for (int64_t d = 0; d < head_dim; ++d) packed[d * kBlock + j] = key[d];
+    const float* row = rows.row(b, h, first + j);
+    for (int64_t d = 0; d < head_dim; ++d) packed[d * kBlock + j] = row[d];
   }
 }
 
@@ -121,7 +121,7 @@ void mask_row(float* scores, int64_t visible) { std::fill(scores + visible, scor
 
 // Scratch that lives as long as the kernel thread, so that a block does not allocate.
 std::vector<float>& scratch(int which, size_t floats) {
-  thread_local std::vector<float> buffers[4];
+  thread_local std::vector<float> buffers[3];
   std::vector<float>& buffer = buffers[which];
   if (buffer.size() < floats) buffer.resize(floats);
   return buffer;
