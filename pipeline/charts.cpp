@@ -16,7 +16,7 @@ std::vector<BubbleCurve> bubble_curves(const std::vector<std::string>& schedules
                                 std::to_string(stages) + " and " + std::to_string(max_micro_batches));
   std::vector<BubbleCurve> curves;
   for (const std::string& name : schedules) {
-    BubbleCurve curve{name, name == "interleaved" ? 2 : is_v_schedule(name) ? 2 : 1, {}, {}};
+    BubbleCurve curve{name, name == "interleaved" || is_v_schedule(name) ? 2 : 1, {}, {}};
     const double chunk_share = 1.0 / curve.virtual_stages;  // a chunk does 1/v of its stage's layers
     const CostModel costs = CostModel::uniform(stages, forward_cost * chunk_share, backward_cost * chunk_share);
     for (int m = 1; m <= max_micro_batches; ++m) {
