@@ -121,6 +121,10 @@ void sum_dim(const Device& device, const float* x, float* out, int64_t outer, in
                     cuda::sum_dim(x, out, outer, reduce, inner, stream));
 }
 
+void squared_run_sums(const Device& device, const float* x, float* out, int64_t n, int64_t run) {
+  MINIPIPE_DISPATCH(device, cpu::squared_run_sums(x, out, n, run), cuda::squared_run_sums(x, out, n, run, stream));
+}
+
 void softmax_forward(const Device& device, const float* x, float* y, int64_t rows, int64_t cols) {
   MINIPIPE_DISPATCH(device, cpu::softmax_forward(x, y, rows, cols), cuda::softmax_forward(x, y, rows, cols, stream));
 }

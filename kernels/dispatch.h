@@ -60,6 +60,8 @@ void attention_backward(const Device& device, const AttentionSizes& sizes, Const
                         ConstHeadRows v, ConstHeadRows out, ConstHeadRows dout, const float* logsumexp,
                         float* row_dots, MutableHeadRows dq, MutableHeadRows dk, MutableHeadRows dv);
 void sum_dim(const Device& device, const float* x, float* out, int64_t outer, int64_t reduce, int64_t inner);
+// Sums of squares over runs of `run` entries (the last one ragged): ceil(n / run) outputs.
+void squared_run_sums(const Device& device, const float* x, float* out, int64_t n, int64_t run);
 
 void softmax_forward(const Device& device, const float* x, float* y, int64_t rows, int64_t cols);
 void softmax_backward(const Device& device, const float* y, const float* dy, float* dx, int64_t rows,

@@ -16,6 +16,7 @@
 #include "autograd/embedding.h"
 #include "autograd/matmul.h"
 #include "autograd/normalization.h"
+#include "nn/optim/optimizer.h"
 #include "nn/optim/optimizer_steps.h"
 #include "autograd/random_ops.h"
 #include "autograd/reduction.h"
@@ -347,6 +348,21 @@ TEST_F(CudaOps, OptimizerStepsMatchTheCpu) {
   }
   expect_same_values(sgd_params[1], sgd_params[0], 1e-6f, 1e-5f);
   expect_same_values(adamw_params[1], adamw_params[0], 1e-6f, 1e-5f);
+}
+
+TEST_F(CudaOps, GradientClippingMatchesTheCpu) {
+  Generator g(17);
+  const Tensor grad = randn({2500}, g);  // two runs of 1024 and a ragged one
+  std::vector<float> norms;
+  std::vector<Tensor> clipped;
+  for (const Device& device : {Device::cpu(), kGpu}) {
+    const Tensor p = zeros({2500}, DType::Float32, device).set_requires_grad();
+    p.set_grad(grad.to(device));
+    norms.push_back(nn::clip_grad_norm({p}, 1.0f));
+    clipped.push_back(p.grad().to(Device::cpu()));
+  }
+  EXPECT_NEAR(norms[1], norms[0], 1e-5f * norms[0]);
+  expect_same_values(clipped[1], clipped[0], 1e-6f, 1e-5f);
 }
 
 TEST_F(CudaOps, GradcheckRunsOnTheGpuThroughNormalizationAndConvolution) {

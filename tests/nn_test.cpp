@@ -249,6 +249,22 @@ TEST(Optim, ClipGradNormScalesToTheLimit) {
   expect_values(b.grad(), {0.8f});
 }
 
+TEST(Optim, GradientNormsSumEveryEntryOfRaggedRuns) {
+  // 2500 entries: two full runs of 1024 and a ragged third, read through a transposed view.
+  Generator g(3);
+  const Tensor a = zeros({50, 50}).set_requires_grad(), b = zeros({7}).set_requires_grad();
+  a.set_grad(randn({50, 50}, g).transpose(0, 1));
+  b.set_grad(randn({7}, g));
+  const std::vector<double> squares = squared_gradient_norms({a, b});
+  ASSERT_EQ(squares.size(), 2u);
+  for (int which = 0; which < 2; ++which) {
+    const Tensor grad = (which == 0 ? a : b).grad().contiguous();
+    double expected = 0.0;  // the oracle: one double per entry, in order
+    for (int64_t i = 0; i < grad.numel(); ++i) expected += double{grad.data<float>()[i]} * grad.data<float>()[i];
+    EXPECT_NEAR(squares[static_cast<size_t>(which)], expected, 1e-6 * expected);
+  }
+}
+
 TEST(Optim, WarmupCosineSchedule) {
   const LearningRateSchedule s{LearningRateSchedule::Kind::WarmupCosine, 1.0f, 10, 110, 0.1f};
   EXPECT_FLOAT_EQ(s.at(0), 0.1f);    // (0 + 1) / 10 of the peak

@@ -30,6 +30,17 @@ void sum_dim(const float* x, float* out, int64_t outer, int64_t reduce, int64_t 
   });
 }
 
+// Sixteen float lanes per run (lane_sum.h): a plain loop is one dependent add per entry.
+void squared_run_sums(const float* x, float* out, int64_t n, int64_t run) {
+  const int64_t runs = (n + run - 1) / run;
+  parallel_ranges(runs, run, [&](int64_t first, int64_t last) {
+    for (int64_t r = first; r < last; ++r) {
+      const float* begin = x + r * run;
+      out[r] = static_cast<float>(lane_sum(std::min(run, n - r * run), [&](int64_t i) { return begin[i] * begin[i]; }));
+    }
+  });
+}
+
 void max_dim(const float* x, float* out, int32_t* argmax, int64_t outer, int64_t reduce,
              int64_t inner) {
   parallel_for(outer, reduce * inner, [&](int64_t o) {

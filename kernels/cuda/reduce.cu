@@ -28,6 +28,15 @@ __global__ void sum_columns_kernel(const float* x, float* out, int64_t outer, in
   }
 }
 
+// One warp per run, striding along it (more threads per block only slow the emulated GPU).
+__global__ void squared_run_sums_kernel(const float* x, float* out, int64_t n, int64_t run) {
+  const int64_t begin = blockIdx.x * run, end = begin + run < n ? begin + run : n;
+  float partial = 0.0f;
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) partial += x[i] * x[i];
+  const float total = block_sum(partial);
+  if (threadIdx.x == 0) out[blockIdx.x] = total;
+}
+
 // One thread per output, walking its column in order with the CPU's comparison, so that
 // ties and NaNs resolve as they do there.
 __global__ void max_dim_kernel(const float* x, float* out, int32_t* argmax, int64_t outer, int64_t reduce,
@@ -67,6 +76,12 @@ void sum_dim(const float* x, float* out, int64_t outer, int64_t reduce, int64_t 
   } else {
     sum_columns_kernel<<<blocks_for(outer * inner), kThreads, 0, stream>>>(x, out, outer, reduce, inner);
   }
+  MINIPIPE_CUDA_CHECK_LAUNCH();
+}
+
+void squared_run_sums(const float* x, float* out, int64_t n, int64_t run, cudaStream_t stream) {
+  if (n == 0) return;
+  squared_run_sums_kernel<<<static_cast<unsigned>((n + run - 1) / run), 32, 0, stream>>>(x, out, n, run);
   MINIPIPE_CUDA_CHECK_LAUNCH();
 }
 

@@ -9,6 +9,8 @@ namespace minipipe::kernels::cuda {
 
 // out[o, i] = sum_r x[o, r, i]
 void sum_dim(const float* x, float* out, int64_t outer, int64_t reduce, int64_t inner, cudaStream_t stream);
+// out[r] = sum of x[i]^2 over run r, i in [r * run, min(n, (r + 1) * run)).
+void squared_run_sums(const float* x, float* out, int64_t n, int64_t run, cudaStream_t stream);
 // out[o, i] = max_r x[o, r, i]; argmax holds the first r reaching it (NaN only when r = 0
 // holds it, as on the CPU).
 void max_dim(const float* x, float* out, int32_t* argmax, int64_t outer, int64_t reduce, int64_t inner,
