@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <sstream>
 #include <stdexcept>
 
@@ -72,7 +73,7 @@ std::string bubble_chart_svg(const std::vector<BubbleCurve>& curves, int stages)
       << "\" fill=\"none\" stroke=\"#444\"/>\n";
   // GPipe's formula, (K - 1) / (M + K - 1), dashed.
   out << "<polyline fill=\"none\" stroke=\"#888\" stroke-dasharray=\"5,4\" points=\"";
-  for (int m = 1; m <= max_m; ++m) out << x_of(m) << "," << y_of((stages - 1.0) / (m + stages - 1.0)) << " ";
+  for (int m = 1; m <= max_m; ++m) out << x_of(m) << "," << y_of(theoretical_bubble_fraction(stages, m)) << " ";
   out << "\"/>\n";
   int index = 0;
   for (const BubbleCurve& c : curves) {
@@ -166,6 +167,12 @@ std::string staircase_svg(const std::vector<Staircase>& series, const std::vecto
   }
   out << "</svg>\n";
   return out.str();
+}
+
+void write_chart(const std::string& path, const std::string& svg) {
+  std::ofstream out(path);
+  out << svg;
+  if (!out.flush()) throw std::runtime_error("cannot write the chart '" + path + "'");
 }
 
 }  // namespace minipipe::pipeline

@@ -51,4 +51,7 @@ std::vector<Staircase> in_flight_over_time(const Schedule& schedule, const Simul
 std::string staircase_svg(const std::vector<Staircase>& series, const std::vector<std::string>& worker_names,
                           double makespan, const std::string& title, const std::string& count_label);
 
+// Writes a chart to `path`; throws naming the path when it cannot.
+void write_chart(const std::string& path, const std::string& svg);
+
 }  // namespace minipipe::pipeline

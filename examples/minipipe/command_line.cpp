@@ -303,6 +303,9 @@ CLI::App* add_simulate_command(CLI::App& app, CommandLine& parsed) {
       ->check(kPositive)->capture_default_str();
   simulate_command->add_option("--forward-cost", sim.forward_cost, "time of one forward on one stage")->check(kPositive)->capture_default_str();
   simulate_command->add_option("--backward-cost", sim.backward_cost, "time of one backward on one stage")->check(kPositive)->capture_default_str();
+  simulate_command->add_option("--weight-cost", sim.weight_cost,
+                               "zero bubble: the part of the backward that computes weight gradients, W (default: half of it)")
+      ->check(CLI::NonNegativeNumber);
   simulate_command->add_option("--communication-cost", sim.communication_cost,
                                "time of one message between stages (a link's latency plus bytes over bandwidth)")
       ->check(CLI::NonNegativeNumber)

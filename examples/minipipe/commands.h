@@ -89,6 +89,7 @@ struct SimulateOptions {
   std::string weights;            // pipedream: stash (default) | vertical-sync | none | 2bw
   std::string replicas;           // pipedream: replicas per stage, like 2,1
   double forward_cost = 1.0, backward_cost = 2.0;
+  double weight_cost = -1.0;        // W's part of the backward (zero bubble); negative: half of it
   double communication_cost = 0.0;  // of one message between stages, in the costs' unit
   bool grid = false, json = false;
   std::string timeline, trace;

@@ -1,7 +1,6 @@
 // `minipipe simulate` and `minipipe partition`: schedules and partitions without training.
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 #include <stdexcept>
 
 #include "commands.h"
@@ -13,6 +12,7 @@
 #include "pipeline/planner.h"
 #include "pipeline/prediction.h"
 #include "pipeline/schedule_csv.h"
+#include "pipeline/simulate_spec.h"
 #include "pipeline/trace.h"
 #include "pipeline/validator.h"
 #include "schedule_flags.h"
@@ -90,11 +90,9 @@ int bubble_chart(const SimulateOptions& o) {
       if (at == c.micro_batches.end()) std::printf(" %12s", "-");
       else std::printf(" %12.4f", c.bubbles[static_cast<size_t>(at - c.micro_batches.begin())]);
     }
-    std::printf(" %14.4f\n", (o.stages - 1.0) / (m + o.stages - 1.0));
+    std::printf(" %14.4f\n", pipeline::theoretical_bubble_fraction(o.stages, m));
   }
-  std::ofstream out(o.bubble_chart);
-  out << pipeline::bubble_chart_svg(curves, o.stages);
-  if (!out) throw std::runtime_error("cannot write the chart '" + o.bubble_chart + "'");
+  pipeline::write_chart(o.bubble_chart, pipeline::bubble_chart_svg(curves, o.stages));
   std::printf("chart written to %s\n", o.bubble_chart.c_str());
   return 0;
 }
@@ -102,53 +100,34 @@ int bubble_chart(const SimulateOptions& o) {
 // A count per stage over time (weight versions, activations in flight) as an SVG chart.
 void write_staircases(const std::string& path, const pipeline::Schedule& schedule, const pipeline::SimulationResult& result,
                       const std::vector<pipeline::Staircase>& series, const std::string& title, const std::string& label) {
-  std::ofstream out(path);
-  out << pipeline::staircase_svg(series, schedule.worker_names(), result.makespan, title + " (simulated)", label);
-  if (!out) throw std::runtime_error("cannot write the chart '" + path + "'");
+  pipeline::write_chart(path, pipeline::staircase_svg(series, schedule.worker_names(), result.makespan,
+                                                     title + " (simulated)", label));
 }
 
 }  // namespace
 
 int simulate(const SimulateOptions& o) {
   if (!o.bubble_chart.empty()) return bubble_chart(o);
-  pipeline::ScheduleSpec spec = schedule_spec(o);
+  const pipeline::ScheduleSpec spec = schedule_spec(o);
   const bool zb_auto = spec.name == "zb-auto";
-  if (zb_auto && !spec.costs) {  // the command's own costs, W half of each backward
-    spec.costs = pipeline::CostModel::uniform(spec.stages, o.forward_cost, o.backward_cost);
-    spec.costs->communication = o.communication_cost;
-  }
   const bool pipedream = spec.asynchronous();
   if (!o.versions_chart.empty() && !pipedream)
     throw std::invalid_argument("--versions-chart: a synchronous schedule keeps one weight version throughout; "
                                 "chart pipedream's (--schedule pipedream)");
   const std::string weights = pipeline::weight_policy_name(spec.weights.value_or(pipeline::WeightPolicy::Stash));
-  const pipeline::Schedule schedule = pipeline::build_schedule(spec);
-  if (!o.export_schedule.empty()) pipeline::write_schedule_file(o.export_schedule, schedule);
-  if (!o.compare.empty()) return compare_with_trace(o, schedule);
-  const double chunk_share = 1.0 / schedule.virtual_stages;  // a chunk does 1/v of its stage's layers
-  pipeline::CostModel costs = pipeline::CostModel::uniform(spec.stages, o.forward_cost * chunk_share, o.backward_cost * chunk_share);
-  costs.communication = o.communication_cost;
-  if (zb_auto) costs = *spec.costs;  // the costs it was placed by
-  const pipeline::SimulationResult result = pipeline::simulate(schedule, costs);
-  // PipeDream fills and drains once for the whole stream, not once per mini-batch.
-  // Token slices are units of work like micro-batches: M * S of them with equal costs.
-  // A V fills the pipeline with K - 1 chunk forwards and nothing else in the best case (zb-v
-  // with F = B = W): the least bubble any V schedule can have.
-  const bool v_shaped = pipeline::is_v_schedule(spec.name);
-  const double fill = (spec.stages - 1) * o.forward_cost / 2,
-               v_least = fill / (spec.micro_batches * (o.forward_cost + o.backward_cost) + fill);
-  // Zero bubble (Qi et al. 2024, section 2): with the backward's W half of it, the idle time
-  // per stage is (K - 1)(F + B - W) against 1F1B's (K - 1)(F + B + W), B the input's half;
-  // ZB-H2 keeps it too when every step ends with a flush.
-  const bool zero_bubble = spec.name == "zb-h1" || spec.name == "zb-h2";
-  const double weight = o.backward_cost / 2, input = o.backward_cost - weight,
-               zb_idle = (spec.stages - 1) * (o.forward_cost + input - weight),
-               zb_theory = zb_idle / (spec.micro_batches * (o.forward_cost + o.backward_cost) + zb_idle);
-  const double theory =
-      zero_bubble ? zb_theory
-      : v_shaped  ? v_least
-               : pipeline::theoretical_bubble_fraction(spec.stages, schedule.micro_batches * schedule.token_slices,
-                                                       schedule.virtual_stages);
+  const pipeline::UniformCosts uniform{.forward = o.forward_cost, .backward = o.backward_cost, .weight = o.weight_cost,
+                                       .communication = o.communication_cost};
+  if (!o.export_schedule.empty() || !o.compare.empty()) {
+    const pipeline::Schedule schedule = pipeline::build_schedule(spec);
+    if (!o.export_schedule.empty()) pipeline::write_schedule_file(o.export_schedule, schedule);
+    if (!o.compare.empty()) return compare_with_trace(o, schedule);
+  }
+  const pipeline::SimulatedSpec simulated = pipeline::simulate_spec(spec, uniform);
+  const pipeline::Schedule& schedule = simulated.schedule;
+  const pipeline::CostModel& costs = simulated.costs;
+  const pipeline::SimulationResult& result = simulated.result;
+  const double theory = simulated.formula_bubble;
+  const bool zero_bubble = spec.name == "zb-h1" || spec.name == "zb-h2", v_shaped = pipeline::is_v_schedule(spec.name);
   const std::string shape = std::to_string(spec.micro_batches) + " micro-batches" +
                             (spec.token_slices > 1 ? " x " + std::to_string(spec.token_slices) + " token slices" : "") +
                             (pipedream ? " per mini-batch, " + std::to_string(o.mini_batches) + " mini-batches streamed, weights " +
@@ -175,16 +154,17 @@ int simulate(const SimulateOptions& o) {
     std::printf("%s, %d stages, %s, forward %g, backward %g, message %g\n", spec.name.c_str(), spec.stages, shape.c_str(),
                 o.forward_cost, o.backward_cost, o.communication_cost);
     std::printf("  makespan             %g\n", result.makespan);
-    if (zero_bubble)
-      std::printf("  bubble fraction      %.4f  (zero bubble's (K-1)(F+B-W) / (M(F+B+W) + (K-1)(F+B-W)) = %.4f, W half "
-                  "the backward)\n",
-                  result.bubble_fraction, theory);
+    if (zero_bubble && o.weight_cost < 0)
+      std::printf("  bubble fraction      %.4f  (%s = %.4f, W half the backward)\n", result.bubble_fraction,
+                  simulated.formula.c_str(), theory);
+    else if (zero_bubble)
+      std::printf("  bubble fraction      %.4f  (%s = %.4f, W = %g)\n", result.bubble_fraction, simulated.formula.c_str(),
+                  theory, o.weight_cost);
     else if (v_shaped)
-      std::printf("  bubble fraction      %.4f  (a V's least, its fill: (K-1)F/2 / (M(F+B) + (K-1)F/2) = %.4f)\n",
-                  result.bubble_fraction, theory);
+      std::printf("  bubble fraction      %.4f  (%s = %.4f)\n", result.bubble_fraction, simulated.formula.c_str(), theory);
     else
-      std::printf("  bubble fraction      %.4f  (formula (K-1)/(%sM+K-1) = %.4f, M = %d %s in all)\n", result.bubble_fraction,
-                  schedule.virtual_stages > 1 ? "v" : "", theory, schedule.micro_batches * schedule.token_slices,
+      std::printf("  bubble fraction      %.4f  (%s = %.4f, M = %d %s in all)\n", result.bubble_fraction,
+                  simulated.formula.c_str(), theory, schedule.micro_batches * schedule.token_slices,
                   spec.token_slices > 1 ? "units" : "micro-batches");
     const char* per = schedule.replicated() ? "per worker (stage by stage, replica by replica)" : "per stage";
     std::printf("  peak in flight       %s %s %s\n", in_flight.c_str(),
