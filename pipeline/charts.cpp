@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <iomanip>
 #include <sstream>
 #include <stdexcept>
 
@@ -97,10 +98,10 @@ std::string bubble_chart_svg(const std::vector<BubbleCurve>& curves, int stages)
 }
 
 namespace {
-// Appends (time, count) to a staircase: of several changes at one instant the last holds.
-void step_to(Staircase& steps, double time, int count) {
+// Appends (time, value) to a staircase: of several changes at one instant the last holds.
+void step_to(Staircase& steps, double time, double value) {
   if (steps.size() > 1 && steps.back().time == time) steps.pop_back();
-  if (count != steps.back().count) steps.push_back({time, count});
+  if (value != steps.back().value) steps.push_back({time, value});
 }
 }  // namespace
 
@@ -123,21 +124,40 @@ std::vector<Staircase> in_flight_over_time(const Schedule& schedule, const Simul
     const int change = in_flight_change(t.instruction.op);
     if (change == 0) continue;
     Staircase& steps = series[static_cast<size_t>(t.worker)];
-    step_to(steps, t.end, steps.back().count + change);
+    step_to(steps, t.end, steps.back().value + change);
+  }
+  return series;
+}
+
+std::vector<Staircase> memory_over_time(const std::vector<TraceEvent>& events, int workers) {
+  std::vector<Staircase> series(static_cast<size_t>(std::max(workers, 0)));
+  if (events.empty()) return series;
+  double first = events.front().start_us;
+  for (const TraceEvent& e : events) first = std::min(first, e.start_us);
+  std::vector<const TraceEvent*> in_order;
+  for (const TraceEvent& e : events) in_order.push_back(&e);
+  std::stable_sort(in_order.begin(), in_order.end(), [](const TraceEvent* a, const TraceEvent* b) { return a->end_us < b->end_us; });
+  for (const TraceEvent* e : in_order) {
+    if (e->worker < 0 || e->worker >= workers) continue;
+    Staircase& steps = series[static_cast<size_t>(e->worker)];
+    const double ms = (e->end_us - first) / 1e3, mebibytes = static_cast<double>(e->bytes) / (1 << 20);
+    if (steps.empty()) steps.push_back({ms, mebibytes});
+    else step_to(steps, ms, mebibytes);
   }
   return series;
 }
 
 std::string staircase_svg(const std::vector<Staircase>& series, const std::vector<std::string>& worker_names,
-                          double makespan, const std::string& title, const std::string& count_label) {
-  int most = 1;
+                          double makespan, const std::string& title, const std::string& value_label,
+                          const std::string& time_label) {
+  int most = 1;  // the top grid line: the largest value, rounded up
   for (const Staircase& steps : series)
-    for (const CountStep& step : steps) most = std::max(most, step.count);
+    for (const StairStep& step : steps) most = std::max(most, static_cast<int>(std::ceil(step.value)));
   const double left = 50, top = 44, width = 700, height = std::clamp(40.0 * most, 120.0, 360.0),
                legend_left = left + width + 20;
   const double end = makespan > 0 ? makespan : 1;
   auto x_of = [&](double time) { return left + time / end * width; };
-  auto y_of = [&](double count) { return top + (1 - count / (most + 0.5)) * height; };
+  auto y_of = [&](double value) { return top + (1 - value / (most + 0.5)) * height; };
   std::ostringstream out;
   out << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << legend_left + 120 << "\" height=\"" << top + height + 50
       << "\" font-family=\"monospace\" font-size=\"11\">\n<text x=\"" << left << "\" y=\"18\">" << title << "</text>\n";
@@ -148,20 +168,22 @@ std::string staircase_svg(const std::vector<Staircase>& series, const std::vecto
         << "\" stroke=\"#ddd\"/>\n<text x=\"" << left - 20 << "\" y=\"" << y + 4 << "\">" << v << "</text>\n";
   }
   out << "<text x=\"" << left << "\" y=\"" << top + height + 16 << "\">0</text>\n<text x=\"" << left + width - 20
-      << "\" y=\"" << top + height + 16 << "\">" << end << "</text>\n<text x=\"" << left + width / 2 - 60 << "\" y=\""
-      << top + height + 36 << "\">time (cost units)</text>\n";
-  out << "<text x=\"4\" y=\"" << top - 10 << "\">" << count_label << "</text>\n";
+      << "\" y=\"" << top + height + 16 << "\">" << (std::ostringstream() << std::setprecision(4) << end).str()
+      << "</text>\n<text x=\"" << left + width / 2 - 60 << "\" y=\""
+      << top + height + 36 << "\">" << time_label << "</text>\n";
+  out << "<text x=\"4\" y=\"" << top - 10 << "\">" << value_label << "</text>\n";
   for (size_t w = 0; w < series.size(); ++w) {
     const char* colour = kColours[w % 8];
     // Each series a staircase, drawn a little apart so that equal stages stay visible.
     const double lift = 3.0 * static_cast<double>(w);
     out << "<polyline fill=\"none\" stroke=\"" << colour << "\" stroke-width=\"2\" points=\"";
     for (size_t i = 0; i < series[w].size(); ++i) {
-      const CountStep& step = series[w][i];
-      if (i > 0) out << x_of(step.time) << "," << y_of(series[w][i - 1].count) - lift << " ";
-      out << x_of(step.time) << "," << y_of(step.count) - lift << " ";
+      const StairStep& step = series[w][i];
+      if (i > 0) out << x_of(step.time) << "," << y_of(series[w][i - 1].value) - lift << " ";
+      out << x_of(step.time) << "," << y_of(step.value) - lift << " ";
     }
-    out << x_of(end) << "," << y_of(series[w].back().count) - lift << "\"/>\n";
+    if (!series[w].empty()) out << x_of(end) << "," << y_of(series[w].back().value) - lift;
+    out << "\"/>\n";
     legend_entry(out, legend_left, top + 10 + 18 * static_cast<double>(w), colour,
                  w < worker_names.size() ? worker_names[w] : "worker " + std::to_string(w));
   }

@@ -13,6 +13,7 @@
 
 #include "pipeline/schedule.h"
 #include "pipeline/simulator.h"
+#include "pipeline/trace.h"
 
 namespace minipipe::pipeline {
 
@@ -31,12 +32,12 @@ std::vector<BubbleCurve> bubble_curves(const std::vector<std::string>& schedules
 // them and a legend; each point carries its value in a <title>.
 std::string bubble_chart_svg(const std::vector<BubbleCurve>& curves, int stages);
 
-// A count per worker that changes at instants: (time, count from then on).
-struct CountStep {
+// A value per worker that changes at instants: (time, value from then on).
+struct StairStep {
   double time;
-  int count;
+  double value;
 };
-using Staircase = std::vector<CountStep>;
+using Staircase = std::vector<StairStep>;
 
 // Weight versions each worker holds, starting at (0, 1) and changing at the end of each
 // weight instruction or update, replayed from the timeline with the executor's
@@ -46,10 +47,16 @@ std::vector<Staircase> weight_versions_over_time(const Schedule& schedule, const
 // +1 at the end of a forward, -1 at the end of the backward that frees them (in_flight_change).
 std::vector<Staircase> in_flight_over_time(const Schedule& schedule, const SimulationResult& result);
 
+// MiB each worker's thread held over a traced step, as measured: after
+// each instruction, from the trace's `bytes`; time in ms from the step's first instruction.
+// Each series starts when its worker's first instruction ends.
+std::vector<Staircase> memory_over_time(const std::vector<TraceEvent>& events, int workers);
+
 // One staircase per worker over [0, makespan], drawn a little apart so equal ones stay
-// visible, with `count_label` on the vertical axis.
+// visible, with `value_label` on the vertical axis and `time_label` under the horizontal.
 std::string staircase_svg(const std::vector<Staircase>& series, const std::vector<std::string>& worker_names,
-                          double makespan, const std::string& title, const std::string& count_label);
+                          double makespan, const std::string& title, const std::string& value_label,
+                          const std::string& time_label = "time (cost units)");
 
 // Writes a chart to `path`; throws naming the path when it cannot.
 void write_chart(const std::string& path, const std::string& svg);

@@ -41,8 +41,13 @@ def quoted_numbers(path: Path):
 
 
 def check_numbers(lesson: Path, env, timeout: float, outputs: dict) -> list:
-    """The problems with a lesson's quoted numbers: each against its command's output now."""
-    problems = []
+    """The problems with a lesson's quoted numbers: each against its command's output now, and
+    every source comment that follows no number (a unit between them hides it from the check)."""
+    text = lesson.read_text()
+    attached = {m.start(2) for m in QUOTED.finditer(text)}
+    problems = [f"{lesson.name}: a source comment follows no number (write the unit after the comment): "
+                f"{text[m.start():m.start() + 60]}..." for m in re.finditer(r"<!-- from: ", text)
+                if m.start() + len("<!-- from: ") not in attached]
     for written, command, pattern, tolerance in quoted_numbers(lesson):
         if command not in outputs:
             with tempfile.TemporaryDirectory() as folder:

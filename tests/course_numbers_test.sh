@@ -29,3 +29,10 @@ if python3 "$run_lessons" --minipipe "$minipipe" --lessons "$work" > "$work/link
   cat "$work/link.out"; echo "FAIL: a link to a missing heading passed, or its failure does not name it"; exit 1
 fi
 echo "ok: a link to a missing heading fails"
+# A source comment after a unit is attached to no number: it fails instead of going unchecked.
+echo "1F1B's bubble is 0.273 of the step<!-- from: $command | bubble fraction +([0-9.]+) | 0.0005 -->." > "$work/01-numbers.md"
+if python3 "$run_lessons" --minipipe "$minipipe" --lessons "$work" > "$work/unattached.out" 2>&1 ||
+  ! grep -q "a source comment follows no number" "$work/unattached.out"; then
+  cat "$work/unattached.out"; echo "FAIL: a source comment after a unit passed unchecked"; exit 1
+fi
+echo "ok: a source comment that follows no number fails"

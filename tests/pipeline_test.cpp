@@ -324,9 +324,10 @@ TEST(PipeDream, VersionsOverTimeReachEachPolicysCount) {
       double longest_at_most = 0;
       for (size_t i = 0; i < series[s].size(); ++i) {
         const double until = i + 1 < series[s].size() ? series[s][i + 1].time : result.makespan;
-        if (series[s][i].count > most) longest_at_most = 0;
-        most = std::max(most, series[s][i].count);
-        if (series[s][i].count == most) longest_at_most = std::max(longest_at_most, until - series[s][i].time);
+        const int held = static_cast<int>(series[s][i].value);
+        if (held > most) longest_at_most = 0;
+        most = std::max(most, held);
+        if (series[s][i].value == most) longest_at_most = std::max(longest_at_most, until - series[s][i].time);
       }
       EXPECT_EQ(most, expected[s]) << weight_policy_name(weights) << ", stage " << s;
       EXPECT_GT(longest_at_most, 1.0) << weight_policy_name(weights) << ", stage " << s;
@@ -351,9 +352,9 @@ TEST(Schedules, InFlightOverTimeClimbsToEachSchedulesLimit) {
     const std::vector<Staircase> series = in_flight_over_time(schedule, simulate(schedule, CostModel::uniform(k, 1, 2)));
     for (int s = 0; s < k; ++s) {
       int most = 0;
-      for (const CountStep& step : series[s]) most = std::max(most, step.count);
+      for (const StairStep& step : series[s]) most = std::max(most, static_cast<int>(step.value));
       EXPECT_EQ(most, std::string(name) == "gpipe" ? m : k - s) << name << ", stage " << s;
-      EXPECT_EQ(series[s].back().count, 0) << name << ", stage " << s;
+      EXPECT_EQ(series[s].back().value, 0) << name << ", stage " << s;
     }
   }
 }

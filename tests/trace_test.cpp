@@ -7,6 +7,7 @@
 #include <string>
 
 #include "nn/json_reader.h"
+#include "pipeline/charts.h"
 #include "pipeline/prediction.h"
 #include "pipeline/schedule.h"
 #include "pipeline/trace.h"
@@ -95,6 +96,30 @@ TEST(Trace, WhereTimeWentAddsUpToTheStep) {
 // Every label the timeline draws fits its box (at 6.7 pixels a character, font-size 11
 // monospace), the axis counts up in round steps in the right unit, and the legend names the
 // colours the picture uses, later chunks included.
+// Measured memory over time: a step per change of a worker's bytes, at the end of the
+// instruction that left them, in MiB and ms from the step's first instruction.
+TEST(Trace, MemoryOverTimeStepsWhereTheBytesChange) {
+  auto event = [](int worker, Op op, double start, double end, int64_t bytes) {
+    return TraceEvent{worker, Instruction{op, 0}, start, end, bytes};
+  };
+  const std::vector<TraceEvent> events{event(1, Op::Forward, 1005, 1015, 2 << 20), event(0, Op::Forward, 1000, 1010, 1 << 20),
+                                       event(0, Op::Backward, 1010, 1020, 3 << 20),
+                                       event(1, Op::Backward, 1015, 1030, 2 << 20)};
+  const std::vector<Staircase> series = memory_over_time(events, 2);
+  ASSERT_EQ(series.size(), 2u);
+  ASSERT_EQ(series[0].size(), 2u);
+  EXPECT_DOUBLE_EQ(series[0][0].time, 0.010);
+  EXPECT_DOUBLE_EQ(series[0][0].value, 1.0);
+  EXPECT_DOUBLE_EQ(series[0][1].time, 0.020);
+  EXPECT_DOUBLE_EQ(series[0][1].value, 3.0);
+  ASSERT_EQ(series[1].size(), 1u);  // the unchanged bytes add no step
+  EXPECT_DOUBLE_EQ(series[1][0].time, 0.015);
+  EXPECT_DOUBLE_EQ(series[1][0].value, 2.0);
+  const std::string svg = staircase_svg(series, {"stage 0", "stage 1"}, 0.030, "measured", "MiB held", "time (ms)");
+  EXPECT_NE(svg.find(">time (ms)</text>"), std::string::npos);
+  EXPECT_NE(svg.find(">3</text>"), std::string::npos);  // the top grid line at the largest value
+}
+
 TEST(Trace, TimelineLabelsFitTheirBoxesUnderATimeAxisAndALegend) {
   const std::regex box(R"re(<rect x="([0-9.e+-]+)" y="[^"]*" width="([0-9.e+-]+)"[^>]*/>\n<text x="([0-9.e+-]+)"[^>]*>([^<]*)</text>)re");
   const auto labels_that_fit = [&](const std::string& picture) {  // counts them; fails on one that does not fit

@@ -329,6 +329,9 @@ CLI::App* add_explain_command(CLI::App& app, CommandLine& parsed) {
   explain_command->add_option("log", explain_options.log, "the run's --log-json file")->required()->check(CLI::ExistingFile);
   explain_command->add_option("trace", explain_options.trace, "the run's --trace file")->required()->check(CLI::ExistingFile);
   explain_command->add_flag("--json", explain_options.json, "print one JSON object instead of a table");
+  explain_command->add_option("--memory-chart", explain_options.memory_chart,
+                              "write the memory each stage held over the traced step (measured) as an SVG chart")
+      ->check(kOutputFile);
   return explain_command;
 }
 

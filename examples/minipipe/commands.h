@@ -104,6 +104,7 @@ struct SimulateOptions {
 // `minipipe explain RUN.jsonl TRACE.json`: where each stage's time went in the traced step.
 struct ExplainOptions {
   std::string log, trace;
+  std::string memory_chart;  // the bytes each stage held over the traced step, as an SVG here
   bool json = false;
 };
 

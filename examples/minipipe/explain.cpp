@@ -7,6 +7,7 @@
 #include <string>
 
 #include "commands.h"
+#include "pipeline/charts.h"
 #include "pipeline/simulator.h"
 #include "pipeline/trace.h"
 #include "run_log.h"
@@ -22,6 +23,15 @@ int explain(const ExplainOptions& o) {
   const pipeline::TraceSummary summary = pipeline::summarize(events, workers);
   const double formula = run.formula_bubble;
   const std::string row_name = workers == run.stages ? "stage" : "worker";
+  if (!o.memory_chart.empty()) {
+    std::vector<std::string> names;
+    for (int w = 0; w < workers; ++w) names.push_back(row_name + " " + std::to_string(w));
+    pipeline::write_chart(o.memory_chart,
+                          pipeline::staircase_svg(pipeline::memory_over_time(events, workers), names, summary.makespan_us / 1e3,
+                                                  "memory each " + row_name + " held over the traced step (measured), " +
+                                                      run.schedule + ", " + std::to_string(run.micro_batches) + " micro-batches",
+                                                  "MiB held", "time (ms)"));
+  }
   if (o.json) {
     std::vector<double> compute, activations, gradients, flush, other;
     for (const pipeline::WorkerTime& t : times) {

@@ -94,11 +94,11 @@ std::string PipelinedTraining::peak_memory_text() const {
   std::string out;
   for (size_t i = 0; i < devices_.size(); ++i)
     out += (i ? ", " : "") + std::to_string(memory_stats(devices_[i]).peak_bytes >> 20) + " MiB on " + devices_[i].str();
-  // Each stage's own peak (what the lessons compare across schedules), in MB of 10^6 bytes.
+  // Each stage's own peak (what the lessons compare across schedules).
   const std::vector<int64_t>& stages = trainer_.stats().peak_bytes;
   for (size_t s = 0; s < stages.size(); ++s) {
     char text[48];
-    std::snprintf(text, sizeof text, "%sstage %zu %.1f MB", s ? ", " : " (", s, static_cast<double>(stages[s]) / 1e6);
+    std::snprintf(text, sizeof text, "%sstage %zu %.1f MiB", s ? ", " : " (", s, static_cast<double>(stages[s]) / (1 << 20));
     out += text;
   }
   return out + (stages.empty() ? "" : ")");

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "commands.h"
+#include "pipeline/charts.h"
 #include "pipeline/prediction.h"
 #include "pipeline/schedule.h"
 #include "pipeline/simulator.h"
@@ -109,12 +110,16 @@ std::string loss_curve(const RunLog& run) {
 }
 
 // The timeline, its prediction, the bubble and where the time went.
-std::string timeline_section(const RunLog& run, const std::string& trace_path) {
-  if (trace_path.empty()) return "<p>No trace given: train with <code>--trace FILE</code> and pass it to see the timeline.</p>\n";
-  const std::vector<pipeline::TraceEvent> measured = pipeline::read_chrome_trace(trace_path);
-  const int workers = pipeline::workers_in(measured);
+std::vector<std::string> worker_names(const RunLog& run, int workers) {
   std::vector<std::string> names;
   for (int w = 0; w < workers; ++w) names.push_back((workers == run.stages ? "stage " : "worker ") + std::to_string(w));
+  return names;
+}
+
+std::string timeline_section(const RunLog& run, const std::vector<pipeline::TraceEvent>& measured) {
+  if (measured.empty()) return "<p>No trace given: train with <code>--trace FILE</code> and pass it to see the timeline.</p>\n";
+  const int workers = pipeline::workers_in(measured);
+  const std::vector<std::string> names = worker_names(run, workers);
   const pipeline::TraceSummary was = pipeline::summarize(measured, workers);
   const double formula = run.formula_bubble;
   std::string out;
@@ -152,15 +157,32 @@ std::string timeline_section(const RunLog& run, const std::string& trace_path) {
 }
 
 // Each stage's peak bytes beside the micro-batches the schedule keeps in flight there: GPipe
-// all M, 1F1B with a flush at most K - s (the flush variant of PipeDream-2BW's paper).
-std::string memory_section(const RunLog& run) {
+// all M, 1F1B with a flush at most K - s (the flush variant of PipeDream-2BW's paper); with a
+// trace, the bytes each stage held over the traced step beside the units the simulated
+// schedule keeps in flight over time.
+std::string memory_section(const RunLog& run, const std::vector<pipeline::TraceEvent>& measured) {
   const nn::JsonValue& peaks = summary_field(run, {"pipeline", "peak_bytes_per_stage"});
   if (peaks.kind != Kind::Array || peaks.array.empty()) return "<p>The summary has no per-stage peak memory.</p>\n";
   std::vector<int> in_flight;
-  std::string formula = "from the simulated schedule";
+  std::string formula = "from the simulated schedule", charts;
+  if (!measured.empty()) {
+    const int workers = pipeline::workers_in(measured);
+    charts += "<div id=\"measured-memory\">" +
+              pipeline::staircase_svg(pipeline::memory_over_time(measured, workers), worker_names(run, workers),
+                                      pipeline::summarize(measured, workers).makespan_us / 1e3,
+                                      "memory each stage held over the traced step (measured)", "MiB held", "time (ms)") +
+              "</div>\n";
+  }
   if (!run.asynchronous) {
     const pipeline::Schedule schedule = pipeline::build_schedule(run.schedule_spec());
-    in_flight = pipeline::simulate(schedule, pipeline::CostModel::uniform(run.stages, 1, 2)).peak_in_flight;
+    const pipeline::SimulationResult simulated = pipeline::simulate(schedule, pipeline::CostModel::uniform(run.stages, 1, 2));
+    in_flight = simulated.peak_in_flight;
+    if (!measured.empty())
+      charts += "<div id=\"predicted-memory\">" +
+                pipeline::staircase_svg(pipeline::in_flight_over_time(schedule, simulated), schedule.worker_names(),
+                                        simulated.makespan, "units in flight over the step (simulated, F = 1, B = 2)",
+                                        "units in flight") +
+                "</div>\n";
     if (run.schedule == "gpipe") formula = "GPipe: all M = " + std::to_string(run.micro_batches);
     if (run.schedule == "1f1b") formula = "1F1B: min(K - s, M)";
   }
@@ -175,7 +197,8 @@ std::string memory_section(const RunLog& run) {
   }
   return out + "</table>\n<p>Peak memory is what the stage's thread allocated and still held at its peak: the activations "
                "kept for backwards, the weights' gradients and temporaries (not the parameters or the optimizer's "
-               "state). It grows with the units in flight, but the gradients make it more than proportional.</p>\n";
+               "state). It grows with the units in flight, but the gradients make it more than proportional.</p>\n" +
+               charts;
 }
 
 }  // namespace
@@ -191,8 +214,10 @@ int report(const ReportOptions& o) {
                      "table{border-collapse:collapse;margin:0.5em 0}th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}"
                      "td{font-family:monospace}</style></head>\n<body>\n<h1>" + title + "</h1>\n";
   page += "<h2>Loss</h2>\n" + loss_curve(run);
-  page += "<h2>Timeline of the traced step</h2>\n" + timeline_section(run, o.trace);
-  page += "<h2>Memory per stage</h2>\n" + memory_section(run);
+  const std::vector<pipeline::TraceEvent> measured =
+      o.trace.empty() ? std::vector<pipeline::TraceEvent>{} : pipeline::read_chrome_trace(o.trace);
+  page += "<h2>Timeline of the traced step</h2>\n" + timeline_section(run, measured);
+  page += "<h2>Memory per stage</h2>\n" + memory_section(run, measured);
   page += "<h2>Configuration</h2>\n" + configuration_table(run);
   page += "<p>Made by <code>minipipe report</code> from " + escaped(o.log) + (o.trace.empty() ? "" : " and " + escaped(o.trace)) +
           ".</p>\n</body></html>\n";
