@@ -18,6 +18,23 @@ fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
   { cat train.out; echo "FAIL: training"; exit 1; }
 "$minipipe" report run.jsonl run.json -o report.html > report.out 2>&1 || { cat report.out; fail "report failed"; }
 
+# The capstone's score: the run's peaks against a budget (the peaks come from its summary).
+python3 - run.jsonl "$minipipe" <<'PY' || fail "the score does not follow the budget"
+import json, subprocess, sys
+log, minipipe = sys.argv[1:]
+summary = [json.loads(line) for line in open(log) if '"summary"' in line][-1]
+peak = max(summary["pipeline"]["peak_bytes_per_stage"]) / 2**20
+def score(budget):
+    run = subprocess.run([minipipe, "report", log, "--memory-budget-mib", str(budget), "-o", "scored.html"],
+                         capture_output=True, text=True, check=True)
+    return run.stdout.splitlines()[0]
+within, over = score(round(peak * 1.5, 2)), score(round(peak * 0.5, 2))
+assert within.startswith("score ") and "tokens/s" in within and not within.startswith("score 0:"), within
+assert float(within.split()[1]) > 0, within
+assert over.startswith("score 0: stage ") and "over the" in over, over
+assert 'id="score"' in open("scored.html").read()
+print("ok:", within, "/", over)
+PY
 # Self-contained: no script, nothing to fetch.
 if grep -qiE '<script|src=|href=|url\(' report.html; then fail "the page loads something"; fi
 # One timeline row per stage.

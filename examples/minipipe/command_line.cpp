@@ -343,6 +343,10 @@ CLI::App* add_report_command(CLI::App& app, CommandLine& parsed) {
   report_command->add_option("log", report_options.log, "the run's --log-json file")->required()->check(CLI::ExistingFile);
   report_command->add_option("trace", report_options.trace, "the run's --trace file (for the timeline)")->check(CLI::ExistingFile);
   report_command->add_option("-o,--output", report_options.output, "the page to write")->check(kOutputFile)->capture_default_str();
+  report_command->add_option("--memory-budget-mib", report_options.memory_budget_mib,
+                             "score the run: its median throughput if every stage's peak memory is within this many MiB, "
+                             "else 0 (the course's capstone)")
+      ->check(kPositive);
   return report_command;
 }
 

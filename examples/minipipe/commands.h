@@ -111,6 +111,7 @@ struct ExplainOptions {
 // `minipipe report RUN.jsonl [TRACE.json] -o report.html`: one self-contained HTML page.
 struct ReportOptions {
   std::string log, trace, output = "report.html";
+  double memory_budget_mib = 0;  // above 0: score the run against this per-stage budget (the course's capstone)
 };
 
 struct PartitionOptions {

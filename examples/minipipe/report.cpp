@@ -201,6 +201,30 @@ std::string memory_section(const RunLog& run, const std::vector<pipeline::TraceE
                charts;
 }
 
+// The course's capstone score (docs/course/10-build-a-schedule.md): the median throughput of
+// the steps after the first (which pays for first-touch allocation) when every stage's peak
+// is within the budget, and 0 when one is over it; one line that says which.
+std::string capstone_score(const RunLog& run, double budget_mib) {
+  const nn::JsonValue& peaks = summary_field(run, {"pipeline", "peak_bytes_per_stage"});
+  if (peaks.kind != Kind::Array || peaks.array.empty())
+    throw std::invalid_argument("--memory-budget-mib: the run logged no per-stage peak memory; score a pipelined run "
+                                "(train --stages K --log-json FILE)");
+  if (run.throughputs.size() < 2)
+    throw std::invalid_argument("--memory-budget-mib: the run logged fewer than two steps' throughput; train at least 2 steps");
+  std::vector<double> rates(run.throughputs.begin() + 1, run.throughputs.end());
+  std::nth_element(rates.begin(), rates.begin() + static_cast<std::ptrdiff_t>(rates.size() / 2), rates.end());
+  const double median = rates[rates.size() / 2];
+  std::string peaks_text, over;
+  for (size_t s = 0; s < peaks.array.size(); ++s) {
+    const double mib = peaks.array[s].real / (1 << 20);
+    peaks_text += (s ? ", " : "") + format("%.2f", mib);
+    if (mib > budget_mib && over.empty()) over = "stage " + std::to_string(s) + format(" peaked at %.2f MiB", mib);
+  }
+  if (!over.empty()) return "score 0: " + over + format(", over the %g MiB budget", budget_mib) + " (peaks " + peaks_text + " MiB)";
+  return format("score %.0f ", median) + run.throughput_unit + " (median of steps 2 on), every stage within the " +
+         format("%g MiB budget", budget_mib) + " (peaks " + peaks_text + " MiB)";
+}
+
 }  // namespace
 
 int report(const ReportOptions& o) {
@@ -213,6 +237,11 @@ int report(const ReportOptions& o) {
                      "body{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222}"
                      "table{border-collapse:collapse;margin:0.5em 0}th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}"
                      "td{font-family:monospace}</style></head>\n<body>\n<h1>" + title + "</h1>\n";
+  if (o.memory_budget_mib > 0) {
+    const std::string score = capstone_score(run, o.memory_budget_mib);
+    std::printf("%s\n", score.c_str());
+    page += "<h2>Score</h2>\n<p id=\"score\">" + escaped(score) + "</p>\n";
+  }
   page += "<h2>Loss</h2>\n" + loss_curve(run);
   const std::vector<pipeline::TraceEvent> measured =
       o.trace.empty() ? std::vector<pipeline::TraceEvent>{} : pipeline::read_chrome_trace(o.trace);

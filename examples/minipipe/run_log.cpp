@@ -52,6 +52,12 @@ RunLog read_run_log(const std::string& path) {
     };
     const int64_t step = static_cast<int64_t>(number_at("step"));
     if (kind->second.string == "step" && !std::isnan(number_at("loss"))) log.losses.emplace_back(step, number_at("loss"));
+    if (kind->second.string == "step")
+      for (const char* unit : {"tokens", "samples"})
+        if (const double rate = number_at((std::string(unit) + "_per_second").c_str()); !std::isnan(rate)) {
+          log.throughputs.push_back(rate);
+          log.throughput_unit = std::string(unit) + "/s";
+        }
     if (kind->second.string == "eval" && !std::isnan(number_at("validation_loss")))
       log.validation_losses.emplace_back(step, number_at("validation_loss"));
     if (kind->second.string == "summary") log.summary = std::move(event), summarized = true;

@@ -15,6 +15,8 @@ namespace minipipe::cli {
 struct RunLog {
   std::vector<std::pair<int64_t, double>> losses;             // (step, training loss)
   std::vector<std::pair<int64_t, double>> validation_losses;  // (step, validation loss)
+  std::vector<double> throughputs;  // per step: tokens/s (GPT) or samples/s (CNN)
+  std::string throughput_unit;      // "tokens/s" or "samples/s" (empty: the steps logged none)
   nn::JsonValue summary;                                      // the last summary line
   // The pipeline, from the summary (one stage and micro-batch when it has none).
   std::string schedule = "none";
