@@ -201,7 +201,7 @@ std::string memory_section(const RunLog& run, const std::vector<pipeline::TraceE
                charts;
 }
 
-// The course's capstone score (docs/course/10-build-a-schedule.md): the median throughput of
+// The course's capstone score (docs/course/11-build-a-schedule.md): the median throughput of
 // the steps after the first (which pays for first-touch allocation) when every stage's peak
 // is within the budget, and 0 when one is over it; one line that says which.
 std::string capstone_score(const RunLog& run, double budget_mib) {
