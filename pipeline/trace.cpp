@@ -90,7 +90,9 @@ void write_chrome_trace(const std::string& path, const std::vector<TraceEvent>& 
     out << (first ? "" : ",\n") << "{\"name\":\"" << name << "\",\"cat\":\"" << op_name(e.instruction.op)
         << "\",\"ph\":\"X\",\"pid\":0,\"tid\":" << e.worker << ",\"ts\":" << e.start_us
         << ",\"dur\":" << std::max(0.0, e.end_us - e.start_us) << ",\"args\":{\"micro_batch\":" << e.instruction.micro_batch
-        << ",\"slice\":" << e.instruction.slice << ",\"chunk\":" << e.instruction.chunk << ",\"bytes\":" << e.bytes << "}}";
+        << ",\"slice\":" << e.instruction.slice << ",\"chunk\":" << e.instruction.chunk << ",\"bytes\":" << e.bytes;
+    if (e.instruction.version >= 0) out << ",\"version\":" << e.instruction.version;  // PipeDream's weight version
+    out << "}}";
     first = false;
   }
   out << "\n],\"displayTimeUnit\":\"ms\"}\n";
@@ -124,6 +126,8 @@ std::vector<TraceEvent> parse_chrome_trace(const std::string& text) {
     instruction.slice = static_cast<int>(std::clamp<int64_t>(member(args, "slice", Kind::Number).number, 0, 1 << 30));
     if (args.object.count("chunk"))
       instruction.chunk = static_cast<int>(std::clamp<int64_t>(member(args, "chunk", Kind::Number).number, 0, 1 << 30));
+    if (args.object.count("version"))
+      instruction.version = static_cast<int>(std::clamp<int64_t>(member(args, "version", Kind::Number).number, -1, 1 << 30));
     const int64_t worker = member(e, "tid", Kind::Number).number;
     const double start = member(e, "ts", Kind::Number).real, duration = member(e, "dur", Kind::Number).real;
     if (worker < 0 || worker > 4096 || !std::isfinite(start) || !std::isfinite(duration) || duration < 0 ||
@@ -205,8 +209,12 @@ std::string svg(const std::vector<TraceEvent>& events, const std::vector<TraceEv
           << (outline ? std::string("fill=\"white\" stroke=\"") + colour + "\" stroke-width=\"1.5\""
                       : std::string("fill=\"") + colour + "\" stroke=\"white\"")
           << "/>\n";
-      const std::string text = compute_letter(e.instruction.op) + label(e.instruction);
-      if (6 + kCharacterWidth * static_cast<double>(text.size()) <= w)
+      // The unit, and under PipeDream the weight version it ran with where the box has room.
+      auto fits = [w](const std::string& text) { return 6 + kCharacterWidth * static_cast<double>(text.size()) <= w; };
+      std::string text = compute_letter(e.instruction.op) + label(e.instruction);
+      if (e.instruction.version >= 0 && fits(text + "/v" + std::to_string(e.instruction.version)))
+        text += "/v" + std::to_string(e.instruction.version);
+      if (fits(text))
         out << "<text x=\"" << x + 3 << "\" y=\"" << y + std::min(17.0, height - 3) << "\" fill=\"" << (outline ? colour : "white")
             << "\">" << text << "</text>\n";
     }
@@ -237,10 +245,11 @@ std::string svg(const std::vector<TraceEvent>& events, const std::vector<TraceEv
   out << "<text x=\"" << left + width << "\" y=\"" << axis_top + 28 << "\" text-anchor=\"end\">time"
       << (axis == TimeAxis::Milliseconds ? " (ms)" : " (cost units)") << "</text>\n";
   // The legend: what each colour means; white between boxes is idle time, the bubble.
-  bool chunks = false, weights = false;
+  bool chunks = false, weights = false, versions = false;
   for (const TraceEvent& e : events) {
     chunks = chunks || e.instruction.chunk > 0;
     weights = weights || e.instruction.op == Op::BackwardWeight;
+    versions = versions || (is_compute(e.instruction.op) && e.instruction.version >= 0);
   }
   std::vector<std::pair<const char*, std::string>> entries = {
       {box_colour(Op::Forward, 0), "F forward"},
@@ -248,11 +257,13 @@ std::string svg(const std::vector<TraceEvent>& events, const std::vector<TraceEv
   if (weights) entries.push_back({box_colour(Op::BackwardWeight, 0), "W weight gradients"});
   if (chunks) entries.push_back({box_colour(Op::Forward, 1), "darker: later chunks"});
   entries.push_back({"white", "white: idle (the bubble)"});
+  if (versions) entries.push_back({nullptr, "F3/v2: micro-batch 3 with weight version 2"});
   double x = left;
   for (const auto& [colour, text] : entries) {
-    out << "<rect x=\"" << x << "\" y=\"" << legend_top << "\" width=\"12\" height=\"12\" fill=\"" << colour
-        << "\" stroke=\"black\"/><text x=\"" << x + 16 << "\" y=\"" << legend_top + 10 << "\">" << text
-        << "</text>\n";
+    if (colour)
+      out << "<rect x=\"" << x << "\" y=\"" << legend_top << "\" width=\"12\" height=\"12\" fill=\"" << colour
+          << "\" stroke=\"black\"/>";
+    out << "<text x=\"" << x + 16 << "\" y=\"" << legend_top + 10 << "\">" << text << "</text>\n";
     x += 16 + kCharacterWidth * static_cast<double>(text.size()) + 18;
   }
   out << "</svg>\n";

@@ -8,6 +8,7 @@
 
 #include "nn/json_reader.h"
 #include "pipeline/charts.h"
+#include "pipeline/pipedream.h"
 #include "pipeline/prediction.h"
 #include "pipeline/schedule.h"
 #include "pipeline/trace.h"
@@ -148,6 +149,17 @@ TEST(Trace, TimelineLabelsFitTheirBoxesUnderATimeAxisAndALegend) {
   EXPECT_EQ(narrow.find(">F7<"), std::string::npos);
   EXPECT_NE(narrow.find(">time (cost units)</text>"), std::string::npos);
   EXPECT_EQ(narrow.find(" ms<"), std::string::npos);
+  // PipeDream: each box names the weight version it ran with, which a written trace keeps.
+  const Schedule stash = pipedream_schedule(3, 6, 1, WeightPolicy::Stash);
+  std::vector<TraceEvent> streamed = to_trace(simulate(stash, CostModel::uniform(3, 1000, 2000)));
+  const std::string versions = timeline_svg(streamed, stash.worker_names(), "t");
+  EXPECT_GT(labels_that_fit(versions), 0);
+  for (const char* wanted : {">F0/v0<", ">B3/v1<", "weight version 2<"})
+    EXPECT_NE(versions.find(wanted), std::string::npos) << wanted;
+  write_chrome_trace(temporary("versions.json"), streamed);
+  const std::vector<TraceEvent> read = read_chrome_trace(temporary("versions.json"));
+  ASSERT_EQ(read.size(), streamed.size());
+  for (size_t i = 0; i < read.size(); ++i) EXPECT_EQ(read[i].instruction.version, streamed[i].instruction.version);
 }
 
 TEST(Prediction, RecoversTheCostsOfASimulatedTraceAndPredictsItExactly) {
