@@ -94,14 +94,18 @@ std::string PipelinedTraining::peak_memory_text() const {
   std::string out;
   for (size_t i = 0; i < devices_.size(); ++i)
     out += (i ? ", " : "") + std::to_string(memory_stats(devices_[i]).peak_bytes >> 20) + " MiB on " + devices_[i].str();
-  // Each stage's own peak (what the lessons compare across schedules).
+  // Each stage's own peak (what the lessons compare across schedules); under mpirun the
+  // stages other processes run have none here.
   const std::vector<int64_t>& stages = trainer_.stats().peak_bytes;
+  std::string per_stage;
   for (size_t s = 0; s < stages.size(); ++s) {
+    if (stages[s] == 0) continue;
     char text[48];
-    std::snprintf(text, sizeof text, "%sstage %zu %.1f MiB", s ? ", " : " (", s, static_cast<double>(stages[s]) / (1 << 20));
-    out += text;
+    std::snprintf(text, sizeof text, "%sstage %zu %.1f MiB", per_stage.empty() ? "" : ", ", s,
+                  static_cast<double>(stages[s]) / (1 << 20));
+    per_stage += text;
   }
-  return out + (stages.empty() ? "" : ")");
+  return out + (per_stage.empty() ? "" : " (" + per_stage + ")");
 }
 
 std::string PipelinedTraining::plan_text() const {
