@@ -11,6 +11,7 @@
 #include "pipeline/pipedream.h"
 #include "pipeline/planner.h"
 #include "pipeline/schedule_csv.h"
+#include "pipeline/simulate_spec.h"
 #include "pipeline/validator.h"
 #include "pipeline/weight_versions.h"
 #include "pipeline/zb_auto.h"
@@ -345,6 +346,31 @@ TEST(PipeDream, VersionsOverTimeReachEachPolicysCount) {
 
 // Activations over time: GPipe's stages all climb to M before the first backward, 1F1B's
 // stage s never holds more than K - s (PipeDream-Flush, section 3.2), and both end empty.
+// What `simulate` and the playground print: each schedule's formula, worked by hand here,
+// beside the simulation; with equal costs the simulated bubble meets it.
+TEST(Schedules, SimulateSpecPutsEachFormulaBesideTheSimulation) {
+  auto spec = [](const std::string& name, int k, int m, int v = 1, int slices = 1) {
+    ScheduleSpec s;
+    s.name = name, s.stages = k, s.micro_batches = m, s.virtual_stages = v, s.token_slices = slices;
+    return s;
+  };
+  const SimulatedSpec gpipe = simulate_spec(spec("gpipe", 4, 8), {});
+  EXPECT_DOUBLE_EQ(gpipe.formula_bubble, 3.0 / 11);  // (K-1)/(M+K-1)
+  EXPECT_NEAR(gpipe.result.bubble_fraction, gpipe.formula_bubble, 1e-12);
+  const SimulatedSpec sliced = simulate_spec(spec("1f1b", 3, 2, 1, 4), {});
+  EXPECT_DOUBLE_EQ(sliced.formula_bubble, 2.0 / 10);  // M S = 8 units
+  const SimulatedSpec interleaved = simulate_spec(spec("interleaved", 4, 8, 2), {});
+  EXPECT_DOUBLE_EQ(interleaved.formula_bubble, 3.0 / 19);  // (K-1)/(vM+K-1)
+  EXPECT_DOUBLE_EQ(interleaved.costs.forward[0], 0.5);    // a chunk does half its stage's work
+  // Zero bubble with W = 1.5 of a backward of 2.5 (B = 1): idle (K-1)(F+B-W) = 2 x 0.5.
+  const SimulatedSpec zb = simulate_spec(spec("zb-h1", 3, 6), {.forward = 1, .backward = 2.5, .weight = 1.5});
+  EXPECT_DOUBLE_EQ(zb.formula_bubble, 1.0 / (6 * 3.5 + 1.0));
+  EXPECT_DOUBLE_EQ(zb.costs.backward_weight[0], 1.5);
+  EXPECT_THROW_WITH(simulate_spec(spec("zb-h1", 3, 6), {.forward = 1, .backward = 2, .weight = 3}), "W (3)",
+                    "at most the backward's");
+  EXPECT_THROW_WITH(simulate_spec(spec("interleaved", 4, 6, 2), {}), "multiple of 4");
+}
+
 TEST(Schedules, InFlightOverTimeClimbsToEachSchedulesLimit) {
   const int k = 4, m = 8;
   for (const char* name : {"gpipe", "1f1b"}) {
