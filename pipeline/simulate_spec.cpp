@@ -50,6 +50,8 @@ SimulatedSpec simulate_spec(ScheduleSpec spec, const UniformCosts& c) {
     out.formula_bubble = theoretical_bubble_fraction(spec.stages, schedule.micro_batches * schedule.token_slices,
                                                      schedule.virtual_stages);
     out.formula = schedule.virtual_stages > 1 ? "formula (K-1)/(vM+K-1)" : "formula (K-1)/(M+K-1)";
+    // A schedule file may order its work any way: the formula is the yardstick, not its own.
+    if (!spec.file.empty()) out.formula = "for comparison, 1F1B's " + out.formula;
   }
   return out;
 }

@@ -23,7 +23,7 @@ struct SimulatedSpec {
   SimulationResult result;
   // The schedule's formula for these costs: GPipe's (K-1)/(M+K-1), interleaved (K-1)/(vM+K-1)
   // with token slices counted as units; zero bubble's (section 2 of Qi et al. 2024); a V's
-  // fill alone. `formula` writes it out.
+  // fill alone; a schedule file is set beside 1F1B's. `formula` writes it out.
   double formula_bubble = 0.0;
   std::string formula;
 };
