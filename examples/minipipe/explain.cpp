@@ -24,10 +24,9 @@ int explain(const ExplainOptions& o) {
   const double formula = run.formula_bubble;
   const std::string row_name = workers == run.stages ? "stage" : "worker";
   if (!o.memory_chart.empty()) {
-    std::vector<std::string> names;
-    for (int w = 0; w < workers; ++w) names.push_back(row_name + " " + std::to_string(w));
     pipeline::write_chart(o.memory_chart,
-                          pipeline::staircase_svg(pipeline::memory_over_time(events, workers), names, summary.makespan_us / 1e3,
+                          pipeline::staircase_svg(pipeline::memory_over_time(events, workers), worker_names(run, workers),
+                                                  summary.makespan_us / 1e3,
                                                   "memory each " + row_name + " held over the traced step (measured), " +
                                                       run.schedule + ", " + std::to_string(run.micro_batches) + " micro-batches",
                                                   "MiB held", "time (ms)"));

@@ -110,12 +110,6 @@ std::string loss_curve(const RunLog& run) {
 }
 
 // The timeline, its prediction, the bubble and where the time went.
-std::vector<std::string> worker_names(const RunLog& run, int workers) {
-  std::vector<std::string> names;
-  for (int w = 0; w < workers; ++w) names.push_back((workers == run.stages ? "stage " : "worker ") + std::to_string(w));
-  return names;
-}
-
 std::string timeline_section(const RunLog& run, const std::vector<pipeline::TraceEvent>& measured) {
   if (measured.empty()) return "<p>No trace given: train with <code>--trace FILE</code> and pass it to see the timeline.</p>\n";
   const int workers = pipeline::workers_in(measured);

@@ -29,6 +29,12 @@ const nn::JsonValue& summary_field(const RunLog& log, std::initializer_list<cons
   return *v;
 }
 
+std::vector<std::string> worker_names(const RunLog& run, int workers) {
+  std::vector<std::string> names;
+  for (int w = 0; w < workers; ++w) names.push_back((workers == run.stages ? "stage " : "worker ") + std::to_string(w));
+  return names;
+}
+
 RunLog read_run_log(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw std::runtime_error("cannot read the log '" + path + "'");

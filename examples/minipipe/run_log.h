@@ -31,6 +31,9 @@ struct RunLog {
 };
 // The formula behind RunLog::formula_bubble, as explain and report print it.
 const char* bubble_formula(const RunLog& run);
+// A trace's rows as explain and report name them: "stage s" when there is one per stage,
+// else "worker w" (replicated stages).
+std::vector<std::string> worker_names(const RunLog& run, int workers);
 
 // Throws, naming the file, when it cannot be read or has no summary line (the run did not finish).
 RunLog read_run_log(const std::string& path);
