@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -103,8 +104,9 @@ def lesson_blocks(path: Path):
             inside, lines = True, []
         elif inside and line.strip() == "```":
             inside = False
-            if lines and HEADER.match(lines[0]):
-                blocks.append((HEADER.match(lines[0]).group(1).split(), "\n".join(lines)))
+            script = textwrap.dedent("\n".join(lines))  # a block inside a list item is indented
+            if lines and HEADER.match(script.splitlines()[0]):
+                blocks.append((HEADER.match(script.splitlines()[0]).group(1).split(), script))
         elif inside:
             lines.append(line)
     return blocks

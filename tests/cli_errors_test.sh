@@ -37,6 +37,8 @@ expect_error "into 9 stages" train cnn --steps 1 --stages 9
 expect_error "into 100 micro-batches" train cnn --steps 1 --batch-size 8 --micro-batches 100
 expect_error "neither a file nor a sharded checkpoint" "${tiny_gpt[@]}" --resume "$work/none.safetensors"
 expect_error "--stages: must be a positive number" "${tiny_gpt[@]}" --stages 0
+expect_error "--target-accuracy: must be a fraction above 0 and at most 1 (0.95 for 95%)" train cnn --steps 1 --target-accuracy 95
+expect_error "--target-accuracy is an option of \`minipipe train cnn\`" "${tiny_gpt[@]}" --target-accuracy 0.5
 expect_error "--threads: Value 0 not in range" "${tiny_gpt[@]}" --threads 0
 expect_error "add --schedule pipedream" "${tiny_gpt[@]}" --stages 2 --weights none
 expect_error "use at least 3" "${tiny_gpt[@]}" --stages 3 --schedule pipedream --weights 2bw --micro-batches 2

@@ -53,6 +53,17 @@ CLI::Validator sample_length(int64_t least) {
       "BYTES");
 }
 
+// An accuracy target: 0.95, not 95 (the JSON logs and the CNN's evaluation use fractions).
+const CLI::Validator kFraction(
+    [](std::string& value) {
+      try {
+        if (const double fraction = std::stod(value); fraction > 0 && fraction <= 1) return std::string();
+      } catch (const std::exception&) {
+      }
+      return "must be a fraction above 0 and at most 1 (0.95 for 95%), got '" + value + "'";
+    },
+    "FRACTION");
+
 // --token-slices: a count of at least 1, lengths like 40+24, or auto.
 const CLI::Validator kSliceCount(
     [](std::string& value) {
@@ -141,6 +152,10 @@ void add_training_options(CLI::App& command, TrainOptions& o) {
   command.add_option("--stop-after", o.stop_after, "stop after this many steps of this run (then --save, --resume later)")
       ->check(kPositive);
   command.add_option("--eval-interval", o.eval_interval, "steps between evaluations")->check(kPositive);
+  command.add_option("--target-loss", o.target_loss,
+                     "stop at the first evaluation whose loss is at most this, and report the step and training seconds "
+                     "it took")
+      ->check(kPositive);
   command.add_option("--memory-limit", o.memory_limit_mib,
                      "MiB the run may plan to use (default: the machine's available memory); sizes are checked before training")
       ->check(kPositive);
@@ -211,6 +226,10 @@ CLI::App* add_train_commands(CLI::App& app, CommandLine& parsed, CLI::App*& gpt_
   CLI::App* train_cnn_command = train->add_subcommand("cnn", "a small ResNet on the bundled digits (or MNIST-style IDX files)");
   add_training_options(*train_cnn_command, cnn);
   train_cnn_command->add_option("--epochs", cnn.epochs, "passes over the training set (instead of --steps)")->check(kPositive);
+  train_cnn_command->add_option("--target-accuracy", cnn.target_accuracy,
+                                "stop at the first evaluation whose test accuracy is at least this fraction (0.95 for 95%), "
+                                "and report the step and training seconds it took")
+      ->check(kFraction);
   train_cnn_command->add_option("--width", cnn.width, "channels of the first stage")->check(kPositive)->capture_default_str();
   train_cnn_command->add_option("--blocks", cnn.blocks_per_stage, "residual blocks per stage")->check(kPositive)->capture_default_str();
 

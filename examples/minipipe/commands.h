@@ -46,6 +46,9 @@ struct TrainOptions {
   std::string save, resume, log_json;
   int64_t eval_interval = 0;  // 0: the model's default
   int64_t stop_after = 0;     // stop (and save) after this many steps of this run; 0: run to the end
+  // Stop at the first evaluation that reaches this (time to target, as in PipeDream's
+  // evaluation, section 5); 0: none. Accuracy is a fraction, and only the CNN reports one.
+  double target_loss = 0, target_accuracy = 0;
   int64_t memory_limit_mib = 0;  // the most the run may plan to use; 0: the machine's available memory
   PipelineFlags pipeline;
 };

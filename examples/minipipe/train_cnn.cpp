@@ -60,7 +60,8 @@ int train_cnn(const CnnOptions& options) {
     const CnnEvaluation result = evaluate_cnn(model, forward, data.test);
     Evaluation evaluation;
     evaluation.loss = result.loss;
-    evaluation.extra.add("accuracy", result.accuracy);
+    evaluation.accuracy = result.accuracy;
+    evaluation.extra.add_exact("accuracy", result.accuracy);  // every digit, as `minipipe eval` prints it
     evaluation.text = "test loss " + std::to_string(result.loss) + ", accuracy " + std::to_string(100 * result.accuracy) + "%";
     evaluation.result = "test accuracy " + std::to_string(100 * result.accuracy) + "%";
     return evaluation;

@@ -1,11 +1,33 @@
 #include "training_run.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <stdexcept>
 
 #include "nn/model_file.h"
 
 namespace minipipe::cli {
+
+namespace {
+
+std::string formatted(double value, const char* format) {
+  char text[32];
+  std::snprintf(text, sizeof text, format, value);
+  return text;
+}
+
+// Whether an evaluation reached the run's target (--target-loss, --target-accuracy), and in
+// which words; empty when it did not, or no target was set.
+std::string target_reached(const TrainOptions& options, const Evaluation& evaluation) {
+  if (options.target_loss > 0 && evaluation.loss <= options.target_loss)
+    return "loss " + formatted(evaluation.loss, "%.4f") + " <= " + formatted(options.target_loss, "%g");
+  if (options.target_accuracy > 0 && evaluation.accuracy >= options.target_accuracy)
+    return "accuracy " + formatted(100 * evaluation.accuracy, "%.1f") + "% >= " + formatted(100 * options.target_accuracy, "%g") + "%";
+  return "";
+}
+
+}  // namespace
 
 int run_training(const TrainOptions& options, Device device, const TrainingRecipe& recipe) {
   const int64_t start_step =
@@ -31,12 +53,17 @@ int run_training(const TrainOptions& options, Device device, const TrainingRecip
 
   float last_loss = 0.0f;
   Evaluation last_evaluation = recipe.unevaluated;
+  // Time to target counts the training steps alone: evaluations cost every schedule the same.
+  double training_seconds = 0;
+  int64_t target_step = -1;
   const StopRequests stop;  // from here on, Ctrl-C ends the run after its step and saves
   for (int64_t step = start_step; step < end_step;) {
     const int64_t count = training.steps_per_call(step, end_step, recipe.eval_interval);  // 1 unless pipedream
     std::vector<datasets::Batch> batches;
     for (int64_t i = 0; i < count; ++i) batches.push_back(recipe.batch_at(step + i));
+    const auto started = std::chrono::steady_clock::now();
     const std::vector<float> losses = training.train(batches, step);
+    training_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     log.steps(step, losses, training.learning_rates(step, count), recipe.items_in(batches[0]));
     last_loss = losses.back();
     step += count;
@@ -44,6 +71,14 @@ int run_training(const TrainOptions& options, Device device, const TrainingRecip
       last_evaluation = recipe.evaluate(model, forward);
       log.evaluation(step - 1, JsonObject().add_exact("validation_loss", last_evaluation.loss).merge(last_evaluation.extra),
                      last_evaluation.text);
+      const std::string reached = target_reached(options, last_evaluation);
+      if (training.any_process(!reached.empty())) {  // every rank evaluates alike; all stop together
+        target_step = step;
+        log.message("reached the target (" + reached + ") after step " + std::to_string(step) + ", " +
+                    formatted(training_seconds, "%.2f") + " s of training (evaluations excluded)");
+        end_step = step;
+        break;
+      }
     }
     if (stop.ends_run_after(step - 1, end_step, log, options.save, [&](bool here) { return training.any_process(here); })) break;
   }
@@ -61,6 +96,11 @@ int run_training(const TrainOptions& options, Device device, const TrainingRecip
                            .add("wall_seconds", log.elapsed_seconds())
                            .add_raw("pipeline", training.summary().str())
                            .add_raw("peak_bytes", training.peak_memory_json());
+  if (options.target_loss > 0 || options.target_accuracy > 0) {
+    if (target_step < 0) log.message("the target was not reached in " + std::to_string(end_step) + " steps");
+    if (target_step < 0) summary.add_raw("target_step", "null").add_raw("target_training_seconds", "null");
+    else summary.add("target_step", target_step).add("target_training_seconds", training_seconds);
+  }
   if (training.process_group()) summary.add_raw("ranks", training.ranks_json());  // every rank takes part
   log.summary(summary);
   if (const std::string profile = training.profile_text(); !profile.empty()) log.message(profile);

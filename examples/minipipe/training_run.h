@@ -22,6 +22,7 @@ namespace minipipe::cli {
 // One evaluation of the model during training.
 struct Evaluation {
   double loss = NAN;       // the validation (or test) loss; NaN until one has run
+  double accuracy = NAN;   // the CNN's test accuracy (a fraction); NaN for models without one
   JsonObject extra;        // further fields for the JSON lines (the CNN's accuracy)
   std::string text;        // the line shown after it
   std::string result;      // the closing line's words for it ("test accuracy 98.6%")
