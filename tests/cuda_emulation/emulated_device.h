@@ -44,24 +44,28 @@
 
 namespace emu {
 
-// A fiber is entered the first time through its ucontext and after that by _longjmp, which,
-// unlike swapcontext, makes no system call (switches happen at every barrier).
+// A fiber is one emulated thread index of a block, kept for the life of the OS thread (the
+// stream's worker) and reused by every block and launch: it is created once with ucontext and
+// after that entered only by _longjmp, which, unlike getcontext and swapcontext, makes no
+// system call. (Creating each block's fibers anew spent half the emulator's time in those
+// calls' signal-mask system calls.) A fiber loops: run the current launch's kernel for its
+// thread index, mark itself finished, jump back to the scheduler, and wait there to be
+// resumed for the next block.
 struct Fiber {
-  ucontext_t context;
-  jmp_buf jump;
-  unsigned index = 0;
-  unsigned shuffles = 0;
-  bool started = false;
-  bool finished = false;
+  jmp_buf jump;             // where the scheduler resumes it: a barrier, or the end of its loop
+  bool created = false;     // entered once through its ucontext
+  unsigned index = 0;       // its threadIdx.x
+  unsigned shuffles = 0;    // of the current block
+  bool finished = false;    // with the current block
 };
 
 struct BlockRun {
   ucontext_t scheduler_context;
   jmp_buf scheduler_jump;
-  std::vector<Fiber> fibers;
   Fiber* running = nullptr;
   std::vector<float> exchange[2];  // shuffles: one slot per thread, alternating buffers
   bool any_waited = false;
+  void (*kernel_call)() = nullptr;  // runs the launch's kernel for the current threadIdx
 };
 
 // Null while threads run as plain calls (kernels without barriers).
@@ -73,6 +77,24 @@ inline char* fiber_stack(unsigned thread) {
   thread_local std::vector<std::unique_ptr<char[]>> stacks;
   while (stacks.size() <= thread) stacks.emplace_back(new char[kFiberStackBytes]);
   return stacks[thread].get();
+}
+
+// This OS thread's fibers, one per thread index (each on its own stack; never moved, since a
+// jmp_buf into them must stay valid).
+inline Fiber& fiber(unsigned thread) {
+  thread_local std::vector<std::unique_ptr<Fiber>> fibers;
+  while (fibers.size() <= thread) fibers.push_back(std::make_unique<Fiber>());
+  return *fibers[thread];
+}
+
+// The body of every fiber; the first entry comes through makecontext.
+[[noreturn]] inline void fiber_loop() {
+  for (;;) {
+    current_block->kernel_call();
+    Fiber* self = current_block->running;
+    self->finished = true;
+    if (_setjmp(self->jump) == 0) _longjmp(current_block->scheduler_jump, 1);
+  }
 }
 
 }  // namespace emu
@@ -153,38 +175,38 @@ void run_blocks(void (*kernel)(Parameters...), dim3 grid, dim3 block, const std:
       }
       const auto owner = std::make_unique<BlockRun>();  // not an automatic object: see _setjmp
       BlockRun& run = *owner;
-      run.fibers.resize(block.x);
+      run.kernel_call = +[] { std::apply(body, *arguments); };
       run.exchange[0].assign(block.x, 0.0f);
       run.exchange[1].assign(block.x, 0.0f);
       current_block = &run;
       for (unsigned t = 0; t < block.x; ++t) {
-        Fiber& f = run.fibers[t];
+        Fiber& f = fiber(t);
         f.index = t;
-        getcontext(&f.context);
-        f.context.uc_stack.ss_sp = fiber_stack(t);
-        f.context.uc_stack.ss_size = kFiberStackBytes;
-        f.context.uc_link = nullptr;
-        makecontext(&f.context, +[] {
-          std::apply(body, *arguments);
-          current_block->running->finished = true;
-          _longjmp(current_block->scheduler_jump, 1);
-        }, 0);
+        f.shuffles = 0;
+        f.finished = false;
       }
       // Each round runs every unfinished thread until it finishes or reaches a barrier;
       // then all unfinished threads wait there, and the barrier opens.
       for (bool all_finished = false; !all_finished;) {
-        for (Fiber& f : run.fibers) {
+        all_finished = true;
+        for (unsigned t = 0; t < block.x; ++t) {
+          Fiber& f = fiber(t);
           if (f.finished) continue;
           run.running = &f;
           threadIdx = uint3{f.index, 0, 0};
           if (_setjmp(run.scheduler_jump) == 0) {
-            if (f.started) _longjmp(f.jump, 1);
-            f.started = true;
-            swapcontext(&run.scheduler_context, &f.context);
+            if (f.created) _longjmp(f.jump, 1);
+            f.created = true;
+            ucontext_t context;
+            getcontext(&context);
+            context.uc_stack.ss_sp = fiber_stack(t);
+            context.uc_stack.ss_size = kFiberStackBytes;
+            context.uc_link = nullptr;
+            makecontext(&context, fiber_loop, 0);
+            swapcontext(&run.scheduler_context, &context);
           }
+          all_finished = all_finished && f.finished;
         }
-        all_finished = true;
-        for (Fiber& f : run.fibers) all_finished = all_finished && f.finished;
       }
       current_block = nullptr;
       needs_fibers = run.any_waited;
