@@ -54,6 +54,7 @@ int run_training(const TrainOptions& options, Device device, const TrainingRecip
   float last_loss = 0.0f;
   Evaluation last_evaluation = recipe.unevaluated;
   // Time to target counts the training steps alone: evaluations cost every schedule the same.
+  const bool has_target = options.target_loss > 0 || options.target_accuracy > 0;
   double training_seconds = 0;
   int64_t target_step = -1;
   const StopRequests stop;  // from here on, Ctrl-C ends the run after its step and saves
@@ -72,7 +73,7 @@ int run_training(const TrainOptions& options, Device device, const TrainingRecip
       log.evaluation(step - 1, JsonObject().add_exact("validation_loss", last_evaluation.loss).merge(last_evaluation.extra),
                      last_evaluation.text);
       const std::string reached = target_reached(options, last_evaluation);
-      if (training.any_process(!reached.empty())) {  // every rank evaluates alike; all stop together
+      if (has_target && training.any_process(!reached.empty())) {  // all ranks stop together
         target_step = step;
         log.message("reached the target (" + reached + ") after step " + std::to_string(step) + ", " +
                     formatted(training_seconds, "%.2f") + " s of training (evaluations excluded)");
@@ -96,7 +97,7 @@ int run_training(const TrainOptions& options, Device device, const TrainingRecip
                            .add("wall_seconds", log.elapsed_seconds())
                            .add_raw("pipeline", training.summary().str())
                            .add_raw("peak_bytes", training.peak_memory_json());
-  if (options.target_loss > 0 || options.target_accuracy > 0) {
+  if (has_target) {
     if (target_step < 0) log.message("the target was not reached in " + std::to_string(end_step) + " steps");
     if (target_step < 0) summary.add_raw("target_step", "null").add_raw("target_training_seconds", "null");
     else summary.add("target_step", target_step).add("target_training_seconds", training_seconds);
