@@ -35,9 +35,9 @@ for page in "${pages[@]}"; do
   for settings in "${cases[@]}"; do
     HOME=$work timeout 120 "$browser" --no-sandbox --disable-gpu --virtual-time-budget=20000 --dump-dom \
       "file://$page#selftest=$settings" 2> /dev/null > "$work/dom.html"
-    python3 - "$work/dom.html" "$minipipe" "$settings" <<'PY' || fail "$(basename "$page"): $settings"
+    python3 - "$work/dom.html" "$minipipe" "$(basename "$page"): $settings" <<'PY' || fail "$(basename "$page"): $settings"
 import html, json, re, shlex, subprocess, sys
-dom, minipipe, settings = sys.argv[1:]
+dom, minipipe, label = sys.argv[1:]  # label: the page and its settings
 found = re.search(r'<pre id="selftest">([^<]*)</pre>', open(dom).read())
 if not found or not found.group(1):
     sys.exit("the page wrote no result (did its WebAssembly load?)")
@@ -48,7 +48,7 @@ run = subprocess.run([minipipe] + command[1:] + ["--json"], capture_output=True,
 if page["error"] is not None:  # the page shows what the command says
     if run.returncode == 0 or page["error"] not in run.stderr:
         sys.exit(f"the page's error {page['error']!r} is not the command's {run.stderr.strip()!r}")
-    print(f"ok: {settings}: the command's error")
+    print(f"ok: {label}: the command's error")
     sys.exit(0)
 if run.returncode != 0:
     sys.exit(f"{page['command']} failed: {run.stderr.strip()}")
@@ -57,7 +57,7 @@ if abs(page["after"] - expected) > 1e-5:
     sys.exit(f"bubble {page['after']} on the page, {expected} from {page['command']}")
 if abs(page["after"] - page["before"]) < 1e-9:
     sys.exit(f"moving the controls left the bubble at {page['before']}")
-print(f"ok: {settings}: bubble {page['before']:.4f} -> {page['after']:.4f}, as the command prints")
+print(f"ok: {label}: bubble {page['before']:.4f} -> {page['after']:.4f}, as the command prints")
 PY
   done
 done
