@@ -1,5 +1,6 @@
 #include "pipeline/simulate_spec.h"
 
+#include <algorithm>
 #include <sstream>
 #include <stdexcept>
 
@@ -35,10 +36,15 @@ SimulatedSpec simulate_spec(ScheduleSpec spec, const UniformCosts& c) {
   const double K = spec.stages, M = spec.micro_batches, F = c.forward, W = c.weight_part(), B = c.backward - W;
   if (spec.name == "zb-h1" || spec.name == "zb-h2") {
     // Zero bubble (Qi et al. 2024, section 2): each stage idles (K - 1)(F + B - W), against
-    // 1F1B's (K - 1)(F + B + W); ZB-H2 keeps it too when every step ends with a flush.
-    const double idle = (K - 1) * (F + B - W);
+    // 1F1B's (K - 1)(F + B + W); ZB-H2 keeps it too when every step ends with a flush. The
+    // paper takes F = B = W; a W longer than B fills more than the gaps B leaves, but no
+    // schedule idles less than the fill (K - 1)F, since the last stage starts only when the
+    // first forward reaches it: past W = B that fill is the formula (the old expression went
+    // to zero at W = F + B, and below).
+    const double idle = (K - 1) * (F + std::max(B - W, 0.0));
     out.formula_bubble = idle / (M * (F + B + W) + idle);
-    out.formula = "zero bubble's (K-1)(F+B-W) / (M(F+B+W) + (K-1)(F+B-W))";
+    out.formula = W <= B ? "zero bubble's (K-1)(F+B-W) / (M(F+B+W) + (K-1)(F+B-W))"
+                         : "zero bubble's fill alone, as W > B: (K-1)F / (M(F+B+W) + (K-1)F)";
   } else if (is_v_schedule(spec.name)) {
     // A V fills the pipeline with K - 1 chunk forwards and nothing else in the best case
     // (zb-v with F = B = W): the least bubble any V schedule can have.

@@ -362,10 +362,17 @@ TEST(Schedules, SimulateSpecPutsEachFormulaBesideTheSimulation) {
   const SimulatedSpec interleaved = simulate_spec(spec("interleaved", 4, 8, 2), {});
   EXPECT_DOUBLE_EQ(interleaved.formula_bubble, 3.0 / 19);  // (K-1)/(vM+K-1)
   EXPECT_DOUBLE_EQ(interleaved.costs.forward[0], 0.5);    // a chunk does half its stage's work
-  // Zero bubble with W = 1.5 of a backward of 2.5 (B = 1): idle (K-1)(F+B-W) = 2 x 0.5.
-  const SimulatedSpec zb = simulate_spec(spec("zb-h1", 3, 6), {.forward = 1, .backward = 2.5, .weight = 1.5});
-  EXPECT_DOUBLE_EQ(zb.formula_bubble, 1.0 / (6 * 3.5 + 1.0));
-  EXPECT_DOUBLE_EQ(zb.costs.backward_weight[0], 1.5);
+  // Zero bubble with W = 0.5 of a backward of 2.5 (B = 2): idle (K-1)(F+B-W) = 2 x 2.5.
+  const SimulatedSpec zb = simulate_spec(spec("zb-h1", 3, 6), {.forward = 1, .backward = 2.5, .weight = 0.5});
+  EXPECT_DOUBLE_EQ(zb.formula_bubble, 5.0 / (6 * 3.5 + 5.0));
+  EXPECT_DOUBLE_EQ(zb.costs.backward_weight[0], 0.5);
+  EXPECT_NEAR(zb.result.bubble_fraction, zb.formula_bubble, 1e-12);
+  // With W = 1.5 (B = 1) the W's outlast the gaps: only the fill (K-1)F = 2 x 1 is left, which
+  // the simulated schedule meets (the paper's expression would give 2 x 0.5).
+  const SimulatedSpec long_w = simulate_spec(spec("zb-h1", 3, 6), {.forward = 1, .backward = 2.5, .weight = 1.5});
+  EXPECT_DOUBLE_EQ(long_w.formula_bubble, 2.0 / (6 * 3.5 + 2.0));
+  EXPECT_NEAR(long_w.result.bubble_fraction, long_w.formula_bubble, 1e-12);
+  EXPECT_NE(long_w.formula.find("W > B"), std::string::npos);
   EXPECT_THROW_WITH(simulate_spec(spec("zb-h1", 3, 6), {.forward = 1, .backward = 2, .weight = 3}), "W (3)",
                     "at most the backward's");
   EXPECT_THROW_WITH(simulate_spec(spec("interleaved", 4, 6, 2), {}), "multiple of 4");
