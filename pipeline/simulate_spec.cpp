@@ -50,7 +50,7 @@ SimulatedSpec simulate_spec(ScheduleSpec spec, const UniformCosts& c) {
     // (zb-v with F = B = W): the least bubble any V schedule can have.
     const double fill = (K - 1) * F / 2;
     out.formula_bubble = fill / (M * (F + B + W) + fill);
-    out.formula = "a V's least, its fill: (K-1)F/2 / (M(F+B) + (K-1)F/2)";
+    out.formula = "a V's least, its fill: (K-1)F/2 / (M(F+B+W) + (K-1)F/2)";  // B and W: the backward's halves
   } else {
     // Token slices are units of work like micro-batches: M * S of them with equal costs.
     out.formula_bubble = theoretical_bubble_fraction(spec.stages, schedule.micro_batches * schedule.token_slices,
