@@ -45,6 +45,7 @@ SimulatedSpec simulate_spec(ScheduleSpec spec, const UniformCosts& c) {
     out.formula_bubble = idle / (M * (F + B + W) + idle);
     out.formula = W <= B ? "zero bubble's (K-1)(F+B-W) / (M(F+B+W) + (K-1)(F+B-W))"
                          : "zero bubble's fill alone, as W > B: (K-1)F / (M(F+B+W) + (K-1)F)";
+    out.formula_terms = c.weight < 0 ? ", W half the backward" : (std::ostringstream() << ", W = " << W).str();
   } else if (is_v_schedule(spec.name)) {
     // A V fills the pipeline with K - 1 chunk forwards and nothing else in the best case
     // (zb-v with F = B = W): the least bubble any V schedule can have.
@@ -56,6 +57,8 @@ SimulatedSpec simulate_spec(ScheduleSpec spec, const UniformCosts& c) {
     out.formula_bubble = theoretical_bubble_fraction(spec.stages, schedule.micro_batches * schedule.token_slices,
                                                      schedule.virtual_stages);
     out.formula = schedule.virtual_stages > 1 ? "formula (K-1)/(vM+K-1)" : "formula (K-1)/(M+K-1)";
+    out.formula_terms = ", M = " + std::to_string(schedule.micro_batches * schedule.token_slices) +
+                        (schedule.token_slices > 1 ? " units in all" : " micro-batches in all");
     // A schedule file may order its work any way: the formula is the yardstick, not its own.
     if (!spec.file.empty()) out.formula = "for comparison, 1F1B's " + out.formula;
   }

@@ -26,6 +26,9 @@ struct SimulatedSpec {
   // fill alone; a schedule file is set beside 1F1B's. `formula` writes it out.
   double formula_bubble = 0.0;
   std::string formula;
+  // What the formula's letters are here, to follow its value: ", W = 1.5" or ", W half the
+  // backward" (zero bubble), ", M = 8 micro-batches in all" (units where tokens are sliced).
+  std::string formula_terms;
 };
 
 // Throws std::invalid_argument for a weight part outside [0, backward], and what

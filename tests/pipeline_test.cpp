@@ -359,6 +359,7 @@ TEST(Schedules, SimulateSpecPutsEachFormulaBesideTheSimulation) {
   EXPECT_NEAR(gpipe.result.bubble_fraction, gpipe.formula_bubble, 1e-12);
   const SimulatedSpec sliced = simulate_spec(spec("1f1b", 3, 2, 1, 4), {});
   EXPECT_DOUBLE_EQ(sliced.formula_bubble, 2.0 / 10);  // M S = 8 units
+  EXPECT_EQ(sliced.formula_terms, ", M = 8 units in all");
   const SimulatedSpec interleaved = simulate_spec(spec("interleaved", 4, 8, 2), {});
   EXPECT_DOUBLE_EQ(interleaved.formula_bubble, 3.0 / 19);  // (K-1)/(vM+K-1)
   EXPECT_DOUBLE_EQ(interleaved.costs.forward[0], 0.5);    // a chunk does half its stage's work
@@ -367,6 +368,7 @@ TEST(Schedules, SimulateSpecPutsEachFormulaBesideTheSimulation) {
   EXPECT_DOUBLE_EQ(zb.formula_bubble, 5.0 / (6 * 3.5 + 5.0));
   EXPECT_DOUBLE_EQ(zb.costs.backward_weight[0], 0.5);
   EXPECT_NEAR(zb.result.bubble_fraction, zb.formula_bubble, 1e-12);
+  EXPECT_EQ(zb.formula_terms, ", W = 0.5");
   // With W = 1.5 (B = 1) the W's outlast the gaps: only the fill (K-1)F = 2 x 1 is left, which
   // the simulated schedule meets (the paper's expression would give 2 x 0.5).
   const SimulatedSpec long_w = simulate_spec(spec("zb-h1", 3, 6), {.forward = 1, .backward = 2.5, .weight = 1.5});

@@ -127,7 +127,6 @@ int simulate(const SimulateOptions& o) {
   const pipeline::CostModel& costs = simulated.costs;
   const pipeline::SimulationResult& result = simulated.result;
   const double theory = simulated.formula_bubble;
-  const bool zero_bubble = spec.name == "zb-h1" || spec.name == "zb-h2", v_shaped = pipeline::is_v_schedule(spec.name);
   const std::string shape = std::to_string(spec.micro_batches) + " micro-batches" +
                             (spec.token_slices > 1 ? " x " + std::to_string(spec.token_slices) + " token slices" : "") +
                             (pipedream ? " per mini-batch, " + std::to_string(o.mini_batches) + " mini-batches streamed, weights " +
@@ -155,18 +154,8 @@ int simulate(const SimulateOptions& o) {
     std::printf("%s, %d stages, %s, forward %g, backward %g, message %g\n", spec.name.c_str(), spec.stages, shape.c_str(),
                 o.forward_cost, o.backward_cost, o.communication_cost);
     std::printf("  makespan             %g\n", result.makespan);
-    if (zero_bubble && o.weight_cost < 0)
-      std::printf("  bubble fraction      %.4f  (%s = %.4f, W half the backward)\n", result.bubble_fraction,
-                  simulated.formula.c_str(), theory);
-    else if (zero_bubble)
-      std::printf("  bubble fraction      %.4f  (%s = %.4f, W = %g)\n", result.bubble_fraction, simulated.formula.c_str(),
-                  theory, o.weight_cost);
-    else if (v_shaped)
-      std::printf("  bubble fraction      %.4f  (%s = %.4f)\n", result.bubble_fraction, simulated.formula.c_str(), theory);
-    else
-      std::printf("  bubble fraction      %.4f  (%s = %.4f, M = %d %s in all)\n", result.bubble_fraction,
-                  simulated.formula.c_str(), theory, schedule.micro_batches * schedule.token_slices,
-                  spec.token_slices > 1 ? "units" : "micro-batches");
+    std::printf("  bubble fraction      %.4f  (%s = %.4f%s)\n", result.bubble_fraction, simulated.formula.c_str(), theory,
+                simulated.formula_terms.c_str());
     const char* per = schedule.replicated() ? "per worker (stage by stage, replica by replica)" : "per stage";
     std::printf("  peak in flight       %s %s %s\n", in_flight.c_str(),
                 spec.token_slices > 1        ? "(micro-batch, slice) units"
