@@ -39,8 +39,7 @@ SimulatedSpec simulate_spec(ScheduleSpec spec, const UniformCosts& c) {
     // 1F1B's (K - 1)(F + B + W); ZB-H2 keeps it too when every step ends with a flush. The
     // paper takes F = B = W; a W longer than B fills more than the gaps B leaves, but no
     // schedule idles less than the fill (K - 1)F, since the last stage starts only when the
-    // first forward reaches it: past W = B that fill is the formula (the old expression went
-    // to zero at W = F + B, and below).
+    // first forward reaches it: past W = B that fill is the formula.
     const double idle = (K - 1) * (F + std::max(B - W, 0.0));
     out.formula_bubble = idle / (M * (F + B + W) + idle);
     out.formula = W <= B ? "zero bubble's (K-1)(F+B-W) / (M(F+B+W) + (K-1)(F+B-W))"
@@ -54,11 +53,10 @@ SimulatedSpec simulate_spec(ScheduleSpec spec, const UniformCosts& c) {
     out.formula = "a V's least, its fill: (K-1)F/2 / (M(F+B+W) + (K-1)F/2)";  // B and W: the backward's halves
   } else {
     // Token slices are units of work like micro-batches: M * S of them with equal costs.
-    out.formula_bubble = theoretical_bubble_fraction(spec.stages, schedule.micro_batches * schedule.token_slices,
-                                                     schedule.virtual_stages);
+    const int units = schedule.micro_batches * schedule.token_slices;
+    out.formula_bubble = theoretical_bubble_fraction(spec.stages, units, schedule.virtual_stages);
     out.formula = schedule.virtual_stages > 1 ? "formula (K-1)/(vM+K-1)" : "formula (K-1)/(M+K-1)";
-    out.formula_terms = ", M = " + std::to_string(schedule.micro_batches * schedule.token_slices) +
-                        (schedule.token_slices > 1 ? " units in all" : " micro-batches in all");
+    out.formula_terms = ", M = " + std::to_string(units) + (schedule.token_slices > 1 ? " units in all" : " micro-batches in all");
     // A schedule file may order its work any way: the formula is the yardstick, not its own.
     if (!spec.file.empty()) out.formula = "for comparison, 1F1B's " + out.formula;
   }

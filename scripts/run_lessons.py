@@ -105,8 +105,9 @@ def lesson_blocks(path: Path):
         elif inside and line.strip() == "```":
             inside = False
             script = textwrap.dedent("\n".join(lines))  # a block inside a list item is indented
-            if lines and HEADER.match(script.splitlines()[0]):
-                blocks.append((HEADER.match(script.splitlines()[0]).group(1).split(), script))
+            header = HEADER.match(script.splitlines()[0]) if lines else None
+            if header:
+                blocks.append((header.group(1).split(), script))
         elif inside:
             lines.append(line)
     return blocks

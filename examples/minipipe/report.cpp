@@ -18,6 +18,7 @@
 #include "pipeline/simulator.h"
 #include "pipeline/trace.h"
 #include "run_log.h"
+#include "training_log.h"
 
 namespace minipipe::cli {
 
@@ -38,17 +39,11 @@ std::string escaped(const std::string& text) {
   return out;
 }
 
-std::string format(const char* pattern, double value) {
-  char text[64];
-  std::snprintf(text, sizeof text, pattern, value);
-  return text;
-}
-
 // A JSON value as a table cell.
 std::string cell(const nn::JsonValue& v) {
   switch (v.kind) {
     case Kind::String: return escaped(v.string);
-    case Kind::Number: return v.real == std::floor(v.real) && std::fabs(v.real) < 1e15 ? format("%.0f", v.real) : format("%.6g", v.real);
+    case Kind::Number: return v.real == std::floor(v.real) && std::fabs(v.real) < 1e15 ? format_value("%.0f", v.real) : format_value("%.6g", v.real);
     case Kind::Boolean: return v.boolean ? "true" : "false";
     case Kind::Null: return "&ndash;";
     case Kind::Array: {
@@ -94,8 +89,8 @@ std::string loss_curve(const RunLog& run) {
   svg << "<line x1=\"" << left << "\" y1=\"" << top + height << "\" x2=\"" << left + width << "\" y2=\"" << top + height
       << "\" stroke=\"black\"/><line x1=\"" << left << "\" y1=\"" << top << "\" x2=\"" << left << "\" y2=\"" << top + height
       << "\" stroke=\"black\"/>\n";
-  svg << "<text x=\"4\" y=\"" << top + 10 << "\">" << format("%.3f", high) << "</text><text x=\"4\" y=\"" << top + height
-      << "\">" << format("%.3f", low) << "</text>\n";
+  svg << "<text x=\"4\" y=\"" << top + 10 << "\">" << format_value("%.3f", high) << "</text><text x=\"4\" y=\"" << top + height
+      << "\">" << format_value("%.3f", low) << "</text>\n";
   svg << "<text x=\"" << left << "\" y=\"" << top + height + 16 << "\">step " << first << "</text><text x=\"" << left + width - 60
       << "\" y=\"" << top + height + 16 << "\">step " << last << "</text>\n";
   svg << "<polyline fill=\"none\" stroke=\"#4e79a7\" stroke-width=\"1.5\" points=\"";
@@ -126,23 +121,23 @@ std::string timeline_section(const RunLog& run, const std::vector<pipeline::Trac
     const pipeline::CostModel costs = pipeline::costs_from_trace(measured, schedule);
     const std::vector<pipeline::TraceEvent> predicted = pipeline::to_trace(pipeline::simulate(schedule, costs));
     const pipeline::TraceSummary would = pipeline::summarize(predicted, workers);
-    predicted_step = format("%.2f ms", would.makespan_us / 1e3) +
-                     format(" (%+.1f%%)", was.makespan_us > 0 ? 100 * (would.makespan_us / was.makespan_us - 1) : 0.0);
-    predicted_bubble = format("%.3f", would.bubble_fraction);
+    predicted_step = format_value("%.2f ms", would.makespan_us / 1e3) +
+                     format_value(" (%+.1f%%)", was.makespan_us > 0 ? 100 * (would.makespan_us / was.makespan_us - 1) : 0.0);
+    predicted_bubble = format_value("%.3f", would.bubble_fraction);
     out += "<p>The traced step: each row's upper half as measured, its lower half as the simulator predicts it from each "
            "stage's median forward and backward time in this trace.</p>\n";
     out += "<div id=\"timeline\">" +
            pipeline::comparison_svg(measured, predicted, names, escaped(run.schedule) + ": measured and predicted") + "</div>\n";
   }
   out += "<table class=\"numbers\"><tr><th></th><th>measured</th><th>predicted</th><th>formula</th></tr>\n";
-  out += "<tr><th>step time</th><td>" + format("%.2f ms", was.makespan_us / 1e3) + "</td><td>" + predicted_step + "</td><td></td></tr>\n";
-  out += "<tr><th>bubble</th><td>" + format("%.3f", was.bubble_fraction) + "</td><td>" + predicted_bubble + "</td><td>" +
-         format("%.3f", formula) + (run.asynchronous ? "" : std::string(" = ") + bubble_formula(run)) +
+  out += "<tr><th>step time</th><td>" + format_value("%.2f ms", was.makespan_us / 1e3) + "</td><td>" + predicted_step + "</td><td></td></tr>\n";
+  out += "<tr><th>bubble</th><td>" + format_value("%.3f", was.bubble_fraction) + "</td><td>" + predicted_bubble + "</td><td>" +
+         format_value("%.3f", formula) + (run.asynchronous ? "" : std::string(" = ") + bubble_formula(run)) +
          "</td></tr>\n</table>\n";
   out += "<h3>Where each stage's time went</h3>\n<table class=\"numbers\"><tr><th></th><th>compute</th><th>waiting for "
          "activations</th><th>waiting for gradients</th><th>idle at fill and flush</th><th>other</th></tr>\n";
   const std::vector<pipeline::WorkerTime> times = pipeline::where_time_went(measured, workers);
-  auto share = [&](double us) { return format("%.2f ms", us / 1e3) + format(" (%.0f%%)", was.makespan_us > 0 ? 100 * us / was.makespan_us : 0.0); };
+  auto share = [&](double us) { return format_value("%.2f ms", us / 1e3) + format_value(" (%.0f%%)", was.makespan_us > 0 ? 100 * us / was.makespan_us : 0.0); };
   for (int w = 0; w < workers; ++w)
     out += "<tr><th>" + names[w] + "</th><td>" + share(times[w].compute_us) + "</td><td>" + share(times[w].waiting_activation_us) +
            "</td><td>" + share(times[w].waiting_gradient_us) + "</td><td>" + share(times[w].idle_at_flush_us) + "</td><td>" +
@@ -185,9 +180,9 @@ std::string memory_section(const RunLog& run, const std::vector<pipeline::TraceE
   for (size_t s = 0; s < peaks.array.size(); ++s) {
     const double bytes = peaks.array[s].real;
     const int units = s < in_flight.size() ? in_flight[s] : 0;
-    out += "<tr><th>stage " + std::to_string(s) + "</th><td>" + format("%.2f MiB", bytes / (1 << 20)) + "</td><td>" +
+    out += "<tr><th>stage " + std::to_string(s) + "</th><td>" + format_value("%.2f MiB", bytes / (1 << 20)) + "</td><td>" +
            (units ? std::to_string(units) : "&ndash;") + "</td><td>" +
-           (units ? format("%.2f MiB", bytes / units / (1 << 20)) : "&ndash;") + "</td></tr>\n";
+           (units ? format_value("%.2f MiB", bytes / units / (1 << 20)) : "&ndash;") + "</td></tr>\n";
   }
   return out + "</table>\n<p>Peak memory is what the stage's thread allocated and still held at its peak: the activations "
                "kept for backwards, the weights' gradients and temporaries (not the parameters or the optimizer's "
@@ -211,12 +206,12 @@ std::string capstone_score(const RunLog& run, double budget_mib) {
   std::string peaks_text, over;
   for (size_t s = 0; s < peaks.array.size(); ++s) {
     const double mib = peaks.array[s].real / (1 << 20);
-    peaks_text += (s ? ", " : "") + format("%.2f", mib);
-    if (mib > budget_mib && over.empty()) over = "stage " + std::to_string(s) + format(" peaked at %.2f MiB", mib);
+    peaks_text += (s ? ", " : "") + format_value("%.2f", mib);
+    if (mib > budget_mib && over.empty()) over = "stage " + std::to_string(s) + format_value(" peaked at %.2f MiB", mib);
   }
-  if (!over.empty()) return "score 0: " + over + format(", over the %g MiB budget", budget_mib) + " (peaks " + peaks_text + " MiB)";
-  return format("score %.0f ", median) + run.throughput_unit + " (median of steps 2 on), every stage within the " +
-         format("%g MiB budget", budget_mib) + " (peaks " + peaks_text + " MiB)";
+  if (!over.empty()) return "score 0: " + over + format_value(", over the %g MiB budget", budget_mib) + " (peaks " + peaks_text + " MiB)";
+  return format_value("score %.0f ", median) + run.throughput_unit + " (median of steps 2 on), every stage within the " +
+         format_value("%g MiB budget", budget_mib) + " (peaks " + peaks_text + " MiB)";
 }
 
 }  // namespace

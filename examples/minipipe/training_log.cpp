@@ -11,12 +11,15 @@ void JsonObject::key(const std::string& k) {
   if (!body_.empty()) body_ += ",";
   body_ += "\"" + k + "\":";
 }
+std::string format_value(const char* pattern, double value) {
+  char text[64];
+  std::snprintf(text, sizeof text, pattern, value);
+  return text;
+}
+
 namespace {
 std::string json_number(double value, const char* format) {
-  char buffer[40];
-  if (std::isfinite(value)) std::snprintf(buffer, sizeof buffer, format, value);
-  else std::snprintf(buffer, sizeof buffer, "null");
-  return buffer;
+  return std::isfinite(value) ? format_value(format, value) : "null";
 }
 }  // namespace
 

@@ -9,6 +9,9 @@
 
 namespace minipipe::cli {
 
+// One number in printf's words: format_value("%.2f", 1.5) is "1.50".
+std::string format_value(const char* pattern, double value);
+
 // A flat JSON object built field by field.
 class JsonObject {
  public:

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <stdexcept>
 
 #include "nn/model_file.h"
@@ -11,19 +10,13 @@ namespace minipipe::cli {
 
 namespace {
 
-std::string formatted(double value, const char* format) {
-  char text[32];
-  std::snprintf(text, sizeof text, format, value);
-  return text;
-}
-
 // Whether an evaluation reached the run's target (--target-loss, --target-accuracy), and in
 // which words; empty when it did not, or no target was set.
 std::string target_reached(const TrainOptions& options, const Evaluation& evaluation) {
   if (options.target_loss > 0 && evaluation.loss <= options.target_loss)
-    return "loss " + formatted(evaluation.loss, "%.4f") + " <= " + formatted(options.target_loss, "%g");
+    return "loss " + format_value("%.4f", evaluation.loss) + " <= " + format_value("%g", options.target_loss);
   if (options.target_accuracy > 0 && evaluation.accuracy >= options.target_accuracy)
-    return "accuracy " + formatted(100 * evaluation.accuracy, "%.1f") + "% >= " + formatted(100 * options.target_accuracy, "%g") + "%";
+    return "accuracy " + format_value("%.1f", 100 * evaluation.accuracy) + "% >= " + format_value("%g", 100 * options.target_accuracy) + "%";
   return "";
 }
 
@@ -76,7 +69,7 @@ int run_training(const TrainOptions& options, Device device, const TrainingRecip
       if (has_target && training.any_process(!reached.empty())) {  // all ranks stop together
         target_step = step;
         log.message("reached the target (" + reached + ") after step " + std::to_string(step) + ", " +
-                    formatted(training_seconds, "%.2f") + " s of training (evaluations excluded)");
+                    format_value("%.2f", training_seconds) + " s of training (evaluations excluded)");
         end_step = step;
         break;
       }
@@ -98,9 +91,12 @@ int run_training(const TrainOptions& options, Device device, const TrainingRecip
                            .add_raw("pipeline", training.summary().str())
                            .add_raw("peak_bytes", training.peak_memory_json());
   if (has_target) {
-    if (target_step < 0) log.message("the target was not reached in " + std::to_string(end_step) + " steps");
-    if (target_step < 0) summary.add_raw("target_step", "null").add_raw("target_training_seconds", "null");
-    else summary.add("target_step", target_step).add("target_training_seconds", training_seconds);
+    if (target_step < 0) {
+      log.message("the target was not reached in " + std::to_string(end_step) + " steps");
+      summary.add_raw("target_step", "null").add_raw("target_training_seconds", "null");
+    } else {
+      summary.add("target_step", target_step).add("target_training_seconds", training_seconds);
+    }
   }
   if (training.process_group()) summary.add_raw("ranks", training.ranks_json());  // every rank takes part
   log.summary(summary);
