@@ -140,9 +140,12 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   Shape out_shape = x.shape();
   out_shape.back() = out_features;
   Tensor y = empty(out_shape, DType::Float32, x.device());
-  if (bias.defined()) copy_(y, bias.expand(out_shape));  // every row starts as the bias
-  kernels::gemm(y.device(), false, true, rows, out_features, in, 1.0f, xc.data<float>(), in, wc.data<float>(), in,
-                bias.defined() ? 1.0f : 0.0f, y.data<float>(), out_features);
+  if (bias.defined())
+    kernels::gemm_plus_bias(y.device(), false, true, rows, out_features, in, xc.data<float>(), in, wc.data<float>(), in,
+                            bias.contiguous().data<float>(), y.data<float>(), out_features);
+  else
+    kernels::gemm(y.device(), false, true, rows, out_features, in, 1.0f, xc.data<float>(), in, wc.data<float>(), in,
+                  0.0f, y.data<float>(), out_features);
   if (!any_requires_grad({x, weight, bias})) return y;
   const Tensor sx = xc.detach(), sw = wc.detach();
   const bool need_x = x.requires_grad(), need_w = weight.requires_grad(), need_b = bias.defined() && bias.requires_grad();

@@ -27,6 +27,7 @@
 #include "autograd/reduction.h"
 #include "autograd/softmax.h"
 #include "benchmark_stats.h"
+#include "kernels/cpu/optimizer.h"
 #include "kernels/cpu/threads.h"
 #include "tensor/factories.h"
 
@@ -140,6 +141,13 @@ int main(int argc, char** argv) {
     memory_row("gelu", {big}, 2.0 * big * 4, [&] { gelu(x); });
     const Tensor leaf = x.detach().set_requires_grad();
     backward_row("gelu backward", {big}, 3.0 * big * 4, leaf, [](const Tensor& t) { return gelu(t); });
+    // An optimizer step over 4M parameters: reads the parameter, gradient and both moments,
+    // writes the parameter and the moments.
+    const Tensor param = x.clone(), moment = zeros({big}), square = zeros({big});
+    memory_row("adamw update", {big}, 7.0 * big * 4, [&] {
+      kernels::cpu::adamw_update(param.data<float>(), y.data<float>(), moment.data<float>(), square.data<float>(), big,
+                                 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 10);
+    });
   }
   {
     const Tensor x = randn({rows_n, cols}, g), bias = randn({cols}, g), gamma = ones({cols}), beta = zeros({cols});

@@ -18,6 +18,7 @@
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/convolution.h"
+#include "kernels/cuda/copy.h"
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/gather.h"
 #include "kernels/cuda/gemm.h"
@@ -165,6 +166,15 @@ void gemm(const Device& device, bool trans_a, bool trans_b, int64_t m, int64_t n
           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   MINIPIPE_DISPATCH(device, cpu::gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc),
                     cuda::gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, stream));
+}
+
+void gemm_plus_bias(const Device& device, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a,
+                    int64_t lda, const float* b, int64_t ldb, const float* bias, float* c, int64_t ldc) {
+  MINIPIPE_DISPATCH(device, cpu::gemm_plus_bias(trans_a, trans_b, m, n, k, a, lda, b, ldb, bias, c, ldc), ([&] {
+    const int64_t bias_strides[2] = {0, 1}, c_strides[2] = {ldc, 1}, shape[2] = {m, n};
+    cuda::strided_copy32(bias, bias_strides, c, c_strides, shape, 2, stream);
+    cuda::gemm(trans_a, trans_b, m, n, k, 1.0f, a, lda, b, ldb, 1.0f, c, ldc, stream);
+  }()));
 }
 
 void gemm_batched(const Device& device, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,

@@ -78,6 +78,11 @@ void cross_entropy_backward(const Device& device, const float* probabilities, co
 
 void gemm(const Device& device, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+// C = op(A) * op(B) + bias, the n values of bias added to every row (a linear layer with a
+// bias): the CPU adds it as it stores C; a GPU copies it into C's rows, then runs the GEMM
+// with beta = 1. Both round as that copy and GEMM would.
+void gemm_plus_bias(const Device& device, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a,
+                    int64_t lda, const float* b, int64_t ldb, const float* bias, float* c, int64_t ldc);
 // `batch` GEMMs, matrix i at a + i * stride_a, b + i * stride_b and c + i * stride_c: one
 // cuBLAS call on a GPU (a loop on the CPU).
 void gemm_batched(const Device& device, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,

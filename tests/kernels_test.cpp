@@ -176,7 +176,7 @@ struct GemmCase {
 };
 
 // Shapes that end inside a register tile (8- and 12-row, 32-column), span several row,
-// column and depth blocks (96 rows, 2048 columns, 256 deep), and degenerate ones. The last
+// column and depth blocks (96 rows, 768 columns, 512 deep), and degenerate ones. The last
 // four are large enough to be split between kernel threads: by rows (taller than wide) or
 // by columns, into bands that end inside a tile.
 const GemmCase kGemmCases[] = {
@@ -184,7 +184,7 @@ const GemmCase kGemmCases[] = {
     {97, 31, 257, true, false, 0.5f}, {12, 32, 1, true, true, 0.0f},    {200, 65, 520, false, true, 0.0f},
     {5, 2050, 9, false, false, -1.0f}, {128, 128, 32, false, true, 0.0f}, {33, 17, 0, false, false, 0.5f},
     {301, 99, 200, true, true, 0.5f}, {50, 1001, 100, false, false, 0.0f}, {97, 700, 70, true, false, 1.0f},
-    {40, 1030, 130, false, true, 0.0f},
+    {40, 1030, 130, false, true, 0.0f}, {30, 800, 1030, true, false, 1.0f},
 };
 
 // The layout of one case: leading dimensions wider than the rows, so that a kernel assuming
@@ -254,6 +254,30 @@ TEST(Gemm, GivesTheSameBitsOnAnyNumberOfThreads) {
   }
 }
 #endif
+
+// The oracle is the pass it saves: C holding the bias in every row, then gemm with beta = 1.
+TEST(Gemm, PlusBiasIsAGemmOnCFilledWithTheBiasBitForBit) {
+  for (const int threads : {1, 3}) {
+    const KernelThreads kernel_threads(threads);
+    for (GemmCase c : kGemmCases) {
+      c.beta = 1.0f;
+      GemmOperands operands(c);
+      const std::vector<float> bias = numbered(c.n, 0.3f);
+      std::vector<float> out(operands.c_before.size(), std::numeric_limits<float>::quiet_NaN());
+      for (int64_t i = 0; i < c.m; ++i)
+        for (int64_t j = 0; j < c.n; ++j) operands.c_before[static_cast<size_t>(i * operands.ldc + j)] = bias[j];
+      for (size_t i = 0; i < out.size(); ++i)
+        if (i % operands.ldc >= static_cast<size_t>(c.n)) operands.c_before[i] = out[i];  // the gaps: NaN in both
+      const std::vector<float> expected = operands.multiply(c, 1.0f);
+      gemm_plus_bias(c.trans_a, c.trans_b, c.m, c.n, c.k, operands.a.data(), operands.lda, operands.b.data(),
+                     operands.ldb, bias.data(), out.data(), operands.ldc);
+      for (size_t i = 0; i < out.size(); ++i)
+        ASSERT_TRUE(std::isnan(expected[i]) ? std::isnan(out[i]) : std::memcmp(&out[i], &expected[i], 4) == 0)
+            << c.m << "x" << c.n << "x" << c.k << " trans " << c.trans_a << c.trans_b << " at " << i << ", "
+            << threads << " threads: " << out[i] << " against " << expected[i];
+    }
+  }
+}
 
 TEST(Gemm, BatchedOnSeveralThreadsGivesEachProductAsOneGemmWould) {
   const int64_t batch = 7, m = 61, n = 45, k = 230, stride_a = m * k + 5, stride_b = k * n + 3, stride_c = m * n + 1;

@@ -19,6 +19,12 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
           int64_t ldc);
 
+// C = op(A) * op(B) + bias, the bias (n values) added to every row: a linear layer's forward.
+// The bias is added as the first depth block's tile is stored, with the rounding of
+// gemm(beta = 1) on a C that holds the bias in every row, without that pass over C.
+void gemm_plus_bias(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                    const float* b, int64_t ldb, const float* bias, float* c, int64_t ldc);
+
 // Multiply-adds (m n k) of every gemm call so far, on every thread: tests measure the work of
 // a computation by the difference before and after it.
 int64_t multiply_adds_done();

@@ -28,6 +28,16 @@ inline void store16(float* p, Floats16 v) { std::memcpy(p, &v, sizeof v); }
 
 inline Floats16 splat16(float x) { return Floats16{} + x; }
 
+// One float or sixteen from p, and back: for code written once for both widths.
+template <class F>
+F load(const float* p);
+template <>
+inline float load<float>(const float* p) { return *p; }
+template <>
+inline Floats16 load<Floats16>(const float* p) { return load16(p); }
+inline void store(float* p, float x) { *p = x; }
+inline void store(float* p, Floats16 v) { store16(p, v); }
+
 // x as an F: for code written once for a float and for sixteen (fast_math.h).
 template <class F>
 F splat(float x);
