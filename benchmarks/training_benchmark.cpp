@@ -5,11 +5,14 @@
 //
 //   training_benchmark --model gpt|cnn [--steps N] [--warmup N] [--threads N]
 //                      [--dim D --layers L --heads H --batch B --context T]   (gpt's shape)
-// Prints one JSON object: {"framework": "minipipe", "model": ..., "steps_per_second": ...}.
+// Prints one JSON object: {"framework": "minipipe", "model": ..., "steps_per_second": ...,
+// "gemm_multiply_adds_per_step": ...}, the last counted by the CPU GEMM over the timed steps
+// (compare_training.py divides it by a measured GEMM rate: the step's GEMM-bound limit).
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 
+#include "kernels/cpu/gemm.h"
 #include "kernels/cpu/threads.h"
 #include "nn/convolutional.h"
 #include "nn/losses.h"
@@ -60,11 +63,13 @@ int main(int argc, char** argv) {
     optimizer.zero_grad();
   };
   for (int i = 0; i < warmup; ++i) step();
+  const int64_t multiply_adds_before = kernels::cpu::multiply_adds_done();
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < steps; ++i) step();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const int64_t multiply_adds = (kernels::cpu::multiply_adds_done() - multiply_adds_before) / steps;
   std::printf("{\"framework\": \"minipipe\", \"model\": \"%s\", \"threads\": %d, \"steps\": %d, "
-              "\"steps_per_second\": %.4f}\n",
-              model_name.c_str(), threads, steps, steps / seconds);
+              "\"steps_per_second\": %.4f, \"gemm_multiply_adds_per_step\": %lld}\n",
+              model_name.c_str(), threads, steps, steps / seconds, static_cast<long long>(multiply_adds));
   return 0;
 }
