@@ -145,7 +145,7 @@ int main(int argc, char** argv) {
     // writes the parameter and the moments.
     const Tensor param = x.clone(), moment = zeros({big}), square = zeros({big});
     memory_row("adamw update", {big}, 7.0 * big * 4, [&] {
-      kernels::cpu::adamw_update(param.data<float>(), y.data<float>(), moment.data<float>(), square.data<float>(), big,
+      kernels::cpu::adamw_update(param.data<float>(), y.data<float>(), 1.0f, moment.data<float>(), square.data<float>(), big,
                                  1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 10);
     });
   }

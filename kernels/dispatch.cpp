@@ -306,21 +306,24 @@ void avg_pool2d_backward(const Device& device, const float* dy, float* dx, int64
                     cuda::avg_pool2d_backward(dy, dx, planes, h, w, window, stream));
 }
 
-void sgd_update(const Device& device, float* param, const float* grad, float* momentum_buffer, int64_t n, float lr,
-                float momentum, float dampening, float weight_decay, bool nesterov, bool first_step) {
+void sgd_update(const Device& device, float* param, const float* grad, float grad_scale, float* momentum_buffer,
+                int64_t n, float lr, float momentum, float dampening, float weight_decay, bool nesterov,
+                bool first_step) {
   MINIPIPE_DISPATCH(device,
-                    cpu::sgd_update(param, grad, momentum_buffer, n, lr, momentum, dampening, weight_decay, nesterov,
-                                    first_step),
-                    cuda::sgd_update(param, grad, momentum_buffer, n, lr, momentum, dampening, weight_decay, nesterov,
-                                     first_step, stream));
+                    cpu::sgd_update(param, grad, grad_scale, momentum_buffer, n, lr, momentum, dampening, weight_decay,
+                                    nesterov, first_step),
+                    cuda::sgd_update(param, grad, grad_scale, momentum_buffer, n, lr, momentum, dampening,
+                                     weight_decay, nesterov, first_step, stream));
 }
 
-void adamw_update(const Device& device, float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
-                  int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay, int64_t step) {
+void adamw_update(const Device& device, float* param, const float* grad, float grad_scale, float* exp_avg,
+                  float* exp_avg_sq, int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                  int64_t step) {
   MINIPIPE_DISPATCH(device,
-                    cpu::adamw_update(param, grad, exp_avg, exp_avg_sq, n, lr, beta1, beta2, eps, weight_decay, step),
-                    cuda::adamw_update(param, grad, exp_avg, exp_avg_sq, n, lr, beta1, beta2, eps, weight_decay, step,
-                                       stream));
+                    cpu::adamw_update(param, grad, grad_scale, exp_avg, exp_avg_sq, n, lr, beta1, beta2, eps,
+                                      weight_decay, step),
+                    cuda::adamw_update(param, grad, grad_scale, exp_avg, exp_avg_sq, n, lr, beta1, beta2, eps,
+                                       weight_decay, step, stream));
 }
 
 }  // namespace minipipe::kernels

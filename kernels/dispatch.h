@@ -133,9 +133,10 @@ void avg_pool2d_forward(const Device& device, const float* x, float* y, int64_t 
 void avg_pool2d_backward(const Device& device, const float* dy, float* dx, int64_t planes, int64_t h, int64_t w,
                          const Window2d& window);
 
-void sgd_update(const Device& device, float* param, const float* grad, float* momentum_buffer, int64_t n, float lr,
-                float momentum, float dampening, float weight_decay, bool nesterov, bool first_step);
-void adamw_update(const Device& device, float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
-                  int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay, int64_t step);
+void sgd_update(const Device& device, float* param, const float* grad, float grad_scale, float* momentum_buffer,
+                int64_t n, float lr, float momentum, float dampening, float weight_decay, bool nesterov, bool first_step);
+void adamw_update(const Device& device, float* param, const float* grad, float grad_scale, float* exp_avg,
+                  float* exp_avg_sq, int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                  int64_t step);
 
 }  // namespace minipipe::kernels

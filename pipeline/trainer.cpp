@@ -401,8 +401,8 @@ void Trainer::make_optimizers() {
     const kernels::ProfilePhase phase("optimizer");
     nn::Optimizer& own = *optimizers_[group_ ? 0 : pipeline_->schedule().first_worker(s) + r];
     own.set_learning_rate(learning_rate(static_cast<int64_t>(step)));
-    if (options_.optimizer.clip_norm > 0) nn::clip_grad_norm(pipeline_->replica(s, r)->parameters(), options_.optimizer.clip_norm);
-    own.step();
+    const float clip = options_.optimizer.clip_norm;
+    own.step(clip > 0 ? nn::clip_factor(nn::squared_gradient_norms(pipeline_->replica(s, r)->parameters()), clip) : 1.0f);
     own.zero_grad();
   });
 }
@@ -442,8 +442,7 @@ std::vector<float> Trainer::train(const std::vector<datasets::Batch>& batches, i
     if (group_) result.losses = {gather_step(result)};
     record(result, losses);
     const kernels::ProfilePhase phase("optimizer");
-    if (options_.optimizer.clip_norm > 0) clip_gradients();
-    optimizer.step();
+    optimizer.step(clip_factor());
     optimizer.zero_grad();
   }
   return losses;
@@ -471,16 +470,15 @@ float Trainer::gather_step(const StepResult& result) const {
   return static_cast<float>(group_->sum(holds_loss() ? result.loss : 0.0) / group_->replicas());
 }
 
-// By the global norm. Under mpirun each rank has its own parameters' squared norms; every
-// rank adds all of them in model order, as one process would: the ranks send (layer, squared
-// norm) pairs, since under interleaving a rank's layers are not one run of the model's.
-void Trainer::clip_gradients() const {
+// By the global norm, scaled as the optimizer reads the gradients. Under mpirun each rank has
+// its own parameters' squared norms; every rank adds all of them in model order, as one
+// process would: the ranks send (layer, squared norm) pairs, since under interleaving a rank's
+// layers are not one run of the model's.
+float Trainer::clip_factor() const {
+  if (options_.optimizer.clip_norm <= 0) return 1.0f;
   const std::vector<Tensor> parameters = model_->parameters();
   const std::vector<double> own = nn::squared_gradient_norms(parameters);
-  if (!group_) {
-    nn::clip_grad_norm_to(parameters, own, options_.optimizer.clip_norm);
-    return;
-  }
+  if (!group_) return nn::clip_factor(own, options_.optimizer.clip_norm);
   std::map<const TensorImpl*, double> layer_of;  // model_->parameters() lists a tied tensor once, at its first layer
   for (size_t i = model_->size(); i-- > 0;)
     for (const Tensor& p : (*model_)[i]->parameters()) layer_of[p.impl()] = static_cast<double>(i);
@@ -495,7 +493,7 @@ void Trainer::clip_gradients() const {
   std::stable_sort(by_layer.begin(), by_layer.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<double> squares;
   for (const auto& [layer, square] : by_layer) squares.push_back(square);
-  nn::clip_grad_norm_to(parameters, squares, options_.optimizer.clip_norm);
+  return nn::clip_factor(squares, options_.optimizer.clip_norm);
 }
 
 Tensor Trainer::forward(const Tensor& x) const {

@@ -148,7 +148,7 @@ class Trainer {
   std::vector<bool> own_layers(const StagePlan& plan, const Schedule& schedule) const;  // under mpirun
   void keep_own_layers(const StagePlan& plan, const Schedule& schedule, const nn::ModelRecipe* recipe);
   void add_tied_gradients() const;  // under mpirun: each tied weight's two sides summed on both
-  void clip_gradients() const;
+  float clip_factor() const;  // the step's gradient scale: 1 without clipping or under the norm
   int loss_stage() const;  // the stage of the model's last piece, whose rank computes the loss
   bool holds_loss() const { return group_ && group_->stage() == loss_stage(); }
   StagePlan make_plan(const Tensor& sample, const nn::ModelRecipe* recipe);

@@ -332,6 +332,7 @@ TEST_F(CudaOps, OptimizerStepsMatchTheCpu) {
   Generator g(16);
   const Tensor start = randn({1027}, g);
   const std::vector<Tensor> grads{randn({1027}, g), randn({1027}, g), randn({1027}, g)};
+  const std::vector<float> scales{1.0f, 0.37f, 2.5f};  // gradient clipping's factor, folded into the step
   const nn::SgdOptions sgd{.lr = 0.1f, .momentum = 0.9f, .weight_decay = 0.01f, .nesterov = true};
   const nn::AdamWOptions adamw{.lr = 0.01f, .weight_decay = 0.1f};
   std::vector<Tensor> sgd_params, adamw_params;
@@ -340,8 +341,8 @@ TEST_F(CudaOps, OptimizerStepsMatchTheCpu) {
     const Tensor q = start.to(device).clone(), m = zeros({1027}, DType::Float32, device),
                  v = zeros({1027}, DType::Float32, device);
     for (size_t step = 0; step < grads.size(); ++step) {
-      sgd_step_(p, grads[step].to(device), buffer, sgd, step == 0);
-      adamw_step_(q, grads[step].to(device), m, v, adamw, static_cast<int64_t>(step) + 1);
+      sgd_step_(p, grads[step].to(device), buffer, sgd, step == 0, scales[step]);
+      adamw_step_(q, grads[step].to(device), m, v, adamw, static_cast<int64_t>(step) + 1, scales[step]);
     }
     sgd_params.push_back(p.to(Device::cpu()));
     adamw_params.push_back(q.to(Device::cpu()));

@@ -249,6 +249,46 @@ TEST(Optim, ClipGradNormScalesToTheLimit) {
   expect_values(b.grad(), {0.8f});
 }
 
+// The trainer clips by handing clip_factor's factor to step(), which scales each gradient as it
+// reads it; the oracle is the pass it replaces: clip_grad_norm's scaled gradients, then a step.
+TEST(Optim, AStepWithTheClipFactorIsClippingThenAStepBitForBit) {
+  Generator g(9);
+  const Tensor start_w = randn({37, 29}, g), start_b = randn({1003}, g);  // decayed, not decayed; ragged vectors
+  std::vector<std::vector<Tensor>> grads;
+  for (int step = 0; step < 3; ++step) grads.push_back({randn({37, 29}, g), randn({1003}, g)});
+  for (const float max_norm : {0.5f, 1e6f}) {  // clips every step, never clips
+    for (const bool adamw : {true, false}) {
+      std::vector<Tensor> results[2];
+      for (const bool folded : {false, true}) {
+        const Tensor w = start_w.clone().set_requires_grad(), b = start_b.clone().set_requires_grad();
+        const NamedTensors named{{"w", w}, {"b", b}};
+        std::unique_ptr<Optimizer> optimizer;
+        if (adamw) optimizer = std::make_unique<AdamW>(named, AdamWOptions{.lr = 0.01f, .weight_decay = 0.1f});
+        else optimizer = std::make_unique<SGD>(named, SgdOptions{.lr = 0.1f, .momentum = 0.9f, .weight_decay = 0.01f, .nesterov = true});
+        for (const std::vector<Tensor>& step_grads : grads) {
+          w.set_grad(step_grads[0].clone());
+          b.set_grad(step_grads[1].clone());
+          if (folded) {
+            optimizer->step(clip_factor(squared_gradient_norms({w, b}), max_norm));
+          } else {
+            clip_grad_norm({w, b}, max_norm);
+            optimizer->step();
+          }
+        }
+        results[folded] = {w, b};
+        for (const auto& [name, state] : optimizer->state_dict()) results[folded].push_back(state);
+      }
+      ASSERT_EQ(results[0].size(), results[1].size());
+      for (size_t i = 0; i < results[0].size(); ++i) {
+        SCOPED_TRACE((adamw ? "AdamW, tensor " : "SGD, tensor ") + std::to_string(i) + ", max norm " + std::to_string(max_norm));
+        expect_same_values(results[1][i], results[0][i], 0.0f, 0.0f);
+      }
+    }
+  }
+  EXPECT_FLOAT_EQ(clip_factor({9.0, 16.0}, 1.0f), 0.2f);  // norm 5
+  EXPECT_EQ(clip_factor({9.0, 16.0}, 5.0f), 1.0f);
+}
+
 TEST(Optim, GradientNormsSumEveryEntryOfRaggedRuns) {
   // 2500 entries: two full runs of 1024 and a ragged third, read through a transposed view.
   Generator g(3);

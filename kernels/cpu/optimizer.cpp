@@ -7,11 +7,13 @@
 
 namespace minipipe::kernels::cpu {
 
-void sgd_update(float* param, const float* grad, float* momentum_buffer, int64_t n, float lr,
+void sgd_update(float* param, const float* grad, float grad_scale, float* momentum_buffer, int64_t n, float lr,
                 float momentum, float dampening, float weight_decay, bool nesterov,
                 bool first_step) {
   parallel_for(n, 4, [&](int64_t i) {
-    float g = grad[i] + weight_decay * param[i];
+    // An explicit fma, so that the compiler cannot fuse grad * grad_scale into the sum instead
+    // and skip its rounding (which scale(), the pass this replaces, does).
+    float g = std::fma(weight_decay, param[i], grad[i] * grad_scale);
     if (momentum != 0.0f) {
       float& buf = momentum_buffer[i];
       buf = first_step ? g : momentum * buf + (1.0f - dampening) * g;
@@ -23,7 +25,7 @@ void sgd_update(float* param, const float* grad, float* momentum_buffer, int64_t
 
 namespace {
 struct AdamWConstants {
-  float decay, beta1, beta2, eps, step_size, sqrt_correction2;
+  float grad_scale, decay, beta1, beta2, eps, step_size, sqrt_correction2;
 };
 
 inline float square_root(float x) { return std::sqrt(x); }
@@ -40,7 +42,8 @@ inline Floats16 square_root(Floats16 x) {
 // in the same order either way, so the result does not depend on where the vectors start.
 template <class F>
 inline void adamw_element(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, const AdamWConstants& c) {
-  F p = load<F>(param), g = load<F>(grad), m = load<F>(exp_avg), v = load<F>(exp_avg_sq);
+  F p = load<F>(param), m = load<F>(exp_avg), v = load<F>(exp_avg_sq);
+  const F g = load<F>(grad) * c.grad_scale;
   p -= c.decay * p;
   m = c.beta1 * m + (1.0f - c.beta1) * g;
   v = c.beta2 * v + (1.0f - c.beta2) * g * g;
@@ -54,11 +57,11 @@ inline void adamw_element(float* param, const float* grad, float* exp_avg, float
 
 // Written with explicit vectors: std::sqrt may set errno, which keeps the compiler from
 // vectorising the loop by itself (it ran at a third of add's bandwidth).
-void adamw_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t n,
+void adamw_update(float* param, const float* grad, float grad_scale, float* exp_avg, float* exp_avg_sq, int64_t n,
                   float lr, float beta1, float beta2, float eps, float weight_decay, int64_t step) {
   const float correction1 = 1.0f - std::pow(beta1, static_cast<float>(step));
   const float correction2 = 1.0f - std::pow(beta2, static_cast<float>(step));
-  const AdamWConstants c{lr * weight_decay, beta1, beta2, eps, lr / correction1, std::sqrt(correction2)};
+  const AdamWConstants c{grad_scale, lr * weight_decay, beta1, beta2, eps, lr / correction1, std::sqrt(correction2)};
   parallel_ranges(n, 7, [&](int64_t begin, int64_t end) {
     int64_t i = begin;
     for (; i + kLanes <= end; i += kLanes)

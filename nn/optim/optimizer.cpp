@@ -75,7 +75,7 @@ std::vector<std::string> SGD::state_names() const {
   return options.momentum != 0.0f ? std::vector<std::string>{"momentum"} : std::vector<std::string>{};
 }
 
-void SGD::step() {
+void SGD::update(float gradient_scale) {
   NoGradGuard no_grad;
   nn::SgdOptions o = options;
   o.lr = learning_rate_;
@@ -85,7 +85,7 @@ void SGD::step() {
     // A parameter's first update initialises its momentum buffer (PyTorch's convention).
     const bool first_update = !state_.count(parameters_[i].first + ".momentum");
     const Tensor buffer = o.momentum != 0.0f ? state(i, "momentum") : Tensor();
-    sgd_step_(p, p.grad(), buffer, o, first_update);
+    sgd_step_(p, p.grad(), buffer, o, first_update, gradient_scale);
   }
   ++steps_;
 }
@@ -94,7 +94,7 @@ AdamW::AdamW(NamedTensors parameters, const nn::AdamWOptions& o) : Optimizer(std
   learning_rate_ = o.lr;
 }
 
-void AdamW::step() {
+void AdamW::update(float gradient_scale) {
   NoGradGuard no_grad;
   nn::AdamWOptions o = options;
   o.lr = learning_rate_;
@@ -105,7 +105,7 @@ void AdamW::step() {
     // Biases and normalisation gains (1-D) are not decayed, as is usual for Transformers.
     nn::AdamWOptions per_parameter = o;
     if (p.dim() < 2) per_parameter.weight_decay = 0.0f;
-    adamw_step_(p, p.grad(), state(i, "exp_avg"), state(i, "exp_avg_sq"), per_parameter, steps_);
+    adamw_step_(p, p.grad(), state(i, "exp_avg"), state(i, "exp_avg_sq"), per_parameter, steps_, gradient_scale);
   }
 }
 
@@ -139,17 +139,26 @@ std::vector<double> squared_gradient_norms(const std::vector<Tensor>& parameters
   return squares;
 }
 
-float clip_grad_norm_to(const std::vector<Tensor>& parameters, const std::vector<double>& squares, float max_norm) {
-  NoGradGuard no_grad;
+namespace {
+float norm_of(const std::vector<double>& squares) {
   double total = 0.0;
   for (double s : squares) total += s;
-  const float norm = static_cast<float>(std::sqrt(total));
-  if (norm > max_norm && norm > 0.0f) {
-    const float factor = max_norm / norm;
+  return static_cast<float>(std::sqrt(total));
+}
+}  // namespace
+
+float clip_factor(const std::vector<double>& squares, float max_norm) {
+  const float norm = norm_of(squares);
+  return norm > max_norm && norm > 0.0f ? max_norm / norm : 1.0f;
+}
+
+float clip_grad_norm_to(const std::vector<Tensor>& parameters, const std::vector<double>& squares, float max_norm) {
+  NoGradGuard no_grad;
+  const float factor = clip_factor(squares, max_norm);
+  if (factor != 1.0f)
     for (const Tensor& p : parameters)
       if (p.grad().defined()) p.set_grad(scale(p.grad(), factor));
-  }
-  return norm;
+  return norm_of(squares);
 }
 
 float clip_grad_norm(const std::vector<Tensor>& parameters, float max_norm) {

@@ -15,8 +15,10 @@ class Optimizer {
  public:
   explicit Optimizer(NamedTensors parameters);
   virtual ~Optimizer() = default;
-  // Updates every parameter that has a gradient, with the current learning rate.
-  virtual void step() = 0;
+  // Updates every parameter that has a gradient, with the current learning rate, as if each
+  // gradient had first been multiplied by gradient_scale (clip_factor's factor): bit for bit
+  // what scaling the gradients would give, without a pass that writes them.
+  void step(float gradient_scale = 1.0f) { update(gradient_scale); }
   void zero_grad();
 
   float learning_rate() const { return learning_rate_; }
@@ -34,6 +36,7 @@ class Optimizer {
   virtual std::vector<std::string> state_names() const = 0;
 
  protected:
+  virtual void update(float gradient_scale) = 0;
   // The state tensor `state_name` of parameter i, created as zeros on first use.
   Tensor state(size_t i, const std::string& state_name);
   NamedTensors parameters_;
@@ -45,17 +48,21 @@ class Optimizer {
 class SGD : public Optimizer {
  public:
   SGD(NamedTensors parameters, const nn::SgdOptions& options);
-  void step() override;
   std::vector<std::string> state_names() const override;
   nn::SgdOptions options;
+
+ protected:
+  void update(float gradient_scale) override;
 };
 
 class AdamW : public Optimizer {
  public:
   AdamW(NamedTensors parameters, const nn::AdamWOptions& options);
-  void step() override;
   std::vector<std::string> state_names() const override { return {"exp_avg", "exp_avg_sq"}; }
   nn::AdamWOptions options;
+
+ protected:
+  void update(float gradient_scale) override;
 };
 
 // Learning rate at a step: constant, or linear warmup from 0 over `warmup_steps` followed
@@ -79,6 +86,9 @@ float clip_grad_norm(const std::vector<Tensor>& parameters, float max_norm);
 std::vector<double> squared_gradient_norms(const std::vector<Tensor>& parameters);
 // clip_grad_norm with the norm given as its squares: the whole model's, in model order.
 float clip_grad_norm_to(const std::vector<Tensor>& parameters, const std::vector<double>& squares, float max_norm);
+// The factor clip_grad_norm_to would scale the gradients by (1 when it would leave them), for
+// Optimizer::step to apply as it reads them.
+float clip_factor(const std::vector<double>& squares, float max_norm);
 
 
 }  // namespace minipipe::nn

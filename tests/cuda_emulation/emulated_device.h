@@ -137,6 +137,7 @@ inline float atomicAdd(float* address, float value) {
 }
 
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline float __fmul_rn(float a, float b) { return a * b; }
 template <class T>
 inline T min(T a, T b) { return a < b ? a : b; }
 template <class T>
