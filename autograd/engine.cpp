@@ -25,12 +25,19 @@ void check_gradient_shape(const Tensor& g, const Shape& expected, const std::str
 // This thread's GradientRedirects: parameter -> the leaf whose .grad stands in for its.
 thread_local std::unordered_map<const TensorImpl*, std::shared_ptr<TensorImpl>> redirected;
 
+// A leaf's first gradient: g's buffer itself when no other tensor holds it (a weight's gradient
+// is usually a GEMM's fresh output: copying it cost 1% of a GPT step), else a copy, so that two
+// leaves never share a gradient buffer and an in-place change to a .grad reaches nothing else.
+std::shared_ptr<TensorImpl> first_gradient(const Tensor& g) {
+  const bool sole_owner = g.impl()->storage.use_count() == 1 && g.offset() == 0 && g.is_contiguous();
+  return sole_owner ? g.detach().impl_ptr() : g.clone().impl_ptr();
+}
+
 // What the engine does with the gradient that reaches a leaf or a chosen input.
-// A fresh copy on first arrival, so that two leaves never share a gradient buffer.
 void accumulate_into_leaf(std::shared_ptr<TensorImpl> impl, const Tensor& g) {
   check_gradient_shape(g, impl->shape, "a leaf");
   if (auto it = redirected.find(impl.get()); it != redirected.end()) impl = it->second;
-  impl->grad = impl->grad ? add(Tensor(impl->grad), g).impl_ptr() : g.clone().impl_ptr();
+  impl->grad = impl->grad ? add(Tensor(impl->grad), g).impl_ptr() : first_gradient(g);
 }
 
 }  // namespace

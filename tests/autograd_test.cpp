@@ -52,6 +52,21 @@ TEST(Engine, BackwardFromAScalarAccumulatesIntoLeaves) {
   EXPECT_FALSE(w.grad().defined());
 }
 
+// A leaf takes a gradient's buffer without a copy only when nothing else holds it: add's
+// backward hands the same gradient to both its inputs, and a matmul's weight gradient is a
+// fresh buffer of its own.
+TEST(Engine, LeavesNeverShareAGradientBuffer) {
+  const Tensor a = zeros({4}).set_requires_grad(), b = zeros({4}).set_requires_grad();
+  const Tensor w = from_vector({1, 2, 3, 4, 5, 6}, {2, 3}).set_requires_grad();
+  const Tensor x = from_vector({1, 0, 2}, {3, 1});
+  add(a, b).backward(from_vector({1, 2, 3, 4}, {4}));
+  sum(matmul(w, x)).backward();
+  EXPECT_NE(a.grad().data<float>(), b.grad().data<float>());
+  a.grad().data<float>()[0] = 100.0f;  // as an in-place change (an all-reduce) would
+  expect_values(b.grad(), {1, 2, 3, 4});
+  expect_values(w.grad(), {1, 0, 2, 1, 0, 2});
+}
+
 TEST(Engine, SharedSubgraphGetsTheSumOfItsGradients) {
   // z = a*a + a, used twice downstream: dz/da = 2a + 1 at a = 3 is 7.
   const Tensor a = full({1}, 3.0f).set_requires_grad();
