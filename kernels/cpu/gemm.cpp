@@ -243,8 +243,10 @@ void packed_gemm(int64_t m, int64_t n, int64_t k, float alpha, const StridedMatr
             const int64_t tile_rows = std::min(TileRows, rows - i);
             const Addend tile_addend = block_addend.at(i0 + i, j0 + j);
             // The tile this product will add to is fetched while it multiplies (C is not
-            // in cache: a row band of it is visited once per depth block).
-            if (tile_addend.scale != 0.0f) prefetch_tile(tile_addend.data, tile_rows, tile_addend.ld);
+            // in cache: a row band of it is visited once per depth block). A bias (ld = 0)
+            // is two lines that stay in cache: nothing to fetch.
+            if (tile_addend.scale != 0.0f && tile_addend.ld != 0)
+              prefetch_tile(tile_addend.data, tile_rows, tile_addend.ld);
             multiply_tile<TileRows>(depth, packed_a + i * depth, packed_b + j * depth, tile);
             store_tile<TileRows>(tile, tile_rows, std::min(kTileCols, cols - j), alpha, tile_addend,
                                  c + (i0 + i) * ldc + j0 + j, ldc);
