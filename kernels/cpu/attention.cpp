@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/fast_math.h"
@@ -30,29 +31,56 @@ void pack_transposed(ConstHeadRows rows, int64_t b, int64_t h, int64_t first, in
   }
 }
 
+// Which score vectors (sixteen columns each) a group of rows needs, [first, end) of the
+// block's kColumnVectors: on a block the causal diagonal crosses, a key row's scores for
+// queries that do not see it yet, and a query row's for keys it does not see yet, are masked
+// anyway, so they are never computed (FlashAttention skips whole masked blocks; this skips
+// masked sixteenths of the diagonal ones too).
+struct VectorRange {
+  int first, end;
+};
+
+// `Vectors` score vectors from `columns` on, for four rows (one load of each packed vector
+// shared by the four: sixteen accumulators at most).
+template <int Vectors>
+void score_tile(const float* const* row, const float* packed, int64_t head_dim, float scale, int64_t valid,
+                float* scores) {
+  Floats16 sum[kRowsAtOnce][Vectors] = {};
+  for (int64_t d = 0; d < head_dim; ++d) {
+    Floats16 key[Vectors];
+#pragma GCC unroll 4
+    for (int c = 0; c < Vectors; ++c) key[c] = load16(packed + d * kBlock + c * kLanes);
+#pragma GCC unroll 4
+    for (int i = 0; i < kRowsAtOnce; ++i) {
+      const Floats16 x = splat16(row[i][d]);
+#pragma GCC unroll 4
+      for (int c = 0; c < Vectors; ++c) sum[i][c] = fma16(x, key[c], sum[i][c]);
+    }
+  }
+  for (int64_t i = 0; i < valid; ++i)
+    for (int c = 0; c < Vectors; ++c) store16(scores + i * kBlock + c * kLanes, sum[i][c] * scale);
+}
+
 // scores[r][j] = scale * rows[r] . packed row j, for `count` rows against one packed block
-// (queries against keys, keys against queries, output gradients against values). Four rows
-// at a time share each load of the packed block (sixteen accumulators in registers); the
-// last group repeats its last row and stores only the real ones.
+// (queries against keys, keys against queries, output gradients against values), only the
+// vectors `needed(first row of a group)` names. Four rows at a time share each load of the
+// packed block; the last group repeats its last row and stores only the real ones.
+template <class Needed>
 void block_scores(const float* const* rows, int64_t count, const float* packed, int64_t head_dim, float scale,
-                  float* scores) {
+                  float* scores, Needed needed) {
   for (int64_t r0 = 0; r0 < count; r0 += kRowsAtOnce) {
     const float* row[kRowsAtOnce];
     for (int i = 0; i < kRowsAtOnce; ++i) row[i] = rows[std::min(r0 + i, count - 1)];
-    Floats16 sum[kRowsAtOnce][kColumnVectors] = {};
-    for (int64_t d = 0; d < head_dim; ++d) {
-      Floats16 key[kColumnVectors];
-#pragma GCC unroll 4
-      for (int c = 0; c < kColumnVectors; ++c) key[c] = load16(packed + d * kBlock + c * kLanes);
-#pragma GCC unroll 4
-      for (int i = 0; i < kRowsAtOnce; ++i) {
-        const Floats16 x = splat16(row[i][d]);
-#pragma GCC unroll 4
-        for (int c = 0; c < kColumnVectors; ++c) sum[i][c] = fma16(x, key[c], sum[i][c]);
-      }
+    const VectorRange range = needed(r0);
+    const int64_t valid = std::min<int64_t>(kRowsAtOnce, count - r0), column = range.first * kLanes;
+    float* out = scores + r0 * kBlock + column;
+    switch (range.end - range.first) {
+      case 0: break;
+      case 1: score_tile<1>(row, packed + column, head_dim, scale, valid, out); break;
+      case 2: score_tile<2>(row, packed + column, head_dim, scale, valid, out); break;
+      case 3: score_tile<3>(row, packed + column, head_dim, scale, valid, out); break;
+      default: score_tile<4>(row, packed + column, head_dim, scale, valid, out); break;
     }
-    for (int i = 0; i < kRowsAtOnce && r0 + i < count; ++i)
-      for (int c = 0; c < kColumnVectors; ++c) store16(scores + (r0 + i) * kBlock + c * kLanes, sum[i][c] * scale);
   }
 }
 
@@ -60,6 +88,9 @@ void block_scores(const float* const* rows, int64_t count, const float* packed, 
 //   out[i][d] += sum over t of weight(i, t) * inputs[t][d],
 //   weight(i, t) = weights[i * out_stride + t * term_stride]
 // (P V and dS K with a block's rows as weights; P^T dO and dS^T Q with its columns).
+// Query row q of the block sees key j of the block when j <= q + diagonal; the weights of
+// the pairs it does not see are 0, so their terms are skipped (on the blocks the diagonal
+// crosses, where the weights past it need not even have been written).
 struct WeightedRows {
   float* const* out;
   int64_t outs;
@@ -67,16 +98,26 @@ struct WeightedRows {
   int64_t out_stride, term_stride;
   const float* const* inputs;
   int64_t terms, dim;
+  int64_t diagonal;
+  bool outs_are_queries;  // and the terms keys (P V, dS K); else the other way round
+
+  // The terms outputs [first, last] read: one range for the whole group.
+  std::pair<int64_t, int64_t> terms_of(int64_t first, int64_t last) const {
+    if (outs_are_queries) return {0, std::clamp<int64_t>(last + diagonal + 1, 0, terms)};
+    return {std::clamp<int64_t>(first - diagonal, 0, terms), terms};
+  }
 };
 
-// Four outputs by `Vectors` x 16 components in registers, over all terms.
+// Four outputs by `Vectors` x 16 components in registers, over the terms they read.
 template <int Vectors>
 void accumulate_tile(const WeightedRows& w, int64_t i0, int64_t d0) {
   const int64_t valid = std::min<int64_t>(kRowsAtOnce, w.outs - i0);
+  const auto [first_term, end_term] = w.terms_of(i0, i0 + valid - 1);
+  if (first_term >= end_term) return;
   const float* weight_row[kRowsAtOnce];
   for (int i = 0; i < kRowsAtOnce; ++i) weight_row[i] = w.weights + (i0 + std::min<int64_t>(i, valid - 1)) * w.out_stride;
   Floats16 sum[kRowsAtOnce][Vectors] = {};
-  for (int64_t t = 0; t < w.terms; ++t) {
+  for (int64_t t = first_term; t < end_term; ++t) {
     const float* x = w.inputs[t] + d0;
     Floats16 input[Vectors];
 #pragma GCC unroll 4
@@ -97,11 +138,13 @@ void accumulate_tile(const WeightedRows& w, int64_t i0, int64_t d0) {
 
 void accumulate(const WeightedRows& w) {
   if (w.dim % kLanes != 0) {  // narrow or odd heads: plain loops
-    for (int64_t i = 0; i < w.outs; ++i)
-      for (int64_t t = 0; t < w.terms; ++t) {
+    for (int64_t i = 0; i < w.outs; ++i) {
+      const auto [first_term, end_term] = w.terms_of(i, i);
+      for (int64_t t = first_term; t < end_term; ++t) {
         const float weight = w.weights[i * w.out_stride + t * w.term_stride];
         for (int64_t d = 0; d < w.dim; ++d) w.out[i][d] += weight * w.inputs[t][d];
       }
+    }
     return;
   }
   for (int64_t i0 = 0; i0 < w.outs; i0 += kRowsAtOnce)
@@ -155,18 +198,25 @@ void forward_query_block(const AttentionSizes& s, ConstHeadRows q, ConstHeadRows
       key_rows[j] = k.row(b, h, k0 + j);
       value_rows[j] = v.row(b, h, k0 + j);
     }
-    block_scores(key_rows, block_keys, packed_queries, dim, s.scale, scores_t);
+    const int64_t diagonal = q0 + (s.keys - s.queries) - k0;  // query r sees key j when j <= r + diagonal
+    block_scores(key_rows, block_keys, packed_queries, dim, s.scale, scores_t, [&](int64_t j0) {
+      return VectorRange{static_cast<int>(std::clamp<int64_t>(j0 - diagonal, 0, kBlock) / kLanes), kColumnVectors};
+    });
     for (int64_t j = 0; j < block_keys; ++j) {  // queries before the diagonal do not see key j
       const int64_t hidden = std::min(kBlock, s.first_query(k0 + j) - q0);
       if (hidden > 0) std::fill(scores_t + j * kBlock, scores_t + j * kBlock + hidden, -INFINITY);
     }
-    for (int c = 0; c < kColumnVectors; ++c) {  // sixteen queries at a time
-      const int64_t column = c * kLanes;
+    for (int c = 0; c < kColumnVectors; ++c) {  // sixteen queries at a time, over the keys they see
+      const int64_t column = c * kLanes, seen = std::clamp<int64_t>(column + kLanes + diagonal, 0, block_keys);
+      if (seen == 0) {  // none of the sixteen sees a key of this block
+        store16(rescale + column, splat16(1.0f));
+        continue;
+      }
       Floats16 block_max = load16(scores_t + column);
-      for (int64_t j = 1; j < block_keys; ++j) block_max = max16(block_max, load16(scores_t + j * kBlock + column));
+      for (int64_t j = 1; j < seen; ++j) block_max = max16(block_max, load16(scores_t + j * kBlock + column));
       const Floats16 old_max = load16(running_max + column), new_max = max16(old_max, block_max);
       Floats16 sum{};
-      for (int64_t j = 0; j < block_keys; ++j) {
+      for (int64_t j = 0; j < seen; ++j) {
         const Floats16 p = fast_exp(load16(scores_t + j * kBlock + column) - new_max);
         store16(scores_t + j * kBlock + column, p);
         sum += p;
@@ -179,7 +229,7 @@ void forward_query_block(const AttentionSizes& s, ConstHeadRows q, ConstHeadRows
     for (int64_t r = 0; r < rows; ++r)
       if (rescale[r] != 1.0f)
         for (int64_t d = 0; d < dim; ++d) accumulator_rows[r][d] *= rescale[r];
-    accumulate({accumulator_rows, rows, scores_t, 1, kBlock, value_rows, block_keys, dim});  // O += P V
+    accumulate({accumulator_rows, rows, scores_t, 1, kBlock, value_rows, block_keys, dim, diagonal, true});  // O += P V
   }
   for (int64_t r = 0; r < rows; ++r) {
     float* o = out.row(b, h, q0 + r);
@@ -231,21 +281,32 @@ void backward_head(const AttentionSizes& s, ConstHeadRows q, ConstHeadRows k, Co
         grad_rows[r] = dout.row(b, h, q0 + r);
         dq_rows[r] = dq.row(b, h, q0 + r);
       }
-      block_scores(query_rows, rows, packed_keys, dim, s.scale, p);
-      block_scores(grad_rows, rows, packed_values, dim, 1.0f, ds);  // dP, overwritten by dS
+      const int64_t diagonal = q0 + (s.keys - s.queries) - k0;  // query r sees key j when j <= r + diagonal
+      const auto keys_seen = [&](int64_t r0) {  // by rows r0..r0 + 3, in vectors
+        const int64_t last_key = r0 + kRowsAtOnce - 1 + diagonal;
+        return VectorRange{0, last_key < 0 ? 0 : static_cast<int>(std::min<int64_t>(kColumnVectors, last_key / kLanes + 1))};
+      };
+      block_scores(query_rows, rows, packed_keys, dim, s.scale, p, keys_seen);
+      block_scores(grad_rows, rows, packed_values, dim, 1.0f, ds, keys_seen);  // dP, overwritten by dS
       for (int64_t r = 0; r < rows; ++r) {
         float *pr = p + r * kBlock, *dsr = ds + r * kBlock;
-        mask_row(pr, std::clamp<int64_t>(s.visible_keys(q0 + r) - k0, 0, block_keys));
+        const int64_t visible = std::clamp<int64_t>(r + diagonal + 1, 0, block_keys);
+        const int64_t vectors = (visible + kLanes - 1) / kLanes;
+        mask_row(pr, visible);
         const Floats16 lse_r = splat16(lse[q0 + r]), dot_r = splat16(dots[q0 + r]);
-        for (int c = 0; c < kColumnVectors; ++c) {
+        for (int c = 0; c < vectors; ++c) {
           const Floats16 probability = fast_exp(load16(pr + c * kLanes) - lse_r);
           store16(pr + c * kLanes, probability);
           store16(dsr + c * kLanes, probability * (load16(dsr + c * kLanes) - dot_r));
         }
+        for (int64_t c = vectors; c < kColumnVectors; ++c) {  // keys it does not see: never computed
+          store16(pr + c * kLanes, Floats16{});
+          store16(dsr + c * kLanes, Floats16{});
+        }
       }
-      accumulate({dq_rows, rows, ds, kBlock, 1, key_rows, block_keys, dim});                // dQ += dS K
-      accumulate({value_grad_rows, block_keys, p, 1, kBlock, grad_rows, rows, dim});        // dV += P^T dO
-      accumulate({key_grad_rows, block_keys, ds, 1, kBlock, query_rows, rows, dim});        // dK += dS^T Q
+      accumulate({dq_rows, rows, ds, kBlock, 1, key_rows, block_keys, dim, diagonal, true});               // dQ += dS K
+      accumulate({value_grad_rows, block_keys, p, 1, kBlock, grad_rows, rows, dim, diagonal, false});      // dV += P^T dO
+      accumulate({key_grad_rows, block_keys, ds, 1, kBlock, query_rows, rows, dim, diagonal, false});      // dK += dS^T Q
     }
     for (int64_t j = 0; j < block_keys; ++j) {
       float *dk_row = dk.row(b, h, k0 + j), *dv_row = dv.row(b, h, k0 + j);
