@@ -49,7 +49,10 @@ void score_tile(const float* const* row, const float* packed, int64_t head_dim, 
   for (int64_t d = 0; d < head_dim; ++d) {
     Floats16 key[Vectors];
 #pragma GCC unroll 4
-    for (int c = 0; c < Vectors; ++c) key[c] = load16(packed + d * kBlock + c * kLanes);
+    for (int c = 0; c < Vectors; ++c) {
+      key[c] = load16(packed + d * kBlock + c * kLanes);
+      keep_in_register(key[c]);
+    }
 #pragma GCC unroll 4
     for (int i = 0; i < kRowsAtOnce; ++i) {
       const Floats16 x = splat16(row[i][d]);
@@ -121,7 +124,10 @@ void accumulate_tile(const WeightedRows& w, int64_t i0, int64_t d0) {
     const float* x = w.inputs[t] + d0;
     Floats16 input[Vectors];
 #pragma GCC unroll 4
-    for (int c = 0; c < Vectors; ++c) input[c] = load16(x + c * kLanes);
+    for (int c = 0; c < Vectors; ++c) {
+      input[c] = load16(x + c * kLanes);
+      keep_in_register(input[c]);
+    }
 #pragma GCC unroll 4
     for (int i = 0; i < kRowsAtOnce; ++i) {
       const Floats16 weight = splat16(weight_row[i][t * w.term_stride]);

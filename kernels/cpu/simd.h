@@ -26,7 +26,19 @@ inline Floats16 load16(const float* p) {
 
 inline void store16(float* p, Floats16 v) { std::memcpy(p, &v, sizeof v); }
 
-inline Floats16 splat16(float x) { return Floats16{} + x; }
+// x in every lane: one broadcast (Floats16{} + x would cost an add, to turn -0 into +0).
+inline Floats16 splat16(float x) { return Floats16{x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }
+
+// Makes the compiler hold v in a register from here on. A value that several FMAs use is
+// otherwise loaded again by each of them (the load folded into the FMA), and a small tile
+// then waits on loads rather than on multiplies.
+inline void keep_in_register(Floats16& v) {
+#if defined(__AVX512F__)
+  __asm__("" : "+v"(v));
+#else
+  (void)v;
+#endif
+}
 
 // One float or sixteen from p, and back: for code written once for both widths.
 template <class F>
