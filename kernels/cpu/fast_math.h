@@ -23,8 +23,11 @@ namespace minipipe::kernels::cpu {
 inline float scale_by_power_of_two(float x, float n) {
   return _mm_cvtss_f32(_mm_scalef_ss(_mm_set_ss(x), _mm_set_ss(n)));
 }
+// (The zero-masked form with every lane kept is the same instruction; the plain intrinsic
+// passes GCC 12 an undefined vector that its -Wmaybe-uninitialized reports in every caller.)
 inline Floats16 scale_by_power_of_two(Floats16 x, Floats16 n) {
-  return reinterpret_cast<Floats16>(_mm512_scalef_ps(reinterpret_cast<__m512>(x), reinterpret_cast<__m512>(n)));
+  return reinterpret_cast<Floats16>(
+      _mm512_maskz_scalef_ps(0xFFFF, reinterpret_cast<__m512>(x), reinterpret_cast<__m512>(n)));
 }
 #else
 inline float float_from_bits(int32_t bits) {
