@@ -40,8 +40,8 @@ struct VectorRange {
   int first, end;
 };
 
-// `Vectors` score vectors from `columns` on, for four rows (one load of each packed vector
-// shared by the four: sixteen accumulators at most).
+// `Vectors` score vectors, from where `packed` and `scores` point, for four rows (one load of
+// each packed vector shared by the four: sixteen accumulators at most).
 template <int Vectors>
 void score_tile(const float* const* row, const float* packed, int64_t head_dim, float scale, int64_t valid,
                 float* scores) {
@@ -163,10 +163,6 @@ void accumulate(const WeightedRows& w) {
       }
     }
 }
-
-// Scores of keys a row does not see become -inf (and so probabilities of 0): those past
-// the causal diagonal and the block's padding past its last key.
-void mask_row(float* scores, int64_t visible) { std::fill(scores + visible, scores + kBlock, -INFINITY); }
 
 // Scratch that lives as long as the kernel thread, so that a block does not allocate.
 std::vector<float>& scratch(int which, size_t floats) {
@@ -298,7 +294,9 @@ void backward_head(const AttentionSizes& s, ConstHeadRows q, ConstHeadRows k, Co
         float *pr = p + r * kBlock, *dsr = ds + r * kBlock;
         const int64_t visible = std::clamp<int64_t>(r + diagonal + 1, 0, block_keys);
         const int64_t vectors = (visible + kLanes - 1) / kLanes;
-        mask_row(pr, visible);
+        // Keys it does not see become -inf (probabilities of 0) in the vectors it computes:
+        // those past the causal diagonal and the block's padding past its last key.
+        std::fill(pr + visible, pr + vectors * kLanes, -INFINITY);
         const Floats16 lse_r = splat16(lse[q0 + r]), dot_r = splat16(dots[q0 + r]);
         for (int c = 0; c < vectors; ++c) {
           const Floats16 probability = fast_exp(load16(pr + c * kLanes) - lse_r);
