@@ -210,7 +210,9 @@ TEST(VSchedules, DualPipeVBubbleIsWithinItsFormulaAndConstantInM) {
         const std::string what = "K=" + std::to_string(k) + " M=" + std::to_string(m) + " F=" + std::to_string(f) +
                                  " B=" + std::to_string(b);
         EXPECT_LE(idle, formula + 1e-9) << what;
-        if (f * 2 == b) EXPECT_NEAR(idle, formula / 2, 1e-9) << what;
+        if (f * 2 == b) {
+          EXPECT_NEAR(idle, formula / 2, 1e-9) << what;
+        }
         if (first_idle < 0) first_idle = idle;
         EXPECT_NEAR(idle, first_idle, 1e-9) << what;
         EXPECT_EQ(*std::max_element(r.peak_in_flight.begin(), r.peak_in_flight.end()), 2 * k + 1) << what;
@@ -462,7 +464,9 @@ TEST(PipeDream, ReplicatedStagesShareTheWorkRoundRobinAndAllReduceBeforeEachUpda
           for (const Instruction& i : schedule.programs[w]) {
             all_reduces += i.op == Op::AllReduce;
             updates += i.op == Op::OptimizerStep;
-            if (i.op == Op::Forward) EXPECT_EQ(i.micro_batch / per_update % r, k) << what;
+            if (i.op == Op::Forward) {
+              EXPECT_EQ(i.micro_batch / per_update % r, k) << what;
+            }
           }
           EXPECT_EQ(updates, 24 / r) << what;
           EXPECT_EQ(all_reduces, r > 1 ? updates : 0) << what;
@@ -527,7 +531,9 @@ TEST(Planner, EqualsBruteForceOnSmallRandomInstances) {
   int compared = 0, replicated = 0, infeasible = 0;
   for (int instance = 0; instance < 400; ++instance) {
     std::vector<LayerProfile> layers(1 + instance % 6);
-    for (LayerProfile& l : layers) l = {seconds(random), seconds(random), bytes(random), bytes(random)};
+    for (LayerProfile& l : layers)
+      l = {.forward_seconds = seconds(random), .backward_seconds = seconds(random), .output_bytes = bytes(random),
+           .parameter_bytes = bytes(random)};
     PlannerOptions options{1 + (instance / 6) % 5, {std::uniform_real_distribution<double>(500, 20000)(random), 0.01 * (instance % 3)}};
     if (instance % 4 == 0) options.memory_per_worker = 12000 + bytes(random) * 8;
     if (instance % 7 == 0) options.most_replicas = 1;
@@ -564,7 +570,7 @@ TEST(Planner, EqualsBruteForceOnSmallRandomInstances) {
 
 TEST(Planner, ReplicatesWhenWeightsAreCheapToSyncAndPipelinesWhenTheyAreNot) {
   // Four equal layers of 1 s each, small activations.
-  std::vector<LayerProfile> layers(4, {0.4, 0.6, 1000, 0});
+  std::vector<LayerProfile> layers(4, {.forward_seconds = 0.4, .backward_seconds = 0.6, .output_bytes = 1000});
   for (LayerProfile& l : layers) l.parameter_bytes = 1000;
   PlannerOptions cheap_sync{4, {1e9, 0}};  // syncing 4 KB takes microseconds: pure data parallelism
   const PipelinePlan data_parallel = plan_pipeline(layers, cheap_sync);

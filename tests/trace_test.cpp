@@ -173,7 +173,9 @@ TEST(Prediction, RecoversTheCostsOfASimulatedTraceAndPredictsItExactly) {
     const CostModel recovered = costs_from_trace(measured, schedule);
     EXPECT_EQ(recovered.forward, costs.forward) << name;
     EXPECT_EQ(recovered.backward, costs.backward) << name;
-    if (name == "zb-h1") EXPECT_EQ(recovered.backward_weight, costs.backward_weight);
+    if (name == "zb-h1") {
+      EXPECT_EQ(recovered.backward_weight, costs.backward_weight);
+    }
     const std::vector<InstructionTimes> times = match_instructions(measured, to_trace(simulate(schedule, recovered)));
     ASSERT_FALSE(times.empty());
     for (const InstructionTimes& t : times) {

@@ -31,7 +31,9 @@ struct AdamWConstants {
 inline float square_root(float x) { return std::sqrt(x); }
 inline Floats16 square_root(Floats16 x) {
 #if defined(__AVX512F__)
-  return _mm512_sqrt_ps(x);  // correctly rounded, as std::sqrt
+  // Correctly rounded, as std::sqrt. (The zero-masked form with every lane kept: the plain
+  // intrinsic hands GCC 12 an undefined vector, which -Wmaybe-uninitialized reports.)
+  return _mm512_maskz_sqrt_ps(0xFFFF, x);
 #else
   for (int lane = 0; lane < kLanes; ++lane) x[lane] = std::sqrt(x[lane]);
   return x;
