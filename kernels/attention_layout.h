@@ -29,6 +29,9 @@ struct AttentionSizes {
   float scale;  // 1 / sqrt(head_dim)
 
   MINIPIPE_HOST_DEVICE int64_t visible_keys(int64_t query) const { return keys - queries + query + 1; }
+  // For a block of queries from q0 and one of keys from k0: row r of the first sees key j of
+  // the second when j <= r + block_diagonal(q0, k0).
+  MINIPIPE_HOST_DEVICE int64_t block_diagonal(int64_t q0, int64_t k0) const { return q0 + (keys - queries) - k0; }
   // The first query that sees `key`.
   MINIPIPE_HOST_DEVICE int64_t first_query(int64_t key) const {
     const int64_t q = key - (keys - queries);

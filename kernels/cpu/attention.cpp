@@ -200,12 +200,12 @@ void forward_query_block(const AttentionSizes& s, ConstHeadRows q, ConstHeadRows
       key_rows[j] = k.row(b, h, k0 + j);
       value_rows[j] = v.row(b, h, k0 + j);
     }
-    const int64_t diagonal = q0 + (s.keys - s.queries) - k0;  // query r sees key j when j <= r + diagonal
+    const int64_t diagonal = s.block_diagonal(q0, k0);
     block_scores(key_rows, block_keys, packed_queries, dim, s.scale, scores_t, [&](int64_t j0) {
       return VectorRange{static_cast<int>(std::clamp<int64_t>(j0 - diagonal, 0, kBlock) / kLanes), kColumnVectors};
     });
     for (int64_t j = 0; j < block_keys; ++j) {  // queries before the diagonal do not see key j
-      const int64_t hidden = std::min(kBlock, s.first_query(k0 + j) - q0);
+      const int64_t hidden = std::min(kBlock, j - diagonal);
       if (hidden > 0) std::fill(scores_t + j * kBlock, scores_t + j * kBlock + hidden, -INFINITY);
     }
     for (int c = 0; c < kColumnVectors; ++c) {  // sixteen queries at a time, over the keys they see
@@ -283,7 +283,7 @@ void backward_head(const AttentionSizes& s, ConstHeadRows q, ConstHeadRows k, Co
         grad_rows[r] = dout.row(b, h, q0 + r);
         dq_rows[r] = dq.row(b, h, q0 + r);
       }
-      const int64_t diagonal = q0 + (s.keys - s.queries) - k0;  // query r sees key j when j <= r + diagonal
+      const int64_t diagonal = s.block_diagonal(q0, k0);
       const auto keys_seen = [&](int64_t r0) {  // by rows r0..r0 + 3, in vectors
         const int64_t last_key = r0 + kRowsAtOnce - 1 + diagonal;
         return VectorRange{0, last_key < 0 ? 0 : static_cast<int>(std::min<int64_t>(kColumnVectors, last_key / kLanes + 1))};
