@@ -21,13 +21,18 @@ constexpr int kRowsAtOnce = 4;                   // rows sharing each load of a 
 
 // A block's rows (queries in the forward, keys or values in the backward) transposed,
 // [head_dim][kBlock], zero past its last row: the score kernel then reads sixteen rows'
-// d-th components with one load.
+// d-th components with one load. Whole 16 x 16 tiles are transposed in registers.
 void pack_transposed(ConstHeadRows rows, int64_t b, int64_t h, int64_t first, int64_t count, int64_t head_dim,
                      float* packed) {
-  std::fill(packed, packed + head_dim * kBlock, 0.0f);
-  for (int64_t j = 0; j < count; ++j) {
-    const float* row = rows.row(b, h, first + j);
-    for (int64_t d = 0; d < head_dim; ++d) packed[d * kBlock + j] = row[d];
+  const float* src = rows.row(b, h, first);
+  const int64_t stride = rows.token_stride, whole_rows = count / kLanes * kLanes, whole_dims = head_dim / kLanes * kLanes;
+  for (int64_t j = 0; j < whole_rows; j += kLanes)
+    for (int64_t d = 0; d < whole_dims; d += kLanes)
+      copy_transposed16(reinterpret_cast<const uint32_t*>(src + j * stride + d), stride,
+                        reinterpret_cast<uint32_t*>(packed + d * kBlock + j), kBlock);
+  for (int64_t d = 0; d < head_dim; ++d) {
+    for (int64_t j = d < whole_dims ? whole_rows : 0; j < count; ++j) packed[d * kBlock + j] = src[j * stride + d];
+    std::fill(packed + d * kBlock + count, packed + (d + 1) * kBlock, 0.0f);
   }
 }
 

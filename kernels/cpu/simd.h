@@ -3,11 +3,14 @@
 // lane by lane and compile to one AVX-512 instruction each (two AVX2 or four SSE ones on
 // other CPUs). For the loops the compiler does not vectorise by itself: reductions (it must
 // keep a float sum or max in program order) and loops whose bodies hold such a reduction.
-// Every lane computes exactly what the scalar code computes on its element (no FMA
-// contraction under -std=c++20), so a kernel may mix the two at a range's ends and still
-// give results that do not depend on where the kernel threads cut the ranges.
+// Every lane computes exactly what the scalar code computes on its element, so a kernel may
+// mix the two at a range's ends and still give results that do not depend on where the
+// kernel threads cut the ranges. (GCC contracts a * b + c into one FMA in C++ whatever -std
+// says, but alike for a float and for sixteen: one template's two instantiations compile to
+// the same operations; tests/kernels_test.cpp checks the bits.)
 #include <cstdint>
 #include <cstring>
+#include <utility>
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
@@ -73,6 +76,61 @@ inline void stream_fence() {
 #if defined(__AVX512F__)
   _mm_sfence();
 #endif
+}
+
+namespace detail {
+// The two-source shuffles of transpose16's step h (indices >= 16 pick the second source's
+// lane index - 16): lower takes lanes j with (j & h) == 0 from the first vector and the
+// others from the second's lane j - h; upper is the mirror. Built as constants from an index
+// pack, so that each step is one permute per vector: indices filled in a loop were assembled
+// lane by lane at run time, and the tile then took 94 ns instead of 12.
+template <int h, std::size_t... j>
+constexpr Ints16 lower_lanes(std::index_sequence<j...>) {
+  return Ints16{((j & h) ? static_cast<int32_t>(kLanes + j - h) : static_cast<int32_t>(j))...};
+}
+template <int h, std::size_t... j>
+constexpr Ints16 upper_lanes(std::index_sequence<j...>) {
+  return Ints16{((j & h) ? static_cast<int32_t>(kLanes + j) : static_cast<int32_t>(j + h))...};
+}
+// Swaps the off-diagonal h x h blocks of every 2h x 2h block of the 16 x 16 tile v.
+template <int h>
+inline void swap_blocks(Ints16 (&v)[kLanes]) {
+  constexpr Ints16 lower = lower_lanes<h>(std::make_index_sequence<kLanes>{});
+  constexpr Ints16 upper = upper_lanes<h>(std::make_index_sequence<kLanes>{});
+#pragma GCC unroll 16
+  for (int i = 0; i < kLanes; ++i) {
+    if (i & h) continue;
+    const Ints16 a = v[i], b = v[i + h];
+    v[i] = __builtin_shuffle(a, b, lower);
+    v[i + h] = __builtin_shuffle(a, b, upper);
+  }
+}
+}  // namespace detail
+
+// A 16 x 16 tile of 32-bit values transposed in registers: afterwards lane c of v[r] holds
+// what lane r of v[c] held. After swapping blocks of 8, 4, 2 and 1 every element has crossed
+// the diagonal (64 two-source permutes on AVX-512).
+inline void transpose16(Ints16 (&v)[kLanes]) {
+  detail::swap_blocks<8>(v);
+  detail::swap_blocks<4>(v);
+  detail::swap_blocks<2>(v);
+  detail::swap_blocks<1>(v);
+}
+
+// t[r * t_stride + c] = s[c * s_stride + r] for r, c < 16: sixteen rows of s loaded as
+// vectors, transposed in registers, stored as sixteen rows of t (with streaming stores,
+// each t row then a whole aligned cache line, for outputs larger than the caches).
+template <bool kStreaming = false>
+inline void copy_transposed16(const uint32_t* s, int64_t s_stride, uint32_t* t, int64_t t_stride) {
+  Ints16 v[kLanes];
+  for (int i = 0; i < kLanes; ++i) std::memcpy(&v[i], s + i * s_stride, sizeof v[i]);
+  transpose16(v);
+  for (int i = 0; i < kLanes; ++i) {
+    if constexpr (kStreaming)
+      stream16(t + i * t_stride, v[i]);
+    else
+      std::memcpy(t + i * t_stride, &v[i], sizeof v[i]);
+  }
 }
 
 // Lane by lane, as the scalar code writes them (a < b ? b : a keeps the first of equal values).
