@@ -235,7 +235,7 @@ void transposed_copy32(const uint32_t* src, const int64_t* ss, uint32_t* dst, co
           const int64_t row_end = std::min(band_end, row_begin + kTile);
           if (row_end - row_begin == kTile && col_end - col_begin == kTile) {
             copy_transposed16<kStreaming>(s + col_begin * src_col_stride + row_begin, src_col_stride,
-                                         t + row_begin * dst_row_stride + col_begin, dst_row_stride);
+                                          t + row_begin * dst_row_stride + col_begin, dst_row_stride);
             continue;
           }
           for (int64_t r = row_begin; r < row_end; ++r)  // src's stride along rows is 1
