@@ -2,6 +2,7 @@
 
 #include <atomic>
 
+#include "kernels/cpu/simd.h"
 #include "kernels/cpu/threads.h"
 
 // Eigen must not start threads of its own: kernel_threads() decides (threads.h).
@@ -66,40 +67,8 @@ struct StridedMatrix {
 // (Zen 5: 48 KB L1, 1 MB L2) depth 512 and 768 columns, with C prefetched, ran the twelve GEMM
 // shapes of a gpt-512 step at 188 GFLOP/s against 166 for depth 256 and 2048 columns (medians
 // of 9 alternating runs; the micro-kernel alone, in L1, reaches 210).
-typedef float Vector __attribute__((vector_size(64)));  // 16 floats
-constexpr int64_t kLanes = 16;
-constexpr int64_t kTileCols = 2 * kLanes;
+constexpr int64_t kTileCols = 2 * kLanes;  // two vectors of sixteen floats (simd.h)
 constexpr int64_t kDepthBlock = 512, kRowBlock = 96, kColumnBlock = 768;
-
-// Transposes the 16 x 16 block in v: element i of v[j] moves to element j of v[i]. Four rounds of shuffles, each
-// pairing up the results of the round before: the first two within 128-bit lanes (after them,
-// lane L of vector 4 * g + c holds column 4 * L + c of rows 4g..4g+3), the last two across lanes.
-inline void transpose_16x16(__m512 v[16]) {
-  __m512 t[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_ps(v[i], v[i + 1]);
-    t[i + 1] = _mm512_unpackhi_ps(v[i], v[i + 1]);
-  }
-  for (int g = 0; g < 4; ++g) {  // rows 4g..4g+3: columns 4L + 0, 1, 2, 3 in lane L
-    const __m512* lo = t + 4 * g;
-    v[4 * g + 0] = _mm512_shuffle_ps(lo[0], lo[2], 0x44);
-    v[4 * g + 1] = _mm512_shuffle_ps(lo[0], lo[2], 0xEE);
-    v[4 * g + 2] = _mm512_shuffle_ps(lo[1], lo[3], 0x44);
-    v[4 * g + 3] = _mm512_shuffle_ps(lo[1], lo[3], 0xEE);
-  }
-  for (int c = 0; c < 4; ++c) {  // lanes (0, 2) and (1, 3) of row groups 0|1 and 2|3
-    t[c] = _mm512_shuffle_f32x4(v[c], v[4 + c], 0x88);
-    t[4 + c] = _mm512_shuffle_f32x4(v[c], v[4 + c], 0xDD);
-    t[8 + c] = _mm512_shuffle_f32x4(v[8 + c], v[12 + c], 0x88);
-    t[12 + c] = _mm512_shuffle_f32x4(v[8 + c], v[12 + c], 0xDD);
-  }
-  for (int c = 0; c < 4; ++c) {  // column 4L + c gathers lane L of the four row groups
-    v[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);
-    v[8 + c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xDD);
-    v[4 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0x88);
-    v[12 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0xDD);
-  }
-}
 
 // The mask of lanes [0, count), count <= 16.
 inline __mmask16 first_lanes(int64_t count) { return static_cast<__mmask16>((1u << count) - 1); }
@@ -112,36 +81,55 @@ constexpr int64_t kPackAhead = 64;
 
 // out[p * width + r] = src[r * stride + p] for r < rows and p < depth, 0 for rows <= r < width:
 // rows that run along p, packed p-major. 16 x 16 blocks go through registers (loads along p,
-// a transpose, stores along r); masks take the ragged edges and the zero padding.
+// simd.h's transpose16, stores along r); masks take the ragged edges and the zero padding.
 void pack_across(const float* src, int64_t stride, int64_t rows, int64_t depth, float* out, int64_t width) {
-  __m512 v[16];
+  Ints16 v[kLanes];
   for (int64_t r0 = 0; r0 < width; r0 += 16) {
     const __mmask16 store = first_lanes(std::min<int64_t>(16, width - r0));
     for (int64_t p0 = 0; p0 < depth; p0 += 16) {
       const int64_t steps = std::min<int64_t>(16, depth - p0);
       for (int64_t r = 0; r < 16; ++r) {
         if (r0 + r >= rows) {
-          v[r] = _mm512_setzero_ps();
+          v[r] = Ints16{};
           continue;
         }
         const float* line = src + (r0 + r) * stride + p0;
         _mm_prefetch(reinterpret_cast<const char*>(line + kPackAhead), _MM_HINT_T0);
-        v[r] = _mm512_maskz_loadu_ps(first_lanes(steps), line);
+        v[r] = reinterpret_cast<Ints16>(_mm512_maskz_loadu_ps(first_lanes(steps), line));
       }
-      transpose_16x16(v);
-      for (int64_t q = 0; q < steps; ++q) _mm512_mask_storeu_ps(out + (p0 + q) * width + r0, store, v[q]);
+      transpose16(v);
+      for (int64_t q = 0; q < steps; ++q)
+        _mm512_mask_storeu_ps(out + (p0 + q) * width + r0, store, reinterpret_cast<__m512>(v[q]));
     }
   }
 }
 
-// out[p * width + c] = src[p * stride + c] for c < cols and p < depth, 0 for cols <= c < width.
+// How many source rows ahead pack_along asks for: its reads step by a whole row (a
+// transposed operand, e.g. dY in dW = dY^T X), a stride the hardware prefetcher did not
+// follow. 8 rows: the dW shapes of a gpt-512 step ran 4-5% faster (4 to 32 alike).
+constexpr int64_t kAlongAhead = 8;
+
+// Every panel of a block at once when the block's rows run along the source's rows:
+// panel[c / width][p * width + c % width] = src[p * stride + c] for c < cols and p < depth,
+// 0 for cols <= c < the panels' end. Each source row is read once, left to right, into
+// every panel (panel by panel, each pass took a 48-byte piece of every row, and the next
+// pass the piece beside it: 2% slower again).
 void pack_along(const float* src, int64_t stride, int64_t cols, int64_t depth, float* out, int64_t width) {
-  for (int64_t p = 0; p < depth; ++p)
-    for (int64_t c0 = 0; c0 < width; c0 += 16) {
-      const __mmask16 load = first_lanes(std::clamp<int64_t>(cols - c0, 0, 16));
-      _mm512_mask_storeu_ps(out + p * width + c0, first_lanes(std::min<int64_t>(16, width - c0)),
-                            _mm512_maskz_loadu_ps(load, src + p * stride + c0));
+  const int64_t padded = (cols + width - 1) / width * width;
+  for (int64_t p = 0; p < depth; ++p) {
+    const float* row = src + p * stride;
+    const float* ahead = row + kAlongAhead * stride;  // only prefetched: past the end is harmless
+    for (int64_t c = 0; c < cols; c += 16) _mm_prefetch(reinterpret_cast<const char*>(ahead + c), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(ahead + cols - 1), _MM_HINT_T0);
+    for (int64_t c0 = 0; c0 < padded; c0 += width) {
+      float* panel_row = out + c0 * depth + p * width;
+      for (int64_t c = 0; c < width; c += 16) {
+        const __mmask16 load = first_lanes(std::clamp<int64_t>(cols - c0 - c, 0, 16));
+        _mm512_mask_storeu_ps(panel_row + c, first_lanes(std::min<int64_t>(16, width - c)),
+                              _mm512_maskz_loadu_ps(load, row + c0 + c));
+      }
     }
+  }
 }
 
 // Packs rows [row0, row0 + rows) x depth [p0, p0 + depth) of m as consecutive `width`-tall
@@ -149,28 +137,29 @@ void pack_along(const float* src, int64_t stride, int64_t cols, int64_t depth, f
 // Packed A is m = op(A) in TileRows panels; packed B is m = op(B)^T in kTileCols panels.
 void pack_panels(const StridedMatrix& m, int64_t row0, int64_t rows, int64_t p0, int64_t depth, int64_t width,
                  float* packed) {
-  for (int64_t i = 0; i < rows; i += width, packed += depth * width) {
-    const int64_t valid = std::min(width, rows - i);
-    const float* first = m.data + (row0 + i) * m.row_stride + p0 * m.col_stride;
-    if (m.col_stride == 1) pack_across(first, m.row_stride, valid, depth, packed, width);
-    else pack_along(first, m.col_stride, valid, depth, packed, width);  // row_stride == 1
+  const float* first = m.data + row0 * m.row_stride + p0 * m.col_stride;
+  if (m.col_stride != 1) {  // row_stride == 1
+    pack_along(first, m.col_stride, rows, depth, packed, width);
+    return;
   }
+  for (int64_t i = 0; i < rows; i += width, packed += depth * width)
+    pack_across(first + i * m.row_stride, m.row_stride, std::min(width, rows - i), depth, packed, width);
 }
 
 template <int64_t TileRows>
-using Tile = Vector[TileRows][2];
+using Tile = Floats16[TileRows][2];
 
 // tile = A panel x B panel over `depth` steps (both packed, so reads are sequential).
 template <int64_t TileRows>
 void multiply_tile(int64_t depth, const float* a, const float* b, Tile<TileRows>& tile) {
-  for (auto& row : tile) row[0] = row[1] = Vector{};
+  for (auto& row : tile) row[0] = row[1] = Floats16{};
   for (int64_t p = 0; p < depth; ++p, a += TileRows, b += kTileCols) {
-    Vector b0, b1;
-    __builtin_memcpy(&b0, b, sizeof(Vector));
-    __builtin_memcpy(&b1, b + kLanes, sizeof(Vector));
+    Floats16 b0, b1;
+    __builtin_memcpy(&b0, b, sizeof(Floats16));
+    __builtin_memcpy(&b1, b + kLanes, sizeof(Floats16));
 #pragma GCC unroll 12
     for (int64_t r = 0; r < TileRows; ++r) {
-      const Vector a_r = _mm512_set1_ps(a[r]);  // (Vector{} + a[r] costs an add: -0.0f)
+      const Floats16 a_r = _mm512_set1_ps(a[r]);  // (Floats16{} + a[r] costs an add: -0.0f)
       tile[r][0] += a_r * b0;
       tile[r][1] += a_r * b1;
     }
@@ -185,13 +174,13 @@ void store_tile(const Tile<TileRows>& tile, int64_t rows, int64_t cols, float al
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t half = 0; half < 2; ++half) {
         float* out = c + r * ldc + half * kLanes;
-        Vector value = alpha * tile[r][half];
+        Floats16 value = alpha * tile[r][half];
         if (addend.scale != 0.0f) {
-          Vector old;
-          __builtin_memcpy(&old, addend.data + r * addend.ld + half * kLanes, sizeof(Vector));
+          Floats16 old;
+          __builtin_memcpy(&old, addend.data + r * addend.ld + half * kLanes, sizeof(Floats16));
           value += addend.scale * old;
         }
-        __builtin_memcpy(out, &value, sizeof(Vector));
+        __builtin_memcpy(out, &value, sizeof(Floats16));
       }
     }
     return;
