@@ -24,9 +24,24 @@ void layer_norm_forward(const float* x, const float* gamma, const float* beta, f
   });
 }
 
+namespace {
+// Row r's terms of dgamma and dbeta, columns [begin, end).
+void add_parameter_gradients(const float* xr, const float* dyr, float mu, float inv, float* dgamma, float* dbeta,
+                             int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) {
+    dgamma[i] += dyr[i] * ((xr[i] - mu) * inv);
+    dbeta[i] += dyr[i];
+  }
+}
+}  // namespace
+
 void layer_norm_backward(const float* x, const float* gamma, const float* mean, const float* rstd,
                          const float* dy, float* dx, float* dgamma, float* dbeta, int64_t rows,
                          int64_t cols) {
+  // dgamma and dbeta sum over the rows in row order, each column on one thread. On one
+  // kernel thread a row adds its terms while it is in L1 for dx (the same operations in the
+  // same order: the same bits), instead of a second pass over x and dy.
+  const bool one_thread = kernel_threads() == 1;
   parallel_for(rows, 3 * cols, [&](int64_t r) {
     const float* xr = x + r * cols;
     const float* dyr = dy + r * cols;
@@ -37,16 +52,12 @@ void layer_norm_backward(const float* x, const float* gamma, const float* mean, 
     const float mean_g_xhat =
         static_cast<float>(lane_sum(cols, [&](int64_t i) { return dyr[i] * gamma[i] * xhat(i); }) / cols);
     for (int64_t i = 0; i < cols; ++i) dx[r * cols + i] = inv * (dyr[i] * gamma[i] - mean_g - xhat(i) * mean_g_xhat);
+    if (one_thread) add_parameter_gradients(xr, dyr, mu, inv, dgamma, dbeta, 0, cols);
   });
+  if (one_thread) return;
   parallel_ranges(cols, 2 * rows, [&](int64_t begin, int64_t end) {
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* xr = x + r * cols;
-      const float* dyr = dy + r * cols;
-      for (int64_t i = begin; i < end; ++i) {
-        dgamma[i] += dyr[i] * ((xr[i] - mean[r]) * rstd[r]);
-        dbeta[i] += dyr[i];
-      }
-    }
+    for (int64_t r = 0; r < rows; ++r)
+      add_parameter_gradients(x + r * cols, dy + r * cols, mean[r], rstd[r], dgamma, dbeta, begin, end);
   });
 }
 
