@@ -21,13 +21,13 @@ constexpr int kLanes = 16;
 typedef float Floats16 __attribute__((vector_size(64)));
 typedef int32_t Ints16 __attribute__((vector_size(64)));
 
-inline Floats16 load16(const float* p) {
-  Floats16 v;
-  std::memcpy(&v, p, sizeof v);  // an unaligned load
-  return v;
-}
-
-inline void store16(float* p, Floats16 v) { std::memcpy(p, &v, sizeof v); }
+// Unaligned loads and stores typed as floats: with std::memcpy they were char accesses, which
+// may alias anything, so a loop reread every pointer it held in memory (a kernel thread's
+// lambda holds its arrays by reference) after each store: exp took 15.6 cycles per sixteen
+// floats instead of 10, GELU 21 instead of 18. (A vector of floats aliases floats only.)
+typedef float UnalignedFloats16 __attribute__((vector_size(64), aligned(4)));
+inline Floats16 load16(const float* p) { return *reinterpret_cast<const UnalignedFloats16*>(p); }
+inline void store16(float* p, Floats16 v) { *reinterpret_cast<UnalignedFloats16*>(p) = v; }
 
 // x in every lane: one broadcast (Floats16{} + x would cost an add, to turn -0 into +0).
 inline Floats16 splat16(float x) { return Floats16{x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }
