@@ -154,9 +154,7 @@ template <int64_t TileRows>
 void multiply_tile(int64_t depth, const float* a, const float* b, Tile<TileRows>& tile) {
   for (auto& row : tile) row[0] = row[1] = Floats16{};
   for (int64_t p = 0; p < depth; ++p, a += TileRows, b += kTileCols) {
-    Floats16 b0, b1;
-    __builtin_memcpy(&b0, b, sizeof(Floats16));
-    __builtin_memcpy(&b1, b + kLanes, sizeof(Floats16));
+    const Floats16 b0 = load16(b), b1 = load16(b + kLanes);
 #pragma GCC unroll 12
     for (int64_t r = 0; r < TileRows; ++r) {
       const Floats16 a_r = _mm512_set1_ps(a[r]);  // (Floats16{} + a[r] costs an add: -0.0f)
@@ -175,12 +173,8 @@ void store_tile(const Tile<TileRows>& tile, int64_t rows, int64_t cols, float al
       for (int64_t half = 0; half < 2; ++half) {
         float* out = c + r * ldc + half * kLanes;
         Floats16 value = alpha * tile[r][half];
-        if (addend.scale != 0.0f) {
-          Floats16 old;
-          __builtin_memcpy(&old, addend.data + r * addend.ld + half * kLanes, sizeof(Floats16));
-          value += addend.scale * old;
-        }
-        __builtin_memcpy(out, &value, sizeof(Floats16));
+        if (addend.scale != 0.0f) value += addend.scale * load16(addend.data + r * addend.ld + half * kLanes);
+        store16(out, value);
       }
     }
     return;
